@@ -1,0 +1,414 @@
+#ifndef POOL_H
+#define POOL_H
+
+/*
+ * libpool: a process pool for C and C++.
+ *
+ * DO NOT EDIT: generated from src/ffi by cbindgen (cbindgen.toml).
+ * Regenerate with `POOL_BLESS=1 cargo test --test header`; the tests fail if it drifts.
+ *
+ * Conventions: every function may be called from any thread unless its comment says
+ * otherwise; functions returning int return a pool_status (POOL_OK is 0) and, on failure, leave
+ * a message for pool_last_error() on the calling thread; functions returning a handle return
+ * NULL on failure; *_free(NULL) and pool_destroy(NULL) are no-ops. Work submitted to a pool
+ * runs in other processes: the function pointers, ctx and initarg passed to it must point into
+ * memory that existed when the pool was created.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+/* Opaque handles. */
+typedef struct pool_s pool_t;
+typedef struct pool_async_s pool_async_t;
+typedef struct pool_process_s pool_process_t;
+
+
+/**
+ * Library version, kept equal to Cargo.toml by a test.
+ */
+#define POOL_VERSION_MAJOR 0
+
+#define POOL_VERSION_MINOR 1
+
+#define POOL_VERSION_PATCH 0
+
+/**
+ * Status codes returned by libpool functions. The values are fixed and never reused.
+ */
+typedef enum {
+  /**
+   * Success.
+   */
+  POOL_OK = 0,
+  /**
+   * An argument is invalid (NULL, zero size, overflow, wrong state, wrong process).
+   */
+  POOL_EINVAL = 1,
+  /**
+   * Out of memory, or the pool's shared memory cannot hold the data.
+   */
+  POOL_ENOMEM = 2,
+  /**
+   * A system call failed; `pool_last_error()` names it and gives the errno text.
+   */
+  POOL_ESYS = 3,
+  /**
+   * Not ready within the timeout, or the task ran past the pool's `task_timeout`.
+   */
+  POOL_ETIMEDOUT = 4,
+  /**
+   * The task function returned nonzero; `pool_last_error()` gives its code.
+   */
+  POOL_ETASK = 5,
+  /**
+   * The worker running the task died (signal or exit); `pool_last_error()` says how.
+   */
+  POOL_ECRASHED = 6,
+  /**
+   * The pool is closed or terminated.
+   */
+  POOL_ECLOSED = 7,
+  /**
+   * An internal error was caught at the library boundary (a bug in libpool).
+   */
+  POOL_EPANIC = 8,
+} pool_status;
+
+/**
+ * Options for `pool_create`. Always call `pool_options_init` first: it fills the defaults and
+ * stamps `struct_size`, which lets later versions add fields without breaking the ABI.
+ */
+typedef struct {
+  /**
+   * sizeof(pool_options_t) as the caller was compiled; set by `pool_options_init`.
+   */
+  size_t struct_size;
+  /**
+   * Runs once in every worker process when it starts (replacements included), before any
+   * task. NULL for none.
+   */
+  void (*initializer)(void *initarg);
+  /**
+   * Argument for `initializer`; must point into memory that exists at `pool_create`.
+   */
+  void *initarg;
+  /**
+   * Tasks (an apply, or a map chunk) a worker runs before it is replaced; 0 = unlimited.
+   */
+  uint64_t max_tasks_per_child;
+  /**
+   * Seconds one item may run before its worker is stopped and the item fails with
+   * `POOL_ETIMEDOUT`; <= 0 for no limit.
+   */
+  double task_timeout;
+} pool_options_t;
+
+/**
+ * A task function, run in a worker process: `in` points to one input item, `out` to its
+ * result slot (NULL when the item or result size is 0). Return 0 for success; any other value
+ * is the task's own error code (the call then reports `POOL_ETASK`).
+ */
+typedef int (*pool_fn)(const void *input, void *out, void *ctx);
+
+/**
+ * A variable-size task, run in a worker process: `in` holds `in_len` bytes (NULL if 0); the
+ * result is written with `pool_out_write`. Return 0 for success, any other value is the
+ * task's own error code.
+ */
+typedef int (*pool_task_fn)(const void *input, size_t in_len, void *ctx);
+
+/**
+ * A function run in a child process by `process_start`; its return value (0-255) is the
+ * child's exit status.
+ */
+typedef int (*process_fn)(void *arg);
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * The version of the library as "MAJOR.MINOR.PATCH" (a static string).
+ *
+ * Thread safety: safe from any thread.
+ */
+const char *pool_version(void);
+
+/**
+ * A static, human-readable description of a status code ("unknown status" for others).
+ *
+ * Ownership: the string is static; do not free it. Thread safety: safe from any thread.
+ */
+const char *pool_strerror(int status);
+
+/**
+ * A message about the calling thread's most recent failure: what failed and why (the item
+ * index, the task's return code, the signal that killed a worker, the errno text). Empty
+ * ("") if nothing failed yet on this thread.
+ *
+ * Ownership: owned by the library; valid until the next libpool call on this thread.
+ * Thread safety: each thread has its own message.
+ */
+const char *pool_last_error(void);
+
+/**
+ * Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and
+ * stamps its size. NULL is a no-op.
+ *
+ * Thread safety: safe from any thread on distinct structs.
+ */
+void pool_options_init(pool_options_t *opts);
+
+/**
+ * Creates a pool of `workers` worker processes (`workers <= 0`: one per CPU this process may
+ * run on). `opts` may be NULL for the defaults; otherwise it must have been initialised with
+ * `pool_options_init`. The workers are running, their initializer done, when this returns.
+ *
+ * Workers are forked from a helper process forked here, so every worker, including one that
+ * replaces a dead one, sees the process memory as it is now: functions and `ctx` pointers
+ * passed later must point into memory that exists at this call.
+ *
+ * Returns NULL on failure (fork, shared memory, an initializer that crashed) with
+ * `pool_last_error()` saying why.
+ * Ownership: the caller owns the pool and releases it with `pool_destroy`.
+ * Thread safety: safe from any thread; the pool may be used from any thread.
+ */
+pool_t *pool_create(int workers, const pool_options_t *opts);
+
+/**
+ * The number of worker processes of `pool` (0 if `pool` is NULL).
+ *
+ * Thread safety: safe from any thread.
+ */
+int pool_workers(const pool_t *pool);
+
+/**
+ * Applies `fn` to `n` items in parallel and waits: item i is read from `in + i*in_size` and
+ * its result written to `out + i*out_size`. Items are cut into chunks automatically and
+ * streamed through shared memory, so memory stays bounded for any `n`.
+ *
+ * Returns `POOL_OK` when every item succeeded; otherwise the status of the lowest-index
+ * failure (`POOL_ETASK`, `POOL_ECRASHED`, `POOL_ETIMEDOUT`, `POOL_ECLOSED`), with
+ * `pool_last_error()` naming the item. The results of the items that succeeded are written in
+ * every case. `n == 0` is a no-op returning `POOL_OK` (buffers may then be NULL). Item sizes
+ * must be > 0.
+ * Ownership: `in` and `out` stay the caller's. Thread safety: safe from any thread,
+ * concurrently with other calls on the same pool.
+ */
+int pool_map(pool_t *pool,
+             pool_fn f,
+             const void *input,
+             size_t in_size,
+             void *out,
+             size_t out_size,
+             size_t n,
+             void *ctx);
+
+/**
+ * Like `pool_map` but returns at once with a handle to wait on (`async_get`). `in` and `out`
+ * must stay valid until the result is ready or the handle freed; `out` is never written after
+ * `async_free` returns. `n == 0` gives a handle that is already ready.
+ *
+ * Returns NULL on failure (bad argument, closed pool) with `pool_last_error()` set.
+ * Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+ */
+pool_async_t *pool_map_async(pool_t *pool,
+                             pool_fn f,
+                             const void *input,
+                             size_t in_size,
+                             void *out,
+                             size_t out_size,
+                             size_t n,
+                             void *ctx);
+
+/**
+ * Runs `fn` on one input in a worker and waits for it. `in`/`out` may be NULL when their size
+ * is 0. Returns the task's status (`POOL_ETASK` if it returned nonzero, `POOL_ECRASHED` if its
+ * worker died, ...).
+ * Thread safety: safe from any thread.
+ */
+int pool_apply(pool_t *pool,
+               pool_fn f,
+               const void *input,
+               size_t in_size,
+               void *out,
+               size_t out_size,
+               void *ctx);
+
+/**
+ * Like `pool_apply` but returns at once with a handle. The input is copied before this
+ * returns; `out` must stay valid until the result is ready or the handle freed.
+ *
+ * Returns NULL on failure with `pool_last_error()` set.
+ * Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+ */
+pool_async_t *pool_apply_async(pool_t *pool,
+                               pool_fn f,
+                               const void *input,
+                               size_t in_size,
+                               void *out,
+                               size_t out_size,
+                               void *ctx);
+
+/**
+ * Submits a variable-size task: `in_len` bytes of input (any length the pool's shared memory
+ * holds, 1 GiB and more), a result whose length the task decides as it runs, written with
+ * `pool_out_write`, up to `max_out` bytes. Only the pages actually written cost memory.
+ * Get the result with `async_result` (zero copy: it stays valid until `async_free`).
+ *
+ * Returns NULL on failure with `pool_last_error()` set.
+ * Ownership: the input is copied before this returns; the caller frees the handle with
+ * `async_free`. Thread safety: any thread.
+ */
+pool_async_t *pool_submit(pool_t *pool,
+                          pool_task_fn f,
+                          const void *input,
+                          size_t in_len,
+                          size_t max_out,
+                          void *ctx);
+
+/**
+ * Called from inside a task started with `pool_submit`: appends `len` bytes to its result.
+ * Returns `POOL_ENOMEM` if the result would exceed the task's `max_out`, `POOL_EINVAL`
+ * outside such a task or for NULL `data` with `len > 0`.
+ * Thread safety: call only from the task's own worker process.
+ */
+int pool_out_write(const void *data, size_t len);
+
+/**
+ * Stops accepting work; work already submitted (maps included) still finishes. A second call
+ * is a no-op. Thread safety: any thread.
+ */
+int pool_close(pool_t *pool);
+
+/**
+ * Stops the pool at once: workers are killed; unfinished results end with `POOL_ECLOSED`.
+ * Thread safety: any thread.
+ */
+int pool_terminate(pool_t *pool);
+
+/**
+ * Waits for the workers to exit after `pool_close` (once all submitted work is done) or
+ * `pool_terminate`. Before either, returns `POOL_EINVAL`.
+ * Thread safety: any thread.
+ */
+int pool_join(pool_t *pool);
+
+/**
+ * Terminates the pool unless it was closed, joins it and frees it. Async handles stay valid
+ * (unfinished ones report `POOL_ECLOSED`) and must still be freed. NULL is a no-op.
+ * Ownership: `pool` is invalid afterwards; do not call twice.
+ * Thread safety: no other call on the same pool may run concurrently or after.
+ */
+void pool_destroy(pool_t *pool);
+
+/**
+ * Creates a process object that will run `fn(arg)`; nothing is started yet. Returns NULL (with
+ * `pool_last_error()`) if `fn` is NULL.
+ * Ownership: the caller frees it with `process_free`. Thread safety: any thread.
+ */
+pool_process_t *process_create(process_fn f, void *arg);
+
+/**
+ * Forks: the child runs `fn(arg)`, flushes stdio and exits with the return value. Starting
+ * twice is `POOL_EINVAL`. stdio is flushed before the fork so no output is duplicated.
+ * Thread safety: any thread (safe in a host running many threads).
+ */
+int process_start(pool_process_t *p);
+
+/**
+ * Waits up to `timeout` seconds (negative: forever) for the child to exit and reaps it.
+ * `POOL_ETIMEDOUT` while it still runs; `POOL_EINVAL` before `process_start`.
+ * Thread safety: any thread.
+ */
+int process_join(pool_process_t *p, double timeout);
+
+/**
+ * True while the child runs; false before start, once it has exited (no join needed), and for
+ * NULL. Thread safety: any thread.
+ */
+bool process_is_alive(pool_process_t *p);
+
+/**
+ * Sends SIGTERM to the child (a no-op once it has exited). `POOL_EINVAL` before start.
+ * Thread safety: any thread.
+ */
+int process_terminate(pool_process_t *p);
+
+/**
+ * Sends SIGKILL to the child (a no-op once it has exited). `POOL_EINVAL` before start.
+ * Thread safety: any thread.
+ */
+int process_kill(pool_process_t *p);
+
+/**
+ * Once the child has finished: `POOL_OK` and `*code` = its exit status, or `-N` if it was
+ * killed by signal N (as Python). Before that, `POOL_ETIMEDOUT` (running) or `POOL_EINVAL`
+ * (not started, NULL `code`); `*code` is written only on success.
+ * Thread safety: any thread.
+ */
+int process_exitcode(const pool_process_t *p, int *code);
+
+/**
+ * The child's pid, or -1 before `process_start` (and for NULL).
+ * Thread safety: any thread.
+ */
+int process_pid(const pool_process_t *p);
+
+/**
+ * Frees the process object. A child still running is killed and reaped (no zombie is left).
+ * NULL is a no-op. Ownership: `p` is invalid afterwards; do not call twice.
+ * Thread safety: no other call on the same object may run concurrently or after.
+ */
+void process_free(pool_process_t *p);
+
+/**
+ * Waits up to `timeout` seconds (negative: forever) and returns the result's status: the same
+ * one every time once finished (`POOL_OK`, or the failure with `pool_last_error()` set); or
+ * `POOL_ETIMEDOUT` if it is not ready yet (the work goes on).
+ * Thread safety: any thread; several threads may wait on one handle.
+ */
+int async_get(pool_async_t *a, double timeout);
+
+/**
+ * Waits up to `timeout` seconds (negative: forever): `POOL_OK` once the result is ready,
+ * whatever its status; `POOL_ETIMEDOUT` otherwise.
+ * Thread safety: any thread.
+ */
+int async_wait(pool_async_t *a, double timeout);
+
+/**
+ * True once the result is ready (false for NULL). Never blocks.
+ * Thread safety: any thread.
+ */
+bool async_ready(const pool_async_t *a);
+
+/**
+ * True if the result is ready and succeeded (false for NULL or not ready). Never blocks.
+ * Thread safety: any thread.
+ */
+bool async_successful(const pool_async_t *a);
+
+/**
+ * The result of a `pool_submit` task once it succeeded: `*data` points to `*len` bytes that
+ * stay valid, unchanged, until `async_free`. Does not wait: returns `POOL_ETIMEDOUT` if not
+ * ready, the task's failure status if it failed, `POOL_EINVAL` for other kinds of results.
+ * `data` and `len` are written only on success.
+ * Ownership: the bytes belong to the handle. Thread safety: any thread.
+ */
+int async_result(pool_async_t *a, const void **data, size_t *len);
+
+/**
+ * Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
+ * `out` is never written after this returns). NULL is a no-op.
+ * Ownership: `a` is invalid afterwards; do not call twice. Thread safety: no other call on
+ * the same handle may run concurrently or after.
+ */
+void async_free(pool_async_t *a);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* POOL_H */

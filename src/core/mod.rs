@@ -1,0 +1,18 @@
+//! The engine, in safe Rust over the OS layer. Knows nothing of C types.
+
+pub mod error;
+mod heap;
+pub mod job;
+pub mod map;
+pub mod pool;
+pub mod process;
+mod queue;
+mod shm;
+pub mod worker;
+mod zygote;
+
+pub use error::{Error, Result, Status};
+pub use job::{AsyncResult, Outcome};
+pub use map::MapArgs;
+pub use pool::{Options, Pool};
+pub use process::Process;

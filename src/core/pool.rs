@@ -1,0 +1,439 @@
+//! The host side of a pool: creation, submission, lifecycle. Submitting threads write tasks
+//! straight into shared memory and the workers take them from there; no host thread sits in
+//! the middle of the data path.
+
+use super::error::{Error, Result, Status};
+use super::heap::{Block, Heap};
+use super::job::{AsyncResult, TaskJob};
+use super::queue::{wait_final, TAG_HOST};
+use super::shm::*;
+use super::worker::{InitFn, ItemFn, VarFn};
+use super::zygote::{self, ZygoteConfig};
+use crate::sys::mem::Mapping;
+use crate::sys::proc::{self, Forked, OwnedFd};
+use std::sync::atomic::Ordering::*;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Virtual size of each pool's shared heap. Pages cost memory only once touched.
+const HEAP_LEN: usize = 32 << 30;
+/// How often a blocked waiter checks that the pool's zygote is still alive.
+pub(crate) const WATCH_SLICE: Duration = Duration::from_millis(200);
+
+#[derive(Clone, Copy, Default)]
+pub struct Options {
+    pub initializer: Option<(InitFn, usize)>,
+    pub max_tasks_per_child: u64,
+    /// Per-item deadline; None for no limit.
+    pub task_timeout: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Life {
+    closed: bool,
+    terminated: bool,
+    joined: bool,
+    /// Map drivers still feeding work (`map_async`); join waits for them.
+    drivers: usize,
+}
+
+struct ZygoteProc {
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+}
+
+pub struct Shared {
+    pub(crate) view: View,
+    map: Mapping,
+    pub(crate) heap: Heap,
+    pub(crate) nworkers: usize,
+    owner: libc::pid_t,
+    slots: Mutex<Slots>,
+    /// Slots and blocks of results freed before their task ended; reclaimed once it does.
+    orphans: Mutex<Vec<(u32, Block)>>,
+    life: Mutex<Life>,
+    life_cv: Condvar,
+    zygote: Mutex<Option<ZygoteProc>>,
+}
+
+struct Slots {
+    free: Vec<u32>,
+    fresh: u32,
+}
+
+/// A pool handle. Dropping it terminates the pool if it was not closed, then joins it.
+pub struct Pool {
+    sh: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Pool {
+    pub fn new(workers: i32, opts: Options) -> Result<Pool> {
+        if super::worker::IN_CHILD.load(Relaxed) {
+            return Err(Error::inval("pools cannot be created inside a worker or child process"));
+        }
+        let n = if workers <= 0 { proc::usable_cpus() } else { workers as usize };
+        if n > 4096 {
+            return Err(Error::inval(format!("{n} workers requested; at most 4096")));
+        }
+        let layout = Layout::new(n, HEAP_LEN);
+        let map = Mapping::new_shared("libpool", layout.total).map_err(|e| Error::sys("shared memory (memfd/mmap)", e))?;
+        // SAFETY: a fresh, zeroed mapping of exactly `layout.total` bytes, owned by `Shared`,
+        // which outlives every View copy the host uses.
+        let view = unsafe { View::new(map.base(), layout) };
+        // SAFETY: nobody else sees the mapping yet; plain initialisation of the control block.
+        unsafe {
+            let ctl = &view.header().control as *const Control as *mut Control;
+            (*ctl).nworkers = n as u32;
+            (*ctl).max_tasks_per_child = opts.max_tasks_per_child;
+            (*ctl).timeout_ns = opts.task_timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
+        }
+        for w in 0..n {
+            view.worker(w).current.store(NONE, Relaxed);
+        }
+        proc::register_map(map.base() as usize, map.len());
+        let sh = Arc::new(Shared {
+            view,
+            heap: Heap::new(layout.heap_len),
+            map,
+            nworkers: n,
+            owner: proc::getpid(),
+            slots: Mutex::new(Slots { free: Vec::new(), fresh: 0 }),
+            orphans: Mutex::new(Vec::new()),
+            life: Mutex::new(Life::default()),
+            life_cv: Condvar::new(),
+            zygote: Mutex::new(None),
+        });
+        let cfg = ZygoteConfig { view, host: sh.owner, init: opts.initializer };
+        let pid = match proc::fork(Some(sh.map.base() as usize)).map_err(|e| Error::sys("fork", e))? {
+            Forked::Child => zygote::main(cfg),
+            Forked::Parent(pid) => pid,
+        };
+        let pidfd = match proc::pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                proc::kill(pid, libc::SIGKILL);
+                let _ = proc::reap(pid, true);
+                return Err(Error::sys("pidfd_open", e));
+            }
+        };
+        proc::register_fd(pidfd.0);
+        *lock(&sh.zygote) = Some(ZygoteProc { pid, pidfd });
+        let pool = Pool { sh };
+        pool.sh.await_workers()?;
+        Ok(pool)
+    }
+
+    pub fn workers(&self) -> usize {
+        self.sh.nworkers
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.sh
+    }
+
+    /// Submits one task of fixed-size input and output (`apply_async`).
+    ///
+    /// # Safety
+    /// `f` must be a valid `pool_fn` in the pool's workers; `input` must be readable for
+    /// `in_size` bytes; `out` writable for `out_size` bytes until the result is collected or freed.
+    pub unsafe fn apply_async(&self, f: ItemFn, input: *const u8, in_size: usize, out: *mut u8, out_size: usize, ctx: usize) -> Result<AsyncResult> {
+        let lay = BlockLayout::new(1, in_size, out_size).ok_or_else(|| Error::inval("sizes overflow"))?;
+        let (slot, block) = self.sh.submit(K_ITEMS, false, f as usize, ctx, 1, in_size, out_size, lay, |dst| {
+            // SAFETY: caller guarantees `input` is readable for `in_size` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(input, dst, in_size) }
+        })?;
+        Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), slot, block, lay, out, out_size, false)))
+    }
+
+    /// Submits one task with a byte input of any length whose result length it decides.
+    ///
+    /// # Safety
+    /// `f` must be a valid `pool_task_fn` in the workers; `input` readable for `len` bytes.
+    pub unsafe fn submit_var(&self, f: VarFn, input: *const u8, len: usize, max_out: usize, ctx: usize) -> Result<AsyncResult> {
+        let lay = BlockLayout::new(1, len, max_out).ok_or_else(|| Error::inval("sizes overflow"))?;
+        let (slot, block) = self.sh.submit(K_VAR, false, f as usize, ctx, 1, len, max_out, lay, |dst| {
+            // SAFETY: caller guarantees `input` is readable for `len` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(input, dst, len) }
+        })?;
+        Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), slot, block, lay, std::ptr::null_mut(), 0, true)))
+    }
+
+    pub fn close(&self) -> Result<()> {
+        self.sh.check_owner()?;
+        lock(&self.sh.life).closed = true;
+        Ok(())
+    }
+
+    pub fn terminate(&self) -> Result<()> {
+        self.sh.check_owner()?;
+        self.sh.terminate("the pool was terminated");
+        Ok(())
+    }
+
+    pub fn join(&self) -> Result<()> {
+        self.sh.check_owner()?;
+        let mut life = lock(&self.sh.life);
+        if !life.closed {
+            return Err(Error::inval("pool_join called before pool_close or pool_terminate"));
+        }
+        while life.drivers > 0 {
+            life = self.sh.life_cv.wait(life).unwrap_or_else(|e| e.into_inner());
+        }
+        if life.joined {
+            return Ok(());
+        }
+        drop(life);
+        let ctl = &self.sh.view.header().control;
+        ctl.shutdown.store(1, SeqCst);
+        self.sh.view.wake_all_workers();
+        self.sh.reap_zygote();
+        // Anything still unfinished (the zygote died abnormally) ends now instead of hanging.
+        self.sh.close_unfinished();
+        lock(&self.sh.life).joined = true;
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if !lock(&self.sh.life).closed {
+            self.sh.terminate("the pool was destroyed");
+        }
+        let _ = self.join();
+    }
+}
+
+impl Shared {
+    pub(crate) fn check_owner(&self) -> Result<()> {
+        if proc::getpid() != self.owner {
+            return Err(Error::inval("a pool can only be used by the process that created it (not from a task, a worker or a forked child)"));
+        }
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        self.check_owner()?;
+        let life = lock(&self.life);
+        if life.closed {
+            return Err(Error::closed(if life.terminated { "the pool was terminated" } else { "the pool is closed" }));
+        }
+        if self.view.header().control.broken.load(Relaxed) != 0 {
+            return Err(Error::new(Status::Crashed, "the pool is broken: its workers keep dying in the initializer"));
+        }
+        Ok(())
+    }
+
+    /// Waits for every worker to finish its initializer; fails if one died in it.
+    fn await_workers(&self) -> Result<()> {
+        let ctl = &self.view.header().control;
+        loop {
+            let r = ctl.ready.load(SeqCst);
+            let failed = ctl.init_failed.load(SeqCst);
+            if failed != 0 {
+                self.terminate("pool creation failed");
+                let _ = self.reap_zygote();
+                let exit = proc::Exit::from_raw(failed - 1);
+                return Err(Error::new(Status::Crashed, format!("a worker died while starting (in the initializer): {exit}")));
+            }
+            if r as usize >= self.nworkers {
+                return Ok(());
+            }
+            if self.zygote_dead() {
+                self.reap_zygote();
+                return Err(Error::new(Status::Sys, "the pool's zygote process exited while starting workers"));
+            }
+            crate::sys::futex::wait(&ctl.ready, r, Some(Instant::now() + Duration::from_millis(50)));
+        }
+    }
+
+    /// Allocates a slot and a block, lets `fill` write the input, and queues the task.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn submit(&self, kind: u32, notify: bool, func: usize, ctx: usize, n: usize, in_size: usize, out_size: usize, lay: BlockLayout, fill: impl FnOnce(*mut u8)) -> Result<(u32, Block)> {
+        self.check_open()?;
+        let (slot, block) = self.reserve(lay.total)?;
+        let base = self.view.heap_ptr(block.off as u64);
+        // SAFETY: the block is ours until the task is queued; the input area lies inside it.
+        fill(unsafe { base.add(lay.input) });
+        let t = self.view.task(slot);
+        t.kind.store(kind, Relaxed);
+        t.flags.store(if notify { F_NOTIFY } else { 0 }, Relaxed);
+        t.func.store(func as u64, Relaxed);
+        t.ctx.store(ctx as u64, Relaxed);
+        t.block.store(block.off as u64, Relaxed);
+        t.n.store(n as u64, Relaxed);
+        t.in_size.store(in_size as u64, Relaxed);
+        t.out_size.store(out_size as u64, Relaxed);
+        t.next.store(0, Relaxed);
+        t.out_len.store(0, Relaxed);
+        t.pid.store(0, Relaxed);
+        t.state.store(T_QUEUED, Release);
+        self.view.push(slot, TAG_HOST);
+        Ok((slot, block))
+    }
+
+    /// A free slot and a heap block of `bytes`, waiting for running work to free some if the
+    /// pool is full (backpressure).
+    fn reserve(&self, bytes: usize) -> Result<(u32, Block)> {
+        if bytes > self.heap.capacity() {
+            return Err(Error::new(Status::NoMem, format!("{bytes} bytes do not fit in the pool's {} byte shared heap", self.heap.capacity())));
+        }
+        loop {
+            let seen = self.view.event_seq();
+            self.reclaim_orphans();
+            if let Some(slot) = self.alloc_slot() {
+                match self.heap.alloc(bytes.max(1)) {
+                    Some(b) => return Ok((slot, b)),
+                    None => self.free_slot(slot),
+                }
+            }
+            if !self.anything_running() {
+                return Err(Error::new(Status::NoMem, "the pool's shared memory is full of unclaimed results; free or collect some"));
+            }
+            self.view.wait_event(seen, true, Some(Instant::now() + WATCH_SLICE));
+            self.watchdog();
+            self.check_open()?;
+        }
+    }
+
+    fn alloc_slot(&self) -> Option<u32> {
+        let mut s = lock(&self.slots);
+        if let Some(i) = s.free.pop() {
+            return Some(i);
+        }
+        (s.fresh < MAX_TASKS).then(|| {
+            s.fresh += 1;
+            s.fresh - 1
+        })
+    }
+
+    pub(crate) fn free_slot(&self, slot: u32) {
+        self.view.task(slot).state.store(T_FREE, Release);
+        lock(&self.slots).free.push(slot);
+    }
+
+    pub(crate) fn free_block(&self, b: Block) {
+        if self.heap.free(b) {
+            self.map.release(self.view.heap_offset() + b.off, b.size);
+        }
+    }
+
+    /// Takes back a task whose handle was freed before it ended.
+    pub(crate) fn orphan(&self, slot: u32, block: Block) {
+        lock(&self.orphans).push((slot, block));
+    }
+
+    fn reclaim_orphans(&self) {
+        let mut o = lock(&self.orphans);
+        o.retain(|&(slot, block)| {
+            let s = self.view.task(slot).state.load(Acquire) & !WAITER;
+            if matches!(s, T_DONE | T_CLOSED) {
+                self.free_block(block);
+                self.free_slot(slot);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn anything_running(&self) -> bool {
+        let fresh = lock(&self.slots).fresh;
+        (0..fresh).any(|i| matches!(self.view.task(i).state.load(Acquire) & !WAITER, T_QUEUED | T_RUNNING))
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        lock(&self.life).terminated
+    }
+
+    pub(crate) fn driver_started(&self) -> Result<()> {
+        self.check_open()?;
+        lock(&self.life).drivers += 1;
+        Ok(())
+    }
+
+    pub(crate) fn driver_finished(&self) {
+        lock(&self.life).drivers -= 1;
+        self.life_cv.notify_all();
+    }
+
+    /// Stops everything now: no task starts, workers are killed, unfinished tasks end CLOSED.
+    pub(crate) fn terminate(&self, _why: &str) {
+        {
+            let mut life = lock(&self.life);
+            life.closed = true;
+            life.terminated = true;
+        }
+        self.view.header().control.terminate.store(1, SeqCst);
+        self.view.wake_all_workers();
+        if let Some(z) = lock(&self.zygote).as_ref() {
+            let _ = proc::pidfd_signal(&z.pidfd, libc::SIGTERM);
+        }
+        self.reap_zygote();
+        self.close_unfinished();
+    }
+
+    /// Ends every queued or running task as CLOSED (once no worker can touch them).
+    fn close_unfinished(&self) {
+        let fresh = lock(&self.slots).fresh;
+        for i in 0..fresh {
+            let t = self.view.task(i);
+            for from in [T_QUEUED, T_RUNNING] {
+                self.view.finish(t, from, T_CLOSED);
+            }
+        }
+    }
+
+    fn zygote_dead(&self) -> bool {
+        lock(&self.zygote).as_ref().is_none_or(|z| proc::poll_readable(z.pidfd.0, 0))
+    }
+
+    /// Waits for the zygote (which reaps its workers before it exits) and releases its pidfd.
+    fn reap_zygote(&self) {
+        if let Some(z) = lock(&self.zygote).take() {
+            let _ = proc::reap(z.pid, true);
+            proc::unregister_fd(z.pidfd.0);
+        }
+    }
+
+    /// Called by waiters now and then: if the zygote died behind our back, nothing will ever
+    /// finish, so end the pool instead of hanging.
+    pub(crate) fn watchdog(&self) {
+        if !self.is_terminated() && self.zygote_dead() {
+            self.terminate("the pool's zygote process died");
+        }
+    }
+
+    /// Waits for a task to end, checking the zygote now and then. None on timeout.
+    pub(crate) fn wait_task(&self, slot: u32, deadline: Option<Instant>) -> Option<u32> {
+        loop {
+            let slice = Instant::now() + WATCH_SLICE;
+            let d = deadline.map_or(slice, |d| d.min(slice));
+            if let Some(s) = wait_final(&self.view.task(slot).state, Some(d)) {
+                return Some(s);
+            }
+            if deadline.is_some_and(|dl| Instant::now() >= dl) {
+                return None;
+            }
+            self.watchdog();
+        }
+    }
+
+    pub(crate) fn task_state(&self, slot: u32) -> u32 {
+        self.view.task(slot).state.load(Acquire) & !WAITER
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(z) = lock(&self.zygote).take() {
+            let _ = proc::pidfd_signal(&z.pidfd, libc::SIGKILL);
+            let _ = proc::reap(z.pid, true);
+            proc::unregister_fd(z.pidfd.0);
+        }
+        proc::unregister_map(self.map.base() as usize);
+    }
+}

@@ -1,0 +1,149 @@
+//! Python's `multiprocessing.Process`: run one function in a forked child.
+
+use super::error::{Error, Result, Status};
+use super::worker::IN_CHILD;
+use crate::sys::proc::{self, Exit, Forked, OwnedFd};
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// `int fn(void *arg)`: its return value is the child's exit status.
+pub type ProcessFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+pub struct Process {
+    func: ProcessFn,
+    arg: usize,
+    st: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    pid: Option<libc::pid_t>,
+    pidfd: Option<OwnedFd>,
+    exit: Option<Exit>,
+    /// Someone else reaped our child (a host `waitpid(-1)`): its status is lost.
+    lost: bool,
+}
+
+impl State {
+    fn running(&self) -> bool {
+        self.pid.is_some() && self.exit.is_none() && !self.lost
+    }
+}
+
+impl Process {
+    pub fn new(func: ProcessFn, arg: *mut c_void) -> Process {
+        Process { func, arg: arg as usize, st: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn start(&self) -> Result<()> {
+        let mut st = self.lock();
+        if st.pid.is_some() {
+            return Err(Error::inval("the process was already started"));
+        }
+        match proc::fork(None).map_err(|e| Error::sys("fork", e))? {
+            Forked::Child => {
+                IN_CHILD.store(true, Relaxed);
+                let (f, arg) = (self.func, self.arg);
+                // SAFETY: the user's function on the user's argument, in the child.
+                let rc = std::panic::catch_unwind(|| unsafe { f(arg as *mut c_void) }).unwrap_or(70);
+                proc::exit_now(rc & 0xff)
+            }
+            Forked::Parent(pid) => {
+                st.pid = Some(pid);
+                match proc::pidfd_open(pid) {
+                    Ok(fd) => {
+                        proc::register_fd(fd.0);
+                        st.pidfd = Some(fd);
+                    }
+                    Err(e) => return Err(Error::sys("pidfd_open", e)),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.lock().pid.unwrap_or(-1)
+    }
+
+    /// Reaps the child if it has exited (waiting up to `timeout_ms`, -1 forever).
+    fn poll_exit(st: &mut State, timeout_ms: c_int) {
+        if !st.running() {
+            return;
+        }
+        let (Some(pid), Some(fd)) = (st.pid, st.pidfd.as_ref()) else { return };
+        if !proc::poll_readable(fd.0, timeout_ms) {
+            return;
+        }
+        match proc::reap(pid, true) {
+            Ok(Some(e)) => st.exit = Some(e),
+            _ => st.lost = true,
+        }
+        if let Some(fd) = st.pidfd.take() {
+            proc::unregister_fd(fd.0);
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        let mut st = self.lock();
+        Self::poll_exit(&mut st, 0);
+        st.running()
+    }
+
+    /// Waits up to `timeout` (None: forever) for the child to exit.
+    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        let mut st = self.lock();
+        if st.pid.is_none() {
+            return Err(Error::inval("process_join called before process_start"));
+        }
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as c_int);
+        Self::poll_exit(&mut st, ms);
+        if st.running() {
+            return Err(Error::new(Status::TimedOut, format!("process {} is still running", st.pid.unwrap_or(-1))));
+        }
+        Ok(())
+    }
+
+    pub fn signal(&self, sig: c_int) -> Result<()> {
+        let mut st = self.lock();
+        if st.pid.is_none() {
+            return Err(Error::inval("the process was not started"));
+        }
+        Self::poll_exit(&mut st, 0);
+        match st.pidfd.as_ref() {
+            Some(fd) if st.running() => proc::pidfd_signal(fd, sig).map_err(|e| Error::sys("pidfd_send_signal", e)),
+            _ => Ok(()), // already exited: nothing to stop
+        }
+    }
+
+    /// The exit code once finished: the status, or -N if killed by signal N.
+    pub fn exitcode(&self) -> Result<i32> {
+        let mut st = self.lock();
+        Self::poll_exit(&mut st, 0);
+        match (st.pid, st.exit, st.lost) {
+            (None, _, _) => Err(Error::inval("the process was not started")),
+            (_, Some(e), _) => Ok(e.python_code()),
+            (_, None, true) => Err(Error::new(Status::Sys, "the child was reaped by someone else (waitpid(-1) in the host?); its exit code is lost")),
+            _ => Err(Error::new(Status::TimedOut, "the process is still running")),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let mut st = self.lock();
+        Self::poll_exit(&mut st, 0);
+        if st.running() {
+            if let Some(fd) = st.pidfd.as_ref() {
+                let _ = proc::pidfd_signal(fd, libc::SIGKILL);
+            }
+            Self::poll_exit(&mut st, -1);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The layout of a pool's shared memory, mapped at the same address in the host, the zygote
+//! and every worker:
+//!
+//! ```text
+//! [Header][WorkerSlot × nworkers][TaskSlot × MAX_TASKS][ring: u32 × MAX_TASKS][heap]
+//! ```
+//! A task slot describes one unit of work (an apply, a map chunk, a variable-size task); its data
+//! lives in one heap block: `[Rec × n][inputs][outputs]`. Only the host allocates slots and heap
+//! blocks; workers write into the blocks they are handed, the zygote writes death reports.
+
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
+
+pub(crate) const MAX_TASKS: u32 = 1 << 18;
+pub(crate) const NONE: u32 = u32::MAX;
+const PAGE: usize = 4096;
+
+/// Task states (low bits of `TaskSlot::state`); `WAITER` marks a host thread asleep on it.
+pub(crate) const T_FREE: u32 = 0;
+pub(crate) const T_QUEUED: u32 = 1;
+pub(crate) const T_RUNNING: u32 = 2;
+pub(crate) const T_DONE: u32 = 3;
+pub(crate) const T_CLOSED: u32 = 4;
+pub(crate) const WAITER: u32 = 1 << 31;
+
+/// Task kinds.
+pub(crate) const K_ITEMS: u32 = 0; // `n` fixed-size items through a `pool_fn`
+pub(crate) const K_VAR: u32 = 1; // one input of any length, output written with `pool_out_write`
+
+/// Task flags.
+pub(crate) const F_NOTIFY: u32 = 1; // completion bumps `Events::seq` (map drivers wait there)
+
+/// Worker slot states.
+pub(crate) const W_STARTING: u32 = 1;
+pub(crate) const W_READY: u32 = 2;
+pub(crate) const W_EXITED: u32 = 3;
+
+#[repr(C, align(64))]
+pub struct Queue {
+    /// Futex lock; the value is the owner's tag (see `queue.rs`) so a dead owner can be found.
+    pub lock: AtomicU32,
+    pub head: AtomicU32,
+    pub tail: AtomicU32,
+    /// Bumped on every push; idle workers sleep on it.
+    pub seq: AtomicU32,
+    pub sleepers: AtomicU32,
+}
+
+/// An event count: bumped on completions that someone may be waiting for as a group.
+#[repr(C, align(64))]
+pub struct Events {
+    pub seq: AtomicU32,
+    /// Waiters interested in `F_NOTIFY` completions and worker deaths.
+    pub notify_waiters: AtomicU32,
+    /// Waiters interested in any completion (a submitter waiting for a free slot).
+    pub any_waiters: AtomicU32,
+}
+
+#[repr(C, align(64))]
+pub struct Control {
+    /// Set by the host: workers exit once the queue is empty.
+    pub shutdown: AtomicU32,
+    /// Set by the host: no task may start any more.
+    pub terminate: AtomicU32,
+    /// Workers that finished their initializer at start-up (futex: the host waits on it).
+    pub ready: AtomicU32,
+    /// Wait status + 1 of a worker that died during start-up, 0 if none.
+    pub init_failed: AtomicI32,
+    /// Nonzero once replacements keep dying in their initializer: the pool cannot run tasks.
+    pub broken: AtomicU32,
+    pub nworkers: u32,
+    pub max_tasks_per_child: u64,
+    pub timeout_ns: u64,
+}
+
+#[repr(C, align(64))]
+pub struct Header {
+    pub queue: Queue,
+    pub events: Events,
+    pub control: Control,
+}
+
+#[repr(C, align(64))]
+pub struct WorkerSlot {
+    pub pid: AtomicI32,
+    pub state: AtomicU32,
+    /// Task slot this worker took from the queue, or NONE.
+    pub current: AtomicU32,
+    /// Deadline (monotonic ns) of the item being run, 0 for none.
+    pub deadline: AtomicU64,
+}
+
+#[repr(C, align(64))]
+pub struct TaskSlot {
+    pub state: AtomicU32,
+    pub kind: AtomicU32,
+    pub flags: AtomicU32,
+    /// pid of the last worker that ran (part of) it.
+    pub pid: AtomicI32,
+    pub func: AtomicU64,
+    pub ctx: AtomicU64,
+    /// Heap offset of the task's block.
+    pub block: AtomicU64,
+    pub n: AtomicU64,
+    pub in_size: AtomicU64,
+    pub out_size: AtomicU64,
+    /// Index of the next item to run (items before it have a final record).
+    pub next: AtomicU64,
+    /// Bytes written by a `K_VAR` task.
+    pub out_len: AtomicU64,
+}
+
+/// The result of one item: a status code and the task's own return code (for `Task`) or the
+/// worker's raw wait status (for `Crashed`/`TimedOut`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rec {
+    pub status: i32,
+    pub code: i32,
+}
+
+/// Offsets of the parts of a task block.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockLayout {
+    pub input: usize,
+    pub output: usize,
+    pub total: usize,
+}
+
+impl BlockLayout {
+    pub fn new(n: usize, in_size: usize, out_size: usize) -> Option<BlockLayout> {
+        let recs = n.checked_mul(std::mem::size_of::<Rec>())?;
+        let input = align(recs, 64);
+        let output = align(input.checked_add(n.checked_mul(in_size)?)?, 64);
+        let total = output.checked_add(n.checked_mul(out_size)?)?;
+        Some(BlockLayout { input, output, total })
+    }
+}
+
+fn align(x: usize, a: usize) -> usize {
+    (x + a - 1) & !(a - 1)
+}
+
+/// Region sizes of one pool's mapping.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub workers: usize,
+    pub tasks: usize,
+    pub ring: usize,
+    pub heap: usize,
+    pub heap_len: usize,
+    pub total: usize,
+}
+
+impl Layout {
+    pub fn new(nworkers: usize, heap_len: usize) -> Layout {
+        let workers = align(std::mem::size_of::<Header>(), PAGE);
+        let tasks = workers + align(nworkers * std::mem::size_of::<WorkerSlot>(), PAGE);
+        let ring = tasks + MAX_TASKS as usize * std::mem::size_of::<TaskSlot>();
+        let heap = align(ring + MAX_TASKS as usize * 4, 1 << 21);
+        Layout { workers, tasks, ring, heap, heap_len, total: heap + heap_len }
+    }
+}
+
+/// A view of a pool's mapping: plain address arithmetic, valid in every process of the pool
+/// for as long as the mapping exists.
+#[derive(Clone, Copy)]
+pub struct View {
+    base: *mut u8,
+    layout: Layout,
+}
+
+// SAFETY: a View is an address plus sizes; every access through it goes through atomics or
+// through heap blocks owned by one party at a time.
+unsafe impl Send for View {}
+// SAFETY: see above.
+unsafe impl Sync for View {}
+
+impl View {
+    /// # Safety
+    /// `base` must point to a live mapping of `layout.total` bytes, zero-initialised or laid out
+    /// by an earlier View, that outlives every use of the View.
+    pub unsafe fn new(base: *mut u8, layout: Layout) -> View {
+        View { base, layout }
+    }
+
+    pub fn base(&self) -> *mut u8 {
+        self.base
+    }
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn header(&self) -> &Header {
+        // SAFETY: offset 0 of the mapping holds the Header (zeroed memory is a valid Header).
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    pub fn worker(&self, i: usize) -> &WorkerSlot {
+        assert!(i < self.header().control.nworkers as usize);
+        // SAFETY: index checked against the worker count the layout was made for.
+        unsafe { &*(self.base.add(self.layout.workers) as *const WorkerSlot).add(i) }
+    }
+
+    pub fn task(&self, i: u32) -> &TaskSlot {
+        assert!(i < MAX_TASKS);
+        // SAFETY: index checked; the task table holds MAX_TASKS slots.
+        unsafe { &*(self.base.add(self.layout.tasks) as *const TaskSlot).add(i as usize) }
+    }
+
+    pub fn ring(&self, pos: u32) -> &AtomicU32 {
+        // SAFETY: masked index into the ring of MAX_TASKS words.
+        unsafe { &*(self.base.add(self.layout.ring) as *const AtomicU32).add((pos & (MAX_TASKS - 1)) as usize) }
+    }
+
+    /// Address of heap offset `off`.
+    pub fn heap_ptr(&self, off: u64) -> *mut u8 {
+        assert!((off as usize) < self.layout.heap_len);
+        // SAFETY: offset checked to lie inside the heap region.
+        unsafe { self.base.add(self.layout.heap + off as usize) }
+    }
+
+    pub fn heap_offset(&self) -> usize {
+        self.layout.heap
+    }
+
+    /// Record `i` of the task in slot `t`.
+    pub fn rec(&self, t: &TaskSlot, i: u64) -> *mut Rec {
+        debug_assert!(i < t.n.load(std::sync::atomic::Ordering::Relaxed));
+        // SAFETY: the records array starts the task's block and has `n` entries.
+        unsafe { (self.heap_ptr(t.block.load(std::sync::atomic::Ordering::Relaxed)) as *mut Rec).add(i as usize) }
+    }
+}

@@ -1,0 +1,179 @@
+//! The worker process: takes tasks from the shared queue and runs them until told to stop.
+
+use super::queue::spin_until;
+use super::shm::*;
+use super::error::Status;
+use crate::sys::proc;
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// `int fn(const void *in, void *out, void *ctx)`
+pub type ItemFn = unsafe extern "C" fn(*const c_void, *mut c_void, *mut c_void) -> c_int;
+/// `int fn(const void *in, size_t in_len, void *ctx)`; output through [`out_write`].
+pub type VarFn = unsafe extern "C" fn(*const c_void, usize, *mut c_void) -> c_int;
+/// `void init(void *arg)`
+pub type InitFn = unsafe extern "C" fn(*mut c_void);
+
+/// True in every process the library forked (zygotes, workers, `Process` children).
+pub static IN_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// The output buffer of the variable-size task being run in this worker.
+struct VarOut {
+    base: usize,
+    cap: usize,
+    len: usize,
+}
+static VAR_OUT: Mutex<Option<VarOut>> = Mutex::new(None);
+
+/// Appends to the running variable-size task's result.
+pub fn out_write(data: &[u8]) -> Result<(), (Status, String)> {
+    let mut g = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = g.as_mut() else {
+        return Err((Status::Inval, "pool_out_write called outside a task submitted with pool_submit".into()));
+    };
+    if data.len() > o.cap - o.len {
+        return Err((Status::NoMem, format!("result would exceed the task's max_out of {} bytes", o.cap)));
+    }
+    // SAFETY: [base+len, base+len+data.len()) lies inside the task's output region (checked
+    // above), which this worker alone writes while the task runs.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), (o.base + o.len) as *mut u8, data.len()) };
+    o.len += data.len();
+    Ok(())
+}
+
+pub struct WorkerConfig {
+    pub view: View,
+    pub index: usize,
+    pub zygote: libc::pid_t,
+    pub init: Option<(InitFn, usize)>,
+}
+
+/// Entry of a freshly forked worker. Never returns.
+pub fn main(cfg: WorkerConfig) -> ! {
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&cfg))).unwrap_or(70);
+    proc::exit_now(code)
+}
+
+fn run(cfg: &WorkerConfig) -> i32 {
+    IN_CHILD.store(true, Relaxed);
+    proc::die_with_parent();
+    if proc::getppid() != cfg.zygote {
+        return 0;
+    }
+    proc::reset_signals_for_worker();
+    proc::set_name("pool-worker");
+    let v = cfg.view;
+    let me = v.worker(cfg.index);
+    let ctl = &v.header().control;
+    if let Some((f, arg)) = cfg.init {
+        // SAFETY: the initializer is the host's function, valid in this fork of its memory.
+        unsafe { f(arg as *mut c_void) };
+        // SAFETY: flush whatever the initializer printed, in order.
+        unsafe { libc::fflush(std::ptr::null_mut()) };
+    }
+    me.state.store(W_READY, SeqCst);
+    ctl.ready.fetch_add(1, SeqCst);
+    crate::sys::futex::wake(&ctl.ready, i32::MAX);
+
+    let mut done: u64 = 0;
+    let max = ctl.max_tasks_per_child;
+    loop {
+        if ctl.terminate.load(Acquire) != 0 {
+            return 0;
+        }
+        match v.pop(cfg.index) {
+            Some(idx) => {
+                run_task(&v, cfg.index, idx);
+                done += 1;
+                if max != 0 && done >= max {
+                    return 0;
+                }
+            }
+            None if ctl.shutdown.load(Acquire) != 0 => return 0,
+            None => idle(&v),
+        }
+    }
+}
+
+/// Waits for work: spin a little (a sleeping worker costs tens of microseconds to wake), then
+/// sleep on the queue's futex.
+fn idle(v: &View) {
+    let q = &v.header().queue;
+    let ctl = &v.header().control;
+    let seen = q.seq.load(SeqCst);
+    let stop = || ctl.shutdown.load(Relaxed) != 0 || ctl.terminate.load(Relaxed) != 0;
+    if spin_until(Duration::from_micros(50), || !v.queue_empty() || stop()) {
+        return;
+    }
+    q.sleepers.fetch_add(1, SeqCst);
+    if q.seq.load(SeqCst) == seen && v.queue_empty() && !stop() {
+        crate::sys::futex::wait(&q.seq, seen, None);
+    }
+    q.sleepers.fetch_sub(1, SeqCst);
+}
+
+fn run_task(v: &View, w: usize, idx: u32) {
+    let t = v.task(idx);
+    let me = v.worker(w);
+    if !v.transition(t, T_QUEUED, T_RUNNING) {
+        me.current.store(NONE, SeqCst);
+        return;
+    }
+    t.pid.store(proc::getpid(), Relaxed);
+    let n = t.n.load(Relaxed);
+    let (isz, osz) = (t.in_size.load(Relaxed) as usize, t.out_size.load(Relaxed) as usize);
+    let lay = BlockLayout::new(n as usize, isz, osz).expect("host checked the layout");
+    let block = v.heap_ptr(t.block.load(Relaxed));
+    let ctx = t.ctx.load(Relaxed) as *mut c_void;
+    let timeout = v.header().control.timeout_ns;
+    let ptr_or_null = |p: *mut u8, size: usize| if size == 0 { std::ptr::null_mut() } else { p as *mut c_void };
+    if t.kind.load(Relaxed) == K_VAR {
+        // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
+        let f: VarFn = unsafe { std::mem::transmute(t.func.load(Relaxed) as usize) };
+        // SAFETY: the layout offsets lie inside this task's block.
+        let (inp, out) = unsafe { (block.add(lay.input), block.add(lay.output)) };
+        *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(VarOut { base: out as usize, cap: osz, len: 0 });
+        if timeout != 0 {
+            me.deadline.store(proc::monotonic_ns() + timeout, SeqCst);
+        }
+        // SAFETY: calling the user's task on its input, as the contract says.
+        let rc = unsafe { f(ptr_or_null(inp, isz), isz, ctx) };
+        me.deadline.store(0, SeqCst);
+        let len = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(0, |o| o.len);
+        t.out_len.store(len as u64, Relaxed);
+        record(v, t, 0, rc);
+    } else {
+        // SAFETY: the host stored an `ItemFn` for K_ITEMS tasks.
+        let f: ItemFn = unsafe { std::mem::transmute(t.func.load(Relaxed) as usize) };
+        let mut i = t.next.load(Acquire);
+        while i < n {
+            if timeout != 0 {
+                me.deadline.store(proc::monotonic_ns() + timeout, SeqCst);
+            }
+            // SAFETY: item i's input and output slices lie inside the block (layout checked).
+            let rc = unsafe {
+                f(
+                    ptr_or_null(block.add(lay.input + i as usize * isz), isz),
+                    ptr_or_null(block.add(lay.output + i as usize * osz), osz),
+                    ctx,
+                )
+            };
+            record(v, t, i, rc);
+            i += 1;
+        }
+        me.deadline.store(0, SeqCst);
+    }
+    // SAFETY: flush what the task printed before its result is visible, so output stays in order.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+    v.finish(t, T_RUNNING, T_DONE);
+    me.current.store(NONE, SeqCst);
+}
+
+fn record(v: &View, t: &TaskSlot, i: u64, rc: c_int) {
+    let rec = if rc == 0 { Rec { status: 0, code: 0 } } else { Rec { status: Status::Task as i32, code: rc } };
+    // SAFETY: record i of this task, written only by the worker running it.
+    unsafe { v.rec(t, i).write(rec) };
+    t.next.store(i + 1, Release);
+}

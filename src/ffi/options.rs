@@ -1,0 +1,61 @@
+//! `pool_options_t`: pool creation options, extensible without breaking the ABI.
+
+use crate::core::{Error, Options};
+use std::os::raw::c_void;
+use std::time::Duration;
+
+/// Options for `pool_create`. Always call `pool_options_init` first: it fills the defaults and
+/// stamps `struct_size`, which lets later versions add fields without breaking the ABI.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct pool_options_t {
+    /// sizeof(pool_options_t) as the caller was compiled; set by `pool_options_init`.
+    pub struct_size: usize,
+    /// Runs once in every worker process when it starts (replacements included), before any
+    /// task. NULL for none.
+    pub initializer: Option<unsafe extern "C" fn(initarg: *mut c_void)>,
+    /// Argument for `initializer`; must point into memory that exists at `pool_create`.
+    pub initarg: *mut c_void,
+    /// Tasks (an apply, or a map chunk) a worker runs before it is replaced; 0 = unlimited.
+    pub max_tasks_per_child: u64,
+    /// Seconds one item may run before its worker is stopped and the item fails with
+    /// `POOL_ETIMEDOUT`; <= 0 for no limit.
+    pub task_timeout: f64,
+}
+
+/// Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and
+/// stamps its size. NULL is a no-op.
+///
+/// Thread safety: safe from any thread on distinct structs.
+#[no_mangle]
+pub extern "C" fn pool_options_init(opts: *mut pool_options_t) {
+    super::macros::boundary(|| {
+        // SAFETY: the caller passes a writable pool_options_t or NULL (checked).
+        if let Some(o) = unsafe { opts.as_mut() } {
+            *o = pool_options_t {
+                struct_size: std::mem::size_of::<pool_options_t>(),
+                initializer: None,
+                initarg: std::ptr::null_mut(),
+                max_tasks_per_child: 0,
+                task_timeout: 0.0,
+            };
+        }
+    })
+}
+
+/// Converts C options (NULL: defaults) to core options.
+pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
+    // SAFETY: the caller passes a readable pool_options_t or NULL (checked).
+    let Some(o) = (unsafe { opts.as_ref() }) else { return Ok(Options::default()) };
+    if o.struct_size < std::mem::size_of::<pool_options_t>() {
+        return Err(Error::inval("pool_options_t was not initialised with pool_options_init (bad struct_size)"));
+    }
+    if o.task_timeout.is_nan() {
+        return Err(Error::inval("task_timeout is NaN"));
+    }
+    Ok(Options {
+        initializer: o.initializer.map(|f| (f, o.initarg as usize)),
+        max_tasks_per_child: o.max_tasks_per_child,
+        task_timeout: (o.task_timeout > 0.0).then(|| Duration::from_secs_f64(o.task_timeout.min(1e9))),
+    })
+}

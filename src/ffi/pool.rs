@@ -1,0 +1,210 @@
+//! `pool_t`: creating pools, submitting work, closing, joining.
+
+use super::macros::{boundary, handle, status};
+use super::options::{convert, pool_options_t};
+use super::result::pool_async_t;
+use crate::core::worker::{out_write, ItemFn, VarFn};
+use crate::core::{Error, MapArgs, Pool};
+use std::os::raw::{c_int, c_void};
+
+/// A process pool (opaque).
+#[allow(non_camel_case_types)]
+pub struct pool_t(Pool);
+
+/// A task function, run in a worker process: `in` points to one input item, `out` to its
+/// result slot (NULL when the item or result size is 0). Return 0 for success; any other value
+/// is the task's own error code (the call then reports `POOL_ETASK`).
+#[allow(non_camel_case_types)]
+pub type pool_fn = Option<unsafe extern "C" fn(input: *const c_void, out: *mut c_void, ctx: *mut c_void) -> c_int>;
+
+/// A variable-size task, run in a worker process: `in` holds `in_len` bytes (NULL if 0); the
+/// result is written with `pool_out_write`. Return 0 for success, any other value is the
+/// task's own error code.
+#[allow(non_camel_case_types)]
+pub type pool_task_fn = Option<unsafe extern "C" fn(input: *const c_void, in_len: usize, ctx: *mut c_void) -> c_int>;
+
+fn map_args(f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void) -> Result<MapArgs, Error> {
+    let func: ItemFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
+    require!(in_size > 0 && out_size > 0, "map item sizes (in_size, out_size) must be > 0");
+    require!(n.checked_mul(in_size).is_some_and(|b| b <= isize::MAX as usize), "n * in_size overflows");
+    require!(n.checked_mul(out_size).is_some_and(|b| b <= isize::MAX as usize), "n * out_size overflows");
+    require!(n == 0 || !input.is_null(), "in is NULL");
+    require!(n == 0 || !out.is_null(), "out is NULL");
+    Ok(MapArgs { func, input: input as usize, in_size, out: out as usize, out_size, n, ctx: ctx as usize, chunksize: 0 })
+}
+
+fn apply_args(f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize) -> Result<ItemFn, Error> {
+    let func = f.ok_or_else(|| Error::inval("fn is NULL"))?;
+    require!(in_size == 0 || !input.is_null(), "in is NULL but in_size > 0");
+    require!(out_size == 0 || !out.is_null(), "out is NULL but out_size > 0");
+    Ok(func)
+}
+
+/// Creates a pool of `workers` worker processes (`workers <= 0`: one per CPU this process may
+/// run on). `opts` may be NULL for the defaults; otherwise it must have been initialised with
+/// `pool_options_init`. The workers are running, their initializer done, when this returns.
+///
+/// Workers are forked from a helper process forked here, so every worker, including one that
+/// replaces a dead one, sees the process memory as it is now: functions and `ctx` pointers
+/// passed later must point into memory that exists at this call.
+///
+/// Returns NULL on failure (fork, shared memory, an initializer that crashed) with
+/// `pool_last_error()` saying why.
+/// Ownership: the caller owns the pool and releases it with `pool_destroy`.
+/// Thread safety: safe from any thread; the pool may be used from any thread.
+#[no_mangle]
+pub extern "C" fn pool_create(workers: c_int, opts: *const pool_options_t) -> *mut pool_t {
+    handle(|| Ok(pool_t(Pool::new(workers, convert(opts)?)?)))
+}
+
+/// The number of worker processes of `pool` (0 if `pool` is NULL).
+///
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn pool_workers(pool: *const pool_t) -> c_int {
+    // SAFETY: a live handle or NULL.
+    boundary(|| unsafe { pool.as_ref() }.map_or(0, |p| p.0.workers() as c_int))
+}
+
+/// Applies `fn` to `n` items in parallel and waits: item i is read from `in + i*in_size` and
+/// its result written to `out + i*out_size`. Items are cut into chunks automatically and
+/// streamed through shared memory, so memory stays bounded for any `n`.
+///
+/// Returns `POOL_OK` when every item succeeded; otherwise the status of the lowest-index
+/// failure (`POOL_ETASK`, `POOL_ECRASHED`, `POOL_ETIMEDOUT`, `POOL_ECLOSED`), with
+/// `pool_last_error()` naming the item. The results of the items that succeeded are written in
+/// every case. `n == 0` is a no-op returning `POOL_OK` (buffers may then be NULL). Item sizes
+/// must be > 0.
+/// Ownership: `in` and `out` stay the caller's. Thread safety: safe from any thread,
+/// concurrently with other calls on the same pool.
+#[no_mangle]
+pub extern "C" fn pool_map(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void) -> c_int {
+    status(|| {
+        let p = try_ref!(pool, "pool");
+        let a = map_args(f, input, in_size, out, out_size, n, ctx)?;
+        if n == 0 {
+            return p.0.shared().check_owner();
+        }
+        // SAFETY: arguments checked above; the caller keeps the buffers valid during the call.
+        unsafe { p.0.map(a) }
+    })
+}
+
+/// Like `pool_map` but returns at once with a handle to wait on (`async_get`). `in` and `out`
+/// must stay valid until the result is ready or the handle freed; `out` is never written after
+/// `async_free` returns. `n == 0` gives a handle that is already ready.
+///
+/// Returns NULL on failure (bad argument, closed pool) with `pool_last_error()` set.
+/// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_map_async(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void) -> *mut pool_async_t {
+    handle(|| {
+        let p = try_ref!(pool, "pool");
+        let a = map_args(f, input, in_size, out, out_size, n, ctx)?;
+        // SAFETY: arguments checked; the caller keeps the buffers valid as documented.
+        Ok(pool_async_t(unsafe { p.0.map_async(a) }?))
+    })
+}
+
+/// Runs `fn` on one input in a worker and waits for it. `in`/`out` may be NULL when their size
+/// is 0. Returns the task's status (`POOL_ETASK` if it returned nonzero, `POOL_ECRASHED` if its
+/// worker died, ...).
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn pool_apply(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, ctx: *mut c_void) -> c_int {
+    status(|| {
+        let p = try_ref!(pool, "pool");
+        let func = apply_args(f, input, in_size, out, out_size)?;
+        // SAFETY: arguments checked; `out` is written before this call returns.
+        let r = unsafe { p.0.apply_async(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize) }?;
+        r.wait(None).expect("waits forever").err.map_or(Ok(()), Err)
+    })
+}
+
+/// Like `pool_apply` but returns at once with a handle. The input is copied before this
+/// returns; `out` must stay valid until the result is ready or the handle freed.
+///
+/// Returns NULL on failure with `pool_last_error()` set.
+/// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_apply_async(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, ctx: *mut c_void) -> *mut pool_async_t {
+    handle(|| {
+        let p = try_ref!(pool, "pool");
+        let func = apply_args(f, input, in_size, out, out_size)?;
+        // SAFETY: arguments checked; the caller keeps `out` valid as documented.
+        Ok(pool_async_t(unsafe { p.0.apply_async(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize) }?))
+    })
+}
+
+/// Submits a variable-size task: `in_len` bytes of input (any length the pool's shared memory
+/// holds, 1 GiB and more), a result whose length the task decides as it runs, written with
+/// `pool_out_write`, up to `max_out` bytes. Only the pages actually written cost memory.
+/// Get the result with `async_result` (zero copy: it stays valid until `async_free`).
+///
+/// Returns NULL on failure with `pool_last_error()` set.
+/// Ownership: the input is copied before this returns; the caller frees the handle with
+/// `async_free`. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_submit(pool: *mut pool_t, f: pool_task_fn, input: *const c_void, in_len: usize, max_out: usize, ctx: *mut c_void) -> *mut pool_async_t {
+    handle(|| {
+        let p = try_ref!(pool, "pool");
+        let func: VarFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
+        require!(in_len == 0 || !input.is_null(), "in is NULL but in_len > 0");
+        // SAFETY: arguments checked; the input is copied before returning.
+        Ok(pool_async_t(unsafe { p.0.submit_var(func, input as *const u8, in_len, max_out, ctx as usize) }?))
+    })
+}
+
+/// Called from inside a task started with `pool_submit`: appends `len` bytes to its result.
+/// Returns `POOL_ENOMEM` if the result would exceed the task's `max_out`, `POOL_EINVAL`
+/// outside such a task or for NULL `data` with `len > 0`.
+/// Thread safety: call only from the task's own worker process.
+#[no_mangle]
+pub extern "C" fn pool_out_write(data: *const c_void, len: usize) -> c_int {
+    status(|| {
+        require!(len == 0 || !data.is_null(), "data is NULL but len > 0");
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: `data` is non-NULL and the caller says it holds `len` bytes.
+            unsafe { std::slice::from_raw_parts(data as *const u8, len) }
+        };
+        out_write(bytes).map_err(|(s, m)| Error::new(s, m))
+    })
+}
+
+/// Stops accepting work; work already submitted (maps included) still finishes. A second call
+/// is a no-op. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_close(pool: *mut pool_t) -> c_int {
+    status(|| try_ref!(pool, "pool").0.close())
+}
+
+/// Stops the pool at once: workers are killed; unfinished results end with `POOL_ECLOSED`.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_terminate(pool: *mut pool_t) -> c_int {
+    status(|| try_ref!(pool, "pool").0.terminate())
+}
+
+/// Waits for the workers to exit after `pool_close` (once all submitted work is done) or
+/// `pool_terminate`. Before either, returns `POOL_EINVAL`.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_join(pool: *mut pool_t) -> c_int {
+    status(|| try_ref!(pool, "pool").0.join())
+}
+
+/// Terminates the pool unless it was closed, joins it and frees it. Async handles stay valid
+/// (unfinished ones report `POOL_ECLOSED`) and must still be freed. NULL is a no-op.
+/// Ownership: `pool` is invalid afterwards; do not call twice.
+/// Thread safety: no other call on the same pool may run concurrently or after.
+#[no_mangle]
+pub extern "C" fn pool_destroy(pool: *mut pool_t) {
+    boundary(|| {
+        if !pool.is_null() {
+            // SAFETY: a handle from pool_create, freed once (documented).
+            drop(unsafe { Box::from_raw(pool) });
+        }
+    })
+}

@@ -1,0 +1,98 @@
+//! `pool_process_t`: Python's multiprocessing.Process.
+
+use super::macros::{boundary, handle, status};
+use super::result::timeout;
+use crate::core::{Error, Process};
+use std::os::raw::{c_int, c_void};
+
+/// A function run in a child process by `process_start`; its return value (0-255) is the
+/// child's exit status.
+#[allow(non_camel_case_types)]
+pub type process_fn = Option<unsafe extern "C" fn(arg: *mut c_void) -> c_int>;
+
+/// A child process running one function (opaque).
+#[allow(non_camel_case_types)]
+pub struct pool_process_t(Process);
+
+/// Creates a process object that will run `fn(arg)`; nothing is started yet. Returns NULL (with
+/// `pool_last_error()`) if `fn` is NULL.
+/// Ownership: the caller frees it with `process_free`. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn process_create(f: process_fn, arg: *mut c_void) -> *mut pool_process_t {
+    handle(|| Ok(pool_process_t(Process::new(f.ok_or_else(|| Error::inval("fn is NULL"))?, arg))))
+}
+
+/// Forks: the child runs `fn(arg)`, flushes stdio and exits with the return value. Starting
+/// twice is `POOL_EINVAL`. stdio is flushed before the fork so no output is duplicated.
+/// Thread safety: any thread (safe in a host running many threads).
+#[no_mangle]
+pub extern "C" fn process_start(p: *mut pool_process_t) -> c_int {
+    status(|| try_ref!(p, "process").0.start())
+}
+
+/// Waits up to `timeout` seconds (negative: forever) for the child to exit and reaps it.
+/// `POOL_ETIMEDOUT` while it still runs; `POOL_EINVAL` before `process_start`.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn process_join(p: *mut pool_process_t, timeout: f64) -> c_int {
+    status(|| try_ref!(p, "process").0.join(self::timeout(timeout)?))
+}
+
+/// True while the child runs; false before start, once it has exited (no join needed), and for
+/// NULL. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn process_is_alive(p: *mut pool_process_t) -> bool {
+    // SAFETY: a live handle or NULL.
+    boundary(|| unsafe { p.as_ref() }.is_some_and(|p| p.0.is_alive()))
+}
+
+/// Sends SIGTERM to the child (a no-op once it has exited). `POOL_EINVAL` before start.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn process_terminate(p: *mut pool_process_t) -> c_int {
+    status(|| try_ref!(p, "process").0.signal(libc::SIGTERM))
+}
+
+/// Sends SIGKILL to the child (a no-op once it has exited). `POOL_EINVAL` before start.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn process_kill(p: *mut pool_process_t) -> c_int {
+    status(|| try_ref!(p, "process").0.signal(libc::SIGKILL))
+}
+
+/// Once the child has finished: `POOL_OK` and `*code` = its exit status, or `-N` if it was
+/// killed by signal N (as Python). Before that, `POOL_ETIMEDOUT` (running) or `POOL_EINVAL`
+/// (not started, NULL `code`); `*code` is written only on success.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn process_exitcode(p: *const pool_process_t, code: *mut c_int) -> c_int {
+    status(|| {
+        let p = try_ref!(p, "process");
+        require!(!code.is_null(), "code is NULL");
+        let c = p.0.exitcode()?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *code = c };
+        Ok(())
+    })
+}
+
+/// The child's pid, or -1 before `process_start` (and for NULL).
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn process_pid(p: *const pool_process_t) -> c_int {
+    // SAFETY: a live handle or NULL.
+    boundary(|| unsafe { p.as_ref() }.map_or(-1, |p| p.0.pid()))
+}
+
+/// Frees the process object. A child still running is killed and reaped (no zombie is left).
+/// NULL is a no-op. Ownership: `p` is invalid afterwards; do not call twice.
+/// Thread safety: no other call on the same object may run concurrently or after.
+#[no_mangle]
+pub extern "C" fn process_free(p: *mut pool_process_t) {
+    boundary(|| {
+        if !p.is_null() {
+            // SAFETY: a handle from process_create, freed once (documented).
+            drop(unsafe { Box::from_raw(p) });
+        }
+    })
+}

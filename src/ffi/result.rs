@@ -1,0 +1,98 @@
+//! `pool_async_t`: Python's AsyncResult.
+
+use super::macros::{boundary, status};
+use crate::core::{AsyncResult, Error, Outcome, Status};
+use std::os::raw::{c_int, c_void};
+use std::time::Duration;
+
+/// The pending or finished result of an asynchronous call (opaque).
+#[allow(non_camel_case_types)]
+pub struct pool_async_t(pub(crate) AsyncResult);
+
+/// Seconds as a C double: negative means no limit.
+pub(crate) fn timeout(secs: f64) -> Result<Option<Duration>, Error> {
+    if secs.is_nan() {
+        return Err(Error::inval("timeout is NaN"));
+    }
+    Ok((secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9))))
+}
+
+/// Waits up to `timeout` seconds (negative: forever) and returns the result's status: the same
+/// one every time once finished (`POOL_OK`, or the failure with `pool_last_error()` set); or
+/// `POOL_ETIMEDOUT` if it is not ready yet (the work goes on).
+/// Thread safety: any thread; several threads may wait on one handle.
+#[no_mangle]
+pub extern "C" fn async_get(a: *mut pool_async_t, timeout: f64) -> c_int {
+    status(|| {
+        let a = try_ref!(a, "async result");
+        match a.0.wait(self::timeout(timeout)?) {
+            None => Err(Error::new(Status::TimedOut, "the result is not ready yet")),
+            Some(Outcome { err }) => err.map_or(Ok(()), Err),
+        }
+    })
+}
+
+/// Waits up to `timeout` seconds (negative: forever): `POOL_OK` once the result is ready,
+/// whatever its status; `POOL_ETIMEDOUT` otherwise.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn async_wait(a: *mut pool_async_t, timeout: f64) -> c_int {
+    status(|| {
+        let a = try_ref!(a, "async result");
+        match a.0.wait(self::timeout(timeout)?) {
+            None => Err(Error::new(Status::TimedOut, "the result is not ready yet")),
+            Some(_) => Ok(()),
+        }
+    })
+}
+
+/// True once the result is ready (false for NULL). Never blocks.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn async_ready(a: *const pool_async_t) -> bool {
+    // SAFETY: a live handle or NULL.
+    boundary(|| unsafe { a.as_ref() }.is_some_and(|a| a.0.poll().is_some()))
+}
+
+/// True if the result is ready and succeeded (false for NULL or not ready). Never blocks.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn async_successful(a: *const pool_async_t) -> bool {
+    // SAFETY: a live handle or NULL.
+    boundary(|| unsafe { a.as_ref() }.is_some_and(|a| a.0.poll().is_some_and(|o| o.err.is_none())))
+}
+
+/// The result of a `pool_submit` task once it succeeded: `*data` points to `*len` bytes that
+/// stay valid, unchanged, until `async_free`. Does not wait: returns `POOL_ETIMEDOUT` if not
+/// ready, the task's failure status if it failed, `POOL_EINVAL` for other kinds of results.
+/// `data` and `len` are written only on success.
+/// Ownership: the bytes belong to the handle. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn async_result(a: *mut pool_async_t, data: *mut *const c_void, len: *mut usize) -> c_int {
+    status(|| {
+        let a = try_ref!(a, "async result");
+        require!(!data.is_null() && !len.is_null(), "data or len is NULL");
+        let bytes = a.0.var_output()?;
+        // SAFETY: both out-pointers were checked non-NULL.
+        unsafe {
+            *data = bytes.as_ptr() as *const c_void;
+            *len = bytes.len();
+        }
+        Ok(())
+    })
+}
+
+/// Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
+/// `out` is never written after this returns). NULL is a no-op.
+/// Ownership: `a` is invalid afterwards; do not call twice. Thread safety: no other call on
+/// the same handle may run concurrently or after.
+#[no_mangle]
+pub extern "C" fn async_free(a: *mut pool_async_t) {
+    boundary(|| {
+        if !a.is_null() {
+            // SAFETY: a handle from this library, freed once (documented).
+            drop(unsafe { Box::from_raw(a) });
+        }
+    })
+}
+

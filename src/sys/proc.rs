@@ -1,0 +1,318 @@
+//! Processes: fork with library hygiene, reaping, pidfds, signals, prctl.
+
+use std::io;
+use std::os::raw::c_int;
+use std::sync::Mutex;
+
+/// A file descriptor closed on drop.
+#[derive(Debug)]
+pub struct OwnedFd(pub c_int);
+
+impl Drop for OwnedFd {
+    fn drop(&mut self) {
+        // SAFETY: we own this descriptor and close it once.
+        unsafe {
+            libc::close(self.0);
+        }
+    }
+}
+
+/// Everything the library holds that a forked child must drop: descriptors and mappings of
+/// every pool. Forks by the library hold this lock, so the child sees a consistent list.
+struct Registry {
+    fds: Vec<c_int>,
+    maps: Vec<(usize, usize)>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { fds: Vec::new(), maps: Vec::new() });
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn register_fd(fd: c_int) {
+    registry().fds.push(fd);
+}
+pub fn unregister_fd(fd: c_int) {
+    registry().fds.retain(|&f| f != fd);
+}
+pub fn register_map(base: usize, len: usize) {
+    registry().maps.push((base, len));
+}
+pub fn unregister_map(base: usize) {
+    registry().maps.retain(|&(b, _)| b != base);
+}
+
+pub enum Forked {
+    Parent(libc::pid_t),
+    Child,
+}
+
+/// Forks. In the child, closes every library descriptor and unmaps every pool mapping except
+/// the `keep_map` base (the pool the child belongs to, if any). stdio is flushed first so that
+/// buffered output is never duplicated. The child must end with [`exit_now`].
+pub fn fork(keep_map: Option<usize>) -> io::Result<Forked> {
+    let mut reg = registry();
+    // SAFETY: fflush(NULL) flushes all open output streams; always valid.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+    // SAFETY: glibc's fork makes malloc and stdio usable in the child even when other threads
+    // hold their locks; the child touches only the snapshot held by `reg`, never the lock.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid > 0 {
+        return Ok(Forked::Parent(pid));
+    }
+    for &fd in &reg.fds {
+        // SAFETY: library-owned descriptors, duplicated by fork, closed in the child only.
+        unsafe { libc::close(fd) };
+    }
+    for &(base, len) in &reg.maps {
+        if Some(base) != keep_map {
+            super::mem::unmap_in_child(base, len);
+        }
+    }
+    // The child's only thread is the one holding the lock, so it may release it.
+    reg.fds.clear();
+    reg.maps.retain(|&(b, _)| Some(b) == keep_map);
+    drop(reg);
+    Ok(Forked::Child)
+}
+
+/// Leaves a forked child at once: flushes stdio, then `_exit` (no atexit handlers of the host).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: flush then _exit; nothing after this runs.
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+        libc::_exit(code)
+    }
+}
+
+/// Decoded wait status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal { sig: i32, core: bool },
+}
+
+impl Exit {
+    pub fn from_raw(status: c_int) -> Exit {
+        if libc::WIFSIGNALED(status) {
+            Exit::Signal { sig: libc::WTERMSIG(status), core: libc::WCOREDUMP(status) }
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        }
+    }
+    /// Python's convention: the exit status, or -N when killed by signal N.
+    pub fn python_code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal { sig, .. } => -sig,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Exit::Code(c) => write!(f, "exited with status {c}"),
+            Exit::Signal { sig, core } => {
+                write!(f, "killed by signal {sig} ({})", signal_name(sig))?;
+                if core {
+                    f.write_str(", core dumped")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a static or thread-local string (or NULL).
+    let p = unsafe { libc::strsignal(sig) };
+    if p.is_null() {
+        return format!("signal {sig}");
+    }
+    // SAFETY: non-NULL strsignal result is a NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Reaps `pid` (our own child only). `block`: wait for it. Returns None while it runs;
+/// Err(ECHILD) if someone else reaped it.
+pub fn reap(pid: libc::pid_t, block: bool) -> io::Result<Option<Exit>> {
+    let mut status: c_int = 0;
+    loop {
+        // SAFETY: waits for one specific child; `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, if block { 0 } else { libc::WNOHANG }) };
+        if r == pid {
+            return Ok(Some(Exit::from_raw(status)));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Reaps any child of this process that has exited (used only in the zygote, whose children
+/// are all its own workers).
+pub fn reap_any() -> Option<(libc::pid_t, Exit)> {
+    let mut status: c_int = 0;
+    // SAFETY: valid out pointer; WNOHANG never blocks.
+    let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (r > 0).then(|| (r, Exit::from_raw(status)))
+}
+
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as c_int;
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl on our own fresh descriptor.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(OwnedFd(fd))
+}
+
+/// Sends `sig` through a pidfd: never hits a recycled pid.
+pub fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on our own pidfd.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.0, sig, 0usize, 0u32) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits until `fd` is readable (a pidfd: the process exited) or `timeout_ms` passes (-1: none).
+pub fn poll_readable(fd: c_int, timeout_ms: c_int) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    loop {
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        if r >= 0 {
+            return r > 0;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return false;
+        }
+    }
+}
+
+pub fn kill(pid: libc::pid_t, sig: i32) {
+    if pid > 0 {
+        // SAFETY: plain syscall; callers only signal their own live children.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: always succeeds.
+    unsafe { libc::getpid() }
+}
+
+pub fn getppid() -> libc::pid_t {
+    // SAFETY: always succeeds.
+    unsafe { libc::getppid() }
+}
+
+/// Asks the kernel to SIGKILL this process when its parent (the forking thread) dies.
+pub fn die_with_parent() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+}
+
+pub fn set_name(name: &str) {
+    let c = std::ffi::CString::new(name).unwrap_or_default();
+    // SAFETY: PR_SET_NAME copies at most 16 bytes from a valid C string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+/// In a fresh worker: default dispositions for the fatal signals (so a crash is reported as
+/// one, whatever handler the host had), SIGINT ignored (the host decides on Ctrl-C), and an
+/// empty signal mask.
+pub fn reset_signals_for_worker() {
+    for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGABRT, libc::SIGTERM, libc::SIGCHLD] {
+        // SAFETY: setting a default disposition in our own (child) process.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    set_mask(&[], libc::SIG_SETMASK);
+}
+
+/// Changes the calling thread's signal mask (`how`: SIG_BLOCK / SIG_SETMASK).
+pub fn set_mask(sigs: &[i32], how: c_int) {
+    // SAFETY: sigset_t is initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// A signalfd for `sigs` (which the caller has blocked).
+pub fn signalfd(sigs: &[i32]) -> io::Result<OwnedFd> {
+    // SAFETY: sigset_t initialised before use; signalfd returns a new descriptor.
+    let fd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(OwnedFd(fd))
+}
+
+/// Reads one pending signal number from a signalfd, if any.
+pub fn read_signal(fd: &OwnedFd) -> Option<i32> {
+    // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
+    unsafe {
+        let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+        let n = libc::read(fd.0, &mut info as *mut _ as *mut libc::c_void, std::mem::size_of_val(&info));
+        (n == std::mem::size_of_val(&info) as isize).then_some(info.ssi_signo as i32)
+    }
+}
+
+/// Waits for any of `fds` to be readable, at most `timeout_ms` (-1: no limit).
+pub fn poll_any(fds: &[c_int], timeout_ms: c_int) -> Vec<bool> {
+    let mut p: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `p` is a valid array of pollfd of the given length.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    p.iter().map(|x| r > 0 && x.revents != 0).collect()
+}
+
+/// The number of CPUs this process may run on (its affinity mask).
+pub fn usable_cpus() -> usize {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) == 0 {
+            let n = libc::CPU_COUNT(&set);
+            if n > 0 {
+                return n as usize;
+            }
+        }
+    }
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: valid out pointer; CLOCK_MONOTONIC always exists.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+}
