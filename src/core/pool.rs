@@ -215,10 +215,12 @@ impl Shared {
         Ok(())
     }
 
-    fn check_open(&self) -> Result<()> {
+    /// Fails once the pool no longer takes work. A running map (`draining`) may still feed its
+    /// chunks after `close`, but not after `terminate`.
+    fn check_open(&self, draining: bool) -> Result<()> {
         self.check_owner()?;
         let life = lock(&self.life);
-        if life.closed {
+        if life.terminated || (life.closed && !draining) {
             return Err(Error::closed(if life.terminated { "the pool was terminated" } else { "the pool is closed" }));
         }
         if self.view.header().control.broken.load(Relaxed) != 0 {
@@ -252,9 +254,11 @@ impl Shared {
 
     /// Allocates a slot and a block, lets `fill` write the input, and queues the task.
     #[allow(clippy::too_many_arguments)]
+    /// `notify` marks a map chunk: its completion wakes the map's driver, and it may still be
+    /// submitted after `close`.
     pub(crate) fn submit(&self, kind: u32, notify: bool, func: usize, ctx: usize, n: usize, in_size: usize, out_size: usize, lay: BlockLayout, fill: impl FnOnce(*mut u8)) -> Result<(u32, Block)> {
-        self.check_open()?;
-        let (slot, block) = self.reserve(lay.total)?;
+        self.check_open(notify)?;
+        let (slot, block) = self.reserve(lay.total, notify)?;
         let base = self.view.heap_ptr(block.off as u64);
         // SAFETY: the block is ours until the task is queued; the input area lies inside it.
         fill(unsafe { base.add(lay.input) });
@@ -277,7 +281,7 @@ impl Shared {
 
     /// A free slot and a heap block of `bytes`, waiting for running work to free some if the
     /// pool is full (backpressure).
-    fn reserve(&self, bytes: usize) -> Result<(u32, Block)> {
+    fn reserve(&self, bytes: usize, draining: bool) -> Result<(u32, Block)> {
         if bytes > self.heap.capacity() {
             return Err(Error::new(Status::NoMem, format!("{bytes} bytes do not fit in the pool's {} byte shared heap", self.heap.capacity())));
         }
@@ -295,7 +299,7 @@ impl Shared {
             }
             self.view.wait_event(seen, true, Some(Instant::now() + WATCH_SLICE));
             self.watchdog();
-            self.check_open()?;
+            self.check_open(draining)?;
         }
     }
 
@@ -350,7 +354,7 @@ impl Shared {
     }
 
     pub(crate) fn driver_started(&self) -> Result<()> {
-        self.check_open()?;
+        self.check_open(false)?;
         lock(&self.life).drivers += 1;
         Ok(())
     }

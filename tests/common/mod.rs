@@ -1,0 +1,50 @@
+//! Task functions and helpers shared by the Rust integration tests.
+#![allow(dead_code)]
+
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub unsafe extern "C" fn square(i: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    let x = *(i as *const i64);
+    *(o as *mut i64) = x * x;
+    0
+}
+
+/// Squares, but crashes the worker (SIGSEGV) on 13, exits on 14, returns 7 on 15, hangs on 16,
+/// aborts on 17. Counts every call in the shared counters passed as ctx.
+pub unsafe extern "C" fn faulty(i: *const c_void, o: *mut c_void, ctx: *mut c_void) -> c_int {
+    let x = *(i as *const i64);
+    if !ctx.is_null() {
+        let counts = ctx as *const AtomicU32;
+        (*counts.add(x as usize)).fetch_add(1, Ordering::SeqCst);
+    }
+    match x % 100 {
+        13 => {
+            libc::raise(libc::SIGSEGV);
+        }
+        14 => libc::_exit(3),
+        15 => return 7,
+        16 => loop {
+            libc::sleep(100);
+        },
+        17 => libc::abort(),
+        _ => {}
+    }
+    *(o as *mut i64) = x * x;
+    0
+}
+
+pub unsafe extern "C" fn getpid_task(_: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    *(o as *mut i32) = libc::getpid();
+    0
+}
+
+/// Counters in anonymous shared memory, visible to workers forked after this call.
+pub fn shared_counters(n: usize) -> &'static [AtomicU32] {
+    // SAFETY: a fresh anonymous shared mapping, zeroed, never unmapped (leaked on purpose).
+    unsafe {
+        let p = libc::mmap(std::ptr::null_mut(), n * 4, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0);
+        assert_ne!(p, libc::MAP_FAILED);
+        std::slice::from_raw_parts(p as *const AtomicU32, n)
+    }
+}

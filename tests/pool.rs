@@ -1,0 +1,150 @@
+//! The core engine through its Rust API: maps, applies, faults, lifecycle.
+
+mod common;
+use common::*;
+use pool::core::{MapArgs, Options, Pool, Status};
+use std::time::{Duration, Instant};
+
+fn map_args(f: pool::core::worker::ItemFn, xs: &[i64], ys: &mut [i64], ctx: usize, chunksize: usize) -> MapArgs {
+    MapArgs { func: f, input: xs.as_ptr() as usize, in_size: 8, out: ys.as_mut_ptr() as usize, out_size: 8, n: xs.len(), ctx, chunksize }
+}
+
+#[test]
+fn map_million_items() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = (0..1_000_000).collect();
+    let mut ys = vec![0i64; xs.len()];
+    unsafe { p.map(map_args(square, &xs, &mut ys, 0, 0)) }.unwrap();
+    assert!(xs.iter().zip(&ys).all(|(x, y)| x * x == *y));
+}
+
+#[test]
+fn crash_inside_chunk_fails_only_that_item_and_runs_the_rest_once() {
+    let counts = shared_counters(400); // before the pool: workers see memory as it was then
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = (0..400).filter(|x| x % 100 != 16).collect();
+    let mut ys = vec![-1i64; xs.len()];
+    let err = unsafe { p.map(map_args(faulty, &xs, &mut ys, counts.as_ptr() as usize, 50)) }.unwrap_err();
+    assert_eq!(err.status, Status::Crashed, "{err}");
+    assert!(err.msg.starts_with("item 13:"), "{err}");
+    assert!(err.msg.contains("signal 11"), "{err}");
+    for (i, &x) in xs.iter().enumerate() {
+        let c = counts[x as usize].load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(c, 1, "item {x} ran {c} times");
+        if matches!(x % 100, 13 | 14 | 15 | 17) {
+            assert_eq!(ys[i], -1, "failed item {x} must not have a result");
+        } else {
+            assert_eq!(ys[i], x * x, "item {x}");
+        }
+    }
+}
+
+#[test]
+fn apply_statuses_and_recovery() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    for (x, want) in [(13i64, Status::Crashed), (14, Status::Crashed), (15, Status::Task), (17, Status::Crashed), (5, Status::Ok)] {
+        let mut y = 0i64;
+        let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+        let o = r.wait(None).unwrap();
+        assert_eq!(o.status(), want, "x={x}: {:?}", o.err);
+        if want == Status::Ok {
+            assert_eq!(y, 25);
+        }
+    }
+    let mut y = 0i64;
+    let x = 14i64;
+    let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let e = r.wait(None).unwrap().err.unwrap();
+    assert!(e.msg.contains("exited with status 3"), "{e}");
+}
+
+#[test]
+fn timeout_stops_the_item_and_the_pool_goes_on() {
+    let opts = Options { task_timeout: Some(Duration::from_millis(200)), ..Options::default() };
+    let p = Pool::new(2, opts).unwrap();
+    let xs: Vec<i64> = vec![1, 2, 16, 3, 4];
+    let mut ys = vec![0i64; xs.len()];
+    let t0 = Instant::now();
+    let err = unsafe { p.map(map_args(faulty, &xs, &mut ys, 0, 1)) }.unwrap_err();
+    assert_eq!(err.status, Status::TimedOut, "{err}");
+    assert!(err.msg.starts_with("item 2:"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(ys, vec![1, 4, 0, 9, 16]);
+}
+
+#[test]
+fn max_tasks_per_child_replaces_workers() {
+    let p = Pool::new(1, Options { max_tasks_per_child: 1, ..Options::default() }).unwrap();
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let mut pid = 0i32;
+        let r = unsafe { p.apply_async(getpid_task, std::ptr::null(), 0, &mut pid as *mut i32 as *mut u8, 4, 0) }.unwrap();
+        assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+        pids.push(pid);
+    }
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+}
+
+#[test]
+fn terminate_ends_pending_work_with_closed() {
+    let p = Pool::new(1, Options::default()).unwrap();
+    let x = 16i64; // hangs
+    let mut y = 0i64;
+    let hang = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let queued = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    assert!(hang.wait(Some(Duration::from_millis(50))).is_none());
+    p.terminate().unwrap();
+    assert_eq!(hang.wait(None).unwrap().status(), Status::Closed);
+    assert_eq!(queued.wait(None).unwrap().status(), Status::Closed);
+    p.join().unwrap();
+}
+
+#[test]
+fn close_join_waits_for_async_map() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = (0..100_000).collect();
+    let mut ys = vec![0i64; xs.len()];
+    let r = unsafe { p.map_async(map_args(square, &xs, &mut ys, 0, 0)) }.unwrap();
+    p.close().unwrap();
+    let e = unsafe { p.apply_async(square, xs.as_ptr() as *const u8, 8, ys.as_mut_ptr() as *mut u8, 8, 0) }.err().unwrap();
+    assert_eq!(e.status, Status::Closed);
+    p.join().unwrap();
+    let o = r.poll().expect("join returns after the map is done");
+    assert_eq!(o.status(), Status::Ok, "{:?}", o.err);
+    drop(r);
+    assert!(xs.iter().zip(&ys).all(|(x, y)| x * x == *y));
+}
+
+#[test]
+fn handles_outlive_the_pool() {
+    let p = Pool::new(1, Options::default()).unwrap();
+    let x = 3i64;
+    let mut y = 0i64;
+    let r = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let x2 = 16i64;
+    let mut y2 = 0i64;
+    let hang = unsafe { p.apply_async(faulty, &x2 as *const i64 as *const u8, 8, &mut y2 as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+    drop(p);
+    assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+    assert_eq!(y, 9);
+    assert_eq!(hang.wait(None).unwrap().status(), Status::Closed);
+}
+
+#[test]
+fn many_outstanding_applies() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = (0..20_000).collect();
+    let mut ys = vec![0i64; xs.len()];
+    let rs: Vec<_> = xs
+        .iter()
+        .zip(ys.iter_mut())
+        .map(|(x, y)| unsafe { p.apply_async(square, x as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0) }.unwrap())
+        .collect();
+    for r in &rs {
+        assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+    }
+    drop(rs);
+    assert!(xs.iter().zip(&ys).all(|(x, y)| x * x == *y));
+}
