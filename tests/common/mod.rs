@@ -34,7 +34,9 @@ pub unsafe extern "C" fn faulty(i: *const c_void, o: *mut c_void, ctx: *mut c_vo
     0
 }
 
+/// Writes the worker's pid; sleeps 2 ms so that a map spreads over every worker.
 pub unsafe extern "C" fn getpid_task(_: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    libc::usleep(2000);
     *(o as *mut i32) = libc::getpid();
     0
 }

@@ -1,0 +1,144 @@
+//! Process and descriptor hygiene: pools leave no descriptors, children or workers behind,
+//! and the host dying (even by SIGKILL) takes every worker with it.
+//! One test per binary section runs serially: they count process-wide resources.
+
+mod common;
+use common::*;
+use pool::core::{MapArgs, Options, Pool, Status};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Live (non-zombie) processes whose parent is `ppid`.
+fn children_of(ppid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let mut f = rest.split(' ');
+        let state = f.next().unwrap();
+        let parent: i32 = f.next().unwrap().parse().unwrap();
+        if parent == ppid {
+            out.push(pid);
+            let _ = state;
+        }
+    }
+    out
+}
+
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s[s.rfind(')').unwrap() + 2..].starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn worker_pids(p: &Pool) -> Vec<i32> {
+    let mut pids = vec![0i32; 64];
+    let dummy = vec![0i64; 64];
+    let a = MapArgs { func: getpid_task, input: dummy.as_ptr() as usize, in_size: 8, out: pids.as_mut_ptr() as usize, out_size: 4, n: 64, ctx: 0, chunksize: 1 };
+    unsafe { p.map(a) }.unwrap();
+    pids.sort();
+    pids.dedup();
+    pids
+}
+
+#[test]
+fn create_use_destroy_cycles_leak_nothing() {
+    let _g = SERIAL.lock().unwrap();
+    let me = std::process::id() as i32;
+    let fds = fd_count();
+    let mut workers = Vec::new();
+    for i in 0..100 {
+        let p = Pool::new(2, Options::default()).unwrap();
+        if i % 10 == 0 {
+            workers.extend(worker_pids(&p));
+        }
+        let xs: Vec<i64> = (0..1000).collect();
+        let mut ys = vec![0i64; 1000];
+        let a = MapArgs { func: square, input: xs.as_ptr() as usize, in_size: 8, out: ys.as_mut_ptr() as usize, out_size: 8, n: 1000, ctx: 0, chunksize: 0 };
+        unsafe { p.map(a) }.unwrap();
+        if i % 2 == 0 {
+            p.close().unwrap();
+            p.join().unwrap();
+        }
+        drop(p);
+    }
+    assert_eq!(fd_count(), fds, "descriptors leaked");
+    assert_eq!(children_of(me), Vec::<i32>::new(), "children left behind");
+    let left: Vec<_> = workers.iter().copied().filter(|&w| alive(w)).collect();
+    assert!(left.is_empty(), "workers still alive: {left:?}");
+}
+
+/// Run by `parent_death_takes_the_workers_down` as a separate host process.
+#[test]
+fn host_role_for_parent_death() {
+    if std::env::var_os("POOL_TEST_HOST").is_none() {
+        return;
+    }
+    let p = Pool::new(2, Options::default()).unwrap();
+    for w in worker_pids(&p) {
+        println!("worker {w}");
+    }
+    println!("ready");
+    let xs: Vec<i64> = vec![16; 8]; // every item hangs
+    let mut ys = vec![0i64; 8];
+    let a = MapArgs { func: faulty, input: xs.as_ptr() as usize, in_size: 8, out: ys.as_mut_ptr() as usize, out_size: 8, n: 8, ctx: 0, chunksize: 1 };
+    let _ = unsafe { p.map(a) };
+    unreachable!("the map hangs until this process is killed");
+}
+
+#[test]
+fn parent_death_takes_the_workers_down() {
+    let _g = SERIAL.lock().unwrap();
+    // Orphans come to us, so zombies can be told from live processes and reaped.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut host = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "host_role_for_parent_death", "--nocapture", "--test-threads=1"])
+            .env("POOL_TEST_HOST", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut workers = Vec::new();
+    for line in BufReader::new(host.0.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // The harness prints "test NAME ... " before the first line of output.
+        if let Some(w) = line.split("worker ").nth(1) {
+            workers.push(w.parse::<i32>().unwrap());
+        }
+        if line.ends_with("ready") {
+            break;
+        }
+    }
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    std::thread::sleep(Duration::from_millis(100)); // the map is running
+    host.0.kill().unwrap(); // SIGKILL
+    host.0.wait().unwrap();
+    let t0 = Instant::now();
+    while workers.iter().any(|&w| alive(w)) && t0.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let left: Vec<_> = workers.iter().copied().filter(|&w| alive(w)).collect();
+    assert!(left.is_empty(), "workers alive {:?} after the host died", left);
+    // Reap the orphaned zygote (it came to us as subreaper).
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    let _ = Status::Ok;
+}
+
