@@ -92,11 +92,12 @@ impl TaskJob {
                 let rec = unsafe { self.sh.view.rec(t, 0).read() };
                 let err = item_error(rec, t.pid.load(std::sync::atomic::Ordering::Relaxed), None);
                 if err.is_none() && !self.var && self.out_size > 0 {
-                    // SAFETY: the output area of a DONE task is final; the caller promised `out`
-                    // stays writable for `out_size` bytes until the result is collected.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(self.sh.view.heap_ptr(self.block.off as u64).add(self.lay.output), self.out as *mut u8, self.out_size)
-                    };
+                    // SAFETY: the output area lies inside the block.
+                    let src = unsafe { self.sh.view.heap_ptr(self.block.off as u64).add(self.lay.output) };
+                    crate::sys::mem::populate(src, self.out_size, false);
+                    // SAFETY: the output of a DONE task is final; the caller promised `out` stays
+                    // writable for `out_size` bytes until the result is collected.
+                    unsafe { std::ptr::copy_nonoverlapping(src, self.out as *mut u8, self.out_size) };
                 }
                 Outcome { err }
             }

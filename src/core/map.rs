@@ -104,11 +104,12 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
         let seen = sh.view.event_seq();
         while next < a.n && inflight.len() < window {
             let len = cs.min(a.n - next);
-            match submit_chunk(sh, &a, next, len) {
+            match submit_chunk(sh, &a, next, len, job) {
                 Ok(c) => {
                     inflight.push_back(c);
                     next += len;
                 }
+                Err(_) if job.with(|s| s.detached) => next = a.n, // freed: the caller's buffers may be gone
                 Err(e) => {
                     // Nothing more can be submitted: every remaining item fails with this.
                     fail(next, Error::new(e.status, format!("item {next}: {}", e.msg)));
@@ -126,12 +127,20 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
     job.complete(Outcome { err: first_fail.map(|(_, e)| e) });
 }
 
-fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize) -> Result<Chunk> {
+/// Copies a chunk's inputs into shared memory and queues it, unless the handle was freed (the
+/// copy runs under the handle's lock, so `async_free` never races with a read of the input).
+fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob) -> Result<Chunk> {
     let lay = BlockLayout::new(len, a.in_size, a.out_size).ok_or_else(|| Error::inval("sizes overflow"))?;
     let src = a.input + start * a.in_size;
     let (slot, block) = sh.submit(K_ITEMS, true, a.func as usize, a.ctx, len, a.in_size, a.out_size, lay, |dst| {
-        // SAFETY: the caller guarantees the input array is readable; the chunk is inside it.
-        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst, len * a.in_size) }
+        job.with(|s| {
+            if !s.detached {
+                // SAFETY: the caller keeps the input readable until the handle is freed, which
+                // has not happened (checked under the lock); the chunk lies inside the input.
+                unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst, len * a.in_size) }
+            }
+            !s.detached
+        })
     })?;
     Ok(Chunk { slot, block, lay, start, len })
 }

@@ -72,8 +72,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pool {
     pub fn new(workers: i32, opts: Options) -> Result<Pool> {
-        if super::worker::IN_CHILD.load(Relaxed) {
-            return Err(Error::inval("pools cannot be created inside a worker or child process"));
+        if super::worker::IN_WORKER.load(Relaxed) {
+            return Err(Error::inval("pools cannot be created inside a pool's worker (nested use)"));
         }
         let n = if workers <= 0 { proc::usable_cpus() } else { workers as usize };
         if n > 4096 {
@@ -144,7 +144,8 @@ impl Pool {
         let lay = BlockLayout::new(1, in_size, out_size).ok_or_else(|| Error::inval("sizes overflow"))?;
         let (slot, block) = self.sh.submit(K_ITEMS, false, f as usize, ctx, 1, in_size, out_size, lay, |dst| {
             // SAFETY: caller guarantees `input` is readable for `in_size` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(input, dst, in_size) }
+            unsafe { std::ptr::copy_nonoverlapping(input, dst, in_size) };
+            true
         })?;
         Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), slot, block, lay, out, out_size, false)))
     }
@@ -157,7 +158,8 @@ impl Pool {
         let lay = BlockLayout::new(1, len, max_out).ok_or_else(|| Error::inval("sizes overflow"))?;
         let (slot, block) = self.sh.submit(K_VAR, false, f as usize, ctx, 1, len, max_out, lay, |dst| {
             // SAFETY: caller guarantees `input` is readable for `len` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(input, dst, len) }
+            unsafe { std::ptr::copy_nonoverlapping(input, dst, len) };
+            true
         })?;
         Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), slot, block, lay, std::ptr::null_mut(), 0, true)))
     }
@@ -252,16 +254,24 @@ impl Shared {
         }
     }
 
-    /// Allocates a slot and a block, lets `fill` write the input, and queues the task.
+    /// Allocates a slot and a block, lets `fill` write the input, and queues the task. If
+    /// `fill` returns false the task is dropped and this fails with `Closed`.
     #[allow(clippy::too_many_arguments)]
     /// `notify` marks a map chunk: its completion wakes the map's driver, and it may still be
     /// submitted after `close`.
-    pub(crate) fn submit(&self, kind: u32, notify: bool, func: usize, ctx: usize, n: usize, in_size: usize, out_size: usize, lay: BlockLayout, fill: impl FnOnce(*mut u8)) -> Result<(u32, Block)> {
+    pub(crate) fn submit(&self, kind: u32, notify: bool, func: usize, ctx: usize, n: usize, in_size: usize, out_size: usize, lay: BlockLayout, fill: impl FnOnce(*mut u8) -> bool) -> Result<(u32, Block)> {
         self.check_open(notify)?;
         let (slot, block) = self.reserve(lay.total, notify)?;
         let base = self.view.heap_ptr(block.off as u64);
-        // SAFETY: the block is ours until the task is queued; the input area lies inside it.
-        fill(unsafe { base.add(lay.input) });
+        // SAFETY: the input area lies inside the block.
+        let input = unsafe { base.add(lay.input) };
+        crate::sys::mem::populate(input, lay.output - lay.input, true);
+        // The block is ours until the task is queued.
+        if !fill(input) {
+            self.free_block(block);
+            self.free_slot(slot);
+            return Err(Error::closed("the result was freed"));
+        }
         let t = self.view.task(slot);
         t.kind.store(kind, Relaxed);
         t.flags.store(if notify { F_NOTIFY } else { 0 }, Relaxed);

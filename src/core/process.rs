@@ -1,10 +1,8 @@
 //! Python's `multiprocessing.Process`: run one function in a forked child.
 
 use super::error::{Error, Result, Status};
-use super::worker::IN_CHILD;
 use crate::sys::proc::{self, Exit, Forked, OwnedFd};
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -48,7 +46,6 @@ impl Process {
         }
         match proc::fork(None).map_err(|e| Error::sys("fork", e))? {
             Forked::Child => {
-                IN_CHILD.store(true, Relaxed);
                 let (f, arg) = (self.func, self.arg);
                 // SAFETY: the user's function on the user's argument, in the child.
                 let rc = std::panic::catch_unwind(|| unsafe { f(arg as *mut c_void) }).unwrap_or(70);

@@ -16,8 +16,8 @@ pub type VarFn = unsafe extern "C" fn(*const c_void, usize, *mut c_void) -> c_in
 /// `void init(void *arg)`
 pub type InitFn = unsafe extern "C" fn(*mut c_void);
 
-/// True in every process the library forked (zygotes, workers, `Process` children).
-pub static IN_CHILD: AtomicBool = AtomicBool::new(false);
+/// True in a pool's zygote and workers: pools cannot be nested inside them.
+pub static IN_WORKER: AtomicBool = AtomicBool::new(false);
 
 /// The output buffer of the variable-size task being run in this worker.
 struct VarOut {
@@ -36,6 +36,7 @@ pub fn out_write(data: &[u8]) -> Result<(), (Status, String)> {
     if data.len() > o.cap - o.len {
         return Err((Status::NoMem, format!("result would exceed the task's max_out of {} bytes", o.cap)));
     }
+    crate::sys::mem::populate((o.base + o.len) as *const u8, data.len(), true);
     // SAFETY: [base+len, base+len+data.len()) lies inside the task's output region (checked
     // above), which this worker alone writes while the task runs.
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), (o.base + o.len) as *mut u8, data.len()) };
@@ -57,7 +58,7 @@ pub fn main(cfg: WorkerConfig) -> ! {
 }
 
 fn run(cfg: &WorkerConfig) -> i32 {
-    IN_CHILD.store(true, Relaxed);
+    IN_WORKER.store(true, Relaxed);
     proc::die_with_parent();
     if proc::getppid() != cfg.zygote {
         return 0;
@@ -134,6 +135,7 @@ fn run_task(v: &View, w: usize, idx: u32) {
         let f: VarFn = unsafe { std::mem::transmute(t.func.load(Relaxed) as usize) };
         // SAFETY: the layout offsets lie inside this task's block.
         let (inp, out) = unsafe { (block.add(lay.input), block.add(lay.output)) };
+        crate::sys::mem::populate(inp, isz, false);
         *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(VarOut { base: out as usize, cap: osz, len: 0 });
         if timeout != 0 {
             me.deadline.store(proc::monotonic_ns() + timeout, SeqCst);

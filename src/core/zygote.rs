@@ -45,7 +45,7 @@ pub fn main(cfg: ZygoteConfig) -> ! {
 }
 
 fn run(cfg: ZygoteConfig) -> i32 {
-    worker::IN_CHILD.store(true, Relaxed);
+    worker::IN_WORKER.store(true, Relaxed);
     proc::set_name("pool-zygote");
     let sigs = [libc::SIGCHLD, libc::SIGTERM, libc::SIGHUP];
     proc::set_mask(&sigs, libc::SIG_BLOCK);

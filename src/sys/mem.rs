@@ -80,3 +80,18 @@ pub fn unmap_in_child(base: usize, len: usize) {
         libc::munmap(base as *mut libc::c_void, len);
     }
 }
+
+/// Faults in the pages of `[ptr, ptr+len)` in one system call (`MADV_POPULATE_*`, Linux 5.14),
+/// which is several times faster than taking one page fault at a time during a big copy.
+/// Small ranges and older kernels are left to ordinary faults.
+pub fn populate(ptr: *const u8, len: usize, write: bool) {
+    const MIN: usize = 256 << 10;
+    if len < MIN {
+        return;
+    }
+    let start = (ptr as usize) & !4095;
+    let end = ptr as usize + len;
+    let advice = if write { 23 } else { 22 }; // MADV_POPULATE_WRITE / MADV_POPULATE_READ
+    // SAFETY: advisory call on a range of our own mapping; it only faults pages in.
+    unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
+}
