@@ -153,6 +153,14 @@ const char *pool_strerror(int status);
 const char *pool_last_error(void);
 
 /**
+ * The status of the calling thread's most recent failure (`POOL_OK` if none yet): useful after
+ * a function that returns NULL, such as `pool_create` or `pool_apply_async`.
+ *
+ * Thread safety: each thread has its own status.
+ */
+int pool_last_status(void);
+
+/**
  * Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and
  * stamps its size. NULL is a no-op.
  *

@@ -29,6 +29,10 @@ static VAR_OUT: Mutex<Option<VarOut>> = Mutex::new(None);
 
 /// Appends to the running variable-size task's result.
 pub fn out_write(data: &[u8]) -> Result<(), (Status, String)> {
+    // Checked first so the host never takes a lock its forks could inherit held.
+    if !IN_WORKER.load(Relaxed) {
+        return Err((Status::Inval, "pool_out_write called outside a worker".into()));
+    }
     let mut g = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let Some(o) = g.as_mut() else {
         return Err((Status::Inval, "pool_out_write called outside a task submitted with pool_submit".into()));

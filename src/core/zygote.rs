@@ -49,8 +49,12 @@ fn run(cfg: ZygoteConfig) -> i32 {
     proc::set_name("pool-zygote");
     let sigs = [libc::SIGCHLD, libc::SIGTERM, libc::SIGHUP];
     proc::set_mask(&sigs, libc::SIG_BLOCK);
-    // SAFETY: ignoring SIGINT in our own process: Ctrl-C is the host's to handle.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    // SAFETY: dispositions of our own process: Ctrl-C is the host's to handle, and SIGCHLD
+    // must not be inherited as SIG_IGN (that would auto-reap workers and hide their deaths).
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
     let Ok(sfd) = proc::signalfd(&sigs) else { return 71 };
     let Ok(host) = proc::pidfd_open(cfg.host) else { return 72 };
     if proc::getppid() != cfg.host {

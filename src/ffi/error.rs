@@ -35,12 +35,12 @@ pub const POOL_VERSION_MINOR: u32 = 1;
 pub const POOL_VERSION_PATCH: u32 = 0;
 
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_ERROR: RefCell<(c_int, CString)> = RefCell::new((0, CString::default()));
 }
 
 pub(crate) fn set_last_error(e: &Error) {
     let msg = CString::new(e.msg.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    LAST_ERROR.with(|l| *l.borrow_mut() = (e.status as c_int, msg));
 }
 
 /// The version of the library as "MAJOR.MINOR.PATCH" (a static string).
@@ -80,7 +80,16 @@ pub extern "C" fn pool_strerror(status: c_int) -> *const c_char {
 /// Thread safety: each thread has its own message.
 #[no_mangle]
 pub extern "C" fn pool_last_error() -> *const c_char {
-    LAST_ERROR.with(|l| l.borrow().as_ptr())
+    LAST_ERROR.with(|l| l.borrow().1.as_ptr())
+}
+
+/// The status of the calling thread's most recent failure (`POOL_OK` if none yet): useful after
+/// a function that returns NULL, such as `pool_create` or `pool_apply_async`.
+///
+/// Thread safety: each thread has its own status.
+#[no_mangle]
+pub extern "C" fn pool_last_status() -> c_int {
+    LAST_ERROR.with(|l| l.borrow().0)
 }
 
 #[cfg(test)]

@@ -1,0 +1,644 @@
+/*
+ * pool.hpp: libpool for C++17. Header-only, over the C API of pool.h (same library, nothing
+ * else to link).
+ *
+ *   #include <pool.hpp>
+ *
+ *   long square(const long& x) { return x * x; }
+ *
+ *   pool::Pool p(2);                                    // Pool(processes=2)
+ *   std::vector<long> ys = p.map(square, xs);           // Pool.map
+ *   auto a = p.map_async([](const long& x) { return x + 1; }, xs);
+ *   std::vector<long> zs = a.get();                     // AsyncResult.get(); get(2.5): timeout
+ *   long y = p.apply(square, 7L);                       // Pool.apply
+ *   pool::Async<long> r = p.apply_async(square, 7L);    // Pool.apply_async
+ *   p.close(); p.join();
+ *
+ *   pool::Process proc([](int id) { std::printf("%d\n", id); }, 42);
+ *   proc.start(); proc.join();                          // multiprocessing.Process
+ *
+ * Rules, all checked at compile time:
+ * - Work given to a Pool runs in worker processes forked when the Pool was created, so a task
+ *   is a plain function or a capture-less lambda (a closure made later, or a std::function,
+ *   would not exist there). A Process is forked at start(), so its target may be any callable.
+ * - Items and results are copied between processes byte by byte: they must be trivially
+ *   copyable and not pointers (results must also be default-constructible).
+ * - An exception thrown by a task never crosses the C boundary: the task fails with
+ *   pool::task_exception as its code, and the call throws pool::Error with status POOL_ETASK.
+ *
+ * Errors: every failure throws pool::Error (status() is a pool_status, what() says what failed
+ * and why); timeouts throw pool::TimeoutError (status POOL_ETIMEDOUT).
+ * Thread safety: as the C API; a Pool may be used from several threads at once.
+ */
+#ifndef POOL_HPP
+#define POOL_HPP
+
+#if !defined(__cplusplus) || (__cplusplus < 201703L && !(defined(_MSVC_LANG) && _MSVC_LANG >= 201703L))
+#error "pool.hpp needs C++17 or later (use pool.h from C)"
+#endif
+
+#include "pool.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace pool {
+
+/// The library's version, "MAJOR.MINOR.PATCH".
+inline const char* version() noexcept { return pool_version(); }
+
+/// The task code reported for a task that threw an exception (the call fails with POOL_ETASK).
+inline constexpr int task_exception = -1;
+
+/// A failed libpool call: status() is a pool_status (POOL_ETASK, POOL_ECLOSED, ...).
+class Error : public std::runtime_error {
+public:
+    Error(int status, const std::string& what) : std::runtime_error(what), status_(status) {}
+    int status() const noexcept { return status_; }
+
+private:
+    int status_;
+};
+
+/// A wait that ran out of time (status POOL_ETIMEDOUT): the work goes on.
+class TimeoutError : public Error {
+public:
+    using Error::Error;
+};
+
+namespace detail {
+
+inline std::string describe(int status, const char* what) {
+    std::string m = what;
+    m += ": ";
+    m += pool_strerror(status);
+    const char* last = pool_last_error();
+    if (last != nullptr && *last != '\0') {
+        m += " (";
+        m += last;
+        m += ")";
+    }
+    return m;
+}
+
+[[noreturn]] inline void raise(int status, const char* what) {
+    if (status == POOL_ETIMEDOUT) throw TimeoutError(status, describe(status, what));
+    throw Error(status, describe(status, what));
+}
+
+inline void check(int status, const char* what) {
+    if (status != POOL_OK) raise(status, what);
+}
+
+// The C API reports a failed handle-returning call by NULL and a message only; this is the
+// status the C++ layer reports for it.
+// A call returned NULL: the C API's thread-local status says why (`fallback` if it has none).
+[[noreturn]] inline void raise_null(int fallback, const char* what) {
+    int st = pool_last_status();
+    raise(st != POOL_OK ? st : fallback, what);
+}
+
+template <class T>
+inline constexpr bool transferable_v = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
+                                       !std::is_member_pointer_v<T> && !std::is_void_v<T>;
+
+// The plain function pointer a callable converts to (a function, a function pointer or a
+// capture-less lambda), or void for anything else (closures with captures, generic lambdas,
+// std::function...).
+template <class F, class = void>
+struct fn_ptr {
+    using type = void;
+};
+template <class F>
+struct fn_ptr<F, std::void_t<decltype(+std::declval<F&>())>> {
+    using P = decltype(+std::declval<F&>());
+    using type = std::conditional_t<std::is_pointer_v<P> && std::is_function_v<std::remove_pointer_t<P>>, P, void>;
+};
+template <class F>
+using fn_ptr_t = typename fn_ptr<std::decay_t<F>>::type;
+
+struct invalid_result {};  // stands for the result type of an invalid call (after its error)
+
+template <class P, class... Args>
+struct call_result {
+    using type = invalid_result;
+};
+template <class P, class... Args>
+struct call_result_impl {
+    using type = std::decay_t<std::invoke_result_t<P, Args...>>;
+};
+template <class P, class... Args>
+using result_t = typename std::conditional_t<!std::is_void_v<P> && std::is_invocable_v<P, Args...>,
+                                             call_result_impl<P, Args...>, call_result<P, Args...>>::type;
+
+// The result type of task F called on an item of type In (or with no argument: In = void).
+template <class F, class In>
+struct task_result {
+    using type = result_t<fn_ptr_t<F>, const In&>;
+};
+template <class F>
+struct task_result<F, void> {
+    using type = result_t<fn_ptr_t<F>>;
+};
+template <class F, class In>
+using task_result_t = typename task_result<F, In>::type;
+
+template <class F, class In>
+constexpr bool check_task() {
+    using P = fn_ptr_t<F>;
+    constexpr bool is_fn = !std::is_void_v<P>;
+    static_assert(is_fn,
+                  "pool: a task runs in a worker process forked when the Pool was created: pass a function, "
+                  "a function pointer or a capture-less lambda (a closure with captures, a generic lambda "
+                  "or a std::function does not exist there)");
+    constexpr bool in_ok = std::is_void_v<In> || transferable_v<In>;
+    static_assert(in_ok,
+                  "pool: the item type cannot cross a process boundary: it must be trivially copyable and "
+                  "not a pointer");
+    constexpr bool callable = [] {
+        if constexpr (!is_fn) {
+            return true;  // already reported
+        } else if constexpr (std::is_void_v<In>) {
+            return std::is_invocable_v<P>;
+        } else {
+            return std::is_invocable_v<P, const In&>;
+        }
+    }();
+    static_assert(callable, "pool: the task cannot be called with the item type (take it as const In& or by value)");
+    using Out = task_result_t<F, In>;
+    constexpr bool out_ok = !is_fn || !callable || (transferable_v<Out> && std::is_default_constructible_v<Out>);
+    static_assert(out_ok,
+                  "pool: the task's result cannot cross a process boundary: it must be non-void, trivially "
+                  "copyable, default-constructible and not a pointer");
+    return is_fn && in_ok && callable && out_ok;
+}
+
+template <class P>
+inline void* to_ctx(P f) noexcept {
+    // A function's address is the same in the workers: they are forks of this process.
+    return reinterpret_cast<void*>(f);
+}
+
+template <class T>
+inline T load(const void* src) noexcept {
+    // The item may sit anywhere in shared memory: copy it out instead of assuming alignment.
+    alignas(T) unsigned char buf[sizeof(T)];
+    std::memcpy(buf, src, sizeof(T));
+    return *std::launder(reinterpret_cast<T*>(buf));
+}
+
+// pool_fn for a task P on items of type In (In = void: no input).
+template <class P, class In>
+int item_task(const void* in, void* out, void* ctx) noexcept {
+    try {
+        P f = reinterpret_cast<P>(ctx);
+        if constexpr (std::is_void_v<In>) {
+            (void)in;
+            auto r = f();
+            std::memcpy(out, &r, sizeof r);
+        } else {
+            const In x = load<In>(in);
+            auto r = f(x);
+            std::memcpy(out, &r, sizeof r);
+        }
+        return 0;
+    } catch (...) {
+        return task_exception;
+    }
+}
+
+inline void run_initializer(void* arg) noexcept {
+    // An exception here ends the worker (std::terminate): pool creation then fails.
+    (*static_cast<const std::function<void()>*>(arg))();
+}
+
+}  // namespace detail
+
+/// The result of a call made with map_async, apply_async or submit (Python's AsyncResult).
+/// Move-only; destroying it frees the handle (pending work goes on, its result is dropped).
+template <class T>
+class Async {
+public:
+    Async() = default;
+    Async(Async&&) noexcept = default;
+    Async& operator=(Async&&) noexcept = default;
+    Async(const Async&) = delete;
+    Async& operator=(const Async&) = delete;
+    ~Async() = default;
+
+    /// False for a default-constructed or moved-from Async.
+    bool valid() const noexcept { return st_ != nullptr; }
+
+    /// Waits up to `timeout` seconds (negative: no limit) and returns the result, or throws
+    /// pool::Error with the call's failure (every time), or pool::TimeoutError if not ready.
+    const T& get(double timeout = -1) & {
+        finish(timeout);
+        return st_->value;
+    }
+    /// As above, on a temporary (`p.map_async(f, xs).get()`): returns the result by value.
+    T get(double timeout = -1) && {
+        finish(timeout);
+        return std::move(st_->value);
+    }
+
+    /// Waits up to `timeout` seconds (negative: no limit); true once the result is ready
+    /// (whether it succeeded or not).
+    bool wait(double timeout = -1) const {
+        int s = async_wait(handle(), timeout);
+        if (s == POOL_ETIMEDOUT) return false;
+        detail::check(s, "async_wait");
+        return true;
+    }
+    /// True once the result is ready. Never blocks.
+    bool ready() const noexcept { return st_ && async_ready(st_->handle); }
+    /// True once the result is ready and succeeded. Never blocks.
+    bool successful() const noexcept { return st_ && async_successful(st_->handle); }
+
+    /// The C handle, owned by this object.
+    pool_async_t* native_handle() const noexcept { return st_ ? st_->handle : nullptr; }
+
+private:
+    friend class Pool;
+
+    struct State {
+        pool_async_t* handle = nullptr;
+        T value{};                           // the library writes the result here (map, apply)
+        std::shared_ptr<const void> input;   // kept until the handle is freed (map_async)
+        void (*convert)(State&) = nullptr;   // fills `value` from the handle (submit)
+        std::once_flag converted;
+        State() = default;
+        State(const State&) = delete;
+        State& operator=(const State&) = delete;
+        ~State() { async_free(handle); }  // first: the library never writes `value` after this
+    };
+
+    explicit Async(std::unique_ptr<State> st) : st_(std::move(st)) {}
+
+    pool_async_t* handle() const {
+        if (!st_) throw Error(POOL_EINVAL, "pool::Async: no result (default-constructed or moved from)");
+        return st_->handle;
+    }
+
+    void finish(double timeout) {
+        detail::check(async_get(handle(), timeout), "async_get");
+        if (st_->convert) std::call_once(st_->converted, st_->convert, *st_);
+    }
+
+    std::unique_ptr<State> st_;
+};
+
+/// Given to a streaming submit() task to write its result.
+class Output {
+public:
+    /// Appends bytes to the task's result; throws pool::Error (POOL_ENOMEM past max_out).
+    void write(const void* data, std::size_t len) { detail::check(pool_out_write(data, len), "pool_out_write"); }
+    void write(std::string_view s) { write(s.data(), s.size()); }
+};
+
+namespace detail {
+
+// pool_task_fn for submit(): P is `R(std::string_view)` (R converts to std::string_view) or
+// `void(std::string_view, Output&)`.
+template <class P>
+int bytes_task(const void* in, std::size_t len, void* ctx) noexcept {
+    try {
+        P f = reinterpret_cast<P>(ctx);
+        std::string_view input(len ? static_cast<const char*>(in) : "", len);
+        if constexpr (std::is_invocable_v<P, std::string_view, Output&>) {
+            Output out;
+            f(input, out);
+        } else {
+            auto r = f(input);
+            std::string_view v(r);
+            Output().write(v);
+        }
+        return 0;
+    } catch (...) {
+        return task_exception;
+    }
+}
+
+template <class F>
+constexpr bool check_bytes_task() {
+    using P = fn_ptr_t<F>;
+    constexpr bool is_fn = !std::is_void_v<P>;
+    static_assert(is_fn,
+                  "pool: a task runs in a worker process forked when the Pool was created: pass a function, "
+                  "a function pointer or a capture-less lambda");
+    constexpr bool ok = [] {
+        if constexpr (!is_fn) {
+            return true;
+        } else if constexpr (std::is_invocable_v<P, std::string_view, Output&>) {
+            return true;
+        } else if constexpr (std::is_invocable_v<P, std::string_view>) {
+            return std::is_convertible_v<std::invoke_result_t<P, std::string_view>, std::string_view>;
+        } else {
+            return false;
+        }
+    }();
+    static_assert(ok,
+                  "pool: a submit() task is `R f(std::string_view)` with R convertible to std::string_view, "
+                  "or `void f(std::string_view, pool::Output&)`");
+    return is_fn && ok;
+}
+
+}  // namespace detail
+
+/// Options of a Pool (pool_options_t).
+struct Options {
+    /// Runs once in every worker when it starts, before any task. It may capture: workers are
+    /// forked from a copy of this process made while the Pool is constructed. An exception
+    /// from it ends the worker (and the Pool constructor throws).
+    std::function<void()> initializer;
+    /// Tasks (an apply, or a map chunk) a worker runs before it is replaced; 0 = no limit.
+    std::uint64_t max_tasks_per_child = 0;
+    /// Seconds one item may run before its worker is stopped and the item fails with
+    /// POOL_ETIMEDOUT; <= 0 for no limit.
+    double task_timeout = 0;
+};
+
+/// A pool of worker processes (Python's multiprocessing.Pool). Move-only. Destroying it
+/// terminates the workers unless close() was called (like leaving `with Pool() as p:`), then
+/// joins them.
+class Pool {
+public:
+    /// Starts `workers` worker processes (<= 0: one per CPU this process may run on).
+    explicit Pool(int workers = 0, const Options& options = Options()) {
+        pool_options_t o;
+        pool_options_init(&o);
+        o.max_tasks_per_child = options.max_tasks_per_child;
+        o.task_timeout = options.task_timeout;
+        if (options.initializer) {
+            o.initializer = &detail::run_initializer;
+            o.initarg = const_cast<std::function<void()>*>(&options.initializer);
+        }
+        p_ = pool_create(workers, &o);
+        if (p_ == nullptr) detail::raise_null(POOL_ESYS, "pool_create");
+    }
+    Pool(Pool&& other) noexcept : p_(std::exchange(other.p_, nullptr)), closed_(other.closed_) {}
+    Pool& operator=(Pool&& other) noexcept {
+        if (this != &other) {
+            pool_destroy(p_);
+            p_ = std::exchange(other.p_, nullptr);
+            closed_ = other.closed_;
+        }
+        return *this;
+    }
+    Pool(const Pool&) = delete;
+    Pool& operator=(const Pool&) = delete;
+    ~Pool() { pool_destroy(p_); }
+
+    /// The number of worker processes.
+    int workers() const noexcept { return pool_workers(p_); }
+
+    /// Applies `f` to every item in parallel and returns the results in order. `f` is a
+    /// function or capture-less lambda taking `const In&` (or `In`).
+    template <class F, class In>
+    std::vector<detail::task_result_t<F, In>> map(F f, const In* items, std::size_t n) {
+        using Out = detail::task_result_t<F, In>;
+        std::vector<Out> out;
+        if constexpr (detail::check_task<F, In>()) {
+            out.resize(n);
+            detail::check(pool_map(get(), &detail::item_task<detail::fn_ptr_t<F>, In>, n ? items : nullptr,
+                                   sizeof(In), n ? out.data() : nullptr, sizeof(Out), n,
+                                   detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f))),
+                          "pool_map");
+        }
+        return out;
+    }
+    template <class F, class In>
+    std::vector<detail::task_result_t<F, In>> map(F f, const std::vector<In>& items) {
+        return map(f, items.data(), items.size());
+    }
+    template <class F, class In>
+    std::vector<detail::task_result_t<F, In>> map(F f, std::initializer_list<In> items) {
+        return map(f, items.begin(), items.size());
+    }
+
+    /// Like map, without waiting. The Async keeps its own copy of the items.
+    template <class F, class In>
+    Async<std::vector<detail::task_result_t<F, In>>> map_async(F f, std::vector<In> items) {
+        using Out = detail::task_result_t<F, In>;
+        using A = Async<std::vector<Out>>;
+        auto st = std::make_unique<typename A::State>();
+        if constexpr (detail::check_task<F, In>()) {
+            auto in = std::make_shared<const std::vector<In>>(std::move(items));
+            const std::size_t n = in->size();
+            st->value.resize(n);
+            st->input = in;
+            st->handle = pool_map_async(get(), &detail::item_task<detail::fn_ptr_t<F>, In>, n ? in->data() : nullptr,
+                                        sizeof(In), n ? st->value.data() : nullptr, sizeof(Out), n,
+                                        detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f)));
+            if (st->handle == nullptr) detail::raise_null(submit_status(), "pool_map_async");
+        }
+        return A(std::move(st));
+    }
+    template <class F, class In>
+    Async<std::vector<detail::task_result_t<F, In>>> map_async(F f, std::initializer_list<In> items) {
+        return map_async(f, std::vector<In>(items));
+    }
+
+    /// Runs `f(x)` in a worker and returns its result.
+    template <class F, class In>
+    detail::task_result_t<F, In> apply(F f, const In& x) {
+        detail::task_result_t<F, In> r{};
+        if constexpr (detail::check_task<F, In>()) {
+            detail::check(pool_apply(get(), &detail::item_task<detail::fn_ptr_t<F>, In>, &x, sizeof(In), &r, sizeof r,
+                                     detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f))),
+                          "pool_apply");
+        }
+        return r;
+    }
+    /// Runs `f()` in a worker and returns its result.
+    template <class F>
+    detail::task_result_t<F, void> apply(F f) {
+        detail::task_result_t<F, void> r{};
+        if constexpr (detail::check_task<F, void>()) {
+            detail::check(pool_apply(get(), &detail::item_task<detail::fn_ptr_t<F>, void>, nullptr, 0, &r, sizeof r,
+                                     detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f))),
+                          "pool_apply");
+        }
+        return r;
+    }
+
+    /// Like apply, without waiting (the item is copied before this returns).
+    template <class F, class In>
+    Async<detail::task_result_t<F, In>> apply_async(F f, const In& x) {
+        using A = Async<detail::task_result_t<F, In>>;
+        auto st = std::make_unique<typename A::State>();
+        if constexpr (detail::check_task<F, In>()) {
+            st->handle = pool_apply_async(get(), &detail::item_task<detail::fn_ptr_t<F>, In>, &x, sizeof(In), &st->value,
+                                          sizeof st->value, detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f)));
+            if (st->handle == nullptr) detail::raise_null(submit_status(), "pool_apply_async");
+        }
+        return A(std::move(st));
+    }
+    template <class F>
+    Async<detail::task_result_t<F, void>> apply_async(F f) {
+        using A = Async<detail::task_result_t<F, void>>;
+        auto st = std::make_unique<typename A::State>();
+        if constexpr (detail::check_task<F, void>()) {
+            st->handle = pool_apply_async(get(), &detail::item_task<detail::fn_ptr_t<F>, void>, nullptr, 0, &st->value,
+                                          sizeof st->value, detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f)));
+            if (st->handle == nullptr) detail::raise_null(submit_status(), "pool_apply_async");
+        }
+        return A(std::move(st));
+    }
+
+    /// Runs a task on bytes of any size whose result has a size decided as it runs, up to
+    /// `max_out` bytes. `f` is `R f(std::string_view in)` (R converts to std::string_view: a
+    /// std::string, say) or `void f(std::string_view in, pool::Output& out)` for streaming.
+    /// The input is copied before this returns; get() returns the result as a std::string.
+    template <class F>
+    Async<std::string> submit(F f, std::string_view input, std::size_t max_out) {
+        using A = Async<std::string>;
+        auto st = std::make_unique<A::State>();
+        if constexpr (detail::check_bytes_task<F>()) {
+            st->convert = [](A::State& s) {
+                const void* data = nullptr;
+                std::size_t len = 0;
+                detail::check(async_result(s.handle, &data, &len), "async_result");
+                s.value.assign(static_cast<const char*>(data), len);
+            };
+            st->handle = pool_submit(get(), &detail::bytes_task<detail::fn_ptr_t<F>>, input.data(), input.size(),
+                                     max_out, detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f)));
+            if (st->handle == nullptr) detail::raise_null(submit_status(), "pool_submit");
+        }
+        return A(std::move(st));
+    }
+
+    /// Stops accepting work; work already submitted still finishes.
+    void close() {
+        detail::check(pool_close(get()), "pool_close");
+        closed_ = true;
+    }
+    /// Stops the workers at once; unfinished results fail with POOL_ECLOSED.
+    void terminate() {
+        detail::check(pool_terminate(get()), "pool_terminate");
+        closed_ = true;
+    }
+    /// Waits for the workers to exit; call close() or terminate() first.
+    void join() { detail::check(pool_join(get()), "pool_join"); }
+
+    /// The C handle, owned by this object.
+    pool_t* native_handle() const noexcept { return p_; }
+
+private:
+    pool_t* get() const {
+        if (p_ == nullptr) throw Error(POOL_EINVAL, "pool::Pool: moved from");
+        return p_;
+    }
+    // The C API returns NULL without a status when a submission fails; after the checks above
+    // the likely causes are a closed pool or a full shared heap.
+    int submit_status() const noexcept { return closed_ ? POOL_ECLOSED : POOL_ENOMEM; }
+
+    pool_t* p_ = nullptr;
+    bool closed_ = false;
+};
+
+/// A child process running a callable (Python's multiprocessing.Process). The target is run
+/// in a fork made by start(), so it may be any callable, with captures; it returns an int (the
+/// exit status, 0-255) or void (0). An exception escaping it is printed and exits with 1.
+/// Move-only; destroying it kills and reaps a child still running.
+class Process {
+public:
+    Process() = default;
+    /// Process(f, args...) runs f(args...) in the child; args are copied now.
+    template <class F, class... Args,
+              class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, Process> &&
+                                       std::is_invocable_v<std::decay_t<F>&, std::decay_t<Args>&...>>>
+    explicit Process(F&& target, Args&&... args)
+        : target_(std::make_unique<std::function<int()>>(
+              [f = std::forward<F>(target), tup = std::make_tuple(std::forward<Args>(args)...)]() mutable -> int {
+                  if constexpr (std::is_void_v<decltype(std::apply(f, tup))>) {
+                      std::apply(f, tup);
+                      return 0;
+                  } else {
+                      return static_cast<int>(std::apply(f, tup));
+                  }
+              })) {
+        p_ = process_create(&Process::run, target_.get());
+        if (p_ == nullptr) detail::raise_null(POOL_EINVAL, "process_create");
+    }
+    Process(Process&& other) noexcept
+        : target_(std::move(other.target_)), p_(std::exchange(other.p_, nullptr)) {}
+    Process& operator=(Process&& other) noexcept {
+        if (this != &other) {
+            process_free(p_);
+            p_ = std::exchange(other.p_, nullptr);
+            target_ = std::move(other.target_);
+        }
+        return *this;
+    }
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+    ~Process() { process_free(p_); }
+
+    /// Forks the child (once).
+    void start() { detail::check(process_start(get()), "process_start"); }
+    /// Waits up to `timeout` seconds (negative: no limit); true once the child has exited.
+    bool join(double timeout = -1) {
+        int s = process_join(get(), timeout);
+        if (s == POOL_ETIMEDOUT) return false;
+        detail::check(s, "process_join");
+        return true;
+    }
+    /// True while the child runs.
+    bool is_alive() const noexcept { return process_is_alive(p_); }
+    /// Sends SIGTERM (no-op once it has exited).
+    void terminate() { detail::check(process_terminate(get()), "process_terminate"); }
+    /// Sends SIGKILL (no-op once it has exited).
+    void kill() { detail::check(process_kill(get()), "process_kill"); }
+    /// The exit status, or -N if killed by signal N; empty while running or before start().
+    std::optional<int> exitcode() const {
+        int code = 0;
+        int s = process_exitcode(get(), &code);
+        if (s == POOL_OK) return code;
+        if (s == POOL_ETIMEDOUT || s == POOL_EINVAL) return std::nullopt;
+        detail::raise(s, "process_exitcode");
+    }
+    /// The child's pid, or -1 before start().
+    int pid() const noexcept { return process_pid(p_); }
+
+    /// The C handle, owned by this object.
+    pool_process_t* native_handle() const noexcept { return p_; }
+
+private:
+    static int run(void* arg) noexcept {
+        try {
+            return (*static_cast<std::function<int()>*>(arg))();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "pool::Process: uncaught exception: %s\n", e.what());
+        } catch (...) {
+            std::fprintf(stderr, "pool::Process: uncaught exception\n");
+        }
+        return 1;
+    }
+    pool_process_t* get() const {
+        if (p_ == nullptr) throw Error(POOL_EINVAL, "pool::Process: no process (default-constructed or moved from)");
+        return p_;
+    }
+
+    std::unique_ptr<std::function<int()>> target_;
+    pool_process_t* p_ = nullptr;
+};
+
+}  // namespace pool
+
+#endif /* POOL_HPP */

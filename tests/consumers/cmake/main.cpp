@@ -1,0 +1,213 @@
+// The seed scenarios (a Process, then Pool.map, map_async and apply_async) through pool.hpp,
+// with their results checked, then the rest of the C++ layer. Prints what c_examples/seed.c
+// prints; exits nonzero on any mismatch.
+#include <pool.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+int failures = 0;
+
+void expect(bool ok, const char* what) {
+    if (!ok) {
+        std::fprintf(stderr, "FAIL: %s\n", what);
+        ++failures;
+    }
+}
+
+long square(const long& x) { return x * x; }
+
+void run(int id) {  // multiprocessing.Process.run
+    std::printf("Invoked run()\n");
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::printf("Process ID is %d\n", id);
+}
+
+void print_longs(const std::vector<long>& v) {
+    std::printf("[");
+    for (std::size_t i = 0; i < v.size(); i++) std::printf(i ? ", %ld" : "%ld", v[i]);
+    std::printf("]\n");
+}
+
+struct Point {  // any trivially copyable type crosses the process boundary
+    double x, y;
+};
+
+int fails_on_three(const int& x) {
+    if (x == 3) throw std::runtime_error("three");
+    return x;
+}
+
+std::string shout(std::string_view s) {
+    std::string r(s);
+    for (char& c : r) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    return r;
+}
+
+void repeat(std::string_view s, pool::Output& out) {
+    for (int i = 0; i < 3; i++) out.write(s);
+}
+
+long slow(const long& x) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return x;
+}
+
+int exit_with(int code) { return code; }
+
+void seed() {
+    for (int id : {100, 0, 1}) {
+        pool::Process p(run, id);
+        p.start();
+        expect(p.join(), "process joined");
+        expect(p.exitcode() == 0, "process exit code 0");
+    }
+
+    {
+        pool::Pool all;  // Pool(): one worker per CPU
+        expect(all.workers() >= 1, "Pool() has workers");
+    }
+
+    pool::Pool p(2);  // Pool(processes=2)
+    expect(p.workers() == 2, "Pool(2) has 2 workers");
+    const std::vector<long> xs{2, 3, 4, 6};
+    const std::vector<long> want{4, 9, 16, 36};
+    std::vector<long> ys = p.map(square, xs);
+    auto a = p.map_async([](const long& x) { return x * x; }, xs);
+    print_longs(ys);
+    const std::vector<long>& zs = a.get();
+    print_longs(zs);
+    expect(ys == want, "map");
+    expect(zs == want, "map_async");
+    expect(a.ready() && a.successful(), "map_async ready and successful");
+
+    std::vector<pool::Async<long>> r;
+    for (long i = 0; i < 100; i++) r.push_back(p.apply_async(square, i));
+    std::vector<long> out;
+    for (auto& x : r) out.push_back(x.get());
+    print_longs(out);
+    std::printf("%ld\n", out.back());
+    for (long i = 0; i < 100; i++) expect(out[static_cast<std::size_t>(i)] == i * i, "apply_async");
+
+    p.close();
+    p.join();
+}
+
+void more() {
+    expect(std::strcmp(pool::version(), POOL_EXPECTED_VERSION) == 0, "pool_version() is the package version");
+
+    pool::Pool p(2);
+    expect(p.apply(square, 7L) == 49, "apply");
+    expect(p.apply([] { return 42; }) == 42, "apply without argument");
+    expect(p.map(square, {1L, 2L, 3L}) == std::vector<long>{1, 4, 9}, "map over an initializer list");
+    expect(p.map(square, std::vector<long>{}).empty(), "map over nothing");
+
+    auto moved = p.map([](const Point& q) { return Point{q.y, q.x}; }, std::vector<Point>{{1, 2}, {3, 4}});
+    expect(moved.size() == 2 && moved[1].x == 4 && moved[1].y == 3, "map over a struct");
+
+    // A task that throws: the exception stays in the worker, the call throws pool::Error.
+    try {
+        p.map(fails_on_three, std::vector<int>{1, 2, 3, 4});
+        expect(false, "a throwing task fails the map");
+    } catch (const pool::Error& e) {
+        expect(e.status() == POOL_ETASK, "a throwing task gives POOL_ETASK");
+    }
+    auto bad = p.apply_async(fails_on_three, 3);
+    try {
+        bad.get();
+        expect(false, "get() of a failed task throws");
+    } catch (const pool::Error& e) {
+        expect(e.status() == POOL_ETASK && !bad.successful() && bad.ready(), "failed apply_async");
+    }
+
+    // Timeouts.
+    auto s = p.apply_async(slow, 5L);
+    expect(!s.wait(0.01), "wait times out on slow work");
+    try {
+        s.get(0.01);
+        expect(false, "get(timeout) throws TimeoutError");
+    } catch (const pool::TimeoutError& e) {
+        expect(e.status() == POOL_ETIMEDOUT, "TimeoutError has POOL_ETIMEDOUT");
+    }
+    expect(s.get() == 5, "get() after a timeout");
+
+    // Variable-size tasks.
+    expect(p.submit(shout, "hello", 64).get() == "HELLO", "submit returning a string");
+    expect(p.submit(repeat, "ab", 64).get() == "ababab", "submit streaming into Output");
+    try {
+        p.submit(repeat, std::string(40, 'x'), 64).get();
+        expect(false, "submit past max_out fails");
+    } catch (const pool::Error& e) {
+        expect(e.status() == POOL_ETASK, "submit past max_out gives POOL_ETASK");
+    }
+
+    // Options: an initializer that captures, run in every worker.
+    static long base = 0;
+    pool::Options o;
+    long start_value = 1000;
+    o.initializer = [start_value] { base = start_value; };
+    pool::Pool q(1, o);
+    expect(q.apply([](const long& x) { return base + x; }, 1L) == 1001, "initializer ran in the worker");
+
+    // Closed and terminated pools.
+    q.close();
+    try {
+        q.apply(square, 1L);
+        expect(false, "apply on a closed pool throws");
+    } catch (const pool::Error& e) {
+        expect(e.status() == POOL_ECLOSED, "closed pool gives POOL_ECLOSED");
+    }
+    q.join();
+    auto pending = p.apply_async(slow, 1L);
+    p.terminate();
+    p.join();
+    try {
+        pending.get();
+    } catch (const pool::Error& e) {
+        expect(e.status() == POOL_ECLOSED, "terminate fails pending work with POOL_ECLOSED");
+    }
+
+    // Process: exit codes, signals, a capturing target.
+    pool::Process e(exit_with, 3);
+    expect(!e.exitcode() && e.pid() == -1, "no exit code before start");
+    e.start();
+    e.join();
+    expect(e.exitcode() == 3 && !e.is_alive(), "exit code of a process");
+    std::string msg = "captured";
+    pool::Process c([msg] { return msg == "captured" ? 0 : 1; });
+    c.start();
+    c.join();
+    expect(c.exitcode() == 0, "a process target may capture");
+    pool::Process k([] { std::this_thread::sleep_for(std::chrono::seconds(30)); });
+    k.start();
+    expect(k.is_alive() && k.pid() > 0, "process alive");
+    expect(!k.join(0.05), "join times out");
+    k.kill();
+    k.join();
+    expect(k.exitcode() == -9, "killed process reports -9");
+}
+
+}  // namespace
+
+int main() {
+    try {
+        seed();
+        more();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "FAIL: unexpected exception: %s\n", e.what());
+        return 1;
+    }
+    if (failures) {
+        std::fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    return 0;
+}
