@@ -73,6 +73,10 @@ typedef enum {
    * An internal error was caught at the library boundary (a bug in libpool).
    */
   POOL_EPANIC = 8,
+  /**
+   * The work was cancelled with `async_cancel`.
+   */
+  POOL_ECANCELLED = 9,
 } pool_status;
 
 /**
@@ -98,11 +102,41 @@ typedef struct {
    */
   uint64_t max_tasks_per_child;
   /**
-   * Seconds one item may run before its worker is stopped and the item fails with
-   * `POOL_ETIMEDOUT`; <= 0 for no limit.
+   * Seconds one item may run before its worker is stopped (SIGTERM, then SIGKILL 100 ms
+   * later) and the item fails with `POOL_ETIMEDOUT`; <= 0 for no limit.
    */
   double task_timeout;
+  /**
+   * Resident memory in bytes past which a worker is replaced once its current task ends
+   * (for tasks that leak); 0 for no limit.
+   */
+  uint64_t max_rss;
 } pool_options_t;
+
+/**
+ * Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
+ * first.
+ */
+typedef struct {
+  /**
+   * sizeof(pool_map_options_t) as the caller was compiled; set by `pool_map_options_init`.
+   */
+  size_t struct_size;
+  /**
+   * Items per task sent to a worker; 0 (the default) chooses automatically.
+   */
+  size_t chunksize;
+  /**
+   * If not NULL, an array of `n` ints that receives every item's status (`POOL_OK`,
+   * `POOL_ETASK`, `POOL_ECRASHED`, ...), so one bad item never hides the others. Written by
+   * the time the map returns or its result is ready; never after `async_free`.
+   */
+  int *statuses;
+  /**
+   * Seconds each item may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
+   */
+  double task_timeout;
+} pool_map_options_t;
 
 /**
  * A task function, run in a worker process: `in` points to one input item, `out` to its
@@ -123,6 +157,41 @@ typedef int (*pool_task_fn)(const void *input, size_t in_len, void *ctx);
  * child's exit status.
  */
 typedef int (*process_fn)(void *arg);
+
+/**
+ * How a finished task ended; for a map, its lowest-index failing item (`item` >= 0), or
+ * `POOL_OK` and `item` -1 if every item succeeded.
+ */
+typedef struct {
+  /**
+   * The result's status.
+   */
+  int status;
+  /**
+   * The task's own return value (nonzero for `POOL_ETASK`).
+   */
+  int task_code;
+  /**
+   * The worker process that ran it, 0 if none did.
+   */
+  int pid;
+  /**
+   * The worker's exit status if it exited while running the task, else -1.
+   */
+  int exit_code;
+  /**
+   * The signal that killed the worker while running the task, else 0.
+   */
+  int signal;
+  /**
+   * Whether that signal dumped core.
+   */
+  bool core_dumped;
+  /**
+   * For maps, the index of the item described; -1 otherwise.
+   */
+  int64_t item;
+} pool_task_info_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -167,6 +236,14 @@ int pool_last_status(void);
  * Thread safety: safe from any thread on distinct structs.
  */
 void pool_options_init(pool_options_t *opts);
+
+/**
+ * Fills `opts` with the defaults (automatic chunks, no statuses, the pool's timeout) and
+ * stamps its size. NULL is a no-op.
+ *
+ * Thread safety: safe from any thread on distinct structs.
+ */
+void pool_map_options_init(pool_map_options_t *opts);
 
 /**
  * Creates a pool of `workers` worker processes (`workers <= 0`: one per CPU this process may
@@ -214,6 +291,21 @@ int pool_map(pool_t *pool,
              void *ctx);
 
 /**
+ * `pool_map` with per-call options (`opts` may be NULL): chunk size, per-item statuses, a
+ * per-item timeout.
+ * Thread safety: safe from any thread.
+ */
+int pool_map_ex(pool_t *pool,
+                pool_fn f,
+                const void *input,
+                size_t in_size,
+                void *out,
+                size_t out_size,
+                size_t n,
+                void *ctx,
+                const pool_map_options_t *opts);
+
+/**
  * Like `pool_map` but returns at once with a handle to wait on (`async_get`). `in` and `out`
  * must stay valid until the result is ready or the handle freed; `out` is never written after
  * `async_free` returns. `n == 0` gives a handle that is already ready.
@@ -229,6 +321,21 @@ pool_async_t *pool_map_async(pool_t *pool,
                              size_t out_size,
                              size_t n,
                              void *ctx);
+
+/**
+ * `pool_map_async` with per-call options (`opts` may be NULL; a `statuses` array must stay
+ * valid like `out`).
+ * Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+ */
+pool_async_t *pool_map_async_ex(pool_t *pool,
+                                pool_fn f,
+                                const void *input,
+                                size_t in_size,
+                                void *out,
+                                size_t out_size,
+                                size_t n,
+                                void *ctx,
+                                const pool_map_options_t *opts);
 
 /**
  * Runs `fn` on one input in a worker and waits for it. `in`/`out` may be NULL when their size
@@ -406,6 +513,22 @@ bool async_successful(const pool_async_t *a);
  * Ownership: the bytes belong to the handle. Thread safety: any thread.
  */
 int async_result(pool_async_t *a, const void **data, size_t *len);
+
+/**
+ * Cancels the work behind `a`: what has not started is dropped, what runs is killed (its
+ * worker is replaced), and it ends with `POOL_ECANCELLED`; for a map, every item not yet done.
+ * Returns `POOL_OK` once the result is ready (work that had already finished keeps its own
+ * status, which `async_get` reports).
+ * Thread safety: any thread.
+ */
+int async_cancel(pool_async_t *a);
+
+/**
+ * Fills `*info` (`info_size` = sizeof(pool_task_info_t)) once the result is ready.
+ * `POOL_ETIMEDOUT` if not ready (nothing written), `POOL_EINVAL` for NULL or a short struct.
+ * Thread safety: any thread.
+ */
+int async_info(pool_async_t *a, pool_task_info_t *info, size_t info_size);
 
 /**
  * Frees a handle, at any time: a task still pending is detached (it runs, but the caller's

@@ -6,7 +6,7 @@ use pool::core::{MapArgs, Options, Pool, Status};
 use std::time::{Duration, Instant};
 
 fn map_args(f: pool::core::worker::ItemFn, xs: &[i64], ys: &mut [i64], ctx: usize, chunksize: usize) -> MapArgs {
-    MapArgs { func: f, input: xs.as_ptr() as usize, in_size: 8, out: ys.as_mut_ptr() as usize, out_size: 8, n: xs.len(), ctx, chunksize }
+    MapArgs { func: f, input: xs.as_ptr() as usize, in_size: 8, out: ys.as_mut_ptr() as usize, out_size: 8, n: xs.len(), ctx, chunksize, statuses: 0, timeout: None }
 }
 
 #[test]
@@ -147,4 +147,122 @@ fn many_outstanding_applies() {
     }
     drop(rs);
     assert!(xs.iter().zip(&ys).all(|(x, y)| x * x == *y));
+}
+
+fn apply(p: &Pool, f: pool::core::worker::ItemFn, x: &i64, y: &mut i64) -> pool::core::AsyncResult {
+    unsafe { p.apply_async(f, x as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0) }.unwrap()
+}
+
+#[test]
+fn cancel_running_and_queued_tasks() {
+    let p = Pool::new(1, Options::default()).unwrap();
+    let (hang, ok) = (16i64, 4i64);
+    let (mut y1, mut y2, mut y3) = (0i64, 0i64, 0i64);
+    let running = apply(&p, faulty, &hang, &mut y1);
+    let queued = apply(&p, faulty, &hang, &mut y2);
+    assert!(running.wait(Some(Duration::from_millis(50))).is_none());
+    let t0 = Instant::now();
+    queued.cancel();
+    running.cancel();
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    let o = running.poll().unwrap();
+    assert_eq!(o.status(), Status::Cancelled, "{:?}", o.err);
+    assert!(o.info.pid > 0, "the killed worker is named");
+    assert_eq!(queued.poll().unwrap().status(), Status::Cancelled);
+    // The pool goes on with a fresh worker.
+    let r = apply(&p, faulty, &ok, &mut y3);
+    assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+    assert_eq!(y3, 16);
+    // Cancelling a finished result changes nothing.
+    r.cancel();
+    assert_eq!(r.poll().unwrap().status(), Status::Ok);
+}
+
+#[test]
+fn cancel_map_async_stops_it() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = vec![16; 50]; // every item hangs
+    let mut ys = vec![0i64; 50];
+    let mut st = vec![-1i32; 50];
+    let mut a = map_args(faulty, &xs, &mut ys, 0, 1);
+    a.statuses = st.as_mut_ptr() as usize;
+    let r = unsafe { p.map_async(a) }.unwrap();
+    assert!(r.wait(Some(Duration::from_millis(50))).is_none());
+    r.cancel();
+    let o = r.poll().unwrap();
+    assert_eq!(o.status(), Status::Cancelled, "{:?}", o.err);
+    assert!(st.iter().all(|&s| s == Status::Cancelled as i32), "{st:?}");
+}
+
+#[test]
+fn per_item_statuses_and_failure_info() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = (0..40).filter(|x| *x != 16).collect();
+    let mut ys = vec![0i64; xs.len()];
+    let mut st = vec![-1i32; xs.len()];
+    let mut a = map_args(faulty, &xs, &mut ys, 0, 5);
+    a.statuses = st.as_mut_ptr() as usize;
+    let r = unsafe { p.map_async(a) }.unwrap();
+    let o = r.wait(None).unwrap();
+    assert_eq!(o.info.item, Some(13));
+    assert_eq!(o.info.status, Status::Crashed);
+    assert!(matches!(o.info.exit, Some(pool::core::job::Exit::Signal { sig: 11, .. })), "{:?}", o.info);
+    for (i, &x) in xs.iter().enumerate() {
+        let want = match x % 100 {
+            13 | 14 | 17 => Status::Crashed,
+            15 => Status::Task,
+            _ => Status::Ok,
+        };
+        assert_eq!(st[i], want as i32, "item {x}");
+    }
+    let (x, mut y) = (15i64, 0i64);
+    let o = apply(&p, faulty, &x, &mut y).wait(None).unwrap();
+    assert_eq!((o.info.status, o.info.code, o.info.exit), (Status::Task, 7, None));
+    assert!(o.info.pid > 0);
+}
+
+#[test]
+fn per_call_timeout_overrides_the_pool() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = vec![1, 16, 2];
+    let mut ys = vec![0i64; 3];
+    let mut a = map_args(faulty, &xs, &mut ys, 0, 1);
+    a.timeout = Some(Duration::from_millis(100));
+    let t0 = Instant::now();
+    let e = unsafe { p.map(a) }.unwrap_err();
+    assert_eq!(e.status, Status::TimedOut, "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert_eq!(ys, vec![1, 0, 4]);
+}
+
+unsafe extern "C" fn leak(_: *const std::os::raw::c_void, o: *mut std::os::raw::c_void, _: *mut std::os::raw::c_void) -> std::os::raw::c_int {
+    let v = vec![1u8; 8 << 20];
+    std::mem::forget(v); // 8 MiB touched and leaked per task
+    *(o as *mut i32) = libc::getpid();
+    0
+}
+
+#[test]
+fn rss_ceiling_replaces_leaking_workers() {
+    let p = Pool::new(1, Options { max_rss: 64 << 20, ..Options::default() }).unwrap();
+    let mut pids = Vec::new();
+    for _ in 0..20 {
+        let mut pid = 0i32;
+        let r = unsafe { p.apply_async(leak, std::ptr::null(), 0, &mut pid as *mut i32 as *mut u8, 4, 0) }.unwrap();
+        assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+        pids.push(pid);
+    }
+    pids.dedup();
+    assert!(pids.len() >= 2, "a worker leaking 160 MiB past a 64 MiB ceiling was never replaced");
+}
+
+#[test]
+fn code_loaded_after_creation_is_refused() {
+    let p = Pool::new(1, Options::default()).unwrap();
+    let data = vec![0xC3u8; 64]; // not in any executable mapping
+    let f: pool::core::worker::ItemFn = unsafe { std::mem::transmute(data.as_ptr()) };
+    let (x, mut y) = (1i64, 0i64);
+    let e = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.err().unwrap();
+    assert_eq!(e.status, Status::Inval);
+    assert!(e.msg.contains("not in code"), "{e}");
 }

@@ -14,6 +14,7 @@ pub enum Status {
     Crashed = 6,
     Closed = 7,
     Panic = 8,
+    Cancelled = 9,
 }
 
 impl Status {
@@ -27,6 +28,7 @@ impl Status {
             5 => Status::Task,
             6 => Status::Crashed,
             7 => Status::Closed,
+            9 => Status::Cancelled,
             _ => Status::Panic,
         }
     }
@@ -42,6 +44,7 @@ impl Status {
             Status::Crashed => "worker process died while running the task",
             Status::Closed => "pool is closed or terminated",
             Status::Panic => "internal error (panic caught at the library boundary)",
+            Status::Cancelled => "cancelled",
         }
     }
 }

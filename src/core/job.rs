@@ -5,41 +5,68 @@ use super::error::{Error, Status};
 use super::heap::Block;
 use super::pool::{Shared, WATCH_SLICE};
 use super::shm::*;
-use crate::sys::proc::Exit;
+pub use crate::sys::proc::Exit;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A final result. `err` is None on success.
+/// How a task, or a map's lowest-index failing item, ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Info {
+    pub status: Status,
+    /// The task's own return code.
+    pub code: i32,
+    /// The worker that ran it (0 if none did).
+    pub pid: i32,
+    /// How the worker died, if it died running it.
+    pub exit: Option<Exit>,
+    /// The item's index, for maps.
+    pub item: Option<u64>,
+}
+
+impl Info {
+    pub(crate) fn from_rec(rec: Rec, item: Option<u64>) -> Info {
+        let died = matches!(Status::from_i32(rec.status), Status::Crashed | Status::TimedOut | Status::Cancelled) && rec.pid != 0;
+        Info { status: Status::from_i32(rec.status), code: rec.code, pid: rec.pid, exit: died.then(|| Exit::from_raw(rec.wstatus)), item }
+    }
+
+    fn of(status: Status) -> Info {
+        Info { status, code: 0, pid: 0, exit: None, item: None }
+    }
+
+    /// The error this describes, with a message naming the item, code, worker and signal.
+    pub(crate) fn error(&self) -> Option<Error> {
+        let what = self.item.map_or(String::new(), |i| format!("item {i}: "));
+        let pid = self.pid;
+        let msg = match (self.status, self.exit) {
+            (Status::Ok, _) => return None,
+            (Status::Task, _) => format!("{what}task returned {}", self.code),
+            (Status::Crashed, Some(e)) => format!("{what}worker {pid} {e} while running the task"),
+            (Status::TimedOut, _) => format!("{what}task exceeded its timeout; worker {pid} was stopped"),
+            (Status::Cancelled, _) => format!("{what}cancelled"),
+            (Status::Closed, _) => format!("{what}the pool was terminated before the task finished"),
+            (s, _) => format!("{what}{}", s.describe()),
+        };
+        Some(Error::new(self.status, msg))
+    }
+}
+
+/// A final result: `err` is None on success; `info` says how it ended.
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub err: Option<Error>,
+    pub info: Info,
 }
 
 impl Outcome {
     pub fn ok() -> Outcome {
-        Outcome { err: None }
+        Outcome { err: None, info: Info::of(Status::Ok) }
+    }
+    pub(crate) fn from_info(info: Info) -> Outcome {
+        Outcome { err: info.error(), info }
     }
     pub fn status(&self) -> Status {
         self.err.as_ref().map_or(Status::Ok, |e| e.status)
     }
-}
-
-/// The error of one item from its record; `pid` is the worker that ran it.
-pub(crate) fn item_error(rec: Rec, pid: i32, item: Option<u64>) -> Option<Error> {
-    let status = Status::from_i32(rec.status);
-    let what = match item {
-        Some(i) => format!("item {i}: "),
-        None => String::new(),
-    };
-    let death = |code: i32| if code < 0 { Exit::Signal { sig: -code, core: false } } else { Exit::Code(code) };
-    let msg = match status {
-        Status::Ok => return None,
-        Status::Task => format!("{what}task returned {}", rec.code),
-        Status::Crashed => format!("{what}worker {pid} {} while running the task", death(rec.code)),
-        Status::TimedOut => format!("{what}task exceeded the pool's task_timeout; worker {pid} was stopped"),
-        s => format!("{what}{}", s.describe()),
-    };
-    Some(Error::new(status, msg))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,8 +117,8 @@ impl TaskJob {
                 let t = self.sh.view.task(self.slot);
                 // SAFETY: the task is DONE: its record is final and no worker writes it again.
                 let rec = unsafe { self.sh.view.rec(t, 0).read() };
-                let err = item_error(rec, t.pid.load(std::sync::atomic::Ordering::Relaxed), None);
-                if err.is_none() && !self.var && self.out_size > 0 {
+                let outcome = Outcome::from_info(Info::from_rec(rec, None));
+                if outcome.err.is_none() && !self.var && self.out_size > 0 {
                     // SAFETY: the output area lies inside the block.
                     let src = unsafe { self.sh.view.heap_ptr(self.block.off as u64).add(self.lay.output) };
                     crate::sys::mem::populate(src, self.out_size, false);
@@ -99,9 +126,9 @@ impl TaskJob {
                     // writable for `out_size` bytes until the result is collected.
                     unsafe { std::ptr::copy_nonoverlapping(src, self.out as *mut u8, self.out_size) };
                 }
-                Outcome { err }
+                outcome
             }
-            T_CLOSED => Outcome { err: Some(Error::closed("the pool was terminated before the task finished")) },
+            T_CLOSED => Outcome::from_info(Info::of(self.sh.closed_status(self.slot))),
             _ => return None,
         };
         if !(self.var && outcome.err.is_none()) {
@@ -120,6 +147,14 @@ impl TaskJob {
             self.sh.wait_task(self.slot, deadline(timeout))?;
         }
         self.try_collect()
+    }
+
+    /// Cancels the task (killing its worker if it runs) and waits until it has ended.
+    fn cancel(&self) {
+        if matches!(&*lock(&self.st), TaskState::Pending) {
+            self.sh.cancel_task(self.slot);
+            self.sh.wait_task(self.slot, None);
+        }
     }
 
     fn out_size_var(&self) -> usize {
@@ -166,13 +201,15 @@ pub struct MapJob {
 
 pub(crate) struct MapState {
     pub done: Option<Outcome>,
-    /// The handle was freed: the driver must not write to the caller's buffer any more.
+    /// The handle was freed: the driver must not write to the caller's buffers any more.
     pub detached: bool,
+    /// Cancellation was asked for: the driver stops feeding and cancels what runs.
+    pub cancel: bool,
 }
 
 impl MapJob {
     pub(crate) fn new() -> Arc<MapJob> {
-        Arc::new(MapJob { st: Mutex::new(MapState { done: None, detached: false }), cv: Condvar::new() })
+        Arc::new(MapJob { st: Mutex::new(MapState { done: None, detached: false, cancel: false }), cv: Condvar::new() })
     }
     /// Runs `f` with the state locked (the driver copies results under it).
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut MapState) -> R) -> R {
@@ -205,7 +242,7 @@ impl MapJob {
 
 enum Kind {
     Task(TaskJob),
-    Map(Arc<MapJob>),
+    Map(Arc<MapJob>, Arc<Shared>),
     Ready(Outcome),
 }
 
@@ -218,8 +255,8 @@ impl AsyncResult {
     pub(crate) fn task(t: TaskJob) -> AsyncResult {
         AsyncResult { kind: Kind::Task(t) }
     }
-    pub(crate) fn map(m: Arc<MapJob>) -> AsyncResult {
-        AsyncResult { kind: Kind::Map(m) }
+    pub(crate) fn map(m: Arc<MapJob>, sh: Arc<Shared>) -> AsyncResult {
+        AsyncResult { kind: Kind::Map(m, sh) }
     }
     pub(crate) fn ready(o: Outcome) -> AsyncResult {
         AsyncResult { kind: Kind::Ready(o) }
@@ -229,7 +266,7 @@ impl AsyncResult {
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Outcome> {
         match &self.kind {
             Kind::Task(t) => t.wait(timeout),
-            Kind::Map(m) => m.wait(timeout),
+            Kind::Map(m, _) => m.wait(timeout),
             Kind::Ready(o) => Some(o.clone()),
         }
     }
@@ -238,8 +275,23 @@ impl AsyncResult {
     pub fn poll(&self) -> Option<Outcome> {
         match &self.kind {
             Kind::Task(t) => t.try_collect(),
-            Kind::Map(m) => m.with(|s| s.done.clone()),
+            Kind::Map(m, _) => m.with(|s| s.done.clone()),
             Kind::Ready(o) => Some(o.clone()),
+        }
+    }
+
+    /// Cancels the work: what has not started is dropped, what runs is killed (its worker is
+    /// replaced). Returns once the result is ready; work that had already finished keeps its
+    /// own outcome.
+    pub fn cancel(&self) {
+        match &self.kind {
+            Kind::Task(t) => t.cancel(),
+            Kind::Map(m, sh) => {
+                m.with(|s| s.cancel = true);
+                sh.view.signal_event(true); // wake the driver
+                m.wait(None);
+            }
+            Kind::Ready(_) => {}
         }
     }
 
@@ -248,7 +300,7 @@ impl AsyncResult {
         match &self.kind {
             Kind::Task(t) if t.var => match self.poll() {
                 None => Err(Error::new(Status::TimedOut, "the result is not ready yet")),
-                Some(Outcome { err: Some(e) }) => Err(e),
+                Some(Outcome { err: Some(e), .. }) => Err(e),
                 Some(_) => Ok(t.var_output().unwrap_or(&[])),
             },
             _ => Err(Error::inval("only results of pool_submit carry variable-size data")),
@@ -258,7 +310,7 @@ impl AsyncResult {
 
 impl Drop for AsyncResult {
     fn drop(&mut self) {
-        if let Kind::Map(m) = &self.kind {
+        if let Kind::Map(m, _) = &self.kind {
             m.with(|s| s.detached = true);
         }
     }

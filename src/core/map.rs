@@ -4,14 +4,14 @@
 
 use super::error::{Error, Result, Status};
 use super::heap::Block;
-use super::job::{item_error, AsyncResult, MapJob, MapState, Outcome};
-use super::pool::{Pool, Shared, WATCH_SLICE};
+use super::job::{AsyncResult, Info, MapJob, MapState, Outcome};
+use super::pool::{Pool, Shared, TaskSpec, WATCH_SLICE};
 use super::shm::*;
 use super::worker::ItemFn;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bytes of input plus output per chunk when chunking is automatic.
 const CHUNK_BYTES: usize = 512 << 10;
@@ -28,6 +28,10 @@ pub struct MapArgs {
     pub ctx: usize,
     /// Items per chunk; 0 for automatic.
     pub chunksize: usize,
+    /// Where to write each item's status (`n` i32s), or 0.
+    pub statuses: usize,
+    /// Per-item deadline overriding the pool's `task_timeout`.
+    pub timeout: Option<Duration>,
 }
 
 struct Chunk {
@@ -75,7 +79,7 @@ impl Pool {
             sh.driver_finished();
             return Err(Error::sys("spawning the map driver thread", e));
         }
-        Ok(AsyncResult::map(job))
+        Ok(AsyncResult::map(job, sh))
     }
 }
 
@@ -88,20 +92,43 @@ fn chunk_size(a: &MapArgs, workers: usize) -> usize {
     even.min(by_bytes).max(1)
 }
 
+/// The lowest-index failure of a map so far.
+#[derive(Default)]
+struct FirstFailure(Option<(u64, Error, Info)>);
+
+impl FirstFailure {
+    fn note(&mut self, info: Info, err: Error) {
+        let i = info.item.unwrap_or(0);
+        if self.0.as_ref().is_none_or(|(j, _, _)| i < *j) {
+            self.0 = Some((i, err, info));
+        }
+    }
+    fn outcome(self) -> Outcome {
+        match self.0 {
+            None => Outcome::ok(),
+            Some((_, err, info)) => Outcome { err: Some(err), info },
+        }
+    }
+}
+
 /// Runs a whole map and completes `job` with its outcome: OK, or the lowest-index failure.
 fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
-    let mut first_fail: Option<(usize, Error)> = None;
-    let mut fail = |i: usize, e: Error| {
-        if first_fail.as_ref().is_none_or(|(j, _)| i < *j) {
-            first_fail = Some((i, e));
-        }
-    };
+    let mut first = FirstFailure::default();
     let cs = chunk_size(&a, sh.nworkers);
     let window = 2 * sh.nworkers + 2;
     let mut inflight: VecDeque<Chunk> = VecDeque::new();
     let mut next = 0usize;
+    let mut cancelled = false;
     while next < a.n || !inflight.is_empty() {
         let seen = sh.view.event_seq();
+        let (cancel, detached) = job.with(|s| (s.cancel, s.detached));
+        if (cancel || detached) && !cancelled {
+            // Stop feeding; what runs is cancelled (a freed map's results have no reader).
+            cancelled = true;
+            inflight.iter().for_each(|c| sh.cancel_task(c.slot));
+            fail_rest(&a, job, &mut first, next, Error::new(Status::Cancelled, "cancelled"));
+            next = a.n;
+        }
         while next < a.n && inflight.len() < window {
             let len = cs.min(a.n - next);
             match submit_chunk(sh, &a, next, len, job) {
@@ -109,22 +136,40 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
                     inflight.push_back(c);
                     next += len;
                 }
-                Err(_) if job.with(|s| s.detached) => next = a.n, // freed: the caller's buffers may be gone
                 Err(e) => {
                     // Nothing more can be submitted: every remaining item fails with this.
-                    fail(next, Error::new(e.status, format!("item {next}: {}", e.msg)));
+                    fail_rest(&a, job, &mut first, next, e);
                     next = a.n;
                 }
             }
         }
         let before = inflight.len();
-        inflight.retain(|c| !collect_chunk(sh, &a, c, job, &mut fail));
+        inflight.retain(|c| !collect_chunk(sh, &a, c, job, &mut first));
         if inflight.len() == before && !inflight.is_empty() {
             sh.view.wait_event(seen, false, Some(Instant::now() + WATCH_SLICE));
             sh.watchdog();
         }
     }
-    job.complete(Outcome { err: first_fail.map(|(_, e)| e) });
+    job.complete(first.outcome());
+}
+
+/// Items `[from, n)` will not run: they all end with `e`'s status.
+fn fail_rest(a: &MapArgs, job: &MapJob, first: &mut FirstFailure, from: usize, e: Error) {
+    if from >= a.n {
+        return;
+    }
+    let info = Info { status: e.status, code: 0, pid: 0, exit: None, item: Some(from as u64) };
+    first.note(info, Error::new(e.status, format!("item {from}: {}", e.msg)));
+    job.with(|st| {
+        if st.detached || a.statuses == 0 {
+            return;
+        }
+        for i in from..a.n {
+            // SAFETY: the caller's statuses array holds n entries and is ours until the handle
+            // is freed (checked: not detached, under the lock).
+            unsafe { (a.statuses as *mut i32).add(i).write(e.status as i32) };
+        }
+    });
 }
 
 /// Copies a chunk's inputs into shared memory and queues it, unless the handle was freed (the
@@ -132,7 +177,8 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
 fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob) -> Result<Chunk> {
     let lay = BlockLayout::new(len, a.in_size, a.out_size).ok_or_else(|| Error::inval("sizes overflow"))?;
     let src = a.input + start * a.in_size;
-    let (slot, block) = sh.submit(K_ITEMS, true, a.func as usize, a.ctx, len, a.in_size, a.out_size, lay, |dst| {
+    let spec = TaskSpec { kind: K_ITEMS, map_chunk: true, func: a.func as usize, ctx: a.ctx, n: len, in_size: a.in_size, out_size: a.out_size, timeout: a.timeout };
+    let (slot, block) = sh.submit(spec, lay, |dst| {
         job.with(|s| {
             if !s.detached {
                 // SAFETY: the caller keeps the input readable until the handle is freed, which
@@ -145,20 +191,20 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
     Ok(Chunk { slot, block, lay, start, len })
 }
 
-/// If chunk `c` has ended, copies its successful results out, reports failures, frees it.
-fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, fail: &mut impl FnMut(usize, Error)) -> bool {
+/// If chunk `c` has ended: copies its successful results and every item's status out, notes
+/// failures, frees it. Returns whether it had ended.
+fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut FirstFailure) -> bool {
     let state = sh.task_state(c.slot);
     if !matches!(state, T_DONE | T_CLOSED) {
         return false;
     }
-    let t = sh.view.task(c.slot);
-    let ran = if state == T_DONE { c.len } else { t.next.load(Acquire) as usize };
-    let pid = t.pid.load(Relaxed);
+    let ran = if state == T_DONE { c.len } else { sh.view.task(c.slot).next.load(Acquire) as usize };
+    let unrun = Rec { status: sh.closed_status(c.slot) as i32, ..Rec::default() };
     let base = sh.view.heap_ptr(c.block.off as u64);
     job.with(|st: &mut MapState| {
-        let mut run_start: Option<usize> = None;
+        let write = !st.detached;
         let copy = |from: usize, to: usize| {
-            if !st.detached && a.out_size > 0 && to > from {
+            if write && to > from {
                 // SAFETY: items [from, to) of this chunk succeeded; their outputs are final and
                 // the caller's buffer holds n items of out_size bytes (checked at the boundary).
                 unsafe {
@@ -170,24 +216,25 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, fail: &mut i
                 };
             }
         };
+        let mut ok_from: Option<usize> = None;
         for i in 0..c.len {
-            let rec = if i < ran {
-                // SAFETY: records before `ran` are final.
-                unsafe { (base as *const Rec).add(i).read() }
-            } else {
-                Rec { status: Status::Closed as i32, code: 0 }
-            };
-            if rec.status == 0 {
-                run_start.get_or_insert(i);
+            // SAFETY: records before `ran` are final.
+            let rec = if i < ran { unsafe { (base as *const Rec).add(i).read() } } else { unrun };
+            if write && a.statuses != 0 {
+                // SAFETY: the statuses array holds n entries (checked at the boundary).
+                unsafe { (a.statuses as *mut i32).add(c.start + i).write(rec.status) };
+            }
+            if rec.status == Status::Ok as i32 {
+                ok_from.get_or_insert(i);
                 continue;
             }
-            if let Some(s) = run_start.take() {
+            if let Some(s) = ok_from.take() {
                 copy(s, i);
             }
-            let e = item_error(rec, pid, Some((c.start + i) as u64)).expect("failed record");
-            fail(c.start + i, e);
+            let info = Info::from_rec(rec, Some((c.start + i) as u64));
+            first.note(info, info.error().expect("a failed record"));
         }
-        if let Some(s) = run_start {
+        if let Some(s) = ok_from {
             copy(s, c.len);
         }
     });

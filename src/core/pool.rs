@@ -26,6 +26,24 @@ pub struct Options {
     pub max_tasks_per_child: u64,
     /// Per-item deadline; None for no limit.
     pub task_timeout: Option<Duration>,
+    /// Resident memory (bytes) past which a worker is replaced after its task; 0 for none.
+    pub max_rss: u64,
+}
+
+/// What to run: everything about a task but its data.
+#[derive(Clone, Copy)]
+pub(crate) struct TaskSpec {
+    pub kind: u32,
+    /// A map chunk: its completion wakes the map's driver, and it may still be submitted
+    /// after `close` (the map was accepted before).
+    pub map_chunk: bool,
+    pub func: usize,
+    pub ctx: usize,
+    pub n: usize,
+    pub in_size: usize,
+    pub out_size: usize,
+    /// Per-item deadline overriding the pool's.
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -54,6 +72,8 @@ pub struct Shared {
     life: Mutex<Life>,
     life_cv: Condvar,
     zygote: Mutex<Option<ZygoteProc>>,
+    /// Executable address ranges at creation: the only code workers have.
+    code: Vec<(usize, usize)>,
 }
 
 struct Slots {
@@ -89,6 +109,7 @@ impl Pool {
             let ctl = &view.header().control as *const Control as *mut Control;
             (*ctl).nworkers = n as u32;
             (*ctl).max_tasks_per_child = opts.max_tasks_per_child;
+            (*ctl).max_rss = opts.max_rss;
             (*ctl).timeout_ns = opts.task_timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
         }
         for w in 0..n {
@@ -106,6 +127,7 @@ impl Pool {
             life: Mutex::new(Life::default()),
             life_cv: Condvar::new(),
             zygote: Mutex::new(None),
+            code: proc::executable_ranges(),
         });
         let cfg = ZygoteConfig { view, host: sh.owner, init: opts.initializer };
         let pid = match proc::fork(Some(sh.map.base() as usize)).map_err(|e| Error::sys("fork", e))? {
@@ -142,7 +164,8 @@ impl Pool {
     /// `in_size` bytes; `out` writable for `out_size` bytes until the result is collected or freed.
     pub unsafe fn apply_async(&self, f: ItemFn, input: *const u8, in_size: usize, out: *mut u8, out_size: usize, ctx: usize) -> Result<AsyncResult> {
         let lay = BlockLayout::new(1, in_size, out_size).ok_or_else(|| Error::inval("sizes overflow"))?;
-        let (slot, block) = self.sh.submit(K_ITEMS, false, f as usize, ctx, 1, in_size, out_size, lay, |dst| {
+        let spec = TaskSpec { kind: K_ITEMS, map_chunk: false, func: f as usize, ctx, n: 1, in_size, out_size, timeout: None };
+        let (slot, block) = self.sh.submit(spec, lay, |dst| {
             // SAFETY: caller guarantees `input` is readable for `in_size` bytes.
             unsafe { std::ptr::copy_nonoverlapping(input, dst, in_size) };
             true
@@ -156,7 +179,8 @@ impl Pool {
     /// `f` must be a valid `pool_task_fn` in the workers; `input` readable for `len` bytes.
     pub unsafe fn submit_var(&self, f: VarFn, input: *const u8, len: usize, max_out: usize, ctx: usize) -> Result<AsyncResult> {
         let lay = BlockLayout::new(1, len, max_out).ok_or_else(|| Error::inval("sizes overflow"))?;
-        let (slot, block) = self.sh.submit(K_VAR, false, f as usize, ctx, 1, len, max_out, lay, |dst| {
+        let spec = TaskSpec { kind: K_VAR, map_chunk: false, func: f as usize, ctx, n: 1, in_size: len, out_size: max_out, timeout: None };
+        let (slot, block) = self.sh.submit(spec, lay, |dst| {
             // SAFETY: caller guarantees `input` is readable for `len` bytes.
             unsafe { std::ptr::copy_nonoverlapping(input, dst, len) };
             true
@@ -256,12 +280,19 @@ impl Shared {
 
     /// Allocates a slot and a block, lets `fill` write the input, and queues the task. If
     /// `fill` returns false the task is dropped and this fails with `Closed`.
-    #[allow(clippy::too_many_arguments)]
-    /// `notify` marks a map chunk: its completion wakes the map's driver, and it may still be
-    /// submitted after `close`.
-    pub(crate) fn submit(&self, kind: u32, notify: bool, func: usize, ctx: usize, n: usize, in_size: usize, out_size: usize, lay: BlockLayout, fill: impl FnOnce(*mut u8) -> bool) -> Result<(u32, Block)> {
-        self.check_open(notify)?;
-        let (slot, block) = self.reserve(lay.total, notify)?;
+    pub(crate) fn submit(&self, spec: TaskSpec, lay: BlockLayout, fill: impl FnOnce(*mut u8) -> bool) -> Result<(u32, Block)> {
+        self.check_open(spec.map_chunk)?;
+        if !self.code.iter().any(|&(lo, hi)| (lo..hi).contains(&spec.func)) {
+            return Err(Error::inval(format!(
+                "function {:#x} is not in code that was loaded when the pool was created (a library loaded later?): workers cannot run it",
+                spec.func
+            )));
+        }
+        let timeout_ns = spec.timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
+        if timeout_ns != 0 && self.view.header().control.deadlines.swap(1, SeqCst) == 0 {
+            self.ring_zygote(); // from now on it watches deadlines
+        }
+        let (slot, block) = self.reserve(lay.total, spec.map_chunk)?;
         let base = self.view.heap_ptr(block.off as u64);
         // SAFETY: the input area lies inside the block.
         let input = unsafe { base.add(lay.input) };
@@ -273,17 +304,19 @@ impl Shared {
             return Err(Error::closed("the result was freed"));
         }
         let t = self.view.task(slot);
-        t.kind.store(kind, Relaxed);
-        t.flags.store(if notify { F_NOTIFY } else { 0 }, Relaxed);
-        t.func.store(func as u64, Relaxed);
-        t.ctx.store(ctx as u64, Relaxed);
+        t.kind.store(spec.kind, Relaxed);
+        t.flags.store(if spec.map_chunk { F_NOTIFY } else { 0 }, Relaxed);
+        t.func.store(spec.func as u64, Relaxed);
+        t.ctx.store(spec.ctx as u64, Relaxed);
         t.block.store(block.off as u64, Relaxed);
-        t.n.store(n as u64, Relaxed);
-        t.in_size.store(in_size as u64, Relaxed);
-        t.out_size.store(out_size as u64, Relaxed);
+        t.n.store(spec.n as u64, Relaxed);
+        t.in_size.store(spec.in_size as u64, Relaxed);
+        t.out_size.store(spec.out_size as u64, Relaxed);
         t.next.store(0, Relaxed);
         t.out_len.store(0, Relaxed);
         t.pid.store(0, Relaxed);
+        t.timeout_ns.store(timeout_ns, Relaxed);
+        t.cancelled.store(0, Relaxed);
         t.state.store(T_QUEUED, Release);
         self.view.push(slot, TAG_HOST);
         Ok((slot, block))
@@ -388,6 +421,40 @@ impl Shared {
         }
         self.reap_zygote();
         self.close_unfinished();
+    }
+
+    /// Asks for task `slot` to be cancelled: dropped if queued, its worker killed if running
+    /// (the zygote then reports the item as cancelled). Does not wait.
+    pub(crate) fn cancel_task(&self, slot: u32) {
+        let t = self.view.task(slot);
+        t.cancelled.store(1, SeqCst);
+        if self.view.finish(t, T_QUEUED, T_CLOSED) {
+            return;
+        }
+        if self.task_state(slot) == T_RUNNING {
+            for w in 0..self.nworkers {
+                if self.view.worker(w).current.load(SeqCst) == slot {
+                    self.view.worker(w).kill_req.store(slot + 1, SeqCst);
+                }
+            }
+            self.ring_zygote();
+        }
+    }
+
+    /// How items of a CLOSED task that never ran end: cancelled or closed.
+    pub(crate) fn closed_status(&self, slot: u32) -> Status {
+        if self.view.task(slot).cancelled.load(SeqCst) != 0 {
+            Status::Cancelled
+        } else {
+            Status::Closed
+        }
+    }
+
+    /// Wakes the zygote to look at kill requests and deadlines.
+    fn ring_zygote(&self) {
+        if let Some(z) = lock(&self.zygote).as_ref() {
+            let _ = proc::pidfd_signal(&z.pidfd, libc::SIGUSR1);
+        }
     }
 
     /// Ends every queued or running task as CLOSED (once no worker can touch them).

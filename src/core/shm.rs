@@ -67,8 +67,13 @@ pub struct Control {
     pub init_failed: AtomicI32,
     /// Nonzero once replacements keep dying in their initializer: the pool cannot run tasks.
     pub broken: AtomicU32,
+    /// Nonzero once any task may carry a deadline: the zygote then watches deadlines.
+    pub deadlines: AtomicU32,
     pub nworkers: u32,
     pub max_tasks_per_child: u64,
+    /// Resident memory (bytes) past which a worker is replaced after its task; 0 for none.
+    pub max_rss: u64,
+    /// Default per-item deadline (ns); 0 for none.
     pub timeout_ns: u64,
 }
 
@@ -87,6 +92,9 @@ pub struct WorkerSlot {
     pub current: AtomicU32,
     /// Deadline (monotonic ns) of the item being run, 0 for none.
     pub deadline: AtomicU64,
+    /// Set by the host to `1 + task slot` to have the zygote kill this worker if it is still
+    /// running that task (cancellation).
+    pub kill_req: AtomicU32,
 }
 
 #[repr(C, align(64))]
@@ -107,15 +115,24 @@ pub struct TaskSlot {
     pub next: AtomicU64,
     /// Bytes written by a `K_VAR` task.
     pub out_len: AtomicU64,
+    /// Per-item deadline for this task (ns); 0 to use the pool's.
+    pub timeout_ns: AtomicU64,
+    /// Set by the host: the task is cancelled; items not yet run end as cancelled.
+    pub cancelled: AtomicU32,
 }
 
-/// The result of one item: a status code and the task's own return code (for `Task`) or the
-/// worker's raw wait status (for `Crashed`/`TimedOut`).
+/// The result of one item.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rec {
+    /// A `Status` value.
     pub status: i32,
+    /// The task's own return code.
     pub code: i32,
+    /// The worker that ran the item (0 if none did).
+    pub pid: i32,
+    /// The worker's raw wait status when it died running the item.
+    pub wstatus: i32,
 }
 
 /// Offsets of the parts of a task block.

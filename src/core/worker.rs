@@ -5,7 +5,7 @@ use super::shm::*;
 use super::error::Status;
 use crate::sys::proc;
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ pub type InitFn = unsafe extern "C" fn(*mut c_void);
 
 /// True in a pool's zygote and workers: pools cannot be nested inside them.
 pub static IN_WORKER: AtomicBool = AtomicBool::new(false);
+/// This worker's pid, recorded with every item it runs.
+static MY_PID: AtomicI32 = AtomicI32::new(0);
 
 /// The output buffer of the variable-size task being run in this worker.
 struct VarOut {
@@ -63,6 +65,7 @@ pub fn main(cfg: WorkerConfig) -> ! {
 
 fn run(cfg: &WorkerConfig) -> i32 {
     IN_WORKER.store(true, Relaxed);
+    MY_PID.store(proc::getpid(), Relaxed);
     proc::die_with_parent();
     if proc::getppid() != cfg.zygote {
         return 0;
@@ -94,6 +97,9 @@ fn run(cfg: &WorkerConfig) -> i32 {
                 done += 1;
                 if max != 0 && done >= max {
                     return 0;
+                }
+                if ctl.max_rss != 0 && proc::resident_bytes() > ctl.max_rss {
+                    return 0; // replaced by a fresh worker: the memory goes back to the system
                 }
             }
             None if ctl.shutdown.load(Acquire) != 0 => return 0,
@@ -132,9 +138,14 @@ fn run_task(v: &View, w: usize, idx: u32) {
     let lay = BlockLayout::new(n as usize, isz, osz).expect("host checked the layout");
     let block = v.heap_ptr(t.block.load(Relaxed));
     let ctx = t.ctx.load(Relaxed) as *mut c_void;
-    let timeout = v.header().control.timeout_ns;
+    let timeout = match t.timeout_ns.load(Relaxed) {
+        0 => v.header().control.timeout_ns,
+        own => own,
+    };
     let ptr_or_null = |p: *mut u8, size: usize| if size == 0 { std::ptr::null_mut() } else { p as *mut c_void };
-    if t.kind.load(Relaxed) == K_VAR {
+    if t.cancelled.load(Relaxed) != 0 {
+        cancel_rest(v, t, t.next.load(Acquire));
+    } else if t.kind.load(Relaxed) == K_VAR {
         // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
         let f: VarFn = unsafe { std::mem::transmute(t.func.load(Relaxed) as usize) };
         // SAFETY: the layout offsets lie inside this task's block.
@@ -155,6 +166,10 @@ fn run_task(v: &View, w: usize, idx: u32) {
         let f: ItemFn = unsafe { std::mem::transmute(t.func.load(Relaxed) as usize) };
         let mut i = t.next.load(Acquire);
         while i < n {
+            if t.cancelled.load(Relaxed) != 0 {
+                cancel_rest(v, t, i);
+                break;
+            }
             if timeout != 0 {
                 me.deadline.store(proc::monotonic_ns() + timeout, SeqCst);
             }
@@ -178,8 +193,19 @@ fn run_task(v: &View, w: usize, idx: u32) {
 }
 
 fn record(v: &View, t: &TaskSlot, i: u64, rc: c_int) {
-    let rec = if rc == 0 { Rec { status: 0, code: 0 } } else { Rec { status: Status::Task as i32, code: rc } };
+    let status = if rc == 0 { Status::Ok } else { Status::Task };
+    let rec = Rec { status: status as i32, code: rc, pid: MY_PID.load(Relaxed), wstatus: 0 };
     // SAFETY: record i of this task, written only by the worker running it.
     unsafe { v.rec(t, i).write(rec) };
     t.next.store(i + 1, Release);
+}
+
+/// Ends items `[from, n)` of a cancelled task without running them (the runner owns the task).
+pub(crate) fn cancel_rest(v: &View, t: &TaskSlot, from: u64) {
+    let n = t.n.load(Relaxed);
+    for i in from..n {
+        // SAFETY: records of a task this process is finishing; nobody else writes them.
+        unsafe { v.rec(t, i).write(Rec { status: Status::Cancelled as i32, ..Rec::default() }) };
+    }
+    t.next.store(n, Release);
 }

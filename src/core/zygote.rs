@@ -47,7 +47,8 @@ pub fn main(cfg: ZygoteConfig) -> ! {
 fn run(cfg: ZygoteConfig) -> i32 {
     worker::IN_WORKER.store(true, Relaxed);
     proc::set_name("pool-zygote");
-    let sigs = [libc::SIGCHLD, libc::SIGTERM, libc::SIGHUP];
+    // SIGUSR1 is the host's doorbell: kill requests, deadlines switched on.
+    let sigs = [libc::SIGCHLD, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1];
     proc::set_mask(&sigs, libc::SIG_BLOCK);
     // SAFETY: dispositions of our own process: Ctrl-C is the host's to handle, and SIGCHLD
     // must not be inherited as SIG_IGN (that would auto-reap workers and hide their deaths).
@@ -71,7 +72,8 @@ fn run(cfg: ZygoteConfig) -> i32 {
         }
     }
     loop {
-        let timeout_ms = if z.cfg.view.header().control.timeout_ns != 0 { 5 } else { -1 };
+        let ctl = &z.cfg.view.header().control;
+        let timeout_ms = if ctl.timeout_ns != 0 || ctl.deadlines.load(SeqCst) != 0 { 5 } else { -1 };
         let ready = proc::poll_any(&[sfd.0, host.0], timeout_ms);
         if ready[1] {
             z.kill_all();
@@ -88,6 +90,7 @@ fn run(cfg: ZygoteConfig) -> i32 {
                 z.on_death(w, exit);
             }
         }
+        z.serve_kill_requests();
         z.check_deadlines();
         let view = z.cfg.view;
         let ctl = &view.header().control;
@@ -145,7 +148,8 @@ impl Zygote {
         let was_ready = slot.state.swap(W_EXITED, SeqCst) == W_READY;
         let cur = slot.current.swap(NONE, SeqCst);
         if cur != NONE {
-            self.fail_running(cur, if timed_out { Status::TimedOut } else { Status::Crashed }, exit);
+            let pid = self.workers[w].pid;
+            self.fail_running(cur, if timed_out { Status::TimedOut } else { Status::Crashed }, pid, exit);
         }
         let ctl = &v.header().control;
         if !was_ready {
@@ -169,7 +173,7 @@ impl Zygote {
 
     /// The worker running task `idx` died: its current item fails, the rest of the task is
     /// queued again (or the task ends if nothing is left).
-    fn fail_running(&self, idx: u32, status: Status, exit: Exit) {
+    fn fail_running(&self, idx: u32, status: Status, pid: libc::pid_t, exit: Exit) {
         let v = self.cfg.view;
         let t = v.task(idx);
         match t.state.load(SeqCst) & !WAITER {
@@ -177,19 +181,36 @@ impl Zygote {
             T_RUNNING => {
                 let i = t.next.load(SeqCst);
                 let n = t.n.load(SeqCst);
+                let cancelled = t.cancelled.load(SeqCst) != 0;
+                let status = if cancelled { Status::Cancelled } else { status };
                 if i < n {
+                    let rec = Rec { status: status as i32, code: 0, pid, wstatus: raw_status(exit) };
                     // SAFETY: record i of a task whose runner is dead: nobody else writes it.
-                    unsafe { v.rec(t, i).write(Rec { status: status as i32, code: exit.python_code() }) };
+                    unsafe { v.rec(t, i).write(rec) };
                     t.next.store(i + 1, SeqCst);
                 }
+                if cancelled && i + 1 < n {
+                    worker::cancel_rest(&v, t, i + 1);
+                }
                 let terminating = v.header().control.terminate.load(SeqCst) != 0;
-                if i + 1 < n && !terminating && v.transition(t, T_RUNNING, T_QUEUED) {
+                if i + 1 < n && !cancelled && !terminating && v.transition(t, T_RUNNING, T_QUEUED) {
                     v.push(idx, TAG_ZYGOTE);
                 } else {
                     v.finish(t, T_RUNNING, T_DONE);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Kills workers still running a task the host cancelled.
+    fn serve_kill_requests(&mut self) {
+        let v = self.cfg.view;
+        for (w, info) in self.workers.iter().enumerate() {
+            let req = v.worker(w).kill_req.swap(0, SeqCst);
+            if info.alive && req != 0 && v.worker(w).current.load(SeqCst) == req - 1 {
+                proc::kill(info.pid, libc::SIGKILL);
+            }
         }
     }
 
@@ -232,7 +253,7 @@ impl Zygote {
             if v.transition(t, T_QUEUED, T_RUNNING) {
                 for i in t.next.load(SeqCst)..t.n.load(SeqCst) {
                     // SAFETY: the task is ours (RUNNING, no worker alive).
-                    unsafe { v.rec(t, i).write(Rec { status: Status::Crashed as i32, code: 0 }) };
+                    unsafe { v.rec(t, i).write(Rec { status: Status::Crashed as i32, ..Rec::default() }) };
                 }
                 t.next.store(t.n.load(SeqCst), SeqCst);
                 v.finish(t, T_RUNNING, T_DONE);

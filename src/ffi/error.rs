@@ -27,6 +27,8 @@ pub enum pool_status {
     POOL_ECLOSED = 7,
     /// An internal error was caught at the library boundary (a bug in libpool).
     POOL_EPANIC = 8,
+    /// The work was cancelled with `async_cancel`.
+    POOL_ECANCELLED = 9,
 }
 
 /// Library version, kept equal to Cargo.toml by a test.
@@ -66,9 +68,10 @@ pub extern "C" fn pool_strerror(status: c_int) -> *const c_char {
         6 => "worker process died while running the task\0",
         7 => "pool is closed or terminated\0",
         8 => "internal error (panic caught at the library boundary)\0",
+        9 => "cancelled\0",
         _ => "unknown status\0",
     };
-    debug_assert!(status < 0 || status > 8 || s.trim_end_matches('\0') == Status::from_i32(status).describe());
+    debug_assert!(!(0..=9).contains(&status) || s.trim_end_matches('\0') == Status::from_i32(status).describe());
     s.as_ptr() as *const c_char
 }
 
@@ -107,7 +110,7 @@ mod tests {
 
     #[test]
     fn strerror_covers_every_status() {
-        for code in 0..=8 {
+        for code in 0..=9 {
             // SAFETY: static NUL-terminated strings.
             let s = unsafe { std::ffi::CStr::from_ptr(pool_strerror(code)) }.to_str().unwrap();
             assert_eq!(s, Status::from_i32(code).describe());

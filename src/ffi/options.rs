@@ -18,8 +18,28 @@ pub struct pool_options_t {
     pub initarg: *mut c_void,
     /// Tasks (an apply, or a map chunk) a worker runs before it is replaced; 0 = unlimited.
     pub max_tasks_per_child: u64,
-    /// Seconds one item may run before its worker is stopped and the item fails with
-    /// `POOL_ETIMEDOUT`; <= 0 for no limit.
+    /// Seconds one item may run before its worker is stopped (SIGTERM, then SIGKILL 100 ms
+    /// later) and the item fails with `POOL_ETIMEDOUT`; <= 0 for no limit.
+    pub task_timeout: f64,
+    /// Resident memory in bytes past which a worker is replaced once its current task ends
+    /// (for tasks that leak); 0 for no limit.
+    pub max_rss: u64,
+}
+
+/// Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
+/// first.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct pool_map_options_t {
+    /// sizeof(pool_map_options_t) as the caller was compiled; set by `pool_map_options_init`.
+    pub struct_size: usize,
+    /// Items per task sent to a worker; 0 (the default) chooses automatically.
+    pub chunksize: usize,
+    /// If not NULL, an array of `n` ints that receives every item's status (`POOL_OK`,
+    /// `POOL_ETASK`, `POOL_ECRASHED`, ...), so one bad item never hides the others. Written by
+    /// the time the map returns or its result is ready; never after `async_free`.
+    pub statuses: *mut std::os::raw::c_int,
+    /// Seconds each item may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
     pub task_timeout: f64,
 }
 
@@ -38,6 +58,7 @@ pub extern "C" fn pool_options_init(opts: *mut pool_options_t) {
                 initarg: std::ptr::null_mut(),
                 max_tasks_per_child: 0,
                 task_timeout: 0.0,
+                max_rss: 0,
             };
         }
     })
@@ -56,6 +77,43 @@ pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
     Ok(Options {
         initializer: o.initializer.map(|f| (f, o.initarg as usize)),
         max_tasks_per_child: o.max_tasks_per_child,
-        task_timeout: (o.task_timeout > 0.0).then(|| Duration::from_secs_f64(o.task_timeout.min(1e9))),
+        task_timeout: seconds(o.task_timeout),
+        max_rss: o.max_rss,
     })
+}
+
+fn seconds(s: f64) -> Option<Duration> {
+    (s > 0.0).then(|| Duration::from_secs_f64(s.min(1e9)))
+}
+
+/// Fills `opts` with the defaults (automatic chunks, no statuses, the pool's timeout) and
+/// stamps its size. NULL is a no-op.
+///
+/// Thread safety: safe from any thread on distinct structs.
+#[no_mangle]
+pub extern "C" fn pool_map_options_init(opts: *mut pool_map_options_t) {
+    super::macros::boundary(|| {
+        // SAFETY: the caller passes a writable pool_map_options_t or NULL (checked).
+        if let Some(o) = unsafe { opts.as_mut() } {
+            *o = pool_map_options_t {
+                struct_size: std::mem::size_of::<pool_map_options_t>(),
+                chunksize: 0,
+                statuses: std::ptr::null_mut(),
+                task_timeout: 0.0,
+            };
+        }
+    })
+}
+
+/// Map options in core terms: (chunksize, statuses address, timeout).
+pub(crate) fn convert_map(opts: *const pool_map_options_t) -> Result<(usize, usize, Option<Duration>), Error> {
+    // SAFETY: the caller passes a readable pool_map_options_t or NULL (checked).
+    let Some(o) = (unsafe { opts.as_ref() }) else { return Ok((0, 0, None)) };
+    if o.struct_size < std::mem::size_of::<pool_map_options_t>() {
+        return Err(Error::inval("pool_map_options_t was not initialised with pool_map_options_init (bad struct_size)"));
+    }
+    if o.task_timeout.is_nan() {
+        return Err(Error::inval("task_timeout is NaN"));
+    }
+    Ok((o.chunksize, o.statuses as usize, seconds(o.task_timeout)))
 }

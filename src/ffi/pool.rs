@@ -1,7 +1,7 @@
 //! `pool_t`: creating pools, submitting work, closing, joining.
 
 use super::macros::{boundary, handle, status};
-use super::options::{convert, pool_options_t};
+use super::options::{convert, convert_map, pool_map_options_t, pool_options_t};
 use super::result::pool_async_t;
 use crate::core::worker::{out_write, ItemFn, VarFn};
 use crate::core::{Error, MapArgs, Pool};
@@ -23,14 +23,16 @@ pub type pool_fn = Option<unsafe extern "C" fn(input: *const c_void, out: *mut c
 #[allow(non_camel_case_types)]
 pub type pool_task_fn = Option<unsafe extern "C" fn(input: *const c_void, in_len: usize, ctx: *mut c_void) -> c_int>;
 
-fn map_args(f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void) -> Result<MapArgs, Error> {
+#[allow(clippy::too_many_arguments)]
+fn map_args(f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> Result<MapArgs, Error> {
+    let (chunksize, statuses, timeout) = convert_map(opts)?;
     let func: ItemFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
     require!(in_size > 0 && out_size > 0, "map item sizes (in_size, out_size) must be > 0");
     require!(n.checked_mul(in_size).is_some_and(|b| b <= isize::MAX as usize), "n * in_size overflows");
     require!(n.checked_mul(out_size).is_some_and(|b| b <= isize::MAX as usize), "n * out_size overflows");
     require!(n == 0 || !input.is_null(), "in is NULL");
     require!(n == 0 || !out.is_null(), "out is NULL");
-    Ok(MapArgs { func, input: input as usize, in_size, out: out as usize, out_size, n, ctx: ctx as usize, chunksize: 0 })
+    Ok(MapArgs { func, input: input as usize, in_size, out: out as usize, out_size, n, ctx: ctx as usize, chunksize, statuses, timeout })
 }
 
 fn apply_args(f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize) -> Result<ItemFn, Error> {
@@ -79,9 +81,17 @@ pub extern "C" fn pool_workers(pool: *const pool_t) -> c_int {
 /// concurrently with other calls on the same pool.
 #[no_mangle]
 pub extern "C" fn pool_map(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void) -> c_int {
+    pool_map_ex(pool, f, input, in_size, out, out_size, n, ctx, std::ptr::null())
+}
+
+/// `pool_map` with per-call options (`opts` may be NULL): chunk size, per-item statuses, a
+/// per-item timeout.
+/// Thread safety: safe from any thread.
+#[no_mangle]
+pub extern "C" fn pool_map_ex(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> c_int {
     status(|| {
         let p = try_ref!(pool, "pool");
-        let a = map_args(f, input, in_size, out, out_size, n, ctx)?;
+        let a = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
         if n == 0 {
             return p.0.shared().check_owner();
         }
@@ -98,9 +108,17 @@ pub extern "C" fn pool_map(pool: *mut pool_t, f: pool_fn, input: *const c_void, 
 /// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_map_async(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void) -> *mut pool_async_t {
+    pool_map_async_ex(pool, f, input, in_size, out, out_size, n, ctx, std::ptr::null())
+}
+
+/// `pool_map_async` with per-call options (`opts` may be NULL; a `statuses` array must stay
+/// valid like `out`).
+/// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_map_async_ex(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> *mut pool_async_t {
     handle(|| {
         let p = try_ref!(pool, "pool");
-        let a = map_args(f, input, in_size, out, out_size, n, ctx)?;
+        let a = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
         // SAFETY: arguments checked; the caller keeps the buffers valid as documented.
         Ok(pool_async_t(unsafe { p.0.map_async(a) }?))
     })

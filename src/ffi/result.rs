@@ -1,6 +1,7 @@
 //! `pool_async_t`: Python's AsyncResult.
 
 use super::macros::{boundary, status};
+use crate::core::job::Exit;
 use crate::core::{AsyncResult, Error, Outcome, Status};
 use std::os::raw::{c_int, c_void};
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub extern "C" fn async_get(a: *mut pool_async_t, timeout: f64) -> c_int {
         let a = try_ref!(a, "async result");
         match a.0.wait(self::timeout(timeout)?) {
             None => Err(Error::new(Status::TimedOut, "the result is not ready yet")),
-            Some(Outcome { err }) => err.map_or(Ok(()), Err),
+            Some(Outcome { err, .. }) => err.map_or(Ok(()), Err),
         }
     })
 }
@@ -78,6 +79,71 @@ pub extern "C" fn async_result(a: *mut pool_async_t, data: *mut *const c_void, l
             *data = bytes.as_ptr() as *const c_void;
             *len = bytes.len();
         }
+        Ok(())
+    })
+}
+
+/// Cancels the work behind `a`: what has not started is dropped, what runs is killed (its
+/// worker is replaced), and it ends with `POOL_ECANCELLED`; for a map, every item not yet done.
+/// Returns `POOL_OK` once the result is ready (work that had already finished keeps its own
+/// status, which `async_get` reports).
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn async_cancel(a: *mut pool_async_t) -> c_int {
+    status(|| {
+        try_ref!(a, "async result").0.cancel();
+        Ok(())
+    })
+}
+
+/// How a finished task ended; for a map, its lowest-index failing item (`item` >= 0), or
+/// `POOL_OK` and `item` -1 if every item succeeded.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct pool_task_info_t {
+    /// The result's status.
+    pub status: c_int,
+    /// The task's own return value (nonzero for `POOL_ETASK`).
+    pub task_code: c_int,
+    /// The worker process that ran it, 0 if none did.
+    pub pid: c_int,
+    /// The worker's exit status if it exited while running the task, else -1.
+    pub exit_code: c_int,
+    /// The signal that killed the worker while running the task, else 0.
+    pub signal: c_int,
+    /// Whether that signal dumped core.
+    pub core_dumped: bool,
+    /// For maps, the index of the item described; -1 otherwise.
+    pub item: i64,
+}
+
+/// Fills `*info` (`info_size` = sizeof(pool_task_info_t)) once the result is ready.
+/// `POOL_ETIMEDOUT` if not ready (nothing written), `POOL_EINVAL` for NULL or a short struct.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, info_size: usize) -> c_int {
+    status(|| {
+        let a = try_ref!(a, "async result");
+        require!(!info.is_null(), "info is NULL");
+        require!(info_size >= std::mem::size_of::<pool_task_info_t>(), "info_size is smaller than pool_task_info_t");
+        let o = a.0.poll().ok_or_else(|| Error::new(Status::TimedOut, "the result is not ready yet"))?;
+        let i = o.info;
+        let (exit_code, signal, core_dumped) = match i.exit {
+            Some(Exit::Code(c)) => (c, 0, false),
+            Some(Exit::Signal { sig, core }) => (-1, sig, core),
+            None => (-1, 0, false),
+        };
+        let v = pool_task_info_t {
+            status: i.status as c_int,
+            task_code: i.code,
+            pid: i.pid,
+            exit_code,
+            signal,
+            core_dumped,
+            item: i.item.map_or(-1, |x| x as i64),
+        };
+        // SAFETY: checked non-NULL and at least as large as our struct.
+        unsafe { info.write(v) };
         Ok(())
     })
 }

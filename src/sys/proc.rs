@@ -316,3 +316,27 @@ pub fn monotonic_ns() -> u64 {
         ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 }
+
+/// This process's resident memory in bytes (from /proc/self/statm), 0 if unreadable.
+pub fn resident_bytes() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
+    let pages: u64 = s.split(' ').nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf with a valid name.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// Address ranges mapped executable in this process now (from /proc/self/maps).
+pub fn executable_ranges() -> Vec<(usize, usize)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (range, perms) = (f.next()?, f.next()?);
+            if !perms.contains('x') {
+                return None;
+            }
+            let (lo, hi) = range.split_once('-')?;
+            Some((usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?))
+        })
+        .collect()
+}
