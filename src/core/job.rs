@@ -79,7 +79,15 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 
 // ---------------------------------------------------------------------------------------------
 
-enum TaskState {
+struct TaskState {
+    phase: Phase,
+    /// Threads inside `wait`: while any is, the slot is kept (they may be asleep on its word),
+    /// and the last one out frees it.
+    waiters: u32,
+    slot_held: bool,
+}
+
+enum Phase {
     Pending,
     /// Collected; for variable-size tasks the block stays until the handle goes (zero copy),
     /// and the second field is the result's length.
@@ -100,14 +108,15 @@ pub struct TaskJob {
 
 impl TaskJob {
     pub(crate) fn new(sh: Arc<Shared>, slot: u32, block: Block, lay: BlockLayout, out: *mut u8, out_size: usize, var: bool) -> TaskJob {
-        TaskJob { sh, slot, block, lay, out: out as usize, out_size, var, st: Mutex::new(TaskState::Pending) }
+        let st = TaskState { phase: Phase::Pending, waiters: 0, slot_held: false };
+        TaskJob { sh, slot, block, lay, out: out as usize, out_size, var, st: Mutex::new(st) }
     }
 
     /// Collects the result if the task has ended: copies the output to the caller, frees the
     /// slot. Returns the outcome once there is one.
     fn try_collect(&self) -> Option<Outcome> {
         let mut st = lock(&self.st);
-        if let TaskState::Done(o, _) = &*st {
+        if let Phase::Done(o, _) = &st.phase {
             return Some(o.clone());
         }
         let s = self.sh.task_state(self.slot);
@@ -134,8 +143,12 @@ impl TaskJob {
         if !(self.var && outcome.err.is_none()) {
             self.sh.free_block(self.block);
         }
-        self.sh.free_slot(self.slot);
-        *st = TaskState::Done(outcome.clone(), var_len);
+        if st.waiters == 0 {
+            self.sh.free_slot(self.slot);
+        } else {
+            st.slot_held = true;
+        }
+        st.phase = Phase::Done(outcome.clone(), var_len);
         Some(outcome)
     }
 
@@ -143,17 +156,30 @@ impl TaskJob {
         if let Some(o) = self.try_collect() {
             return Some(o);
         }
-        if matches!(&*lock(&self.st), TaskState::Pending) {
-            self.sh.wait_task(self.slot, deadline(timeout))?;
+        lock(&self.st).waiters += 1;
+        let dl = deadline(timeout);
+        let r = loop {
+            if let Some(o) = self.try_collect() {
+                break Some(o);
+            }
+            if self.sh.wait_task(self.slot, dl).is_none() {
+                break self.try_collect();
+            }
+        };
+        let mut st = lock(&self.st);
+        st.waiters -= 1;
+        if st.waiters == 0 && st.slot_held {
+            st.slot_held = false;
+            self.sh.free_slot(self.slot);
         }
-        self.try_collect()
+        r
     }
 
     /// Cancels the task (killing its worker if it runs) and waits until it has ended.
     fn cancel(&self) {
-        if matches!(&*lock(&self.st), TaskState::Pending) {
+        if matches!(lock(&self.st).phase, Phase::Pending) {
             self.sh.cancel_task(self.slot);
-            self.sh.wait_task(self.slot, None);
+            self.wait(None);
         }
     }
 
@@ -164,8 +190,8 @@ impl TaskJob {
     /// The bytes a variable-size task wrote (zero copy: they stay in shared memory).
     fn var_output(&self) -> Option<&[u8]> {
         let st = lock(&self.st);
-        match &*st {
-            TaskState::Done(o, len) if self.var && o.err.is_none() => {
+        match &st.phase {
+            Phase::Done(o, len) if self.var && o.err.is_none() => {
                 let len = (*len).min(self.out_size_var());
                 // SAFETY: the block stays allocated while this handle lives and no one writes
                 // it after the task ended.
@@ -179,14 +205,17 @@ impl TaskJob {
 impl Drop for TaskJob {
     fn drop(&mut self) {
         let st = lock(&self.st);
-        match &*st {
-            TaskState::Done(o, _) => {
+        match &st.phase {
+            Phase::Done(o, _) => {
                 if self.var && o.err.is_none() {
                     self.sh.free_block(self.block);
                 }
+                if st.slot_held {
+                    self.sh.free_slot(self.slot);
+                }
             }
             // Detach: nobody copies into the caller's buffer any more; reclaim the slot later.
-            TaskState::Pending => self.sh.orphan(self.slot, self.block),
+            Phase::Pending => self.sh.orphan(self.slot, self.block),
         }
     }
 }

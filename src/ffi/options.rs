@@ -68,7 +68,10 @@ pub extern "C" fn pool_options_init(opts: *mut pool_options_t) {
 pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
     // SAFETY: the caller passes a readable pool_options_t or NULL (checked).
     let Some(o) = (unsafe { opts.as_ref() }) else { return Ok(Options::default()) };
-    if o.struct_size < std::mem::size_of::<pool_options_t>() {
+    // The first release's layout ended at task_timeout; fields after it are read only when the
+    // caller's struct_size says it has them.
+    let has = |end: usize| o.struct_size >= end;
+    if !has(std::mem::offset_of!(pool_options_t, max_rss)) || o.struct_size > 1 << 16 {
         return Err(Error::inval("pool_options_t was not initialised with pool_options_init (bad struct_size)"));
     }
     if o.task_timeout.is_nan() {
@@ -78,7 +81,7 @@ pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
         initializer: o.initializer.map(|f| (f, o.initarg as usize)),
         max_tasks_per_child: o.max_tasks_per_child,
         task_timeout: seconds(o.task_timeout),
-        max_rss: o.max_rss,
+        max_rss: if has(std::mem::offset_of!(pool_options_t, max_rss) + 8) { o.max_rss } else { 0 },
     })
 }
 

@@ -1,0 +1,609 @@
+/* libpool side of the benchmark (issue 5, workloads W1..W7). Usage:
+ *   bench_pool w1 N REPS          map of squares over N longs
+ *   bench_pool w2 CALLS RUNS      apply_async + async_get round trips, one at a time
+ *   bench_pool w3 N REPS          N apply_async submitted, then collected
+ *   bench_pool w4 ITERS REPS      64 tasks of busy(ITERS) (~10 ms each): map and apply_async
+ *   bench_pool w5 REPS            256 tasks of 1 MiB in / 1 MiB out: apply_async, pool_submit
+ *   bench_pool w6 HEAP_MIB REPS   pool_create -> first result -> pool_destroy
+ *   bench_pool w7 N ORDER         peak memory of the host and its descendants during a map;
+ *                                 ORDER is "pool-first" or "buffers-first"
+ * Figures go to stdout as "RESULT key value"; every result is checked. */
+#define _GNU_SOURCE
+#include "common.h"
+#include <pool.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WORKERS 2
+
+static void check(int st, const char *what) {
+    if (st != POOL_OK) {
+        fprintf(stderr, "bench_pool: %s: %s (%s)\n", what, pool_strerror(st), pool_last_error());
+        exit(1);
+    }
+}
+
+static pool_t *make_pool(void) {
+    pool_t *p = pool_create(WORKERS, NULL);
+    if (!p) {
+        fprintf(stderr, "bench_pool: pool_create: %s\n", pool_last_error());
+        exit(1);
+    }
+    return p;
+}
+
+/* ---- /proc helpers: memory and CPU time of the host and its descendants ------------------------ */
+/* Memory of a process: Pss (shared pages divided among their users, so memory shared by the
+ * host, the zygote and the workers counts once in a sum) and Rss, in KiB. */
+static void mem_of(int pid, long *pss, long *rss) {
+    char path[64], line[256];
+    *pss = *rss = 0;
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "Pss:", 4)) *pss = atol(line + 4);
+        else if (!strncmp(line, "Rss:", 4)) *rss = atol(line + 4);
+    }
+    fclose(f);
+}
+
+static int ppid_of(const char *pid) {
+    char path[300], buf[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    int ppid = -1;
+    if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1) return -1;
+    return ppid;
+}
+
+/* The host and all its descendants (the zygote and the workers). */
+static int family(int root, int *out, int max) {
+    int pids[4096], ppids[4096], n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) && n < 4096) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        int pp = ppid_of(e->d_name);
+        if (pp < 0) continue;
+        pids[n] = atoi(e->d_name);
+        ppids[n++] = pp;
+    }
+    if (d) closedir(d);
+    int k = 0;
+    out[k++] = root;
+    for (int i = 0; i < k && k < max; i++)
+        for (int j = 0; j < n && k < max; j++)
+            if (ppids[j] == out[i]) out[k++] = pids[j];
+    return k;
+}
+
+
+/* CPU seconds (user, system) of one process from /proc/<pid>/stat (clock-tick resolution). */
+static void cpu_of(int pid, double *user, double *sys) {
+    char path[64], buf[1024];
+    *user = *sys = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut, st;
+    /* after ')': state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2) {
+        double hz = (double)sysconf(_SC_CLK_TCK);
+        *user = ut / hz;
+        *sys = st / hz;
+    }
+}
+
+/* CPU time of the pool's processes: every descendant of this process (zygote and workers). */
+static void pool_cpu(double *user, double *sys) {
+    int pids[64];
+    int k = family(getpid(), pids, 64);
+    *user = *sys = 0;
+    for (int i = 1; i < k; i++) {
+        double u, s;
+        cpu_of(pids[i], &u, &s);
+        *user += u;
+        *sys += s;
+    }
+}
+
+/* CPU seconds (user, system) of the calling thread. */
+static void thread_cpu(double *user, double *sys) {
+    struct rusage r;
+    getrusage(RUSAGE_THREAD, &r);
+    *user = r.ru_utime.tv_sec + r.ru_utime.tv_usec * 1e-6;
+    *sys = r.ru_stime.tv_sec + r.ru_stime.tv_usec * 1e-6;
+}
+
+/* Where the time of a phase goes: wall time, and CPU of the calling (host) thread and of the
+ * pool's processes, per repetition. */
+struct cpu_probe {
+    double wall, hu, hs, wu, ws;
+};
+static void probe_start(struct cpu_probe *p) {
+    thread_cpu(&p->hu, &p->hs);
+    pool_cpu(&p->wu, &p->ws);
+    p->wall = now_s();
+}
+static void probe_stop(struct cpu_probe *p, int reps) {
+    double hu, hs, wu, ws;
+    p->wall = (now_s() - p->wall) / reps;
+    thread_cpu(&hu, &hs);
+    pool_cpu(&wu, &ws);
+    p->hu = (hu - p->hu) / reps;
+    p->hs = (hs - p->hs) / reps;
+    p->wu = (wu - p->wu) / reps;
+    p->ws = (ws - p->ws) / reps;
+}
+static void probe_report(const char *prefix, const struct cpu_probe *p) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.wall_s", prefix), result(key, p->wall);
+    snprintf(key, sizeof key, "%s.host_user_s", prefix), result(key, p->hu);
+    snprintf(key, sizeof key, "%s.host_sys_s", prefix), result(key, p->hs);
+    snprintf(key, sizeof key, "%s.workers_user_s", prefix), result(key, p->wu);
+    snprintf(key, sizeof key, "%s.workers_sys_s", prefix), result(key, p->ws);
+}
+
+static int square(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long x = *(const long *)in;
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int busy_task(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    const unsigned long *a = in; /* {iters, seed} */
+    *(unsigned long *)out = busy(a[0], a[1]);
+    return 0;
+}
+
+static int xor_task(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    xor_bytes(in, out, 1 << 20);
+    return 0;
+}
+
+/* pool_submit variant: the result is written into the pool's shared memory with
+ * pool_out_write, in 64 KiB pieces from a small cache-resident buffer. */
+static int xor_submit_task(const void *in, size_t len, void *ctx) {
+    (void)ctx;
+    static unsigned long buf[8192];
+    for (size_t off = 0; off < len; off += sizeof buf) {
+        size_t n = len - off < sizeof buf ? len - off : sizeof buf;
+        xor_bytes((const char *)in + off, buf, n);
+        int st = pool_out_write(buf, n);
+        if (st != POOL_OK) return 100 + st;
+    }
+    return 0;
+}
+
+static long *alloc_longs(size_t n, int touch) {
+    long *p = malloc(n * sizeof(long));
+    if (!p) die("out of memory");
+    if (touch) memset(p, 0xff, n * sizeof(long)); /* not 0: gcc would turn malloc+memset 0 into calloc */
+    return p;
+}
+
+/* ---- W1 ------------------------------------------------------------------------------------ */
+/* The least a host thread must do for a map whose data is copied through shared memory: copy
+ * every input into a reused staging buffer and every result back out, reading a 16-byte status
+ * per item, in chunks of 32768 items (1 MiB of staging), with nobody computing anything. */
+static double host_copy_floor(const long *in, long *out, size_t n) {
+    const size_t cs = 32768;
+    static unsigned char stage[32768 * 32];
+    const int *status = (const int *)(stage + cs * 8);
+    long sum = 0;
+    memset(stage, 0, sizeof stage);
+    double best = 1e9;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_s();
+        for (size_t st = 0; st < n; st += cs) {
+            size_t len = n - st < cs ? n - st : cs;
+            memcpy(stage, in + st, len * 8);
+            for (size_t i = 0; i < len; i++) sum += status[4 * i];
+            memcpy(out + st, stage + cs * 24, len * 8);
+        }
+        double dt = now_s() - t0;
+        if (dt < best) best = dt;
+    }
+    if (sum) die("W1 floor: unexpected status");
+    return best;
+}
+
+static void w1(size_t n, int reps) {
+    pool_t *pool = make_pool();
+    long *in = alloc_longs(n, 0), *out = alloc_longs(n, 1);
+    for (size_t i = 0; i < n; i++) in[i] = (long)i;
+    double *t = calloc(reps, sizeof *t);
+    check(pool_map(pool, square, in, sizeof(long), out, sizeof(long), n < 1000000 ? n : 1000000, NULL), "warm-up map");
+    for (int r = 0; r < reps; r++) {
+        memset(out, 0xff, n * sizeof(long));
+        double t0 = now_s();
+        check(pool_map(pool, square, in, sizeof(long), out, sizeof(long), n, NULL), "pool_map");
+        t[r] = now_s() - t0;
+        for (size_t i = 0; i < n; i++)
+            if (out[i] != (long)i * (long)i) die("W1: wrong result");
+    }
+    double m = median(t, reps);
+    char key[64];
+    snprintf(key, sizeof key, "w1.pool.%zu.items_per_s", n);
+    result(key, (double)n / m);
+    snprintf(key, sizeof key, "w1.pool.%zu.seconds", n);
+    result(key, m);
+
+    /* Diagnostics: CPU of the host thread and of the workers per map, and the host copy floor. */
+    int maps = n >= 10000000 ? 1 : (int)(300000000 / n);
+    struct cpu_probe pr;
+    probe_start(&pr);
+    for (int r = 0; r < maps; r++) check(pool_map(pool, square, in, sizeof(long), out, sizeof(long), n, NULL), "pool_map");
+    probe_stop(&pr, maps);
+    snprintf(key, sizeof key, "w1.diag.%zu", n);
+    probe_report(key, &pr);
+    snprintf(key, sizeof key, "w1.diag.%zu.host_copy_floor_s", n);
+    result(key, host_copy_floor(in, out, n));
+    pool_destroy(pool);
+    free(in);
+    free(out);
+    free(t);
+}
+
+/* ---- W2 ------------------------------------------------------------------------------------ */
+static void w2(int calls, int runs) {
+    pool_t *pool = make_pool();
+    double *lat = calloc(calls, sizeof *lat), *p50 = calloc(runs, sizeof *p50), *p99 = calloc(runs, sizeof *p99);
+    double worst = 0;
+    for (int r = -1; r < runs; r++) { /* run -1 is a warm-up */
+        for (int i = 0; i < calls; i++) {
+            long x = i + 1, y = 0;
+            double t0 = now_s();
+            pool_async_t *a = pool_apply_async(pool, square, &x, sizeof x, &y, sizeof y, NULL);
+            if (!a) check(pool_last_status(), "pool_apply_async");
+            check(async_get(a, -1), "async_get");
+            async_free(a);
+            lat[i] = now_s() - t0;
+            if (y != x * x) die("W2: wrong result");
+        }
+        if (r < 0) continue;
+        p50[r] = quantile(lat, calls, 0.50);
+        p99[r] = quantile(lat, calls, 0.99);
+        if (lat[calls - 1] > worst) worst = lat[calls - 1];
+    }
+    result("w2.pool.p50_s", median(p50, runs));
+    result("w2.pool.p99_s", median(p99, runs));
+    result("w2.pool.max_s", worst);
+    pool_destroy(pool);
+    free(lat);
+    free(p50);
+    free(p99);
+}
+
+/* ---- W3 ------------------------------------------------------------------------------------ */
+static void w3(size_t n, int reps) {
+    pool_t *pool = make_pool();
+    long *in = alloc_longs(n, 0), *out = alloc_longs(n, 1);
+    pool_async_t **h = calloc(n, sizeof *h);
+    double *t = calloc(reps, sizeof *t);
+    for (size_t i = 0; i < n; i++) in[i] = (long)i;
+    for (int r = -1; r < reps; r++) { /* rep -1 is a warm-up (slots and heap pages faulted in) */
+        memset(out, 0xff, n * sizeof(long));
+        double t0 = now_s();
+        for (size_t i = 0; i < n; i++) {
+            h[i] = pool_apply_async(pool, square, &in[i], sizeof(long), &out[i], sizeof(long), NULL);
+            if (!h[i]) check(pool_last_status(), "pool_apply_async");
+        }
+        for (size_t i = 0; i < n; i++) {
+            check(async_get(h[i], -1), "async_get");
+            async_free(h[i]);
+        }
+        double dt = now_s() - t0;
+        if (r >= 0) t[r] = dt;
+        for (size_t i = 0; i < n; i++)
+            if (out[i] != (long)i * (long)i) die("W3: wrong result");
+    }
+    result("w3.pool.tasks_per_s", (double)n / median(t, reps));
+    pool_destroy(pool);
+    free(in);
+    free(out);
+    free(h);
+    free(t);
+}
+
+/* ---- W4 ------------------------------------------------------------------------------------ */
+#define W4_TASKS 64
+static void w4(unsigned long iters, int reps) {
+    pool_t *pool = make_pool();
+    unsigned long in[W4_TASKS][2], out[W4_TASKS], want[W4_TASKS];
+    for (int i = 0; i < W4_TASKS; i++) {
+        in[i][0] = iters;
+        in[i][1] = (unsigned long)i + 1;
+    }
+    /* The expected values: computed serially once (not timed here; serial time is bench_omp's). */
+    for (int i = 0; i < W4_TASKS; i++) want[i] = busy(iters, in[i][1]);
+    double *tm = calloc(reps, sizeof *tm), *ta = calloc(reps, sizeof *ta);
+    for (int r = 0; r < reps; r++) {
+        memset(out, 0, sizeof out);
+        double t0 = now_s();
+        check(pool_map(pool, busy_task, in, sizeof in[0], out, sizeof out[0], W4_TASKS, NULL), "pool_map");
+        tm[r] = now_s() - t0;
+        if (memcmp(out, want, sizeof out)) die("W4: wrong map result");
+
+        memset(out, 0, sizeof out);
+        pool_async_t *h[W4_TASKS];
+        t0 = now_s();
+        for (int i = 0; i < W4_TASKS; i++) {
+            h[i] = pool_apply_async(pool, busy_task, in[i], sizeof in[i], &out[i], sizeof out[i], NULL);
+            if (!h[i]) check(pool_last_status(), "pool_apply_async");
+        }
+        for (int i = 0; i < W4_TASKS; i++) {
+            check(async_get(h[i], -1), "async_get");
+            async_free(h[i]);
+        }
+        ta[r] = now_s() - t0;
+        if (memcmp(out, want, sizeof out)) die("W4: wrong apply_async result");
+    }
+    result("w4.pool.map_seconds", median(tm, reps));
+    result("w4.pool.apply_seconds", median(ta, reps));
+    pool_destroy(pool);
+    free(tm);
+    free(ta);
+}
+
+/* ---- W5 ------------------------------------------------------------------------------------ */
+#define W5_TASKS 256
+#define MIB (1UL << 20)
+#define W5_SMALL (MIB - 128)
+
+static int xor_small_task(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    xor_bytes(in, out, W5_SMALL);
+    return 0;
+}
+
+/* One pass: W5_TASKS apply_async of `len` bytes in and out (block i at offset i MiB), all
+ * submitted, then collected. Returns its wall time. */
+static double w5_pass(pool_t *pool, pool_fn f, const unsigned char *in, unsigned char *out, size_t len) {
+    pool_async_t *h[W5_TASKS];
+    double t0 = now_s();
+    for (int i = 0; i < W5_TASKS; i++) {
+        h[i] = pool_apply_async(pool, f, in + i * MIB, len, out + i * MIB, len, NULL);
+        if (!h[i]) check(pool_last_status(), "pool_apply_async");
+    }
+    for (int i = 0; i < W5_TASKS; i++) {
+        check(async_get(h[i], -1), "async_get");
+        async_free(h[i]);
+    }
+    return now_s() - t0;
+}
+
+static void w5_check(const unsigned char *out, const unsigned char *want, size_t len, const char *what) {
+    for (int i = 0; i < W5_TASKS; i++)
+        if (memcmp(out + i * MIB, want + i * MIB, len)) die(what);
+}
+
+static void w5(int reps) {
+    pool_t *pool = make_pool();
+    unsigned char *in = malloc(W5_TASKS * MIB), *out = malloc(W5_TASKS * MIB), *want = malloc(W5_TASKS * MIB);
+    if (!in || !out || !want) die("out of memory");
+    for (int i = 0; i < W5_TASKS; i++) fill_pattern(in + i * MIB, MIB, (unsigned)i);
+    xor_bytes(in, want, W5_TASKS * MIB);
+    memset(out, 0xff, W5_TASKS * MIB);
+    pool_async_t *h[W5_TASKS];
+    double *tc = calloc(reps, sizeof *tc), *ts = calloc(reps, sizeof *ts), *tm = calloc(reps, sizeof *tm);
+    for (int r = -1; r < reps; r++) { /* rep -1 is a warm-up */
+        memset(out, 0, W5_TASKS * MIB);
+        double dt = w5_pass(pool, xor_task, in, out, MIB);
+        if (r >= 0) tc[r] = dt;
+        w5_check(out, want, MIB, "W5: wrong apply_async result");
+
+        /* pool_submit: input copied in, result read in place (async_result, zero copy). The
+         * check (a read of every result byte) is part of the timing: a consumer reads it. */
+        double t0 = now_s();
+        for (int i = 0; i < W5_TASKS; i++) {
+            h[i] = pool_submit(pool, xor_submit_task, in + i * MIB, MIB, MIB, NULL);
+            if (!h[i]) check(pool_last_status(), "pool_submit");
+        }
+        int bad = 0;
+        for (int i = 0; i < W5_TASKS; i++) {
+            const void *data;
+            size_t len;
+            check(async_get(h[i], -1), "async_get");
+            check(async_result(h[i], &data, &len), "async_result");
+            bad |= len != MIB || memcmp(data, want + i * MIB, MIB) != 0;
+            async_free(h[i]);
+        }
+        dt = now_s() - t0;
+        if (r >= 0) ts[r] = dt;
+        if (bad) die("W5: wrong pool_submit result");
+
+        /* Diagnostic: the same with items 128 bytes short of 1 MiB. */
+        memset(out, 0, W5_TASKS * MIB);
+        dt = w5_pass(pool, xor_small_task, in, out, W5_SMALL);
+        if (r >= 0) tm[r] = dt;
+        w5_check(out, want, W5_SMALL, "W5: wrong apply_async result (1 MiB - 128 B)");
+    }
+    result("w5.pool.copy_gb_per_s", W5_TASKS * MIB / median(tc, reps) / 1e9);
+    result("w5.pool.submit_gb_per_s", W5_TASKS * MIB / median(ts, reps) / 1e9);
+    result("w5.diag.small_gb_per_s", W5_TASKS * W5_SMALL / median(tm, reps) / 1e9);
+
+    /* Diagnostics: where the CPU goes in an apply_async pass (unchecked, after the timed ones). */
+    struct cpu_probe pr;
+    probe_start(&pr);
+    for (int r = 0; r < 3; r++) w5_pass(pool, xor_task, in, out, MIB);
+    probe_stop(&pr, 3);
+    probe_report("w5.diag.copy", &pr);
+    probe_start(&pr);
+    for (int r = 0; r < 3; r++) w5_pass(pool, xor_small_task, in, out, W5_SMALL);
+    probe_stop(&pr, 3);
+    probe_report("w5.diag.small", &pr);
+    /* The copy floor: the host copying 256 MiB in and 256 MiB out, once, into warm memory. */
+    double best = 1e9;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_s();
+        memcpy(want, in, W5_TASKS * MIB);
+        memcpy(out, want, W5_TASKS * MIB);
+        double dt = now_s() - t0;
+        if (dt < best) best = dt;
+    }
+    result("w5.diag.host_copy_floor_s", best);
+    pool_destroy(pool);
+    free(in);
+    free(out);
+    free(want);
+    free(tc);
+    free(ts);
+    free(tm);
+}
+
+/* ---- W6 ------------------------------------------------------------------------------------ */
+static void w6(size_t heap_mib, int reps) {
+    char *heap = NULL;
+    if (heap_mib) {
+        heap = malloc(heap_mib * MIB);
+        if (!heap) die("out of memory");
+        memset(heap, 1, heap_mib * MIB);
+    }
+    double *tf = calloc(reps, sizeof *tf), *td = calloc(reps, sizeof *td);
+    for (int r = -1; r < reps; r++) {
+        long x = 7, y = 0;
+        double t0 = now_s();
+        pool_t *pool = make_pool();
+        check(pool_apply(pool, square, &x, sizeof x, &y, sizeof y, NULL), "pool_apply");
+        double t1 = now_s();
+        pool_destroy(pool);
+        double t2 = now_s();
+        if (y != 49) die("W6: wrong result");
+        if (r >= 0) {
+            tf[r] = t1 - t0;
+            td[r] = t2 - t1;
+        }
+    }
+    /* Diagnostic: one bare fork of this process (child exits at once, parent reaps it). */
+    double *tk = calloc(reps, sizeof *tk);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        pid_t pid = fork();
+        if (pid == 0) _exit(0);
+        if (pid < 0 || waitpid(pid, NULL, 0) != pid) die("fork");
+        tk[r] = now_s() - t0;
+    }
+    char key[64];
+    snprintf(key, sizeof key, "w6.diag.%zu.fork_s", heap_mib);
+    result(key, median(tk, reps));
+    free(tk);
+    snprintf(key, sizeof key, "w6.pool.%zu.first_s", heap_mib);
+    result(key, median(tf, reps));
+    snprintf(key, sizeof key, "w6.pool.%zu.destroy_s", heap_mib);
+    result(key, median(td, reps));
+    if (heap) {
+        volatile char c = heap[heap_mib * MIB - 1];
+        (void)c;
+        free(heap);
+    }
+    free(tf);
+    free(td);
+}
+
+/* ---- W7 ------------------------------------------------------------------------------------ */
+struct sampler {
+    atomic_int stop;
+    long peak_pss, peak_rss, peak_host_pss, peak_others_pss, samples;
+};
+
+static void *sample(void *arg) {
+    struct sampler *s = arg;
+    int me = getpid();
+    while (!atomic_load(&s->stop)) {
+        int pids[64];
+        int k = family(me, pids, 64);
+        long tp = 0, tr = 0, host = 0;
+        for (int i = 0; i < k; i++) {
+            long p, r;
+            mem_of(pids[i], &p, &r);
+            tp += p;
+            tr += r;
+            if (i == 0) host = p;
+        }
+        if (tp > s->peak_pss) s->peak_pss = tp;
+        if (tr > s->peak_rss) s->peak_rss = tr;
+        if (host > s->peak_host_pss) s->peak_host_pss = host;
+        if (tp - host > s->peak_others_pss) s->peak_others_pss = tp - host;
+        s->samples++;
+        usleep(5000);
+    }
+    return NULL;
+}
+
+static void w7(size_t n, const char *order) {
+    int buffers_first = !strcmp(order, "buffers-first");
+    long base_pss, base_rss;
+    mem_of(getpid(), &base_pss, &base_rss);
+    pool_t *pool = buffers_first ? NULL : make_pool();
+    long *in = alloc_longs(n, 0), *out = alloc_longs(n, 1);
+    for (size_t i = 0; i < n; i++) in[i] = (long)i;
+    if (buffers_first) pool = make_pool();
+    struct sampler s = {0};
+    pthread_t th;
+    if (pthread_create(&th, NULL, sample, &s)) die("pthread_create");
+    usleep(20000);
+    /* Small maps are repeated for at least 0.2 s so that the sampler sees them running. */
+    double t0 = now_s(), dt = 0;
+    do {
+        check(pool_map(pool, square, in, sizeof(long), out, sizeof(long), n, NULL), "pool_map");
+        if (dt == 0) dt = now_s() - t0;
+    } while (now_s() - t0 < 0.2);
+    usleep(20000);
+    atomic_store(&s.stop, 1);
+    pthread_join(th, NULL);
+    for (size_t i = 0; i < n; i++)
+        if (out[i] != (long)i * (long)i) die("W7: wrong result");
+    double buffers_kib = 2.0 * n * sizeof(long) / 1024.0;
+    char key[96];
+#define R(name, v)                                                          \
+    do {                                                                    \
+        snprintf(key, sizeof key, "w7.pool.%s.%zu.%s", order, n, name);     \
+        result(key, v);                                                     \
+    } while (0)
+    R("buffers_mib", buffers_kib / 1024.0);
+    R("peak_pss_mib", s.peak_pss / 1024.0);
+    R("peak_rss_sum_mib", s.peak_rss / 1024.0);
+    R("extra_mib", (s.peak_pss - buffers_kib) / 1024.0);
+    R("peak_pool_procs_pss_mib", s.peak_others_pss / 1024.0);
+    R("host_baseline_pss_mib", base_pss / 1024.0);
+    R("map_seconds", dt);
+    R("samples", (double)s.samples);
+#undef R
+    pool_destroy(pool);
+    free(in);
+    free(out);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) die("usage: bench_pool w1|w2|w3|w4|w5|w6|w7 ARGS (see the source)");
+    const char *w = argv[1];
+    long a = argc > 2 ? atol(argv[2]) : 0;
+    long b = argc > 3 ? atol(argv[3]) : 0;
+    if (!strcmp(w, "w1")) w1((size_t)a, (int)b);
+    else if (!strcmp(w, "w2")) w2((int)a, (int)b);
+    else if (!strcmp(w, "w3")) w3((size_t)a, (int)b);
+    else if (!strcmp(w, "w4")) w4((unsigned long)a, (int)b);
+    else if (!strcmp(w, "w5")) w5((int)a);
+    else if (!strcmp(w, "w6")) w6((size_t)a, (int)b);
+    else if (!strcmp(w, "w7")) w7((size_t)a, argc > 3 ? argv[3] : "pool-first");
+    else die("unknown workload");
+    return 0;
+}

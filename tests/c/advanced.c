@@ -1,0 +1,468 @@
+/* The extended API: pool_last_status, pool_map_ex / pool_map_async_ex (chunksize, per-item
+ * statuses, per-call timeout), async_info, async_cancel, max_rss, options ABI. */
+#include "check.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdatomic.h>
+
+static atomic_uint *runs; /* per-item run counters, shared with the workers */
+#define NRUNS 4000
+
+static int square(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long x = *(const long *)in;
+    *(long *)out = x * x;
+    return 0;
+}
+
+/* Squares; counts runs; crashes (SIGSEGV) on 17 and 150, returns 9 on 60, _exit(3) on 90. */
+static int faulty(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long x = *(const long *)in;
+    atomic_fetch_add(&runs[x], 1);
+    if (x == 17 || x == 150) raise(SIGSEGV);
+    if (x == 60) return 9;
+    if (x == 90) _exit(3);
+    *(long *)out = x * x;
+    return 0;
+}
+
+/* Squares; item 5 hangs for 10 s. */
+static int hangs_on_5(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long x = *(const long *)in;
+    if (x == 5) sleep_s(10);
+    *(long *)out = x * x;
+    return 0;
+}
+
+static int slow_square(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long x = *(const long *)in;
+    sleep_s(0.01);
+    *(long *)out = x * x;
+    atomic_fetch_add(&runs[x], 1);
+    return 0;
+}
+
+static int sleeps(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    sleep_s(*(const double *)in);
+    if (out) *(long *)out = 42;
+    return 0;
+}
+
+static int getpid_task(const void *in, void *out, void *ctx) {
+    (void)in; (void)ctx;
+    *(int *)out = getpid();
+    return 0;
+}
+
+static int returns_7(const void *in, void *out, void *ctx) {
+    (void)in; (void)out; (void)ctx;
+    return 7;
+}
+
+static int segfaults(const void *in, void *out, void *ctx) {
+    (void)in; (void)out; (void)ctx;
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int exits_3(const void *in, void *out, void *ctx) {
+    (void)in; (void)out; (void)ctx;
+    _exit(3);
+}
+
+/* Grows resident memory by 96 MiB (never freed), then returns the worker's pid. */
+static int leaks(const void *in, void *out, void *ctx) {
+    (void)in; (void)ctx;
+    size_t n = (size_t)96 << 20;
+    char *p = malloc(n);
+    if (!p) return 1;
+    memset(p, 1, n);
+    *(int *)out = getpid();
+    return 0;
+}
+
+static int slow_echo(const void *in, size_t len, void *ctx) {
+    (void)ctx;
+    sleep_s(10);
+    return pool_out_write(in, len);
+}
+
+static void reset_runs(void) {
+    for (int i = 0; i < NRUNS; i++) atomic_store(&runs[i], 0);
+}
+
+static void check_squares(const long *out, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (out[i] != (long)(i * i)) {
+            fprintf(stderr, "  %s: out[%zu] = %ld\n", what, i, out[i]);
+            CHECK(out[i] == (long)(i * i));
+            return;
+        }
+}
+
+static void *status_in_thread(void *p) {
+    *(int *)p = pool_last_status();
+    return NULL;
+}
+
+static void test_last_status(pool_t *pool) {
+    SECTION("pool_last_status");
+    CHECK_EQ(pool_last_status(), POOL_OK); /* nothing failed yet on this thread */
+    pool_options_t bad;
+    memset(&bad, 0, sizeof bad);
+    CHECK(pool_create(1, &bad) == NULL);
+    CHECK_EQ(pool_last_status(), POOL_EINVAL);
+    long x = 2, y = 0;
+    CHECK_ST(pool_apply(pool, returns_7, NULL, 0, NULL, 0, NULL), POOL_ETASK);
+    CHECK_EQ(pool_last_status(), POOL_ETASK);
+    CHECK_ST(pool_apply(pool, square, &x, sizeof x, &y, sizeof y, NULL), POOL_OK);
+    CHECK_EQ(pool_last_status(), POOL_ETASK); /* the most recent failure, not success */
+    int other = -1;
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, status_in_thread, &other) == 0);
+    pthread_join(t, NULL);
+    CHECK_EQ(other, POOL_OK); /* per thread */
+}
+
+static void test_map_ex(pool_t *pool) {
+    SECTION("pool_map_options_init defaults");
+    pool_map_options_t mo;
+    memset(&mo, 0xAB, sizeof mo);
+    pool_map_options_init(&mo);
+    CHECK_EQ(mo.struct_size, sizeof(pool_map_options_t));
+    CHECK_EQ(mo.chunksize, 0);
+    CHECK(mo.statuses == NULL);
+    CHECK(mo.task_timeout <= 0);
+    pool_map_options_init(NULL);
+
+    size_t n = 3000;
+    long *in = malloc(n * sizeof(long)), *out = malloc(n * sizeof(long));
+    int *st = malloc(n * sizeof(int));
+    REQUIRE(in && out && st);
+    for (size_t i = 0; i < n; i++) in[i] = (long)i;
+
+    SECTION("pool_map_ex with NULL options");
+    for (size_t i = 0; i < n; i++) out[i] = -1;
+    CHECK_ST(pool_map_ex(pool, square, in, sizeof(long), out, sizeof(long), n, NULL, NULL), POOL_OK);
+    check_squares(out, n, "map_ex NULL opts");
+
+    SECTION("pool_map_ex with chunksize 1, 7, 5000");
+    size_t sizes[] = {1, 7, 5000};
+    for (int k = 0; k < 3; k++) {
+        pool_map_options_init(&mo);
+        mo.chunksize = sizes[k];
+        for (size_t i = 0; i < n; i++) out[i] = -1;
+        CHECK_ST(pool_map_ex(pool, square, in, sizeof(long), out, sizeof(long), n, NULL, &mo), POOL_OK);
+        check_squares(out, n, "map_ex chunksize");
+    }
+
+    SECTION("pool_map_ex statuses: every item's own status");
+    reset_runs();
+    pool_map_options_init(&mo);
+    mo.statuses = st;
+    mo.chunksize = 10;
+    for (size_t i = 0; i < 200; i++) out[i] = -1, st[i] = -1;
+    CHECK_ST(pool_map_ex(pool, faulty, in, sizeof(long), out, sizeof(long), 200, NULL, &mo), POOL_ECRASHED);
+    CHECK_ERR_HAS("item 17");
+    for (int i = 0; i < 200; i++) {
+        int want = (i == 17 || i == 150 || i == 90) ? POOL_ECRASHED : i == 60 ? POOL_ETASK : POOL_OK;
+        if (st[i] != want) {
+            fprintf(stderr, "  statuses[%d] = %d (%s), expected %d\n", i, st[i], pool_strerror(st[i]), want);
+            CHECK(st[i] == want);
+        }
+        if (want == POOL_OK && out[i] != (long)i * i) CHECK_EQ(out[i], (long)i * i);
+        unsigned r = atomic_load(&runs[i]);
+        if (want == POOL_OK ? r != 1 : r > 1) {
+            fprintf(stderr, "  item %d ran %u times\n", i, r);
+            CHECK(!"each item runs once (failed ones at most once)");
+        }
+    }
+
+    SECTION("pool_map_ex per-call task_timeout");
+    pool_map_options_init(&mo);
+    mo.statuses = st;
+    mo.task_timeout = 0.3;
+    for (size_t i = 0; i < 40; i++) out[i] = -1, st[i] = -1;
+    double t0 = now_s();
+    CHECK_ST(pool_map_ex(pool, hangs_on_5, in, sizeof(long), out, sizeof(long), 40, NULL, &mo), POOL_ETIMEDOUT);
+    CHECK(now_s() - t0 < 5);
+    CHECK_ERR_HAS("item 5");
+    for (int i = 0; i < 40; i++) {
+        int want = i == 5 ? POOL_ETIMEDOUT : POOL_OK;
+        if (st[i] != want) { CHECK_EQ(st[i], want); break; }
+        if (i != 5 && out[i] != (long)i * i) { CHECK_EQ(out[i], (long)i * i); break; }
+    }
+
+    SECTION("pool_map_async_ex with statuses and async_info");
+    reset_runs();
+    pool_map_options_init(&mo);
+    mo.statuses = st;
+    for (size_t i = 0; i < 200; i++) out[i] = -1, st[i] = -1;
+    pool_async_t *a = pool_map_async_ex(pool, faulty, in, sizeof(long), out, sizeof(long), 200, NULL, &mo);
+    REQUIRE(a != NULL);
+    CHECK_ST(async_get(a, 20), POOL_ECRASHED);
+    CHECK_EQ(st[17], POOL_ECRASHED);
+    CHECK_EQ(st[60], POOL_ETASK);
+    CHECK_EQ(st[90], POOL_ECRASHED);
+    CHECK_EQ(st[0], POOL_OK);
+    CHECK_EQ(st[199], POOL_OK);
+    pool_task_info_t info;
+    memset(&info, 0x55, sizeof info);
+    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_EQ(info.status, POOL_ECRASHED);
+    CHECK_EQ(info.item, 17);
+    CHECK_EQ(info.signal, SIGSEGV);
+    CHECK_EQ(info.exit_code, -1);
+    CHECK(info.pid > 0 && info.pid != getpid());
+    async_free(a);
+
+    SECTION("async_info of a successful map");
+    a = pool_map_async_ex(pool, square, in, sizeof(long), out, sizeof(long), 100, NULL, NULL);
+    REQUIRE(a != NULL);
+    CHECK_ST(async_get(a, 20), POOL_OK);
+    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_EQ(info.status, POOL_OK);
+    CHECK_EQ(info.item, -1);
+    async_free(a);
+
+    free(in);
+    free(out);
+    free(st);
+}
+
+static void test_info(pool_t *pool) {
+    pool_task_info_t info;
+
+    SECTION("async_info: success");
+    int pid = -1;
+    pool_async_t *a = pool_apply_async(pool, getpid_task, NULL, 0, &pid, sizeof pid, NULL);
+    REQUIRE(a != NULL);
+    CHECK_ST(async_get(a, 20), POOL_OK);
+    memset(&info, 0x55, sizeof info);
+    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_EQ(info.status, POOL_OK);
+    CHECK_EQ(info.pid, pid);
+    CHECK_EQ(info.exit_code, -1);
+    CHECK_EQ(info.signal, 0);
+    CHECK(!info.core_dumped);
+    CHECK_EQ(info.item, -1);
+    CHECK_ST(async_info(a, &info, sizeof info - 1), POOL_EINVAL); /* short struct */
+    CHECK_ST(async_info(a, NULL, sizeof info), POOL_EINVAL);
+    async_free(a);
+
+    SECTION("async_info: task returned 7");
+    a = pool_apply_async(pool, returns_7, NULL, 0, NULL, 0, NULL);
+    REQUIRE(a != NULL);
+    CHECK_ST(async_get(a, 20), POOL_ETASK);
+    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_EQ(info.status, POOL_ETASK);
+    CHECK_EQ(info.task_code, 7);
+    CHECK(info.pid > 0);
+    CHECK_EQ(info.signal, 0);
+    CHECK_EQ(info.exit_code, -1);
+    async_free(a);
+
+    SECTION("async_info: worker killed by SIGSEGV");
+    a = pool_apply_async(pool, segfaults, NULL, 0, NULL, 0, NULL);
+    REQUIRE(a != NULL);
+    CHECK_ST(async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_EQ(info.status, POOL_ECRASHED);
+    CHECK_EQ(info.signal, SIGSEGV);
+    CHECK_EQ(info.exit_code, -1);
+    CHECK(info.pid > 0);
+    async_free(a);
+
+    SECTION("async_info: worker called _exit(3)");
+    a = pool_apply_async(pool, exits_3, NULL, 0, NULL, 0, NULL);
+    REQUIRE(a != NULL);
+    CHECK_ST(async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_EQ(info.status, POOL_ECRASHED);
+    CHECK_EQ(info.exit_code, 3);
+    CHECK_EQ(info.signal, 0);
+    async_free(a);
+
+    SECTION("async_info before the result is ready: ETIMEDOUT, nothing written");
+    double secs = 0.3;
+    a = pool_apply_async(pool, sleeps, &secs, sizeof secs, NULL, 0, NULL);
+    REQUIRE(a != NULL);
+    memset(&info, 0x55, sizeof info);
+    pool_task_info_t copy = info;
+    CHECK_ST(async_info(a, &info, sizeof info), POOL_ETIMEDOUT);
+    CHECK(memcmp(&copy, &info, sizeof info) == 0);
+    CHECK_ST(async_get(a, 20), POOL_OK);
+    async_free(a);
+}
+
+static void test_cancel(pool_t *pool) {
+    SECTION("async_cancel of a running apply");
+    double secs = 30;
+    long out = -1;
+    pool_async_t *a = pool_apply_async(pool, sleeps, &secs, sizeof secs, &out, sizeof out, NULL);
+    REQUIRE(a != NULL);
+    sleep_s(0.1);
+    double t0 = now_s();
+    CHECK_ST(async_cancel(a), POOL_OK);
+    CHECK(now_s() - t0 < 5);
+    CHECK(async_ready(a));
+    CHECK(!async_successful(a));
+    CHECK_ST(async_get(a, 0), POOL_ECANCELLED);
+    CHECK_ST(async_get(a, 0), POOL_ECANCELLED);
+    CHECK_EQ(out, -1);
+    CHECK_ST(async_cancel(a), POOL_OK); /* again: harmless */
+    async_free(a);
+
+    SECTION("async_cancel of a queued apply (never starts)");
+    pool_async_t *busy[2];
+    for (int i = 0; i < 2; i++) {
+        busy[i] = pool_apply_async(pool, sleeps, &secs, sizeof secs, NULL, 0, NULL);
+        REQUIRE(busy[i] != NULL);
+    }
+    long q_out = -1;
+    double zero = 0;
+    pool_async_t *queued = pool_apply_async(pool, sleeps, &zero, sizeof zero, &q_out, sizeof q_out, NULL);
+    REQUIRE(queued != NULL);
+    CHECK_ST(async_cancel(queued), POOL_OK);
+    CHECK_ST(async_get(queued, 0), POOL_ECANCELLED);
+    for (int i = 0; i < 2; i++) {
+        CHECK_ST(async_cancel(busy[i]), POOL_OK);
+        CHECK_ST(async_get(busy[i], 5), POOL_ECANCELLED);
+        async_free(busy[i]);
+    }
+    sleep_s(0.2);
+    CHECK_EQ(q_out, -1);
+    async_free(queued);
+
+    SECTION("async_cancel of a finished apply keeps its status");
+    long x = 6, y = 0;
+    a = pool_apply_async(pool, square, &x, sizeof x, &y, sizeof y, NULL);
+    REQUIRE(a != NULL);
+    CHECK_ST(async_wait(a, 20), POOL_OK);
+    CHECK_ST(async_cancel(a), POOL_OK);
+    CHECK_ST(async_get(a, 0), POOL_OK);
+    CHECK_EQ(y, 36);
+    async_free(a);
+
+    SECTION("the pool works after cancellations");
+    long in[1000], o[1000];
+    for (int i = 0; i < 1000; i++) in[i] = i, o[i] = -1;
+    CHECK_ST(pool_map(pool, square, in, sizeof in[0], o, sizeof o[0], 1000, NULL), POOL_OK);
+    check_squares(o, 1000, "map after cancel");
+
+    SECTION("async_cancel of a map_async: done items kept, the rest ECANCELLED");
+    reset_runs();
+    size_t n = 2000; /* 2000 x 10 ms on 2 workers: 10 s */
+    long *min = malloc(n * sizeof(long)), *mout = malloc(n * sizeof(long));
+    int *st = malloc(n * sizeof(int));
+    REQUIRE(min && mout && st);
+    for (size_t i = 0; i < n; i++) min[i] = (long)i, mout[i] = -1, st[i] = -1;
+    pool_map_options_t mo;
+    pool_map_options_init(&mo);
+    mo.statuses = st;
+    a = pool_map_async_ex(pool, slow_square, min, sizeof(long), mout, sizeof(long), n, NULL, &mo);
+    REQUIRE(a != NULL);
+    sleep_s(0.3);
+    double t0b = now_s();
+    CHECK_ST(async_cancel(a), POOL_OK);
+    CHECK(now_s() - t0b < 5);
+    CHECK(async_ready(a));
+    CHECK_ST(async_get(a, 0), POOL_ECANCELLED);
+    size_t ok = 0, cancelled = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (st[i] == POOL_OK) {
+            ok++;
+            if (mout[i] != (long)(i * i)) { CHECK_EQ(mout[i], (long)(i * i)); break; }
+        } else if (st[i] == POOL_ECANCELLED) {
+            cancelled++;
+        } else {
+            fprintf(stderr, "  statuses[%zu] = %d\n", i, st[i]);
+            CHECK(!"every item is OK or ECANCELLED");
+            break;
+        }
+    }
+    CHECK(ok > 0);
+    CHECK(cancelled > 0);
+    long snapshot[100];
+    memcpy(snapshot, mout + n - 100, sizeof snapshot);
+    async_free(a);
+    sleep_s(0.2);
+    CHECK(memcmp(snapshot, mout + n - 100, sizeof snapshot) == 0);
+    free(min);
+    free(mout);
+    free(st);
+
+    SECTION("async_cancel of a pool_submit task");
+    a = pool_submit(pool, slow_echo, "abc", 3, 3, NULL);
+    REQUIRE(a != NULL);
+    CHECK_ST(async_cancel(a), POOL_OK);
+    CHECK_ST(async_get(a, 0), POOL_ECANCELLED);
+    const void *d;
+    size_t l;
+    CHECK_ST(async_result(a, &d, &l), POOL_ECANCELLED);
+    async_free(a);
+
+    SECTION("async_cancel(NULL)");
+    CHECK_ST(async_cancel(NULL), POOL_EINVAL);
+
+    SECTION("the pool works after all cancellations");
+    for (int i = 0; i < 1000; i++) o[i] = -1;
+    CHECK_ST(pool_map(pool, square, in, sizeof in[0], o, sizeof o[0], 1000, NULL), POOL_OK);
+    check_squares(o, 1000, "map after cancels");
+}
+
+static void test_max_rss(void) {
+    SECTION("max_rss: a worker past the limit is replaced after its task");
+    pool_options_t o;
+    pool_options_init(&o);
+    o.max_rss = (uint64_t)64 << 20;
+    pool_t *pool = pool_create(1, &o);
+    REQUIRE(pool != NULL);
+    int p1 = -1, p2 = -1, p3 = -1;
+    CHECK_ST(pool_apply(pool, getpid_task, NULL, 0, &p1, sizeof p1, NULL), POOL_OK);
+    CHECK_ST(pool_apply(pool, getpid_task, NULL, 0, &p2, sizeof p2, NULL), POOL_OK);
+    CHECK_EQ(p1, p2); /* small: kept */
+    CHECK_ST(pool_apply(pool, leaks, NULL, 0, &p2, sizeof p2, NULL), POOL_OK);
+    CHECK_EQ(p1, p2);
+    CHECK_ST(pool_apply(pool, getpid_task, NULL, 0, &p3, sizeof p3, NULL), POOL_OK);
+    CHECK(p3 > 0 && p3 != p2); /* replaced */
+    pool_destroy(pool);
+}
+
+static void test_options_abi(void) {
+    SECTION("pool_options_t from a caller built before max_rss existed (smaller struct_size)");
+    pool_options_t o;
+    pool_options_init(&o);
+    o.struct_size = offsetof(pool_options_t, max_rss);
+    pool_t *pool = pool_create(1, &o);
+    CHECK(pool != NULL);
+    if (pool) {
+        long x = 3, y = 0;
+        CHECK_ST(pool_apply(pool, square, &x, sizeof x, &y, sizeof y, NULL), POOL_OK);
+        CHECK_EQ(y, 9);
+    }
+    pool_destroy(pool);
+}
+
+int main(void) {
+    test_begin("advanced", 55);
+    runs = shared_alloc(NRUNS * sizeof *runs);
+    pool_t *pool = pool_create(2, NULL);
+    REQUIRE(pool != NULL);
+    test_last_status(pool);
+    test_map_ex(pool);
+    test_info(pool);
+    test_cancel(pool);
+    SECTION("close and join");
+    CHECK_ST(pool_close(pool), POOL_OK);
+    CHECK_ST(pool_join(pool), POOL_OK);
+    pool_destroy(pool);
+    test_max_rss();
+    test_options_abi();
+    return test_finish();
+}

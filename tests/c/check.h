@@ -1,0 +1,182 @@
+/* Tiny check helpers shared by the C API tests (the .c files in tests/c, driven by tests/c_api.rs).
+ *
+ * Every CHECK prints the failed expression, its location and pool_last_error() to stderr and
+ * counts the failure; test_finish() makes main return 1 if anything failed. SECTION() names the
+ * part of the test running now, so a hang (caught by test_begin's alarm) or a crash says where.
+ * Checks are meant for the host process only: a task runs in a worker, whose counter nobody reads.
+ */
+#ifndef POOL_TEST_CHECK_H
+#define POOL_TEST_CHECK_H
+
+#include <pool.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int check_failures_;
+static const char *volatile check_section_ = "start";
+static const char *check_name_ = "test";
+static pid_t check_pid_;
+
+/* Seconds on the monotonic clock. */
+static inline double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sleeps `s` seconds (restarting after signals). */
+static inline void sleep_s(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+static inline void check_fail_(const char *file, int line, const char *what) {
+    fprintf(stderr, "%s:%d: [%s] FAILED: %s\n    pool_last_error(): \"%s\"\n", file, line, check_section_, what,
+            pool_last_error());
+    atomic_fetch_add(&check_failures_, 1);
+}
+
+/* A boolean check. */
+#define CHECK(cond)                                               \
+    do {                                                          \
+        if (!(cond)) check_fail_(__FILE__, __LINE__, #cond);      \
+    } while (0)
+
+/* A check that stops the test (e.g. a handle the rest needs). */
+#define REQUIRE(cond)                                                              \
+    do {                                                                           \
+        if (!(cond)) {                                                             \
+            check_fail_(__FILE__, __LINE__, #cond);                                \
+            fprintf(stderr, "%s: REQUIRE failed, giving up\n", check_name_);       \
+            exit(1);                                                               \
+        }                                                                          \
+    } while (0)
+
+static inline int check_status_(const char *file, int line, const char *expr, int got, int want) {
+    if (got != want) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s returned %d (%s), expected %d (%s)", expr, got, pool_strerror(got), want,
+                 pool_strerror(want));
+        check_fail_(file, line, buf);
+        return 0;
+    }
+    return 1;
+}
+
+/* `expr` (a pool_status) must equal `want`; evaluates to 1 if it did. */
+#define CHECK_ST(expr, want) check_status_(__FILE__, __LINE__, #expr, (expr), (want))
+
+static inline int check_eq_long_(const char *file, int line, const char *expr, long long got, long long want) {
+    if (got != want) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s == %lld, expected %lld", expr, got, want);
+        check_fail_(file, line, buf);
+        return 0;
+    }
+    return 1;
+}
+
+/* Integer equality with both values in the message. */
+#define CHECK_EQ(expr, want) check_eq_long_(__FILE__, __LINE__, #expr, (long long)(expr), (long long)(want))
+
+static inline int check_err_has_(const char *file, int line, const char *needle) {
+    const char *e = pool_last_error();
+    if (e == NULL || strstr(e, needle) == NULL) {
+        char buf[512];
+        snprintf(buf, sizeof buf, "pool_last_error() should mention \"%s\"", needle);
+        check_fail_(file, line, buf);
+        return 0;
+    }
+    return 1;
+}
+
+/* pool_last_error() must contain `needle`. */
+#define CHECK_ERR_HAS(needle) check_err_has_(__FILE__, __LINE__, (needle))
+
+/* pool_last_error() must be a non-empty string. */
+#define CHECK_ERR_SET() CHECK(pool_last_error() != NULL && pool_last_error()[0] != '\0')
+
+/* Names the part of the test about to run (shown in failures, crashes and timeouts). */
+#define SECTION(name)                                                 \
+    do {                                                              \
+        check_section_ = (name);                                      \
+        fprintf(stderr, "%s: -- %s\n", check_name_, check_section_);  \
+    } while (0)
+
+static inline void check_write_str_(const char *s) {
+    ssize_t r = write(2, s, strlen(s));
+    (void)r;
+}
+
+static inline void check_on_alarm_(int sig) {
+    (void)sig;
+    check_write_str_(check_name_);
+    check_write_str_(": TIMEOUT (hang) in section: ");
+    check_write_str_(check_section_);
+    check_write_str_("\n");
+    _exit(124);
+}
+
+static inline void check_on_crash_(int sig) {
+    if (getpid() == check_pid_) {
+        check_write_str_(check_name_);
+        check_write_str_(": CRASHED (signal in the test process) in section: ");
+        check_write_str_(check_section_);
+        check_write_str_("\n");
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Call first in main: names the test, arms a watchdog alarm, disables core dumps (tests crash
+ * workers on purpose), and reports crashes of the test process itself with the section. Workers
+ * and children do not inherit the alarm; the library may reset the handlers in them. */
+static inline void test_begin(const char *name, unsigned timeout_s) {
+    check_name_ = name;
+    check_pid_ = getpid();
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(SIGALRM, check_on_alarm_);
+    signal(SIGSEGV, check_on_crash_);
+    signal(SIGBUS, check_on_crash_);
+    signal(SIGABRT, check_on_crash_);
+    signal(SIGFPE, check_on_crash_);
+    setvbuf(stderr, NULL, _IONBF, 0);
+    alarm(timeout_s);
+}
+
+/* Call last: returns main's exit status. */
+static inline int test_finish(void) {
+    alarm(0);
+    int f = atomic_load(&check_failures_);
+    if (f != 0) {
+        fprintf(stderr, "%s: %d check(s) FAILED\n", check_name_, f);
+        return 1;
+    }
+    fprintf(stderr, "%s: all checks passed\n", check_name_);
+    return 0;
+}
+
+/* Anonymous shared memory created by the host: written by workers and children, read by the
+ * host. Create it before pool_create so that workers see the mapping. */
+static inline void *shared_alloc(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("mmap");
+        exit(1);
+    }
+    return p;
+}
+
+#endif /* POOL_TEST_CHECK_H */

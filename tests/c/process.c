@@ -1,0 +1,297 @@
+/* multiprocessing.Process: create / start / join / is_alive / terminate / kill / exitcode /
+ * pid / free, exit codes (-N for signal N), and no zombies. */
+#include "check.h"
+
+#include <sys/wait.h>
+
+static int returns_arg(void *arg) {
+    return *(int *)arg;
+}
+
+static int sleeps_30(void *arg) {
+    (void)arg;
+    sleep_s(30);
+    return 0;
+}
+
+static int sleeps_half(void *arg) {
+    (void)arg;
+    sleep_s(0.5);
+    return 5;
+}
+
+static int segfaults(void *arg) {
+    (void)arg;
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int aborts(void *arg) {
+    (void)arg;
+    abort();
+}
+
+static int exits_7(void *arg) {
+    (void)arg;
+    _exit(7);
+}
+
+/* Writes into a host FILE* without a newline; the library flushes stdio at exit. */
+static int writes_to_file(void *arg) {
+    fputs("child", (FILE *)arg);
+    return 0;
+}
+
+/* Writes into shared memory, proving the child ran with the argument. */
+static int writes_shared(void *arg) {
+    int *slot = arg;
+    *slot = getpid();
+    return 0;
+}
+
+/* Polls until the process is no longer alive (without joining); returns the seconds it took,
+ * or -1 after `limit` seconds. */
+static double wait_not_alive(pool_process_t *p, double limit) {
+    double t0 = now_s();
+    while (process_is_alive(p)) {
+        if (now_s() - t0 > limit) return -1;
+        sleep_s(0.01);
+    }
+    return now_s() - t0;
+}
+
+static void check_no_child(int pid, const char *what) {
+    int st;
+    errno = 0;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (!(r == -1 && errno == ECHILD)) {
+        fprintf(stderr, "  %s: waitpid(%d, WNOHANG) = %d, errno %d (%s); expected -1/ECHILD\n", what, pid, (int)r,
+                errno, strerror(errno));
+        CHECK(!"the child was reaped (no zombie left)");
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d", pid);
+    if (access(path, F_OK) == 0) {
+        /* The pid may have been reused by an unrelated process; only a zombie child of ours counts. */
+        char stat[512] = "";
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(stat, sizeof stat, f)) stat[0] = '\0';
+            fclose(f);
+        }
+        const char *close = strrchr(stat, ')');
+        int ppid = 0;
+        char state = '?';
+        if (close && sscanf(close + 1, " %c %d", &state, &ppid) == 2 && ppid == getpid()) {
+            fprintf(stderr, "  %s: pid %d still exists (state %c) as our child\n", what, pid, state);
+            CHECK(!"the child is gone");
+        }
+    }
+}
+
+static void test_lifecycle(void) {
+    SECTION("process_create(NULL)");
+    CHECK(process_create(NULL, NULL) == NULL);
+    CHECK_ERR_SET();
+
+    SECTION("before start");
+    int arg = 42;
+    pool_process_t *p = process_create(returns_arg, &arg);
+    REQUIRE(p != NULL);
+    CHECK_EQ(process_pid(p), -1);
+    CHECK(!process_is_alive(p));
+    CHECK_ST(process_join(p, -1), POOL_EINVAL);
+    CHECK_ERR_SET();
+    CHECK_ST(process_join(p, 0), POOL_EINVAL);
+    int code = 999;
+    CHECK_ST(process_exitcode(p, &code), POOL_EINVAL);
+    CHECK_EQ(code, 999);
+    CHECK_ST(process_terminate(p), POOL_EINVAL);
+    CHECK_ST(process_kill(p), POOL_EINVAL);
+
+    SECTION("start, exit code = return value");
+    CHECK_ST(process_start(p), POOL_OK);
+    int pid = process_pid(p);
+    CHECK(pid > 0 && pid != getpid());
+    CHECK_ST(process_start(p), POOL_EINVAL); /* twice */
+    CHECK_ERR_SET();
+    CHECK_EQ(process_pid(p), pid);
+    CHECK_ST(process_join(p, -1), POOL_OK);
+    CHECK(!process_is_alive(p));
+    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_EQ(code, 42);
+    CHECK_ST(process_join(p, -1), POOL_OK); /* again: fine */
+    CHECK_ST(process_join(p, 0), POOL_OK);
+    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_EQ(code, 42);
+    CHECK_ST(process_terminate(p), POOL_OK); /* exited: no-op */
+    CHECK_ST(process_kill(p), POOL_OK);
+    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_EQ(code, 42);
+    CHECK_EQ(process_pid(p), pid);
+    CHECK_ST(process_start(p), POOL_EINVAL); /* still no restart after it ended */
+    process_free(p);
+    check_no_child(pid, "joined child");
+
+    SECTION("exit code 0 and 255");
+    int vals[] = {0, 1, 255};
+    for (int i = 0; i < 3; i++) {
+        p = process_create(returns_arg, &vals[i]);
+        REQUIRE(p != NULL);
+        CHECK_ST(process_start(p), POOL_OK);
+        CHECK_ST(process_join(p, 10), POOL_OK);
+        CHECK_ST(process_exitcode(p, &code), POOL_OK);
+        CHECK_EQ(code, vals[i]);
+        process_free(p);
+    }
+
+    SECTION("is_alive while running, false after exit without join");
+    p = process_create(sleeps_half, NULL);
+    REQUIRE(p != NULL);
+    CHECK_ST(process_start(p), POOL_OK);
+    CHECK(process_is_alive(p));
+    code = 999;
+    CHECK_ST(process_exitcode(p, &code), POOL_ETIMEDOUT);
+    CHECK_EQ(code, 999);
+    double t0 = now_s();
+    CHECK_ST(process_join(p, 0.1), POOL_ETIMEDOUT);
+    double took = now_s() - t0;
+    CHECK(took >= 0.09 && took < 2);
+    CHECK_ST(process_join(p, 0), POOL_ETIMEDOUT);
+    CHECK(process_is_alive(p));
+    double gone = wait_not_alive(p, 10);
+    CHECK(gone >= 0);
+    CHECK(!process_is_alive(p));
+    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_EQ(code, 5);
+    CHECK_ST(process_join(p, 0), POOL_OK);
+    process_free(p);
+}
+
+static void expect_death(process_fn fn, int want, const char *what, int how) {
+    SECTION(what);
+    pool_process_t *p = process_create(fn, NULL);
+    REQUIRE(p != NULL);
+    CHECK_ST(process_start(p), POOL_OK);
+    if (how == SIGTERM) CHECK_ST(process_terminate(p), POOL_OK);
+    if (how == SIGKILL) CHECK_ST(process_kill(p), POOL_OK);
+    CHECK_ST(process_join(p, 10), POOL_OK);
+    CHECK(!process_is_alive(p));
+    int code = 999;
+    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_EQ(code, want);
+    int pid = process_pid(p);
+    process_free(p);
+    check_no_child(pid, what);
+}
+
+static void test_deaths(void) {
+    expect_death(sleeps_30, -SIGTERM, "process_terminate -> -15", SIGTERM);
+    expect_death(sleeps_30, -SIGKILL, "process_kill -> -9", SIGKILL);
+    expect_death(segfaults, -SIGSEGV, "segfault -> -11", 0);
+    expect_death(aborts, -SIGABRT, "abort -> -6", 0);
+    expect_death(exits_7, 7, "_exit(7) -> 7", 0);
+
+    SECTION("terminate, then is_alive turns false without join");
+    pool_process_t *p = process_create(sleeps_30, NULL);
+    REQUIRE(p != NULL);
+    CHECK_ST(process_start(p), POOL_OK);
+    sleep_s(0.05);
+    CHECK(process_is_alive(p));
+    CHECK_ST(process_terminate(p), POOL_OK);
+    CHECK(wait_not_alive(p, 10) >= 0);
+    int code = 0;
+    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_EQ(code, -SIGTERM);
+    CHECK_ST(process_kill(p), POOL_OK); /* exited: no-op */
+    process_free(p);
+
+    SECTION("process_free of a running child leaves no zombie");
+    p = process_create(sleeps_30, NULL);
+    REQUIRE(p != NULL);
+    CHECK_ST(process_start(p), POOL_OK);
+    int pid = process_pid(p);
+    CHECK(pid > 0);
+    double t0 = now_s();
+    process_free(p);
+    CHECK(now_s() - t0 < 5);
+    check_no_child(pid, "process_free of a running child");
+
+    SECTION("process_free of an exited, never joined child leaves no zombie");
+    int zero = 0;
+    p = process_create(returns_arg, &zero);
+    REQUIRE(p != NULL);
+    CHECK_ST(process_start(p), POOL_OK);
+    pid = process_pid(p);
+    sleep_s(0.2);
+    process_free(p);
+    check_no_child(pid, "process_free of an exited child");
+
+    SECTION("process_free of a never started process");
+    process_free(process_create(returns_arg, &zero));
+}
+
+static void test_many_and_io(void) {
+    SECTION("20 processes at once, each with its own argument");
+    int *slots = shared_alloc(20 * sizeof(int));
+    int args[20];
+    pool_process_t *ps[20];
+    for (int i = 0; i < 20; i++) {
+        args[i] = i + 100;
+        ps[i] = process_create(returns_arg, &args[i]);
+        REQUIRE(ps[i] != NULL);
+        CHECK_ST(process_start(ps[i]), POOL_OK);
+    }
+    for (int i = 19; i >= 0; i--) {
+        CHECK_ST(process_join(ps[i], 10), POOL_OK);
+        int code = -1;
+        CHECK_ST(process_exitcode(ps[i], &code), POOL_OK);
+        CHECK_EQ(code, i + 100);
+        process_free(ps[i]);
+    }
+
+    SECTION("the child sees its argument (shared memory)");
+    pool_process_t *p = process_create(writes_shared, &slots[3]);
+    REQUIRE(p != NULL);
+    CHECK_ST(process_start(p), POOL_OK);
+    CHECK_ST(process_join(p, 10), POOL_OK);
+    CHECK_EQ(slots[3], process_pid(p));
+    process_free(p);
+
+    SECTION("stdio: buffered output is neither duplicated nor lost");
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    FILE *w = fdopen(fds[1], "w");
+    REQUIRE(w != NULL);
+    setvbuf(w, NULL, _IOFBF, 4096);
+    fputs("parent-", w); /* still in the buffer at fork */
+    p = process_create(writes_to_file, w);
+    REQUIRE(p != NULL);
+    CHECK_ST(process_start(p), POOL_OK);
+    CHECK_ST(process_join(p, 10), POOL_OK);
+    int code = -1;
+    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_EQ(code, 0);
+    process_free(p);
+    fputs("-end", w);
+    fclose(w);
+    char buf[256];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof buf - 1 && (r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)r;
+    buf[got] = '\0';
+    close(fds[0]);
+    if (strcmp(buf, "parent-child-end") != 0) {
+        fprintf(stderr, "  pipe got \"%s\", expected \"parent-child-end\"\n", buf);
+        CHECK(!"stdio output exactly once, in order");
+    }
+}
+
+int main(void) {
+    test_begin("process", 50);
+    test_lifecycle();
+    test_deaths();
+    test_many_and_io();
+    return test_finish();
+}

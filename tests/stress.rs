@@ -1,0 +1,252 @@
+//! Fault injection under load, and pools in a host whose other threads hammer malloc and stdio.
+//! Tests here count process-wide resources, so they run one at a time.
+
+mod common;
+use common::*;
+use pool::core::{MapArgs, Options, Pool, Process, Status};
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// What item `x` does: 0 ok, 1 segfault, 2 abort, 3 _exit(3), 4 hang, 5 return 7.
+fn kind(x: i64) -> u32 {
+    let h = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1023
+    match h {
+        0..=19 => 1,
+        20..=29 => 2,
+        30..=39 => 3,
+        40..=44 => 4,
+        45..=64 => 5,
+        _ => 0,
+    }
+}
+
+unsafe extern "C" fn chaos(i: *const c_void, o: *mut c_void, ctx: *mut c_void) -> c_int {
+    let x = *(i as *const i64);
+    (*(ctx as *const std::sync::atomic::AtomicU32).add(x as usize)).fetch_add(1, Ordering::SeqCst);
+    match kind(x) {
+        1 => {
+            libc::raise(libc::SIGSEGV);
+        }
+        2 => libc::abort(),
+        3 => libc::_exit(3),
+        4 => loop {
+            libc::pause();
+        },
+        5 => return 7,
+        _ => {}
+    }
+    *(o as *mut i64) = x * 3;
+    0
+}
+
+/// Processes whose parent is `ppid`.
+fn children(ppid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s[s.rfind(')')? + 2..].split(' ').nth(1)?.parse::<i32>().ok())
+                == Some(ppid)
+        })
+        .collect()
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn shm_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps").unwrap().lines().filter(|l| l.contains("memfd:libpool")).count()
+}
+
+#[test]
+fn fault_injection_under_load() {
+    let _g = SERIAL.lock().unwrap();
+    let me = std::process::id() as i32;
+    let (fds, maps) = (fd_count(), shm_mappings());
+    const N: usize = 3000;
+    let counts = shared_counters(N);
+    let p = Pool::new(2, Options { task_timeout: Some(Duration::from_millis(200)), ..Options::default() }).unwrap();
+    // Kill a random worker from outside every 100 ms while the map runs.
+    let stop = AtomicBool::new(false);
+    let killed = std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            let mut killed = 0;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                for z in children(me) {
+                    if let Some(&w) = children(z).first() {
+                        unsafe { libc::kill(w, libc::SIGKILL) };
+                        killed += 1;
+                    }
+                }
+            }
+            killed
+        });
+        let xs: Vec<i64> = (0..N as i64).collect();
+        let mut ys = vec![-1i64; N];
+        let mut st = vec![-1i32; N];
+        let a = MapArgs {
+            func: chaos,
+            input: xs.as_ptr() as usize,
+            in_size: 8,
+            out: ys.as_mut_ptr() as usize,
+            out_size: 8,
+            n: N,
+            ctx: counts.as_ptr() as usize,
+            chunksize: 16,
+            statuses: st.as_mut_ptr() as usize,
+            timeout: None,
+        };
+        let t0 = Instant::now();
+        let r = unsafe { p.map(a) };
+        stop.store(true, Ordering::SeqCst);
+        assert!(r.is_err());
+        assert!(t0.elapsed() < Duration::from_secs(120), "took {:?}", t0.elapsed());
+        let mut outside = 0;
+        for x in 0..N {
+            let runs = counts[x].load(Ordering::SeqCst);
+            assert!(runs <= 1, "item {x} ran {runs} times");
+            let want = match kind(x as i64) {
+                0 => Status::Ok,
+                1..=3 => Status::Crashed,
+                4 => Status::TimedOut,
+                _ => Status::Task,
+            };
+            let got = st[x];
+            if got == want as i32 {
+                if want == Status::Ok {
+                    assert_eq!(ys[x], 3 * x as i64, "item {x}");
+                }
+            } else {
+                // Only a kill from outside may change how an item ends, and only to a crash.
+                assert_eq!(got, Status::Crashed as i32, "item {x} (expected {want:?})");
+                outside += 1;
+            }
+        }
+        let killed = killer.join().unwrap();
+        assert!(outside <= killed, "{outside} items failed but only {killed} workers were killed from outside");
+        killed
+    });
+    eprintln!("fault injection: {N} items, {killed} workers killed from outside");
+    drop(p);
+    assert_eq!(children(me), Vec::<i32>::new(), "processes left behind");
+    assert_eq!(fd_count(), fds, "descriptors leaked");
+    assert_eq!(shm_mappings(), maps, "shared memory left mapped");
+}
+
+/// A Process body that uses malloc and stdio, whose locks other host threads keep taking.
+unsafe extern "C" fn child_main(_: *mut c_void) -> c_int {
+    let v: Vec<u8> = vec![7; 1 << 16];
+    let f = libc::fopen(c"/dev/null".as_ptr(), c"w".as_ptr());
+    libc::fprintf(f, c"child %d\n".as_ptr(), v[100] as c_int);
+    libc::fclose(f);
+    3
+}
+
+#[test]
+fn threaded_host_hammering_malloc_and_stdio() {
+    let _g = SERIAL.lock().unwrap();
+    let me = std::process::id() as i32;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let stop = &stop;
+            s.spawn(move || {
+                let devnull = unsafe { libc::fopen(c"/dev/null".as_ptr(), c"w".as_ptr()) };
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let v: Vec<u64> = vec![i; 1 + (i as usize % 4096)];
+                    unsafe {
+                        libc::fprintf(devnull, c"%d %lu\n".as_ptr(), t as c_int, v[v.len() - 1]);
+                        let p = libc::malloc(1 + (i as usize % 100_000));
+                        libc::free(p);
+                    }
+                    i += 1;
+                }
+                unsafe { libc::fclose(devnull) };
+            });
+        }
+        for cycle in 0..30 {
+            let p = Pool::new(2, Options::default()).unwrap();
+            // faulty() crashes on 13 and behaves on values that are 1 modulo 100.
+            let xs: Vec<i64> = (0..200).map(|x| if x == 50 && cycle % 2 == 0 { 13 } else { 100 * x + 1 }).collect();
+            let mut ys = vec![0i64; xs.len()];
+            let a = MapArgs { func: faulty, input: xs.as_ptr() as usize, in_size: 8, out: ys.as_mut_ptr() as usize, out_size: 8, n: xs.len(), ctx: 0, chunksize: 10, statuses: 0, timeout: None };
+            let r = unsafe { p.map(a) };
+            if cycle % 2 == 0 {
+                assert_eq!(r.unwrap_err().status, Status::Crashed); // and a worker was respawned
+            } else {
+                r.unwrap();
+            }
+            assert_eq!(ys[199], 19901 * 19901);
+            let proc_ = Process::new(child_main, std::ptr::null_mut());
+            proc_.start().unwrap();
+            proc_.join(Some(Duration::from_secs(10))).unwrap();
+            assert_eq!(proc_.exitcode().unwrap(), 3);
+            drop(p);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(children(me), Vec::<i32>::new());
+}
+
+static CHILD_SEEN: AtomicBool = AtomicBool::new(false);
+extern "C" fn on_sigchld(_: c_int) {
+    // A host handler that reaps whatever it can, as careless hosts do.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {
+        CHILD_SEEN.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn host_sigchld_handler_and_own_children_coexist() {
+    let _g = SERIAL.lock().unwrap();
+    // The host's own child, which the pool must never reap.
+    let own = unsafe { libc::fork() };
+    if own == 0 {
+        unsafe { libc::pause() };
+        unsafe { libc::_exit(0) };
+    }
+    let p = Pool::new(2, Options::default()).unwrap();
+    let old = unsafe { libc::signal(libc::SIGCHLD, on_sigchld as extern "C" fn(c_int) as libc::sighandler_t) };
+    for round in 0..3 {
+        let xs: Vec<i64> = (0..100).map(|x| if x == 7 { 13 } else { 100 * x + 1 + 10_000 * round }).collect();
+        let mut ys = vec![0i64; 100];
+        let a = MapArgs { func: faulty, input: xs.as_ptr() as usize, in_size: 8, out: ys.as_mut_ptr() as usize, out_size: 8, n: 100, ctx: 0, chunksize: 5, statuses: 0, timeout: None };
+        assert_eq!(unsafe { p.map(a) }.unwrap_err().status, Status::Crashed);
+        assert_eq!(ys[99], (9901 + 10_000 * round) * (9901 + 10_000 * round));
+    }
+    drop(p);
+    // Our own child is still ours: alive and reapable by us.
+    unsafe { libc::signal(libc::SIGCHLD, old) };
+    assert_eq!(unsafe { libc::waitpid(own, std::ptr::null_mut(), libc::WNOHANG) }, 0, "the pool reaped the host's child");
+    unsafe { libc::kill(own, libc::SIGKILL) };
+    assert_eq!(unsafe { libc::waitpid(own, std::ptr::null_mut(), 0) }, own);
+}
+
+#[test]
+fn workers_ignore_ctrl_c() {
+    let _g = SERIAL.lock().unwrap();
+    let me = std::process::id() as i32;
+    let p = Pool::new(2, Options::default()).unwrap();
+    for z in children(me) {
+        unsafe { libc::kill(z, libc::SIGINT) };
+        for w in children(z) {
+            unsafe { libc::kill(w, libc::SIGINT) };
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let xs: Vec<i64> = (0..1000).collect();
+    let mut ys = vec![0i64; 1000];
+    let a = MapArgs { func: square, input: xs.as_ptr() as usize, in_size: 8, out: ys.as_mut_ptr() as usize, out_size: 8, n: 1000, ctx: 0, chunksize: 0, statuses: 0, timeout: None };
+    unsafe { p.map(a) }.unwrap(); // no item crashed: SIGINT killed nobody
+    assert_eq!(ys[999], 999 * 999);
+}
