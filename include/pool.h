@@ -111,6 +111,13 @@ typedef struct {
    * (for tasks that leak); 0 for no limit.
    */
   uint64_t max_rss;
+  /**
+   * Virtual size in bytes of the pool's shared memory, which holds the data of the tasks in
+   * flight (a single input or result can be nearly this big). Only pages in use cost memory.
+   * 0 for the default: 32 GiB, or the `POOL_SHM_SIZE` environment variable (e.g. "1G"),
+   * handy under valgrind, whose leak checker reads all of it.
+   */
+  size_t shm_size;
 } pool_options_t;
 
 /**

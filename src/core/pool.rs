@@ -10,13 +10,14 @@ use super::shm::*;
 use super::worker::{InitFn, ItemFn, VarFn};
 use super::zygote::{self, ZygoteConfig};
 use crate::sys::mem::Mapping;
-use crate::sys::proc::{self, Forked, OwnedFd};
+use crate::sys::proc::{self, Forked, PidHandle};
 use std::sync::atomic::Ordering::*;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Virtual size of each pool's shared heap. Pages cost memory only once touched.
+/// Default virtual size of each pool's shared heap. Pages cost memory only once touched.
 const HEAP_LEN: usize = 32 << 30;
+const MIN_HEAP_LEN: usize = 16 << 20;
 /// How often a blocked waiter checks that the pool's zygote is still alive.
 pub(crate) const WATCH_SLICE: Duration = Duration::from_millis(200);
 
@@ -28,6 +29,26 @@ pub struct Options {
     pub task_timeout: Option<Duration>,
     /// Resident memory (bytes) past which a worker is replaced after its task; 0 for none.
     pub max_rss: u64,
+    /// Virtual size of the shared heap (bytes); 0 for the default (32 GiB, or the
+    /// `POOL_SHM_SIZE` environment variable: tools like valgrind scan all of it).
+    pub shm_size: usize,
+}
+
+/// The shared heap size: the option, else `POOL_SHM_SIZE` (bytes, K/M/G suffixes), else 32 GiB.
+fn heap_len(opt: usize) -> usize {
+    let from_env = || {
+        let v = std::env::var("POOL_SHM_SIZE").ok()?;
+        let v = v.trim();
+        let (num, mul) = match v.chars().last()?.to_ascii_uppercase() {
+            'K' => (&v[..v.len() - 1], 1usize << 10),
+            'M' => (&v[..v.len() - 1], 1 << 20),
+            'G' => (&v[..v.len() - 1], 1 << 30),
+            _ => (v, 1),
+        };
+        num.parse::<usize>().ok()?.checked_mul(mul)
+    };
+    let len = if opt != 0 { opt } else { from_env().unwrap_or(HEAP_LEN) };
+    len.max(MIN_HEAP_LEN).next_multiple_of(1 << 21)
 }
 
 /// What to run: everything about a task but its data.
@@ -56,8 +77,7 @@ struct Life {
 }
 
 struct ZygoteProc {
-    pid: libc::pid_t,
-    pidfd: OwnedFd,
+    h: PidHandle,
 }
 
 pub struct Shared {
@@ -99,7 +119,7 @@ impl Pool {
         if n > 4096 {
             return Err(Error::inval(format!("{n} workers requested; at most 4096")));
         }
-        let layout = Layout::new(n, HEAP_LEN);
+        let layout = Layout::new(n, heap_len(opts.shm_size));
         let map = Mapping::new_shared("libpool", layout.total).map_err(|e| Error::sys("shared memory (memfd/mmap)", e))?;
         // SAFETY: a fresh, zeroed mapping of exactly `layout.total` bytes, owned by `Shared`,
         // which outlives every View copy the host uses.
@@ -134,16 +154,7 @@ impl Pool {
             Forked::Child => zygote::main(cfg),
             Forked::Parent(pid) => pid,
         };
-        let pidfd = match proc::pidfd_open(pid) {
-            Ok(fd) => fd,
-            Err(e) => {
-                proc::kill(pid, libc::SIGKILL);
-                let _ = proc::reap(pid, true);
-                return Err(Error::sys("pidfd_open", e));
-            }
-        };
-        proc::register_fd(pidfd.0);
-        *lock(&sh.zygote) = Some(ZygoteProc { pid, pidfd });
+        *lock(&sh.zygote) = Some(ZygoteProc { h: PidHandle::open(pid) });
         let pool = Pool { sh };
         pool.sh.await_workers()?;
         Ok(pool)
@@ -417,7 +428,7 @@ impl Shared {
         self.view.header().control.terminate.store(1, SeqCst);
         self.view.wake_all_workers();
         if let Some(z) = lock(&self.zygote).as_ref() {
-            let _ = proc::pidfd_signal(&z.pidfd, libc::SIGTERM);
+            let _ = z.h.signal(libc::SIGTERM);
         }
         self.reap_zygote();
         self.close_unfinished();
@@ -453,7 +464,7 @@ impl Shared {
     /// Wakes the zygote to look at kill requests and deadlines.
     fn ring_zygote(&self) {
         if let Some(z) = lock(&self.zygote).as_ref() {
-            let _ = proc::pidfd_signal(&z.pidfd, libc::SIGUSR1);
+            let _ = z.h.signal(libc::SIGUSR1);
         }
     }
 
@@ -469,14 +480,13 @@ impl Shared {
     }
 
     fn zygote_dead(&self) -> bool {
-        lock(&self.zygote).as_ref().is_none_or(|z| proc::poll_readable(z.pidfd.0, 0))
+        lock(&self.zygote).as_ref().is_none_or(|z| z.h.exited(0))
     }
 
     /// Waits for the zygote (which reaps its workers before it exits) and releases its pidfd.
     fn reap_zygote(&self) {
         if let Some(z) = lock(&self.zygote).take() {
-            let _ = proc::reap(z.pid, true);
-            proc::unregister_fd(z.pidfd.0);
+            let _ = proc::reap(z.h.pid, true);
         }
     }
 
@@ -511,9 +521,8 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         if let Some(z) = lock(&self.zygote).take() {
-            let _ = proc::pidfd_signal(&z.pidfd, libc::SIGKILL);
-            let _ = proc::reap(z.pid, true);
-            proc::unregister_fd(z.pidfd.0);
+            let _ = z.h.signal(libc::SIGKILL);
+            let _ = proc::reap(z.h.pid, true);
         }
         proc::unregister_map(self.map.base() as usize);
     }

@@ -1,7 +1,7 @@
 //! Python's `multiprocessing.Process`: run one function in a forked child.
 
 use super::error::{Error, Result, Status};
-use crate::sys::proc::{self, Exit, Forked, OwnedFd};
+use crate::sys::proc::{self, Exit, Forked, PidHandle};
 use std::os::raw::{c_int, c_void};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,7 +18,8 @@ pub struct Process {
 #[derive(Default)]
 struct State {
     pid: Option<libc::pid_t>,
-    pidfd: Option<OwnedFd>,
+    /// Until the child is reaped.
+    handle: Option<PidHandle>,
     exit: Option<Exit>,
     /// Someone else reaped our child (a host `waitpid(-1)`): its status is lost.
     lost: bool,
@@ -53,13 +54,7 @@ impl Process {
             }
             Forked::Parent(pid) => {
                 st.pid = Some(pid);
-                match proc::pidfd_open(pid) {
-                    Ok(fd) => {
-                        proc::register_fd(fd.0);
-                        st.pidfd = Some(fd);
-                    }
-                    Err(e) => return Err(Error::sys("pidfd_open", e)),
-                }
+                st.handle = Some(PidHandle::open(pid));
                 Ok(())
             }
         }
@@ -74,17 +69,15 @@ impl Process {
         if !st.running() {
             return;
         }
-        let (Some(pid), Some(fd)) = (st.pid, st.pidfd.as_ref()) else { return };
-        if !proc::poll_readable(fd.0, timeout_ms) {
+        let (Some(pid), Some(h)) = (st.pid, st.handle.as_ref()) else { return };
+        if !h.exited(timeout_ms) {
             return;
         }
         match proc::reap(pid, true) {
             Ok(Some(e)) => st.exit = Some(e),
             _ => st.lost = true,
         }
-        if let Some(fd) = st.pidfd.take() {
-            proc::unregister_fd(fd.0);
-        }
+        st.handle = None;
     }
 
     pub fn is_alive(&self) -> bool {
@@ -113,8 +106,8 @@ impl Process {
             return Err(Error::inval("the process was not started"));
         }
         Self::poll_exit(&mut st, 0);
-        match st.pidfd.as_ref() {
-            Some(fd) if st.running() => proc::pidfd_signal(fd, sig).map_err(|e| Error::sys("pidfd_send_signal", e)),
+        match st.handle.as_ref() {
+            Some(h) if st.running() => h.signal(sig).map_err(|e| Error::sys("sending a signal to the process", e)),
             _ => Ok(()), // already exited: nothing to stop
         }
     }
@@ -137,8 +130,8 @@ impl Drop for Process {
         let mut st = self.lock();
         Self::poll_exit(&mut st, 0);
         if st.running() {
-            if let Some(fd) = st.pidfd.as_ref() {
-                let _ = proc::pidfd_signal(fd, libc::SIGKILL);
+            if let Some(h) = st.handle.as_ref() {
+                let _ = h.signal(libc::SIGKILL);
             }
             Self::poll_exit(&mut st, -1);
         }

@@ -57,12 +57,13 @@ fn run(cfg: ZygoteConfig) -> i32 {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     }
     let Ok(sfd) = proc::signalfd(&sigs) else { return 71 };
-    let Ok(host) = proc::pidfd_open(cfg.host) else { return 72 };
-    if proc::getppid() != cfg.host {
-        return 0; // the host died before we could watch it
-    }
     proc::register_fd(sfd.0);
-    proc::register_fd(host.0);
+    let host = proc::PidHandle::open(cfg.host);
+    let host_pid = cfg.host;
+    let host_gone = || proc::getppid() != host_pid; // we were reparented: the host is dead
+    if host_gone() {
+        return 0;
+    }
     let n = cfg.view.header().control.nworkers as usize;
     let mut z = Zygote { cfg, workers: (0..n).map(|_| Worker::default()).collect(), starting: true, init_failures: 0 };
     for w in 0..n {
@@ -73,9 +74,12 @@ fn run(cfg: ZygoteConfig) -> i32 {
     }
     loop {
         let ctl = &z.cfg.view.header().control;
-        let timeout_ms = if ctl.timeout_ns != 0 || ctl.deadlines.load(SeqCst) != 0 { 5 } else { -1 };
-        let ready = proc::poll_any(&[sfd.0, host.0], timeout_ms);
-        if ready[1] {
+        let mut timeout_ms = if ctl.timeout_ns != 0 || ctl.deadlines.load(SeqCst) != 0 { 5 } else { -1 };
+        if host.poll_fd() < 0 {
+            timeout_ms = if timeout_ms < 0 { 50 } else { timeout_ms }; // no pidfd: look now and then
+        }
+        let ready = proc::poll_any(&[sfd.0, host.poll_fd()], timeout_ms);
+        if ready[1] || host_gone() {
             z.kill_all();
             return 0;
         }

@@ -24,6 +24,11 @@ pub struct pool_options_t {
     /// Resident memory in bytes past which a worker is replaced once its current task ends
     /// (for tasks that leak); 0 for no limit.
     pub max_rss: u64,
+    /// Virtual size in bytes of the pool's shared memory, which holds the data of the tasks in
+    /// flight (a single input or result can be nearly this big). Only pages in use cost memory.
+    /// 0 for the default: 32 GiB, or the `POOL_SHM_SIZE` environment variable (e.g. "1G"),
+    /// handy under valgrind, whose leak checker reads all of it.
+    pub shm_size: usize,
 }
 
 /// Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
@@ -59,6 +64,7 @@ pub extern "C" fn pool_options_init(opts: *mut pool_options_t) {
                 max_tasks_per_child: 0,
                 task_timeout: 0.0,
                 max_rss: 0,
+                shm_size: 0,
             };
         }
     })
@@ -82,6 +88,7 @@ pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
         max_tasks_per_child: o.max_tasks_per_child,
         task_timeout: seconds(o.task_timeout),
         max_rss: if has(std::mem::offset_of!(pool_options_t, max_rss) + 8) { o.max_rss } else { 0 },
+        shm_size: if has(std::mem::offset_of!(pool_options_t, shm_size) + 8) { o.shm_size } else { 0 },
     })
 }
 

@@ -167,25 +167,74 @@ pub fn reap_any() -> Option<(libc::pid_t, Exit)> {
     (r > 0).then(|| (r, Exit::from_raw(status)))
 }
 
-pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as c_int;
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fcntl on our own fresh descriptor.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    Ok(OwnedFd(fd))
+/// A process we watch and signal: through a pidfd (race-free, pollable) where the kernel has
+/// them, else by pid (old kernels, valgrind), polling for its exit. The pidfd is registered so
+/// that children the library forks do not inherit it.
+pub struct PidHandle {
+    pub pid: libc::pid_t,
+    fd: Option<OwnedFd>,
 }
 
-/// Sends `sig` through a pidfd: never hits a recycled pid.
-pub fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
-    // SAFETY: plain syscall on our own pidfd.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.0, sig, 0usize, 0u32) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+impl PidHandle {
+    pub fn open(pid: libc::pid_t) -> PidHandle {
+        // SAFETY: plain syscall.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as c_int;
+        let fd = (fd >= 0).then(|| {
+            // SAFETY: fcntl on our own fresh descriptor.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            register_fd(fd);
+            OwnedFd(fd)
+        });
+        PidHandle { pid, fd }
     }
-    Ok(())
+
+    /// The pollable descriptor, or -1 (which poll ignores) without pidfds.
+    pub fn poll_fd(&self) -> c_int {
+        self.fd.as_ref().map_or(-1, |f| f.0)
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever) for our child to exit, without reaping it.
+    pub fn exited(&self, timeout_ms: c_int) -> bool {
+        if let Some(fd) = &self.fd {
+            return poll_readable(fd.0, timeout_ms);
+        }
+        let start = std::time::Instant::now();
+        loop {
+            // SAFETY: waitid with WNOWAIT only looks; `info` is a valid out pointer.
+            let done = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let r = libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+                r != 0 || info.si_pid() != 0
+            };
+            if done {
+                return true;
+            }
+            if timeout_ms >= 0 && start.elapsed().as_millis() >= timeout_ms as u128 {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        // SAFETY: plain syscalls; without a pidfd the pid is our own unreaped child.
+        let r = match &self.fd {
+            Some(fd) => unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.0, sig, 0usize, 0u32) as c_int },
+            None => unsafe { libc::kill(self.pid, sig) },
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PidHandle {
+    fn drop(&mut self) {
+        if let Some(fd) = &self.fd {
+            unregister_fd(fd.0);
+        }
+    }
 }
 
 /// Waits until `fd` is readable (a pidfd: the process exited) or `timeout_ms` passes (-1: none).
