@@ -25,7 +25,8 @@ const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", 
 
 struct Env {
     root: PathBuf,
-    /// Where cargo put libpool.so / libpool.a: <target>/<profile>.
+    /// Where cargo put the libpool.so / libpool.a it built for this run: <target>/<profile>/deps
+    /// (the copies one level up are refreshed only by `cargo build`).
     libdir: PathBuf,
     /// Where the C programs are built: <target>/c-tests/<profile>.
     outdir: PathBuf,
@@ -37,7 +38,7 @@ fn env() -> &'static Env {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         // This test runs as <target>/<profile>/deps/c_api-<hash>.
         let exe = std::env::current_exe().expect("current_exe");
-        let libdir = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps/<exe>").to_path_buf();
+        let libdir = exe.parent().expect("<target>/<profile>/deps/<exe>").to_path_buf();
         for lib in ["libpool.so", "libpool.a"] {
             assert!(libdir.join(lib).exists(), "{} was not built (cargo builds it with the tests)", libdir.join(lib).display());
         }
@@ -50,8 +51,9 @@ fn env() -> &'static Env {
                 Err(e) => panic!("creating {}: {e}", soname.display()),
             }
         }
-        let profile = libdir.file_name().expect("profile dir").to_owned();
-        let target = libdir.parent().expect("target dir");
+        let profile_dir = libdir.parent().expect("profile dir");
+        let profile = profile_dir.file_name().expect("profile dir").to_owned();
+        let target = profile_dir.parent().expect("target dir");
         let outdir = target.join("c-tests").join(profile);
         std::fs::create_dir_all(&outdir).expect("creating the C test output directory");
         Env { root, libdir, outdir }
@@ -164,6 +166,9 @@ fn kill_group(pgid: i32) {
 fn run(exe: &Path, timeout: Duration) -> Run {
     let start = Instant::now();
     let mut child: Child = Command::new(exe)
+        // cargo points LD_LIBRARY_PATH at <target>/<profile>, whose libpool.so may be stale;
+        // the programs' RUNPATH names the library this run built.
+        .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
