@@ -22,6 +22,7 @@
 typedef struct pool_s pool_t;
 typedef struct pool_async_s pool_async_t;
 typedef struct pool_process_s pool_process_t;
+typedef struct pool_iter_s pool_iter_t;
 
 
 /**
@@ -77,7 +78,43 @@ typedef enum {
    * The work was cancelled with `async_cancel`.
    */
   POOL_ECANCELLED = 9,
+  /**
+   * An iterator has returned every result (`pool_iter_next`).
+   */
+  POOL_EDONE = 10,
 } pool_status;
+
+/**
+ * A task function, run in a worker process: `in` points to one input item, `out` to its
+ * result slot (NULL when the item or result size is 0). Return 0 for success; any other value
+ * is the task's own error code (the call then reports `POOL_ETASK`).
+ */
+typedef int (*pool_fn)(const void *input, void *out, void *ctx);
+
+/**
+ * Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
+ * first.
+ */
+typedef struct {
+  /**
+   * sizeof(pool_map_options_t) as the caller was compiled; set by `pool_map_options_init`.
+   */
+  size_t struct_size;
+  /**
+   * Items per task sent to a worker; 0 (the default) chooses automatically.
+   */
+  size_t chunksize;
+  /**
+   * If not NULL, an array of `n` ints that receives every item's status (`POOL_OK`,
+   * `POOL_ETASK`, `POOL_ECRASHED`, ...), so one bad item never hides the others. Written by
+   * the time the map returns or its result is ready; never after `async_free`.
+   */
+  int *statuses;
+  /**
+   * Seconds each item may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
+   */
+  double task_timeout;
+} pool_map_options_t;
 
 /**
  * Options for `pool_create`. Always call `pool_options_init` first: it fills the defaults and
@@ -119,38 +156,6 @@ typedef struct {
    */
   size_t shm_size;
 } pool_options_t;
-
-/**
- * Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
- * first.
- */
-typedef struct {
-  /**
-   * sizeof(pool_map_options_t) as the caller was compiled; set by `pool_map_options_init`.
-   */
-  size_t struct_size;
-  /**
-   * Items per task sent to a worker; 0 (the default) chooses automatically.
-   */
-  size_t chunksize;
-  /**
-   * If not NULL, an array of `n` ints that receives every item's status (`POOL_OK`,
-   * `POOL_ETASK`, `POOL_ECRASHED`, ...), so one bad item never hides the others. Written by
-   * the time the map returns or its result is ready; never after `async_free`.
-   */
-  int *statuses;
-  /**
-   * Seconds each item may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
-   */
-  double task_timeout;
-} pool_map_options_t;
-
-/**
- * A task function, run in a worker process: `in` points to one input item, `out` to its
- * result slot (NULL when the item or result size is 0). Return 0 for success; any other value
- * is the task's own error code (the call then reports `POOL_ETASK`).
- */
-typedef int (*pool_fn)(const void *input, void *out, void *ctx);
 
 /**
  * A variable-size task, run in a worker process: `in` holds `in_len` bytes (NULL if 0); the
@@ -235,6 +240,52 @@ const char *pool_last_error(void);
  * Thread safety: each thread has its own status.
  */
 int pool_last_status(void);
+
+/**
+ * Like `pool_map`, but results come back one at a time through `pool_iter_next`, in item
+ * order, as they complete. Only a few chunks are in flight and waiting to be read at any time:
+ * a consumer slower than the workers holds them back (backpressure), so memory stays bounded
+ * for any `n`. `opts` may be NULL (its `statuses` field is ignored: each result carries its
+ * own status). `in` must stay valid until the iterator is freed.
+ * Returns NULL on failure with `pool_last_error()` set.
+ * Ownership: free with `pool_iter_free`. Thread safety: any thread.
+ */
+pool_iter_t *pool_imap(pool_t *pool,
+                       pool_fn f,
+                       const void *input,
+                       size_t in_size,
+                       size_t out_size,
+                       size_t n,
+                       void *ctx,
+                       const pool_map_options_t *opts);
+
+/**
+ * `pool_imap` whose results come back in the order they complete.
+ */
+pool_iter_t *pool_imap_unordered(pool_t *pool,
+                                 pool_fn f,
+                                 const void *input,
+                                 size_t in_size,
+                                 size_t out_size,
+                                 size_t n,
+                                 void *ctx,
+                                 const pool_map_options_t *opts);
+
+/**
+ * Waits up to `timeout` seconds (negative: forever) for the next result. On `POOL_OK` its
+ * output is in `out` (`out_size` bytes) and `*index` says which item it is. If that item
+ * failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
+ * untouched and `pool_last_error()` saying why; the next call goes on with the other items.
+ * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned.
+ * `index` may be NULL. Thread safety: one consumer at a time (calls are serialised).
+ */
+int pool_iter_next(pool_iter_t *it, void *out, size_t *index, double timeout);
+
+/**
+ * Frees an iterator; work for results not yet read is cancelled. NULL is a no-op.
+ * Ownership: `it` is invalid afterwards; do not call twice.
+ */
+void pool_iter_free(pool_iter_t *it);
 
 /**
  * Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and
@@ -426,6 +477,32 @@ int pool_join(pool_t *pool);
 void pool_destroy(pool_t *pool);
 
 /**
+ * Allocates `size` bytes of the pool's shared memory, which every worker sees at the same
+ * address: inputs and outputs placed here are never copied (`pool_map`, `pool_apply*` and
+ * `pool_submit` use them in place). Contents are unspecified until written. Returns NULL with
+ * `pool_last_error()` set when the pool's shared memory (`shm_size`) is full.
+ * Ownership: free with `pool_shm_free` on the same pool, after the work using it has ended;
+ * the memory goes away with the pool in any case. Thread safety: any thread.
+ */
+void *pool_shm_alloc(pool_t *pool, size_t size);
+
+/**
+ * Frees memory from `pool_shm_alloc`. NULL is a no-op; any other pointer not from
+ * `pool_shm_alloc` on this pool is `POOL_EINVAL`. Thread safety: any thread.
+ */
+int pool_shm_free(pool_t *pool, void *ptr);
+
+/**
+ * A descriptor for event loops (epoll, poll, libuv): it polls readable whenever a result of
+ * this pool became ready since it was last read. Read 8 bytes from it to reset it (it is an
+ * eventfd), then look at your handles with `async_ready`. Returns -1 with `pool_last_error()`
+ * set on failure. Until the first call, the workers do not signal it (no cost).
+ * Ownership: the pool owns the descriptor; do not close it. It stays valid while the pool or
+ * any of its async handles lives. Thread safety: any thread.
+ */
+int pool_event_fd(pool_t *pool);
+
+/**
  * Creates a process object that will run `fn(arg)`; nothing is started yet. Returns NULL (with
  * `pool_last_error()`) if `fn` is NULL.
  * Ownership: the caller frees it with `process_free`. Thread safety: any thread.
@@ -536,6 +613,13 @@ int async_cancel(pool_async_t *a);
  * Thread safety: any thread.
  */
 int async_info(pool_async_t *a, pool_task_info_t *info, size_t info_size);
+
+/**
+ * A map's progress: `*done` items have ended out of `*total` (a single task counts as one
+ * item; a map of 0 items reports 0 of 0). Never blocks; out-params written only on success.
+ * Thread safety: any thread.
+ */
+int async_progress(const pool_async_t *a, size_t *done, size_t *total);
 
 /**
  * Frees a handle, at any time: a task still pending is detached (it runs, but the caller's

@@ -15,6 +15,7 @@ pub enum Status {
     Closed = 7,
     Panic = 8,
     Cancelled = 9,
+    Done = 10,
 }
 
 impl Status {
@@ -29,6 +30,7 @@ impl Status {
             6 => Status::Crashed,
             7 => Status::Closed,
             9 => Status::Cancelled,
+            10 => Status::Done,
             _ => Status::Panic,
         }
     }
@@ -45,6 +47,7 @@ impl Status {
             Status::Closed => "pool is closed or terminated",
             Status::Panic => "internal error (panic caught at the library boundary)",
             Status::Cancelled => "cancelled",
+            Status::Done => "no more results",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::error::{Error, Status};
 use super::heap::Block;
-use super::pool::{Shared, WATCH_SLICE};
+use super::pool::{Shared, Submitted, WATCH_SLICE};
 use super::shm::*;
 pub use crate::sys::proc::Exit;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -99,17 +99,20 @@ pub struct TaskJob {
     sh: Arc<Shared>,
     slot: u32,
     block: Block,
-    lay: BlockLayout,
+    /// Heap offset of the result.
+    out_off: u64,
+    /// Where to copy the result (0: nowhere, it is read in place).
     out: usize,
+    /// Result size (for variable-size tasks, the most it may write).
     out_size: usize,
     var: bool,
     st: Mutex<TaskState>,
 }
 
 impl TaskJob {
-    pub(crate) fn new(sh: Arc<Shared>, slot: u32, block: Block, lay: BlockLayout, out: *mut u8, out_size: usize, var: bool) -> TaskJob {
+    pub(crate) fn new(sh: Arc<Shared>, sub: Submitted, out: *mut u8, out_size: usize, var: bool) -> TaskJob {
         let st = TaskState { phase: Phase::Pending, waiters: 0, slot_held: false };
-        TaskJob { sh, slot, block, lay, out: out as usize, out_size, var, st: Mutex::new(st) }
+        TaskJob { sh, slot: sub.slot, block: sub.block, out_off: sub.out_off, out: out as usize, out_size, var, st: Mutex::new(st) }
     }
 
     /// Collects the result if the task has ended: copies the output to the caller, frees the
@@ -127,9 +130,8 @@ impl TaskJob {
                 // SAFETY: the task is DONE: its record is final and no worker writes it again.
                 let rec = unsafe { self.sh.view.rec(t, 0).read() };
                 let outcome = Outcome::from_info(Info::from_rec(rec, None));
-                if outcome.err.is_none() && !self.var && self.out_size > 0 {
-                    // SAFETY: the output area lies inside the block.
-                    let src = unsafe { self.sh.view.heap_ptr(self.block.off as u64).add(self.lay.output) };
+                if outcome.err.is_none() && !self.var && self.out_size > 0 && self.out != 0 {
+                    let src = self.sh.view.heap_ptr(self.out_off);
                     crate::sys::mem::populate(src, self.out_size, false);
                     // SAFETY: the output of a DONE task is final; the caller promised `out` stays
                     // writable for `out_size` bytes until the result is collected.
@@ -183,19 +185,15 @@ impl TaskJob {
         }
     }
 
-    fn out_size_var(&self) -> usize {
-        self.lay.total - self.lay.output
-    }
-
     /// The bytes a variable-size task wrote (zero copy: they stay in shared memory).
     fn var_output(&self) -> Option<&[u8]> {
         let st = lock(&self.st);
         match &st.phase {
             Phase::Done(o, len) if self.var && o.err.is_none() => {
-                let len = (*len).min(self.out_size_var());
+                let len = (*len).min(self.out_size);
                 // SAFETY: the block stays allocated while this handle lives and no one writes
                 // it after the task ended.
-                Some(unsafe { std::slice::from_raw_parts(self.sh.view.heap_ptr(self.block.off as u64).add(self.lay.output), len) })
+                Some(unsafe { std::slice::from_raw_parts(self.sh.view.heap_ptr(self.out_off), len) })
             }
             _ => None,
         }
@@ -226,6 +224,9 @@ impl Drop for TaskJob {
 pub struct MapJob {
     st: Mutex<MapState>,
     cv: Condvar,
+    /// Items ended so far, of `total`.
+    pub(crate) done: std::sync::atomic::AtomicUsize,
+    total: usize,
 }
 
 pub(crate) struct MapState {
@@ -237,8 +238,9 @@ pub(crate) struct MapState {
 }
 
 impl MapJob {
-    pub(crate) fn new() -> Arc<MapJob> {
-        Arc::new(MapJob { st: Mutex::new(MapState { done: None, detached: false, cancel: false }), cv: Condvar::new() })
+    pub(crate) fn new(total: usize) -> Arc<MapJob> {
+        let st = Mutex::new(MapState { done: None, detached: false, cancel: false });
+        Arc::new(MapJob { st, cv: Condvar::new(), done: Default::default(), total })
     }
     /// Runs `f` with the state locked (the driver copies results under it).
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut MapState) -> R) -> R {
@@ -321,6 +323,15 @@ impl AsyncResult {
                 m.wait(None);
             }
             Kind::Ready(_) => {}
+        }
+    }
+
+    /// (items ended, items in all): a map's progress; a single task counts as one item.
+    pub fn progress(&self) -> (usize, usize) {
+        match &self.kind {
+            Kind::Task(_) => (usize::from(self.poll().is_some()), 1),
+            Kind::Map(m, _) => (m.done.load(std::sync::atomic::Ordering::Relaxed).min(m.total), m.total),
+            Kind::Ready(_) => (0, 0),
         }
     }
 

@@ -9,7 +9,7 @@ use super::pool::{Pool, Shared, TaskSpec, WATCH_SLICE};
 use super::shm::*;
 use super::worker::ItemFn;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::Acquire;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,10 +34,13 @@ pub struct MapArgs {
     pub timeout: Option<Duration>,
 }
 
+
 struct Chunk {
     slot: u32,
     block: Block,
-    lay: BlockLayout,
+    /// Heap offset of the chunk's first output, or None when outputs are written in place
+    /// (the caller's `out` is in the pool's shared memory).
+    out_off: Option<u64>,
     start: usize,
     len: usize,
 }
@@ -51,7 +54,7 @@ impl Pool {
     pub unsafe fn map(&self, a: MapArgs) -> Result<()> {
         let sh = self.shared();
         sh.driver_started()?;
-        let job = MapJob::new();
+        let job = MapJob::new(a.n);
         drive(sh, a, &job);
         sh.driver_finished();
         let o = job.with(|s| s.done.clone()).expect("driver completes the job");
@@ -69,7 +72,7 @@ impl Pool {
             return Ok(AsyncResult::ready(Outcome::ok()));
         }
         sh.driver_started()?;
-        let job = MapJob::new();
+        let job = MapJob::new(a.n);
         let (sh2, job2) = (sh.clone(), job.clone());
         let spawned = std::thread::Builder::new().name("pool-map".into()).spawn(move || {
             drive(&sh2, a, &job2);
@@ -151,6 +154,7 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
         }
     }
     job.complete(first.outcome());
+    sh.notify_event_fd();
 }
 
 /// Items `[from, n)` will not run: they all end with `e`'s status.
@@ -160,6 +164,7 @@ fn fail_rest(a: &MapArgs, job: &MapJob, first: &mut FirstFailure, from: usize, e
     }
     let info = Info { status: e.status, code: 0, pid: 0, exit: None, item: Some(from as u64) };
     first.note(info, Error::new(e.status, format!("item {from}: {}", e.msg)));
+    job.done.fetch_add(a.n - from, Relaxed);
     job.with(|st| {
         if st.detached || a.statuses == 0 {
             return;
@@ -175,10 +180,12 @@ fn fail_rest(a: &MapArgs, job: &MapJob, first: &mut FirstFailure, from: usize, e
 /// Copies a chunk's inputs into shared memory and queues it, unless the handle was freed (the
 /// copy runs under the handle's lock, so `async_free` never races with a read of the input).
 fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob) -> Result<Chunk> {
-    let lay = BlockLayout::new(len, a.in_size, a.out_size).ok_or_else(|| Error::inval("sizes overflow"))?;
     let src = a.input + start * a.in_size;
-    let spec = TaskSpec { kind: K_ITEMS, map_chunk: true, func: a.func as usize, ctx: a.ctx, n: len, in_size: a.in_size, out_size: a.out_size, timeout: a.timeout };
-    let (slot, block) = sh.submit(spec, lay, |dst| {
+    let dst_out = a.out + start * a.out_size;
+    let shm_in = sh.shm_offset(src, len * a.in_size);
+    let shm_out = sh.shm_offset(dst_out, len * a.out_size);
+    let spec = TaskSpec { kind: K_ITEMS, map_chunk: true, func: a.func as usize, ctx: a.ctx, n: len, in_size: a.in_size, out_size: a.out_size, timeout: a.timeout, shm_in, shm_out };
+    let sub = sh.submit(spec, |dst| {
         job.with(|s| {
             if !s.detached {
                 // SAFETY: the caller keeps the input readable until the handle is freed, which
@@ -188,7 +195,7 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
             !s.detached
         })
     })?;
-    Ok(Chunk { slot, block, lay, start, len })
+    Ok(Chunk { slot: sub.slot, block: sub.block, out_off: shm_out.is_none().then_some(sub.out_off), start, len })
 }
 
 /// If chunk `c` has ended: copies its successful results and every item's status out, notes
@@ -204,12 +211,13 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
     job.with(|st: &mut MapState| {
         let write = !st.detached;
         let copy = |from: usize, to: usize| {
+            let Some(out_off) = c.out_off else { return }; // written in place
             if write && to > from {
                 // SAFETY: items [from, to) of this chunk succeeded; their outputs are final and
                 // the caller's buffer holds n items of out_size bytes (checked at the boundary).
                 unsafe {
                     std::ptr::copy_nonoverlapping(
-                        base.add(c.lay.output + from * a.out_size),
+                        sh.view.heap_ptr(out_off).add(from * a.out_size),
                         (a.out + (c.start + from) * a.out_size) as *mut u8,
                         (to - from) * a.out_size,
                     )
@@ -240,5 +248,128 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
     });
     sh.free_block(c.block);
     sh.free_slot(c.slot);
+    job.done.fetch_add(c.len, Relaxed);
     true
+}
+
+/// One result from an iterator: the item's index and how it ended (its output was copied to the
+/// caller's buffer if it succeeded).
+pub struct IterItem {
+    pub index: usize,
+    pub err: Option<Error>,
+}
+
+/// Python's `imap` / `imap_unordered`: results one at a time, with at most a window of chunks
+/// submitted and not yet consumed, so a slow consumer holds the producers back (backpressure).
+pub struct MapIter {
+    sh: Arc<Shared>,
+    a: MapArgs,
+    ordered: bool,
+    chunksize: usize,
+    window: usize,
+    next: usize,
+    /// Submitted and not yet fully consumed, in submission order.
+    chunks: VecDeque<Chunk>,
+    /// The chunk being consumed and the position in it.
+    cur: Option<(Chunk, usize)>,
+}
+
+impl Pool {
+    /// Starts an iterator over the results of `a.func` on every item (`a.out` is unused).
+    ///
+    /// # Safety
+    /// `a.input` must stay readable for `n * in_size` bytes until the iterator is dropped.
+    pub unsafe fn imap(&self, a: MapArgs, ordered: bool) -> Result<MapIter> {
+        let sh = self.shared().clone();
+        sh.check_owner()?;
+        let window = 2 * sh.nworkers + 2;
+        Ok(MapIter { chunksize: chunk_size(&a, sh.nworkers), sh, a, ordered, window, next: 0, chunks: VecDeque::new(), cur: None })
+    }
+}
+
+impl MapIter {
+    /// The next result, its output copied to `out` (`out_size` bytes) if it succeeded.
+    /// `Ok(None)` once every result was returned; `Err(TimedOut)` if none is ready in time.
+    ///
+    /// # Safety
+    /// `out` must be writable for `out_size` bytes.
+    pub unsafe fn next(&mut self, out: *mut u8, timeout: Option<Duration>) -> Result<Option<IterItem>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(item) = self.take_from_current(out) {
+                return Ok(Some(item));
+            }
+            let seen = self.sh.view.event_seq();
+            self.feed()?;
+            let done = |c: &Chunk| matches!(self.sh.task_state(c.slot), T_DONE | T_CLOSED);
+            let pick = if self.ordered { self.chunks.front().is_some_and(done).then_some(0) } else { self.chunks.iter().position(done) };
+            if let Some(i) = pick {
+                self.cur = self.chunks.remove(i).map(|c| (c, 0));
+                continue;
+            }
+            if self.chunks.is_empty() && self.next >= self.a.n {
+                return Ok(None);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::new(Status::TimedOut, "no result is ready yet"));
+            }
+            let slice = Instant::now() + WATCH_SLICE;
+            self.sh.view.wait_event(seen, false, Some(deadline.map_or(slice, |d| d.min(slice))));
+            self.sh.watchdog();
+        }
+    }
+
+    /// Submits chunks while fewer than the window are waiting to be consumed.
+    fn feed(&mut self) -> Result<()> {
+        while self.next < self.a.n && self.chunks.len() + usize::from(self.cur.is_some()) < self.window {
+            let len = self.chunksize.min(self.a.n - self.next);
+            let spec = TaskSpec { kind: K_ITEMS, map_chunk: true, func: self.a.func as usize, ctx: self.a.ctx, n: len, in_size: self.a.in_size, out_size: self.a.out_size, timeout: self.a.timeout, shm_in: None, shm_out: None };
+            let src = self.a.input + self.next * self.a.in_size;
+            let sub = self.sh.submit(spec, |dst| {
+                // SAFETY: the caller keeps the input readable while the iterator lives.
+                unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst, len * self.a.in_size) };
+                true
+            })?;
+            self.chunks.push_back(Chunk { slot: sub.slot, block: sub.block, out_off: Some(sub.out_off), start: self.next, len });
+            self.next += len;
+        }
+        Ok(())
+    }
+
+    unsafe fn take_from_current(&mut self, out: *mut u8) -> Option<IterItem> {
+        let (c, pos) = self.cur.as_mut()?;
+        let t = self.sh.view.task(c.slot);
+        let ran = if self.sh.task_state(c.slot) == T_DONE { c.len } else { t.next.load(Acquire) as usize };
+        let i = *pos;
+        let rec = if i < ran {
+            // SAFETY: records before `ran` are final.
+            unsafe { self.sh.view.rec(t, i as u64).read() }
+        } else {
+            Rec { status: self.sh.closed_status(c.slot) as i32, ..Rec::default() }
+        };
+        let info = Info::from_rec(rec, Some((c.start + i) as u64));
+        if info.status == Status::Ok && self.a.out_size > 0 {
+            let src = self.sh.view.heap_ptr(c.out_off.expect("iterators copy") + (i * self.a.out_size) as u64);
+            // SAFETY: the item succeeded, its output is final; `out` holds out_size bytes.
+            unsafe { std::ptr::copy_nonoverlapping(src, out, self.a.out_size) };
+        }
+        let item = IterItem { index: c.start + i, err: info.error() };
+        *pos += 1;
+        if *pos == c.len {
+            let (c, _) = self.cur.take().expect("current chunk");
+            self.sh.free_block(c.block);
+            self.sh.free_slot(c.slot);
+        }
+        Some(item)
+    }
+}
+
+impl Drop for MapIter {
+    /// Work nobody will read is cancelled; its memory is reclaimed once it has stopped.
+    fn drop(&mut self) {
+        for c in self.chunks.drain(..).chain(self.cur.take().map(|(c, _)| c)) {
+            self.sh.cancel_task(c.slot);
+            self.sh.orphan(c.slot, c.block);
+        }
+    }
 }

@@ -65,6 +65,16 @@ pub(crate) struct TaskSpec {
     pub out_size: usize,
     /// Per-item deadline overriding the pool's.
     pub timeout: Option<Duration>,
+    /// Heap offsets when the input / output already live in the pool's shared memory.
+    pub shm_in: Option<u64>,
+    pub shm_out: Option<u64>,
+}
+
+/// A queued task: its slot, its block, where its output goes.
+pub(crate) struct Submitted {
+    pub slot: u32,
+    pub block: Block,
+    pub out_off: u64,
 }
 
 #[derive(Default)]
@@ -92,6 +102,10 @@ pub struct Shared {
     life: Mutex<Life>,
     life_cv: Condvar,
     zygote: Mutex<Option<ZygoteProc>>,
+    /// Completion eventfd, shared with the zygote and workers.
+    efd: proc::OwnedFd,
+    /// Blocks handed out by `shm_alloc`, by offset.
+    user_blocks: Mutex<std::collections::HashMap<usize, Block>>,
     /// Executable address ranges at creation: the only code workers have.
     code: Vec<(usize, usize)>,
 }
@@ -135,6 +149,10 @@ impl Pool {
         for w in 0..n {
             view.worker(w).current.store(NONE, Relaxed);
         }
+        let efd = proc::eventfd().map_err(|e| Error::sys("eventfd", e))?;
+        proc::register_fd(efd.0);
+        // SAFETY: as above, before anyone else sees the mapping.
+        unsafe { (*(&view.header().control as *const Control as *mut Control)).efd = efd.0 };
         proc::register_map(map.base() as usize, map.len());
         let sh = Arc::new(Shared {
             view,
@@ -147,10 +165,12 @@ impl Pool {
             life: Mutex::new(Life::default()),
             life_cv: Condvar::new(),
             zygote: Mutex::new(None),
+            user_blocks: Mutex::new(std::collections::HashMap::new()),
+            efd,
             code: proc::executable_ranges(),
         });
         let cfg = ZygoteConfig { view, host: sh.owner, init: opts.initializer };
-        let pid = match proc::fork(Some(sh.map.base() as usize)).map_err(|e| Error::sys("fork", e))? {
+        let pid = match proc::fork(Some(sh.map.base() as usize), Some(sh.efd.0)).map_err(|e| Error::sys("fork", e))? {
             Forked::Child => zygote::main(cfg),
             Forked::Parent(pid) => pid,
         };
@@ -164,6 +184,12 @@ impl Pool {
         self.sh.nworkers
     }
 
+    /// A descriptor that polls readable whenever a result became ready (see `pool_event_fd`).
+    pub fn event_fd(&self) -> Result<i32> {
+        self.sh.check_owner()?;
+        Ok(self.sh.event_fd())
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.sh
     }
@@ -174,14 +200,15 @@ impl Pool {
     /// `f` must be a valid `pool_fn` in the pool's workers; `input` must be readable for
     /// `in_size` bytes; `out` writable for `out_size` bytes until the result is collected or freed.
     pub unsafe fn apply_async(&self, f: ItemFn, input: *const u8, in_size: usize, out: *mut u8, out_size: usize, ctx: usize) -> Result<AsyncResult> {
-        let lay = BlockLayout::new(1, in_size, out_size).ok_or_else(|| Error::inval("sizes overflow"))?;
-        let spec = TaskSpec { kind: K_ITEMS, map_chunk: false, func: f as usize, ctx, n: 1, in_size, out_size, timeout: None };
-        let (slot, block) = self.sh.submit(spec, lay, |dst| {
+        let (shm_in, shm_out) = (self.sh.shm_offset(input as usize, in_size), self.sh.shm_offset(out as usize, out_size));
+        let spec = TaskSpec { kind: K_ITEMS, map_chunk: false, func: f as usize, ctx, n: 1, in_size, out_size, timeout: None, shm_in, shm_out };
+        let sub = self.sh.submit(spec, |dst| {
             // SAFETY: caller guarantees `input` is readable for `in_size` bytes.
             unsafe { std::ptr::copy_nonoverlapping(input, dst, in_size) };
             true
         })?;
-        Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), slot, block, lay, out, out_size, false)))
+        let out = if shm_out.is_some() { std::ptr::null_mut() } else { out }; // written in place
+        Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), sub, out, out_size, false)))
     }
 
     /// Submits one task with a byte input of any length whose result length it decides.
@@ -189,14 +216,31 @@ impl Pool {
     /// # Safety
     /// `f` must be a valid `pool_task_fn` in the workers; `input` readable for `len` bytes.
     pub unsafe fn submit_var(&self, f: VarFn, input: *const u8, len: usize, max_out: usize, ctx: usize) -> Result<AsyncResult> {
-        let lay = BlockLayout::new(1, len, max_out).ok_or_else(|| Error::inval("sizes overflow"))?;
-        let spec = TaskSpec { kind: K_VAR, map_chunk: false, func: f as usize, ctx, n: 1, in_size: len, out_size: max_out, timeout: None };
-        let (slot, block) = self.sh.submit(spec, lay, |dst| {
+        let shm_in = self.sh.shm_offset(input as usize, len);
+        let spec = TaskSpec { kind: K_VAR, map_chunk: false, func: f as usize, ctx, n: 1, in_size: len, out_size: max_out, timeout: None, shm_in, shm_out: None };
+        let sub = self.sh.submit(spec, |dst| {
             // SAFETY: caller guarantees `input` is readable for `len` bytes.
             unsafe { std::ptr::copy_nonoverlapping(input, dst, len) };
             true
         })?;
-        Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), slot, block, lay, std::ptr::null_mut(), 0, true)))
+        Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), sub, std::ptr::null_mut(), max_out, true)))
+    }
+
+    /// Memory shared with every worker at the same address: inputs and outputs placed here are
+    /// not copied. Contents are unspecified until written.
+    pub fn shm_alloc(&self, size: usize) -> Result<*mut u8> {
+        self.sh.check_owner()?;
+        let b = self.sh.heap.alloc(size.max(1)).ok_or_else(|| Error::new(Status::NoMem, format!("{size} bytes do not fit in the pool's shared memory")))?;
+        lock(&self.sh.user_blocks).insert(b.off, b);
+        Ok(self.sh.view.heap_ptr(b.off as u64))
+    }
+
+    /// Frees memory from [`Pool::shm_alloc`]. Work still using it must have ended.
+    pub fn shm_free(&self, ptr: *mut u8) -> Result<()> {
+        let off = (ptr as usize).wrapping_sub(self.sh.view.heap_ptr(0) as usize);
+        let b = lock(&self.sh.user_blocks).remove(&off).ok_or_else(|| Error::inval("pointer was not returned by pool_shm_alloc on this pool"))?;
+        self.sh.free_block(b);
+        Ok(())
     }
 
     pub fn close(&self) -> Result<()> {
@@ -252,6 +296,16 @@ impl Shared {
         Ok(())
     }
 
+    /// The completion eventfd: readable whenever a result became ready since it was last read.
+    pub(crate) fn event_fd(&self) -> i32 {
+        self.view.header().control.efd_armed.store(1, SeqCst);
+        self.efd.0
+    }
+
+    pub(crate) fn notify_event_fd(&self) {
+        self.view.notify_event_fd();
+    }
+
     /// Fails once the pool no longer takes work. A running map (`draining`) may still feed its
     /// chunks after `close`, but not after `terminate`.
     fn check_open(&self, draining: bool) -> Result<()> {
@@ -289,9 +343,20 @@ impl Shared {
         }
     }
 
-    /// Allocates a slot and a block, lets `fill` write the input, and queues the task. If
-    /// `fill` returns false the task is dropped and this fails with `Closed`.
-    pub(crate) fn submit(&self, spec: TaskSpec, lay: BlockLayout, fill: impl FnOnce(*mut u8) -> bool) -> Result<(u32, Block)> {
+    /// The heap offset of `[addr, addr+len)` if it lies in this pool's shared heap.
+    pub(crate) fn shm_offset(&self, addr: usize, len: usize) -> Option<u64> {
+        let base = self.view.heap_ptr(0) as usize;
+        let off = addr.checked_sub(base)?;
+        (len > 0 && off.checked_add(len)? <= self.heap.capacity()).then_some(off as u64)
+    }
+
+    /// Allocates a slot and a block, lets `fill` copy the input in (unless it already is in
+    /// shared memory), and queues the task. If `fill` returns false the task is dropped and
+    /// this fails with `Closed`.
+    pub(crate) fn submit(&self, spec: TaskSpec, fill: impl FnOnce(*mut u8) -> bool) -> Result<Submitted> {
+        let in_bytes = if spec.shm_in.is_some() { 0 } else { spec.in_size };
+        let out_bytes = if spec.shm_out.is_some() { 0 } else { spec.out_size };
+        let lay = BlockLayout::new(spec.n, in_bytes, out_bytes).ok_or_else(|| Error::inval("sizes overflow"))?;
         self.check_open(spec.map_chunk)?;
         if !self.code.iter().any(|&(lo, hi)| (lo..hi).contains(&spec.func)) {
             return Err(Error::inval(format!(
@@ -304,12 +369,12 @@ impl Shared {
             self.ring_zygote(); // from now on it watches deadlines
         }
         let (slot, block) = self.reserve(lay.total, spec.map_chunk)?;
-        let base = self.view.heap_ptr(block.off as u64);
-        // SAFETY: the input area lies inside the block.
-        let input = unsafe { base.add(lay.input) };
-        crate::sys::mem::populate(input, lay.output - lay.input, true);
+        let in_off = spec.shm_in.unwrap_or((block.off + lay.input) as u64);
+        let out_off = spec.shm_out.unwrap_or((block.off + lay.output) as u64);
+        let input = self.view.heap_ptr(in_off);
+        crate::sys::mem::populate(input, in_bytes * spec.n, true);
         // The block is ours until the task is queued.
-        if !fill(input) {
+        if spec.shm_in.is_none() && !fill(input) {
             self.free_block(block);
             self.free_slot(slot);
             return Err(Error::closed("the result was freed"));
@@ -320,6 +385,8 @@ impl Shared {
         t.func.store(spec.func as u64, Relaxed);
         t.ctx.store(spec.ctx as u64, Relaxed);
         t.block.store(block.off as u64, Relaxed);
+        t.in_off.store(in_off, Relaxed);
+        t.out_off.store(out_off, Relaxed);
         t.n.store(spec.n as u64, Relaxed);
         t.in_size.store(spec.in_size as u64, Relaxed);
         t.out_size.store(spec.out_size as u64, Relaxed);
@@ -330,7 +397,7 @@ impl Shared {
         t.cancelled.store(0, Relaxed);
         t.state.store(T_QUEUED, Release);
         self.view.push(slot, TAG_HOST);
-        Ok((slot, block))
+        Ok(Submitted { slot, block, out_off })
     }
 
     /// A free slot and a heap block of `bytes`, waiting for running work to free some if the
@@ -525,5 +592,6 @@ impl Drop for Shared {
             let _ = proc::reap(z.h.pid, true);
         }
         proc::unregister_map(self.map.base() as usize);
+        proc::unregister_fd(self.efd.0);
     }
 }

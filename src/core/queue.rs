@@ -177,6 +177,14 @@ impl View {
         counter.fetch_sub(1, SeqCst);
     }
 
+    /// Makes the pool's completion eventfd readable, if the host asked for it.
+    pub fn notify_event_fd(&self) {
+        let ctl = &self.header().control;
+        if ctl.efd_armed.load(Relaxed) != 0 {
+            crate::sys::proc::eventfd_signal(ctl.efd);
+        }
+    }
+
     pub fn event_seq(&self) -> u32 {
         self.header().events.seq.load(SeqCst)
     }
@@ -196,7 +204,11 @@ impl View {
         if old & WAITER != 0 {
             futex::wake(&t.state, i32::MAX);
         }
-        self.signal_event(t.flags.load(Relaxed) & F_NOTIFY != 0);
+        let chunk = t.flags.load(Relaxed) & F_NOTIFY != 0;
+        self.signal_event(chunk);
+        if !chunk {
+            self.notify_event_fd(); // a map's driver signals once for the whole map
+        }
         true
     }
 }

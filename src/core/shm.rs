@@ -69,6 +69,10 @@ pub struct Control {
     pub broken: AtomicU32,
     /// Nonzero once any task may carry a deadline: the zygote then watches deadlines.
     pub deadlines: AtomicU32,
+    /// Nonzero once the host asked for the completion eventfd: completions then write to it.
+    pub efd_armed: AtomicU32,
+    /// The pool's eventfd (same number in every process of the pool).
+    pub efd: i32,
     pub nworkers: u32,
     pub max_tasks_per_child: u64,
     /// Resident memory (bytes) past which a worker is replaced after its task; 0 for none.
@@ -106,8 +110,12 @@ pub struct TaskSlot {
     pub pid: AtomicI32,
     pub func: AtomicU64,
     pub ctx: AtomicU64,
-    /// Heap offset of the task's block.
+    /// Heap offset of the task's block (its records, and its data unless it lives elsewhere).
     pub block: AtomicU64,
+    /// Heap offsets of item 0's input and output: inside the block, or in memory the caller
+    /// allocated with `pool_shm_alloc` (zero copy).
+    pub in_off: AtomicU64,
+    pub out_off: AtomicU64,
     pub n: AtomicU64,
     pub in_size: AtomicU64,
     pub out_size: AtomicU64,
@@ -229,9 +237,9 @@ impl View {
         unsafe { &*(self.base.add(self.layout.ring) as *const AtomicU32).add((pos & (MAX_TASKS - 1)) as usize) }
     }
 
-    /// Address of heap offset `off`.
+    /// Address of heap offset `off` (the end of the heap is a valid address for empty data).
     pub fn heap_ptr(&self, off: u64) -> *mut u8 {
-        assert!((off as usize) < self.layout.heap_len);
+        assert!((off as usize) <= self.layout.heap_len);
         // SAFETY: offset checked to lie inside the heap region.
         unsafe { self.base.add(self.layout.heap + off as usize) }
     }

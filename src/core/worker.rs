@@ -135,8 +135,7 @@ fn run_task(v: &View, w: usize, idx: u32) {
     t.pid.store(proc::getpid(), Relaxed);
     let n = t.n.load(Relaxed);
     let (isz, osz) = (t.in_size.load(Relaxed) as usize, t.out_size.load(Relaxed) as usize);
-    let lay = BlockLayout::new(n as usize, isz, osz).expect("host checked the layout");
-    let block = v.heap_ptr(t.block.load(Relaxed));
+    let (input, output) = (v.heap_ptr(t.in_off.load(Relaxed)), v.heap_ptr(t.out_off.load(Relaxed)));
     let ctx = t.ctx.load(Relaxed) as *mut c_void;
     let timeout = match t.timeout_ns.load(Relaxed) {
         0 => v.header().control.timeout_ns,
@@ -148,15 +147,13 @@ fn run_task(v: &View, w: usize, idx: u32) {
     } else if t.kind.load(Relaxed) == K_VAR {
         // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
         let f: VarFn = unsafe { std::mem::transmute(t.func.load(Relaxed) as usize) };
-        // SAFETY: the layout offsets lie inside this task's block.
-        let (inp, out) = unsafe { (block.add(lay.input), block.add(lay.output)) };
-        crate::sys::mem::populate(inp, isz, false);
-        *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(VarOut { base: out as usize, cap: osz, len: 0 });
+        crate::sys::mem::populate(input, isz, false);
+        *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(VarOut { base: output as usize, cap: osz, len: 0 });
         if timeout != 0 {
             me.deadline.store(proc::monotonic_ns() + timeout, SeqCst);
         }
         // SAFETY: calling the user's task on its input, as the contract says.
-        let rc = unsafe { f(ptr_or_null(inp, isz), isz, ctx) };
+        let rc = unsafe { f(ptr_or_null(input, isz), isz, ctx) };
         me.deadline.store(0, SeqCst);
         let len = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(0, |o| o.len);
         t.out_len.store(len as u64, Relaxed);
@@ -173,11 +170,11 @@ fn run_task(v: &View, w: usize, idx: u32) {
             if timeout != 0 {
                 me.deadline.store(proc::monotonic_ns() + timeout, SeqCst);
             }
-            // SAFETY: item i's input and output slices lie inside the block (layout checked).
+            // SAFETY: item i's input and output lie inside the areas the host sized for n items.
             let rc = unsafe {
                 f(
-                    ptr_or_null(block.add(lay.input + i as usize * isz), isz),
-                    ptr_or_null(block.add(lay.output + i as usize * osz), osz),
+                    ptr_or_null(input.add(i as usize * isz), isz),
+                    ptr_or_null(output.add(i as usize * osz), osz),
                     ctx,
                 )
             };

@@ -127,7 +127,7 @@ impl Zygote {
         slot.deadline.store(0, SeqCst);
         slot.state.store(W_STARTING, SeqCst);
         let me = proc::getpid();
-        match proc::fork(Some(v.base() as usize)) {
+        match proc::fork(Some(v.base() as usize), None) {
             Ok(Forked::Child) => {
                 worker::main(WorkerConfig { view: v, index: w, zygote: me, init: self.cfg.init })
             }

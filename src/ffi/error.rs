@@ -29,6 +29,8 @@ pub enum pool_status {
     POOL_EPANIC = 8,
     /// The work was cancelled with `async_cancel`.
     POOL_ECANCELLED = 9,
+    /// An iterator has returned every result (`pool_iter_next`).
+    POOL_EDONE = 10,
 }
 
 /// Library version, kept equal to Cargo.toml by a test.
@@ -69,9 +71,10 @@ pub extern "C" fn pool_strerror(status: c_int) -> *const c_char {
         7 => "pool is closed or terminated\0",
         8 => "internal error (panic caught at the library boundary)\0",
         9 => "cancelled\0",
+        10 => "no more results\0",
         _ => "unknown status\0",
     };
-    debug_assert!(!(0..=9).contains(&status) || s.trim_end_matches('\0') == Status::from_i32(status).describe());
+    debug_assert!(!(0..=10).contains(&status) || s.trim_end_matches('\0') == Status::from_i32(status).describe());
     s.as_ptr() as *const c_char
 }
 
@@ -110,7 +113,7 @@ mod tests {
 
     #[test]
     fn strerror_covers_every_status() {
-        for code in 0..=9 {
+        for code in 0..=10 {
             // SAFETY: static NUL-terminated strings.
             let s = unsafe { std::ffi::CStr::from_ptr(pool_strerror(code)) }.to_str().unwrap();
             assert_eq!(s, Status::from_i32(code).describe());

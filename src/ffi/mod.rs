@@ -4,6 +4,7 @@
 #[macro_use]
 mod macros;
 pub mod error;
+pub mod iter;
 pub mod options;
 pub mod pool;
 pub mod process;

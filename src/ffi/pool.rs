@@ -11,6 +11,12 @@ use std::os::raw::{c_int, c_void};
 #[allow(non_camel_case_types)]
 pub struct pool_t(Pool);
 
+impl pool_t {
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.0
+    }
+}
+
 /// A task function, run in a worker process: `in` points to one input item, `out` to its
 /// result slot (NULL when the item or result size is 0). Return 0 for success; any other value
 /// is the task's own error code (the call then reports `POOL_ETASK`).
@@ -224,5 +230,55 @@ pub extern "C" fn pool_destroy(pool: *mut pool_t) {
             // SAFETY: a handle from pool_create, freed once (documented).
             drop(unsafe { Box::from_raw(pool) });
         }
+    })
+}
+
+/// Allocates `size` bytes of the pool's shared memory, which every worker sees at the same
+/// address: inputs and outputs placed here are never copied (`pool_map`, `pool_apply*` and
+/// `pool_submit` use them in place). Contents are unspecified until written. Returns NULL with
+/// `pool_last_error()` set when the pool's shared memory (`shm_size`) is full.
+/// Ownership: free with `pool_shm_free` on the same pool, after the work using it has ended;
+/// the memory goes away with the pool in any case. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_shm_alloc(pool: *mut pool_t, size: usize) -> *mut c_void {
+    boundary(|| {
+        let r = (|| try_ref!(pool, "pool").0.shm_alloc(size))();
+        match r {
+            Ok(p) => p as *mut c_void,
+            Err(e) => {
+                super::error::set_last_error(&e);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Frees memory from `pool_shm_alloc`. NULL is a no-op; any other pointer not from
+/// `pool_shm_alloc` on this pool is `POOL_EINVAL`. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_shm_free(pool: *mut pool_t, ptr: *mut c_void) -> c_int {
+    status(|| {
+        let p = try_ref!(pool, "pool");
+        if ptr.is_null() {
+            return Ok(());
+        }
+        p.0.shm_free(ptr as *mut u8)
+    })
+}
+
+/// A descriptor for event loops (epoll, poll, libuv): it polls readable whenever a result of
+/// this pool became ready since it was last read. Read 8 bytes from it to reset it (it is an
+/// eventfd), then look at your handles with `async_ready`. Returns -1 with `pool_last_error()`
+/// set on failure. Until the first call, the workers do not signal it (no cost).
+/// Ownership: the pool owns the descriptor; do not close it. It stays valid while the pool or
+/// any of its async handles lives. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_event_fd(pool: *mut pool_t) -> c_int {
+    boundary(|| {
+        let r = (|| try_ref!(pool, "pool").0.event_fd())();
+        r.unwrap_or_else(|e| {
+            super::error::set_last_error(&e);
+            -1
+        })
     })
 }

@@ -148,6 +148,24 @@ pub extern "C" fn async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, 
     })
 }
 
+/// A map's progress: `*done` items have ended out of `*total` (a single task counts as one
+/// item; a map of 0 items reports 0 of 0). Never blocks; out-params written only on success.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn async_progress(a: *const pool_async_t, done: *mut usize, total: *mut usize) -> c_int {
+    status(|| {
+        let a = try_ref!(a, "async result");
+        require!(!done.is_null() && !total.is_null(), "done or total is NULL");
+        let (d, t) = a.0.progress();
+        // SAFETY: both checked non-NULL.
+        unsafe {
+            *done = d;
+            *total = t;
+        }
+        Ok(())
+    })
+}
+
 /// Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
 /// `out` is never written after this returns). NULL is a no-op.
 /// Ownership: `a` is invalid afterwards; do not call twice. Thread safety: no other call on

@@ -49,9 +49,9 @@ pub enum Forked {
 }
 
 /// Forks. In the child, closes every library descriptor and unmaps every pool mapping except
-/// the `keep_map` base (the pool the child belongs to, if any). stdio is flushed first so that
+/// `keep_map` and `keep_fd` (those of the pool the child belongs to, if any). stdio is flushed first so that
 /// buffered output is never duplicated. The child must end with [`exit_now`].
-pub fn fork(keep_map: Option<usize>) -> io::Result<Forked> {
+pub fn fork(keep_map: Option<usize>, keep_fd: Option<c_int>) -> io::Result<Forked> {
     let mut reg = registry();
     // SAFETY: fflush(NULL) flushes all open output streams; always valid.
     unsafe { libc::fflush(std::ptr::null_mut()) };
@@ -64,7 +64,7 @@ pub fn fork(keep_map: Option<usize>) -> io::Result<Forked> {
     if pid > 0 {
         return Ok(Forked::Parent(pid));
     }
-    for &fd in &reg.fds {
+    for &fd in reg.fds.iter().filter(|&&fd| Some(fd) != keep_fd) {
         // SAFETY: library-owned descriptors, duplicated by fork, closed in the child only.
         unsafe { libc::close(fd) };
     }
@@ -388,4 +388,21 @@ pub fn executable_ranges() -> Vec<(usize, usize)> {
             Some((usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?))
         })
         .collect()
+}
+
+/// A nonblocking eventfd for the host and every process forked after it.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(OwnedFd(fd))
+}
+
+/// Adds one to an eventfd's counter (never blocks: the fd is nonblocking).
+pub fn eventfd_signal(fd: c_int) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a valid u64 to an eventfd.
+    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
 }

@@ -1,0 +1,84 @@
+//! `pool_iter_t`: Python's `imap` and `imap_unordered`.
+
+use super::macros::{boundary, handle, status};
+use super::options::{convert_map, pool_map_options_t};
+use super::pool::{pool_fn, pool_t};
+use super::result::timeout;
+use crate::core::map::MapIter;
+use crate::core::{Error, MapArgs, Status};
+use std::os::raw::{c_int, c_void};
+use std::sync::Mutex;
+
+/// An iterator over the results of a map, one at a time (opaque).
+#[allow(non_camel_case_types)]
+pub struct pool_iter_t(Mutex<MapIter>);
+
+#[allow(clippy::too_many_arguments)]
+fn start(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t, ordered: bool) -> Result<pool_iter_t, Error> {
+    let p = try_ref!(pool, "pool");
+    let func = f.ok_or_else(|| Error::inval("fn is NULL"))?;
+    require!(in_size > 0 && out_size > 0, "item sizes (in_size, out_size) must be > 0");
+    require!(n.checked_mul(in_size).is_some_and(|b| b <= isize::MAX as usize), "n * in_size overflows");
+    require!(n == 0 || !input.is_null(), "in is NULL");
+    let (chunksize, _, timeout) = convert_map(opts)?;
+    let a = MapArgs { func, input: input as usize, in_size, out: 0, out_size, n, ctx: ctx as usize, chunksize, statuses: 0, timeout };
+    // SAFETY: arguments checked; the caller keeps `in` valid while the iterator lives.
+    Ok(pool_iter_t(Mutex::new(unsafe { p.pool().imap(a, ordered) }?)))
+}
+
+/// Like `pool_map`, but results come back one at a time through `pool_iter_next`, in item
+/// order, as they complete. Only a few chunks are in flight and waiting to be read at any time:
+/// a consumer slower than the workers holds them back (backpressure), so memory stays bounded
+/// for any `n`. `opts` may be NULL (its `statuses` field is ignored: each result carries its
+/// own status). `in` must stay valid until the iterator is freed.
+/// Returns NULL on failure with `pool_last_error()` set.
+/// Ownership: free with `pool_iter_free`. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_imap(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> *mut pool_iter_t {
+    handle(|| start(pool, f, input, in_size, out_size, n, ctx, opts, true))
+}
+
+/// `pool_imap` whose results come back in the order they complete.
+#[no_mangle]
+pub extern "C" fn pool_imap_unordered(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> *mut pool_iter_t {
+    handle(|| start(pool, f, input, in_size, out_size, n, ctx, opts, false))
+}
+
+/// Waits up to `timeout` seconds (negative: forever) for the next result. On `POOL_OK` its
+/// output is in `out` (`out_size` bytes) and `*index` says which item it is. If that item
+/// failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
+/// untouched and `pool_last_error()` saying why; the next call goes on with the other items.
+/// `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned.
+/// `index` may be NULL. Thread safety: one consumer at a time (calls are serialised).
+#[no_mangle]
+pub extern "C" fn pool_iter_next(it: *mut pool_iter_t, out: *mut c_void, index: *mut usize, timeout: f64) -> c_int {
+    status(|| {
+        let it = try_ref!(it, "iterator");
+        require!(!out.is_null(), "out is NULL");
+        let t = self::timeout(timeout)?;
+        let mut guard = it.0.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: `out` is non-NULL and the caller says it holds out_size bytes.
+        match unsafe { guard.next(out as *mut u8, t) }? {
+            None => Err(Error::new(Status::Done, "the iterator has returned every result")),
+            Some(item) => {
+                if !index.is_null() {
+                    // SAFETY: checked non-NULL.
+                    unsafe { *index = item.index };
+                }
+                item.err.map_or(Ok(()), Err)
+            }
+        }
+    })
+}
+
+/// Frees an iterator; work for results not yet read is cancelled. NULL is a no-op.
+/// Ownership: `it` is invalid afterwards; do not call twice.
+#[no_mangle]
+pub extern "C" fn pool_iter_free(it: *mut pool_iter_t) {
+    boundary(|| {
+        if !it.is_null() {
+            // SAFETY: a handle from pool_imap*, freed once (documented).
+            drop(unsafe { Box::from_raw(it) });
+        }
+    })
+}

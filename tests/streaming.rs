@@ -1,0 +1,105 @@
+//! Zero-copy shared memory, iterators with backpressure, progress, the completion eventfd.
+
+mod common;
+use common::*;
+use pool::core::{MapArgs, Options, Pool, Status};
+use std::time::Duration;
+
+fn args(f: pool::core::worker::ItemFn, input: usize, out: usize, n: usize, ctx: usize, chunksize: usize) -> MapArgs {
+    MapArgs { func: f, input, in_size: 8, out, out_size: 8, n, ctx, chunksize, statuses: 0, timeout: None }
+}
+
+#[test]
+fn map_in_shared_memory_copies_nothing_and_is_right() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let n = 100_000;
+    let xs = p.shm_alloc(n * 8).unwrap() as *mut i64;
+    let ys = p.shm_alloc(n * 8).unwrap() as *mut i64;
+    for i in 0..n {
+        unsafe { *xs.add(i) = i as i64 };
+    }
+    unsafe { p.map(args(square, xs as usize, ys as usize, n, 0, 0)) }.unwrap();
+    for i in 0..n {
+        assert_eq!(unsafe { *ys.add(i) }, (i * i) as i64);
+    }
+    // An apply whose buffers are shared memory too.
+    let r = unsafe { p.apply_async(square, xs.add(7) as *const u8, 8, ys as *mut u8, 8, 0) }.unwrap();
+    assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+    assert_eq!(unsafe { *ys }, 49);
+    p.shm_free(xs as *mut u8).unwrap();
+    p.shm_free(ys as *mut u8).unwrap();
+    assert_eq!(p.shm_free(ys as *mut u8).unwrap_err().status, Status::Inval);
+}
+
+#[test]
+fn imap_yields_in_order_with_failures_in_place() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = (0..1000).filter(|x| x % 100 != 16).collect();
+    let mut it = unsafe { p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), 0, 7), true) }.unwrap();
+    let mut y = 0i64;
+    let mut seen = 0;
+    while let Some(item) = unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap() {
+        assert_eq!(item.index, seen, "in order");
+        let x = xs[item.index];
+        match x % 100 {
+            13 | 14 | 17 => assert_eq!(item.err.unwrap().status, Status::Crashed),
+            15 => assert_eq!(item.err.unwrap().status, Status::Task),
+            _ => {
+                assert!(item.err.is_none());
+                assert_eq!(y, x * x);
+            }
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, xs.len());
+}
+
+#[test]
+fn imap_unordered_returns_everything_once() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = (0..5000).map(|x| x * 100 + 1).collect();
+    let mut it = unsafe { p.imap(args(square, xs.as_ptr() as usize, 0, xs.len(), 0, 0), false) }.unwrap();
+    let mut got = vec![false; xs.len()];
+    let mut y = 0i64;
+    while let Some(item) = unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap() {
+        assert!(!got[item.index]);
+        got[item.index] = true;
+        assert_eq!(y, xs[item.index] * xs[item.index]);
+    }
+    assert!(got.iter().all(|&g| g));
+}
+
+#[test]
+fn imap_applies_backpressure_to_a_slow_consumer() {
+    let counts = shared_counters(10_000);
+    let p = Pool::new(2, Options::default()).unwrap();
+    let xs: Vec<i64> = (0..10_000).map(|x| x).filter(|x| !(13..=17).contains(&(x % 100))).collect();
+    let mut it = unsafe { p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), counts.as_ptr() as usize, 10), true) }.unwrap();
+    let mut y = 0i64;
+    unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // the consumer dawdles; workers must wait
+    let started = counts.iter().filter(|c| c.load(std::sync::atomic::Ordering::SeqCst) > 0).count();
+    assert!(started <= 10 * (2 * 2 + 2), "{started} items ran ahead of a consumer that read 1");
+    drop(it); // the rest is cancelled
+}
+
+#[test]
+fn progress_and_event_fd() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    let efd = p.event_fd().unwrap();
+    let xs: Vec<i64> = (0..200_000).collect();
+    let mut ys = vec![0i64; xs.len()];
+    let r = unsafe { p.map_async(args(square, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, xs.len(), 0, 1000)) }.unwrap();
+    let mut pfd = libc::pollfd { fd: efd, events: libc::POLLIN, revents: 0 };
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "the eventfd became readable");
+    assert!(r.wait(Some(Duration::from_secs(10))).is_some());
+    assert_eq!(r.progress(), (200_000, 200_000));
+    let mut v = 0u64;
+    assert_eq!(unsafe { libc::read(efd, &mut v as *mut u64 as *mut libc::c_void, 8) }, 8);
+    // A single task signals it too.
+    let (x, mut y) = (3i64, 0i64);
+    let t = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1);
+    assert_eq!(t.progress(), (1, 1));
+    assert_eq!(y, 9);
+}
