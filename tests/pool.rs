@@ -259,7 +259,7 @@ fn rss_ceiling_replaces_leaking_workers() {
 #[test]
 fn code_loaded_after_creation_is_refused() {
     let p = Pool::new(1, Options::default()).unwrap();
-    let data = vec![0xC3u8; 64]; // not in any executable mapping
+    let data = [0xC3u8; 64]; // not in any executable mapping
     let f: pool::core::worker::ItemFn = unsafe { std::mem::transmute(data.as_ptr()) };
     let (x, mut y) = (1i64, 0i64);
     let e = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.err().unwrap();

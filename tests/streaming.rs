@@ -73,7 +73,7 @@ fn imap_unordered_returns_everything_once() {
 fn imap_applies_backpressure_to_a_slow_consumer() {
     let counts = shared_counters(10_000);
     let p = Pool::new(2, Options::default()).unwrap();
-    let xs: Vec<i64> = (0..10_000).map(|x| x).filter(|x| !(13..=17).contains(&(x % 100))).collect();
+    let xs: Vec<i64> = (0..10_000).filter(|x| !(13..=17).contains(&(x % 100))).collect();
     let mut it = unsafe { p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), counts.as_ptr() as usize, 10), true) }.unwrap();
     let mut y = 0i64;
     unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap().unwrap();

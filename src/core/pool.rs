@@ -328,7 +328,7 @@ impl Shared {
             let failed = ctl.init_failed.load(SeqCst);
             if failed != 0 {
                 self.terminate("pool creation failed");
-                let _ = self.reap_zygote();
+                self.reap_zygote();
                 let exit = proc::Exit::from_raw(failed - 1);
                 return Err(Error::new(Status::Crashed, format!("a worker died while starting (in the initializer): {exit}")));
             }
@@ -441,8 +441,8 @@ impl Shared {
     }
 
     pub(crate) fn free_block(&self, b: Block) {
-        if self.heap.free(b) {
-            self.map.release(self.view.heap_offset() + b.off, b.size);
+        if let Some((off, len)) = self.heap.free(b) {
+            self.map.release(self.view.heap_offset() + off, len);
         }
     }
 
