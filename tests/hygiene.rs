@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -57,7 +63,11 @@ fn create_use_destroy_cycles_leak_nothing() {
     let me = std::process::id() as i32;
     let fds = fd_count();
     let mut workers = Vec::new();
+    let mut rss_after_warmup = 0;
     for i in 0..100 {
+        if i == 10 {
+            rss_after_warmup = rss_kib();
+        }
         let p = Pool::new(2, Options::default()).unwrap();
         if i % 10 == 0 {
             workers.extend(worker_pids(&p));
@@ -73,6 +83,8 @@ fn create_use_destroy_cycles_leak_nothing() {
         drop(p);
     }
     assert_eq!(fd_count(), fds, "descriptors leaked");
+    let growth = rss_kib().saturating_sub(rss_after_warmup);
+    assert!(growth < 8 << 10, "RSS grew by {growth} KiB over 90 create/use/destroy cycles");
     assert_eq!(children_of(me), Vec::<i32>::new(), "children left behind");
     let left: Vec<_> = workers.iter().copied().filter(|&w| alive(w)).collect();
     assert!(left.is_empty(), "workers still alive: {left:?}");
