@@ -106,8 +106,6 @@ inline void check(int status, const char* what) {
     if (status != POOL_OK) raise(status, what);
 }
 
-// The C API reports a failed handle-returning call by NULL and a message only; this is the
-// status the C++ layer reports for it.
 // A call returned NULL: the C API's thread-local status says why (`fallback` if it has none).
 [[noreturn]] inline void raise_null(int fallback, const char* what) {
     int st = pool_last_status();
@@ -269,6 +267,25 @@ public:
     bool ready() const noexcept { return st_ && async_ready(st_->handle); }
     /// True once the result is ready and succeeded. Never blocks.
     bool successful() const noexcept { return st_ && async_successful(st_->handle); }
+
+    /// Cancels the work (queued work is dropped, running work killed); returns once the result
+    /// is ready. get() then throws pool::Error with POOL_ECANCELLED unless it had finished.
+    void cancel() { detail::check(async_cancel(handle()), "async_cancel"); }
+
+    /// Items ended so far and in all (a map's progress; a single call counts as one item).
+    std::pair<std::size_t, std::size_t> progress() const {
+        std::size_t done = 0, total = 0;
+        detail::check(async_progress(handle(), &done, &total), "async_progress");
+        return {done, total};
+    }
+
+    /// How the call ended (status, the task's code, the worker's pid, exit code or signal,
+    /// the failing item); throws pool::TimeoutError if not ready.
+    pool_task_info_t info() const {
+        pool_task_info_t i{};
+        detail::check(async_info(handle(), &i, sizeof i), "async_info");
+        return i;
+    }
 
     /// The C handle, owned by this object.
     pool_async_t* native_handle() const noexcept { return st_ ? st_->handle : nullptr; }
