@@ -4,7 +4,7 @@ CC ?= cc
 CFLAGS ?= -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -Werror
 LIBDIR := $(CURDIR)/target/release
 
-.PHONY: all lib demo test clean
+.PHONY: all lib demo test memcheck clean
 
 all: lib
 
@@ -19,6 +19,9 @@ demo: lib
 test:
 	$(CARGO) test
 	bash tests/consumers/run.sh
+
+memcheck:
+	POOL_TEST_SANITIZE=1 POOL_TEST_VALGRIND=all $(CARGO) test --test c_api -- --nocapture sanitizers valgrind
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,29 @@
 //! Each C program returns 0 only if all its checks passed; on failure its stderr names the
 //! failed check and `pool_last_error()`, and is shown in the panic message here.
 //! `CC` overrides the compiler (default `cc`).
+//!
+//! Two more stages run the same programs under tools that see memory errors the checks miss:
+//! - `sanitizers`: every program built again with `-fsanitize=address,undefined` (the C code,
+//!   tasks included, is instrumented; the Rust library is not, but ASan's malloc, free and
+//!   leak checker see its heap too). It fails on any sanitizer report in any process, workers
+//!   included (a worker killed by ASan is only a crashed task to the program, so the report is
+//!   read from stderr), and on leaks in the host (LeakSanitizer runs at `exit`, so not in
+//!   workers, which leave with `_exit`).
+//! - `valgrind_memcheck`: every program (built as usual) under valgrind's memcheck, worker and
+//!   child processes included (fork without exec), one log per process. It fails on any
+//!   memcheck error in any process and on "definitely lost" blocks in the host. Leaks reported
+//!   in forked processes are listed but do not fail: such a process leaves with `_exit` holding
+//!   a copy of its parent's heap, whose owners (the parent's other threads) it does not have,
+//!   and some tests leak in tasks on purpose (the RSS ceiling).
+//!   `POOL_SHM_SIZE=256M` keeps memcheck from scanning the default 32 GiB shared region at
+//!   every process exit; a forced header stretches the programs' own watchdog `alarm` 5x.
+//!   Logs stay in `<target>/c-tests/<profile>/valgrind/<program>/<pid>.log`.
+//!
+//! Both run by default when the tools are there (a notice says when they are not). Switches:
+//! `POOL_TEST_SANITIZE` / `POOL_TEST_VALGRIND` = `0` skips the stage, `all` adds the extra
+//! programs (valgrind: the statically linked `basic-static`), a comma-separated list of program
+//! names runs only those; `1` requires the tool. Each stage reports every program it ran, with
+//! its run time (shown with `--nocapture`).
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -18,8 +41,17 @@ use std::time::{Duration, Instant};
 
 /// A C test that takes longer than this is killed (with all its processes) and fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// The same under AddressSanitizer (about 2x slower; the programs' own 50 s alarm still holds).
+const SANITIZE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The same under valgrind (20-50x slower on computation; most tests mostly wait). Above the
+/// programs' stretched watchdog (55 s x VALGRIND_WATCHDOG_SCALE).
+const VALGRIND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Compiler flags of the sanitizer stage.
+const SANITIZE_FLAGS: &[&str] = &["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"];
+/// Shared memory size for valgrind runs: memcheck's leak checker reads all of it at every exit.
+const VALGRIND_SHM_SIZE: &str = "256M";
 /// The C tests, one file each in tests/c/; `c_tests_are_all_registered` keeps this in sync.
-const C_TESTS: &[&str] = &["basic", "faults", "badinput", "process", "varsize", "threads", "advanced"];
+const C_TESTS: &[&str] = &["basic", "faults", "badinput", "process", "varsize", "threads", "advanced", "streaming"];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
 
@@ -66,8 +98,9 @@ enum Link {
     Static,
 }
 
-/// Compiles one C file into `<outdir>/<name>`; panics with the compiler's output on failure.
-fn compile(src: &Path, name: &str, link: Link) -> PathBuf {
+/// Compiles one C file into `<outdir>/<name>` (with `extra` compiler flags); panics with the
+/// compiler's output on failure.
+fn compile(src: &Path, name: &str, link: Link, extra: &[&str]) -> PathBuf {
     let e = env();
     let exe = e.outdir.join(name);
     let _ = std::fs::remove_file(&exe);
@@ -76,6 +109,7 @@ fn compile(src: &Path, name: &str, link: Link) -> PathBuf {
     cmd.args(["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g", "-pthread"])
         .arg(format!("-I{}", e.root.join("include").display()))
         .arg(format!("-I{}", e.root.join("tests/c").display()))
+        .args(extra)
         .arg(src)
         .arg("-o")
         .arg(&exe);
@@ -104,6 +138,8 @@ fn compile(src: &Path, name: &str, link: Link) -> PathBuf {
 }
 
 struct Run {
+    /// The program's pid (also its process group).
+    pid: i32,
     status: ExitStatus,
     stdout: String,
     stderr: String,
@@ -164,8 +200,13 @@ fn kill_group(pgid: i32) {
 /// Runs `exe` in its own process group with stdout and stderr as pipes, killing the whole group
 /// after `timeout`. Panics on a timeout, or if processes of the program outlive it.
 fn run(exe: &Path, timeout: Duration) -> Run {
+    run_cmd(Command::new(exe), &exe.file_name().unwrap().to_string_lossy(), timeout)
+}
+
+/// `run` for a prepared command (a program under valgrind, or with extra environment).
+fn run_cmd(mut cmd: Command, name: &str, timeout: Duration) -> Run {
     let start = Instant::now();
-    let mut child: Child = Command::new(exe)
+    let mut child: Child = cmd
         // cargo points LD_LIBRARY_PATH at <target>/<profile>, whose libpool.so may be stale;
         // the programs' RUNPATH names the library this run built.
         .env_remove("LD_LIBRARY_PATH")
@@ -174,7 +215,7 @@ fn run(exe: &Path, timeout: Duration) -> Run {
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+        .unwrap_or_else(|e| panic!("starting {name} ({cmd:?}): {e}"));
     let pgid = child.id() as i32;
     let (tx, rx) = mpsc::channel();
     spawn_reader(child.stdout.take().unwrap(), tx.clone(), true);
@@ -223,12 +264,12 @@ fn run(exe: &Path, timeout: Duration) -> Run {
         kill_group(pgid);
     }
     let r = Run {
+        pid: pgid,
         status,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         elapsed,
     };
-    let name = exe.file_name().unwrap().to_string_lossy().into_owned();
     assert!(!timed_out, "{}", r.report(&format!("{name} TIMED OUT (killed after {timeout:?})")));
     assert!(!lingering, "{}", r.report(&format!("{name}: its processes kept stdout/stderr open >10 s after it exited")));
     assert!(leftovers.is_empty(), "{}", r.report(&format!("{name}: processes left running after it exited: {leftovers:?}")));
@@ -238,7 +279,7 @@ fn run(exe: &Path, timeout: Duration) -> Run {
 fn compile_and_run(file: &str, link: Link) {
     let src = env().root.join("tests/c").join(format!("{file}.c"));
     let name = if link == Link::Static { format!("{file}-static") } else { file.to_string() };
-    let exe = compile(&src, &name, link);
+    let exe = compile(&src, &name, link, &[]);
     let r = run(&exe, TIMEOUT);
     assert!(r.status.success(), "{}", r.report(&format!("C test {name} failed")));
     // Its progress log, shown with --nocapture.
@@ -285,6 +326,11 @@ fn c_advanced() {
     compile_and_run("advanced", Link::Shared);
 }
 
+#[test]
+fn c_streaming() {
+    compile_and_run("streaming", Link::Shared);
+}
+
 /// Every tests/c/*.c has a #[test] above (C_TESTS), so none is silently skipped.
 #[test]
 fn c_tests_are_all_registered() {
@@ -302,9 +348,16 @@ fn c_tests_are_all_registered() {
 /// output duplicated by a fork or lost at a child's exit would show).
 #[test]
 fn seed_example_output() {
-    let exe = compile(&env().root.join("c_examples/seed.c"), "seed", Link::Shared);
+    let exe = compile(&env().root.join("c_examples/seed.c"), "seed", Link::Shared, &[]);
     let r = run(&exe, TIMEOUT);
     assert!(r.status.success(), "{}", r.report("seed failed"));
+    if let Err(e) = check_seed_output(&r) {
+        panic!("{e}");
+    }
+}
+
+/// The seed example's exact output, and nothing on stderr.
+fn check_seed_output(r: &Run) -> Result<(), String> {
     let mut want = String::new();
     for id in [100, 0, 1] {
         want += &format!("Invoked run()\nProcess ID is {id}\n");
@@ -312,6 +365,602 @@ fn seed_example_output() {
     want += "[4, 9, 16, 36]\n[4, 9, 16, 36]\n";
     want += &format!("[{}]\n", (0..100).map(|i| (i * i).to_string()).collect::<Vec<_>>().join(", "));
     want += "9801\n";
-    assert_eq!(r.stdout, want, "{}", r.report("seed printed the wrong output"));
-    assert!(r.stderr.is_empty(), "{}", r.report("seed wrote to stderr"));
+    if r.stdout != want {
+        return Err(r.report(&format!("seed printed the wrong output; expected:\n{want}")));
+    }
+    if !r.stderr.is_empty() {
+        return Err(r.report("seed wrote to stderr"));
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------------------------
+// The sanitizer and valgrind stages (see the top of this file).
+
+/// One C program as the extra stages build it.
+struct Prog {
+    /// Its name in reports and in the switches: a C_TESTS name, `seed` or `basic-static`.
+    name: String,
+    src: PathBuf,
+    link: Link,
+}
+
+/// Every C program: the tests, the seed example, and `basic` linked statically.
+fn programs() -> Vec<Prog> {
+    let root = &env().root;
+    let mut v: Vec<Prog> = C_TESTS
+        .iter()
+        .map(|t| Prog { name: t.to_string(), src: root.join("tests/c").join(format!("{t}.c")), link: Link::Shared })
+        .collect();
+    v.push(Prog { name: "seed".into(), src: root.join("c_examples/seed.c"), link: Link::Shared });
+    v.push(Prog { name: "basic-static".into(), src: root.join("tests/c/basic.c"), link: Link::Static });
+    v
+}
+
+/// What a `POOL_TEST_SANITIZE` / `POOL_TEST_VALGRIND` switch asks for.
+enum Mode {
+    /// Unset: run the default programs if the tool is there, else skip with a notice.
+    Auto,
+    /// `0`: skip.
+    Skip,
+    /// `1`: run the default programs; a missing tool is an error.
+    Require,
+    /// `all`: every program, extras included.
+    All,
+    /// `a,b,c`: only these programs.
+    Only(Vec<String>),
+}
+
+fn mode(var: &str) -> Mode {
+    let Ok(v) = std::env::var(var) else { return Mode::Auto };
+    match v.trim() {
+        "" => Mode::Auto,
+        "0" | "no" | "off" | "false" => Mode::Skip,
+        "1" | "yes" | "on" | "true" => Mode::Require,
+        "all" => Mode::All,
+        list => Mode::Only(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+    }
+}
+
+/// A line on the real stderr, shown by `cargo test` even when it captures test output.
+fn notice(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "note: {msg}");
+}
+
+/// Decides whether a stage runs: `None` (after a notice) to skip it. A tool missing when the
+/// switch asks for the stage explicitly is an error.
+fn stage_gate(var: &str, stage: &str, available: fn() -> Result<(), String>) -> Option<Mode> {
+    let m = mode(var);
+    if matches!(m, Mode::Skip) {
+        notice(&format!("{var}=0: the {stage} stage is skipped"));
+        return None;
+    }
+    match available() {
+        Ok(()) => Some(m),
+        Err(e) if matches!(m, Mode::Auto) => {
+            notice(&format!("the {stage} stage is skipped: {e} (set {var}=1 to make this an error)"));
+            None
+        }
+        Err(e) => panic!("{var} asks for the {stage} stage, but {e}"),
+    }
+}
+
+/// The programs a stage runs for `mode`: all but `extras` by default.
+fn select(var: &str, m: &Mode, extras: &[&str]) -> Vec<Prog> {
+    let all = programs();
+    match m {
+        Mode::All => all,
+        Mode::Only(names) => {
+            for n in names {
+                assert!(
+                    all.iter().any(|p| &p.name == n),
+                    "{var}: no C program is called {n:?}; they are {:?}",
+                    all.iter().map(|p| &p.name).collect::<Vec<_>>()
+                );
+            }
+            all.into_iter().filter(|p| names.contains(&p.name)).collect()
+        }
+        _ => all.into_iter().filter(|p| !extras.contains(&p.name.as_str())).collect(),
+    }
+}
+
+fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
+    match (e.downcast_ref::<String>(), e.downcast_ref::<&str>()) {
+        (Some(s), _) => s.clone(),
+        (_, Some(s)) => s.to_string(),
+        _ => "panicked".into(),
+    }
+}
+
+/// Runs `one` on every program (one after another, which keeps the machine quiet enough for
+/// the tests' timing checks), then panics with every failure. `one` returns a summary line.
+fn run_stage(stage: &str, progs: &[Prog], one: impl Fn(&Prog) -> Result<String, String>) {
+    let mut summary = Vec::new();
+    let mut failures = Vec::new();
+    for p in progs {
+        let t0 = Instant::now();
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(p))).unwrap_or_else(|e| Err(panic_text(e)));
+        match res {
+            Ok(line) => summary.push(format!("{stage}: {:<13} ok    {line}", p.name)),
+            Err(e) => {
+                summary.push(format!("{stage}: {:<13} FAILED after {:.1?}", p.name, t0.elapsed()));
+                failures.push(format!("===== {stage}: {} =====\n{e}", p.name));
+            }
+        }
+    }
+    let summary = summary.join("\n");
+    println!("{summary}");
+    assert!(failures.is_empty(), "{summary}\n\n{}", failures.join("\n\n"));
+}
+
+/// Names of our own C sources, to tell the test programs' frames from libc's in reports.
+fn own_sources() -> Vec<String> {
+    let mut v: Vec<String> = C_TESTS.iter().map(|t| format!("{t}.c")).collect();
+    v.extend(["check.h", "seed.c", CONTROL_FILE].map(String::from));
+    v
+}
+
+// ---- AddressSanitizer + UndefinedBehaviorSanitizer
+
+/// A sanitized program builds and runs here (gcc ships libasan and libubsan).
+fn sanitizers_available() -> Result<(), String> {
+    static OK: OnceLock<Result<(), String>> = OnceLock::new();
+    OK.get_or_init(|| {
+        let src = env().outdir.join("sanitizer_probe.c");
+        std::fs::write(&src, "int main(void) { return 0; }\n").map_err(|e| format!("writing {}: {e}", src.display()))?;
+        let exe = env().outdir.join("sanitizer_probe");
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        let out = Command::new(&cc)
+            .args(SANITIZE_FLAGS)
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .map_err(|e| format!("cannot run the C compiler `{cc}`: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("`{cc}` cannot build with {SANITIZE_FLAGS:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        match Command::new(&exe).output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!("a sanitized program does not run here: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => Err(format!("a sanitized program does not run here: {e}")),
+        }
+    })
+    .clone()
+}
+
+fn sanitizer_command(exe: &Path) -> Command {
+    let mut cmd = Command::new(exe);
+    // Leak checking is ASan's default on x86-64 Linux; it runs at exit() in the host. Options
+    // already in the environment come last, so they win.
+    let user = |var: &str| std::env::var(var).map(|v| format!(":{v}")).unwrap_or_default();
+    cmd.env("ASAN_OPTIONS", format!("detect_leaks=1{}", user("ASAN_OPTIONS")));
+    cmd.env("UBSAN_OPTIONS", format!("print_stacktrace=1:halt_on_error=1{}", user("UBSAN_OPTIONS")));
+    cmd
+}
+
+/// Fails a run that exited badly or whose stderr (shared by all its processes) holds a
+/// sanitizer report.
+fn sanitizer_verdict(r: &Run, name: &str) -> Result<(), String> {
+    let hits: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| (l.contains("Sanitizer") && l.contains("ERROR")) || l.contains("runtime error:"))
+        .collect();
+    if !hits.is_empty() {
+        return Err(format!("sanitizer reports:\n  {}\n\n{}", hits.join("\n  "), r.report(name)));
+    }
+    if !r.status.success() {
+        return Err(r.report(&format!("{name} failed")));
+    }
+    Ok(())
+}
+
+fn sanitize_one(p: &Prog) -> Result<String, String> {
+    let exe = compile(&p.src, &format!("{}-asan", p.name), p.link, SANITIZE_FLAGS);
+    let r = run_cmd(sanitizer_command(&exe), &p.name, SANITIZE_TIMEOUT);
+    sanitizer_verdict(&r, &p.name)?;
+    if p.name == "seed" {
+        check_seed_output(&r)?;
+    }
+    Ok(format!("ran in {:.1?}", r.elapsed))
+}
+
+/// Every C program built with `-fsanitize=address,undefined` passes, with no sanitizer report
+/// from any of its processes.
+#[test]
+fn sanitizers() {
+    let Some(m) = stage_gate("POOL_TEST_SANITIZE", "sanitizer", sanitizers_available) else { return };
+    run_stage("asan+ubsan", &select("POOL_TEST_SANITIZE", &m, &[]), sanitize_one);
+}
+
+// ---- valgrind
+
+fn valgrind_available() -> Result<(), String> {
+    match Command::new("valgrind").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!("`valgrind --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => Err(format!("valgrind is not installed ({e})")),
+    }
+}
+
+/// `exe` under memcheck, one log per process in `logdir` (`<pid>.log`).
+fn valgrind_command(exe: &Path, logdir: &Path) -> Command {
+    let mut cmd = Command::new("valgrind");
+    cmd.args([
+        "-q",
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--show-leak-kinds=definite",
+        // Leaks fail the run by the log (in the host only), not by exit status: a forked child
+        // exiting with 99 would fail the check of its exit status (threads.c, process_start).
+        "--errors-for-leak-kinds=none",
+        "--trace-children=no",
+        "--num-callers=40",
+    ])
+    .arg(format!("--log-file={}/%p.log", logdir.display()));
+    let supp = env().root.join("tests/c/valgrind.supp");
+    if supp.exists() {
+        cmd.arg(format!("--suppressions={}", supp.display()));
+    }
+    cmd.arg(exe).env("POOL_SHM_SIZE", VALGRIND_SHM_SIZE).current_dir(logdir);
+    cmd
+}
+
+/// One memcheck report: the lines between blank lines of one process's log, "==pid== " cut.
+struct VgRecord {
+    pid: i32,
+    lines: Vec<String>,
+}
+
+impl VgRecord {
+    fn is_definite_leak(&self) -> bool {
+        self.lines[0].contains(" are definitely lost in loss record ")
+    }
+    fn is_other_leak(&self) -> bool {
+        self.lines[0].contains(" lost in loss record ")
+    }
+    fn is_warning(&self) -> bool {
+        self.lines[0].starts_with("Warning:")
+    }
+    /// Where the report points: the first frame (from the top) in libpool or in our C code;
+    /// (`"libc/other"`, top frame) if none.
+    fn origin(&self, own: &[String]) -> (&'static str, String) {
+        let frames = self.lines.iter().map(|l| l.trim()).filter(|l| l.starts_with("at ") || l.starts_with("by "));
+        let strip = |l: &str| l.split_once(": ").map_or(l, |(_, f)| f).to_string();
+        let mut top = None;
+        for f in frames {
+            if f.contains("vgpreload_") {
+                continue;
+            }
+            top.get_or_insert_with(|| strip(f));
+            if f.contains("pool::") || f.contains("libpool.so") {
+                // Name the library function too when the frame is inlined std code.
+                let func = |l: &str| strip(l).starts_with("pool::") || strip(l).starts_with("<pool::");
+                let site = match frames_after(&self.lines, f).into_iter().find(|l| func(l)) {
+                    Some(p) if !func(f) => format!("{} via {}", strip(f), strip(p)),
+                    _ => strip(f),
+                };
+                return ("libpool", site);
+            }
+            if own.iter().any(|s| f.contains(&format!("({s}:"))) {
+                return ("test program", strip(f));
+            }
+        }
+        ("libc/other", top.unwrap_or_default())
+    }
+}
+
+/// The stack frames of `lines` from `from` on.
+fn frames_after<'a>(lines: &'a [String], from: &str) -> Vec<&'a str> {
+    let frames: Vec<&str> = lines.iter().map(|l| l.trim()).filter(|l| l.starts_with("at ") || l.starts_with("by ")).collect();
+    let i = frames.iter().position(|l| *l == from).unwrap_or(0);
+    frames[i..].to_vec()
+}
+
+/// The logs valgrind wrote in `logdir`: (pid, records, lines that are not memcheck reports).
+fn read_vg_logs(logdir: &Path) -> Vec<(i32, Vec<VgRecord>, Vec<String>)> {
+    let mut out = Vec::new();
+    for ent in std::fs::read_dir(logdir).expect("valgrind log dir").flatten() {
+        let fname = ent.file_name().to_string_lossy().into_owned();
+        let Some(pid) = fname.strip_suffix(".log").and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let text = std::fs::read_to_string(ent.path()).unwrap_or_default();
+        let (mut recs, mut other, mut cur) = (Vec::new(), Vec::new(), Vec::<String>::new());
+        let mut flush = |cur: &mut Vec<String>| {
+            if !cur.is_empty() {
+                recs.push(VgRecord { pid, lines: std::mem::take(cur) });
+            }
+        };
+        for line in text.lines() {
+            let body = line
+                .strip_prefix("==")
+                .and_then(|r| r.split_once("=="))
+                .filter(|(p, _)| p.parse::<i32>().is_ok())
+                .map(|(_, b)| b.strip_prefix(' ').unwrap_or(b));
+            match body {
+                Some(b) if b.trim().is_empty() => flush(&mut cur),
+                Some(b) => cur.push(b.to_string()),
+                None => {
+                    flush(&mut cur);
+                    other.push(line.to_string());
+                }
+            }
+        }
+        flush(&mut cur);
+        out.push((pid, recs, other));
+    }
+    out.sort_by_key(|(pid, ..)| *pid);
+    out
+}
+
+/// valgrind's own messages that are not about the program: syscall 434 (pidfd_open) and 424
+/// (pidfd_send_signal) are unknown to valgrind 3.19; the library then falls back to polling.
+fn is_vg_noise(line: &str) -> bool {
+    const NOISE: &[&str] = &[
+        "WARNING: unhandled amd64-linux syscall: 434",
+        "WARNING: unhandled amd64-linux syscall: 424",
+        "You may be able to write your own handler.",
+        "Read the file README_MISSING_SYSCALL_OR_IOCTL.",
+        "Nevertheless we consider this a bug.  Please report",
+        "it at http://valgrind.org/support/bug_reports.html.",
+    ];
+    line.trim().is_empty() || NOISE.iter().any(|n| line.ends_with(n))
+}
+
+/// Reads the logs of a valgrind run: Err (with the reports) for any memcheck error in any
+/// process or a definite leak in the host; Ok with notes (leaks in forked processes, other
+/// messages) otherwise.
+fn valgrind_verdict(r: &Run, logdir: &Path, name: &str) -> Result<String, String> {
+    let own = own_sources();
+    let logs = read_vg_logs(logdir);
+    let mut errors = Vec::new();
+    let mut notes = Vec::new();
+    let mut child_leaks: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut leaky_children = 0;
+    for (pid, recs, other) in &logs {
+        let who = if *pid == r.pid { format!("pid {pid} (host)") } else { format!("pid {pid} (forked)") };
+        let mut leaked = false;
+        for rec in recs {
+            let (origin, frame) = rec.origin(&own);
+            if rec.is_definite_leak() && rec.pid != r.pid {
+                leaked = true;
+                *child_leaks.entry(format!("[{origin}] {frame}")).or_default() += 1;
+            } else if rec.is_definite_leak() || !(rec.is_other_leak() || rec.is_warning()) {
+                errors.push(format!("{who} [{origin}, at {frame}]:\n    {}", rec.lines.join("\n    ")));
+            } else {
+                notes.push(format!("{who}: {}", rec.lines[0]));
+            }
+        }
+        leaky_children += leaked as usize;
+        for l in other.iter().filter(|l| !is_vg_noise(l)) {
+            notes.push(format!("{who}: {l}"));
+        }
+    }
+    if !logs.iter().any(|(pid, ..)| *pid == r.pid) {
+        errors.push(format!("valgrind wrote no log for the host (pid {}) in {}", r.pid, logdir.display()));
+    }
+    for core in std::fs::read_dir(logdir).into_iter().flatten().flatten() {
+        if core.file_name().to_string_lossy().starts_with("vgcore.") {
+            notes.push(format!("core file {} (removed)", core.file_name().to_string_lossy()));
+            let _ = std::fs::remove_file(core.path());
+        }
+    }
+    if !child_leaks.is_empty() {
+        let n: usize = child_leaks.values().sum();
+        let mut s = format!(
+            "{n} \"definitely lost\" report(s) in {leaky_children} of {} forked processes (not failures), by allocation site:",
+            logs.len().saturating_sub(1)
+        );
+        for (site, k) in &child_leaks {
+            s += &format!("\n      {k:>3} x {site}");
+        }
+        notes.push(s);
+    }
+    if !errors.is_empty() {
+        return Err(format!(
+            "{} memcheck report(s) (logs in {}):\n{}\n\n{}",
+            errors.len(),
+            logdir.display(),
+            errors.join("\n\n"),
+            r.report(name)
+        ));
+    }
+    if !r.status.success() {
+        return Err(r.report(&format!("{name} failed under valgrind")));
+    }
+    Ok(notes.join("\n    "))
+}
+
+/// Runs `exe` under valgrind (logs in `<outdir>/valgrind/<name>`) and judges it.
+fn run_valgrind(exe: &Path, name: &str, args: &[&str]) -> (Run, Result<String, String>) {
+    let logdir = env().outdir.join("valgrind").join(name);
+    let _ = std::fs::remove_dir_all(&logdir);
+    std::fs::create_dir_all(&logdir).expect("creating the valgrind log dir");
+    let mut cmd = valgrind_command(exe, &logdir);
+    cmd.args(args);
+    let r = run_cmd(cmd, name, VALGRIND_TIMEOUT);
+    let v = valgrind_verdict(&r, &logdir, name);
+    (r, v)
+}
+
+/// How much longer the programs' own watchdog (`alarm` in test_begin, 50-55 s, sized for
+/// native speed) waits under valgrind; VALGRIND_TIMEOUT stays above it so that a hang still
+/// names its section.
+const VALGRIND_WATCHDOG_SCALE: u32 = 5;
+
+/// A header forced into the valgrind builds (`-include`) that stretches every `alarm(s)` to
+/// `alarm(s * VALGRIND_WATCHDOG_SCALE)`; the test sources are otherwise compiled as they are.
+fn watchdog_header() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let p = env().outdir.join("valgrind_watchdog.h");
+        let text = format!(
+            "/* Generated by tests/c_api.rs for the valgrind builds: longer watchdog alarms. */\n\
+             #include <unistd.h>\n#define alarm(s) alarm((unsigned)(s) * {VALGRIND_WATCHDOG_SCALE}u)\n"
+        );
+        std::fs::write(&p, text).expect("writing the watchdog header");
+        p
+    })
+}
+
+fn valgrind_one(p: &Prog) -> Result<String, String> {
+    let include = format!("-include{}", watchdog_header().display());
+    let exe = compile(&p.src, &format!("{}-vg", p.name), p.link, &[&include]);
+    let (r, v) = run_valgrind(&exe, &p.name, &[]);
+    let notes = v?;
+    if p.name == "seed" {
+        check_seed_output(&r)?;
+    }
+    Ok(format!("ran in {:.1?}{}{notes}", r.elapsed, if notes.is_empty() { "" } else { "\n    " }))
+}
+
+/// Programs the valgrind stage runs only with POOL_TEST_VALGRIND=all: `basic` again, linked
+/// statically (the same code as `basic`, and 15 s more).
+const VALGRIND_EXTRAS: &[&str] = &["basic-static"];
+
+/// Every C program passes under valgrind's memcheck with no error in any of its processes
+/// and no leak in the host.
+#[test]
+fn valgrind_memcheck() {
+    let Some(m) = stage_gate("POOL_TEST_VALGRIND", "valgrind", valgrind_available) else { return };
+    run_stage("valgrind", &select("POOL_TEST_VALGRIND", &m, VALGRIND_EXTRAS), valgrind_one);
+}
+
+// ---- The stages catch what they should: planted errors
+
+const CONTROL_FILE: &str = "harness_control.c";
+
+/// Errors the stages must report (argv[1] picks one). The program exits 0 whatever happens, as
+/// a test whose own checks missed the error would.
+const CONTROL_SRC: &str = r#"
+#include <pool.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes one byte past an 8-byte block, in a worker. */
+static int overflow_task(const void *in, void *out, void *ctx) {
+    (void)in; (void)out; (void)ctx;
+    char *volatile p = malloc(8);
+    volatile size_t i = 8;
+    p[i] = 1;
+    free(p);
+    return 0;
+}
+
+/* Signed overflow (INT_MAX + 1), in a worker. */
+static int ub_task(const void *in, void *out, void *ctx) {
+    (void)out; (void)ctx;
+    volatile int x = *(const int *)in;
+    return x + 1 == 0;
+}
+
+/* A child process that loses a block, then exits: not a failure. */
+static int leaky_child(void *arg) {
+    (void)arg;
+    char *volatile p = malloc(4242);
+    p[0] = 1;
+    p = NULL;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "";
+    pool_t *pool = pool_create(1, NULL);
+    if (pool == NULL) {
+        fprintf(stderr, "pool_create: %s\n", pool_last_error());
+        return 2;
+    }
+    int big = INT_MAX, st = POOL_OK;
+    if (strcmp(mode, "worker-overflow") == 0) {
+        st = pool_apply(pool, overflow_task, NULL, 0, NULL, 0, NULL);
+    } else if (strcmp(mode, "worker-ub") == 0) {
+        st = pool_apply(pool, ub_task, &big, sizeof big, NULL, 0, NULL);
+    } else if (strcmp(mode, "child-leak") == 0) {
+        pool_process_t *c = process_create(leaky_child, NULL);
+        st = process_start(c);
+        if (st == POOL_OK) st = process_join(c, -1);
+        process_free(c);
+    } else if (strcmp(mode, "host-leak") == 0) {
+        char *volatile p = malloc(4242);
+        p[0] = 1;
+        p = NULL;
+    }
+    fprintf(stderr, "control %s: %s\n", mode, pool_strerror(st));
+    pool_destroy(pool);
+    return 0;
+}
+"#;
+
+/// CONTROL_SRC written once to `<outdir>/harness_control.c`.
+fn control_src() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let p = env().outdir.join(CONTROL_FILE);
+        std::fs::write(&p, CONTROL_SRC).expect("writing the control program");
+        p
+    })
+}
+
+/// A heap overflow and undefined behaviour in a worker, and a leak in the host, each fail the
+/// sanitizer stage although the program exits 0.
+#[test]
+fn sanitizers_catch_planted_errors() {
+    if stage_gate("POOL_TEST_SANITIZE", "sanitizer", sanitizers_available).is_none() {
+        return;
+    }
+    let exe = compile(control_src(), "control-asan", Link::Shared, SANITIZE_FLAGS);
+    for (mode, want) in [
+        ("worker-overflow", "ERROR: AddressSanitizer: heap-buffer-overflow"),
+        ("worker-ub", "runtime error: signed integer overflow"),
+        ("host-leak", "ERROR: LeakSanitizer: detected memory leaks"),
+    ] {
+        let mut cmd = sanitizer_command(&exe);
+        cmd.arg(mode);
+        let r = run_cmd(cmd, mode, SANITIZE_TIMEOUT);
+        match sanitizer_verdict(&r, mode) {
+            Ok(()) => panic!("{}", r.report(&format!("the sanitizer stage missed {mode}"))),
+            Err(e) => {
+                assert!(e.contains(want), "{mode}: the report should say {want:?}:\n{e}");
+                println!("{mode}: caught, as it should be:\n{e}\n");
+            }
+        }
+    }
+}
+
+/// An invalid write in a worker and a leak in the host each fail the valgrind stage; a leak in
+/// a forked child is only listed.
+#[test]
+fn valgrind_catches_planted_errors() {
+    if stage_gate("POOL_TEST_VALGRIND", "valgrind", valgrind_available).is_none() {
+        return;
+    }
+    let exe = compile(control_src(), "control-vg", Link::Shared, &[]);
+    for (mode, want) in [
+        ("worker-overflow", "(forked) [test program, at overflow_task (harness_control.c:"),
+        ("host-leak", "(host) [test program, at main (harness_control.c:"),
+    ] {
+        let (r, v) = run_valgrind(&exe, &format!("control-{mode}"), &[mode]);
+        match v {
+            Ok(_) => panic!("{}", r.report(&format!("the valgrind stage missed {mode}"))),
+            Err(e) => {
+                assert!(e.contains(want), "{mode}: the report should say {want:?}:\n{e}");
+                println!("{mode}: caught, as it should be:\n{e}\n");
+            }
+        }
+    }
+    let (r, v) = run_valgrind(&exe, "control-child-leak", &["child-leak"]);
+    match v {
+        Ok(notes) => {
+            assert!(
+                notes.contains("[test program] leaky_child (harness_control.c:"),
+                "child-leak: the notes should list the child's leak:\n{notes}\n{}",
+                r.report("child-leak")
+            );
+            println!("child-leak: passed, with the note:\n    {notes}");
+        }
+        Err(e) => panic!("a leak in a forked child must not fail the stage:\n{e}"),
+    }
 }

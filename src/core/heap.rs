@@ -42,6 +42,8 @@ fn class_of(size: usize) -> Option<(usize, usize)> {
 pub struct Block {
     pub off: usize,
     pub size: usize,
+    /// Set by `alloc` when the block's pages are known to be faulted in already (reused).
+    pub resident: bool,
 }
 
 impl Heap {
@@ -65,7 +67,7 @@ impl Heap {
             if resident && bsize >= BIG {
                 st.resident_free -= bsize;
             }
-            return Some(Block { off, size: bsize });
+            return Some(Block { off, size: bsize, resident });
         }
         let al = if bsize >= PAGE { PAGE } else { 64 };
         let off = st.bump.next_multiple_of(al);
@@ -73,7 +75,7 @@ impl Heap {
             return None;
         }
         st.bump = off + bsize;
-        Some(Block { off, size: bsize })
+        Some(Block { off, size: bsize, resident: false })
     }
 
     /// Frees a block. Returns the page-aligned range whose memory the caller should give back
@@ -117,7 +119,8 @@ mod tests {
         let b = h.alloc(100).unwrap();
         assert_ne!(a.off, b.off);
         assert_eq!(h.free(a), None);
-        assert_eq!(h.alloc(100).unwrap(), a);
+        let again = h.alloc(100).unwrap();
+        assert_eq!((again.off, again.resident), (a.off, true));
     }
 
     #[test]

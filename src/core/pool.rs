@@ -372,7 +372,9 @@ impl Shared {
         let in_off = spec.shm_in.unwrap_or((block.off + lay.input) as u64);
         let out_off = spec.shm_out.unwrap_or((block.off + lay.output) as u64);
         let input = self.view.heap_ptr(in_off);
-        crate::sys::mem::populate(input, in_bytes * spec.n, true);
+        if !block.resident {
+            crate::sys::mem::populate(input, in_bytes * spec.n, true); // fresh pages: fault them in at once
+        }
         // The block is ours until the task is queued.
         if spec.shm_in.is_none() && !fill(input) {
             self.free_block(block);
