@@ -3,11 +3,12 @@
  *   bench_pool w2 CALLS RUNS      apply_async + async_get round trips, one at a time
  *   bench_pool w3 N REPS          N apply_async submitted, then collected
  *   bench_pool w4 ITERS REPS      64 tasks of busy(ITERS) (~10 ms each): map and apply_async
- *   bench_pool w5 REPS            256 tasks of 1 MiB in / 1 MiB out: apply_async, pool_submit
+ *   bench_pool w5 REPS            256 tasks of 1 MiB in / 1 MiB out: copies, and pool_shm_alloc
  *   bench_pool w6 HEAP_MIB REPS   pool_create -> first result -> pool_destroy
  *   bench_pool w7 N ORDER         peak memory of the host and its descendants during a map;
- *                                 ORDER is "pool-first" or "buffers-first"
- * Figures go to stdout as "RESULT key value"; every result is checked. */
+ *                                 ORDER: pool-first, buffers-first, shm or imap (see w7())
+ * Figures go to stdout as "RESULT key value"; every timed result is checked. Keys *.diag.* are
+ * diagnostics (CPU split, copy floors) that benches/report.py uses to explain the figures. */
 #define _GNU_SOURCE
 #include "common.h"
 #include <pool.h>
@@ -165,30 +166,19 @@ static int square(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* Eight squares per item: the same work as `square` with 8x fewer items (per-item costs). */
+static int square8(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    const long *x = in;
+    long *y = out;
+    for (int k = 0; k < 8; k++) y[k] = x[k] * x[k];
+    return 0;
+}
+
 static int busy_task(const void *in, void *out, void *ctx) {
     (void)ctx;
     const unsigned long *a = in; /* {iters, seed} */
     *(unsigned long *)out = busy(a[0], a[1]);
-    return 0;
-}
-
-static int xor_task(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    xor_bytes(in, out, 1 << 20);
-    return 0;
-}
-
-/* pool_submit variant: the result is written into the pool's shared memory with
- * pool_out_write, in 64 KiB pieces from a small cache-resident buffer. */
-static int xor_submit_task(const void *in, size_t len, void *ctx) {
-    (void)ctx;
-    static unsigned long buf[8192];
-    for (size_t off = 0; off < len; off += sizeof buf) {
-        size_t n = len - off < sizeof buf ? len - off : sizeof buf;
-        xor_bytes((const char *)in + off, buf, n);
-        int st = pool_out_write(buf, n);
-        if (st != POOL_OK) return 100 + st;
-    }
     return 0;
 }
 
@@ -247,7 +237,7 @@ static void w1(size_t n, int reps) {
     result(key, m);
 
     /* Diagnostics: CPU of the host thread and of the workers per map, and the host copy floor. */
-    int maps = n >= 10000000 ? 1 : (int)(300000000 / n);
+    int maps = n >= 10000000 ? 1 : (int)(100000000 / n);
     struct cpu_probe pr;
     probe_start(&pr);
     for (int r = 0; r < maps; r++) check(pool_map(pool, square, in, sizeof(long), out, sizeof(long), n, NULL), "pool_map");
@@ -256,7 +246,59 @@ static void w1(size_t n, int reps) {
     probe_report(key, &pr);
     snprintf(key, sizeof key, "w1.diag.%zu.host_copy_floor_s", n);
     result(key, host_copy_floor(in, out, n));
+
+    /* The same map with in and out in the pool's shared memory (pool_shm_alloc): no copies. */
+    long *sin = pool_shm_alloc(pool, n * sizeof(long)), *sout = pool_shm_alloc(pool, n * sizeof(long));
+    if (!sin || !sout) check(pool_last_status(), "pool_shm_alloc");
+    for (size_t i = 0; i < n; i++) sin[i] = (long)i;
+    memset(sout, 0xff, n * sizeof(long));
+    /* A full warm-up map: each worker maps the pages of the buffers into its page tables the
+     * first time it touches them (minor faults); the timed maps measure the steady state. */
+    double tw = now_s();
+    check(pool_map(pool, square, sin, sizeof(long), sout, sizeof(long), n, NULL), "warm-up map");
+    snprintf(key, sizeof key, "w1.diag.shm.%zu.first_map_s", n);
+    result(key, now_s() - tw);
+    for (int r = 0; r < reps; r++) {
+        memset(sout, 0xff, n * sizeof(long));
+        double t0 = now_s();
+        check(pool_map(pool, square, sin, sizeof(long), sout, sizeof(long), n, NULL), "pool_map (shm)");
+        t[r] = now_s() - t0;
+        for (size_t i = 0; i < n; i++)
+            if (sout[i] != (long)i * (long)i) die("W1 shm: wrong result");
+    }
+    snprintf(key, sizeof key, "w1.shm.%zu.items_per_s", n);
+    result(key, (double)n / median(t, reps));
+    probe_start(&pr);
+    for (int r = 0; r < maps; r++) check(pool_map(pool, square, sin, sizeof(long), sout, sizeof(long), n, NULL), "pool_map (shm)");
+    probe_stop(&pr, maps);
+    snprintf(key, sizeof key, "w1.diag.shm.%zu", n);
+    probe_report(key, &pr);
+    /* Diagnostic: the same squares as n/8 items of 8 longs (8x fewer items, same bytes). */
+    for (int r = 0; r < reps; r++) {
+        memset(sout, 0xff, n * sizeof(long));
+        double t0 = now_s();
+        check(pool_map(pool, square8, sin, 8 * sizeof(long), sout, 8 * sizeof(long), n / 8, NULL), "pool_map (shm, 8 per item)");
+        t[r] = now_s() - t0;
+        for (size_t i = 0; i < n; i++)
+            if (sout[i] != (long)i * (long)i) die("W1 shm 8 per item: wrong result");
+    }
+    snprintf(key, sizeof key, "w1.diag.shm.%zu.eight_per_item_s", n);
+    result(key, median(t, reps));
+    check(pool_shm_free(pool, sin), "pool_shm_free");
+    check(pool_shm_free(pool, sout), "pool_shm_free");
     pool_destroy(pool);
+    if (n >= 10000000) { /* the same map with a single worker: is the host the limit? */
+        pool_t *one = pool_create(1, NULL);
+        if (!one) check(pool_last_status(), "pool_create(1)");
+        for (int r = 0; r < reps; r++) {
+            double t0 = now_s();
+            check(pool_map(one, square, in, sizeof(long), out, sizeof(long), n, NULL), "pool_map");
+            t[r] = now_s() - t0;
+        }
+        pool_destroy(one);
+        snprintf(key, sizeof key, "w1.diag.%zu.one_worker_s", n);
+        result(key, median(t, reps));
+    }
     free(in);
     free(out);
     free(t);
@@ -366,33 +408,38 @@ static void w4(unsigned long iters, int reps) {
 /* ---- W5 ------------------------------------------------------------------------------------ */
 #define W5_TASKS 256
 #define MIB (1UL << 20)
-#define W5_SMALL (MIB - 128)
 
-static int xor_small_task(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    xor_bytes(in, out, W5_SMALL);
+/* Where the pool_shm_alloc'd W5 buffers are, for the zero-copy check; lives in shared memory. */
+struct w5_where {
+    const unsigned char *in, *out;
+};
+
+/* The W5 task. With ctx (the shared-memory variant) it first checks that it was handed the
+ * caller's own shared buffers, i.e. that nothing was copied. */
+static int xor_task(const void *in, void *out, void *ctx) {
+    const struct w5_where *w = ctx;
+    if (w && ((const unsigned char *)in < w->in || (const unsigned char *)in >= w->in + W5_TASKS * MIB ||
+              (unsigned char *)out < w->out || (unsigned char *)out >= w->out + W5_TASKS * MIB))
+        return 99; /* a copy: the benchmark stops with POOL_ETASK */
+    xor_bytes(in, out, MIB);
     return 0;
 }
 
-/* One pass: W5_TASKS apply_async of `len` bytes in and out (block i at offset i MiB), all
- * submitted, then collected. Returns its wall time. */
-static double w5_pass(pool_t *pool, pool_fn f, const unsigned char *in, unsigned char *out, size_t len) {
+/* One pass: W5_TASKS apply_async of 1 MiB in and out, at most `window` in flight (all of them
+ * submitted before the first is collected when window >= W5_TASKS). Returns the wall time. */
+static double w5_pass(pool_t *pool, const unsigned char *in, unsigned char *out, int window, void *ctx) {
     pool_async_t *h[W5_TASKS];
+    int next = 0, done = 0;
     double t0 = now_s();
-    for (int i = 0; i < W5_TASKS; i++) {
-        h[i] = pool_apply_async(pool, f, in + i * MIB, len, out + i * MIB, len, NULL);
-        if (!h[i]) check(pool_last_status(), "pool_apply_async");
-    }
-    for (int i = 0; i < W5_TASKS; i++) {
-        check(async_get(h[i], -1), "async_get");
-        async_free(h[i]);
+    while (done < W5_TASKS) {
+        for (; next < W5_TASKS && next - done < window; next++) {
+            h[next] = pool_apply_async(pool, xor_task, in + next * MIB, MIB, out + next * MIB, MIB, ctx);
+            if (!h[next]) check(pool_last_status(), "pool_apply_async");
+        }
+        check(async_get(h[done], -1), "async_get");
+        async_free(h[done++]);
     }
     return now_s() - t0;
-}
-
-static void w5_check(const unsigned char *out, const unsigned char *want, size_t len, const char *what) {
-    for (int i = 0; i < W5_TASKS; i++)
-        if (memcmp(out + i * MIB, want + i * MIB, len)) die(what);
 }
 
 static void w5(int reps) {
@@ -402,54 +449,50 @@ static void w5(int reps) {
     for (int i = 0; i < W5_TASKS; i++) fill_pattern(in + i * MIB, MIB, (unsigned)i);
     xor_bytes(in, want, W5_TASKS * MIB);
     memset(out, 0xff, W5_TASKS * MIB);
-    pool_async_t *h[W5_TASKS];
-    double *tc = calloc(reps, sizeof *tc), *ts = calloc(reps, sizeof *ts), *tm = calloc(reps, sizeof *tm);
+    /* The shared-memory variant: buffers from pool_shm_alloc, and where they are. */
+    unsigned char *sin = pool_shm_alloc(pool, W5_TASKS * MIB), *sout = pool_shm_alloc(pool, W5_TASKS * MIB);
+    struct w5_where *where = pool_shm_alloc(pool, sizeof *where);
+    if (!sin || !sout || !where) check(pool_last_status(), "pool_shm_alloc");
+    memcpy(sin, in, W5_TASKS * MIB);
+    memset(sout, 0xff, W5_TASKS * MIB);
+    where->in = sin;
+    where->out = sout;
+
+    double *tc = calloc(reps, sizeof *tc), *tw = calloc(reps, sizeof *tw), *ts = calloc(reps, sizeof *ts);
     for (int r = -1; r < reps; r++) { /* rep -1 is a warm-up */
         memset(out, 0, W5_TASKS * MIB);
-        double dt = w5_pass(pool, xor_task, in, out, MIB);
+        double dt = w5_pass(pool, in, out, W5_TASKS, NULL);
         if (r >= 0) tc[r] = dt;
-        w5_check(out, want, MIB, "W5: wrong apply_async result");
+        if (memcmp(out, want, W5_TASKS * MIB)) die("W5: wrong apply_async result");
 
-        /* pool_submit: input copied in, result read in place (async_result, zero copy). The
-         * check (a read of every result byte) is part of the timing: a consumer reads it. */
-        double t0 = now_s();
-        for (int i = 0; i < W5_TASKS; i++) {
-            h[i] = pool_submit(pool, xor_submit_task, in + i * MIB, MIB, MIB, NULL);
-            if (!h[i]) check(pool_last_status(), "pool_submit");
-        }
-        int bad = 0;
-        for (int i = 0; i < W5_TASKS; i++) {
-            const void *data;
-            size_t len;
-            check(async_get(h[i], -1), "async_get");
-            check(async_result(h[i], &data, &len), "async_result");
-            bad |= len != MIB || memcmp(data, want + i * MIB, MIB) != 0;
-            async_free(h[i]);
-        }
-        dt = now_s() - t0;
-        if (r >= 0) ts[r] = dt;
-        if (bad) die("W5: wrong pool_submit result");
-
-        /* Diagnostic: the same with items 128 bytes short of 1 MiB. */
         memset(out, 0, W5_TASKS * MIB);
-        dt = w5_pass(pool, xor_small_task, in, out, W5_SMALL);
-        if (r >= 0) tm[r] = dt;
-        w5_check(out, want, W5_SMALL, "W5: wrong apply_async result (1 MiB - 128 B)");
+        dt = w5_pass(pool, in, out, 16, NULL);
+        if (r >= 0) tw[r] = dt;
+        if (memcmp(out, want, W5_TASKS * MIB)) die("W5: wrong apply_async result (16 in flight)");
+
+        memset(sout, 0, W5_TASKS * MIB);
+        dt = w5_pass(pool, sin, sout, W5_TASKS, where);
+        if (r >= 0) ts[r] = dt;
+        if (memcmp(sout, want, W5_TASKS * MIB)) die("W5: wrong apply_async result (shared memory)");
     }
     result("w5.pool.copy_gb_per_s", W5_TASKS * MIB / median(tc, reps) / 1e9);
-    result("w5.pool.submit_gb_per_s", W5_TASKS * MIB / median(ts, reps) / 1e9);
-    result("w5.diag.small_gb_per_s", W5_TASKS * W5_SMALL / median(tm, reps) / 1e9);
+    result("w5.pool.window16_gb_per_s", W5_TASKS * MIB / median(tw, reps) / 1e9);
+    result("w5.shm.gb_per_s", W5_TASKS * MIB / median(ts, reps) / 1e9);
 
-    /* Diagnostics: where the CPU goes in an apply_async pass (unchecked, after the timed ones). */
+    /* Diagnostics: where the CPU goes (unchecked passes, after the timed ones). */
     struct cpu_probe pr;
     probe_start(&pr);
-    for (int r = 0; r < 3; r++) w5_pass(pool, xor_task, in, out, MIB);
+    for (int r = 0; r < 3; r++) w5_pass(pool, in, out, W5_TASKS, NULL);
     probe_stop(&pr, 3);
     probe_report("w5.diag.copy", &pr);
     probe_start(&pr);
-    for (int r = 0; r < 3; r++) w5_pass(pool, xor_small_task, in, out, W5_SMALL);
+    for (int r = 0; r < 3; r++) w5_pass(pool, in, out, 16, NULL);
     probe_stop(&pr, 3);
-    probe_report("w5.diag.small", &pr);
+    probe_report("w5.diag.window16", &pr);
+    probe_start(&pr);
+    for (int r = 0; r < 3; r++) w5_pass(pool, sin, sout, W5_TASKS, where);
+    probe_stop(&pr, 3);
+    probe_report("w5.diag.shm", &pr);
     /* The copy floor: the host copying 256 MiB in and 256 MiB out, once, into warm memory. */
     double best = 1e9;
     for (int r = 0; r < 3; r++) {
@@ -465,8 +508,8 @@ static void w5(int reps) {
     free(out);
     free(want);
     free(tc);
+    free(tw);
     free(ts);
-    free(tm);
 }
 
 /* ---- W6 ------------------------------------------------------------------------------------ */
@@ -548,14 +591,30 @@ static void *sample(void *arg) {
     return NULL;
 }
 
+/* ORDER: "pool-first" (malloc'd buffers allocated after pool_create), "buffers-first" (allocated
+ * and touched before it), "shm" (buffers from pool_shm_alloc), "imap" (pool_imap: no output
+ * array; the results are read one at a time). */
 static void w7(size_t n, const char *order) {
-    int buffers_first = !strcmp(order, "buffers-first");
+    int buffers_first = !strcmp(order, "buffers-first"), shm = !strcmp(order, "shm"), imap = !strcmp(order, "imap");
     long base_pss, base_rss;
     mem_of(getpid(), &base_pss, &base_rss);
     pool_t *pool = buffers_first ? NULL : make_pool();
-    long *in = alloc_longs(n, 0), *out = alloc_longs(n, 1);
+    long *in, *out = NULL;
+    if (shm) {
+        in = pool_shm_alloc(pool, n * sizeof(long));
+        out = pool_shm_alloc(pool, n * sizeof(long));
+        if (!in || !out) check(pool_last_status(), "pool_shm_alloc");
+        memset(out, 0xff, n * sizeof(long));
+    } else {
+        in = alloc_longs(n, 0);
+        if (!imap) out = alloc_longs(n, 1);
+    }
     for (size_t i = 0; i < n; i++) in[i] = (long)i;
     if (buffers_first) pool = make_pool();
+    /* Shared buffers: one map first, so that the workers have mapped their pages. While pages
+     * get mapped into more processes their Pss shares change between the reads of one sample,
+     * which would count some of them more than once. */
+    if (shm) check(pool_map(pool, square, in, sizeof(long), out, sizeof(long), n, NULL), "pool_map");
     struct sampler s = {0};
     pthread_t th;
     if (pthread_create(&th, NULL, sample, &s)) die("pthread_create");
@@ -563,15 +622,29 @@ static void w7(size_t n, const char *order) {
     /* Small maps are repeated for at least 0.2 s so that the sampler sees them running. */
     double t0 = now_s(), dt = 0;
     do {
-        check(pool_map(pool, square, in, sizeof(long), out, sizeof(long), n, NULL), "pool_map");
+        if (imap) {
+            pool_iter_t *it = pool_imap(pool, square, in, sizeof(long), sizeof(long), n, NULL, NULL);
+            if (!it) check(pool_last_status(), "pool_imap");
+            size_t got = 0, idx;
+            long y;
+            int st;
+            while ((st = pool_iter_next(it, &y, &idx, -1)) == POOL_OK) {
+                if (idx != got || y != (long)idx * (long)idx) die("W7 imap: wrong result");
+                got++;
+            }
+            if (st != POOL_EDONE || got != n) check(st, "pool_iter_next");
+            pool_iter_free(it);
+        } else {
+            check(pool_map(pool, square, in, sizeof(long), out, sizeof(long), n, NULL), "pool_map");
+        }
         if (dt == 0) dt = now_s() - t0;
     } while (now_s() - t0 < 0.2);
     usleep(20000);
     atomic_store(&s.stop, 1);
     pthread_join(th, NULL);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; out && i < n; i++)
         if (out[i] != (long)i * (long)i) die("W7: wrong result");
-    double buffers_kib = 2.0 * n * sizeof(long) / 1024.0;
+    double buffers_kib = (imap ? 1.0 : 2.0) * n * sizeof(long) / 1024.0;
     char key[96];
 #define R(name, v)                                                          \
     do {                                                                    \
@@ -587,9 +660,14 @@ static void w7(size_t n, const char *order) {
     R("map_seconds", dt);
     R("samples", (double)s.samples);
 #undef R
+    if (shm) {
+        check(pool_shm_free(pool, in), "pool_shm_free");
+        check(pool_shm_free(pool, out), "pool_shm_free");
+    } else {
+        free(in);
+        free(out);
+    }
     pool_destroy(pool);
-    free(in);
-    free(out);
 }
 
 int main(int argc, char **argv) {

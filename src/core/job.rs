@@ -127,9 +127,12 @@ impl TaskJob {
         let outcome = match s {
             T_DONE => {
                 let t = self.sh.view.task(self.slot);
-                // SAFETY: the task is DONE: its record is final and no worker writes it again.
-                let rec = unsafe { self.sh.view.rec(t, 0).read() };
-                let outcome = Outcome::from_info(Info::from_rec(rec, None));
+                // The task is DONE: its records are final.
+                let info = match self.sh.view.failures(t).first() {
+                    Some(&rec) => Info::from_rec(rec, None),
+                    None => Info { status: Status::Ok, code: 0, pid: t.pid.load(std::sync::atomic::Ordering::Relaxed), exit: None, item: None },
+                };
+                let outcome = Outcome::from_info(info);
                 if outcome.err.is_none() && !self.var && self.out_size > 0 && self.out != 0 {
                     let src = self.sh.view.heap_ptr(self.out_off);
                     crate::sys::mem::populate(src, self.out_size, false);

@@ -86,12 +86,16 @@ impl Pool {
     }
 }
 
-fn chunk_size(a: &MapArgs, workers: usize) -> usize {
+/// Items per chunk: about four chunks per worker (as Python), but no more bytes per chunk than
+/// keep copies streaming (only bytes that are copied count: buffers in shared memory are not).
+fn chunk_size(sh: &Shared, a: &MapArgs) -> usize {
     if a.chunksize > 0 {
         return a.chunksize;
     }
-    let even = a.n.div_ceil(4 * workers);
-    let by_bytes = (CHUNK_BYTES / (a.in_size + a.out_size).max(1)).max(1);
+    let even = a.n.div_ceil(4 * sh.nworkers);
+    let copied = |addr: usize, size: usize| if sh.shm_offset(addr, a.n * size).is_some() { 0 } else { size };
+    let bytes = copied(a.input, a.in_size) + if a.out == 0 { a.out_size } else { copied(a.out, a.out_size) };
+    let by_bytes = CHUNK_BYTES.checked_div(bytes).map_or(usize::MAX, |c| c.max(1));
     even.min(by_bytes).max(1)
 }
 
@@ -117,7 +121,7 @@ impl FirstFailure {
 /// Runs a whole map and completes `job` with its outcome: OK, or the lowest-index failure.
 fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
     let mut first = FirstFailure::default();
-    let cs = chunk_size(&a, sh.nworkers);
+    let cs = chunk_size(sh, &a);
     let window = 2 * sh.nworkers + 2;
     let mut inflight: VecDeque<Chunk> = VecDeque::new();
     let mut next = 0usize;
@@ -198,6 +202,40 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
     Ok(Chunk { slot: sub.slot, block: sub.block, out_off: shm_out.is_none().then_some(sub.out_off), start, len })
 }
 
+/// How the items of an ended task ended, asked in item order: None for success, else the
+/// failure (recorded, or "never ran" past `ran` when the task was closed or cancelled).
+struct ItemOutcomes<'a> {
+    fails: &'a [Rec],
+    k: usize,
+    ran: usize,
+    unrun: Status,
+}
+
+impl<'a> ItemOutcomes<'a> {
+    fn of(sh: &'a Shared, slot: u32, len: usize) -> ItemOutcomes<'a> {
+        let t = sh.view.task(slot);
+        let ran = if sh.task_state(slot) == T_DONE { len } else { t.next.load(Acquire) as usize };
+        ItemOutcomes { fails: sh.view.failures(t), k: 0, ran, unrun: sh.closed_status(slot) }
+    }
+
+    /// Item `i` (non-decreasing from call to call).
+    fn at(&mut self, i: usize) -> Option<Rec> {
+        while self.k < self.fails.len() && (self.fails[self.k].item as usize) < i {
+            self.k += 1;
+        }
+        match self.fails.get(self.k) {
+            Some(r) if r.item as usize == i => Some(*r),
+            _ if i >= self.ran => Some(Rec { item: i as u64, status: self.unrun as i32, ..Rec::default() }),
+            _ => None,
+        }
+    }
+
+    /// True when every item succeeded (the common case: one bulk copy, no per-item work).
+    fn all_ok(&self, len: usize) -> bool {
+        self.fails.is_empty() && self.ran >= len
+    }
+}
+
 /// If chunk `c` has ended: copies its successful results and every item's status out, notes
 /// failures, frees it. Returns whether it had ended.
 fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut FirstFailure) -> bool {
@@ -205,9 +243,7 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
     if !matches!(state, T_DONE | T_CLOSED) {
         return false;
     }
-    let ran = if state == T_DONE { c.len } else { sh.view.task(c.slot).next.load(Acquire) as usize };
-    let unrun = Rec { status: sh.closed_status(c.slot) as i32, ..Rec::default() };
-    let base = sh.view.heap_ptr(c.block.off as u64);
+    let mut outcomes = ItemOutcomes::of(sh, c.slot, c.len);
     job.with(|st: &mut MapState| {
         let write = !st.detached;
         let copy = |from: usize, to: usize| {
@@ -224,18 +260,25 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
                 };
             }
         };
-        let mut ok_from: Option<usize> = None;
-        for i in 0..c.len {
-            // SAFETY: records before `ran` are final.
-            let rec = if i < ran { unsafe { (base as *const Rec).add(i).read() } } else { unrun };
+        let set_status = |i: usize, s: i32| {
             if write && a.statuses != 0 {
                 // SAFETY: the statuses array holds n entries (checked at the boundary).
-                unsafe { (a.statuses as *mut i32).add(c.start + i).write(rec.status) };
+                unsafe { (a.statuses as *mut i32).add(c.start + i).write(s) };
             }
-            if rec.status == Status::Ok as i32 {
+        };
+        if outcomes.all_ok(c.len) {
+            copy(0, c.len);
+            (0..c.len).for_each(|i| set_status(i, Status::Ok as i32));
+            return;
+        }
+        let mut ok_from: Option<usize> = None;
+        for i in 0..c.len {
+            let Some(rec) = outcomes.at(i) else {
+                set_status(i, Status::Ok as i32);
                 ok_from.get_or_insert(i);
                 continue;
-            }
+            };
+            set_status(i, rec.status);
             if let Some(s) = ok_from.take() {
                 copy(s, i);
             }
@@ -283,7 +326,7 @@ impl Pool {
         let sh = self.shared().clone();
         sh.check_owner()?;
         let window = 2 * sh.nworkers + 2;
-        Ok(MapIter { chunksize: chunk_size(&a, sh.nworkers), sh, a, ordered, window, next: 0, chunks: VecDeque::new(), cur: None })
+        Ok(MapIter { chunksize: chunk_size(&sh, &a), sh, a, ordered, window, next: 0, chunks: VecDeque::new(), cur: None })
     }
 }
 
@@ -338,16 +381,11 @@ impl MapIter {
 
     unsafe fn take_from_current(&mut self, out: *mut u8) -> Option<IterItem> {
         let (c, pos) = self.cur.as_mut()?;
-        let t = self.sh.view.task(c.slot);
-        let ran = if self.sh.task_state(c.slot) == T_DONE { c.len } else { t.next.load(Acquire) as usize };
         let i = *pos;
-        let rec = if i < ran {
-            // SAFETY: records before `ran` are final.
-            unsafe { self.sh.view.rec(t, i as u64).read() }
-        } else {
-            Rec { status: self.sh.closed_status(c.slot) as i32, ..Rec::default() }
+        let info = match ItemOutcomes::of(&self.sh, c.slot, c.len).at(i) {
+            Some(rec) => Info::from_rec(rec, Some((c.start + i) as u64)),
+            None => Info { status: Status::Ok, code: 0, pid: 0, exit: None, item: Some((c.start + i) as u64) },
         };
-        let info = Info::from_rec(rec, Some((c.start + i) as u64));
         if info.status == Status::Ok && self.a.out_size > 0 {
             let src = self.sh.view.heap_ptr(c.out_off.expect("iterators copy") + (i * self.a.out_size) as u64);
             // SAFETY: the item succeeded, its output is final; `out` holds out_size bytes.

@@ -397,6 +397,7 @@ impl Shared {
         t.pid.store(0, Relaxed);
         t.timeout_ns.store(timeout_ns, Relaxed);
         t.cancelled.store(0, Relaxed);
+        t.nfail.store(0, Relaxed);
         t.state.store(T_QUEUED, Release);
         self.view.push(slot, TAG_HOST);
         Ok(Submitted { slot, block, out_off })

@@ -127,12 +127,16 @@ pub struct TaskSlot {
     pub timeout_ns: AtomicU64,
     /// Set by the host: the task is cancelled; items not yet run end as cancelled.
     pub cancelled: AtomicU32,
+    /// Failure records written so far: items before `next` without one succeeded.
+    pub nfail: AtomicU64,
 }
 
-/// The result of one item.
+/// The failure of one item. Only failures are recorded (successes cost no write), in item
+/// order, by whoever runs the task: its worker, or the zygote once that worker died.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rec {
+    pub item: u64,
     /// A `Status` value.
     pub status: i32,
     /// The task's own return code.
@@ -248,10 +252,23 @@ impl View {
         self.layout.heap
     }
 
-    /// Record `i` of the task in slot `t`.
-    pub fn rec(&self, t: &TaskSlot, i: u64) -> *mut Rec {
-        debug_assert!(i < t.n.load(std::sync::atomic::Ordering::Relaxed));
-        // SAFETY: the records array starts the task's block and has `n` entries.
-        unsafe { (self.heap_ptr(t.block.load(std::sync::atomic::Ordering::Relaxed)) as *mut Rec).add(i as usize) }
+    /// Records a failure of the task in slot `t`. Only the task's current runner calls this.
+    pub fn push_failure(&self, t: &TaskSlot, rec: Rec) {
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        let k = t.nfail.load(Relaxed);
+        assert!(k < t.n.load(Relaxed), "more failures than items");
+        // SAFETY: the records array starts the task's block and has room for `n` entries; only
+        // the runner writes it, and readers wait for the task to end.
+        unsafe { (self.heap_ptr(t.block.load(Relaxed)) as *mut Rec).add(k as usize).write(rec) };
+        t.nfail.store(k + 1, Release);
+    }
+
+    /// The failures of a task that has ended, in item order.
+    pub fn failures(&self, t: &TaskSlot) -> &[Rec] {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let k = t.nfail.load(Acquire).min(t.n.load(Relaxed));
+        // SAFETY: `k` records were written before `nfail` was published (Release/Acquire), and
+        // the block outlives the caller's use (it is freed by the same host thread later).
+        unsafe { std::slice::from_raw_parts(self.heap_ptr(t.block.load(Relaxed)) as *const Rec, k as usize) }
     }
 }

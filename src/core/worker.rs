@@ -109,14 +109,23 @@ fn run(cfg: &WorkerConfig) -> i32 {
 }
 
 /// Waits for work: spin a little (a sleeping worker costs tens of microseconds to wake), then
-/// sleep on the queue's futex.
+/// sleep on the queue's futex. Past the first microseconds the spin yields the CPU at each
+/// round, so a host thread copying the next chunk on this CPU is not starved by a waiting worker.
 fn idle(v: &View) {
     let q = &v.header().queue;
     let ctl = &v.header().control;
     let seen = q.seq.load(SeqCst);
     let stop = || ctl.shutdown.load(Relaxed) != 0 || ctl.terminate.load(Relaxed) != 0;
-    if spin_until(Duration::from_micros(50), || !v.queue_empty() || stop()) {
+    let ready = || !v.queue_empty() || stop();
+    if spin_until(Duration::from_micros(5), ready) {
         return;
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_micros(50) {
+        std::thread::yield_now();
+        if ready() {
+            return;
+        }
     }
     q.sleepers.fetch_add(1, SeqCst);
     if q.seq.load(SeqCst) == seen && v.queue_empty() && !stop() {
@@ -190,10 +199,9 @@ fn run_task(v: &View, w: usize, idx: u32) {
 }
 
 fn record(v: &View, t: &TaskSlot, i: u64, rc: c_int) {
-    let status = if rc == 0 { Status::Ok } else { Status::Task };
-    let rec = Rec { status: status as i32, code: rc, pid: MY_PID.load(Relaxed), wstatus: 0 };
-    // SAFETY: record i of this task, written only by the worker running it.
-    unsafe { v.rec(t, i).write(rec) };
+    if rc != 0 {
+        v.push_failure(t, Rec { item: i, status: Status::Task as i32, code: rc, pid: MY_PID.load(Relaxed), wstatus: 0 });
+    }
     t.next.store(i + 1, Release);
 }
 
@@ -201,8 +209,7 @@ fn record(v: &View, t: &TaskSlot, i: u64, rc: c_int) {
 pub(crate) fn cancel_rest(v: &View, t: &TaskSlot, from: u64) {
     let n = t.n.load(Relaxed);
     for i in from..n {
-        // SAFETY: records of a task this process is finishing; nobody else writes them.
-        unsafe { v.rec(t, i).write(Rec { status: Status::Cancelled as i32, ..Rec::default() }) };
+        v.push_failure(t, Rec { item: i, status: Status::Cancelled as i32, ..Rec::default() });
     }
     t.next.store(n, Release);
 }

@@ -188,9 +188,8 @@ impl Zygote {
                 let cancelled = t.cancelled.load(SeqCst) != 0;
                 let status = if cancelled { Status::Cancelled } else { status };
                 if i < n {
-                    let rec = Rec { status: status as i32, code: 0, pid, wstatus: raw_status(exit) };
-                    // SAFETY: record i of a task whose runner is dead: nobody else writes it.
-                    unsafe { v.rec(t, i).write(rec) };
+                    // The runner is dead: the zygote is the task's only writer now.
+                    v.push_failure(t, Rec { item: i, status: status as i32, code: 0, pid, wstatus: raw_status(exit) });
                     t.next.store(i + 1, SeqCst);
                 }
                 if cancelled && i + 1 < n {
@@ -256,8 +255,8 @@ impl Zygote {
             let t = v.task(idx);
             if v.transition(t, T_QUEUED, T_RUNNING) {
                 for i in t.next.load(SeqCst)..t.n.load(SeqCst) {
-                    // SAFETY: the task is ours (RUNNING, no worker alive).
-                    unsafe { v.rec(t, i).write(Rec { status: Status::Crashed as i32, ..Rec::default() }) };
+                    // The task is ours (RUNNING, no worker alive).
+                    v.push_failure(t, Rec { item: i, status: Status::Crashed as i32, ..Rec::default() });
                 }
                 t.next.store(t.n.load(SeqCst), SeqCst);
                 v.finish(t, T_RUNNING, T_DONE);
