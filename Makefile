@@ -4,7 +4,7 @@ CC ?= cc
 CFLAGS ?= -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -Werror
 LIBDIR := $(CURDIR)/target/release
 
-.PHONY: all lib demo test memcheck clean
+.PHONY: all lib demo test memcheck bench clean
 
 all: lib
 
@@ -22,6 +22,10 @@ test:
 
 memcheck:
 	POOL_TEST_SANITIZE=1 POOL_TEST_VALGRIND=all $(CARGO) test --test c_api -- --nocapture sanitizers valgrind
+
+# Against Python multiprocessing, OpenMP and serial C; regenerates BENCHMARKS.md.
+bench:
+	bash benches/run.sh
 
 clean:
 	$(CARGO) clean
