@@ -266,3 +266,25 @@ fn code_loaded_after_creation_is_refused() {
     assert_eq!(e.status, Status::Inval);
     assert!(e.msg.contains("not in code"), "{e}");
 }
+
+#[test]
+fn function_from_a_library_loaded_after_creation_is_refused() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    if maps.contains("libz.so") {
+        eprintln!("libz already loaded: nothing to test");
+        return;
+    }
+    let p = Pool::new(1, Options::default()).unwrap();
+    let lib = unsafe { libc::dlopen(c"libz.so.1".as_ptr(), libc::RTLD_NOW) };
+    if lib.is_null() {
+        eprintln!("libz.so.1 not installed: skipped");
+        return;
+    }
+    let sym = unsafe { libc::dlsym(lib, c"zlibVersion".as_ptr()) };
+    assert!(!sym.is_null());
+    let f: pool::core::worker::ItemFn = unsafe { std::mem::transmute(sym) };
+    let (x, mut y) = (1i64, 0i64);
+    let e = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.err().unwrap();
+    assert_eq!(e.status, Status::Inval);
+    assert!(e.msg.contains("library loaded later"), "{e}");
+}
