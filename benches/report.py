@@ -247,8 +247,8 @@ for n in (N1, N8):
     (wall, host, wk), (zwall, zhost, zwk) = c, z
     st = status_of(f"W1 map {f_n(n)}, malloc") + " with malloc buffers, " + status_of(f"W1 map {f_n(n)}, pool_shm") + " with pool_shm_alloc"
     t = (f"**W1 at {f_n(n)} ({st}).** With malloc'd buffers a map takes {ms(wall)}: the calling thread, "
-         f"which copies every input into the pool's shared memory, every result back out and reads a "
-         f"16-byte status per item, uses {ms(host)} of CPU ({100 * host / wall:.0f}% busy"
+         f"which copies every input into the pool's shared memory and every result back out, "
+         f"uses {ms(host)} of CPU ({100 * host / wall:.0f}% busy"
          f"{': the bottleneck' if host / wall >= 0.7 else ''}); the two workers use {ms(wk)} between them "
          f"({wk / n * 1e9:.2g} ns per item, idle spins included). Those copies alone, on one thread with no "
          f"hand-offs and nothing computed (the host copy floor), take {ms(floor)}")
@@ -267,14 +267,15 @@ for n in (N1, N8):
     if eight is not None:
         t += (f", and the same squares done as {n // 8:,} "
               f"items of 8 longs take {ms(eight)}, {n / srate / eight:.2g}× less: the limit is the cost per "
-              f"item (a call through a pointer, a 16-byte status record written by the worker and read by the "
-              f"host, per-item checks), not the data")
+              f"item (a call through a pointer the compiler cannot inline, and the worker's per-item "
+              f"bookkeeping: progress for crash recovery, the cancellation check), not the data")
     one = get(f"w1.diag.{n}.one_worker_s")
     if one is not None:
         t += (f". With a single worker the copying map takes {ms(one)} (two: {ms(get(f'w1.pool.{n}.seconds'))}). "
               f"On this machine, with no other load, repeated runs of the copying 1e8 map alternate between "
-              f"~0.35 s and ~0.7 s: in the slow runs the workers burn twice the CPU (spinning while they wait "
-              f"for chunks) and the host, which needs a CPU of its own, gets less of one")
+              f"~0.35 s and ~0.7 s: in the slow runs the workers burn twice the CPU waiting for chunks and "
+              f"the host, which needs a CPU of its own, gets less of one (waiting workers spin 5 µs, then "
+              f"yield the CPU while they poll, before sleeping)")
     first = get(f"w1.diag.shm.{n}.first_map_s")
     if first is not None:
         t += (f". The first map over new shared buffers takes {ms(first)}: each worker maps the pages into its "
@@ -284,7 +285,8 @@ for n in (N1, N8):
 p50, py50, p99, mx = get("w2.pool.p50_s"), get("w2.py.p50_s"), get("w2.pool.p99_s"), get("w2.pool.max_s")
 if None not in (p50, py50, p99):
     notes.append(f"**W2 ({status_of('W2')}).** p50 {f_time(p50)} against Python's {f_time(py50)}; p99 "
-                 f"{f_time(p99)}: the worker spins ~50 µs after a task and the caller ~30 µs in `async_get` "
+                 f"{f_time(p99)}: the worker polls ~50 µs after a task (yielding the CPU after 5 µs) and the "
+                 f"caller spins ~30 µs in `async_get` "
                  f"before sleeping on a futex, so a call that follows another rarely pays a cross-CPU wake-up "
                  f"(~40 µs here; \"bounded\" is read as at most two of them, 100 µs). From run to run the p99 "
                  f"is either ~2 µs or ~60 µs: in the latter about 1% of calls find the worker asleep. The worst "
