@@ -288,3 +288,21 @@ fn function_from_a_library_loaded_after_creation_is_refused() {
     assert_eq!(e.status, Status::Inval);
     assert!(e.msg.contains("library loaded later"), "{e}");
 }
+
+#[test]
+fn terminate_unblocks_a_join_waiting_in_another_thread() {
+    let p = Pool::new(1, Options::default()).unwrap();
+    let (x, mut y) = (16i64, 0i64); // hangs
+    let r = apply(&p, faulty, &x, &mut y);
+    p.close().unwrap();
+    std::thread::scope(|s| {
+        let joiner = s.spawn(|| p.join());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!joiner.is_finished(), "join waits for the hanging task");
+        let t0 = Instant::now();
+        p.terminate().unwrap();
+        joiner.join().unwrap().unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    });
+    assert_eq!(r.wait(None).unwrap().status(), Status::Closed);
+}

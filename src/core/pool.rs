@@ -102,6 +102,7 @@ pub struct Shared {
     life: Mutex<Life>,
     life_cv: Condvar,
     zygote: Mutex<Option<ZygoteProc>>,
+    reaping: Mutex<()>,
     /// Completion eventfd, shared with the zygote and workers.
     efd: proc::OwnedFd,
     /// Blocks handed out by `shm_alloc`, by offset.
@@ -165,6 +166,7 @@ impl Pool {
             life: Mutex::new(Life::default()),
             life_cv: Condvar::new(),
             zygote: Mutex::new(None),
+            reaping: Mutex::new(()),
             user_blocks: Mutex::new(std::collections::HashMap::new()),
             efd,
             code: proc::executable_ranges(),
@@ -554,10 +556,13 @@ impl Shared {
     }
 
     /// Waits for the zygote (which reaps its workers before it exits) and releases its pidfd.
+    /// The zygote handle stays available meanwhile, so another thread can still signal it (a
+    /// `terminate` while a `join` waits); `reaping` makes sure only one thread waits for the pid.
     fn reap_zygote(&self) {
-        if let Some(z) = lock(&self.zygote).take() {
-            let _ = proc::reap(z.h.pid, true);
-        }
+        let _one = lock(&self.reaping);
+        let Some(pid) = lock(&self.zygote).as_ref().map(|z| z.h.pid) else { return };
+        let _ = proc::reap(pid, true);
+        *lock(&self.zygote) = None;
     }
 
     /// Called by waiters now and then: if the zygote died behind our back, nothing will ever
