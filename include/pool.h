@@ -260,7 +260,9 @@ pool_iter_t *pool_imap(pool_t *pool,
                        const pool_map_options_t *opts);
 
 /**
- * `pool_imap` whose results come back in the order they complete.
+ * `pool_imap` whose results come back in the order they complete (`*index` tells which item
+ * each one is). Same arguments, errors and ownership as `pool_imap`.
+ * Thread safety: any thread.
  */
 pool_iter_t *pool_imap_unordered(pool_t *pool,
                                  pool_fn f,

@@ -38,7 +38,9 @@ pub extern "C" fn pool_imap(pool: *mut pool_t, f: pool_fn, input: *const c_void,
     handle(|| start(pool, f, input, in_size, out_size, n, ctx, opts, true))
 }
 
-/// `pool_imap` whose results come back in the order they complete.
+/// `pool_imap` whose results come back in the order they complete (`*index` tells which item
+/// each one is). Same arguments, errors and ownership as `pool_imap`.
+/// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_imap_unordered(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> *mut pool_iter_t {
     handle(|| start(pool, f, input, in_size, out_size, n, ctx, opts, false))
