@@ -1,5 +1,6 @@
 //! Outcomes of pool operations: a status with fixed numbers and a message naming what failed.
 
+use std::ffi::CStr;
 use std::fmt;
 
 /// Status codes. The numbers are part of the C ABI and never change.
@@ -19,8 +20,9 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn from_i32(v: i32) -> Status {
-        match v {
+    /// The status with this number, if any.
+    pub fn of(v: i32) -> Option<Status> {
+        Some(match v {
             0 => Status::Ok,
             1 => Status::Inval,
             2 => Status::NoMem,
@@ -29,26 +31,37 @@ impl Status {
             5 => Status::Task,
             6 => Status::Crashed,
             7 => Status::Closed,
+            8 => Status::Panic,
             9 => Status::Cancelled,
             10 => Status::Done,
-            _ => Status::Panic,
+            _ => return None,
+        })
+    }
+
+    /// The status stored in shared memory as a number (written by this library only).
+    pub fn from_i32(v: i32) -> Status {
+        Status::of(v).unwrap_or(Status::Panic)
+    }
+
+    /// A static description (NUL-terminated, so it can be handed out as a C string).
+    pub fn describe_c(self) -> &'static CStr {
+        match self {
+            Status::Ok => c"success",
+            Status::Inval => c"invalid argument",
+            Status::NoMem => c"out of memory",
+            Status::Sys => c"system call failed",
+            Status::TimedOut => c"timed out",
+            Status::Task => c"task returned an error code",
+            Status::Crashed => c"worker process died while running the task",
+            Status::Closed => c"pool is closed or terminated",
+            Status::Panic => c"internal error (panic caught at the library boundary)",
+            Status::Cancelled => c"cancelled",
+            Status::Done => c"no more results",
         }
     }
 
     pub fn describe(self) -> &'static str {
-        match self {
-            Status::Ok => "success",
-            Status::Inval => "invalid argument",
-            Status::NoMem => "out of memory",
-            Status::Sys => "system call failed",
-            Status::TimedOut => "timed out",
-            Status::Task => "task returned an error code",
-            Status::Crashed => "worker process died while running the task",
-            Status::Closed => "pool is closed or terminated",
-            Status::Panic => "internal error (panic caught at the library boundary)",
-            Status::Cancelled => "cancelled",
-            Status::Done => "no more results",
-        }
+        self.describe_c().to_str().expect("ASCII")
     }
 }
 

@@ -60,22 +60,7 @@ pub extern "C" fn pool_version() -> *const c_char {
 /// Ownership: the string is static; do not free it. Thread safety: safe from any thread.
 #[no_mangle]
 pub extern "C" fn pool_strerror(status: c_int) -> *const c_char {
-    let s: &'static str = match status {
-        0 => "success\0",
-        1 => "invalid argument\0",
-        2 => "out of memory\0",
-        3 => "system call failed\0",
-        4 => "timed out\0",
-        5 => "task returned an error code\0",
-        6 => "worker process died while running the task\0",
-        7 => "pool is closed or terminated\0",
-        8 => "internal error (panic caught at the library boundary)\0",
-        9 => "cancelled\0",
-        10 => "no more results\0",
-        _ => "unknown status\0",
-    };
-    debug_assert!(!(0..=10).contains(&status) || s.trim_end_matches('\0') == Status::from_i32(status).describe());
-    s.as_ptr() as *const c_char
+    Status::of(status).map_or(c"unknown status", Status::describe_c).as_ptr()
 }
 
 /// A message about the calling thread's most recent failure: what failed and why (the item
@@ -112,11 +97,33 @@ mod tests {
     }
 
     #[test]
+    fn c_enum_matches_core_statuses() {
+        use pool_status::*;
+        let pairs = [
+            (POOL_OK, Status::Ok),
+            (POOL_EINVAL, Status::Inval),
+            (POOL_ENOMEM, Status::NoMem),
+            (POOL_ESYS, Status::Sys),
+            (POOL_ETIMEDOUT, Status::TimedOut),
+            (POOL_ETASK, Status::Task),
+            (POOL_ECRASHED, Status::Crashed),
+            (POOL_ECLOSED, Status::Closed),
+            (POOL_EPANIC, Status::Panic),
+            (POOL_ECANCELLED, Status::Cancelled),
+            (POOL_EDONE, Status::Done),
+        ];
+        for (c, core) in pairs {
+            assert_eq!(c as c_int, core as c_int);
+        }
+    }
+
+    #[test]
     fn strerror_covers_every_status() {
         for code in 0..=10 {
             // SAFETY: static NUL-terminated strings.
             let s = unsafe { std::ffi::CStr::from_ptr(pool_strerror(code)) }.to_str().unwrap();
-            assert_eq!(s, Status::from_i32(code).describe());
+            assert_eq!(s, Status::of(code).unwrap().describe());
+            assert_eq!(Status::of(code).unwrap() as c_int, code, "numbers are fixed");
         }
         // SAFETY: as above.
         assert_eq!(unsafe { std::ffi::CStr::from_ptr(pool_strerror(99)) }.to_str().unwrap(), "unknown status");
