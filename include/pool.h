@@ -312,7 +312,9 @@ void pool_map_options_init(pool_map_options_t *opts);
  *
  * Workers are forked from a helper process forked here, so every worker, including one that
  * replaces a dead one, sees the process memory as it is now: functions and `ctx` pointers
- * passed later must point into memory that exists at this call.
+ * passed later must point into memory that exists at this call. Tasks run on a copy of the
+ * calling thread's stack (fork semantics): create pools from a thread whose stack is big
+ * enough for the tasks (the main thread's, or a default-sized thread stack).
  *
  * Returns NULL on failure (fork, shared memory, an initializer that crashed) with
  * `pool_last_error()` saying why.
