@@ -92,6 +92,14 @@ typedef enum {
 typedef int (*pool_fn)(const void *input, void *out, void *ctx);
 
 /**
+ * Produces input item `index` (0, 1, 2, ...) into `item` (`in_size` bytes) for
+ * `pool_imap_source`. Return 0 for an item, 1 when there are no more, any other value for an
+ * error (which also ends the input; `pool_iter_next` reports it after the last result).
+ * Runs in the thread calling `pool_iter_next`, never in a worker.
+ */
+typedef int (*pool_source_fn)(void *item, size_t index, void *source_ctx);
+
+/**
  * Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
  * first.
  */
@@ -240,6 +248,24 @@ const char *pool_last_error(void);
  * Thread safety: each thread has its own status.
  */
 int pool_last_status(void);
+
+/**
+ * Like `pool_imap`, for input of any length produced on demand: `source` writes each item
+ * straight into the pool's shared memory as workers need more, so neither the input nor the
+ * results ever need to be in memory at once. `ordered`: results in item order, or as they
+ * complete. `opts` may be NULL (`chunksize` 0 picks up to 1024 items per chunk).
+ * Returns NULL on failure with `pool_last_error()` set.
+ * Ownership: free with `pool_iter_free`. Thread safety: any thread.
+ */
+pool_iter_t *pool_imap_source(pool_t *pool,
+                              pool_fn f,
+                              pool_source_fn source,
+                              void *source_ctx,
+                              size_t in_size,
+                              size_t out_size,
+                              void *ctx,
+                              bool ordered,
+                              const pool_map_options_t *opts);
 
 /**
  * Like `pool_map`, but results come back one at a time through `pool_iter_next`, in item

@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use pool::core::map::Input;
 use pool::core::{MapArgs, Options, Pool, Status};
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ fn map_in_shared_memory_copies_nothing_and_is_right() {
 fn imap_yields_in_order_with_failures_in_place() {
     let p = Pool::new(2, Options::default()).unwrap();
     let xs: Vec<i64> = (0..1000).filter(|x| x % 100 != 16).collect();
-    let mut it = unsafe { p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), 0, 7), true) }.unwrap();
+    let mut it = unsafe { p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), 0, 7), Input::Array, true) }.unwrap();
     let mut y = 0i64;
     let mut seen = 0;
     while let Some(item) = unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap() {
@@ -58,7 +59,7 @@ fn imap_yields_in_order_with_failures_in_place() {
 fn imap_unordered_returns_everything_once() {
     let p = Pool::new(2, Options::default()).unwrap();
     let xs: Vec<i64> = (0..5000).map(|x| x * 100 + 1).collect();
-    let mut it = unsafe { p.imap(args(square, xs.as_ptr() as usize, 0, xs.len(), 0, 0), false) }.unwrap();
+    let mut it = unsafe { p.imap(args(square, xs.as_ptr() as usize, 0, xs.len(), 0, 0), Input::Array, false) }.unwrap();
     let mut got = vec![false; xs.len()];
     let mut y = 0i64;
     while let Some(item) = unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap() {
@@ -74,7 +75,7 @@ fn imap_applies_backpressure_to_a_slow_consumer() {
     let counts = shared_counters(10_000);
     let p = Pool::new(2, Options::default()).unwrap();
     let xs: Vec<i64> = (0..10_000).filter(|x| !(13..=17).contains(&(x % 100))).collect();
-    let mut it = unsafe { p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), counts.as_ptr() as usize, 10), true) }.unwrap();
+    let mut it = unsafe { p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), counts.as_ptr() as usize, 10), Input::Array, true) }.unwrap();
     let mut y = 0i64;
     unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap().unwrap();
     std::thread::sleep(Duration::from_millis(300)); // the consumer dawdles; workers must wait
@@ -102,4 +103,42 @@ fn progress_and_event_fd() {
     assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1);
     assert_eq!(t.progress(), (1, 1));
     assert_eq!(y, 9);
+}
+
+/// Produces 100 * index + 1 for indices below the count in ctx, then ends (or fails with 7 if
+/// the count is negative: -count items then an error).
+unsafe extern "C" fn numbers(item: *mut std::os::raw::c_void, index: usize, ctx: *mut std::os::raw::c_void) -> std::os::raw::c_int {
+    let limit = *(ctx as *const i64);
+    if index as i64 >= limit.abs() {
+        return if limit < 0 { 7 } else { 1 };
+    }
+    *(item as *mut i64) = 100 * index as i64 + 1;
+    0
+}
+
+#[test]
+fn imap_from_a_source_streams_input_of_unknown_length() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    for (limit, ordered) in [(100_000i64, true), (2500, false), (0, true), (-300, true)] {
+        let input = Input::Source { f: numbers, ctx: &limit as *const i64 as usize };
+        let mut it = unsafe { p.imap(args(square, 0, 0, 0, 0, 0), input, ordered) }.unwrap();
+        let (mut y, mut count, mut failed) = (0i64, 0usize, None);
+        loop {
+            match unsafe { it.next(&mut y as *mut i64 as *mut u8, None) } {
+                Ok(Some(item)) => {
+                    if ordered {
+                        assert_eq!(item.index, count);
+                    }
+                    let x = 100 * item.index as i64 + 1;
+                    assert!(item.err.is_none());
+                    assert_eq!(y, x * x);
+                    count += 1;
+                }
+                Ok(None) => break,
+                Err(e) => failed = Some(e),
+            }
+        }
+        assert_eq!(count as i64, limit.abs(), "limit {limit}");
+        assert_eq!(failed.map(|e| e.status), (limit < 0).then_some(Status::Task), "limit {limit}");
+    }
 }

@@ -11,6 +11,7 @@ use super::worker::ItemFn;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
+use std::os::raw::{c_int, c_void};
 use std::time::{Duration, Instant};
 
 /// Bytes of input plus output per chunk when chunking is automatic.
@@ -191,12 +192,13 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
     let spec = TaskSpec { kind: K_ITEMS, map_chunk: true, func: a.func as usize, ctx: a.ctx, n: len, in_size: a.in_size, out_size: a.out_size, timeout: a.timeout, shm_in, shm_out };
     let sub = sh.submit(spec, |dst| {
         job.with(|s| {
-            if !s.detached {
-                // SAFETY: the caller keeps the input readable until the handle is freed, which
-                // has not happened (checked under the lock); the chunk lies inside the input.
-                unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst, len * a.in_size) }
+            if s.detached {
+                return 0;
             }
-            !s.detached
+            // SAFETY: the caller keeps the input readable until the handle is freed, which has
+            // not happened (checked under the lock); the chunk lies inside the input.
+            unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst, len * a.in_size) };
+            len
         })
     })?;
     Ok(Chunk { slot: sub.slot, block: sub.block, out_off: shm_out.is_none().then_some(sub.out_off), start, len })
@@ -302,15 +304,32 @@ pub struct IterItem {
     pub err: Option<Error>,
 }
 
+/// `int source(void *item, size_t index, void *ctx)`: writes item `index`; returns 0 for an
+/// item, 1 at the end of the input, anything else for an error (which also ends the input).
+pub type SourceFn = unsafe extern "C" fn(*mut c_void, usize, *mut c_void) -> c_int;
+
+/// Where an iterator's items come from: the caller's array (`a.input`, `a.n` items), or a
+/// function that produces them on demand in the calling thread, straight into shared memory.
+#[derive(Clone, Copy)]
+pub enum Input {
+    Array,
+    Source { f: SourceFn, ctx: usize },
+}
+
 /// Python's `imap` / `imap_unordered`: results one at a time, with at most a window of chunks
 /// submitted and not yet consumed, so a slow consumer holds the producers back (backpressure).
 pub struct MapIter {
     sh: Arc<Shared>,
     a: MapArgs,
+    input: Input,
     ordered: bool,
     chunksize: usize,
     window: usize,
     next: usize,
+    /// The input has no more items (an array's end, or the source said so).
+    exhausted: bool,
+    /// What a source returned when it failed, reported once after the last result.
+    source_error: Option<c_int>,
     /// Submitted and not yet fully consumed, in submission order.
     chunks: VecDeque<Chunk>,
     /// The chunk being consumed and the position in it.
@@ -321,12 +340,21 @@ impl Pool {
     /// Starts an iterator over the results of `a.func` on every item (`a.out` is unused).
     ///
     /// # Safety
-    /// `a.input` must stay readable for `n * in_size` bytes until the iterator is dropped.
-    pub unsafe fn imap(&self, a: MapArgs, ordered: bool) -> Result<MapIter> {
+    /// With `Input::Array`, `a.input` must stay readable for `n * in_size` bytes until the
+    /// iterator is dropped; a source must be safe to call with an `in_size`-byte buffer.
+    pub unsafe fn imap(&self, a: MapArgs, input: Input, ordered: bool) -> Result<MapIter> {
         let sh = self.shared().clone();
         sh.check_owner()?;
         let window = 2 * sh.nworkers + 2;
-        Ok(MapIter { chunksize: chunk_size(&sh, &a), sh, a, ordered, window, next: 0, chunks: VecDeque::new(), cur: None })
+        let chunksize = match input {
+            Input::Array => chunk_size(&sh, &a),
+            // Unknown length: chunks of at most CHUNK_BYTES, and few enough items that the
+            // first results come back soon.
+            Input::Source { .. } if a.chunksize == 0 => (CHUNK_BYTES / (a.in_size + a.out_size).max(1)).clamp(1, 1024),
+            Input::Source { .. } => a.chunksize,
+        };
+        let exhausted = matches!(input, Input::Array) && a.n == 0;
+        Ok(MapIter { chunksize, sh, a, input, ordered, window, next: 0, exhausted, source_error: None, chunks: VecDeque::new(), cur: None })
     }
 }
 
@@ -350,7 +378,10 @@ impl MapIter {
                 self.cur = self.chunks.remove(i).map(|c| (c, 0));
                 continue;
             }
-            if self.chunks.is_empty() && self.next >= self.a.n {
+            if self.chunks.is_empty() && self.exhausted {
+                if let Some(rc) = self.source_error.take() {
+                    return Err(Error::new(Status::Task, format!("the input source returned {rc} after item {}", self.next)));
+                }
                 return Ok(None);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -364,17 +395,42 @@ impl MapIter {
 
     /// Submits chunks while fewer than the window are waiting to be consumed.
     fn feed(&mut self) -> Result<()> {
-        while self.next < self.a.n && self.chunks.len() + usize::from(self.cur.is_some()) < self.window {
-            let len = self.chunksize.min(self.a.n - self.next);
+        while !self.exhausted && self.chunks.len() + usize::from(self.cur.is_some()) < self.window {
+            let len = match self.input {
+                Input::Array => self.chunksize.min(self.a.n - self.next),
+                Input::Source { .. } => self.chunksize,
+            };
             let spec = TaskSpec { kind: K_ITEMS, map_chunk: true, func: self.a.func as usize, ctx: self.a.ctx, n: len, in_size: self.a.in_size, out_size: self.a.out_size, timeout: self.a.timeout, shm_in: None, shm_out: None };
-            let src = self.a.input + self.next * self.a.in_size;
-            let sub = self.sh.submit(spec, |dst| {
-                // SAFETY: the caller keeps the input readable while the iterator lives.
-                unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst, len * self.a.in_size) };
-                true
-            })?;
-            self.chunks.push_back(Chunk { slot: sub.slot, block: sub.block, out_off: Some(sub.out_off), start: self.next, len });
-            self.next += len;
+            let (start, isz) = (self.next, self.a.in_size);
+            let mut ended: Option<c_int> = None;
+            let r = self.sh.submit(spec, |dst| match self.input {
+                Input::Array => {
+                    // SAFETY: the caller keeps the input readable while the iterator lives.
+                    unsafe { std::ptr::copy_nonoverlapping((self.a.input + start * isz) as *const u8, dst, len * isz) };
+                    len
+                }
+                Input::Source { f, ctx } => (0..len)
+                    .position(|j| {
+                        // SAFETY: item j's input slot lies inside the chunk's input area.
+                        let rc = unsafe { f(dst.add(j * isz) as *mut c_void, start + j, ctx as *mut c_void) };
+                        (rc != 0).then(|| ended = Some(rc)).is_some()
+                    })
+                    .unwrap_or(len),
+            });
+            if let Some(rc) = ended {
+                self.exhausted = true;
+                self.source_error = (rc != 1).then_some(rc);
+            }
+            let sub = match r {
+                Ok(sub) => sub,
+                Err(_) if ended.is_some() => break, // the source ended at a chunk boundary
+                Err(e) => return Err(e),
+            };
+            self.chunks.push_back(Chunk { slot: sub.slot, block: sub.block, out_off: Some(sub.out_off), start, len: sub.n });
+            self.next += sub.n;
+            if matches!(self.input, Input::Array) && self.next >= self.a.n {
+                self.exhausted = true;
+            }
         }
         Ok(())
     }

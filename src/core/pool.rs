@@ -75,6 +75,8 @@ pub(crate) struct Submitted {
     pub slot: u32,
     pub block: Block,
     pub out_off: u64,
+    /// Items queued (fewer than asked when the input ran out).
+    pub n: usize,
 }
 
 #[derive(Default)]
@@ -207,7 +209,7 @@ impl Pool {
         let sub = self.sh.submit(spec, |dst| {
             // SAFETY: caller guarantees `input` is readable for `in_size` bytes.
             unsafe { std::ptr::copy_nonoverlapping(input, dst, in_size) };
-            true
+            1
         })?;
         let out = if shm_out.is_some() { std::ptr::null_mut() } else { out }; // written in place
         Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), sub, out, out_size, false)))
@@ -223,7 +225,7 @@ impl Pool {
         let sub = self.sh.submit(spec, |dst| {
             // SAFETY: caller guarantees `input` is readable for `len` bytes.
             unsafe { std::ptr::copy_nonoverlapping(input, dst, len) };
-            true
+            1
         })?;
         Ok(AsyncResult::task(TaskJob::new(self.sh.clone(), sub, std::ptr::null_mut(), max_out, true)))
     }
@@ -353,9 +355,10 @@ impl Shared {
     }
 
     /// Allocates a slot and a block, lets `fill` copy the input in (unless it already is in
-    /// shared memory), and queues the task. If `fill` returns false the task is dropped and
-    /// this fails with `Closed`.
-    pub(crate) fn submit(&self, spec: TaskSpec, fill: impl FnOnce(*mut u8) -> bool) -> Result<Submitted> {
+    /// shared memory), and queues the task. `fill` returns how many of the `spec.n` items it
+    /// wrote (fewer shortens the task); with none the task is dropped and this fails with
+    /// `Closed`.
+    pub(crate) fn submit(&self, spec: TaskSpec, fill: impl FnOnce(*mut u8) -> usize) -> Result<Submitted> {
         let in_bytes = if spec.shm_in.is_some() { 0 } else { spec.in_size };
         let out_bytes = if spec.shm_out.is_some() { 0 } else { spec.out_size };
         let lay = BlockLayout::new(spec.n, in_bytes, out_bytes).ok_or_else(|| Error::inval("sizes overflow"))?;
@@ -378,10 +381,11 @@ impl Shared {
             crate::sys::mem::populate(input, in_bytes * spec.n, true); // fresh pages: fault them in at once
         }
         // The block is ours until the task is queued.
-        if spec.shm_in.is_none() && !fill(input) {
+        let n = if spec.shm_in.is_some() { spec.n } else { fill(input).min(spec.n) };
+        if n == 0 {
             self.free_block(block);
             self.free_slot(slot);
-            return Err(Error::closed("the result was freed"));
+            return Err(Error::closed("nothing left to submit"));
         }
         let t = self.view.task(slot);
         t.kind.store(spec.kind, Relaxed);
@@ -391,7 +395,7 @@ impl Shared {
         t.block.store(block.off as u64, Relaxed);
         t.in_off.store(in_off, Relaxed);
         t.out_off.store(out_off, Relaxed);
-        t.n.store(spec.n as u64, Relaxed);
+        t.n.store(n as u64, Relaxed);
         t.in_size.store(spec.in_size as u64, Relaxed);
         t.out_size.store(spec.out_size as u64, Relaxed);
         t.next.store(0, Relaxed);
@@ -402,7 +406,7 @@ impl Shared {
         t.nfail.store(0, Relaxed);
         t.state.store(T_QUEUED, Release);
         self.view.push(slot, TAG_HOST);
-        Ok(Submitted { slot, block, out_off })
+        Ok(Submitted { slot, block, out_off, n })
     }
 
     /// A free slot and a heap block of `bytes`, waiting for running work to free some if the

@@ -4,7 +4,7 @@ use super::macros::{boundary, handle, status};
 use super::options::{convert_map, pool_map_options_t};
 use super::pool::{pool_fn, pool_t};
 use super::result::timeout;
-use crate::core::map::MapIter;
+use crate::core::map::{Input, MapIter};
 use crate::core::{Error, MapArgs, Status};
 use std::os::raw::{c_int, c_void};
 use std::sync::Mutex;
@@ -23,7 +23,35 @@ fn start(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, ou
     let (chunksize, _, timeout) = convert_map(opts)?;
     let a = MapArgs { func, input: input as usize, in_size, out: 0, out_size, n, ctx: ctx as usize, chunksize, statuses: 0, timeout };
     // SAFETY: arguments checked; the caller keeps `in` valid while the iterator lives.
-    Ok(pool_iter_t(Mutex::new(unsafe { p.pool().imap(a, ordered) }?)))
+    Ok(pool_iter_t(Mutex::new(unsafe { p.pool().imap(a, Input::Array, ordered) }?)))
+}
+
+/// Produces input item `index` (0, 1, 2, ...) into `item` (`in_size` bytes) for
+/// `pool_imap_source`. Return 0 for an item, 1 when there are no more, any other value for an
+/// error (which also ends the input; `pool_iter_next` reports it after the last result).
+/// Runs in the thread calling `pool_iter_next`, never in a worker.
+#[allow(non_camel_case_types)]
+pub type pool_source_fn = Option<unsafe extern "C" fn(item: *mut c_void, index: usize, source_ctx: *mut c_void) -> c_int>;
+
+/// Like `pool_imap`, for input of any length produced on demand: `source` writes each item
+/// straight into the pool's shared memory as workers need more, so neither the input nor the
+/// results ever need to be in memory at once. `ordered`: results in item order, or as they
+/// complete. `opts` may be NULL (`chunksize` 0 picks up to 1024 items per chunk).
+/// Returns NULL on failure with `pool_last_error()` set.
+/// Ownership: free with `pool_iter_free`. Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn pool_imap_source(pool: *mut pool_t, f: pool_fn, source: pool_source_fn, source_ctx: *mut c_void, in_size: usize, out_size: usize, ctx: *mut c_void, ordered: bool, opts: *const pool_map_options_t) -> *mut pool_iter_t {
+    handle(|| {
+        let p = try_ref!(pool, "pool");
+        let func = f.ok_or_else(|| Error::inval("fn is NULL"))?;
+        let src = source.ok_or_else(|| Error::inval("source is NULL"))?;
+        require!(in_size > 0 && out_size > 0, "item sizes (in_size, out_size) must be > 0");
+        let (chunksize, _, timeout) = convert_map(opts)?;
+        let a = MapArgs { func, input: 0, in_size, out: 0, out_size, n: 0, ctx: ctx as usize, chunksize, statuses: 0, timeout };
+        let input = Input::Source { f: src, ctx: source_ctx as usize };
+        // SAFETY: arguments checked; the source writes in_size bytes per call as documented.
+        Ok(pool_iter_t(Mutex::new(unsafe { p.pool().imap(a, input, ordered) }?)))
+    })
 }
 
 /// Like `pool_map`, but results come back one at a time through `pool_iter_next`, in item

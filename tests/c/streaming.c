@@ -68,6 +68,33 @@ static void test_imap(pool_t *pool, int ordered) {
     CHECK_ST(pool_iter_next(NULL, &y, &idx, 0), POOL_EINVAL);
 }
 
+/* Items 0, 1, 2, ... up to *(long *)ctx, produced on demand. */
+static int count_up(void *item, size_t index, void *ctx) {
+    if ((long)index >= *(const long *)ctx) return 1;
+    *(long *)item = (long)index + 20;
+    return 0;
+}
+
+static void test_imap_source(pool_t *pool) {
+    SECTION("pool_imap_source: input produced on demand");
+    long limit = 50000;
+    pool_iter_t *it = pool_imap_source(pool, square, count_up, &limit, sizeof(long), sizeof(long), NULL, true, NULL);
+    REQUIRE(it != NULL);
+    size_t idx, count = 0, bad = 0;
+    long y;
+    int st;
+    while ((st = pool_iter_next(it, &y, &idx, -1)) != POOL_EDONE) {
+        long x = (long)idx + 20;
+        bad += st != POOL_OK || idx != count || y != x * x;
+        count++;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(count, (size_t)limit);
+    pool_iter_free(it);
+    CHECK(pool_imap_source(pool, square, NULL, &limit, 8, 8, NULL, true, NULL) == NULL);
+    CHECK_EQ(pool_last_status(), POOL_EINVAL);
+}
+
 static void test_progress_and_fd(pool_t *pool) {
     SECTION("async_progress and pool_event_fd");
     int fd = pool_event_fd(pool);
@@ -99,6 +126,7 @@ int main(void) {
     test_shm(pool);
     test_imap(pool, 1);
     test_imap(pool, 0);
+    test_imap_source(pool);
     test_progress_and_fd(pool);
     pool_destroy(pool);
     return test_finish();
