@@ -47,7 +47,8 @@ const SANITIZE_TIMEOUT: Duration = Duration::from_secs(120);
 /// programs' stretched watchdog (55 s x VALGRIND_WATCHDOG_SCALE).
 const VALGRIND_TIMEOUT: Duration = Duration::from_secs(300);
 /// Compiler flags of the sanitizer stage.
-const SANITIZE_FLAGS: &[&str] = &["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"];
+const SANITIZE_FLAGS: &[&str] =
+    &["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"];
 /// Shared memory size for valgrind runs: memcheck's leak checker reads all of it at every exit.
 const VALGRIND_SHM_SIZE: &str = "256M";
 /// The C tests, one file each in tests/c/; `c_tests_are_all_registered` keeps this in sync.
@@ -72,7 +73,11 @@ fn env() -> &'static Env {
         let exe = std::env::current_exe().expect("current_exe");
         let libdir = exe.parent().expect("<target>/<profile>/deps/<exe>").to_path_buf();
         for lib in ["libpool.so", "libpool.a"] {
-            assert!(libdir.join(lib).exists(), "{} was not built (cargo builds it with the tests)", libdir.join(lib).display());
+            assert!(
+                libdir.join(lib).exists(),
+                "{} was not built (cargo builds it with the tests)",
+                libdir.join(lib).display()
+            );
         }
         // The .so carries the soname libpool.so.0, which is what the programs look up at run time.
         let soname = libdir.join("libpool.so.0");
@@ -271,8 +276,16 @@ fn run_cmd(mut cmd: Command, name: &str, timeout: Duration) -> Run {
         elapsed,
     };
     assert!(!timed_out, "{}", r.report(&format!("{name} TIMED OUT (killed after {timeout:?})")));
-    assert!(!lingering, "{}", r.report(&format!("{name}: its processes kept stdout/stderr open >10 s after it exited")));
-    assert!(leftovers.is_empty(), "{}", r.report(&format!("{name}: processes left running after it exited: {leftovers:?}")));
+    assert!(
+        !lingering,
+        "{}",
+        r.report(&format!("{name}: its processes kept stdout/stderr open >10 s after it exited"))
+    );
+    assert!(
+        leftovers.is_empty(),
+        "{}",
+        r.report(&format!("{name}: processes left running after it exited: {leftovers:?}"))
+    );
     r
 }
 
@@ -480,7 +493,8 @@ fn run_stage(stage: &str, progs: &[Prog], one: impl Fn(&Prog) -> Result<String, 
     let mut failures = Vec::new();
     for p in progs {
         let t0 = Instant::now();
-        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(p))).unwrap_or_else(|e| Err(panic_text(e)));
+        let res =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(p))).unwrap_or_else(|e| Err(panic_text(e)));
         match res {
             Ok(line) => summary.push(format!("{stage}: {:<13} ok    {line}", p.name)),
             Err(e) => {
@@ -508,7 +522,8 @@ fn sanitizers_available() -> Result<(), String> {
     static OK: OnceLock<Result<(), String>> = OnceLock::new();
     OK.get_or_init(|| {
         let src = env().outdir.join("sanitizer_probe.c");
-        std::fs::write(&src, "int main(void) { return 0; }\n").map_err(|e| format!("writing {}: {e}", src.display()))?;
+        std::fs::write(&src, "int main(void) { return 0; }\n")
+            .map_err(|e| format!("writing {}: {e}", src.display()))?;
         let exe = env().outdir.join("sanitizer_probe");
         let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
         let out = Command::new(&cc)
@@ -519,11 +534,16 @@ fn sanitizers_available() -> Result<(), String> {
             .output()
             .map_err(|e| format!("cannot run the C compiler `{cc}`: {e}"))?;
         if !out.status.success() {
-            return Err(format!("`{cc}` cannot build with {SANITIZE_FLAGS:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "`{cc}` cannot build with {SANITIZE_FLAGS:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         match Command::new(&exe).output() {
             Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(format!("a sanitized program does not run here: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Ok(o) => {
+                Err(format!("a sanitized program does not run here: {}", String::from_utf8_lossy(&o.stderr).trim()))
+            }
             Err(e) => Err(format!("a sanitized program does not run here: {e}")),
         }
     })
@@ -654,7 +674,8 @@ impl VgRecord {
 
 /// The stack frames of `lines` from `from` on.
 fn frames_after<'a>(lines: &'a [String], from: &str) -> Vec<&'a str> {
-    let frames: Vec<&str> = lines.iter().map(|l| l.trim()).filter(|l| l.starts_with("at ") || l.starts_with("by ")).collect();
+    let frames: Vec<&str> =
+        lines.iter().map(|l| l.trim()).filter(|l| l.starts_with("at ") || l.starts_with("by ")).collect();
     let i = frames.iter().position(|l| *l == from).unwrap_or(0);
     frames[i..].to_vec()
 }

@@ -6,7 +6,18 @@ use pool::core::{MapArgs, Options, Pool, Status};
 use std::time::{Duration, Instant};
 
 fn map_args(f: pool::core::worker::ItemFn, xs: &[i64], ys: &mut [i64], ctx: usize, chunksize: usize) -> MapArgs {
-    MapArgs { func: f, input: xs.as_ptr() as usize, in_size: 8, out: ys.as_mut_ptr() as usize, out_size: 8, n: xs.len(), ctx, chunksize, statuses: 0, timeout: None }
+    MapArgs {
+        func: f,
+        input: xs.as_ptr() as usize,
+        in_size: 8,
+        out: ys.as_mut_ptr() as usize,
+        out_size: 8,
+        n: xs.len(),
+        ctx,
+        chunksize,
+        statuses: 0,
+        timeout: None,
+    }
 }
 
 #[test]
@@ -42,9 +53,12 @@ fn crash_inside_chunk_fails_only_that_item_and_runs_the_rest_once() {
 #[test]
 fn apply_statuses_and_recovery() {
     let p = Pool::new(2, Options::default()).unwrap();
-    for (x, want) in [(13i64, Status::Crashed), (14, Status::Crashed), (15, Status::Task), (17, Status::Crashed), (5, Status::Ok)] {
+    for (x, want) in
+        [(13i64, Status::Crashed), (14, Status::Crashed), (15, Status::Task), (17, Status::Crashed), (5, Status::Ok)]
+    {
         let mut y = 0i64;
-        let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+        let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+            .unwrap();
         let o = r.wait(None).unwrap();
         assert_eq!(o.status(), want, "x={x}: {:?}", o.err);
         if want == Status::Ok {
@@ -53,7 +67,8 @@ fn apply_statuses_and_recovery() {
     }
     let mut y = 0i64;
     let x = 14i64;
-    let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .unwrap();
     let e = r.wait(None).unwrap().err.unwrap();
     assert!(e.msg.contains("exited with status 3"), "{e}");
 }
@@ -78,7 +93,8 @@ fn max_tasks_per_child_replaces_workers() {
     let mut pids = Vec::new();
     for _ in 0..3 {
         let mut pid = 0i32;
-        let r = unsafe { p.apply_async(getpid_task, std::ptr::null(), 0, &mut pid as *mut i32 as *mut u8, 4, 0) }.unwrap();
+        let r =
+            unsafe { p.apply_async(getpid_task, std::ptr::null(), 0, &mut pid as *mut i32 as *mut u8, 4, 0) }.unwrap();
         assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
         pids.push(pid);
     }
@@ -91,8 +107,11 @@ fn terminate_ends_pending_work_with_closed() {
     let p = Pool::new(1, Options::default()).unwrap();
     let x = 16i64; // hangs
     let mut y = 0i64;
-    let hang = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
-    let queued = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let hang = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .unwrap();
+    let queued =
+        unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+            .unwrap();
     assert!(hang.wait(Some(Duration::from_millis(50))).is_none());
     p.terminate().unwrap();
     assert_eq!(hang.wait(None).unwrap().status(), Status::Closed);
@@ -107,7 +126,8 @@ fn close_join_waits_for_async_map() {
     let mut ys = vec![0i64; xs.len()];
     let r = unsafe { p.map_async(map_args(square, &xs, &mut ys, 0, 0)) }.unwrap();
     p.close().unwrap();
-    let e = unsafe { p.apply_async(square, xs.as_ptr() as *const u8, 8, ys.as_mut_ptr() as *mut u8, 8, 0) }.err().unwrap();
+    let e =
+        unsafe { p.apply_async(square, xs.as_ptr() as *const u8, 8, ys.as_mut_ptr() as *mut u8, 8, 0) }.err().unwrap();
     assert_eq!(e.status, Status::Closed);
     p.join().unwrap();
     let o = r.poll().expect("join returns after the map is done");
@@ -121,10 +141,13 @@ fn handles_outlive_the_pool() {
     let p = Pool::new(1, Options::default()).unwrap();
     let x = 3i64;
     let mut y = 0i64;
-    let r = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let r = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .unwrap();
     let x2 = 16i64;
     let mut y2 = 0i64;
-    let hang = unsafe { p.apply_async(faulty, &x2 as *const i64 as *const u8, 8, &mut y2 as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let hang =
+        unsafe { p.apply_async(faulty, &x2 as *const i64 as *const u8, 8, &mut y2 as *mut i64 as *mut u8, 8, 0) }
+            .unwrap();
     assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
     drop(p);
     assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
@@ -140,7 +163,9 @@ fn many_outstanding_applies() {
     let rs: Vec<_> = xs
         .iter()
         .zip(ys.iter_mut())
-        .map(|(x, y)| unsafe { p.apply_async(square, x as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0) }.unwrap())
+        .map(|(x, y)| {
+            unsafe { p.apply_async(square, x as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0) }.unwrap()
+        })
         .collect();
     for r in &rs {
         assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
@@ -235,7 +260,11 @@ fn per_call_timeout_overrides_the_pool() {
     assert_eq!(ys, vec![1, 0, 4]);
 }
 
-unsafe extern "C" fn leak(_: *const std::os::raw::c_void, o: *mut std::os::raw::c_void, _: *mut std::os::raw::c_void) -> std::os::raw::c_int {
+unsafe extern "C" fn leak(
+    _: *const std::os::raw::c_void,
+    o: *mut std::os::raw::c_void,
+    _: *mut std::os::raw::c_void,
+) -> std::os::raw::c_int {
     let v = vec![1u8; 8 << 20];
     std::mem::forget(v); // 8 MiB touched and leaked per task
     *(o as *mut i32) = libc::getpid();
@@ -262,7 +291,9 @@ fn code_loaded_after_creation_is_refused() {
     let data = [0xC3u8; 64]; // not in any executable mapping
     let f: pool::core::worker::ItemFn = unsafe { std::mem::transmute(data.as_ptr()) };
     let (x, mut y) = (1i64, 0i64);
-    let e = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.err().unwrap();
+    let e = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .err()
+        .unwrap();
     assert_eq!(e.status, Status::Inval);
     assert!(e.msg.contains("not in code"), "{e}");
 }
@@ -284,7 +315,9 @@ fn function_from_a_library_loaded_after_creation_is_refused() {
     assert!(!sym.is_null());
     let f: pool::core::worker::ItemFn = unsafe { std::mem::transmute(sym) };
     let (x, mut y) = (1i64, 0i64);
-    let e = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.err().unwrap();
+    let e = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .err()
+        .unwrap();
     assert_eq!(e.status, Status::Inval);
     assert!(e.msg.contains("library loaded later"), "{e}");
 }

@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use pool::core::map::Input;
+use pool::core::iter::Input;
 use pool::core::{MapArgs, Options, Pool, Status};
 use std::time::Duration;
 
@@ -75,7 +75,10 @@ fn imap_applies_backpressure_to_a_slow_consumer() {
     let counts = shared_counters(10_000);
     let p = Pool::new(2, Options::default()).unwrap();
     let xs: Vec<i64> = (0..10_000).filter(|x| !(13..=17).contains(&(x % 100))).collect();
-    let mut it = unsafe { p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), counts.as_ptr() as usize, 10), Input::Array, true) }.unwrap();
+    let mut it = unsafe {
+        p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), counts.as_ptr() as usize, 10), Input::Array, true)
+    }
+    .unwrap();
     let mut y = 0i64;
     unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap().unwrap();
     std::thread::sleep(Duration::from_millis(300)); // the consumer dawdles; workers must wait
@@ -90,7 +93,8 @@ fn progress_and_event_fd() {
     let efd = p.event_fd().unwrap();
     let xs: Vec<i64> = (0..200_000).collect();
     let mut ys = vec![0i64; xs.len()];
-    let r = unsafe { p.map_async(args(square, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, xs.len(), 0, 1000)) }.unwrap();
+    let r = unsafe { p.map_async(args(square, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, xs.len(), 0, 1000)) }
+        .unwrap();
     let mut pfd = libc::pollfd { fd: efd, events: libc::POLLIN, revents: 0 };
     assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "the eventfd became readable");
     assert!(r.wait(Some(Duration::from_secs(10))).is_some());
@@ -99,7 +103,8 @@ fn progress_and_event_fd() {
     assert_eq!(unsafe { libc::read(efd, &mut v as *mut u64 as *mut libc::c_void, 8) }, 8);
     // A single task signals it too.
     let (x, mut y) = (3i64, 0i64);
-    let t = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let t = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .unwrap();
     assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1);
     assert_eq!(t.progress(), (1, 1));
     assert_eq!(y, 9);
@@ -107,7 +112,11 @@ fn progress_and_event_fd() {
 
 /// Produces 100 * index + 1 for indices below the count in ctx, then ends (or fails with 7 if
 /// the count is negative: -count items then an error).
-unsafe extern "C" fn numbers(item: *mut std::os::raw::c_void, index: usize, ctx: *mut std::os::raw::c_void) -> std::os::raw::c_int {
+unsafe extern "C" fn numbers(
+    item: *mut std::os::raw::c_void,
+    index: usize,
+    ctx: *mut std::os::raw::c_void,
+) -> std::os::raw::c_int {
     let limit = *(ctx as *const i64);
     if index as i64 >= limit.abs() {
         return if limit < 0 { 7 } else { 1 };

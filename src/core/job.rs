@@ -25,8 +25,15 @@ pub struct Info {
 
 impl Info {
     pub(crate) fn from_rec(rec: Rec, item: Option<u64>) -> Info {
-        let died = matches!(Status::from_i32(rec.status), Status::Crashed | Status::TimedOut | Status::Cancelled) && rec.pid != 0;
-        Info { status: Status::from_i32(rec.status), code: rec.code, pid: rec.pid, exit: died.then(|| Exit::from_raw(rec.wstatus)), item }
+        let died = matches!(Status::from_i32(rec.status), Status::Crashed | Status::TimedOut | Status::Cancelled)
+            && rec.pid != 0;
+        Info {
+            status: Status::from_i32(rec.status),
+            code: rec.code,
+            pid: rec.pid,
+            exit: died.then(|| Exit::from_raw(rec.wstatus)),
+            item,
+        }
     }
 
     fn of(status: Status) -> Info {
@@ -112,7 +119,16 @@ pub struct TaskJob {
 impl TaskJob {
     pub(crate) fn new(sh: Arc<Shared>, sub: Submitted, out: *mut u8, out_size: usize, var: bool) -> TaskJob {
         let st = TaskState { phase: Phase::Pending, waiters: 0, slot_held: false };
-        TaskJob { sh, slot: sub.slot, block: sub.block, out_off: sub.out_off, out: out as usize, out_size, var, st: Mutex::new(st) }
+        TaskJob {
+            sh,
+            slot: sub.slot,
+            block: sub.block,
+            out_off: sub.out_off,
+            out: out as usize,
+            out_size,
+            var,
+            st: Mutex::new(st),
+        }
     }
 
     /// Collects the result if the task has ended: copies the output to the caller, frees the
@@ -130,7 +146,13 @@ impl TaskJob {
                 // The task is DONE: its records are final.
                 let info = match self.sh.view.failures(t).first() {
                     Some(&rec) => Info::from_rec(rec, None),
-                    None => Info { status: Status::Ok, code: 0, pid: t.pid.load(std::sync::atomic::Ordering::Relaxed), exit: None, item: None },
+                    None => Info {
+                        status: Status::Ok,
+                        code: 0,
+                        pid: t.pid.load(std::sync::atomic::Ordering::Relaxed),
+                        exit: None,
+                        item: None,
+                    },
                 };
                 let outcome = Outcome::from_info(info);
                 if outcome.err.is_none() && !self.var && self.out_size > 0 && self.out != 0 {

@@ -2,6 +2,7 @@
 
 pub mod error;
 mod heap;
+pub mod iter;
 pub mod job;
 pub mod map;
 pub mod pool;

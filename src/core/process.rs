@@ -119,7 +119,10 @@ impl Process {
         match (st.pid, st.exit, st.lost) {
             (None, _, _) => Err(Error::inval("the process was not started")),
             (_, Some(e), _) => Ok(e.python_code()),
-            (_, None, true) => Err(Error::new(Status::Sys, "the child was reaped by someone else (waitpid(-1) in the host?); its exit code is lost")),
+            (_, None, true) => Err(Error::new(
+                Status::Sys,
+                "the child was reaped by someone else (waitpid(-1) in the host?); its exit code is lost",
+            )),
             _ => Err(Error::new(Status::TimedOut, "the process is still running")),
         }
     }

@@ -41,7 +41,9 @@ impl View {
         if l.compare_exchange(0, tag, Acquire, Relaxed).is_ok() {
             return;
         }
-        if spin_until(Duration::from_micros(5), || l.load(Relaxed) == 0) && l.compare_exchange(0, tag, Acquire, Relaxed).is_ok() {
+        if spin_until(Duration::from_micros(5), || l.load(Relaxed) == 0)
+            && l.compare_exchange(0, tag, Acquire, Relaxed).is_ok()
+        {
             return;
         }
         loop {
@@ -153,7 +155,11 @@ impl View {
     /// Announces a group event (a notify-task completion, a death) to whoever waits for one.
     pub fn signal_event(&self, notify: bool) {
         let e = &self.header().events;
-        let waiting = if notify { e.notify_waiters.load(SeqCst) + e.any_waiters.load(SeqCst) } else { e.any_waiters.load(SeqCst) };
+        let waiting = if notify {
+            e.notify_waiters.load(SeqCst) + e.any_waiters.load(SeqCst)
+        } else {
+            e.any_waiters.load(SeqCst)
+        };
         if notify || waiting > 0 {
             e.seq.fetch_add(1, SeqCst);
             if waiting > 0 {
@@ -191,9 +197,7 @@ impl View {
 
     /// Moves task `t` from `from` to `to`, keeping the waiter bit. False if it was not in `from`.
     pub fn transition(&self, t: &TaskSlot, from: u32, to: u32) -> bool {
-        t.state
-            .fetch_update(AcqRel, Acquire, |s| (s & !WAITER == from).then_some((s & WAITER) | to))
-            .is_ok()
+        t.state.fetch_update(AcqRel, Acquire, |s| (s & !WAITER == from).then_some((s & WAITER) | to)).is_ok()
     }
 
     /// Ends task `t` (from `from`) with a final state, waking host waiters.

@@ -1,8 +1,8 @@
 //! The worker process: takes tasks from the shared queue and runs them until told to stop.
 
+use super::error::Status;
 use super::queue::spin_until;
 use super::shm::*;
-use super::error::Status;
 use crate::sys::proc;
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
@@ -181,11 +181,7 @@ fn run_task(v: &View, w: usize, idx: u32) {
             }
             // SAFETY: item i's input and output lie inside the areas the host sized for n items.
             let rc = unsafe {
-                f(
-                    ptr_or_null(input.add(i as usize * isz), isz),
-                    ptr_or_null(output.add(i as usize * osz), osz),
-                    ctx,
-                )
+                f(ptr_or_null(input.add(i as usize * isz), isz), ptr_or_null(output.add(i as usize * osz), osz), ctx)
             };
             record(v, t, i, rc);
             i += 1;
@@ -200,7 +196,10 @@ fn run_task(v: &View, w: usize, idx: u32) {
 
 fn record(v: &View, t: &TaskSlot, i: u64, rc: c_int) {
     if rc != 0 {
-        v.push_failure(t, Rec { item: i, status: Status::Task as i32, code: rc, pid: MY_PID.load(Relaxed), wstatus: 0 });
+        v.push_failure(
+            t,
+            Rec { item: i, status: Status::Task as i32, code: rc, pid: MY_PID.load(Relaxed), wstatus: 0 },
+        );
     }
     t.next.store(i + 1, Release);
 }

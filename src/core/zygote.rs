@@ -4,10 +4,10 @@
 //! tasks they were running, enforces per-item deadlines, and takes every worker down with it
 //! when the host dies or terminates the pool.
 
+use super::error::Status;
 use super::queue::TAG_ZYGOTE;
 use super::shm::*;
 use super::worker::{self, InitFn, WorkerConfig};
-use super::error::Status;
 use crate::sys::proc::{self, Exit, Forked};
 use std::sync::atomic::Ordering::*;
 use std::time::{Duration, Instant};
@@ -128,9 +128,7 @@ impl Zygote {
         slot.state.store(W_STARTING, SeqCst);
         let me = proc::getpid();
         match proc::fork(Some(v.base() as usize), None) {
-            Ok(Forked::Child) => {
-                worker::main(WorkerConfig { view: v, index: w, zygote: me, init: self.cfg.init })
-            }
+            Ok(Forked::Child) => worker::main(WorkerConfig { view: v, index: w, zygote: me, init: self.cfg.init }),
             Ok(Forked::Parent(pid)) => {
                 slot.pid.store(pid, SeqCst);
                 self.workers[w] = Worker { pid, alive: true, ..Worker::default() };

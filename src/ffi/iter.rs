@@ -4,7 +4,7 @@ use super::macros::{boundary, handle, status};
 use super::options::{convert_map, pool_map_options_t};
 use super::pool::{pool_fn, pool_t};
 use super::result::timeout;
-use crate::core::map::{Input, MapIter};
+use crate::core::iter::{Input, MapIter};
 use crate::core::{Error, MapArgs, Status};
 use std::os::raw::{c_int, c_void};
 use std::sync::Mutex;
@@ -14,14 +14,35 @@ use std::sync::Mutex;
 pub struct pool_iter_t(Mutex<MapIter>);
 
 #[allow(clippy::too_many_arguments)]
-fn start(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t, ordered: bool) -> Result<pool_iter_t, Error> {
+fn start(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out_size: usize,
+    n: usize,
+    ctx: *mut c_void,
+    opts: *const pool_map_options_t,
+    ordered: bool,
+) -> Result<pool_iter_t, Error> {
     let p = try_ref!(pool, "pool");
     let func = f.ok_or_else(|| Error::inval("fn is NULL"))?;
     require!(in_size > 0 && out_size > 0, "item sizes (in_size, out_size) must be > 0");
     require!(n.checked_mul(in_size).is_some_and(|b| b <= isize::MAX as usize), "n * in_size overflows");
     require!(n == 0 || !input.is_null(), "in is NULL");
     let (chunksize, _, timeout) = convert_map(opts)?;
-    let a = MapArgs { func, input: input as usize, in_size, out: 0, out_size, n, ctx: ctx as usize, chunksize, statuses: 0, timeout };
+    let a = MapArgs {
+        func,
+        input: input as usize,
+        in_size,
+        out: 0,
+        out_size,
+        n,
+        ctx: ctx as usize,
+        chunksize,
+        statuses: 0,
+        timeout,
+    };
     // SAFETY: arguments checked; the caller keeps `in` valid while the iterator lives.
     Ok(pool_iter_t(Mutex::new(unsafe { p.pool().imap(a, Input::Array, ordered) }?)))
 }
@@ -31,7 +52,8 @@ fn start(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, ou
 /// error (which also ends the input; `pool_iter_next` reports it after the last result).
 /// Runs in the thread calling `pool_iter_next`, never in a worker.
 #[allow(non_camel_case_types)]
-pub type pool_source_fn = Option<unsafe extern "C" fn(item: *mut c_void, index: usize, source_ctx: *mut c_void) -> c_int>;
+pub type pool_source_fn =
+    Option<unsafe extern "C" fn(item: *mut c_void, index: usize, source_ctx: *mut c_void) -> c_int>;
 
 /// Like `pool_imap`, for input of any length produced on demand: `source` writes each item
 /// straight into the pool's shared memory as workers need more, so neither the input nor the
@@ -40,14 +62,35 @@ pub type pool_source_fn = Option<unsafe extern "C" fn(item: *mut c_void, index: 
 /// Returns NULL on failure with `pool_last_error()` set.
 /// Ownership: free with `pool_iter_free`. Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn pool_imap_source(pool: *mut pool_t, f: pool_fn, source: pool_source_fn, source_ctx: *mut c_void, in_size: usize, out_size: usize, ctx: *mut c_void, ordered: bool, opts: *const pool_map_options_t) -> *mut pool_iter_t {
+pub extern "C" fn pool_imap_source(
+    pool: *mut pool_t,
+    f: pool_fn,
+    source: pool_source_fn,
+    source_ctx: *mut c_void,
+    in_size: usize,
+    out_size: usize,
+    ctx: *mut c_void,
+    ordered: bool,
+    opts: *const pool_map_options_t,
+) -> *mut pool_iter_t {
     handle(|| {
         let p = try_ref!(pool, "pool");
         let func = f.ok_or_else(|| Error::inval("fn is NULL"))?;
         let src = source.ok_or_else(|| Error::inval("source is NULL"))?;
         require!(in_size > 0 && out_size > 0, "item sizes (in_size, out_size) must be > 0");
         let (chunksize, _, timeout) = convert_map(opts)?;
-        let a = MapArgs { func, input: 0, in_size, out: 0, out_size, n: 0, ctx: ctx as usize, chunksize, statuses: 0, timeout };
+        let a = MapArgs {
+            func,
+            input: 0,
+            in_size,
+            out: 0,
+            out_size,
+            n: 0,
+            ctx: ctx as usize,
+            chunksize,
+            statuses: 0,
+            timeout,
+        };
         let input = Input::Source { f: src, ctx: source_ctx as usize };
         // SAFETY: arguments checked; the source writes in_size bytes per call as documented.
         Ok(pool_iter_t(Mutex::new(unsafe { p.pool().imap(a, input, ordered) }?)))
@@ -62,7 +105,16 @@ pub extern "C" fn pool_imap_source(pool: *mut pool_t, f: pool_fn, source: pool_s
 /// Returns NULL on failure with `pool_last_error()` set.
 /// Ownership: free with `pool_iter_free`. Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn pool_imap(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> *mut pool_iter_t {
+pub extern "C" fn pool_imap(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out_size: usize,
+    n: usize,
+    ctx: *mut c_void,
+    opts: *const pool_map_options_t,
+) -> *mut pool_iter_t {
     handle(|| start(pool, f, input, in_size, out_size, n, ctx, opts, true))
 }
 
@@ -70,7 +122,16 @@ pub extern "C" fn pool_imap(pool: *mut pool_t, f: pool_fn, input: *const c_void,
 /// each one is). Same arguments, errors and ownership as `pool_imap`.
 /// Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn pool_imap_unordered(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> *mut pool_iter_t {
+pub extern "C" fn pool_imap_unordered(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out_size: usize,
+    n: usize,
+    ctx: *mut c_void,
+    opts: *const pool_map_options_t,
+) -> *mut pool_iter_t {
     handle(|| start(pool, f, input, in_size, out_size, n, ctx, opts, false))
 }
 

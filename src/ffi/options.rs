@@ -120,7 +120,9 @@ pub(crate) fn convert_map(opts: *const pool_map_options_t) -> Result<(usize, usi
     // SAFETY: the caller passes a readable pool_map_options_t or NULL (checked).
     let Some(o) = (unsafe { opts.as_ref() }) else { return Ok((0, 0, None)) };
     if o.struct_size < std::mem::size_of::<pool_map_options_t>() {
-        return Err(Error::inval("pool_map_options_t was not initialised with pool_map_options_init (bad struct_size)"));
+        return Err(Error::inval(
+            "pool_map_options_t was not initialised with pool_map_options_init (bad struct_size)",
+        ));
     }
     if o.task_timeout.is_nan() {
         return Err(Error::inval("task_timeout is NaN"));

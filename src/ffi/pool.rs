@@ -30,7 +30,16 @@ pub type pool_fn = Option<unsafe extern "C" fn(input: *const c_void, out: *mut c
 pub type pool_task_fn = Option<unsafe extern "C" fn(input: *const c_void, in_len: usize, ctx: *mut c_void) -> c_int>;
 
 #[allow(clippy::too_many_arguments)]
-fn map_args(f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> Result<MapArgs, Error> {
+fn map_args(
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    n: usize,
+    ctx: *mut c_void,
+    opts: *const pool_map_options_t,
+) -> Result<MapArgs, Error> {
     let (chunksize, statuses, timeout) = convert_map(opts)?;
     let func: ItemFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
     require!(in_size > 0 && out_size > 0, "map item sizes (in_size, out_size) must be > 0");
@@ -38,10 +47,27 @@ fn map_args(f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, 
     require!(n.checked_mul(out_size).is_some_and(|b| b <= isize::MAX as usize), "n * out_size overflows");
     require!(n == 0 || !input.is_null(), "in is NULL");
     require!(n == 0 || !out.is_null(), "out is NULL");
-    Ok(MapArgs { func, input: input as usize, in_size, out: out as usize, out_size, n, ctx: ctx as usize, chunksize, statuses, timeout })
+    Ok(MapArgs {
+        func,
+        input: input as usize,
+        in_size,
+        out: out as usize,
+        out_size,
+        n,
+        ctx: ctx as usize,
+        chunksize,
+        statuses,
+        timeout,
+    })
 }
 
-fn apply_args(f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize) -> Result<ItemFn, Error> {
+fn apply_args(
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+) -> Result<ItemFn, Error> {
     let func = f.ok_or_else(|| Error::inval("fn is NULL"))?;
     require!(in_size == 0 || !input.is_null(), "in is NULL but in_size > 0");
     require!(out_size == 0 || !out.is_null(), "out is NULL but out_size > 0");
@@ -88,7 +114,16 @@ pub extern "C" fn pool_workers(pool: *const pool_t) -> c_int {
 /// Ownership: `in` and `out` stay the caller's. Thread safety: safe from any thread,
 /// concurrently with other calls on the same pool.
 #[no_mangle]
-pub extern "C" fn pool_map(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void) -> c_int {
+pub extern "C" fn pool_map(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    n: usize,
+    ctx: *mut c_void,
+) -> c_int {
     pool_map_ex(pool, f, input, in_size, out, out_size, n, ctx, std::ptr::null())
 }
 
@@ -96,7 +131,17 @@ pub extern "C" fn pool_map(pool: *mut pool_t, f: pool_fn, input: *const c_void, 
 /// per-item timeout.
 /// Thread safety: safe from any thread.
 #[no_mangle]
-pub extern "C" fn pool_map_ex(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> c_int {
+pub extern "C" fn pool_map_ex(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    n: usize,
+    ctx: *mut c_void,
+    opts: *const pool_map_options_t,
+) -> c_int {
     status(|| {
         let p = try_ref!(pool, "pool");
         let a = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
@@ -115,7 +160,16 @@ pub extern "C" fn pool_map_ex(pool: *mut pool_t, f: pool_fn, input: *const c_voi
 /// Returns NULL on failure (bad argument, closed pool) with `pool_last_error()` set.
 /// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn pool_map_async(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void) -> *mut pool_async_t {
+pub extern "C" fn pool_map_async(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    n: usize,
+    ctx: *mut c_void,
+) -> *mut pool_async_t {
     pool_map_async_ex(pool, f, input, in_size, out, out_size, n, ctx, std::ptr::null())
 }
 
@@ -123,7 +177,17 @@ pub extern "C" fn pool_map_async(pool: *mut pool_t, f: pool_fn, input: *const c_
 /// valid like `out`).
 /// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn pool_map_async_ex(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, n: usize, ctx: *mut c_void, opts: *const pool_map_options_t) -> *mut pool_async_t {
+pub extern "C" fn pool_map_async_ex(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    n: usize,
+    ctx: *mut c_void,
+    opts: *const pool_map_options_t,
+) -> *mut pool_async_t {
     handle(|| {
         let p = try_ref!(pool, "pool");
         let a = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
@@ -137,7 +201,15 @@ pub extern "C" fn pool_map_async_ex(pool: *mut pool_t, f: pool_fn, input: *const
 /// worker died, ...).
 /// Thread safety: safe from any thread.
 #[no_mangle]
-pub extern "C" fn pool_apply(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, ctx: *mut c_void) -> c_int {
+pub extern "C" fn pool_apply(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    ctx: *mut c_void,
+) -> c_int {
     status(|| {
         let p = try_ref!(pool, "pool");
         let func = apply_args(f, input, in_size, out, out_size)?;
@@ -153,12 +225,22 @@ pub extern "C" fn pool_apply(pool: *mut pool_t, f: pool_fn, input: *const c_void
 /// Returns NULL on failure with `pool_last_error()` set.
 /// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn pool_apply_async(pool: *mut pool_t, f: pool_fn, input: *const c_void, in_size: usize, out: *mut c_void, out_size: usize, ctx: *mut c_void) -> *mut pool_async_t {
+pub extern "C" fn pool_apply_async(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    ctx: *mut c_void,
+) -> *mut pool_async_t {
     handle(|| {
         let p = try_ref!(pool, "pool");
         let func = apply_args(f, input, in_size, out, out_size)?;
         // SAFETY: arguments checked; the caller keeps `out` valid as documented.
-        Ok(pool_async_t(unsafe { p.0.apply_async(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize) }?))
+        Ok(pool_async_t(unsafe {
+            p.0.apply_async(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize)
+        }?))
     })
 }
 
@@ -171,7 +253,14 @@ pub extern "C" fn pool_apply_async(pool: *mut pool_t, f: pool_fn, input: *const 
 /// Ownership: the input is copied before this returns; the caller frees the handle with
 /// `async_free`. Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn pool_submit(pool: *mut pool_t, f: pool_task_fn, input: *const c_void, in_len: usize, max_out: usize, ctx: *mut c_void) -> *mut pool_async_t {
+pub extern "C" fn pool_submit(
+    pool: *mut pool_t,
+    f: pool_task_fn,
+    input: *const c_void,
+    in_len: usize,
+    max_out: usize,
+    ctx: *mut c_void,
+) -> *mut pool_async_t {
     handle(|| {
         let p = try_ref!(pool, "pool");
         let func: VarFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;

@@ -179,4 +179,3 @@ pub extern "C" fn async_free(a: *mut pool_async_t) {
         }
     })
 }
-

@@ -203,7 +203,12 @@ impl PidHandle {
             // SAFETY: waitid with WNOWAIT only looks; `info` is a valid out pointer.
             let done = unsafe {
                 let mut info: libc::siginfo_t = std::mem::zeroed();
-                let r = libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+                let r = libc::waitid(
+                    libc::P_PID,
+                    self.pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                );
                 r != 0 || info.si_pid() != 0
             };
             if done {
@@ -336,7 +341,8 @@ pub fn read_signal(fd: &OwnedFd) -> Option<i32> {
 
 /// Waits for any of `fds` to be readable, at most `timeout_ms` (-1: no limit).
 pub fn poll_any(fds: &[c_int], timeout_ms: c_int) -> Vec<bool> {
-    let mut p: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut p: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     // SAFETY: `p` is a valid array of pollfd of the given length.
     let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
     p.iter().map(|x| r > 0 && x.revents != 0).collect()

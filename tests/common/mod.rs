@@ -45,7 +45,14 @@ pub unsafe extern "C" fn getpid_task(_: *const c_void, o: *mut c_void, _: *mut c
 pub fn shared_counters(n: usize) -> &'static [AtomicU32] {
     // SAFETY: a fresh anonymous shared mapping, zeroed, never unmapped (leaked on purpose).
     unsafe {
-        let p = libc::mmap(std::ptr::null_mut(), n * 4, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0);
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            n * 4,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
         assert_ne!(p, libc::MAP_FAILED);
         std::slice::from_raw_parts(p as *const AtomicU32, n)
     }

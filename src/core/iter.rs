@@ -1,0 +1,219 @@
+//! Iterators (Python's `imap` / `imap_unordered`): results one at a time from a window of
+//! chunks, over an array or over input produced on demand by a callback.
+
+use super::error::{Error, Result, Status};
+use super::job::Info;
+use super::map::{chunk_size, Chunk, ItemOutcomes, MapArgs, CHUNK_BYTES};
+use super::pool::{Pool, Shared, TaskSpec, WATCH_SLICE};
+use super::shm::*;
+use std::collections::VecDeque;
+use std::os::raw::{c_int, c_void};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One result from an iterator: the item's index and how it ended (its output was copied to the
+/// caller's buffer if it succeeded).
+pub struct IterItem {
+    pub index: usize,
+    pub err: Option<Error>,
+}
+
+/// `int source(void *item, size_t index, void *ctx)`: writes item `index`; returns 0 for an
+/// item, 1 at the end of the input, anything else for an error (which also ends the input).
+pub type SourceFn = unsafe extern "C" fn(*mut c_void, usize, *mut c_void) -> c_int;
+
+/// Where an iterator's items come from: the caller's array (`a.input`, `a.n` items), or a
+/// function that produces them on demand in the calling thread, straight into shared memory.
+#[derive(Clone, Copy)]
+pub enum Input {
+    Array,
+    Source { f: SourceFn, ctx: usize },
+}
+
+/// Python's `imap` / `imap_unordered`: results one at a time, with at most a window of chunks
+/// submitted and not yet consumed, so a slow consumer holds the producers back (backpressure).
+pub struct MapIter {
+    sh: Arc<Shared>,
+    a: MapArgs,
+    input: Input,
+    ordered: bool,
+    chunksize: usize,
+    window: usize,
+    next: usize,
+    /// The input has no more items (an array's end, or the source said so).
+    exhausted: bool,
+    /// What a source returned when it failed, reported once after the last result.
+    source_error: Option<c_int>,
+    /// Submitted and not yet fully consumed, in submission order.
+    chunks: VecDeque<Chunk>,
+    /// The chunk being consumed and the position in it.
+    cur: Option<(Chunk, usize)>,
+}
+
+impl Pool {
+    /// Starts an iterator over the results of `a.func` on every item (`a.out` is unused).
+    ///
+    /// # Safety
+    /// With `Input::Array`, `a.input` must stay readable for `n * in_size` bytes until the
+    /// iterator is dropped; a source must be safe to call with an `in_size`-byte buffer.
+    pub unsafe fn imap(&self, a: MapArgs, input: Input, ordered: bool) -> Result<MapIter> {
+        let sh = self.shared().clone();
+        sh.check_owner()?;
+        let window = 2 * sh.nworkers + 2;
+        let chunksize = match input {
+            Input::Array => chunk_size(&sh, &a),
+            // Unknown length: chunks of at most CHUNK_BYTES, and few enough items that the
+            // first results come back soon.
+            Input::Source { .. } if a.chunksize == 0 => (CHUNK_BYTES / (a.in_size + a.out_size).max(1)).clamp(1, 1024),
+            Input::Source { .. } => a.chunksize,
+        };
+        let exhausted = matches!(input, Input::Array) && a.n == 0;
+        Ok(MapIter {
+            chunksize,
+            sh,
+            a,
+            input,
+            ordered,
+            window,
+            next: 0,
+            exhausted,
+            source_error: None,
+            chunks: VecDeque::new(),
+            cur: None,
+        })
+    }
+}
+
+impl MapIter {
+    /// The next result, its output copied to `out` (`out_size` bytes) if it succeeded.
+    /// `Ok(None)` once every result was returned; `Err(TimedOut)` if none is ready in time.
+    ///
+    /// # Safety
+    /// `out` must be writable for `out_size` bytes.
+    pub unsafe fn next(&mut self, out: *mut u8, timeout: Option<Duration>) -> Result<Option<IterItem>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(item) = self.take_from_current(out) {
+                return Ok(Some(item));
+            }
+            let seen = self.sh.view.event_seq();
+            self.feed()?;
+            let done = |c: &Chunk| matches!(self.sh.task_state(c.slot), T_DONE | T_CLOSED);
+            let pick = if self.ordered {
+                self.chunks.front().is_some_and(done).then_some(0)
+            } else {
+                self.chunks.iter().position(done)
+            };
+            if let Some(i) = pick {
+                self.cur = self.chunks.remove(i).map(|c| (c, 0));
+                continue;
+            }
+            if self.chunks.is_empty() && self.exhausted {
+                if let Some(rc) = self.source_error.take() {
+                    return Err(Error::new(
+                        Status::Task,
+                        format!("the input source returned {rc} after item {}", self.next),
+                    ));
+                }
+                return Ok(None);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::new(Status::TimedOut, "no result is ready yet"));
+            }
+            let slice = Instant::now() + WATCH_SLICE;
+            self.sh.view.wait_event(seen, false, Some(deadline.map_or(slice, |d| d.min(slice))));
+            self.sh.watchdog();
+        }
+    }
+
+    /// Submits chunks while fewer than the window are waiting to be consumed.
+    fn feed(&mut self) -> Result<()> {
+        while !self.exhausted && self.chunks.len() + usize::from(self.cur.is_some()) < self.window {
+            let len = match self.input {
+                Input::Array => self.chunksize.min(self.a.n - self.next),
+                Input::Source { .. } => self.chunksize,
+            };
+            let spec = TaskSpec {
+                kind: K_ITEMS,
+                map_chunk: true,
+                func: self.a.func as usize,
+                ctx: self.a.ctx,
+                n: len,
+                in_size: self.a.in_size,
+                out_size: self.a.out_size,
+                timeout: self.a.timeout,
+                shm_in: None,
+                shm_out: None,
+            };
+            let (start, isz) = (self.next, self.a.in_size);
+            let mut ended: Option<c_int> = None;
+            let r = self.sh.submit(spec, |dst| match self.input {
+                Input::Array => {
+                    // SAFETY: the caller keeps the input readable while the iterator lives.
+                    unsafe { std::ptr::copy_nonoverlapping((self.a.input + start * isz) as *const u8, dst, len * isz) };
+                    len
+                }
+                Input::Source { f, ctx } => (0..len)
+                    .position(|j| {
+                        // SAFETY: item j's input slot lies inside the chunk's input area.
+                        let rc = unsafe { f(dst.add(j * isz) as *mut c_void, start + j, ctx as *mut c_void) };
+                        (rc != 0).then(|| ended = Some(rc)).is_some()
+                    })
+                    .unwrap_or(len),
+            });
+            if let Some(rc) = ended {
+                self.exhausted = true;
+                self.source_error = (rc != 1).then_some(rc);
+            }
+            let sub = match r {
+                Ok(sub) => sub,
+                Err(_) if ended.is_some() => break, // the source ended at a chunk boundary
+                Err(e) => return Err(e),
+            };
+            self.chunks.push_back(Chunk {
+                slot: sub.slot,
+                block: sub.block,
+                out_off: Some(sub.out_off),
+                start,
+                len: sub.n,
+            });
+            self.next += sub.n;
+            if matches!(self.input, Input::Array) && self.next >= self.a.n {
+                self.exhausted = true;
+            }
+        }
+        Ok(())
+    }
+
+    unsafe fn take_from_current(&mut self, out: *mut u8) -> Option<IterItem> {
+        let (c, pos) = self.cur.as_mut()?;
+        let i = *pos;
+        let info = match ItemOutcomes::of(&self.sh, c.slot, c.len).at(i) {
+            Some(rec) => Info::from_rec(rec, Some((c.start + i) as u64)),
+            None => Info { status: Status::Ok, code: 0, pid: 0, exit: None, item: Some((c.start + i) as u64) },
+        };
+        if info.status == Status::Ok && self.a.out_size > 0 {
+            let src = self.sh.view.heap_ptr(c.out_off.expect("iterators copy") + (i * self.a.out_size) as u64);
+            // SAFETY: the item succeeded, its output is final; `out` holds out_size bytes.
+            unsafe { std::ptr::copy_nonoverlapping(src, out, self.a.out_size) };
+        }
+        let item = IterItem { index: c.start + i, err: info.error() };
+        *pos += 1;
+        if *pos == c.len {
+            let (c, _) = self.cur.take().expect("current chunk");
+            self.sh.free_block(c.block);
+            self.sh.free_slot(c.slot);
+        }
+        Some(item)
+    }
+}
+
+impl Drop for MapIter {
+    /// Work nobody will read is cancelled; its memory is reclaimed once it has stopped.
+    fn drop(&mut self) {
+        for c in self.chunks.drain(..).chain(self.cur.take().map(|(c, _)| c)) {
+            self.sh.cancel_task(c.slot);
+            self.sh.orphan(c.slot, c.block);
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Submission: task slots, heap blocks, queueing, and taking back what finished work leaves.
+
+use super::*;
+use crate::core::queue::TAG_HOST;
+
+/// What to run: everything about a task but its data.
+#[derive(Clone, Copy)]
+pub(crate) struct TaskSpec {
+    pub kind: u32,
+    /// A map chunk: its completion wakes the map's driver, and it may still be submitted
+    /// after `close` (the map was accepted before).
+    pub map_chunk: bool,
+    pub func: usize,
+    pub ctx: usize,
+    pub n: usize,
+    pub in_size: usize,
+    pub out_size: usize,
+    /// Per-item deadline overriding the pool's.
+    pub timeout: Option<Duration>,
+    /// Heap offsets when the input / output already live in the pool's shared memory.
+    pub shm_in: Option<u64>,
+    pub shm_out: Option<u64>,
+}
+
+/// A queued task: its slot, its block, where its output goes.
+pub(crate) struct Submitted {
+    pub slot: u32,
+    pub block: Block,
+    pub out_off: u64,
+    /// Items queued (fewer than asked when the input ran out).
+    pub n: usize,
+}
+
+impl Shared {
+    /// The heap offset of `[addr, addr+len)` if it lies in this pool's shared heap.
+    pub(crate) fn shm_offset(&self, addr: usize, len: usize) -> Option<u64> {
+        let base = self.view.heap_ptr(0) as usize;
+        let off = addr.checked_sub(base)?;
+        (len > 0 && off.checked_add(len)? <= self.heap.capacity()).then_some(off as u64)
+    }
+
+    /// Allocates a slot and a block, lets `fill` copy the input in (unless it already is in
+    /// shared memory), and queues the task. `fill` returns how many of the `spec.n` items it
+    /// wrote (fewer shortens the task); with none the task is dropped and this fails with
+    /// `Closed`.
+    pub(crate) fn submit(&self, spec: TaskSpec, fill: impl FnOnce(*mut u8) -> usize) -> Result<Submitted> {
+        let in_bytes = if spec.shm_in.is_some() { 0 } else { spec.in_size };
+        let out_bytes = if spec.shm_out.is_some() { 0 } else { spec.out_size };
+        let lay = BlockLayout::new(spec.n, in_bytes, out_bytes).ok_or_else(|| Error::inval("sizes overflow"))?;
+        self.check_open(spec.map_chunk)?;
+        if !self.code.iter().any(|&(lo, hi)| (lo..hi).contains(&spec.func)) {
+            return Err(Error::inval(format!(
+                "function {:#x} is not in code that was loaded when the pool was created (a library loaded later?): workers cannot run it",
+                spec.func
+            )));
+        }
+        let timeout_ns = spec.timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
+        if timeout_ns != 0 && self.view.header().control.deadlines.swap(1, SeqCst) == 0 {
+            self.ring_zygote(); // from now on it watches deadlines
+        }
+        let (slot, block) = self.reserve(lay.total, spec.map_chunk)?;
+        let in_off = spec.shm_in.unwrap_or((block.off + lay.input) as u64);
+        let out_off = spec.shm_out.unwrap_or((block.off + lay.output) as u64);
+        let input = self.view.heap_ptr(in_off);
+        if !block.resident {
+            crate::sys::mem::populate(input, in_bytes * spec.n, true); // fresh pages: fault them in at once
+        }
+        // The block is ours until the task is queued.
+        let n = if spec.shm_in.is_some() { spec.n } else { fill(input).min(spec.n) };
+        if n == 0 {
+            self.free_block(block);
+            self.free_slot(slot);
+            return Err(Error::closed("nothing left to submit"));
+        }
+        let t = self.view.task(slot);
+        t.kind.store(spec.kind, Relaxed);
+        t.flags.store(if spec.map_chunk { F_NOTIFY } else { 0 }, Relaxed);
+        t.func.store(spec.func as u64, Relaxed);
+        t.ctx.store(spec.ctx as u64, Relaxed);
+        t.block.store(block.off as u64, Relaxed);
+        t.in_off.store(in_off, Relaxed);
+        t.out_off.store(out_off, Relaxed);
+        t.n.store(n as u64, Relaxed);
+        t.in_size.store(spec.in_size as u64, Relaxed);
+        t.out_size.store(spec.out_size as u64, Relaxed);
+        t.next.store(0, Relaxed);
+        t.out_len.store(0, Relaxed);
+        t.pid.store(0, Relaxed);
+        t.timeout_ns.store(timeout_ns, Relaxed);
+        t.cancelled.store(0, Relaxed);
+        t.nfail.store(0, Relaxed);
+        t.state.store(T_QUEUED, Release);
+        self.view.push(slot, TAG_HOST);
+        Ok(Submitted { slot, block, out_off, n })
+    }
+
+    /// A free slot and a heap block of `bytes`, waiting for running work to free some if the
+    /// pool is full (backpressure).
+    pub(super) fn reserve(&self, bytes: usize, draining: bool) -> Result<(u32, Block)> {
+        if bytes > self.heap.capacity() {
+            return Err(Error::new(
+                Status::NoMem,
+                format!("{bytes} bytes do not fit in the pool's {} byte shared heap", self.heap.capacity()),
+            ));
+        }
+        loop {
+            let seen = self.view.event_seq();
+            self.reclaim_orphans();
+            if let Some(slot) = self.alloc_slot() {
+                match self.heap.alloc(bytes.max(1)) {
+                    Some(b) => return Ok((slot, b)),
+                    None => self.free_slot(slot),
+                }
+            }
+            if !self.anything_running() {
+                return Err(Error::new(
+                    Status::NoMem,
+                    "the pool's shared memory is full of unclaimed results; free or collect some",
+                ));
+            }
+            self.view.wait_event(seen, true, Some(Instant::now() + WATCH_SLICE));
+            self.watchdog();
+            self.check_open(draining)?;
+        }
+    }
+
+    pub(super) fn alloc_slot(&self) -> Option<u32> {
+        let mut s = lock(&self.slots);
+        if let Some(i) = s.free.pop() {
+            return Some(i);
+        }
+        (s.fresh < MAX_TASKS).then(|| {
+            s.fresh += 1;
+            s.fresh - 1
+        })
+    }
+
+    pub(crate) fn free_slot(&self, slot: u32) {
+        self.view.task(slot).state.store(T_FREE, Release);
+        lock(&self.slots).free.push(slot);
+    }
+
+    pub(crate) fn free_block(&self, b: Block) {
+        if let Some((off, len)) = self.heap.free(b) {
+            self.map.release(self.view.heap_offset() + off, len);
+        }
+    }
+
+    /// Takes back a task whose handle was freed before it ended.
+    pub(crate) fn orphan(&self, slot: u32, block: Block) {
+        lock(&self.orphans).push((slot, block));
+    }
+
+    pub(super) fn reclaim_orphans(&self) {
+        let mut o = lock(&self.orphans);
+        o.retain(|&(slot, block)| {
+            let s = self.view.task(slot).state.load(Acquire) & !WAITER;
+            if matches!(s, T_DONE | T_CLOSED) {
+                self.free_block(block);
+                self.free_slot(slot);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    pub(super) fn anything_running(&self) -> bool {
+        let fresh = lock(&self.slots).fresh;
+        (0..fresh).any(|i| matches!(self.view.task(i).state.load(Acquire) & !WAITER, T_QUEUED | T_RUNNING))
+    }
+}
