@@ -18,35 +18,6 @@ fn rss_kib() -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Live (non-zombie) processes whose parent is `ppid`.
-fn children_of(ppid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let mut f = rest.split(' ');
-        let state = f.next().unwrap();
-        let parent: i32 = f.next().unwrap().parse().unwrap();
-        if parent == ppid {
-            out.push(pid);
-            let _ = state;
-        }
-    }
-    out
-}
-
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s[s.rfind(')').unwrap() + 2..].starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
 fn worker_pids(p: &Pool) -> Vec<i32> {
     let mut pids = vec![0i32; 64];
     let dummy = vec![0i64; 64];

@@ -43,25 +43,6 @@ unsafe extern "C" fn chaos(i: *const c_void, o: *mut c_void, ctx: *mut c_void) -
     0
 }
 
-/// Processes whose parent is `ppid`.
-fn children(ppid: i32) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| s[s.rfind(')')? + 2..].split(' ').nth(1)?.parse::<i32>().ok())
-                == Some(ppid)
-        })
-        .collect()
-}
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 fn shm_mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps").unwrap().lines().filter(|l| l.contains("memfd:libpool")).count()
 }
@@ -81,8 +62,8 @@ fn fault_injection_under_load() {
             let mut killed = 0;
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
-                for z in children(me) {
-                    if let Some(&w) = children(z).first() {
+                for z in children_of(me) {
+                    if let Some(&w) = children_of(z).first() {
                         unsafe { libc::kill(w, libc::SIGKILL) };
                         killed += 1;
                     }
@@ -137,7 +118,7 @@ fn fault_injection_under_load() {
     });
     eprintln!("fault injection: {N} items, {killed} workers killed from outside");
     drop(p);
-    assert_eq!(children(me), Vec::<i32>::new(), "processes left behind");
+    assert_eq!(children_of(me), Vec::<i32>::new(), "processes left behind");
     assert_eq!(fd_count(), fds, "descriptors leaked");
     assert_eq!(shm_mappings(), maps, "shared memory left mapped");
 }
@@ -206,7 +187,7 @@ fn threaded_host_hammering_malloc_and_stdio() {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    assert_eq!(children(me), Vec::<i32>::new());
+    assert_eq!(children_of(me), Vec::<i32>::new());
 }
 
 static CHILD_SEEN: AtomicBool = AtomicBool::new(false);
@@ -263,9 +244,9 @@ fn workers_ignore_ctrl_c() {
     let _g = SERIAL.lock().unwrap();
     let me = std::process::id() as i32;
     let p = Pool::new(2, Options::default()).unwrap();
-    for z in children(me) {
+    for z in children_of(me) {
         unsafe { libc::kill(z, libc::SIGINT) };
-        for w in children(z) {
+        for w in children_of(z) {
             unsafe { libc::kill(w, libc::SIGINT) };
         }
     }

@@ -57,3 +57,30 @@ pub fn shared_counters(n: usize) -> &'static [AtomicU32] {
         std::slice::from_raw_parts(p as *const AtomicU32, n)
     }
 }
+
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// The processes whose parent is `ppid` (zombies included).
+pub fn children_of(ppid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s[s.rfind(')')? + 2..].split(' ').nth(1)?.parse::<i32>().ok())
+                == Some(ppid)
+        })
+        .collect()
+}
+
+/// True while `pid` runs (false once it is a zombie or gone).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s[s.rfind(')').unwrap() + 2..].starts_with('Z'),
+        Err(_) => false,
+    }
+}
