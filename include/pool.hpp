@@ -393,6 +393,41 @@ struct Options {
 /// A pool of worker processes (Python's multiprocessing.Pool). Move-only. Destroying it
 /// terminates the workers unless close() was called (like leaving `with Pool() as p:`), then
 /// joins them.
+/// Results of Pool::imap one at a time (Python's imap), with only a few chunks in flight.
+/// Move-only; destroying it cancels the work not yet read.
+template <class Out>
+class Iter {
+public:
+    Iter(Iter&& o) noexcept : it_(std::exchange(o.it_, nullptr)), input_(std::move(o.input_)) {}
+    Iter& operator=(Iter&& o) noexcept {
+        if (this != &o) {
+            pool_iter_free(it_);
+            it_ = std::exchange(o.it_, nullptr);
+            input_ = std::move(o.input_);
+        }
+        return *this;
+    }
+    Iter(const Iter&) = delete;
+    Iter& operator=(const Iter&) = delete;
+    ~Iter() { pool_iter_free(it_); }
+
+    /// The next result into `out` (and its item index into `*index`): true, or false once every
+    /// result was returned. A failed item throws pool::Error; iteration can go on after it.
+    /// Throws pool::TimeoutError if nothing is ready within `timeout` seconds (negative: none).
+    bool next(Out& out, std::size_t* index = nullptr, double timeout = -1) {
+        int s = pool_iter_next(it_, &out, index, timeout);
+        if (s == POOL_EDONE) return false;
+        detail::check(s, "pool_iter_next");
+        return true;
+    }
+
+private:
+    friend class Pool;
+    Iter(pool_iter_t* it, std::shared_ptr<const void> input) : it_(it), input_(std::move(input)) {}
+    pool_iter_t* it_;
+    std::shared_ptr<const void> input_;  // the items, kept while the library reads them
+};
+
 class Pool {
 public:
     /// Starts `workers` worker processes (<= 0: one per CPU this process may run on).
@@ -466,6 +501,23 @@ public:
         }
         return A(std::move(st));
     }
+    /// Results of `f` over `items` one at a time, in item order (`ordered`) or as they
+    /// complete: `while (it.next(y, &i)) ...`. Only a few chunks are in flight at once.
+    template <class F, class In>
+    Iter<detail::task_result_t<F, In>> imap(F f, std::vector<In> items, bool ordered = true) {
+        using Out = detail::task_result_t<F, In>;
+        pool_iter_t* it = nullptr;
+        auto in = std::make_shared<const std::vector<In>>(std::move(items));
+        if constexpr (detail::check_task<F, In>()) {
+            const std::size_t n = in->size();
+            auto start = ordered ? pool_imap : pool_imap_unordered;
+            it = start(get(), &detail::item_task<detail::fn_ptr_t<F>, In>, n ? in->data() : nullptr, sizeof(In),
+                       sizeof(Out), n, detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f)), nullptr);
+            if (it == nullptr) detail::raise_null(submit_status(), "pool_imap");
+        }
+        return Iter<Out>(it, std::move(in));
+    }
+
     template <class F, class In>
     Async<std::vector<detail::task_result_t<F, In>>> map_async(F f, std::initializer_list<In> items) {
         return map_async(f, std::vector<In>(items));

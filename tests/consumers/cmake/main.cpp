@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -195,12 +196,64 @@ void more() {
     expect(k.exitcode() == -9, "killed process reports -9");
 }
 
+long fails_on_13(const long& x) {
+    if (x == 13) throw std::runtime_error("13");
+    return x * x;
+}
+
+long slow_identity(const long& x) {
+    std::this_thread::sleep_for(std::chrono::seconds(30));
+    return x;
+}
+
+// Streaming, cancellation, progress and failure reports (issues 4 and 5) through pool.hpp.
+void streaming() {
+    pool::Pool p(2);
+    std::vector<long> xs;
+    for (long i = 0; i < 5000; i++) xs.push_back(i);
+    auto it = p.imap(fails_on_13, xs);
+    long y = 0;
+    std::size_t i = 0, n = 0, failed = 0;
+    bool ordered = true, right = true;
+    for (;;) {
+        try {
+            if (!it.next(y, &i)) break;
+            right = right && y == static_cast<long>(i * i);
+        } catch (const pool::Error& e) {
+            failed += e.status() == POOL_ETASK;
+        }
+        ordered = ordered && i == n;
+        ++n;
+    }
+    expect(n == xs.size() && ordered && right && failed == 1, "imap: every result once, in order, one failure");
+    auto un = p.imap(square, std::vector<long>{1, 2, 3}, false);
+    long sum = 0;
+    while (un.next(y)) sum += y;
+    expect(sum == 14, "imap unordered");
+
+    auto m = p.map_async(square, xs);
+    m.wait();
+    auto pr = m.progress();
+    expect(pr.first == xs.size() && pr.second == xs.size(), "progress of a finished map");
+    expect(m.info().status == POOL_OK && m.info().item == -1, "info of a successful map");
+
+    auto slow = p.apply_async(slow_identity, 5L);
+    slow.cancel();
+    try {
+        slow.get();
+        expect(false, "a cancelled call throws");
+    } catch (const pool::Error& e) {
+        expect(e.status() == POOL_ECANCELLED, "cancelled call reports POOL_ECANCELLED");
+    }
+}
+
 }  // namespace
 
 int main() {
     try {
         seed();
         more();
+        streaming();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "FAIL: unexpected exception: %s\n", e.what());
         return 1;
