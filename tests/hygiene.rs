@@ -22,16 +22,8 @@ fn worker_pids(p: &Pool) -> Vec<i32> {
     let mut pids = vec![0i32; 64];
     let dummy = vec![0i64; 64];
     let a = MapArgs {
-        func: getpid_task,
-        input: dummy.as_ptr() as usize,
-        in_size: 8,
-        out: pids.as_mut_ptr() as usize,
         out_size: 4,
-        n: 64,
-        ctx: 0,
-        chunksize: 1,
-        statuses: 0,
-        timeout: None,
+        ..map_args_raw(getpid_task, dummy.as_ptr() as usize, pids.as_mut_ptr() as usize, 64, 0, 1)
     };
     unsafe { p.map(a) }.unwrap();
     pids.sort();
@@ -56,18 +48,7 @@ fn create_use_destroy_cycles_leak_nothing() {
         }
         let xs: Vec<i64> = (0..1000).collect();
         let mut ys = vec![0i64; 1000];
-        let a = MapArgs {
-            func: square,
-            input: xs.as_ptr() as usize,
-            in_size: 8,
-            out: ys.as_mut_ptr() as usize,
-            out_size: 8,
-            n: 1000,
-            ctx: 0,
-            chunksize: 0,
-            statuses: 0,
-            timeout: None,
-        };
+        let a = map_args(square, &xs, &mut ys, 0, 0);
         unsafe { p.map(a) }.unwrap();
         if i % 2 == 0 {
             p.close().unwrap();
@@ -96,18 +77,7 @@ fn host_role_for_parent_death() {
     println!("ready");
     let xs: Vec<i64> = vec![16; 8]; // every item hangs
     let mut ys = vec![0i64; 8];
-    let a = MapArgs {
-        func: faulty,
-        input: xs.as_ptr() as usize,
-        in_size: 8,
-        out: ys.as_mut_ptr() as usize,
-        out_size: 8,
-        n: 8,
-        ctx: 0,
-        chunksize: 1,
-        statuses: 0,
-        timeout: None,
-    };
+    let a = map_args(faulty, &xs, &mut ys, 0, 1);
     let _ = unsafe { p.map(a) };
     unreachable!("the map hangs until this process is killed");
 }

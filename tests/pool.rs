@@ -2,23 +2,8 @@
 
 mod common;
 use common::*;
-use pool::core::{MapArgs, Options, Pool, Status};
+use pool::core::{Options, Pool, Status};
 use std::time::{Duration, Instant};
-
-fn map_args(f: pool::core::worker::ItemFn, xs: &[i64], ys: &mut [i64], ctx: usize, chunksize: usize) -> MapArgs {
-    MapArgs {
-        func: f,
-        input: xs.as_ptr() as usize,
-        in_size: 8,
-        out: ys.as_mut_ptr() as usize,
-        out_size: 8,
-        n: xs.len(),
-        ctx,
-        chunksize,
-        statuses: 0,
-        timeout: None,
-    }
-}
 
 #[test]
 fn map_million_items() {

@@ -3,12 +3,8 @@
 mod common;
 use common::*;
 use pool::core::iter::Input;
-use pool::core::{MapArgs, Options, Pool, Status};
+use pool::core::{Options, Pool, Status};
 use std::time::Duration;
-
-fn args(f: pool::core::worker::ItemFn, input: usize, out: usize, n: usize, ctx: usize, chunksize: usize) -> MapArgs {
-    MapArgs { func: f, input, in_size: 8, out, out_size: 8, n, ctx, chunksize, statuses: 0, timeout: None }
-}
 
 #[test]
 fn map_in_shared_memory_copies_nothing_and_is_right() {
@@ -19,7 +15,7 @@ fn map_in_shared_memory_copies_nothing_and_is_right() {
     for i in 0..n {
         unsafe { *xs.add(i) = i as i64 };
     }
-    unsafe { p.map(args(square, xs as usize, ys as usize, n, 0, 0)) }.unwrap();
+    unsafe { p.map(map_args_raw(square, xs as usize, ys as usize, n, 0, 0)) }.unwrap();
     for i in 0..n {
         assert_eq!(unsafe { *ys.add(i) }, (i * i) as i64);
     }
@@ -36,7 +32,8 @@ fn map_in_shared_memory_copies_nothing_and_is_right() {
 fn imap_yields_in_order_with_failures_in_place() {
     let p = Pool::new(2, Options::default()).unwrap();
     let xs: Vec<i64> = (0..1000).filter(|x| x % 100 != 16).collect();
-    let mut it = unsafe { p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), 0, 7), Input::Array, true) }.unwrap();
+    let mut it =
+        unsafe { p.imap(map_args_raw(faulty, xs.as_ptr() as usize, 0, xs.len(), 0, 7), Input::Array, true) }.unwrap();
     let mut y = 0i64;
     let mut seen = 0;
     while let Some(item) = unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap() {
@@ -59,7 +56,8 @@ fn imap_yields_in_order_with_failures_in_place() {
 fn imap_unordered_returns_everything_once() {
     let p = Pool::new(2, Options::default()).unwrap();
     let xs: Vec<i64> = (0..5000).map(|x| x * 100 + 1).collect();
-    let mut it = unsafe { p.imap(args(square, xs.as_ptr() as usize, 0, xs.len(), 0, 0), Input::Array, false) }.unwrap();
+    let mut it =
+        unsafe { p.imap(map_args_raw(square, xs.as_ptr() as usize, 0, xs.len(), 0, 0), Input::Array, false) }.unwrap();
     let mut got = vec![false; xs.len()];
     let mut y = 0i64;
     while let Some(item) = unsafe { it.next(&mut y as *mut i64 as *mut u8, None) }.unwrap() {
@@ -76,7 +74,11 @@ fn imap_applies_backpressure_to_a_slow_consumer() {
     let p = Pool::new(2, Options::default()).unwrap();
     let xs: Vec<i64> = (0..10_000).filter(|x| !(13..=17).contains(&(x % 100))).collect();
     let mut it = unsafe {
-        p.imap(args(faulty, xs.as_ptr() as usize, 0, xs.len(), counts.as_ptr() as usize, 10), Input::Array, true)
+        p.imap(
+            map_args_raw(faulty, xs.as_ptr() as usize, 0, xs.len(), counts.as_ptr() as usize, 10),
+            Input::Array,
+            true,
+        )
     }
     .unwrap();
     let mut y = 0i64;
@@ -93,8 +95,9 @@ fn progress_and_event_fd() {
     let efd = p.event_fd().unwrap();
     let xs: Vec<i64> = (0..200_000).collect();
     let mut ys = vec![0i64; xs.len()];
-    let r = unsafe { p.map_async(args(square, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, xs.len(), 0, 1000)) }
-        .unwrap();
+    let r =
+        unsafe { p.map_async(map_args_raw(square, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, xs.len(), 0, 1000)) }
+            .unwrap();
     let mut pfd = libc::pollfd { fd: efd, events: libc::POLLIN, revents: 0 };
     assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "the eventfd became readable");
     assert!(r.wait(Some(Duration::from_secs(10))).is_some());
@@ -130,7 +133,7 @@ fn imap_from_a_source_streams_input_of_unknown_length() {
     let p = Pool::new(2, Options::default()).unwrap();
     for (limit, ordered) in [(100_000i64, true), (2500, false), (0, true), (-300, true)] {
         let input = Input::Source { f: numbers, ctx: &limit as *const i64 as usize };
-        let mut it = unsafe { p.imap(args(square, 0, 0, 0, 0, 0), input, ordered) }.unwrap();
+        let mut it = unsafe { p.imap(map_args_raw(square, 0, 0, 0, 0, 0), input, ordered) }.unwrap();
         let (mut y, mut count, mut failed) = (0i64, 0usize, None);
         loop {
             match unsafe { it.next(&mut y as *mut i64 as *mut u8, None) } {

@@ -75,16 +75,8 @@ fn fault_injection_under_load() {
         let mut ys = vec![-1i64; N];
         let mut st = vec![-1i32; N];
         let a = MapArgs {
-            func: chaos,
-            input: xs.as_ptr() as usize,
-            in_size: 8,
-            out: ys.as_mut_ptr() as usize,
-            out_size: 8,
-            n: N,
-            ctx: counts.as_ptr() as usize,
-            chunksize: 16,
             statuses: st.as_mut_ptr() as usize,
-            timeout: None,
+            ..map_args(chaos, &xs, &mut ys, counts.as_ptr() as usize, 16)
         };
         let t0 = Instant::now();
         let r = unsafe { p.map(a) };
@@ -160,18 +152,7 @@ fn threaded_host_hammering_malloc_and_stdio() {
             // faulty() crashes on 13 and behaves on values that are 1 modulo 100.
             let xs: Vec<i64> = (0..200).map(|x| if x == 50 && cycle % 2 == 0 { 13 } else { 100 * x + 1 }).collect();
             let mut ys = vec![0i64; xs.len()];
-            let a = MapArgs {
-                func: faulty,
-                input: xs.as_ptr() as usize,
-                in_size: 8,
-                out: ys.as_mut_ptr() as usize,
-                out_size: 8,
-                n: xs.len(),
-                ctx: 0,
-                chunksize: 10,
-                statuses: 0,
-                timeout: None,
-            };
+            let a = map_args(faulty, &xs, &mut ys, 0, 10);
             let r = unsafe { p.map(a) };
             if cycle % 2 == 0 {
                 assert_eq!(r.unwrap_err().status, Status::Crashed); // and a worker was respawned
@@ -212,18 +193,7 @@ fn host_sigchld_handler_and_own_children_coexist() {
     for round in 0..3 {
         let xs: Vec<i64> = (0..100).map(|x| if x == 7 { 13 } else { 100 * x + 1 + 10_000 * round }).collect();
         let mut ys = vec![0i64; 100];
-        let a = MapArgs {
-            func: faulty,
-            input: xs.as_ptr() as usize,
-            in_size: 8,
-            out: ys.as_mut_ptr() as usize,
-            out_size: 8,
-            n: 100,
-            ctx: 0,
-            chunksize: 5,
-            statuses: 0,
-            timeout: None,
-        };
+        let a = map_args(faulty, &xs, &mut ys, 0, 5);
         assert_eq!(unsafe { p.map(a) }.unwrap_err().status, Status::Crashed);
         assert_eq!(ys[99], (9901 + 10_000 * round) * (9901 + 10_000 * round));
     }
@@ -253,18 +223,7 @@ fn workers_ignore_ctrl_c() {
     std::thread::sleep(Duration::from_millis(100));
     let xs: Vec<i64> = (0..1000).collect();
     let mut ys = vec![0i64; 1000];
-    let a = MapArgs {
-        func: square,
-        input: xs.as_ptr() as usize,
-        in_size: 8,
-        out: ys.as_mut_ptr() as usize,
-        out_size: 8,
-        n: 1000,
-        ctx: 0,
-        chunksize: 0,
-        statuses: 0,
-        timeout: None,
-    };
+    let a = map_args(square, &xs, &mut ys, 0, 0);
     unsafe { p.map(a) }.unwrap(); // no item crashed: SIGINT killed nobody
     assert_eq!(ys[999], 999 * 999);
 }

@@ -9,13 +9,6 @@
 static atomic_uint *runs; /* per-item run counters, shared with the workers */
 #define NRUNS 4000
 
-static int square(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    long x = *(const long *)in;
-    *(long *)out = x * x;
-    return 0;
-}
-
 /* Squares; counts runs; crashes (SIGSEGV) on 17 and 150, returns 9 on 60, _exit(3) on 90. */
 static int faulty(const void *in, void *out, void *ctx) {
     (void)ctx;
@@ -44,24 +37,6 @@ static int slow_square(const void *in, void *out, void *ctx) {
     *(long *)out = x * x;
     atomic_fetch_add(&runs[x], 1);
     return 0;
-}
-
-static int sleeps(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    sleep_s(*(const double *)in);
-    if (out) *(long *)out = 42;
-    return 0;
-}
-
-static int getpid_task(const void *in, void *out, void *ctx) {
-    (void)in; (void)ctx;
-    *(int *)out = getpid();
-    return 0;
-}
-
-static int returns_7(const void *in, void *out, void *ctx) {
-    (void)in; (void)out; (void)ctx;
-    return 7;
 }
 
 static int segfaults(const void *in, void *out, void *ctx) {

@@ -6,13 +6,6 @@
 
 #include <math.h>
 
-static int square(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    long x = *(const long *)in;
-    *(long *)out = x * x;
-    return 0;
-}
-
 static int var_task(const void *in, size_t len, void *ctx) {
     (void)ctx;
     return pool_out_write(in, len);

@@ -8,13 +8,6 @@
 /* Set before any pool_create, so every worker sees it through ctx. */
 static long multiplier = 3;
 
-static int square(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    long x = *(const long *)in;
-    *(long *)out = x * x;
-    return 0;
-}
-
 static int times_ctx(const void *in, void *out, void *ctx) {
     *(long *)out = *(const long *)in * *(const long *)ctx;
     return 0;

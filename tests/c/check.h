@@ -179,4 +179,31 @@ static inline void *shared_alloc(size_t bytes) {
     return p;
 }
 
+/* Tasks several tests use (they run in workers). */
+
+static inline int square(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long x = *(const long *)in;
+    *(long *)out = x * x;
+    return 0;
+}
+
+static inline int sleeps(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    sleep_s(*(const double *)in);
+    if (out) *(long *)out = 42;
+    return 0;
+}
+
+static inline int getpid_task(const void *in, void *out, void *ctx) {
+    (void)in; (void)ctx;
+    *(int *)out = getpid();
+    return 0;
+}
+
+static inline int returns_7(const void *in, void *out, void *ctx) {
+    (void)in; (void)out; (void)ctx;
+    return 7;
+}
+
 #endif /* POOL_TEST_CHECK_H */

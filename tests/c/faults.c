@@ -29,18 +29,6 @@ static void exiting_initializer(void *arg) {
     _exit(5);
 }
 
-static int square(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    long x = *(const long *)in;
-    *(long *)out = x * x;
-    return 0;
-}
-
-static int returns_7(const void *in, void *out, void *ctx) {
-    (void)in; (void)out; (void)ctx;
-    return 7;
-}
-
 static int segfaults(const void *in, void *out, void *ctx) {
     (void)in; (void)out; (void)ctx;
     raise(SIGSEGV);
@@ -75,19 +63,6 @@ static int hangs_on_5(const void *in, void *out, void *ctx) {
     atomic_fetch_add(&runs[x], 1);
     if (x == 5) sleep_s(10);
     *(long *)out = x * x;
-    return 0;
-}
-
-static int sleeps(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    sleep_s(*(const double *)in);
-    if (out) *(long *)out = 42;
-    return 0;
-}
-
-static int getpid_task(const void *in, void *out, void *ctx) {
-    (void)in; (void)ctx;
-    *(int *)out = getpid();
     return 0;
 }
 

@@ -4,7 +4,7 @@
 
 #include <poll.h>
 
-static int square(const void *in, void *out, void *ctx) {
+static int square_but_13(const void *in, void *out, void *ctx) {
     (void)ctx;
     long x = *(const long *)in;
     if (x == 13) return 5; /* one failing item, to see failures come back in place */
@@ -19,7 +19,7 @@ static void test_shm(pool_t *pool) {
     long *out = pool_shm_alloc(pool, n * sizeof *out);
     REQUIRE(in != NULL && out != NULL);
     for (size_t i = 0; i < n; i++) in[i] = (long)i + 100;
-    CHECK_ST(pool_map(pool, square, in, sizeof *in, out, sizeof *out, n, NULL), POOL_OK);
+    CHECK_ST(pool_map(pool, square_but_13, in, sizeof *in, out, sizeof *out, n, NULL), POOL_OK);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) bad += out[i] != in[i] * in[i];
     CHECK_EQ(bad, 0);
@@ -42,7 +42,7 @@ static void test_imap(pool_t *pool, int ordered) {
     pool_map_options_t mo;
     pool_map_options_init(&mo);
     mo.chunksize = 17;
-    pool_iter_t *it = (ordered ? pool_imap : pool_imap_unordered)(pool, square, in, sizeof in[0], sizeof(long), N, NULL, &mo);
+    pool_iter_t *it = (ordered ? pool_imap : pool_imap_unordered)(pool, square_but_13, in, sizeof in[0], sizeof(long), N, NULL, &mo);
     REQUIRE(it != NULL);
     size_t idx, count = 0, expect = 0;
     long y;
@@ -78,7 +78,7 @@ static int count_up(void *item, size_t index, void *ctx) {
 static void test_imap_source(pool_t *pool) {
     SECTION("pool_imap_source: input produced on demand");
     long limit = 50000;
-    pool_iter_t *it = pool_imap_source(pool, square, count_up, &limit, sizeof(long), sizeof(long), NULL, true, NULL);
+    pool_iter_t *it = pool_imap_source(pool, square_but_13, count_up, &limit, sizeof(long), sizeof(long), NULL, true, NULL);
     REQUIRE(it != NULL);
     size_t idx, count = 0, bad = 0;
     long y;
@@ -91,7 +91,7 @@ static void test_imap_source(pool_t *pool) {
     CHECK_EQ(bad, 0);
     CHECK_EQ(count, (size_t)limit);
     pool_iter_free(it);
-    CHECK(pool_imap_source(pool, square, NULL, &limit, 8, 8, NULL, true, NULL) == NULL);
+    CHECK(pool_imap_source(pool, square_but_13, NULL, &limit, 8, 8, NULL, true, NULL) == NULL);
     CHECK_EQ(pool_last_status(), POOL_EINVAL);
 }
 
@@ -103,7 +103,7 @@ static void test_progress_and_fd(pool_t *pool) {
     enum { N = 100000 };
     static long in[N], out[N];
     for (long i = 0; i < N; i++) in[i] = i + 20;
-    pool_async_t *a = pool_map_async(pool, square, in, sizeof in[0], out, sizeof out[0], N, NULL);
+    pool_async_t *a = pool_map_async(pool, square_but_13, in, sizeof in[0], out, sizeof out[0], N, NULL);
     REQUIRE(a != NULL);
     struct pollfd p = {.fd = fd, .events = POLLIN};
     CHECK_EQ(poll(&p, 1, 20000), 1);

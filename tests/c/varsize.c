@@ -122,13 +122,6 @@ static int returns_9(const void *in, size_t len, void *ctx) {
     return 9;
 }
 
-static int square(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    long x = *(const long *)in;
-    *(long *)out = x * x;
-    return 0;
-}
-
 /* Fixed-size task that tries pool_out_write: not a pool_submit task, so EINVAL. */
 static int writes_from_apply(const void *in, void *out, void *ctx) {
     (void)in; (void)ctx;

@@ -1,6 +1,7 @@
 //! Task functions and helpers shared by the Rust integration tests.
 #![allow(dead_code)]
 
+use pool::core::MapArgs;
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -83,4 +84,22 @@ pub fn alive(pid: i32) -> bool {
         Ok(s) => !s[s.rfind(')').unwrap() + 2..].starts_with('Z'),
         Err(_) => false,
     }
+}
+
+/// A map over 8-byte items at raw addresses (shared memory, or the caller's arrays).
+pub fn map_args_raw(
+    f: pool::core::worker::ItemFn,
+    input: usize,
+    out: usize,
+    n: usize,
+    ctx: usize,
+    chunksize: usize,
+) -> MapArgs {
+    MapArgs { func: f, input, in_size: 8, out, out_size: 8, n, ctx, chunksize, statuses: 0, timeout: None }
+}
+
+/// A map of `f` from `xs` into `ys` (same length).
+pub fn map_args(f: pool::core::worker::ItemFn, xs: &[i64], ys: &mut [i64], ctx: usize, chunksize: usize) -> MapArgs {
+    assert_eq!(xs.len(), ys.len());
+    map_args_raw(f, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, xs.len(), ctx, chunksize)
 }
