@@ -47,7 +47,8 @@ pub struct MapIter {
     /// Submitted and not yet fully consumed, in submission order.
     chunks: VecDeque<Chunk>,
     /// The chunk being consumed and the position in it.
-    cur: Option<(Chunk, usize)>,
+    /// (and where its failure records have been read up to, so each is read once).
+    cur: Option<(Chunk, usize, usize)>,
 }
 
 impl Pool {
@@ -105,7 +106,7 @@ impl MapIter {
                 self.chunks.iter().position(done)
             };
             if let Some(i) = pick {
-                self.cur = self.chunks.remove(i).map(|c| (c, 0));
+                self.cur = self.chunks.remove(i).map(|c| (c, 0, 0));
                 continue;
             }
             if self.chunks.is_empty() && self.exhausted {
@@ -186,9 +187,12 @@ impl MapIter {
     }
 
     unsafe fn take_from_current(&mut self, out: *mut u8) -> Option<IterItem> {
-        let (c, pos) = self.cur.as_mut()?;
+        let (c, pos, seen) = self.cur.as_mut()?;
         let i = *pos;
-        let info = match ItemOutcomes::of(&self.sh, c.slot, c.len).at(i) {
+        let mut outcomes = ItemOutcomes::of(&self.sh, c.slot, c.len).resume_at(*seen);
+        let rec = outcomes.at(i);
+        *seen = outcomes.record();
+        let info = match rec {
             Some(rec) => Info::from_rec(rec, Some((c.start + i) as u64)),
             None => Info { status: Status::Ok, code: 0, pid: 0, exit: None, item: Some((c.start + i) as u64) },
         };
@@ -200,7 +204,7 @@ impl MapIter {
         let item = IterItem { index: c.start + i, err: info.error() };
         *pos += 1;
         if *pos == c.len {
-            let (c, _) = self.cur.take().expect("current chunk");
+            let (c, ..) = self.cur.take().expect("current chunk");
             self.sh.free_block(c.block);
             self.sh.free_slot(c.slot);
         }
@@ -211,7 +215,7 @@ impl MapIter {
 impl Drop for MapIter {
     /// Work nobody will read is cancelled; its memory is reclaimed once it has stopped.
     fn drop(&mut self) {
-        for c in self.chunks.drain(..).chain(self.cur.take().map(|(c, _)| c)) {
+        for c in self.chunks.drain(..).chain(self.cur.take().map(|(c, ..)| c)) {
             self.sh.cancel_task(c.slot);
             self.sh.orphan(c.slot, c.block);
         }

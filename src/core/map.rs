@@ -229,6 +229,16 @@ impl<'a> ItemOutcomes<'a> {
         ItemOutcomes { fails: sh.view.failures(t), k: 0, ran, unrun: sh.closed_status(slot) }
     }
 
+    /// Resumes reading the failure records at record `k` (from an earlier `record()`).
+    pub(super) fn resume_at(self, k: usize) -> Self {
+        ItemOutcomes { k, ..self }
+    }
+
+    /// How many failure records have been read.
+    pub(super) fn record(&self) -> usize {
+        self.k
+    }
+
     /// Item `i` (non-decreasing from call to call).
     pub(super) fn at(&mut self, i: usize) -> Option<Rec> {
         while self.k < self.fails.len() && (self.fails[self.k].item as usize) < i {
