@@ -3,7 +3,10 @@
 
 use super::error::{Error, Status};
 use super::heap::Block;
-use super::pool::{Shared, Submitted, WATCH_SLICE};
+use super::pool::{Shared, Submitted, WATCH_SLICE, ZYGOTE_DIED};
+
+/// `code` of a CLOSED item whose pool ended because its zygote died.
+pub(crate) const CLOSED_ZYGOTE_DIED: i32 = 1;
 use super::shm::*;
 pub use crate::sys::proc::Exit;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -50,7 +53,15 @@ impl Info {
             (Status::Crashed, Some(e)) => format!("{what}worker {pid} {e} while running the task"),
             (Status::TimedOut, _) => format!("{what}task exceeded its timeout; worker {pid} was stopped"),
             (Status::Cancelled, _) => format!("{what}cancelled"),
+            (Status::Closed, _) if self.code == CLOSED_ZYGOTE_DIED => format!("{what}{ZYGOTE_DIED}"),
             (Status::Closed, _) => format!("{what}the pool was terminated before the task finished"),
+            (Status::Sys, _) if self.code != 0 => format!(
+                "{what}no worker process could be started (fork: {})",
+                std::io::Error::from_raw_os_error(self.code)
+            ),
+            (Status::Crashed, None) if self.pid == 0 => {
+                format!("{what}the pool is broken: its workers keep dying in the initializer")
+            }
             (s, _) => format!("{what}{}", s.describe()),
         };
         Some(Error::new(self.status, msg))
@@ -164,7 +175,7 @@ impl TaskJob {
                 }
                 outcome
             }
-            T_CLOSED => Outcome::from_info(Info::of(self.sh.closed_status(self.slot))),
+            T_CLOSED => Outcome::from_info(Info::from_rec(self.sh.unrun(self.slot, 0), None)),
             _ => return None,
         };
         if !(self.var && outcome.err.is_none()) {

@@ -219,14 +219,15 @@ pub(super) struct ItemOutcomes<'a> {
     fails: &'a [Rec],
     k: usize,
     ran: usize,
-    unrun: Status,
+    unrun: Rec,
 }
 
 impl<'a> ItemOutcomes<'a> {
     pub(super) fn of(sh: &'a Shared, slot: u32, len: usize) -> ItemOutcomes<'a> {
         let t = sh.view.task(slot);
-        let ran = if sh.task_state(slot) == T_DONE { len } else { t.next.load(Acquire) as usize };
-        ItemOutcomes { fails: sh.view.failures(t), k: 0, ran, unrun: sh.closed_status(slot) }
+        // Items before `next` have ended (a DONE task has ended them all); the rest never ran.
+        let ran = (t.next.load(Acquire) as usize).min(len);
+        ItemOutcomes { fails: sh.view.failures(t), k: 0, ran, unrun: sh.unrun(slot, 0) }
     }
 
     /// Resumes reading the failure records at record `k` (from an earlier `record()`).
@@ -246,7 +247,7 @@ impl<'a> ItemOutcomes<'a> {
         }
         match self.fails.get(self.k) {
             Some(r) if r.item as usize == i => Some(*r),
-            _ if i >= self.ran => Some(Rec { item: i as u64, status: self.unrun as i32, ..Rec::default() }),
+            _ if i >= self.ran => Some(Rec { item: i as u64, ..self.unrun }),
             _ => None,
         }
     }

@@ -1,5 +1,7 @@
 //! The engine, in safe Rust over the OS layer. Knows nothing of C types.
 
+#[macro_use]
+pub mod killpoint;
 pub mod error;
 mod heap;
 pub mod iter;

@@ -45,7 +45,7 @@ impl Process {
         if st.pid.is_some() {
             return Err(Error::inval("the process was already started"));
         }
-        match proc::fork(None, None).map_err(|e| Error::sys("fork", e))? {
+        match proc::fork(None, &[]).map_err(|e| Error::sys("fork", e))? {
             Forked::Child => {
                 let (f, arg) = (self.func, self.arg);
                 // SAFETY: the user's function on the user's argument, in the child.

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering::*};
 use std::time::{Duration, Instant};
 
 const LOCK_WAITERS: u32 = 1 << 31;
+/// How long a lock waiter sleeps before it checks again (and asks `give_up`).
+const LOCK_SLICE: Duration = Duration::from_millis(20);
 /// Lock owner tags: workers are `1 + index`.
 pub(crate) const TAG_HOST: u32 = 0x7fff_0000;
 pub(crate) const TAG_ZYGOTE: u32 = 0x7fff_0001;
@@ -36,42 +38,64 @@ pub fn spin_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 impl View {
-    pub fn lock(&self, tag: u32) {
+    /// Takes the queue lock, waiting as long as it takes unless `give_up` says otherwise (it is
+    /// asked every few milliseconds while waiting; then the lock is not taken and this returns
+    /// false). Waiters sleep with a timeout and unlock wakes them all, so a waiter killed after
+    /// its wake-up never strands the others.
+    pub fn lock(&self, tag: u32, mut give_up: impl FnMut() -> bool) -> bool {
         let l = &self.header().queue.lock;
         if l.compare_exchange(0, tag, Acquire, Relaxed).is_ok() {
-            return;
+            return true;
         }
         if spin_until(Duration::from_micros(5), || l.load(Relaxed) == 0)
             && l.compare_exchange(0, tag, Acquire, Relaxed).is_ok()
         {
-            return;
+            return true;
         }
         loop {
             let v = l.load(Relaxed);
             if v == 0 {
-                // Someone may still sleep: keep the waiters bit so our unlock wakes them.
+                // Others may still sleep: keep the waiters bit so our unlock wakes them.
                 if l.compare_exchange(0, tag | LOCK_WAITERS, Acquire, Relaxed).is_ok() {
-                    return;
+                    return true;
                 }
                 continue;
             }
             if v & LOCK_WAITERS == 0 && l.compare_exchange(v, v | LOCK_WAITERS, Relaxed, Relaxed).is_err() {
                 continue;
             }
-            futex::wait(l, v | LOCK_WAITERS, None);
+            futex::wait(l, v | LOCK_WAITERS, Some(Instant::now() + LOCK_SLICE));
+            if give_up() {
+                return false;
+            }
         }
+    }
+
+    /// Takes the lock only if it is free now.
+    pub fn try_lock(&self, tag: u32) -> Result<(), u32> {
+        let l = &self.header().queue.lock;
+        l.compare_exchange(0, tag, Acquire, Relaxed).map(|_| ()).map_err(|v| v & !LOCK_WAITERS)
     }
 
     pub fn unlock(&self) {
         let l = &self.header().queue.lock;
         if l.swap(0, Release) & LOCK_WAITERS != 0 {
-            futex::wake(l, 1);
+            futex::wake(l, i32::MAX);
         }
     }
 
     /// The tag of the current lock owner (0 if free).
     pub fn lock_owner(&self) -> u32 {
         self.header().queue.lock.load(Acquire) & !LOCK_WAITERS
+    }
+
+    /// Sleeps until the lock word changes from `seen` or a short while passes (the zygote,
+    /// which must not sleep long while a lock owner may be dead).
+    pub fn wait_lock_change(&self, seen: u32) {
+        let l = &self.header().queue.lock;
+        if seen != 0 && l.compare_exchange(seen, seen | LOCK_WAITERS, Relaxed, Relaxed).is_ok() {
+            futex::wait(l, seen | LOCK_WAITERS, Some(Instant::now() + Duration::from_millis(1)));
+        }
     }
 
     /// Releases a lock whose owner is dead (zygote only).
@@ -81,14 +105,7 @@ impl View {
         futex::wake(l, i32::MAX);
     }
 
-    /// Queues task slot `idx` (caller holds no lock).
-    pub fn push(&self, idx: u32, tag: u32) {
-        self.lock(tag);
-        self.push_locked(idx);
-        self.unlock();
-        self.ring_doorbell();
-    }
-
+    /// Queues task `idx` whose state the caller just made QUEUED (caller holds the lock).
     pub fn push_locked(&self, idx: u32) {
         let q = &self.header().queue;
         let tail = q.tail.load(Relaxed);
@@ -116,40 +133,91 @@ impl View {
         q.head.load(Acquire) == q.tail.load(Acquire)
     }
 
-    /// Takes the next task for worker `w`, recording it as the worker's current task *before*
-    /// consuming it, so a death at any point leaves a state the zygote can repair.
-    pub fn pop(&self, w: usize) -> Option<u32> {
+    /// The number of entries in the ring, if the queue words are consistent.
+    pub fn queue_len(&self) -> Option<u32> {
         let q = &self.header().queue;
+        let len = q.tail.load(Acquire).wrapping_sub(q.head.load(Acquire));
+        (len <= MAX_TASKS).then_some(len)
+    }
+
+    /// Worker `w` takes the next task: claims it (`claim`, then RUNNING(w)) before consuming
+    /// its entry, all under the lock, so a death at any step leaves a state `repair_pop` undoes
+    /// or completes (PROTOCOL.md). Returns the task's slot and epoch.
+    pub fn pop(&self, w: usize) -> Option<(u32, u32)> {
         if self.queue_empty() {
             return None;
         }
-        self.lock(worker_tag(w));
+        self.lock(worker_tag(w), || false);
+        kp!(WorkerPopLocked);
+        let q = &self.header().queue;
+        let me = self.worker(w);
         let head = q.head.load(Relaxed);
-        let got = if head != q.tail.load(Relaxed) {
+        let mut got = None;
+        if head != q.tail.load(Relaxed) {
             let idx = self.ring(head).load(Relaxed);
-            self.worker(w).current.store(idx, SeqCst);
+            if idx < MAX_TASKS {
+                let t = self.task(idx);
+                let epoch = t.epoch.load(Acquire);
+                me.claim.store(claim_word(idx, epoch), SeqCst);
+                kp!(WorkerPopClaimed);
+                if self.transition(t, T_QUEUED, running(w)) {
+                    got = Some((idx, epoch));
+                }
+                kp!(WorkerPopRunning);
+            }
             q.head.store(head.wrapping_add(1), SeqCst);
-            Some(idx)
-        } else {
-            None
-        };
+            kp!(WorkerPopAdvanced);
+            if got.is_none() {
+                me.claim.store(CLAIM_NONE, SeqCst); // not a queued task (Q broken): skip the entry
+            }
+        }
         self.unlock();
         got
     }
 
-    /// After worker `w` died holding the lock: undo a pop that had not consumed its task yet,
-    /// then release the lock.
-    pub fn repair_after_death(&self, w: usize) {
-        if self.lock_owner() != worker_tag(w) {
-            return;
-        }
-        let q = &self.header().queue;
-        let cur = self.worker(w).current.load(SeqCst);
-        let head = q.head.load(SeqCst);
-        if cur != NONE && head != q.tail.load(SeqCst) && self.ring(head).load(SeqCst) == cur {
-            self.worker(w).current.store(NONE, SeqCst); // still queued: not consumed
+    /// Worker `w` died holding the lock (zygote only): undo a pop that had not consumed its
+    /// entry yet (the task stays queued, untouched), then release the lock. A pop that had
+    /// consumed it leaves a RUNNING(w) task, which the death handler treats like any other.
+    pub fn repair_pop(&self, w: usize) {
+        let me = self.worker(w);
+        let c = me.claim.load(SeqCst);
+        if c != CLAIM_NONE {
+            let (idx, _) = claim_parts(c);
+            let q = &self.header().queue;
+            let head = q.head.load(SeqCst);
+            let at_head = head != q.tail.load(SeqCst) && self.ring(head).load(SeqCst) == idx;
+            if at_head && idx < MAX_TASKS {
+                let t = self.task(idx);
+                if phase(t.state.load(SeqCst)) == T_QUEUED || self.transition(t, running(w), T_QUEUED) {
+                    me.claim.store(CLAIM_NONE, SeqCst);
+                }
+            }
         }
         self.force_unlock();
+    }
+
+    /// Removes queued task `idx` from the ring and ends it CLOSED (cancelled before it ran).
+    /// Caller holds the lock. False if it was not queued.
+    pub fn remove_queued(&self, idx: u32) -> bool {
+        let t = self.task(idx);
+        if phase(t.state.load(Acquire)) != T_QUEUED {
+            return false;
+        }
+        let q = &self.header().queue;
+        let head = q.head.load(Relaxed);
+        let tail = q.tail.load(Relaxed);
+        let Some(pos) = (0..tail.wrapping_sub(head).min(MAX_TASKS)).map(|k| head.wrapping_add(k)).find(|&p| self.ring(p).load(Relaxed) == idx) else {
+            return false;
+        };
+        // Entries before it move up one place; the queue keeps its order.
+        let mut p = pos;
+        while p != head {
+            let prev = p.wrapping_sub(1);
+            self.ring(p).store(self.ring(prev).load(Relaxed), Relaxed);
+            p = prev;
+        }
+        q.head.store(head.wrapping_add(1), SeqCst);
+        self.finish(t, T_QUEUED, T_CLOSED)
     }
 
     /// Announces a group event (a notify-task completion, a death) to whoever waits for one.
@@ -183,21 +251,20 @@ impl View {
         counter.fetch_sub(1, SeqCst);
     }
 
-    /// Makes the pool's completion eventfd readable, if the host asked for it.
-    pub fn notify_event_fd(&self) {
-        let ctl = &self.header().control;
-        if ctl.efd_armed.load(Relaxed) != 0 {
-            crate::sys::proc::eventfd_signal(ctl.efd);
-        }
-    }
-
     pub fn event_seq(&self) -> u32 {
         self.header().events.seq.load(SeqCst)
     }
 
-    /// Moves task `t` from `from` to `to`, keeping the waiter bit. False if it was not in `from`.
+    /// Moves task `t` from state `from` (phase and owner) to `to`, keeping the waiter bit.
+    /// False if it was not in `from`.
     pub fn transition(&self, t: &TaskSlot, from: u32, to: u32) -> bool {
         t.state.fetch_update(AcqRel, Acquire, |s| (s & !WAITER == from).then_some((s & WAITER) | to)).is_ok()
+    }
+
+    /// Wakes host threads waiting for task `t` (after a state change made without waking them).
+    pub fn wake_task(&self, t: &TaskSlot) {
+        futex::wake(&t.state, i32::MAX);
+        self.signal_event(t.flags.load(Relaxed) & F_NOTIFY != 0);
     }
 
     /// Ends task `t` (from `from`) with a final state, waking host waiters.
@@ -208,11 +275,7 @@ impl View {
         if old & WAITER != 0 {
             futex::wake(&t.state, i32::MAX);
         }
-        let chunk = t.flags.load(Relaxed) & F_NOTIFY != 0;
-        self.signal_event(chunk);
-        if !chunk {
-            self.notify_event_fd(); // a map's driver signals once for the whole map
-        }
+        self.signal_event(t.flags.load(Relaxed) & F_NOTIFY != 0);
         true
     }
 }
@@ -220,7 +283,7 @@ impl View {
 /// Waits until task state word `w` holds a final state (DONE or CLOSED), at most until
 /// `deadline`. Returns the final state, or None on timeout.
 pub fn wait_final(w: &AtomicU32, deadline: Option<Instant>) -> Option<u32> {
-    let fin = |s: u32| matches!(s & !WAITER, T_DONE | T_CLOSED).then_some(s & !WAITER);
+    let fin = |s: u32| matches!(phase(s), T_DONE | T_CLOSED).then_some(phase(s));
     if let Some(s) = fin(w.load(Acquire)) {
         return Some(s);
     }

@@ -8,19 +8,50 @@
 //! lives in one heap block: `[Rec × n][inputs][outputs]`. Only the host allocates slots and heap
 //! blocks; workers write into the blocks they are handed, the zygote writes death reports.
 
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 pub(crate) const MAX_TASKS: u32 = 1 << 18;
-pub(crate) const NONE: u32 = u32::MAX;
 const PAGE: usize = 4096;
 
-/// Task states (low bits of `TaskSlot::state`); `WAITER` marks a host thread asleep on it.
+/// Task states: the phase (low bits of `TaskSlot::state`), the owner while RUNNING (`1 + worker`
+/// index in bits 8..21), and `WAITER`, set while a host thread sleeps on the word. See PROTOCOL.md.
 pub(crate) const T_FREE: u32 = 0;
 pub(crate) const T_QUEUED: u32 = 1;
 pub(crate) const T_RUNNING: u32 = 2;
 pub(crate) const T_DONE: u32 = 3;
 pub(crate) const T_CLOSED: u32 = 4;
+const PHASE: u32 = 0xff;
+const OWNER_SHIFT: u32 = 8;
 pub(crate) const WAITER: u32 = 1 << 31;
+
+/// The state of a task run by worker `w`.
+pub(crate) fn running(w: usize) -> u32 {
+    T_RUNNING | ((w as u32 + 1) << OWNER_SHIFT)
+}
+
+/// The phase of a state word (owner and waiter bits dropped).
+pub(crate) fn phase(s: u32) -> u32 {
+    s & PHASE
+}
+
+/// `claim` words: `epoch << 32 | slot`; KILL is set by the zygote to stop the worker's task.
+pub(crate) const CLAIM_NONE: u64 = u64::MAX;
+pub(crate) const CLAIM_KILL: u64 = 1 << 31;
+pub(crate) fn claim_word(slot: u32, epoch: u32) -> u64 {
+    (epoch as u64) << 32 | slot as u64
+}
+/// (slot, epoch) of a claim word.
+pub(crate) fn claim_parts(c: u64) -> (u32, u32) {
+    ((c as u32) & !(CLAIM_KILL as u32), (c >> 32) as u32)
+}
+
+/// `run` words: `seq << 4 | flags` while user code runs an item.
+pub(crate) const RUN_RETURNED: u64 = 1; // the item returned: no kill may be decided for it any more
+pub(crate) const RUN_TERM: u64 = 2; // the zygote decided to SIGTERM it (deadline passed)
+pub(crate) const RUN_SENT: u64 = 4; // ... and the SIGTERM was sent
+pub(crate) const RUN_KILL: u64 = 8; // the zygote decided to SIGKILL it
+pub(crate) const RUN_FLAGS: u64 = 15;
 
 /// Task kinds.
 pub(crate) const K_ITEMS: u32 = 0; // `n` fixed-size items through a `pool_fn`
@@ -28,6 +59,7 @@ pub(crate) const K_VAR: u32 = 1; // one input of any length, output written with
 
 /// Task flags.
 pub(crate) const F_NOTIFY: u32 = 1; // completion bumps `Events::seq` (map drivers wait there)
+pub(crate) const F_DIRTY: u32 = 2; // the block was used before: outputs are cleared before each item
 
 /// Worker slot states.
 pub(crate) const W_STARTING: u32 = 1;
@@ -69,16 +101,13 @@ pub struct Control {
     pub broken: AtomicU32,
     /// Nonzero once any task may carry a deadline: the zygote then watches deadlines.
     pub deadlines: AtomicU32,
-    /// Nonzero once the host asked for the completion eventfd: completions then write to it.
+    /// Nonzero once the host asked for the completion eventfd: completions then reach it.
     pub efd_armed: AtomicU32,
-    /// The pool's eventfd (same number in every process of the pool).
-    pub efd: i32,
-    pub nworkers: u32,
-    pub max_tasks_per_child: u64,
-    /// Resident memory (bytes) past which a worker is replaced after its task; 0 for none.
-    pub max_rss: u64,
-    /// Default per-item deadline (ns); 0 for none.
-    pub timeout_ns: u64,
+    /// Set by a worker that completed a task while `efd_armed`: the zygote, which owns the
+    /// eventfd (workers hold no descriptor a task could close or reuse), writes it.
+    pub efd_pending: AtomicU32,
+    /// errno of the zygote's last failed fork (0 once a fork succeeds again).
+    pub fork_errno: AtomicI32,
 }
 
 #[repr(C, align(64))]
@@ -92,18 +121,19 @@ pub struct Header {
 pub struct WorkerSlot {
     pub pid: AtomicI32,
     pub state: AtomicU32,
-    /// Task slot this worker took from the queue, or NONE.
-    pub current: AtomicU32,
-    /// Deadline (monotonic ns) of the item being run, 0 for none.
+    /// The task this worker runs (`claim_word`), or CLAIM_NONE.
+    pub claim: AtomicU64,
+    /// `seq << 4 | flags` while user code runs an item, 0 otherwise.
+    pub run: AtomicU64,
+    /// Deadline (monotonic ns) of the item named by `run`, 0 for none.
     pub deadline: AtomicU64,
-    /// Set by the host to `1 + task slot` to have the zygote kill this worker if it is still
-    /// running that task (cancellation).
-    pub kill_req: AtomicU32,
 }
 
 #[repr(C, align(64))]
 pub struct TaskSlot {
     pub state: AtomicU32,
+    /// Incarnation of this slot, bumped by the host at every submission.
+    pub epoch: AtomicU32,
     pub kind: AtomicU32,
     pub flags: AtomicU32,
     /// pid of the last worker that ran (part of) it.
@@ -172,6 +202,7 @@ fn align(x: usize, a: usize) -> usize {
 /// Region sizes of one pool's mapping.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
+    pub nworkers: usize,
     pub workers: usize,
     pub tasks: usize,
     pub ring: usize,
@@ -186,7 +217,7 @@ impl Layout {
         let tasks = workers + align(nworkers * std::mem::size_of::<WorkerSlot>(), PAGE);
         let ring = tasks + MAX_TASKS as usize * std::mem::size_of::<TaskSlot>();
         let heap = align(ring + MAX_TASKS as usize * 4, 1 << 21);
-        Layout { workers, tasks, ring, heap, heap_len, total: heap + heap_len }
+        Layout { nworkers, workers, tasks, ring, heap, heap_len, total: heap + heap_len }
     }
 }
 
@@ -225,7 +256,7 @@ impl View {
     }
 
     pub fn worker(&self, i: usize) -> &WorkerSlot {
-        assert!(i < self.header().control.nworkers as usize);
+        assert!(i < self.layout.nworkers);
         // SAFETY: index checked against the worker count the layout was made for.
         unsafe { &*(self.base.add(self.layout.workers) as *const WorkerSlot).add(i) }
     }
@@ -252,23 +283,40 @@ impl View {
         self.layout.heap
     }
 
-    /// Records a failure of the task in slot `t`. Only the task's current runner calls this.
-    pub fn push_failure(&self, t: &TaskSlot, rec: Rec) {
-        use std::sync::atomic::Ordering::{Relaxed, Release};
+    /// The failure records of task `t` (`n` of them fit in its block).
+    fn recs(&self, t: &TaskSlot) -> *mut Rec {
+        self.heap_ptr(t.block.load(Relaxed)) as *mut Rec
+    }
+
+    /// Records a failure of the task in slot `t`: the record, then the count (PROTOCOL.md,
+    /// invariant I). Only the task's runner calls this. False if the task's words are not
+    /// consistent any more (a record for every item already: shared memory was overwritten).
+    pub fn push_failure(&self, t: &TaskSlot, rec: Rec) -> bool {
         let k = t.nfail.load(Relaxed);
-        assert!(k < t.n.load(Relaxed), "more failures than items");
+        if k >= t.n.load(Relaxed) {
+            return false;
+        }
         // SAFETY: the records array starts the task's block and has room for `n` entries; only
         // the runner writes it, and readers wait for the task to end.
-        unsafe { (self.heap_ptr(t.block.load(Relaxed)) as *mut Rec).add(k as usize).write(rec) };
+        unsafe { self.recs(t).add(k as usize).write(rec) };
+        kp!(WorkerRecordWritten);
         t.nfail.store(k + 1, Release);
+        kp!(WorkerRecordCounted);
+        true
+    }
+
+    /// The last failure record counted, if any.
+    pub fn last_failure(&self, t: &TaskSlot) -> Option<Rec> {
+        let k = t.nfail.load(Acquire).min(t.n.load(Relaxed));
+        // SAFETY: record k-1 was written before nfail was published (Release/Acquire).
+        (k > 0).then(|| unsafe { self.recs(t).add(k as usize - 1).read() })
     }
 
     /// The failures of a task that has ended, in item order.
     pub fn failures(&self, t: &TaskSlot) -> &[Rec] {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed};
         let k = t.nfail.load(Acquire).min(t.n.load(Relaxed));
         // SAFETY: `k` records were written before `nfail` was published (Release/Acquire), and
         // the block outlives the caller's use (it is freed by the same host thread later).
-        unsafe { std::slice::from_raw_parts(self.heap_ptr(t.block.load(Relaxed)) as *const Rec, k as usize) }
+        unsafe { std::slice::from_raw_parts(self.recs(t), k as usize) }
     }
 }

@@ -39,6 +39,9 @@ pub fn out_write(data: &[u8]) -> Result<(), (Status, String)> {
     let Some(o) = g.as_mut() else {
         return Err((Status::Inval, "pool_out_write called outside a task submitted with pool_submit".into()));
     };
+    if proc::forked_child() {
+        return Err((Status::Inval, "pool_out_write called from a process forked by a task".into()));
+    }
     if data.len() > o.cap - o.len {
         return Err((Status::NoMem, format!("result would exceed the task's max_out of {} bytes", o.cap)));
     }
@@ -55,6 +58,11 @@ pub struct WorkerConfig {
     pub index: usize,
     pub zygote: libc::pid_t,
     pub init: Option<(InitFn, usize)>,
+    pub max_tasks_per_child: u64,
+    /// Resident memory (bytes) past which the worker leaves after its task; 0 for none.
+    pub max_rss: u64,
+    /// The pool's per-item deadline (ns); 0 for none.
+    pub timeout_ns: u64,
 }
 
 /// Entry of a freshly forked worker. Never returns.
@@ -65,6 +73,7 @@ pub fn main(cfg: WorkerConfig) -> ! {
 
 fn run(cfg: &WorkerConfig) -> i32 {
     IN_WORKER.store(true, Relaxed);
+    super::killpoint::set_role(super::killpoint::Role::Worker);
     MY_PID.store(proc::getpid(), Relaxed);
     proc::die_with_parent();
     if proc::getppid() != cfg.zygote {
@@ -72,12 +81,14 @@ fn run(cfg: &WorkerConfig) -> i32 {
     }
     proc::reset_signals_for_worker();
     proc::set_name("pool-worker");
+    proc::watch_forks();
     let v = cfg.view;
     let me = v.worker(cfg.index);
     let ctl = &v.header().control;
     if let Some((f, arg)) = cfg.init {
         // SAFETY: the initializer is the host's function, valid in this fork of its memory.
         unsafe { f(arg as *mut c_void) };
+        leave_if_forked();
         // SAFETY: flush whatever the initializer printed, in order.
         unsafe { libc::fflush(std::ptr::null_mut()) };
     }
@@ -85,26 +96,35 @@ fn run(cfg: &WorkerConfig) -> i32 {
     ctl.ready.fetch_add(1, SeqCst);
     crate::sys::futex::wake(&ctl.ready, i32::MAX);
 
+    let mut w = Worker { cfg, v, seq: 0 };
     let mut done: u64 = 0;
-    let max = ctl.max_tasks_per_child;
     loop {
         if ctl.terminate.load(Acquire) != 0 {
             return 0;
         }
         match v.pop(cfg.index) {
-            Some(idx) => {
-                run_task(&v, cfg.index, idx);
+            Some((idx, _)) => {
+                w.run_task(idx);
                 done += 1;
-                if max != 0 && done >= max {
+                if cfg.max_tasks_per_child != 0 && done >= cfg.max_tasks_per_child {
                     return 0;
                 }
-                if ctl.max_rss != 0 && proc::resident_bytes() > ctl.max_rss {
+                if cfg.max_rss != 0 && proc::resident_bytes() > cfg.max_rss {
                     return 0; // replaced by a fresh worker: the memory goes back to the system
                 }
             }
             None if ctl.shutdown.load(Acquire) != 0 => return 0,
             None => idle(&v),
         }
+    }
+}
+
+/// A process forked by a task that returned into the worker's code must not take work (it
+/// would be a second runner of the same task): it leaves at once, without flushing stdio (its
+/// buffers are copies of the worker's).
+fn leave_if_forked() {
+    if proc::forked_child() {
+        proc::exit_silently(0);
     }
 }
 
@@ -128,87 +148,189 @@ fn idle(v: &View) {
         }
     }
     q.sleepers.fetch_add(1, SeqCst);
+    kp!(WorkerIdle);
     if q.seq.load(SeqCst) == seen && v.queue_empty() && !stop() {
         crate::sys::futex::wait(&q.seq, seen, None);
     }
     q.sleepers.fetch_sub(1, SeqCst);
 }
 
-fn run_task(v: &View, w: usize, idx: u32) {
-    let t = v.task(idx);
-    let me = v.worker(w);
-    if !v.transition(t, T_QUEUED, T_RUNNING) {
-        me.current.store(NONE, SeqCst);
-        return;
-    }
-    t.pid.store(proc::getpid(), Relaxed);
-    let n = t.n.load(Relaxed);
-    let (isz, osz) = (t.in_size.load(Relaxed) as usize, t.out_size.load(Relaxed) as usize);
-    let (input, output) = (v.heap_ptr(t.in_off.load(Relaxed)), v.heap_ptr(t.out_off.load(Relaxed)));
-    let ctx = t.ctx.load(Relaxed) as *mut c_void;
-    let timeout = match t.timeout_ns.load(Relaxed) {
-        0 => v.header().control.timeout_ns,
-        own => own,
-    };
-    let ptr_or_null = |p: *mut u8, size: usize| if size == 0 { std::ptr::null_mut() } else { p as *mut c_void };
-    if t.cancelled.load(Relaxed) != 0 {
-        cancel_rest(v, t, t.next.load(Acquire));
-    } else if t.kind.load(Relaxed) == K_VAR {
-        // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
-        let f: VarFn = unsafe { std::mem::transmute(t.func.load(Relaxed) as usize) };
-        crate::sys::mem::populate(input, isz, false);
-        *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(VarOut { base: output as usize, cap: osz, len: 0 });
-        if timeout != 0 {
-            me.deadline.store(proc::monotonic_ns() + timeout, SeqCst);
+/// A worker's running state: its configuration and the sequence number of its items.
+struct Worker<'a> {
+    cfg: &'a WorkerConfig,
+    v: View,
+    /// Items started so far: `run` names each one uniquely (PROTOCOL.md, invariant K).
+    seq: u64,
+}
+
+/// What one task needs, read once from its (read-only once queued) description.
+struct TaskRun {
+    n: u64,
+    isz: usize,
+    osz: usize,
+    input: *mut u8,
+    output: *mut u8,
+    ctx: *mut c_void,
+    /// Outputs live in a reused heap block: clear each before its item runs, so a task that
+    /// writes nothing never hands out someone else's bytes.
+    clear_out: bool,
+    timeout: u64,
+}
+
+impl Worker<'_> {
+    fn run_task(&mut self, idx: u32) {
+        let (v, w) = (self.v, self.cfg.index);
+        let t = v.task(idx);
+        let me = v.worker(w);
+        kp!(WorkerTaskStart);
+        t.pid.store(MY_PID.load(Relaxed), Relaxed);
+        let flags = t.flags.load(Relaxed);
+        let r = TaskRun {
+            n: t.n.load(Relaxed),
+            isz: t.in_size.load(Relaxed) as usize,
+            osz: t.out_size.load(Relaxed) as usize,
+            input: v.heap_ptr(t.in_off.load(Relaxed)),
+            output: v.heap_ptr(t.out_off.load(Relaxed)),
+            ctx: t.ctx.load(Relaxed) as *mut c_void,
+            clear_out: flags & F_DIRTY != 0,
+            timeout: match t.timeout_ns.load(Relaxed) {
+                0 => self.cfg.timeout_ns,
+                own => own,
+            },
+        };
+        let func = t.func.load(Relaxed) as usize;
+        if t.kind.load(Relaxed) == K_VAR {
+            // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
+            let f: VarFn = unsafe { std::mem::transmute(func) };
+            crate::sys::mem::populate(r.input, r.isz, false);
+            self.run_items(t, &r, |_| {
+                *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(VarOut { base: r.output as usize, cap: r.osz, len: 0 });
+                // SAFETY: calling the user's task on its input, as the contract says.
+                let rc = unsafe { f(ptr_or_null(r.input, r.isz), r.isz, r.ctx) };
+                let len = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(0, |o| o.len);
+                t.out_len.store(len as u64, Relaxed);
+                rc
+            });
+        } else {
+            // SAFETY: the host stored an `ItemFn` for K_ITEMS tasks (checked non-NULL).
+            let f: ItemFn = unsafe { std::mem::transmute(func) };
+            self.run_items(t, &r, |i| {
+                let out = r.output.wrapping_add(i * r.osz);
+                if r.clear_out {
+                    // SAFETY: item i's output lies inside the block's output area (n items).
+                    unsafe { std::ptr::write_bytes(out, 0, r.osz) };
+                }
+                let input = r.input.wrapping_add(i * r.isz);
+                // SAFETY: item i's input and output lie inside the areas the host sized for n items.
+                unsafe { f(ptr_or_null(input, r.isz), ptr_or_null(out, r.osz), r.ctx) }
+            });
         }
-        // SAFETY: calling the user's task on its input, as the contract says.
-        let rc = unsafe { f(ptr_or_null(input, isz), isz, ctx) };
-        me.deadline.store(0, SeqCst);
-        let len = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(0, |o| o.len);
-        t.out_len.store(len as u64, Relaxed);
-        record(v, t, 0, rc);
-    } else {
-        // SAFETY: the host stored an `ItemFn` for K_ITEMS tasks.
-        let f: ItemFn = unsafe { std::mem::transmute(t.func.load(Relaxed) as usize) };
+        // SAFETY: flush what the task printed before its result is visible, so output stays in order.
+        unsafe { libc::fflush(std::ptr::null_mut()) };
+        v.finish(t, running(w), T_DONE);
+        kp!(WorkerTaskFinished);
+        if flags & F_NOTIFY == 0 {
+            self.notify_completion();
+        }
+        if me.claim.fetch_update(SeqCst, SeqCst, |c| (c & CLAIM_KILL == 0).then_some(CLAIM_NONE)).is_err() {
+            park(); // the zygote decided to kill this task's worker: never take more work
+        }
+        kp!(WorkerClaimReleased);
+    }
+
+    /// Runs items `next..n` of task `t` with `call(i)`, each through the steps of PROTOCOL.md.
+    fn run_items(&mut self, t: &TaskSlot, r: &TaskRun, mut call: impl FnMut(usize) -> c_int) {
+        let me = self.v.worker(self.cfg.index);
         let mut i = t.next.load(Acquire);
-        while i < n {
+        while i < r.n {
             if t.cancelled.load(Relaxed) != 0 {
-                cancel_rest(v, t, i);
+                cancel_rest(&self.v, t, i);
                 break;
             }
-            if timeout != 0 {
-                me.deadline.store(proc::monotonic_ns() + timeout, SeqCst);
+            self.seq += 1;
+            let s = self.seq << 4;
+            if r.timeout != 0 {
+                me.deadline.store(proc::monotonic_ns() + r.timeout, Relaxed);
             }
-            // SAFETY: item i's input and output lie inside the areas the host sized for n items.
-            let rc = unsafe {
-                f(ptr_or_null(input.add(i as usize * isz), isz), ptr_or_null(output.add(i as usize * osz), osz), ctx)
-            };
-            record(v, t, i, rc);
+            me.run.store(s, Release);
+            kp!(WorkerItemStarted);
+            let rc = call(i as usize);
+            leave_if_forked();
+            kp!(WorkerItemReturned);
+            let timed_out = r.timeout != 0 && end_timed_item(me, s);
+            if rc != 0 || timed_out {
+                let status = if timed_out { Status::TimedOut } else { Status::Task };
+                let rec = Rec { item: i, status: status as i32, code: rc, pid: MY_PID.load(Relaxed), wstatus: 0 };
+                self.v.push_failure(t, rec);
+            }
+            t.next.store(i + 1, Release);
+            kp!(WorkerItemPublished);
+            me.run.store(0, Release);
+            kp!(WorkerItemDone);
             i += 1;
         }
-        me.deadline.store(0, SeqCst);
+        if r.timeout != 0 {
+            me.deadline.store(0, Relaxed);
+        }
     }
-    // SAFETY: flush what the task printed before its result is visible, so output stays in order.
-    unsafe { libc::fflush(std::ptr::null_mut()) };
-    v.finish(t, T_RUNNING, T_DONE);
-    me.current.store(NONE, SeqCst);
+
+    /// Makes the pool's event fd readable through the zygote, if the host armed it.
+    fn notify_completion(&self) {
+        let ctl = &self.v.header().control;
+        if ctl.efd_armed.load(Relaxed) != 0 && ctl.efd_pending.swap(1, AcqRel) == 0 {
+            proc::kill(self.cfg.zygote, libc::SIGUSR1);
+        }
+    }
 }
 
-fn record(v: &View, t: &TaskSlot, i: u64, rc: c_int) {
-    if rc != 0 {
-        v.push_failure(
-            t,
-            Rec { item: i, status: Status::Task as i32, code: rc, pid: MY_PID.load(Relaxed), wstatus: 0 },
-        );
+fn ptr_or_null(p: *mut u8, size: usize) -> *mut c_void {
+    if size == 0 {
+        std::ptr::null_mut()
+    } else {
+        p as *mut c_void
     }
-    t.next.store(i + 1, Release);
 }
 
-/// Ends items `[from, n)` of a cancelled task without running them (the runner owns the task).
+/// After an item with a deadline returned: true if it timed out (the zygote sent SIGTERM).
+/// Decides by CAS against the zygote (PROTOCOL.md, invariant K): once RETURNED is set no kill
+/// can be decided for the item; if the zygote got there first with KILL, park until it lands;
+/// with TERM, wait until the signal was sent and discard it if still pending, so that it never
+/// reaches the next item.
+fn end_timed_item(me: &WorkerSlot, s: u64) -> bool {
+    let Err(mut cur) = me.run.compare_exchange(s, s | RUN_RETURNED, AcqRel, Acquire) else { return false };
+    loop {
+        if cur & RUN_KILL != 0 {
+            park();
+        }
+        if cur & RUN_SENT != 0 {
+            break;
+        }
+        std::thread::yield_now();
+        cur = me.run.load(Acquire);
+    }
+    kp!(WorkerTermHandshake);
+    proc::discard_pending(libc::SIGTERM);
+    if me.run.compare_exchange(cur, cur | RUN_RETURNED, AcqRel, Acquire).is_err() {
+        park();
+    }
+    true
+}
+
+/// Waits for the SIGKILL the zygote decided on.
+fn park() -> ! {
+    loop {
+        proc::pause();
+    }
+}
+
+/// Ends items `[from, n)` of a cancelled task without running them (the runner owns the task),
+/// one record and one step of `next` at a time (invariant I).
 pub(crate) fn cancel_rest(v: &View, t: &TaskSlot, from: u64) {
-    let n = t.n.load(Relaxed);
-    for i in from..n {
-        v.push_failure(t, Rec { item: i, status: Status::Cancelled as i32, ..Rec::default() });
+    for i in from..t.n.load(Relaxed) {
+        if !v.push_failure(t, Rec { item: i, status: Status::Cancelled as i32, ..Rec::default() }) {
+            return;
+        }
+        t.next.store(i + 1, Release);
     }
-    t.next.store(n, Release);
 }

@@ -1,41 +1,66 @@
 //! The zygote: a single-threaded process forked once at `pool_create`. It forks the workers
 //! (so every worker, replacements included, starts from the memory as it was at creation, and
-//! forking stays safe however many threads the host runs), reaps them, reports deaths into the
-//! tasks they were running, enforces per-item deadlines, and takes every worker down with it
-//! when the host dies or terminates the pool.
+//! forking stays safe however many threads the host runs), reaps them and repairs what a dead
+//! worker left in shared memory (PROTOCOL.md), enforces per-item deadlines and cancellations,
+//! and takes every worker, and everything their tasks started, down with it when the host dies
+//! or ends the pool.
 
 use super::error::Status;
-use super::queue::TAG_ZYGOTE;
+use super::queue::{worker_tag, TAG_ZYGOTE};
 use super::shm::*;
 use super::worker::{self, InitFn, WorkerConfig};
 use crate::sys::proc::{self, Exit, Forked};
+use std::os::raw::c_int;
 use std::sync::atomic::Ordering::*;
 use std::time::{Duration, Instant};
 
 /// Replacements that die in their initializer this many times in a row break the pool.
 const MAX_INIT_FAILURES: u32 = 3;
-/// Time between SIGTERM and SIGKILL for a task past its deadline.
+/// Time between SIGTERM and SIGKILL for an item past its deadline.
 const KILL_GRACE: Duration = Duration::from_millis(100);
+/// Back-off between failed forks, doubling up to the maximum.
+const FORK_BACKOFF: Duration = Duration::from_millis(10);
+const FORK_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// With no worker alive and forks failing this long, queued work fails instead of waiting.
+const FORK_GIVE_UP: Duration = Duration::from_secs(1);
 
 pub struct ZygoteConfig {
     pub view: View,
     pub host: libc::pid_t,
     pub init: Option<(InitFn, usize)>,
+    pub max_tasks_per_child: u64,
+    pub max_rss: u64,
+    pub timeout_ns: u64,
+    /// The pool's completion eventfd (the zygote writes it for the workers).
+    pub efd: c_int,
+    /// The host's doorbell: an eventfd it writes to wake the zygote (kill requests, deadlines,
+    /// termination) without needing the right to signal it.
+    pub bell: c_int,
 }
 
 #[derive(Default)]
 struct Worker {
     pid: libc::pid_t,
     alive: bool,
-    /// When SIGTERM was sent for a missed deadline.
-    term_sent: Option<Instant>,
+    /// The item (`run` word without flags) SIGTERM was sent for, and when.
+    term: Option<(u64, Instant)>,
+}
+
+/// Forks keep failing: when to try again, and since when.
+struct Backoff {
+    next: Instant,
+    delay: Duration,
+    since: Instant,
 }
 
 struct Zygote {
     cfg: ZygoteConfig,
     workers: Vec<Worker>,
+    /// Deaths reaped (and their lock repaired) but not yet handled.
+    deaths: Vec<(usize, Exit)>,
     starting: bool,
     init_failures: u32,
+    backoff: Option<Backoff>,
 }
 
 /// Entry of the zygote process. Never returns.
@@ -46,8 +71,11 @@ pub fn main(cfg: ZygoteConfig) -> ! {
 
 fn run(cfg: ZygoteConfig) -> i32 {
     worker::IN_WORKER.store(true, Relaxed);
+    super::killpoint::set_role(super::killpoint::Role::Zygote);
     proc::set_name("pool-zygote");
-    // SIGUSR1 is the host's doorbell: kill requests, deadlines switched on.
+    proc::own_process_group();
+    proc::become_subreaper();
+    // SIGUSR1: a worker completed a task while the event fd is armed.
     let sigs = [libc::SIGCHLD, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1];
     proc::set_mask(&sigs, libc::SIG_BLOCK);
     // SAFETY: dispositions of our own process: Ctrl-C is the host's to handle, and SIGCHLD
@@ -56,7 +84,11 @@ fn run(cfg: ZygoteConfig) -> i32 {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     }
-    let Ok(sfd) = proc::signalfd(&sigs) else { return 71 };
+    let ctl = &cfg.view.header().control;
+    let Ok(sfd) = proc::signalfd(&sigs) else {
+        ctl.fork_errno.store(proc::errno(), SeqCst);
+        return 71;
+    };
     proc::register_fd(sfd.0);
     let host = proc::PidHandle::open(cfg.host);
     let host_pid = cfg.host;
@@ -64,21 +96,35 @@ fn run(cfg: ZygoteConfig) -> i32 {
     if host_gone() {
         return 0;
     }
-    let n = cfg.view.header().control.nworkers as usize;
-    let mut z = Zygote { cfg, workers: (0..n).map(|_| Worker::default()).collect(), starting: true, init_failures: 0 };
+    let n = cfg.view.layout().nworkers;
+    let mut z = Zygote {
+        cfg,
+        workers: (0..n).map(|_| Worker::default()).collect(),
+        deaths: Vec::new(),
+        starting: true,
+        init_failures: 0,
+        backoff: None,
+    };
     for w in 0..n {
-        if !z.spawn(w) {
+        if let Err(e) = z.spawn(w) {
+            z.cfg.view.header().control.fork_errno.store(e, SeqCst);
             z.kill_all();
             return 73;
         }
     }
     loop {
-        let ctl = &z.cfg.view.header().control;
-        let mut timeout_ms = if ctl.timeout_ns != 0 || ctl.deadlines.load(SeqCst) != 0 { 5 } else { -1 };
+        let view = z.cfg.view;
+        let ctl = &view.header().control;
+        let watching = z.cfg.timeout_ns != 0 || ctl.deadlines.load(SeqCst) != 0;
+        let mut timeout_ms = if watching { 5 } else { -1 };
         if host.poll_fd() < 0 {
             timeout_ms = if timeout_ms < 0 { 50 } else { timeout_ms }; // no pidfd: look now and then
         }
-        let ready = proc::poll_any(&[sfd.0, host.poll_fd()], timeout_ms);
+        if let Some(b) = &z.backoff {
+            let left = b.next.saturating_duration_since(Instant::now()).as_millis().min(1000) as c_int + 1;
+            timeout_ms = if timeout_ms < 0 { left } else { timeout_ms.min(left) };
+        }
+        let ready = proc::poll_any(&[sfd.0, host.poll_fd(), z.cfg.bell], timeout_ms);
         if ready[1] || host_gone() {
             z.kill_all();
             return 0;
@@ -89,70 +135,144 @@ fn run(cfg: ZygoteConfig) -> i32 {
                 return 0;
             }
         }
-        while let Some((pid, exit)) = proc::reap_any() {
-            if let Some(w) = z.workers.iter().position(|x| x.alive && x.pid == pid) {
-                z.on_death(w, exit);
-            }
+        proc::eventfd_drain(z.cfg.bell);
+        z.reap();
+        z.handle_deaths();
+        if ctl.efd_pending.swap(0, AcqRel) != 0 {
+            proc::eventfd_signal(z.cfg.efd);
         }
-        z.serve_kill_requests();
+        z.serve_cancels();
         z.check_deadlines();
-        let view = z.cfg.view;
-        let ctl = &view.header().control;
         if ctl.terminate.load(SeqCst) != 0 {
             z.kill_all();
             return 0;
         }
         let draining = ctl.shutdown.load(SeqCst) != 0 && view.queue_empty();
         if z.workers.iter().all(|w| !w.alive) && draining {
+            z.kill_all(); // what tasks left behind
             return 0;
         }
         if !draining && ctl.broken.load(SeqCst) == 0 {
-            for w in 0..n {
-                if !z.workers[w].alive && !z.spawn(w) {
-                    break;
-                }
-            }
+            z.respawn();
         }
-        if ctl.broken.load(SeqCst) != 0 && z.workers.iter().all(|w| !w.alive) {
-            z.fail_queue();
+        let none_alive = z.workers.iter().all(|w| !w.alive);
+        if none_alive && ctl.broken.load(SeqCst) != 0 {
+            z.fail_queue(Status::Crashed, 0);
+        } else if none_alive && z.backoff.as_ref().is_some_and(|b| b.since.elapsed() >= FORK_GIVE_UP) {
+            z.fail_queue(Status::Sys, ctl.fork_errno.load(SeqCst));
         }
     }
 }
 
 impl Zygote {
-    fn spawn(&mut self, w: usize) -> bool {
+    /// Forks worker `w`; the errno on failure.
+    fn spawn(&mut self, w: usize) -> Result<(), i32> {
         let v = self.cfg.view;
         let slot = v.worker(w);
-        slot.current.store(NONE, SeqCst);
+        slot.claim.store(CLAIM_NONE, SeqCst);
+        slot.run.store(0, SeqCst);
         slot.deadline.store(0, SeqCst);
         slot.state.store(W_STARTING, SeqCst);
         let me = proc::getpid();
-        match proc::fork(Some(v.base() as usize), None) {
-            Ok(Forked::Child) => worker::main(WorkerConfig { view: v, index: w, zygote: me, init: self.cfg.init }),
+        match proc::fork(Some(v.base() as usize), &[]) {
+            Ok(Forked::Child) => worker::main(WorkerConfig {
+                view: v,
+                index: w,
+                zygote: me,
+                init: self.cfg.init,
+                max_tasks_per_child: self.cfg.max_tasks_per_child,
+                max_rss: self.cfg.max_rss,
+                timeout_ns: self.cfg.timeout_ns,
+            }),
             Ok(Forked::Parent(pid)) => {
                 slot.pid.store(pid, SeqCst);
-                self.workers[w] = Worker { pid, alive: true, ..Worker::default() };
-                true
+                self.workers[w] = Worker { pid, alive: true, term: None };
+                Ok(())
             }
-            Err(_) => {
+            Err(e) => {
                 slot.state.store(W_EXITED, SeqCst);
-                false
+                Err(e.raw_os_error().unwrap_or(libc::EAGAIN))
             }
+        }
+    }
+
+    /// Replaces dead workers; when forks fail (RLIMIT_NPROC, memory), tries again later with
+    /// a growing delay instead of giving up or spinning.
+    fn respawn(&mut self) {
+        if self.backoff.as_ref().is_some_and(|b| Instant::now() < b.next) {
+            return;
+        }
+        for w in 0..self.workers.len() {
+            if self.workers[w].alive {
+                continue;
+            }
+            if let Err(e) = self.spawn(w) {
+                self.cfg.view.header().control.fork_errno.store(e, SeqCst);
+                let now = Instant::now();
+                let (delay, since) = match &self.backoff {
+                    Some(b) => ((b.delay * 2).min(FORK_BACKOFF_MAX), b.since),
+                    None => (FORK_BACKOFF, now),
+                };
+                self.backoff = Some(Backoff { next: now + delay, delay, since });
+                return;
+            }
+        }
+        if self.backoff.take().is_some() {
+            self.cfg.view.header().control.fork_errno.store(0, SeqCst);
+        }
+    }
+
+    /// Reaps every child that exited. A worker's lock is repaired at once (others may be
+    /// waiting for it); the rest of its death is handled by `handle_deaths`. Other children are
+    /// orphans of tasks, reparented to us (subreaper): reaping them is all they need.
+    fn reap(&mut self) {
+        while let Some((pid, exit)) = proc::reap_any() {
+            let Some(w) = self.workers.iter().position(|x| x.alive && x.pid == pid) else { continue };
+            self.workers[w].alive = false;
+            kp!(ZygoteReaped);
+            if self.cfg.view.lock_owner() == worker_tag(w) {
+                self.cfg.view.repair_pop(w);
+                kp!(ZygoteLockRepaired);
+            }
+            self.deaths.push((w, exit));
+        }
+    }
+
+    /// The queue lock for the zygote: never waits long for an owner that may be dead.
+    fn lock(&mut self) {
+        loop {
+            let Err(owner) = self.cfg.view.try_lock(TAG_ZYGOTE) else { return };
+            self.reap(); // the owner may have died since we last looked
+            self.cfg.view.wait_lock_change(owner);
+        }
+    }
+
+    fn handle_deaths(&mut self) {
+        while let Some((w, exit)) = self.deaths.pop() {
+            self.on_death(w, exit);
         }
     }
 
     fn on_death(&mut self, w: usize, exit: Exit) {
         let v = self.cfg.view;
-        let timed_out = self.workers[w].term_sent.is_some();
-        self.workers[w].alive = false;
-        v.repair_after_death(w);
         let slot = v.worker(w);
         let was_ready = slot.state.swap(W_EXITED, SeqCst) == W_READY;
-        let cur = slot.current.swap(NONE, SeqCst);
-        if cur != NONE {
-            let pid = self.workers[w].pid;
-            self.fail_running(cur, if timed_out { Status::TimedOut } else { Status::Crashed }, pid, exit);
+        let claim = slot.claim.load(SeqCst);
+        if claim != CLAIM_NONE {
+            let (idx, epoch) = claim_parts(claim);
+            if idx < MAX_TASKS {
+                let t = v.task(idx);
+                if t.epoch.load(SeqCst) == epoch && t.state.load(SeqCst) & !WAITER == running(w) {
+                    self.recover(idx, w, exit, slot.run.load(SeqCst), claim & CLAIM_KILL != 0);
+                } else {
+                    v.wake_task(t); // it ended before the death, maybe before waking its waiters
+                }
+            }
         }
+        slot.claim.store(CLAIM_NONE, SeqCst);
+        slot.run.store(0, SeqCst);
+        slot.deadline.store(0, SeqCst);
+        kp!(ZygoteDeathHandled);
         let ctl = &v.header().control;
         if !was_ready {
             if self.starting {
@@ -173,102 +293,171 @@ impl Zygote {
         v.signal_event(true);
     }
 
-    /// The worker running task `idx` died: its current item fails, the rest of the task is
-    /// queued again (or the task ends if nothing is left).
-    fn fail_running(&self, idx: u32, status: Status, pid: libc::pid_t, exit: Exit) {
+    /// Worker `w` died running task `idx` (PROTOCOL.md): the item that may have started ends
+    /// (crashed, timed out or cancelled), then the task is requeued from the next item, or
+    /// ends if nothing is left, it was cancelled, or the pool is terminating.
+    fn recover(&mut self, idx: u32, w: usize, exit: Exit, run: u64, killed_for_cancel: bool) {
         let v = self.cfg.view;
         let t = v.task(idx);
-        match t.state.load(SeqCst) & !WAITER {
-            T_QUEUED => v.push(idx, TAG_ZYGOTE), // taken from the queue but never started
-            T_RUNNING => {
-                let i = t.next.load(SeqCst);
-                let n = t.n.load(SeqCst);
-                let cancelled = t.cancelled.load(SeqCst) != 0;
-                let status = if cancelled { Status::Cancelled } else { status };
-                if i < n {
-                    // The runner is dead: the zygote is the task's only writer now.
-                    v.push_failure(t, Rec { item: i, status: status as i32, code: 0, pid, wstatus: raw_status(exit) });
-                    t.next.store(i + 1, SeqCst);
-                }
-                if cancelled && i + 1 < n {
-                    worker::cancel_rest(&v, t, i + 1);
-                }
-                let terminating = v.header().control.terminate.load(SeqCst) != 0;
-                if i + 1 < n && !cancelled && !terminating && v.transition(t, T_RUNNING, T_QUEUED) {
-                    v.push(idx, TAG_ZYGOTE);
+        let n = t.n.load(SeqCst);
+        let cancelled = killed_for_cancel || t.cancelled.load(SeqCst) != 0;
+        let next = t.next.load(SeqCst);
+        if next < n {
+            if v.last_failure(t).is_some_and(|r| r.item == next) {
+                t.next.store(next + 1, SeqCst); // recorded and counted, not yet published
+            } else if run != 0 {
+                let status = if run & RUN_TERM != 0 {
+                    Status::TimedOut
+                } else if cancelled {
+                    Status::Cancelled
                 } else {
-                    v.finish(t, T_RUNNING, T_DONE);
-                }
+                    Status::Crashed
+                };
+                let pid = self.workers[w].pid;
+                v.push_failure(t, Rec { item: next, status: status as i32, code: 0, pid, wstatus: raw_status(exit) });
+                t.next.store(next + 1, SeqCst);
             }
-            _ => {}
+            kp!(ZygoteItemEnded);
+        }
+        let next = t.next.load(SeqCst);
+        if next < n && cancelled {
+            worker::cancel_rest(&v, t, next);
+        }
+        let notify = t.flags.load(SeqCst) & F_NOTIFY == 0;
+        if t.next.load(SeqCst) >= n {
+            v.finish(t, running(w), T_DONE);
+        } else if v.header().control.terminate.load(SeqCst) != 0 {
+            v.finish(t, running(w), T_CLOSED);
+        } else {
+            self.lock();
+            if v.transition(t, running(w), T_QUEUED) {
+                v.push_locked(idx);
+            }
+            kp!(ZygoteRequeued);
+            v.unlock();
+            v.ring_doorbell();
+            return;
+        }
+        if notify {
+            self.notify_event_fd();
         }
     }
 
-    /// Kills workers still running a task the host cancelled.
-    fn serve_kill_requests(&mut self) {
+    fn notify_event_fd(&self) {
+        if self.cfg.view.header().control.efd_armed.load(Relaxed) != 0 {
+            proc::eventfd_signal(self.cfg.efd);
+        }
+    }
+
+    /// Kills workers running a task the host cancelled, after marking their claim (invariant
+    /// K: a worker that finishes the task first parks instead of taking more work).
+    fn serve_cancels(&mut self) {
         let v = self.cfg.view;
-        for (w, info) in self.workers.iter().enumerate() {
-            let req = v.worker(w).kill_req.swap(0, SeqCst);
-            if info.alive && req != 0 && v.worker(w).current.load(SeqCst) == req - 1 {
+        for (w, info) in self.workers.iter().enumerate().filter(|(_, x)| x.alive) {
+            let slot = v.worker(w);
+            let c = slot.claim.load(SeqCst);
+            if c == CLAIM_NONE || c & CLAIM_KILL != 0 {
+                continue;
+            }
+            let (idx, epoch) = claim_parts(c);
+            if idx >= MAX_TASKS {
+                continue;
+            }
+            let t = v.task(idx);
+            let cancelled = t.cancelled.load(SeqCst) != 0;
+            if !cancelled || t.epoch.load(SeqCst) != epoch || t.state.load(SeqCst) & !WAITER != running(w) {
+                continue;
+            }
+            if slot.claim.compare_exchange(c, c | CLAIM_KILL, SeqCst, SeqCst).is_ok() {
+                kp!(ZygoteCancelKill);
                 proc::kill(info.pid, libc::SIGKILL);
             }
         }
     }
 
-    /// SIGTERM to workers past their item's deadline, SIGKILL after a grace period.
+    /// SIGTERM to workers whose item is past its deadline, SIGKILL after a grace period; each
+    /// decided by CAS on the item's `run` word, so a signal never reaches a later item.
     fn check_deadlines(&mut self) {
         let v = self.cfg.view;
         let now = proc::monotonic_ns();
-        for (w, info) in self.workers.iter_mut().enumerate() {
-            if !info.alive {
+        for (w, info) in self.workers.iter_mut().enumerate().filter(|(_, x)| x.alive) {
+            let slot = v.worker(w);
+            let r = slot.run.load(SeqCst);
+            if r == 0 || r & RUN_RETURNED != 0 {
+                info.term = None;
                 continue;
             }
-            match info.term_sent {
-                Some(t0) if t0.elapsed() >= KILL_GRACE => proc::kill(info.pid, libc::SIGKILL),
-                Some(_) => {}
-                None => {
-                    let d = v.worker(w).deadline.load(SeqCst);
-                    if d != 0 && now > d {
-                        info.term_sent = Some(Instant::now());
+            match info.term {
+                Some((item, t0)) if item == r & !RUN_FLAGS => {
+                    let due = r & RUN_SENT != 0 && r & RUN_KILL == 0 && t0.elapsed() >= KILL_GRACE;
+                    if due && slot.run.compare_exchange(r, r | RUN_KILL, SeqCst, SeqCst).is_ok() {
+                        kp!(ZygoteTimeoutKill);
+                        proc::kill(info.pid, libc::SIGKILL);
+                    }
+                }
+                _ if r & RUN_FLAGS == 0 => {
+                    let d = slot.deadline.load(SeqCst);
+                    if slot.run.load(SeqCst) != r || d == 0 || now <= d {
+                        continue;
+                    }
+                    if slot.run.compare_exchange(r, r | RUN_TERM, SeqCst, SeqCst).is_ok() {
+                        kp!(ZygoteTermDecided);
                         proc::kill(info.pid, libc::SIGTERM);
+                        slot.run.fetch_or(RUN_SENT, SeqCst);
+                        info.term = Some((r, Instant::now()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// No worker can run: end every queued task with `status` (`code`: the fork errno)
+    /// instead of leaving it to wait forever.
+    fn fail_queue(&mut self, status: Status, code: i32) {
+        let v = self.cfg.view;
+        let q = &v.header().queue;
+        self.lock();
+        while q.head.load(SeqCst) != q.tail.load(SeqCst) {
+            let head = q.head.load(SeqCst);
+            let idx = v.ring(head).load(SeqCst);
+            if idx < MAX_TASKS {
+                let t = v.task(idx);
+                // QUEUED, and ours while we hold the lock: its records are ours to write.
+                if phase(t.state.load(SeqCst)) == T_QUEUED {
+                    for i in t.next.load(SeqCst)..t.n.load(SeqCst) {
+                        v.push_failure(t, Rec { item: i, status: status as i32, code, ..Rec::default() });
+                        t.next.store(i + 1, SeqCst);
+                    }
+                    v.finish(t, T_QUEUED, T_DONE);
+                    if t.flags.load(SeqCst) & F_NOTIFY == 0 {
+                        self.notify_event_fd();
                     }
                 }
             }
+            q.head.store(head.wrapping_add(1), SeqCst);
         }
+        v.unlock();
     }
 
-    /// No worker can start: end every queued task as crashed instead of leaving it to hang.
-    fn fail_queue(&self) {
-        let v = self.cfg.view;
-        let q = &v.header().queue;
-        loop {
-            v.lock(TAG_ZYGOTE);
-            let head = q.head.load(SeqCst);
-            let idx = (head != q.tail.load(SeqCst)).then(|| v.ring(head).load(SeqCst));
-            if idx.is_some() {
-                q.head.store(head.wrapping_add(1), SeqCst);
-            }
-            v.unlock();
-            let Some(idx) = idx else { break };
-            let t = v.task(idx);
-            if v.transition(t, T_QUEUED, T_RUNNING) {
-                for i in t.next.load(SeqCst)..t.n.load(SeqCst) {
-                    // The task is ours (RUNNING, no worker alive).
-                    v.push_failure(t, Rec { item: i, status: Status::Crashed as i32, ..Rec::default() });
-                }
-                t.next.store(t.n.load(SeqCst), SeqCst);
-                v.finish(t, T_RUNNING, T_DONE);
-            }
-        }
-    }
-
+    /// Kills every worker, then whatever their tasks left behind (orphans reparented to us),
+    /// until no child is left.
     fn kill_all(&mut self) {
-        for w in self.workers.iter().filter(|w| w.alive) {
-            proc::kill(w.pid, libc::SIGKILL);
-        }
         for w in self.workers.iter_mut().filter(|w| w.alive) {
-            let _ = proc::reap(w.pid, true);
+            proc::kill(w.pid, libc::SIGKILL);
             w.alive = false;
+        }
+        let start = Instant::now();
+        loop {
+            while proc::reap_any().is_some() {}
+            let kids = proc::own_children();
+            if kids.is_empty() || start.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            for k in kids {
+                proc::kill(k, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }

@@ -49,9 +49,10 @@ pub enum Forked {
 }
 
 /// Forks. In the child, closes every library descriptor and unmaps every pool mapping except
-/// `keep_map` and `keep_fd` (those of the pool the child belongs to, if any). stdio is flushed first so that
-/// buffered output is never duplicated. The child must end with [`exit_now`].
-pub fn fork(keep_map: Option<usize>, keep_fd: Option<c_int>) -> io::Result<Forked> {
+/// `keep_map` and `keep_fds` (those of the pool the child belongs to, if any), which stay
+/// registered. stdio is flushed first so that buffered output is never duplicated. The child
+/// must end with [`exit_now`].
+pub fn fork(keep_map: Option<usize>, keep_fds: &[c_int]) -> io::Result<Forked> {
     let mut reg = registry();
     // SAFETY: fflush(NULL) flushes all open output streams; always valid.
     unsafe { libc::fflush(std::ptr::null_mut()) };
@@ -64,7 +65,7 @@ pub fn fork(keep_map: Option<usize>, keep_fd: Option<c_int>) -> io::Result<Forke
     if pid > 0 {
         return Ok(Forked::Parent(pid));
     }
-    for &fd in reg.fds.iter().filter(|&&fd| Some(fd) != keep_fd) {
+    for &fd in reg.fds.iter().filter(|fd| !keep_fds.contains(fd)) {
         // SAFETY: library-owned descriptors, duplicated by fork, closed in the child only.
         unsafe { libc::close(fd) };
     }
@@ -74,10 +75,34 @@ pub fn fork(keep_map: Option<usize>, keep_fd: Option<c_int>) -> io::Result<Forke
         }
     }
     // The child's only thread is the one holding the lock, so it may release it.
-    reg.fds.clear();
+    reg.fds.retain(|fd| keep_fds.contains(fd));
     reg.maps.retain(|&(b, _)| Some(b) == keep_map);
     drop(reg);
     Ok(Forked::Child)
+}
+
+/// Leaves at once without flushing stdio (for a process whose buffers are someone else's copies).
+pub fn exit_silently(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches nothing of ours.
+    unsafe { libc::_exit(code) }
+}
+
+static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn mark_forked() {
+    FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// From now on, processes this one forks (with `fork()`, which runs atfork handlers) see
+/// `forked_child()` true.
+pub fn watch_forks() {
+    // SAFETY: registers a child handler that only stores to a static atomic.
+    unsafe { libc::pthread_atfork(None, None, Some(mark_forked)) };
+}
+
+/// True in a process forked after `watch_forks()` (by a task in a worker).
+pub fn forked_child() -> bool {
+    FORKED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Leaves a forked child at once: flushes stdio, then `_exit` (no atexit handlers of the host).
@@ -264,6 +289,10 @@ pub fn kill(pid: libc::pid_t, sig: i32) {
     }
 }
 
+pub fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
 pub fn getpid() -> libc::pid_t {
     // SAFETY: always succeeds.
     unsafe { libc::getpid() }
@@ -272,6 +301,73 @@ pub fn getpid() -> libc::pid_t {
 pub fn getppid() -> libc::pid_t {
     // SAFETY: always succeeds.
     unsafe { libc::getppid() }
+}
+
+/// Sends `sig` to every process of process group `pgid`.
+pub fn kill_group(pgid: libc::pid_t, sig: i32) {
+    if pgid > 1 {
+        // SAFETY: plain syscall on a group this library created.
+        unsafe { libc::kill(-pgid, sig) };
+    }
+}
+
+/// Puts the calling process in a process group of its own (a task's `kill(0, sig)` then reaches
+/// only the pool's processes, and Ctrl-C at a terminal only the host's group).
+pub fn own_process_group() {
+    // SAFETY: plain syscall on ourselves.
+    unsafe { libc::setpgid(0, 0) };
+}
+
+/// Same, from the parent, for child `pid` (whichever of the two runs first wins the race).
+pub fn set_process_group(pid: libc::pid_t) {
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::setpgid(pid, pid) };
+}
+
+/// Orphaned descendants are reparented to this process instead of init, so it can reap them
+/// and kill whatever is left when it ends.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+}
+
+/// The pids of this (single-threaded) process's children, zombies included.
+pub fn own_children() -> Vec<libc::pid_t> {
+    let me = getpid();
+    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// True once `pid` has exited (gone, or a zombie).
+pub fn is_dead(pid: libc::pid_t) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rfind(')').is_some_and(|i| s[i + 1..].trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// Waits for any signal handler to run (parks the caller).
+pub fn pause() {
+    // SAFETY: plain syscall.
+    unsafe { libc::pause() };
+}
+
+/// Drops `sig` if it is pending for this process, without running its handler.
+pub fn discard_pending(sig: i32) {
+    // SAFETY: sigset_t initialised before use; the mask is restored after.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        while libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) == sig {}
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
 }
 
 /// Asks the kernel to SIGKILL this process when its parent (the forking thread) dies.
@@ -404,6 +500,13 @@ pub fn eventfd() -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(OwnedFd(fd))
+}
+
+/// Resets a nonblocking eventfd's counter; true if it was nonzero.
+pub fn eventfd_drain(fd: c_int) -> bool {
+    let mut v: u64 = 0;
+    // SAFETY: reads 8 bytes into a valid u64 from a nonblocking eventfd.
+    unsafe { libc::read(fd, &mut v as *mut u64 as *mut libc::c_void, 8) == 8 }
 }
 
 /// Adds one to an eventfd's counter (never blocks: the fd is nonblocking).

@@ -12,9 +12,7 @@ impl Shared {
         }
         self.view.header().control.terminate.store(1, SeqCst);
         self.view.wake_all_workers();
-        if let Some(z) = lock(&self.zygote).as_ref() {
-            let _ = z.h.signal(libc::SIGTERM);
-        }
+        self.ring_zygote();
         self.reap_zygote();
         self.close_unfinished();
     }
@@ -39,7 +37,16 @@ impl Shared {
             }
             if self.zygote_dead() {
                 self.reap_zygote();
-                return Err(Error::new(Status::Sys, "the pool's zygote process exited while starting workers"));
+                let errno = ctl.fork_errno.load(SeqCst);
+                let why = if errno != 0 {
+                    format!(": {}", std::io::Error::from_raw_os_error(errno))
+                } else {
+                    String::new()
+                };
+                return Err(Error::new(
+                    Status::Sys,
+                    format!("the pool's zygote process exited while starting workers (fork{why})"),
+                ));
             }
             crate::sys::futex::wait(&ctl.ready, r, Some(Instant::now() + Duration::from_millis(50)));
         }
@@ -60,38 +67,40 @@ impl Shared {
         self.life_cv.notify_all();
     }
 
-    /// Asks for task `slot` to be cancelled: dropped if queued, its worker killed if running
-    /// (the zygote then reports the item as cancelled). Does not wait.
+    /// Asks for task `slot` to be cancelled: taken out of the queue if it waits there, else
+    /// its worker is killed by the zygote (which then ends the item as cancelled). Does not wait.
     pub(crate) fn cancel_task(&self, slot: u32) {
-        let t = self.view.task(slot);
-        t.cancelled.store(1, SeqCst);
-        if self.view.finish(t, T_QUEUED, T_CLOSED) {
-            return;
+        self.view.task(slot).cancelled.store(1, SeqCst);
+        if self.task_state(slot) == T_QUEUED && self.lock_queue().is_ok() {
+            kp!(HostCancelLocked);
+            let removed = self.view.remove_queued(slot);
+            self.view.unlock();
+            if removed {
+                return;
+            }
         }
         if self.task_state(slot) == T_RUNNING {
-            for w in 0..self.nworkers {
-                if self.view.worker(w).current.load(SeqCst) == slot {
-                    self.view.worker(w).kill_req.store(slot + 1, SeqCst);
-                }
-            }
             self.ring_zygote();
         }
     }
 
     /// How items of a CLOSED task that never ran end: cancelled or closed.
-    pub(crate) fn closed_status(&self, slot: u32) -> Status {
-        if self.view.task(slot).cancelled.load(SeqCst) != 0 {
-            Status::Cancelled
+    /// The record of an item that never ran: cancelled, or closed (`code` says whether
+    /// because the zygote died, see `Info::error`).
+    pub(crate) fn unrun(&self, slot: u32, item: u64) -> Rec {
+        let (status, code) = if self.view.task(slot).cancelled.load(SeqCst) != 0 {
+            (Status::Cancelled, 0)
         } else {
-            Status::Closed
-        }
+            (Status::Closed, i32::from(self.zygote_died.load(SeqCst)))
+        };
+        Rec { item, status: status as i32, code, ..Rec::default() }
     }
 
-    /// Wakes the zygote to look at kill requests and deadlines.
+    /// Wakes the zygote to look at kill requests, deadlines and termination. A write to its
+    /// doorbell, not a signal: it works even if the host has since lost the right to signal
+    /// the zygote (dropped privileges).
     pub(super) fn ring_zygote(&self) {
-        if let Some(z) = lock(&self.zygote).as_ref() {
-            let _ = z.h.signal(libc::SIGUSR1);
-        }
+        proc::eventfd_signal(self.fds.bell.0);
     }
 
     /// Ends every queued or running task as CLOSED (once no worker can touch them).
@@ -99,23 +108,40 @@ impl Shared {
         let fresh = lock(&self.slots).fresh;
         for i in 0..fresh {
             let t = self.view.task(i);
-            for from in [T_QUEUED, T_RUNNING] {
-                self.view.finish(t, from, T_CLOSED);
+            let s = t.state.load(SeqCst) & !WAITER;
+            if matches!(phase(s), T_QUEUED | T_RUNNING) {
+                self.view.finish(t, s, T_CLOSED);
             }
         }
     }
 
     pub(super) fn zygote_dead(&self) -> bool {
-        lock(&self.zygote).as_ref().is_none_or(|z| z.h.exited(0))
+        lock(&self.zygote).as_ref().is_none_or(|z| z.exited(0))
     }
 
-    /// Waits for the zygote (which reaps its workers before it exits) and releases its pidfd.
-    /// The zygote handle stays available meanwhile, so another thread can still signal it (a
-    /// `terminate` while a `join` waits); `reaping` makes sure only one thread waits for the pid.
+    /// Waits for the zygote to exit (it kills and reaps every worker, and what their tasks
+    /// started, before it does), then reaps it. If it died abnormally (killed from outside),
+    /// its workers die on their own (parent-death signal, and a kill of the pool's process
+    /// group here): wait until they are gone, so that none still writes into shared memory
+    /// when the host ends their tasks. `reaping` makes sure only one thread waits for the pid;
+    /// the handle stays available meanwhile so that another thread can still ring the zygote.
     pub(super) fn reap_zygote(&self) {
         let _one = lock(&self.reaping);
-        let Some(pid) = lock(&self.zygote).as_ref().map(|z| z.h.pid) else { return };
-        let _ = proc::reap(pid, true);
+        let Some(h) = lock(&self.zygote).clone() else { return };
+        if !h.exited(ZYGOTE_EXIT_WAIT_MS) {
+            let _ = h.signal(libc::SIGKILL); // stuck: cannot happen, but never hang the host
+        }
+        proc::kill_group(h.pid, libc::SIGKILL); // before reaping: the zombie keeps the group id
+        let exit = proc::reap(h.pid, true).ok().flatten();
+        if exit != Some(proc::Exit::Code(0)) {
+            let until = Instant::now() + Duration::from_secs(2);
+            for w in 0..self.nworkers {
+                let pid = self.view.worker(w).pid.load(SeqCst);
+                while pid > 0 && !proc::is_dead(pid) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
         *lock(&self.zygote) = None;
     }
 
@@ -123,6 +149,7 @@ impl Shared {
     /// finish, so end the pool instead of hanging.
     pub(crate) fn watchdog(&self) {
         if !self.is_terminated() && self.zygote_dead() {
+            self.zygote_died.store(true, SeqCst);
             self.terminate();
         }
     }

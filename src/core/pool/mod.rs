@@ -22,6 +22,10 @@ pub(crate) use submit::{Submitted, TaskSpec};
 /// Default virtual size of each pool's shared heap. Pages cost memory only once touched.
 const HEAP_LEN: usize = 32 << 30;
 const MIN_HEAP_LEN: usize = 16 << 20;
+/// How long the host waits for its zygote to exit before it kills it (the zygote's own
+/// clean-up is bounded well below this).
+const ZYGOTE_EXIT_WAIT_MS: i32 = 20_000;
+pub(crate) const ZYGOTE_DIED: &str = "the pool's zygote process died (killed from outside?); the pool is terminated";
 /// How often a blocked waiter checks that the pool's zygote is still alive.
 pub(crate) const WATCH_SLICE: Duration = Duration::from_millis(200);
 
@@ -38,21 +42,37 @@ pub struct Options {
     pub shm_size: usize,
 }
 
-/// The shared heap size: the option, else `POOL_SHM_SIZE` (bytes, K/M/G suffixes), else 32 GiB.
-fn heap_len(opt: usize) -> usize {
-    let from_env = || {
-        let v = std::env::var("POOL_SHM_SIZE").ok()?;
-        let v = v.trim();
-        let (num, mul) = match v.chars().last()?.to_ascii_uppercase() {
-            'K' => (&v[..v.len() - 1], 1usize << 10),
-            'M' => (&v[..v.len() - 1], 1 << 20),
-            'G' => (&v[..v.len() - 1], 1 << 30),
-            _ => (v, 1),
-        };
-        num.parse::<usize>().ok()?.checked_mul(mul)
+/// Largest shared heap accepted (virtual size; user address space is 128 TiB on x86-64).
+const MAX_HEAP_LEN: usize = 1 << 45;
+
+/// The shared heap size: the option, else `POOL_SHM_SIZE` (bytes, K/M/G/T suffixes), else 32 GiB.
+fn heap_len(opt: usize) -> Result<usize> {
+    let len = if opt != 0 {
+        opt
+    } else {
+        match std::env::var("POOL_SHM_SIZE") {
+            Err(_) => HEAP_LEN,
+            Ok(v) => parse_size(v.trim())
+                .ok_or_else(|| Error::inval(format!("POOL_SHM_SIZE={v:?} is not a size (bytes, or a number with K, M, G or T)")))?,
+        }
     };
-    let len = if opt != 0 { opt } else { from_env().unwrap_or(HEAP_LEN) };
-    len.max(MIN_HEAP_LEN).next_multiple_of(1 << 21)
+    if len > MAX_HEAP_LEN {
+        return Err(Error::inval(format!(
+            "shm_size / POOL_SHM_SIZE of {len} bytes is too large (at most {MAX_HEAP_LEN} bytes)"
+        )));
+    }
+    Ok(len.max(MIN_HEAP_LEN).next_multiple_of(1 << 21))
+}
+
+fn parse_size(v: &str) -> Option<usize> {
+    let (num, shift) = match v.chars().last()?.to_ascii_uppercase() {
+        'K' => (&v[..v.len() - 1], 10),
+        'M' => (&v[..v.len() - 1], 20),
+        'G' => (&v[..v.len() - 1], 30),
+        'T' => (&v[..v.len() - 1], 40),
+        _ => (v, 0),
+    };
+    num.parse::<usize>().ok()?.checked_mul(1 << shift)
 }
 
 #[derive(Default)]
@@ -64,8 +84,12 @@ struct Life {
     drivers: usize,
 }
 
-struct ZygoteProc {
-    h: PidHandle,
+/// Descriptors of a pool, shared with its zygote (never with workers).
+struct Fds {
+    /// Completion eventfd (`pool_event_fd`): written by the host and the zygote.
+    efd: proc::OwnedFd,
+    /// The zygote's doorbell.
+    bell: proc::OwnedFd,
 }
 
 pub struct Shared {
@@ -79,10 +103,11 @@ pub struct Shared {
     orphans: Mutex<Vec<(u32, Block)>>,
     life: Mutex<Life>,
     life_cv: Condvar,
-    zygote: Mutex<Option<ZygoteProc>>,
+    zygote: Mutex<Option<Arc<PidHandle>>>,
+    /// Set when the zygote was found dead: unfinished work then says so.
+    pub(crate) zygote_died: std::sync::atomic::AtomicBool,
     reaping: Mutex<()>,
-    /// Completion eventfd, shared with the zygote and workers.
-    efd: proc::OwnedFd,
+    fds: Fds,
     /// Blocks handed out by `shm_alloc`, by offset.
     user_blocks: Mutex<std::collections::HashMap<usize, Block>>,
     /// Executable address ranges at creation: the only code workers have.
@@ -112,27 +137,28 @@ impl Pool {
         if n > 4096 {
             return Err(Error::inval(format!("{n} workers requested; at most 4096")));
         }
-        let layout = Layout::new(n, heap_len(opts.shm_size));
-        let map =
-            Mapping::new_shared("libpool", layout.total).map_err(|e| Error::sys("shared memory (memfd/mmap)", e))?;
+        let layout = Layout::new(n, heap_len(opts.shm_size)?);
+        let map = Mapping::new_shared("libpool", layout.total).map_err(|e| {
+            Error::sys(
+                &format!(
+                    "mapping {} bytes of shared memory (memfd/mmap; under a limit such as RLIMIT_AS, set a smaller shm_size or POOL_SHM_SIZE)",
+                    layout.total
+                ),
+                e,
+            )
+        })?;
         // SAFETY: a fresh, zeroed mapping of exactly `layout.total` bytes, owned by `Shared`,
         // which outlives every View copy the host uses.
         let view = unsafe { View::new(map.base(), layout) };
-        // SAFETY: nobody else sees the mapping yet; plain initialisation of the control block.
-        unsafe {
-            let ctl = &view.header().control as *const Control as *mut Control;
-            (*ctl).nworkers = n as u32;
-            (*ctl).max_tasks_per_child = opts.max_tasks_per_child;
-            (*ctl).max_rss = opts.max_rss;
-            (*ctl).timeout_ns = opts.task_timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
-        }
         for w in 0..n {
-            view.worker(w).current.store(NONE, Relaxed);
+            view.worker(w).claim.store(CLAIM_NONE, Relaxed);
         }
-        let efd = proc::eventfd().map_err(|e| Error::sys("eventfd", e))?;
-        proc::register_fd(efd.0);
-        // SAFETY: as above, before anyone else sees the mapping.
-        unsafe { (*(&view.header().control as *const Control as *mut Control)).efd = efd.0 };
+        let eventfd = || {
+            let fd = proc::eventfd().map_err(|e| Error::sys("eventfd", e))?;
+            proc::register_fd(fd.0);
+            Ok::<_, Error>(fd)
+        };
+        let fds = Fds { efd: eventfd()?, bell: eventfd()? };
         proc::register_map(map.base() as usize, map.len());
         let sh = Arc::new(Shared {
             view,
@@ -145,17 +171,29 @@ impl Pool {
             life: Mutex::new(Life::default()),
             life_cv: Condvar::new(),
             zygote: Mutex::new(None),
+            zygote_died: Default::default(),
             reaping: Mutex::new(()),
             user_blocks: Mutex::new(std::collections::HashMap::new()),
-            efd,
+            fds,
             code: proc::executable_ranges(),
         });
-        let cfg = ZygoteConfig { view, host: sh.owner, init: opts.initializer };
-        let pid = match proc::fork(Some(sh.map.base() as usize), Some(sh.efd.0)).map_err(|e| Error::sys("fork", e))? {
+        let cfg = ZygoteConfig {
+            view,
+            host: sh.owner,
+            init: opts.initializer,
+            max_tasks_per_child: opts.max_tasks_per_child,
+            max_rss: opts.max_rss,
+            timeout_ns: opts.task_timeout.map_or(0, |d| (d.as_nanos() as u64).max(1)),
+            efd: sh.fds.efd.0,
+            bell: sh.fds.bell.0,
+        };
+        let keep = [sh.fds.efd.0, sh.fds.bell.0];
+        let pid = match proc::fork(Some(sh.map.base() as usize), &keep).map_err(|e| Error::sys("fork", e))? {
             Forked::Child => zygote::main(cfg),
             Forked::Parent(pid) => pid,
         };
-        *lock(&sh.zygote) = Some(ZygoteProc { h: PidHandle::open(pid) });
+        proc::set_process_group(pid);
+        *lock(&sh.zygote) = Some(Arc::new(PidHandle::open(pid)));
         let pool = Pool { sh };
         pool.sh.await_workers()?;
         Ok(pool)
@@ -325,11 +363,14 @@ impl Shared {
     /// The completion eventfd: readable whenever a result became ready since it was last read.
     pub(crate) fn event_fd(&self) -> i32 {
         self.view.header().control.efd_armed.store(1, SeqCst);
-        self.efd.0
+        self.fds.efd.0
     }
 
+    /// Makes the completion eventfd readable, if the host asked for it.
     pub(crate) fn notify_event_fd(&self) {
-        self.view.notify_event_fd();
+        if self.view.header().control.efd_armed.load(Relaxed) != 0 {
+            proc::eventfd_signal(self.fds.efd.0);
+        }
     }
 
     /// Fails once the pool no longer takes work. A running map (`draining`) may still feed its
@@ -361,18 +402,21 @@ impl Shared {
         }
     }
 
+    /// The phase of task `slot` (T_QUEUED, T_RUNNING, T_DONE, ...).
     pub(crate) fn task_state(&self, slot: u32) -> u32 {
-        self.view.task(slot).state.load(Acquire) & !WAITER
+        phase(self.view.task(slot).state.load(Acquire))
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(z) = lock(&self.zygote).take() {
-            let _ = z.h.signal(libc::SIGKILL);
-            let _ = proc::reap(z.h.pid, true);
+        if lock(&self.zygote).is_some() {
+            self.view.header().control.terminate.store(1, SeqCst);
+            self.ring_zygote();
+            self.reap_zygote();
         }
         proc::unregister_map(self.map.base() as usize);
-        proc::unregister_fd(self.efd.0);
+        proc::unregister_fd(self.fds.efd.0);
+        proc::unregister_fd(self.fds.bell.0);
     }
 }

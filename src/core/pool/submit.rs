@@ -3,6 +3,18 @@
 use super::*;
 use crate::core::queue::TAG_HOST;
 
+impl Shared {
+    /// Takes the queue lock for a host thread. Fails (and ends the pool) if the zygote died
+    /// while we waited: a lock held by a dead worker would then never be released.
+    pub(crate) fn lock_queue(&self) -> Result<()> {
+        if self.view.lock(TAG_HOST, || self.zygote_dead()) {
+            return Ok(());
+        }
+        self.watchdog();
+        Err(Error::closed(ZYGOTE_DIED))
+    }
+}
+
 /// What to run: everything about a task but its data.
 #[derive(Clone, Copy)]
 pub(crate) struct TaskSpec {
@@ -73,8 +85,10 @@ impl Shared {
             return Err(Error::closed("nothing left to submit"));
         }
         let t = self.view.task(slot);
+        t.epoch.fetch_add(1, Relaxed);
         t.kind.store(spec.kind, Relaxed);
-        t.flags.store(if spec.map_chunk { F_NOTIFY } else { 0 }, Relaxed);
+        let dirty = if block.resident { F_DIRTY } else { 0 };
+        t.flags.store(dirty | if spec.map_chunk { F_NOTIFY } else { 0 }, Relaxed);
         t.func.store(spec.func as u64, Relaxed);
         t.ctx.store(spec.ctx as u64, Relaxed);
         t.block.store(block.off as u64, Relaxed);
@@ -89,8 +103,19 @@ impl Shared {
         t.timeout_ns.store(timeout_ns, Relaxed);
         t.cancelled.store(0, Relaxed);
         t.nfail.store(0, Relaxed);
+        kp!(HostSubmitFilled);
+        if let Err(e) = self.lock_queue() {
+            self.free_block(block);
+            self.free_slot(slot);
+            return Err(e);
+        }
+        kp!(HostPushLocked);
+        // Made QUEUED by the lock holder, together with its ring entry (invariant Q).
         t.state.store(T_QUEUED, Release);
-        self.view.push(slot, TAG_HOST);
+        self.view.push_locked(slot);
+        self.view.unlock();
+        kp!(HostPushed);
+        self.view.ring_doorbell();
         Ok(Submitted { slot, block, out_off, n })
     }
 
@@ -154,8 +179,7 @@ impl Shared {
     pub(super) fn reclaim_orphans(&self) {
         let mut o = lock(&self.orphans);
         o.retain(|&(slot, block)| {
-            let s = self.view.task(slot).state.load(Acquire) & !WAITER;
-            if matches!(s, T_DONE | T_CLOSED) {
+            if matches!(self.task_state(slot), T_DONE | T_CLOSED) {
                 self.free_block(block);
                 self.free_slot(slot);
                 false
@@ -167,6 +191,6 @@ impl Shared {
 
     pub(super) fn anything_running(&self) -> bool {
         let fresh = lock(&self.slots).fresh;
-        (0..fresh).any(|i| matches!(self.view.task(i).state.load(Acquire) & !WAITER, T_QUEUED | T_RUNNING))
+        (0..fresh).any(|i| matches!(phase(self.view.task(i).state.load(Acquire)), T_QUEUED | T_RUNNING))
     }
 }
