@@ -227,3 +227,155 @@ fn workers_ignore_ctrl_c() {
     unsafe { p.map(a) }.unwrap(); // no item crashed: SIGINT killed nobody
     assert_eq!(ys[999], 999 * 999);
 }
+
+/// What storm item `x` does: 0 ok, 1 returns 7, 2 segfaults, 3 hangs (timed out).
+fn storm_kind(x: i64) -> u32 {
+    match (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58 {
+        0 => 1,
+        1 => 2,
+        2 if x % 7 == 0 => 3,
+        _ => 0,
+    }
+}
+
+unsafe extern "C" fn storm_task(i: *const c_void, o: *mut c_void, ctx: *mut c_void) -> c_int {
+    let x = *(i as *const i64);
+    let n = if ctx == STORM_COUNTS.load(Ordering::Relaxed) as *mut c_void { STORM_N } else { APPLY_N };
+    (*(ctx as *const std::sync::atomic::AtomicU32).add(x as usize % n)).fetch_add(1, Ordering::SeqCst);
+    match storm_kind(x) {
+        1 => return 7,
+        2 => {
+            libc::raise(libc::SIGSEGV);
+        }
+        3 => loop {
+            libc::pause();
+        },
+        _ => {}
+    }
+    *(o as *mut i64) = x * 3;
+    0
+}
+
+const STORM_N: usize = 3000;
+static STORM_COUNTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const APPLY_N: usize = 1 << 22;
+
+/// The zygote's children, read from /proc (cheap enough to do every millisecond).
+fn workers_of(zygote: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{zygote}/task/{zygote}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A random worker is SIGKILLed from outside about every millisecond while maps of a few
+/// thousand items (about 5% failing, crashing or hanging past their timeout) and applies from
+/// another thread run, for POOL_STORM_SECS seconds (default 10; `make stress` runs longer).
+/// Every item of every call ends with exactly one status, its own or POOL_ECRASHED (a kill);
+/// good items have the right result; no item starts twice; nothing hangs; afterwards a map
+/// runs clean (no innocent item fails) and nothing is left behind.
+#[test]
+fn random_kill_storm() {
+    let _g = SERIAL.lock().unwrap();
+    let secs: u64 = std::env::var("POOL_STORM_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let me = std::process::id() as i32;
+    let (fds, maps) = (fd_count(), shm_mappings());
+    let counts = shared_counters(STORM_N);
+    STORM_COUNTS.store(counts.as_ptr() as usize, Ordering::Relaxed);
+    let apply_counts = shared_counters(APPLY_N);
+    let opts = Options { task_timeout: Some(Duration::from_millis(200)), ..Options::default() };
+    let p = Pool::new(3, opts).unwrap();
+    let zygote = children_of(me)[0];
+    let stop = AtomicBool::new(false);
+    let (mut rounds, mut items, mut kills, mut changed) = (0u64, 0u64, 0u64, 0u64);
+    std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            let (mut killed, mut seed) = (0u64, 0x2545_F491_4F6C_DD1Du64);
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+                let ws = workers_of(zygote);
+                if ws.is_empty() {
+                    continue;
+                }
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                unsafe { libc::kill(ws[seed as usize % ws.len()], libc::SIGKILL) };
+                killed += 1;
+            }
+            killed
+        });
+        let applier = s.spawn(|| {
+            let mut k = 0i64;
+            while !stop.load(Ordering::SeqCst) && (k as usize) < APPLY_N {
+                let x = k;
+                let mut y = -1i64;
+                let ctx = apply_counts.as_ptr() as usize;
+                let a = unsafe { p.apply_async(storm_task, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, ctx) };
+                let o = a.unwrap().wait(Some(Duration::from_secs(120))).expect("an apply hung");
+                let want = match storm_kind(x) {
+                    0 => Status::Ok,
+                    1 => Status::Task,
+                    2 => Status::Crashed,
+                    _ => Status::TimedOut,
+                };
+                assert!(o.status() == want || o.status() == Status::Crashed, "apply {x}: {:?}", o.err);
+                if o.status() == Status::Ok {
+                    assert_eq!(y, 3 * x);
+                }
+                k += 1;
+            }
+            assert!(apply_counts.iter().all(|c| c.load(Ordering::SeqCst) <= 1), "an apply started twice");
+        });
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(secs) {
+            counts.iter().for_each(|c| c.store(0, Ordering::SeqCst));
+            let base = rounds as i64 * STORM_N as i64;
+            let xs: Vec<i64> = (base..base + STORM_N as i64).collect();
+            let mut ys = vec![-1i64; STORM_N];
+            let mut st = vec![-1i32; STORM_N];
+            let a = MapArgs {
+                statuses: st.as_mut_ptr() as usize,
+                ..map_args(storm_task, &xs, &mut ys, counts.as_ptr() as usize, 16)
+            };
+            let r = unsafe { p.map_async(a) }.unwrap();
+            r.wait(Some(Duration::from_secs(300))).expect("a map hung in the storm");
+            for (i, &x) in xs.iter().enumerate() {
+                let runs = counts[i].load(Ordering::SeqCst);
+                assert!(runs <= 1, "round {rounds}: item {x} started {runs} times");
+                let want = match storm_kind(x) {
+                    0 => Status::Ok,
+                    1 => Status::Task,
+                    2 => Status::Crashed,
+                    _ => Status::TimedOut,
+                };
+                let got = Status::of(st[i]).unwrap_or_else(|| panic!("round {rounds}: item {x} has no status"));
+                if got != want {
+                    assert_eq!(got, Status::Crashed, "round {rounds}: item {x} ended {got:?}, expected {want:?}");
+                    changed += 1;
+                }
+                if got == Status::Ok {
+                    assert_eq!(ys[i], 3 * x, "round {rounds}: item {x} OK with a wrong result");
+                }
+            }
+            rounds += 1;
+            items += STORM_N as u64;
+        }
+        stop.store(true, Ordering::SeqCst);
+        kills = killer.join().unwrap();
+        applier.join().unwrap();
+    });
+    assert!(changed <= kills, "{changed} items changed by {kills} kills");
+    // After the storm: no innocent item fails.
+    let xs: Vec<i64> = (0..STORM_N as i64).filter(|&x| storm_kind(x) == 0).collect();
+    let mut ys = vec![0i64; xs.len()];
+    let mut st = vec![-1i32; xs.len()];
+    let a = MapArgs { statuses: st.as_mut_ptr() as usize, ..map_args(storm_task, &xs, &mut ys, counts.as_ptr() as usize, 0) };
+    unsafe { p.map(a) }.unwrap_or_else(|e| panic!("a clean map after the storm failed: {e} ({st:?})"));
+    drop(p);
+    eprintln!("kill storm: {secs} s, {rounds} maps, {items} items, {kills} workers killed, {changed} items crashed by a kill");
+    assert_eq!(children_of(me), Vec::<i32>::new(), "processes left behind");
+    assert_eq!(fd_count(), fds, "descriptors leaked");
+    assert_eq!(shm_mappings(), maps, "shared memory left mapped");
+}

@@ -178,6 +178,7 @@ impl TaskJob {
             T_CLOSED => Outcome::from_info(Info::from_rec(self.sh.unrun(self.slot, 0), None)),
             _ => return None,
         };
+        kp!(HostCollected);
         if !(self.var && outcome.err.is_none()) {
             self.sh.free_block(self.block);
         }

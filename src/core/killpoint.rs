@@ -74,13 +74,18 @@ mod armed {
     use super::*;
     use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64};
 
-    /// Shared by every process forked after `arm`: which point, at which hit, and counts.
+    /// Shared by every process forked after `arm`: the armed points, and hit counts.
     #[repr(C)]
     struct Arm {
+        armed: [Armed; 2],
+        hits: [AtomicU64; 64],
+    }
+
+    #[repr(C)]
+    struct Armed {
         point: AtomicU32,
         nth: AtomicU64,
         fired: AtomicU32,
-        hits: [AtomicU64; 64],
     }
 
     const NONE: u32 = u32::MAX;
@@ -102,34 +107,39 @@ mod armed {
                 )
             } as *mut Arm;
             assert_ne!(p as *mut libc::c_void, libc::MAP_FAILED);
-            // SAFETY: the mapping is ours and large enough.
-            unsafe { (*p).point.store(NONE, Relaxed) };
             ARM.store(p, Relaxed);
+            disarm();
         }
         // SAFETY: set once above, valid for the life of the process and its forks.
         unsafe { &*p }
     }
 
-    /// From now on (in pools created after this call), the process passing `point` for the
-    /// `nth` time (1-based, counted across processes) kills itself there, once.
-    pub fn arm(point: Point, nth: u64) {
+    /// From now on (in pools created after this call), the process passing each `(point, nth)`
+    /// for the `nth` time (1-based, counted across processes) kills itself there, once.
+    /// Hit counts restart from zero.
+    pub fn arm(points: &[(Point, u64)]) {
+        assert!(points.len() <= 2);
+        disarm();
         let a = arm_page();
-        a.fired.store(0, Relaxed);
-        a.nth.store(nth, Relaxed);
-        a.hits.iter().for_each(|h| h.store(0, Relaxed));
-        a.point.store(point as u32, std::sync::atomic::Ordering::SeqCst);
+        for (slot, &(p, nth)) in a.armed.iter().zip(points) {
+            slot.nth.store(nth, Relaxed);
+            slot.point.store(p as u32, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
-    /// Counts hits only (no kill): for coverage.
+    /// No point armed; hit counts restart from zero (for coverage).
     pub fn disarm() {
         let a = arm_page();
-        a.point.store(NONE, Relaxed);
+        for slot in &a.armed {
+            slot.point.store(NONE, Relaxed);
+            slot.fired.store(0, Relaxed);
+        }
         a.hits.iter().for_each(|h| h.store(0, Relaxed));
     }
 
-    /// Whether the armed point killed its process.
-    pub fn fired() -> bool {
-        arm_page().fired.load(Relaxed) != 0
+    /// Whether armed `point` killed its process.
+    pub fn fired(point: Point) -> bool {
+        arm_page().armed.iter().any(|s| s.point.load(Relaxed) == point as u32 && s.fired.load(Relaxed) != 0)
     }
 
     /// How many times `point` was passed since `arm` / `disarm`.
@@ -145,9 +155,11 @@ mod armed {
         // SAFETY: set by arm_page, never unmapped.
         let a = unsafe { &*a };
         let k = a.hits[p as usize].fetch_add(1, Relaxed) + 1;
-        if a.point.load(Relaxed) == p as u32 && k == a.nth.load(Relaxed) && a.fired.swap(1, Relaxed) == 0 {
-            // SAFETY: plain syscalls on ourselves.
-            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        for s in &a.armed {
+            if s.point.load(Relaxed) == p as u32 && k == s.nth.load(Relaxed) && s.fired.swap(1, Relaxed) == 0 {
+                // SAFETY: plain syscalls on ourselves.
+                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            }
         }
     }
 }

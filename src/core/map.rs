@@ -55,7 +55,7 @@ impl Pool {
         sh.driver_started()?;
         let job = MapJob::new(a.n);
         drive(sh, a, &job);
-        sh.driver_finished();
+        sh.life.driver_finished();
         let o = job.with(|s| s.done.clone()).expect("driver completes the job");
         o.err.map_or(Ok(()), Err)
     }
@@ -72,13 +72,14 @@ impl Pool {
         }
         sh.driver_started()?;
         let job = MapJob::new(a.n);
-        let (sh2, job2) = (sh.clone(), job.clone());
+        let (sh2, job2, life) = (sh.clone(), job.clone(), sh.life.clone());
         let spawned = std::thread::Builder::new().name("pool-map".into()).spawn(move || {
             drive(&sh2, a, &job2);
-            sh2.driver_finished();
+            drop(sh2);
+            life.driver_finished();
         });
         if let Err(e) = spawned {
-            sh.driver_finished();
+            sh.life.driver_finished();
             return Err(Error::sys("spawning the map driver thread", e));
         }
         Ok(AsyncResult::map(job, sh))

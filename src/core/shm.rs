@@ -63,6 +63,7 @@ pub(crate) const F_DIRTY: u32 = 2; // the block was used before: outputs are cle
 
 /// Worker slot states.
 pub(crate) const W_STARTING: u32 = 1;
+pub(crate) const W_INIT: u32 = 4; // running the initializer
 pub(crate) const W_READY: u32 = 2;
 pub(crate) const W_EXITED: u32 = 3;
 

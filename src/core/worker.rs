@@ -86,6 +86,7 @@ fn run(cfg: &WorkerConfig) -> i32 {
     let me = v.worker(cfg.index);
     let ctl = &v.header().control;
     if let Some((f, arg)) = cfg.init {
+        me.state.store(W_INIT, SeqCst);
         // SAFETY: the initializer is the host's function, valid in this fork of its memory.
         unsafe { f(arg as *mut c_void) };
         leave_if_forked();

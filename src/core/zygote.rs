@@ -256,7 +256,10 @@ impl Zygote {
     fn on_death(&mut self, w: usize, exit: Exit) {
         let v = self.cfg.view;
         let slot = v.worker(w);
-        let was_ready = slot.state.swap(W_EXITED, SeqCst) == W_READY;
+        // Deaths in the initializer count against it, unless by SIGKILL (killed from outside,
+        // or out of memory): a pool is not declared broken for what was done to it.
+        let prev = slot.state.swap(W_EXITED, SeqCst);
+        let in_init = prev == W_INIT && !matches!(exit, Exit::Signal { sig: libc::SIGKILL, .. });
         let claim = slot.claim.load(SeqCst);
         if claim != CLAIM_NONE {
             let (idx, epoch) = claim_parts(claim);
@@ -274,7 +277,7 @@ impl Zygote {
         slot.deadline.store(0, SeqCst);
         kp!(ZygoteDeathHandled);
         let ctl = &v.header().control;
-        if !was_ready {
+        if in_init {
             if self.starting {
                 ctl.init_failed.store(raw_status(exit) + 1, SeqCst);
                 crate::sys::futex::wake(&ctl.ready, i32::MAX);
@@ -284,8 +287,8 @@ impl Zygote {
                     ctl.broken.store(1, SeqCst);
                 }
             }
-        } else {
-            self.init_failures = 0;
+        } else if prev == W_READY {
+            self.init_failures = 0; // a replacement got through the initializer
         }
         if ctl.ready.load(SeqCst) as usize >= self.workers.len() {
             self.starting = false;

@@ -6,7 +6,7 @@ impl Shared {
     /// Stops everything now: no task starts, workers are killed, unfinished tasks end CLOSED.
     pub(crate) fn terminate(&self) {
         {
-            let mut life = lock(&self.life);
+            let mut life = lock(&self.life.st);
             life.closed = true;
             life.terminated = true;
         }
@@ -53,18 +53,13 @@ impl Shared {
     }
 
     pub(crate) fn is_terminated(&self) -> bool {
-        lock(&self.life).terminated
+        lock(&self.life.st).terminated
     }
 
     pub(crate) fn driver_started(&self) -> Result<()> {
         self.check_open(false)?;
-        lock(&self.life).drivers += 1;
+        lock(&self.life.st).drivers += 1;
         Ok(())
-    }
-
-    pub(crate) fn driver_finished(&self) {
-        lock(&self.life).drivers -= 1;
-        self.life_cv.notify_all();
     }
 
     /// Asks for task `slot` to be cancelled: taken out of the queue if it waits there, else

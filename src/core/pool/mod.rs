@@ -101,8 +101,7 @@ pub struct Shared {
     slots: Mutex<Slots>,
     /// Slots and blocks of results freed before their task ended; reclaimed once it does.
     orphans: Mutex<Vec<(u32, Block)>>,
-    life: Mutex<Life>,
-    life_cv: Condvar,
+    pub(crate) life: Arc<LifeSync>,
     zygote: Mutex<Option<Arc<PidHandle>>>,
     /// Set when the zygote was found dead: unfinished work then says so.
     pub(crate) zygote_died: std::sync::atomic::AtomicBool,
@@ -112,6 +111,21 @@ pub struct Shared {
     user_blocks: Mutex<std::collections::HashMap<usize, Block>>,
     /// Executable address ranges at creation: the only code workers have.
     code: Vec<(usize, usize)>,
+}
+
+/// The pool's lifecycle state, in its own allocation: a map driver thread gives back its
+/// reference to `Shared` before it reports that it finished, so that once `join` returns no
+/// thread keeps the pool's descriptors open.
+pub(crate) struct LifeSync {
+    st: Mutex<Life>,
+    cv: Condvar,
+}
+
+impl LifeSync {
+    pub(crate) fn driver_finished(&self) {
+        lock(&self.st).drivers -= 1;
+        self.cv.notify_all();
+    }
 }
 
 struct Slots {
@@ -168,8 +182,7 @@ impl Pool {
             owner: proc::getpid(),
             slots: Mutex::new(Slots { free: Vec::new(), fresh: 0 }),
             orphans: Mutex::new(Vec::new()),
-            life: Mutex::new(Life::default()),
-            life_cv: Condvar::new(),
+            life: Arc::new(LifeSync { st: Mutex::new(Life::default()), cv: Condvar::new() }),
             zygote: Mutex::new(None),
             zygote_died: Default::default(),
             reaping: Mutex::new(()),
@@ -307,7 +320,7 @@ impl Pool {
 
     pub fn close(&self) -> Result<()> {
         self.sh.check_owner()?;
-        lock(&self.sh.life).closed = true;
+        lock(&self.sh.life.st).closed = true;
         Ok(())
     }
 
@@ -319,12 +332,12 @@ impl Pool {
 
     pub fn join(&self) -> Result<()> {
         self.sh.check_owner()?;
-        let mut life = lock(&self.sh.life);
+        let mut life = lock(&self.sh.life.st);
         if !life.closed {
             return Err(Error::inval("pool_join called before pool_close or pool_terminate"));
         }
         while life.drivers > 0 {
-            life = self.sh.life_cv.wait(life).unwrap_or_else(|e| e.into_inner());
+            life = self.sh.life.cv.wait(life).unwrap_or_else(|e| e.into_inner());
         }
         if life.joined {
             return Ok(());
@@ -336,14 +349,14 @@ impl Pool {
         self.sh.reap_zygote();
         // Anything still unfinished (the zygote died abnormally) ends now instead of hanging.
         self.sh.close_unfinished();
-        lock(&self.sh.life).joined = true;
+        lock(&self.sh.life.st).joined = true;
         Ok(())
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if !lock(&self.sh.life).closed {
+        if !lock(&self.sh.life.st).closed {
             self.sh.terminate();
         }
         let _ = self.join();
@@ -377,9 +390,15 @@ impl Shared {
     /// chunks after `close`, but not after `terminate`.
     fn check_open(&self, draining: bool) -> Result<()> {
         self.check_owner()?;
-        let life = lock(&self.life);
+        let life = lock(&self.life.st);
         if life.terminated || (life.closed && !draining) {
-            return Err(Error::closed(if life.terminated { "the pool was terminated" } else { "the pool is closed" }));
+            return Err(Error::closed(if self.zygote_died.load(Relaxed) {
+                ZYGOTE_DIED
+            } else if life.terminated {
+                "the pool was terminated"
+            } else {
+                "the pool is closed"
+            }));
         }
         if self.view.header().control.broken.load(Relaxed) != 0 {
             return Err(Error::new(Status::Crashed, "the pool is broken: its workers keep dying in the initializer"));
