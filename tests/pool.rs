@@ -324,3 +324,47 @@ fn terminate_unblocks_a_join_waiting_in_another_thread() {
     });
     assert_eq!(r.wait(None).unwrap().status(), Status::Closed);
 }
+
+/// Builds a one-function shared library (`int task(const void*, void*, void*)` writing `value`)
+/// with the system C compiler.
+fn build_task_lib(dir: &std::path::Path, name: &str, value: i64) -> std::ffi::CString {
+    let src = dir.join(format!("{name}.c"));
+    let so = dir.join(format!("lib{name}.so"));
+    std::fs::write(&src, format!("int task(const void *i, void *o, void *c) {{ (void)i; (void)c; *(long *)o = {value}; return 0; }}\n")).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let st = std::process::Command::new(cc).args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&src).status().unwrap();
+    assert!(st.success(), "building {name}");
+    std::ffi::CString::new(so.to_str().unwrap()).unwrap()
+}
+
+#[test]
+fn function_of_a_library_unloaded_and_replaced_after_creation_is_refused() {
+    let dir = std::env::temp_dir().join(format!("pool-dl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (build_task_lib(&dir, "taska", 1), build_task_lib(&dir, "taskb", 2));
+    let la = unsafe { libc::dlopen(a.as_ptr(), libc::RTLD_NOW) };
+    assert!(!la.is_null());
+    let f = unsafe { libc::dlsym(la, c"task".as_ptr()) };
+    let p = Pool::new(1, Options::default()).unwrap();
+    let (x, mut y) = (0i64, 0i64);
+    let ff: pool::core::worker::ItemFn = unsafe { std::mem::transmute(f) };
+    let r = unsafe { p.apply_async(ff, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    r.wait(None).unwrap().err.map_or(Ok(()), Err).unwrap();
+    assert_eq!(y, 1, "the library loaded before the pool runs");
+    unsafe { libc::dlclose(la) };
+    let lb = unsafe { libc::dlopen(b.as_ptr(), libc::RTLD_NOW) };
+    assert!(!lb.is_null());
+    let g = unsafe { libc::dlsym(lb, c"task".as_ptr()) };
+    // Whether or not the loader put taskb where taska was, the old pointer must be refused.
+    let e = unsafe { p.apply_async(ff, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .err()
+        .expect("a function of an unloaded library must be refused");
+    assert_eq!(e.status, Status::Inval);
+    if g == f {
+        assert!(e.msg.contains("unloaded"), "{e}");
+    } else {
+        eprintln!("taskb loaded elsewhere ({g:?}, taska was at {f:?}): refused as unknown code");
+    }
+    unsafe { libc::dlclose(lb) };
+    std::fs::remove_dir_all(&dir).ok();
+}

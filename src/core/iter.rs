@@ -59,7 +59,7 @@ impl Pool {
     /// iterator is dropped; a source must be safe to call with an `in_size`-byte buffer.
     pub unsafe fn imap(&self, a: MapArgs, input: Input, ordered: bool) -> Result<MapIter> {
         let sh = self.shared().clone();
-        sh.check_owner()?;
+        sh.check_open(false)?;
         let window = 2 * sh.nworkers + 2;
         let chunksize = match input {
             Input::Array => chunk_size(&sh, &a),

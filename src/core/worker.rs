@@ -80,6 +80,8 @@ fn run(cfg: &WorkerConfig) -> i32 {
         return 0;
     }
     proc::reset_signals_for_worker();
+    // A group of its own: a task's kill(0, sig) reaches only this worker and what it started.
+    proc::own_process_group();
     proc::set_name("pool-worker");
     proc::watch_forks();
     let v = cfg.view;

@@ -1,6 +1,7 @@
 //! The OS layer: the only place that calls libc. Linux-specific by design (memfd, futex,
 //! pidfd, signalfd, prctl).
 
+pub mod dl;
 pub mod futex;
 pub mod mem;
 pub mod proc;

@@ -9,6 +9,7 @@ use super::queue::wait_final;
 use super::shm::*;
 use super::worker::{InitFn, ItemFn, VarFn};
 use super::zygote::{self, ZygoteConfig};
+use crate::sys::dl;
 use crate::sys::mem::Mapping;
 use crate::sys::proc::{self, Forked, PidHandle};
 use std::sync::atomic::Ordering::*;
@@ -109,8 +110,8 @@ pub struct Shared {
     fds: Fds,
     /// Blocks handed out by `shm_alloc`, by offset.
     user_blocks: Mutex<std::collections::HashMap<usize, Block>>,
-    /// Executable address ranges at creation: the only code workers have.
-    code: Vec<(usize, usize)>,
+    /// The code workers have: what was loaded at creation.
+    code: Code,
 }
 
 /// The pool's lifecycle state, in its own allocation: a map driver thread gives back its
@@ -125,6 +126,45 @@ impl LifeSync {
     pub(crate) fn driver_finished(&self) {
         lock(&self.st).drivers -= 1;
         self.cv.notify_all();
+    }
+}
+
+/// The objects loaded at creation (workers have exactly these), the loader's generation then,
+/// and the other executable ranges of the time (code outside any object, such as JIT output).
+struct Code {
+    objects: Vec<dl::Object>,
+    generation: (u64, u64),
+    anonymous: Vec<(usize, usize)>,
+}
+
+impl Code {
+    fn now() -> Code {
+        let objects = dl::objects();
+        let anonymous = proc::executable_ranges()
+            .into_iter()
+            .filter(|&(lo, _)| !objects.iter().any(|o| o.contains(lo)))
+            .collect();
+        Code { objects, generation: dl::generation(), anonymous }
+    }
+
+    /// Fails unless `func` is code the workers have: in an object loaded at creation and, if
+    /// objects were loaded or unloaded since, still that same object (not another library
+    /// loaded at the same address after a dlclose).
+    fn check(&self, func: usize) -> Result<()> {
+        let refuse = |why: &str| Err(Error::inval(format!("function {func:#x} {why}: workers cannot run it")));
+        let Some(then) = self.objects.iter().find(|o| o.contains(func)) else {
+            if self.anonymous.iter().any(|&(lo, hi)| (lo..hi).contains(&func)) {
+                return Ok(());
+            }
+            return refuse("is not in code that was loaded when the pool was created (a library loaded later?)");
+        };
+        if dl::generation() == self.generation {
+            return Ok(());
+        }
+        match dl::objects().into_iter().find(|o| o.contains(func)) {
+            Some(now) if now.base == then.base && now.id == then.id => Ok(()),
+            _ => refuse("is in a library that was unloaded after the pool was created (another may be loaded in its place)"),
+        }
     }
 }
 
@@ -188,7 +228,7 @@ impl Pool {
             reaping: Mutex::new(()),
             user_blocks: Mutex::new(std::collections::HashMap::new()),
             fds,
-            code: proc::executable_ranges(),
+            code: Code::now(),
         });
         let cfg = ZygoteConfig {
             view,
@@ -388,7 +428,7 @@ impl Shared {
 
     /// Fails once the pool no longer takes work. A running map (`draining`) may still feed its
     /// chunks after `close`, but not after `terminate`.
-    fn check_open(&self, draining: bool) -> Result<()> {
+    pub(crate) fn check_open(&self, draining: bool) -> Result<()> {
         self.check_owner()?;
         let life = lock(&self.life.st);
         if life.terminated || (life.closed && !draining) {

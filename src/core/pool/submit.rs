@@ -60,12 +60,7 @@ impl Shared {
         let out_bytes = if spec.shm_out.is_some() { 0 } else { spec.out_size };
         let lay = BlockLayout::new(spec.n, in_bytes, out_bytes).ok_or_else(|| Error::inval("sizes overflow"))?;
         self.check_open(spec.map_chunk)?;
-        if !self.code.iter().any(|&(lo, hi)| (lo..hi).contains(&spec.func)) {
-            return Err(Error::inval(format!(
-                "function {:#x} is not in code that was loaded when the pool was created (a library loaded later?): workers cannot run it",
-                spec.func
-            )));
-        }
+        self.code.check(spec.func)?;
         let timeout_ns = spec.timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
         if timeout_ns != 0 && self.view.header().control.deadlines.swap(1, SeqCst) == 0 {
             self.ring_zygote(); // from now on it watches deadlines

@@ -1,0 +1,124 @@
+//! Loaded objects (the executable and its shared libraries), through `dl_iterate_phdr`: their
+//! executable ranges and an identity (GNU build-id, else the file's device, inode and mtime),
+//! so the pool can tell whether a function is still the code its workers have.
+
+use std::ffi::CStr;
+use std::os::raw::{c_int, c_void};
+
+/// One loaded object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Object {
+    /// Load bias (`dlpi_addr`).
+    pub base: usize,
+    /// Executable segments, as address ranges.
+    pub code: Vec<(usize, usize)>,
+    /// Build-id, or a description of the file when it has none.
+    pub id: Vec<u8>,
+}
+
+impl Object {
+    pub fn contains(&self, addr: usize) -> bool {
+        self.code.iter().any(|&(lo, hi)| (lo..hi).contains(&addr))
+    }
+}
+
+/// glibc's `struct dl_phdr_info`, with the load and unload counters the libc crate leaves out.
+#[repr(C)]
+struct PhdrInfo {
+    addr: usize,
+    name: *const libc::c_char,
+    phdr: *const libc::Elf64_Phdr,
+    phnum: u16,
+    adds: u64,
+    subs: u64,
+}
+
+/// (objects loaded, objects unloaded) since the process started: unchanged means the set of
+/// loaded objects is the same.
+pub fn generation() -> (u64, u64) {
+    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, size: usize, data: *mut c_void) -> c_int {
+        if size >= std::mem::size_of::<PhdrInfo>() {
+            // SAFETY: glibc passes a struct at least `size` bytes long; ours is a prefix of it.
+            let i = unsafe { &*(info as *const PhdrInfo) };
+            // SAFETY: `data` is the `(u64, u64)` passed below.
+            unsafe { *(data as *mut (u64, u64)) = (i.adds, i.subs) };
+        }
+        1 // the counters are the same in every entry: stop at the first
+    }
+    let mut g = (0u64, 0u64);
+    // SAFETY: the callback only reads the entry it is given and writes `g`.
+    unsafe { libc::dl_iterate_phdr(Some(first), &mut g as *mut _ as *mut c_void) };
+    g
+}
+
+/// Every loaded object.
+pub fn objects() -> Vec<Object> {
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid entry; `data` is the Vec passed below.
+        let (info, out) = unsafe { (&*info, &mut *(data as *mut Vec<Object>)) };
+        out.push(object(info));
+        0
+    }
+    let mut v: Vec<Object> = Vec::new();
+    // SAFETY: the callback reads the entries it is given and pushes to `v`.
+    unsafe { libc::dl_iterate_phdr(Some(each), &mut v as *mut _ as *mut c_void) };
+    v
+}
+
+fn object(info: &libc::dl_phdr_info) -> Object {
+    let base = info.dlpi_addr as usize;
+    // SAFETY: dlpi_phdr points to dlpi_phnum program headers of a loaded object.
+    let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    let code = phdrs
+        .iter()
+        .filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0)
+        .map(|p| (base + p.p_vaddr as usize, base + (p.p_vaddr + p.p_memsz) as usize))
+        .collect();
+    let id = phdrs
+        .iter()
+        .filter(|p| p.p_type == libc::PT_NOTE)
+        .find_map(|p| build_id(base + p.p_vaddr as usize, p.p_memsz as usize))
+        .unwrap_or_else(|| file_id(info.dlpi_name));
+    Object { base, code, id }
+}
+
+/// The GNU build-id in a loaded PT_NOTE segment, if there is one.
+fn build_id(addr: usize, len: usize) -> Option<Vec<u8>> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let align4 = |x: usize| (x + 3) & !3;
+    let mut off = 0;
+    while off + 12 <= len {
+        // SAFETY: the note segment is mapped (it is part of a loaded object) and `off + 12 <= len`.
+        let (namesz, descsz, kind) = unsafe {
+            let p = (addr + off) as *const u32;
+            (p.read_unaligned() as usize, p.add(1).read_unaligned() as usize, p.add(2).read_unaligned())
+        };
+        let name = off + 12;
+        let desc = name + align4(namesz);
+        if desc + descsz > len {
+            return None;
+        }
+        // SAFETY: both ranges were checked to lie inside the segment.
+        let (n, d) = unsafe {
+            (
+                std::slice::from_raw_parts((addr + name) as *const u8, namesz),
+                std::slice::from_raw_parts((addr + desc) as *const u8, descsz),
+            )
+        };
+        if kind == NT_GNU_BUILD_ID && n == b"GNU\0" {
+            return Some(d.to_vec());
+        }
+        off = desc + align4(descsz);
+    }
+    None
+}
+
+/// For objects without a build-id: the file's name, device, inode and modification time.
+fn file_id(name: *const libc::c_char) -> Vec<u8> {
+    // SAFETY: dlpi_name is a NUL-terminated string ("" for the main program).
+    let name = if name.is_null() { "" } else { unsafe { CStr::from_ptr(name) }.to_str().unwrap_or("") };
+    let path = if name.is_empty() { "/proc/self/exe" } else { name };
+    let meta = std::fs::metadata(path).ok();
+    use std::os::unix::fs::MetadataExt;
+    format!("{name}|{:?}", meta.map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))).into_bytes()
+}
