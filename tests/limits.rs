@@ -1,0 +1,195 @@
+//! Hosts under limits and privilege changes, each in a child process of its own (this binary run
+//! again with one `*_child` test selected): the zygote hitting RLIMIT_NPROC when it replaces a
+//! worker, a pool whose workers cannot start at all, a host that drops root after pool_create,
+//! and shared memory refused by RLIMIT_AS.
+
+mod common;
+use common::*;
+use pool::core::{MapArgs, Options, Pool, Status};
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+const NOBODY: u32 = 65534;
+
+/// Runs `<this test binary> --exact <name>`, killing it if it runs past `limit`; returns its
+/// stderr if it failed.
+fn run_child(name: &str, limit: Duration) -> Result<(), String> {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("POOL_LIMITS_CHILD", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return if st.success() { Ok(()) } else { Err(format!("{st:?} (signal {:?}): {err}", st.signal())) };
+        }
+        if t0.elapsed() > limit {
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            c.kill().ok();
+            c.wait().ok();
+            return Err(format!("{name} hung (killed after {limit:?})"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// In a child: true when this process is the child of `run_child`.
+fn in_child() -> bool {
+    std::env::var("POOL_LIMITS_CHILD").is_ok()
+}
+
+/// Becomes user nobody if root (RLIMIT_NPROC binds only unprivileged users). False if it can't.
+fn become_nobody() -> bool {
+    unsafe {
+        if libc::getuid() != 0 {
+            return true;
+        }
+        libc::setgroups(0, std::ptr::null()) == 0 && libc::setgid(NOBODY) == 0 && libc::setuid(NOBODY) == 0
+    }
+}
+
+fn set_nproc(pid: i32, soft: u64) {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe { libc::prlimit(pid, libc::RLIMIT_NPROC, std::ptr::null(), &mut old) };
+    let new = libc::rlimit { rlim_cur: soft.min(old.rlim_max), rlim_max: old.rlim_max };
+    assert_eq!(unsafe { libc::prlimit(pid, libc::RLIMIT_NPROC, &new, std::ptr::null_mut()) }, 0, "prlimit");
+}
+
+fn apply_square(p: &Pool, x: i64) -> (Status, String, i64) {
+    let mut y = 0i64;
+    let r = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let o = r.wait(Some(Duration::from_secs(30))).expect("the apply hung");
+    (o.status(), o.err.map(|e| e.msg).unwrap_or_default(), y)
+}
+
+#[test]
+fn fork_failure_at_respawn_fails_queued_work_then_recovers() {
+    run_child("respawn_child", Duration::from_secs(60)).unwrap();
+}
+
+#[test]
+fn respawn_child() {
+    if !in_child() {
+        return;
+    }
+    if !become_nobody() {
+        eprintln!("cannot drop to nobody: skipped");
+        return;
+    }
+    let p = Pool::new(1, Options::default()).unwrap();
+    assert_eq!(apply_square(&p, 3).0, Status::Ok);
+    let me = std::process::id() as i32;
+    let zygote = children_of(me)[0];
+    set_nproc(zygote, 1); // the zygote can fork no more
+    for w in children_of(zygote) {
+        unsafe { libc::kill(w, libc::SIGKILL) };
+    }
+    // No worker, and none can start: queued work fails (after about a second), saying why.
+    let t0 = Instant::now();
+    let (st, msg, _) = apply_square(&p, 4);
+    assert_eq!(st, Status::Sys, "{msg}");
+    assert!(msg.contains("fork") && msg.contains("Resource temporarily unavailable"), "{msg}");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    // The limit lifted: the zygote's back-off retries and the pool works again.
+    set_nproc(zygote, u64::MAX);
+    let t0 = Instant::now();
+    loop {
+        let (st, msg, y) = apply_square(&p, 5);
+        if st == Status::Ok {
+            assert_eq!(y, 25);
+            break;
+        }
+        assert_eq!(st, Status::Sys, "{msg}");
+        assert!(t0.elapsed() < Duration::from_secs(20), "the pool never recovered");
+    }
+    let xs: Vec<i64> = (0..100).collect();
+    let mut ys = vec![0i64; 100];
+    unsafe { p.map(map_args(square, &xs, &mut ys, 0, 0)) }.unwrap();
+    assert_eq!(ys[99], 99 * 99);
+}
+
+#[test]
+fn workers_that_cannot_start_fail_pool_create_with_the_errno() {
+    run_child("startup_child", Duration::from_secs(60)).unwrap();
+}
+
+#[test]
+fn startup_child() {
+    if !in_child() {
+        return;
+    }
+    if !become_nobody() {
+        eprintln!("cannot drop to nobody: skipped");
+        return;
+    }
+    set_nproc(0, 2); // this process and the zygote, no worker
+    let e = Pool::new(2, Options::default()).err().expect("no worker can start");
+    assert_eq!(e.status, Status::Sys, "{e}");
+    assert!(e.msg.contains("fork") && e.msg.contains("Resource temporarily unavailable"), "{e}");
+}
+
+#[test]
+fn host_that_drops_root_keeps_timeouts_cancel_and_terminate() {
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("not root: nothing to drop; skipped");
+        return;
+    }
+    run_child("drop_root_child", Duration::from_secs(60)).unwrap();
+}
+
+#[test]
+fn drop_root_child() {
+    if !in_child() {
+        return;
+    }
+    let me = std::process::id() as i32;
+    let p = Pool::new(2, Options::default()).unwrap();
+    assert!(become_nobody(), "setuid");
+    // The zygote is root: the host may no longer signal it, and nothing may depend on that.
+    let zygote = children_of(me)[0];
+    assert_eq!(unsafe { libc::kill(zygote, 0) }, -1, "the host should have lost the right to signal");
+    // A per-call timeout (the zygote learns of deadlines through its doorbell).
+    let xs = vec![16i64, 1]; // faulty(): 16 hangs
+    let mut ys = vec![0i64; 2];
+    let a = MapArgs { timeout: Some(Duration::from_millis(200)), ..map_args(faulty, &xs, &mut ys, 0, 1) };
+    let e = unsafe { p.map(a) }.unwrap_err();
+    assert_eq!(e.status, Status::TimedOut, "{e}");
+    // Cancel of a running task.
+    let (x, mut y) = (16i64, 0i64);
+    let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    assert!(r.wait(Some(Duration::from_millis(100))).is_none());
+    r.cancel();
+    assert_eq!(r.poll().unwrap().status(), Status::Cancelled);
+    // Terminate with work pending, and nothing left behind.
+    let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    p.terminate().unwrap();
+    assert_eq!(r.wait(None).unwrap().status(), Status::Closed);
+    drop(r);
+    drop(p);
+    assert_eq!(children_of(me), Vec::<i32>::new());
+}
+
+#[test]
+fn rlimit_as_refusal_names_shm_size() {
+    run_child("rlimit_as_child", Duration::from_secs(60)).unwrap();
+}
+
+#[test]
+fn rlimit_as_child() {
+    if !in_child() {
+        return;
+    }
+    let lim = libc::rlimit { rlim_cur: 8 << 30, rlim_max: 8 << 30 };
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+    let e = Pool::new(1, Options::default()).err().expect("32 GiB cannot be mapped under an 8 GiB RLIMIT_AS");
+    assert_eq!(e.status, Status::Sys, "{e}");
+    assert!(e.msg.contains("shm_size") && e.msg.contains("POOL_SHM_SIZE"), "{e}");
+    let p = Pool::new(1, Options { shm_size: 256 << 20, ..Options::default() }).unwrap();
+    assert_eq!(apply_square(&p, 6).0, Status::Ok);
+}
