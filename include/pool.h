@@ -82,6 +82,12 @@ typedef enum {
    * An iterator has returned every result (`pool_iter_next`).
    */
   POOL_EDONE = 10,
+  /**
+   * The pool's shared memory was found overwritten (a task wrote where no task can write
+   * without looking for it): the results it held cannot be trusted, so they fail with this
+   * status and the pool is terminated.
+   */
+  POOL_ECORRUPT = 11,
 } pool_status;
 
 /**

@@ -175,13 +175,33 @@ fn workload(p: &Pool) -> Report {
     let ra = unsafe { p.map_async(a.args(8, None)) };
     let mut applies: Vec<(i64, Box<i64>, Option<AsyncResult>)> = APPLIES.map(|x| (x, Box::new(-1), None)).collect();
     for (x, y, r) in applies.iter_mut() {
-        *r = unsafe { p.apply_async(probe, x as *const i64 as *const u8, 8, &mut **y as *mut i64 as *mut u8, 8, counters().as_ptr() as usize) }.ok();
+        *r = unsafe {
+            p.apply_async(
+                probe,
+                x as *const i64 as *const u8,
+                8,
+                &mut **y as *mut i64 as *mut u8,
+                8,
+                counters().as_ptr() as usize,
+            )
+        }
+        .ok();
     }
     let text: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
     let var = unsafe { p.submit_var(echo, text.as_ptr(), text.len(), text.len(), 0) }.ok();
     let mut sleepers: Vec<(i64, Box<i64>, Option<AsyncResult>)> = CANCELLED.map(|x| (x, Box::new(-1), None)).collect();
     for (x, y, r) in sleepers.iter_mut() {
-        *r = unsafe { p.apply_async(probe, x as *const i64 as *const u8, 8, &mut **y as *mut i64 as *mut u8, 8, counters().as_ptr() as usize) }.ok();
+        *r = unsafe {
+            p.apply_async(
+                probe,
+                x as *const i64 as *const u8,
+                8,
+                &mut **y as *mut i64 as *mut u8,
+                8,
+                counters().as_ptr() as usize,
+            )
+        }
+        .ok();
     }
     // Cancel once one sleeper runs: the others run or wait in the queue.
     let t0 = Instant::now();
@@ -317,7 +337,7 @@ fn nths(hits: u64) -> Vec<u64> {
 #[test]
 fn every_worker_and_zygote_point() {
     let _g = serial();
-    scenario(&[], |p, rep, what| check_worker_killed(p, rep, what));
+    scenario(&[], check_worker_killed);
     let hits: Vec<(Point, u64)> = Point::ALL.iter().map(|&p| (p, killpoint::hits(p))).collect();
     eprintln!("hits in one workload: {hits:?}");
     let mut ran = 0;
@@ -328,9 +348,9 @@ fn every_worker_and_zygote_point() {
             let mut arm = vec![(p, nth)];
             arm.extend(extra);
             if p.role() == Role::Worker {
-                scenario(&arm, |pool, rep, what| check_worker_killed(pool, rep, what));
+                scenario(&arm, check_worker_killed);
             } else {
-                scenario(&arm, |pool, rep, what| check_zygote_killed(pool, rep, what));
+                scenario(&arm, check_zygote_killed);
             }
             assert!(nth > 1 || killpoint::fired(p), "{p:?} was never reached with {arm:?}");
             ran += 1;
@@ -371,7 +391,10 @@ fn every_host_point() {
                 if left.is_empty() {
                     break;
                 }
-                assert!(t0.elapsed() < Duration::from_secs(5), "{p:?} #{nth}: processes outlive their dead host: {left:?}");
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "{p:?} #{nth}: processes outlive their dead host: {left:?}"
+                );
                 std::thread::sleep(Duration::from_millis(10));
             }
         }

@@ -63,7 +63,8 @@ fn set_nproc(pid: i32, soft: u64) {
 
 fn apply_square(p: &Pool, x: i64) -> (Status, String, i64) {
     let mut y = 0i64;
-    let r = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let r = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .unwrap();
     let o = r.wait(Some(Duration::from_secs(30))).expect("the apply hung");
     (o.status(), o.err.map(|e| e.msg).unwrap_or_default(), y)
 }
@@ -162,12 +163,14 @@ fn drop_root_child() {
     assert_eq!(e.status, Status::TimedOut, "{e}");
     // Cancel of a running task.
     let (x, mut y) = (16i64, 0i64);
-    let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .unwrap();
     assert!(r.wait(Some(Duration::from_millis(100))).is_none());
     r.cancel();
     assert_eq!(r.poll().unwrap().status(), Status::Cancelled);
     // Terminate with work pending, and nothing left behind.
-    let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let r = unsafe { p.apply_async(faulty, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .unwrap();
     p.terminate().unwrap();
     assert_eq!(r.wait(None).unwrap().status(), Status::Closed);
     drop(r);

@@ -330,7 +330,11 @@ fn terminate_unblocks_a_join_waiting_in_another_thread() {
 fn build_task_lib(dir: &std::path::Path, name: &str, value: i64) -> std::ffi::CString {
     let src = dir.join(format!("{name}.c"));
     let so = dir.join(format!("lib{name}.so"));
-    std::fs::write(&src, format!("int task(const void *i, void *o, void *c) {{ (void)i; (void)c; *(long *)o = {value}; return 0; }}\n")).unwrap();
+    std::fs::write(
+        &src,
+        format!("int task(const void *i, void *o, void *c) {{ (void)i; (void)c; *(long *)o = {value}; return 0; }}\n"),
+    )
+    .unwrap();
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let st = std::process::Command::new(cc).args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&src).status().unwrap();
     assert!(st.success(), "building {name}");
@@ -348,7 +352,8 @@ fn function_of_a_library_unloaded_and_replaced_after_creation_is_refused() {
     let p = Pool::new(1, Options::default()).unwrap();
     let (x, mut y) = (0i64, 0i64);
     let ff: pool::core::worker::ItemFn = unsafe { std::mem::transmute(f) };
-    let r = unsafe { p.apply_async(ff, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+    let r =
+        unsafe { p.apply_async(ff, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
     r.wait(None).unwrap().err.map_or(Ok(()), Err).unwrap();
     assert_eq!(y, 1, "the library loaded before the pool runs");
     unsafe { libc::dlclose(la) };

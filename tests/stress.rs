@@ -312,7 +312,9 @@ fn random_kill_storm() {
                 let x = k;
                 let mut y = -1i64;
                 let ctx = apply_counts.as_ptr() as usize;
-                let a = unsafe { p.apply_async(storm_task, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, ctx) };
+                let a = unsafe {
+                    p.apply_async(storm_task, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, ctx)
+                };
                 let o = a.unwrap().wait(Some(Duration::from_secs(120))).expect("an apply hung");
                 let want = match storm_kind(x) {
                     0 => Status::Ok,
@@ -371,10 +373,15 @@ fn random_kill_storm() {
     let xs: Vec<i64> = (0..STORM_N as i64).filter(|&x| storm_kind(x) == 0).collect();
     let mut ys = vec![0i64; xs.len()];
     let mut st = vec![-1i32; xs.len()];
-    let a = MapArgs { statuses: st.as_mut_ptr() as usize, ..map_args(storm_task, &xs, &mut ys, counts.as_ptr() as usize, 0) };
+    let a = MapArgs {
+        statuses: st.as_mut_ptr() as usize,
+        ..map_args(storm_task, &xs, &mut ys, counts.as_ptr() as usize, 0)
+    };
     unsafe { p.map(a) }.unwrap_or_else(|e| panic!("a clean map after the storm failed: {e} ({st:?})"));
     drop(p);
-    eprintln!("kill storm: {secs} s, {rounds} maps, {items} items, {kills} workers killed, {changed} items crashed by a kill");
+    eprintln!(
+        "kill storm: {secs} s, {rounds} maps, {items} items, {kills} workers killed, {changed} items crashed by a kill"
+    );
     assert_eq!(children_of(me), Vec::<i32>::new(), "processes left behind");
     assert_eq!(fd_count(), fds, "descriptors leaked");
     assert_eq!(shm_mappings(), maps, "shared memory left mapped");

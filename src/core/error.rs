@@ -17,6 +17,7 @@ pub enum Status {
     Panic = 8,
     Cancelled = 9,
     Done = 10,
+    Corrupt = 11,
 }
 
 impl Status {
@@ -34,6 +35,7 @@ impl Status {
             8 => Status::Panic,
             9 => Status::Cancelled,
             10 => Status::Done,
+            11 => Status::Corrupt,
             _ => return None,
         })
     }
@@ -57,6 +59,7 @@ impl Status {
             Status::Panic => c"internal error (panic caught at the library boundary)",
             Status::Cancelled => c"cancelled",
             Status::Done => c"no more results",
+            Status::Corrupt => c"the pool's shared memory was overwritten; the pool is terminated",
         }
     }
 

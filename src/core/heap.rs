@@ -14,6 +14,8 @@ const BIG: usize = 1 << 20;
 const RESIDENT_BUDGET: usize = 256 << 20;
 
 pub struct Heap {
+    /// Offset of this heap's first byte in the pool's heap region (block offsets include it).
+    base: usize,
     len: usize,
     state: Mutex<State>,
 }
@@ -47,8 +49,8 @@ pub struct Block {
 }
 
 impl Heap {
-    pub fn new(len: usize) -> Heap {
-        Heap { len, state: Mutex::new(State { bump: 0, free: vec![Vec::new(); 64 * 4 + 1], resident_free: 0 }) }
+    pub fn new(base: usize, len: usize) -> Heap {
+        Heap { base, len, state: Mutex::new(State { bump: 0, free: vec![Vec::new(); 64 * 4 + 1], resident_free: 0 }) }
     }
 
     pub fn capacity(&self) -> usize {
@@ -67,7 +69,7 @@ impl Heap {
             if resident && bsize >= BIG {
                 st.resident_free -= bsize;
             }
-            return Some(Block { off, size: bsize, resident });
+            return Some(Block { off: self.base + off, size: bsize, resident });
         }
         let al = if bsize >= PAGE { PAGE } else { 64 };
         let off = st.bump.next_multiple_of(al);
@@ -75,7 +77,7 @@ impl Heap {
             return None;
         }
         st.bump = off + bsize;
-        Some(Block { off, size: bsize, resident: false })
+        Some(Block { off: self.base + off, size: bsize, resident: false })
     }
 
     /// Frees a block. Returns the page-aligned range whose memory the caller should give back
@@ -83,12 +85,12 @@ impl Heap {
     pub fn free(&self, b: Block) -> Option<(usize, usize)> {
         let (class, _) = class_of(b.size).expect("valid block");
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        debug_assert!(!st.free[class].iter().any(|&(o, _)| o == b.off), "double free");
+        debug_assert!(!st.free[class].iter().any(|&(o, _)| o + self.base == b.off), "double free");
         let keep = b.size < BIG || st.resident_free + b.size <= RESIDENT_BUDGET;
         if keep && b.size >= BIG {
             st.resident_free += b.size;
         }
-        st.free[class].push((b.off, keep));
+        st.free[class].push((b.off - self.base, keep));
         if keep {
             return None;
         }
@@ -114,7 +116,7 @@ mod tests {
 
     #[test]
     fn reuses_lifo() {
-        let h = Heap::new(1 << 30);
+        let h = Heap::new(0, 1 << 30);
         let a = h.alloc(100).unwrap();
         let b = h.alloc(100).unwrap();
         assert_ne!(a.off, b.off);
@@ -125,7 +127,7 @@ mod tests {
 
     #[test]
     fn refuses_what_does_not_fit() {
-        let h = Heap::new(1 << 20);
+        let h = Heap::new(0, 1 << 20);
         assert!(h.alloc(2 << 20).is_none());
         let big = h.alloc(1 << 20).unwrap();
         assert!(h.alloc(64).is_none());
@@ -135,7 +137,7 @@ mod tests {
 
     #[test]
     fn big_blocks_stay_resident_up_to_the_budget() {
-        let h = Heap::new(4 << 30);
+        let h = Heap::new(0, 4 << 30);
         let blocks: Vec<_> = (0..3).map(|_| h.alloc(100 << 20).unwrap()).collect();
         let released: Vec<_> = blocks.into_iter().map(|b| h.free(b)).collect();
         assert_eq!(released.iter().filter(|r| r.is_none()).count(), 2, "{released:?}");

@@ -189,7 +189,7 @@ impl MapIter {
     unsafe fn take_from_current(&mut self, out: *mut u8) -> Option<IterItem> {
         let (c, pos, seen) = self.cur.as_mut()?;
         let i = *pos;
-        let mut outcomes = ItemOutcomes::of(&self.sh, c.slot, c.len).resume_at(*seen);
+        let mut outcomes = ItemOutcomes::of(&self.sh, c.slot, c.len, i == 0).resume_at(*seen);
         let rec = outcomes.at(i);
         *seen = outcomes.record();
         let info = match rec {

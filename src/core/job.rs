@@ -3,7 +3,7 @@
 
 use super::error::{Error, Status};
 use super::heap::Block;
-use super::pool::{Shared, Submitted, WATCH_SLICE, ZYGOTE_DIED};
+use super::pool::{Shared, Submitted, CORRUPT, WATCH_SLICE, ZYGOTE_DIED};
 
 /// `code` of a CLOSED item whose pool ended because its zygote died.
 pub(crate) const CLOSED_ZYGOTE_DIED: i32 = 1;
@@ -54,6 +54,7 @@ impl Info {
             (Status::TimedOut, _) => format!("{what}task exceeded its timeout; worker {pid} was stopped"),
             (Status::Cancelled, _) => format!("{what}cancelled"),
             (Status::Closed, _) if self.code == CLOSED_ZYGOTE_DIED => format!("{what}{ZYGOTE_DIED}"),
+            (Status::Corrupt, _) => format!("{what}{CORRUPT}"),
             (Status::Closed, _) => format!("{what}the pool was terminated before the task finished"),
             (Status::Sys, _) if self.code != 0 => format!(
                 "{what}no worker process could be started (fork: {})",
@@ -151,7 +152,11 @@ impl TaskJob {
         }
         let s = self.sh.task_state(self.slot);
         let var_len = self.sh.view.task(self.slot).out_len.load(std::sync::atomic::Ordering::Acquire) as usize;
+        let max_out = if self.var { self.out_size } else { 0 };
         let outcome = match s {
+            _ if matches!(s, T_DONE | T_CLOSED) && !self.sh.check_records(self.slot, 1, max_out) => {
+                Outcome::from_info(Info::of(Status::Corrupt))
+            }
             T_DONE => {
                 let t = self.sh.view.task(self.slot);
                 // The task is DONE: its records are final.

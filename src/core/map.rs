@@ -224,8 +224,15 @@ pub(super) struct ItemOutcomes<'a> {
 }
 
 impl<'a> ItemOutcomes<'a> {
-    pub(super) fn of(sh: &'a Shared, slot: u32, len: usize) -> ItemOutcomes<'a> {
+    /// `check`: validate the records first (once per chunk); once any chunk failed the check,
+    /// no result of the pool is trusted.
+    pub(super) fn of(sh: &'a Shared, slot: u32, len: usize, check: bool) -> ItemOutcomes<'a> {
         let t = sh.view.task(slot);
+        let valid = if check { sh.check_records(slot, len, 0) } else { !sh.corrupt.load(Acquire) };
+        if !valid {
+            let corrupt = Rec { status: Status::Corrupt as i32, ..Rec::default() };
+            return ItemOutcomes { fails: &[], k: 0, ran: 0, unrun: corrupt };
+        }
         // Items before `next` have ended (a DONE task has ended them all); the rest never ran.
         let ran = (t.next.load(Acquire) as usize).min(len);
         ItemOutcomes { fails: sh.view.failures(t), k: 0, ran, unrun: sh.unrun(slot, 0) }
@@ -266,7 +273,7 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
     if !matches!(state, T_DONE | T_CLOSED) {
         return false;
     }
-    let mut outcomes = ItemOutcomes::of(sh, c.slot, c.len);
+    let mut outcomes = ItemOutcomes::of(sh, c.slot, c.len, true);
     job.with(|st: &mut MapState| {
         let write = !st.detached;
         let copy = |from: usize, to: usize| {

@@ -159,6 +159,7 @@ impl View {
                 let t = self.task(idx);
                 let epoch = t.epoch.load(Acquire);
                 me.claim.store(claim_word(idx, epoch), SeqCst);
+                me.progress.store(2 * t.next.load(SeqCst), SeqCst);
                 kp!(WorkerPopClaimed);
                 if self.transition(t, T_QUEUED, running(w)) {
                     got = Some((idx, epoch));
@@ -206,7 +207,10 @@ impl View {
         let q = &self.header().queue;
         let head = q.head.load(Relaxed);
         let tail = q.tail.load(Relaxed);
-        let Some(pos) = (0..tail.wrapping_sub(head).min(MAX_TASKS)).map(|k| head.wrapping_add(k)).find(|&p| self.ring(p).load(Relaxed) == idx) else {
+        let Some(pos) = (0..tail.wrapping_sub(head).min(MAX_TASKS))
+            .map(|k| head.wrapping_add(k))
+            .find(|&p| self.ring(p).load(Relaxed) == idx)
+        else {
             return false;
         };
         // Entries before it move up one place; the queue keeps its order.

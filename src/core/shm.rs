@@ -2,11 +2,18 @@
 //! and every worker:
 //!
 //! ```text
-//! [Header][WorkerSlot × nworkers][TaskSlot × MAX_TASKS][ring: u32 × MAX_TASKS][heap]
+//! [Header][WorkerSlot × nworkers][TaskSlot × MAX_TASKS][ring: u32 × MAX_TASKS][task heap][user heap]
 //! ```
 //! A task slot describes one unit of work (an apply, a map chunk, a variable-size task); its data
-//! lives in one heap block: `[Rec × n][inputs][outputs]`. Only the host allocates slots and heap
-//! blocks; workers write into the blocks they are handed, the zygote writes death reports.
+//! lives in one block of the task heap: `[Rec × n][inputs][outputs]`. The user heap holds the
+//! caller's `pool_shm_alloc` buffers (zero copy). Only the host allocates slots and blocks.
+//!
+//! In workers, everything before the user heap is read-only at this address: the user's task can
+//! read its input there but cannot write anywhere in it (a buffer overrun or a wild pointer
+//! crashes its own worker instead of corrupting another caller's data or the pool's state). The
+//! worker's own code writes through a second, read-write mapping of the same pages at an address
+//! no task is given (`View::aliased`); task outputs are written to private memory and copied in,
+//! or through a window mapping with guard pages (see `worker.rs`).
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
@@ -60,6 +67,11 @@ pub(crate) const K_VAR: u32 = 1; // one input of any length, output written with
 /// Task flags.
 pub(crate) const F_NOTIFY: u32 = 1; // completion bumps `Events::seq` (map drivers wait there)
 pub(crate) const F_DIRTY: u32 = 2; // the block was used before: outputs are cleared before each item
+pub(crate) const F_WINDOW: u32 = 4; // outputs are page-aligned in the block: written through a window
+
+/// The value of a control flag that is set (0: clear). Anything else is a sign that the header
+/// was overwritten.
+pub(crate) const ON: u32 = 0x600d_f1a6;
 
 /// Worker slot states.
 pub(crate) const W_STARTING: u32 = 1;
@@ -118,13 +130,18 @@ pub struct Header {
     pub control: Control,
 }
 
-#[repr(C, align(64))]
+/// 128-byte aligned: each worker writes its slot as it runs items, and CPUs fetch cache lines in
+/// pairs; neighbours must not share a pair.
+#[repr(C, align(128))]
 pub struct WorkerSlot {
     pub pid: AtomicI32,
     pub state: AtomicU32,
     /// The task this worker runs (`claim_word`), or CLAIM_NONE.
     pub claim: AtomicU64,
-    /// `seq << 4 | flags` while user code runs an item, 0 otherwise.
+    /// Items of the claimed task: `2i + 1` once item i started (items before it ended), `2i`
+    /// when items before i ended and none runs.
+    pub progress: AtomicU64,
+    /// `seq << 4 | flags` while user code runs an item with a deadline, 0 otherwise.
     pub run: AtomicU64,
     /// Deadline (monotonic ns) of the item named by `run`, 0 for none.
     pub deadline: AtomicU64,
@@ -186,18 +203,38 @@ pub struct BlockLayout {
     pub total: usize,
 }
 
+/// Outputs of items at least this big, in tasks whose outputs add up to at least `WINDOW_MIN`,
+/// are written by the task straight into shared memory through a window mapping of their own
+/// pages (page-aligned in the block, `F_WINDOW`): a few system calls per task instead of a copy.
+/// Smaller ones go through private memory and are copied in, item by item (cheaper for many
+/// small items than setting up a mapping).
+pub(crate) const WINDOW_MIN: usize = 256 << 10;
+pub(crate) const WINDOW_ITEM_MIN: usize = 4 << 10;
+
 impl BlockLayout {
     pub fn new(n: usize, in_size: usize, out_size: usize) -> Option<BlockLayout> {
         let recs = n.checked_mul(std::mem::size_of::<Rec>())?;
         let input = align(recs, 64);
-        let output = align(input.checked_add(n.checked_mul(in_size)?)?, 64);
-        let total = output.checked_add(n.checked_mul(out_size)?)?;
+        let out_bytes = n.checked_mul(out_size)?;
+        let window = Self::window(n, out_size);
+        let a = if window { PAGE } else { 64 };
+        let output = align_checked(input.checked_add(n.checked_mul(in_size)?)?, a)?;
+        let total = output.checked_add(if window { align_checked(out_bytes, PAGE)? } else { out_bytes })?;
         Some(BlockLayout { input, output, total })
+    }
+
+    /// Whether the output area is page-aligned for a window mapping.
+    pub fn window(n: usize, out_size: usize) -> bool {
+        out_size >= WINDOW_ITEM_MIN && n.saturating_mul(out_size) >= WINDOW_MIN
     }
 }
 
 fn align(x: usize, a: usize) -> usize {
     (x + a - 1) & !(a - 1)
+}
+
+fn align_checked(x: usize, a: usize) -> Option<usize> {
+    Some(x.checked_add(a - 1)? & !(a - 1))
 }
 
 /// Region sizes of one pool's mapping.
@@ -207,6 +244,7 @@ pub struct Layout {
     pub workers: usize,
     pub tasks: usize,
     pub ring: usize,
+    /// Offset of the task heap; the user heap follows it, `heap_len` bytes each.
     pub heap: usize,
     pub heap_len: usize,
     pub total: usize,
@@ -218,7 +256,12 @@ impl Layout {
         let tasks = workers + align(nworkers * std::mem::size_of::<WorkerSlot>(), PAGE);
         let ring = tasks + MAX_TASKS as usize * std::mem::size_of::<TaskSlot>();
         let heap = align(ring + MAX_TASKS as usize * 4, 1 << 21);
-        Layout { nworkers, workers, tasks, ring, heap, heap_len, total: heap + heap_len }
+        Layout { nworkers, workers, tasks, ring, heap, heap_len, total: heap + 2 * heap_len }
+    }
+
+    /// Bytes from the start that tasks may only read: all but the user heap.
+    pub fn protected(&self) -> usize {
+        self.heap + self.heap_len
     }
 }
 
@@ -226,7 +269,11 @@ impl Layout {
 /// for as long as the mapping exists.
 #[derive(Clone, Copy)]
 pub struct View {
+    /// Where this process reads and writes the pool's memory.
     base: *mut u8,
+    /// Where tasks see it (the same address everywhere; in workers, read-only but for the user
+    /// heap, while `base` is the worker's private read-write alias).
+    public: *mut u8,
     layout: Layout,
 }
 
@@ -241,7 +288,15 @@ impl View {
     /// `base` must point to a live mapping of `layout.total` bytes, zero-initialised or laid out
     /// by an earlier View, that outlives every use of the View.
     pub unsafe fn new(base: *mut u8, layout: Layout) -> View {
-        View { base, layout }
+        View { base, public: base, layout }
+    }
+
+    /// In a worker: maps the pool's pages a second time, read-write, for the worker's own use,
+    /// and makes the shared address read-only but for the user heap, for the tasks.
+    pub fn aliased(&self) -> std::io::Result<View> {
+        let alias = crate::sys::mem::alias(self.base, self.layout.protected())?;
+        crate::sys::mem::protect_read_only(self.base, self.layout.protected())?;
+        Ok(View { base: alias, public: self.base, layout: self.layout })
     }
 
     pub fn base(&self) -> *mut u8 {
@@ -273,11 +328,47 @@ impl View {
         unsafe { &*(self.base.add(self.layout.ring) as *const AtomicU32).add((pos & (MAX_TASKS - 1)) as usize) }
     }
 
-    /// Address of heap offset `off` (the end of the heap is a valid address for empty data).
+    /// Address of heap offset `off` (task heap, then user heap; an end is a valid address for
+    /// empty data), for this process's own use.
     pub fn heap_ptr(&self, off: u64) -> *mut u8 {
-        assert!((off as usize) <= self.layout.heap_len);
-        // SAFETY: offset checked to lie inside the heap region.
-        unsafe { self.base.add(self.layout.heap + off as usize) }
+        assert!((off as usize) <= 2 * self.layout.heap_len);
+        // The alias of a worker covers the protected part only; the user heap is the same for all.
+        let base = if self.in_user_heap(off) { self.public } else { self.base };
+        // SAFETY: offset checked to lie inside the heap regions.
+        unsafe { base.add(self.layout.heap + off as usize) }
+    }
+
+    /// Address of heap offset `off` as tasks see it.
+    pub fn task_ptr(&self, off: u64) -> *mut u8 {
+        assert!((off as usize) <= 2 * self.layout.heap_len);
+        // SAFETY: as above, at the public address.
+        unsafe { self.public.add(self.layout.heap + off as usize) }
+    }
+
+    /// What is wrong with the header, if it was overwritten: flags that are neither clear nor
+    /// set, a lock owner that is nobody, queue indices further apart than the ring holds.
+    pub fn corrupt(&self) -> Option<&'static str> {
+        let h = self.header();
+        let c = &h.control;
+        let flags = [&c.shutdown, &c.terminate, &c.broken, &c.deadlines, &c.efd_armed];
+        if flags.iter().any(|f| !matches!(f.load(Relaxed), 0 | ON)) {
+            return Some("a control flag");
+        }
+        let owner = h.queue.lock.load(Relaxed) & !(1 << 31);
+        let valid = owner == 0
+            || owner == super::queue::TAG_HOST
+            || owner == super::queue::TAG_ZYGOTE
+            || (owner as usize) <= self.layout.nworkers;
+        if !valid {
+            return Some("the queue lock");
+        }
+        let len = h.queue.tail.load(Relaxed).wrapping_sub(h.queue.head.load(Relaxed));
+        (len > MAX_TASKS).then_some("the queue indices")
+    }
+
+    /// Whether heap offset `off` is in the user heap (writable by tasks).
+    pub fn in_user_heap(&self, off: u64) -> bool {
+        off as usize >= self.layout.heap_len
     }
 
     pub fn heap_offset(&self) -> usize {

@@ -3,9 +3,10 @@
 use super::error::Status;
 use super::queue::spin_until;
 use super::shm::*;
+use crate::sys::mem::Guarded;
 use crate::sys::proc;
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::*};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -84,11 +85,12 @@ fn run(cfg: &WorkerConfig) -> i32 {
     proc::own_process_group();
     proc::set_name("pool-worker");
     proc::watch_forks();
-    let v = cfg.view;
+    let me = cfg.view.worker(cfg.index);
+    me.state.store(W_INIT, SeqCst);
+    let Ok(v) = cfg.view.aliased() else { return 72 }; // no address space for the alias
     let me = v.worker(cfg.index);
     let ctl = &v.header().control;
     if let Some((f, arg)) = cfg.init {
-        me.state.store(W_INIT, SeqCst);
         // SAFETY: the initializer is the host's function, valid in this fork of its memory.
         unsafe { f(arg as *mut c_void) };
         leave_if_forked();
@@ -99,7 +101,7 @@ fn run(cfg: &WorkerConfig) -> i32 {
     ctl.ready.fetch_add(1, SeqCst);
     crate::sys::futex::wake(&ctl.ready, i32::MAX);
 
-    let mut w = Worker { cfg, v, seq: 0 };
+    let mut w = Worker { cfg, v, seq: 0, out_area: Guarded::default(), window: Guarded::default() };
     let mut done: u64 = 0;
     loop {
         if ctl.terminate.load(Acquire) != 0 {
@@ -158,12 +160,17 @@ fn idle(v: &View) {
     q.sleepers.fetch_sub(1, SeqCst);
 }
 
-/// A worker's running state: its configuration and the sequence number of its items.
+/// A worker's running state.
 struct Worker<'a> {
     cfg: &'a WorkerConfig,
+    /// The pool's memory through the worker's own read-write alias (`View::aliased`).
     v: View,
     /// Items started so far: `run` names each one uniquely (PROTOCOL.md, invariant K).
     seq: u64,
+    /// Private memory, between guard pages, where small outputs are written before they are
+    /// copied into the block; and the place of windows onto big output areas.
+    out_area: Guarded,
+    window: Guarded,
 }
 
 /// What one task needs, read once from its (read-only once queued) description.
@@ -171,13 +178,97 @@ struct TaskRun {
     n: u64,
     isz: usize,
     osz: usize,
+    /// Item 0's input, at the address tasks see (read-only, or the user's zero-copy buffer).
     input: *mut u8,
-    output: *mut u8,
     ctx: *mut c_void,
-    /// Outputs live in a reused heap block: clear each before its item runs, so a task that
-    /// writes nothing never hands out someone else's bytes.
-    clear_out: bool,
     timeout: u64,
+}
+
+/// Where item outputs go. Each kind gets its own copy of the item loop (`run_items` is generic
+/// over it), so the per-item cost stays a few instructions.
+trait Outs {
+    /// The output pointer for item `i`, cleared.
+    fn prepare(&mut self, i: usize) -> *mut c_void;
+    /// Hands item `i`'s output over to the block, once it succeeded.
+    fn deliver(&mut self, _i: usize) {}
+}
+
+/// No outputs: size 0, or a variable-size task (it writes through `pool_out_write`).
+struct NoOut;
+
+impl Outs for NoOut {
+    fn prepare(&mut self, _: usize) -> *mut c_void {
+        std::ptr::null_mut()
+    }
+}
+
+/// Written by the task in place: the caller's own buffer in the user heap, or a window onto the
+/// block's output area (cleared beforehand if the block was used before).
+struct Direct {
+    base: *mut u8,
+    osz: usize,
+}
+
+impl Outs for Direct {
+    fn prepare(&mut self, i: usize) -> *mut c_void {
+        self.base.wrapping_add(i * self.osz) as *mut c_void
+    }
+}
+
+/// Written by the task into private memory, then copied into the block: an overrun faults on a
+/// guard page or stays in the worker's own memory, never in someone else's data.
+struct Copied {
+    private: *mut u8,
+    shared: *mut u8,
+    osz: usize,
+}
+
+impl Outs for Copied {
+    fn prepare(&mut self, _: usize) -> *mut c_void {
+        // SAFETY: the private area holds at least one output.
+        unsafe { small::zero(self.private, self.osz) };
+        self.private as *mut c_void
+    }
+
+    fn deliver(&mut self, i: usize) {
+        // SAFETY: item i's place in the block's output area (n items), written by us only.
+        unsafe { small::copy(self.private, self.shared.add(i * self.osz), self.osz) };
+        kp!(WorkerOutputCopied);
+    }
+}
+
+/// `memset` / `memcpy` for the sizes items usually have, inline: a library call per 8-byte item
+/// costs more than the item. (Fixed sizes: a loop would be turned back into the library call.)
+mod small {
+    /// # Safety
+    /// `p` must be writable for `n` bytes.
+    #[inline(always)]
+    pub unsafe fn zero(p: *mut u8, n: usize) {
+        // SAFETY: each arm writes exactly n bytes, as the caller allows.
+        unsafe {
+            match n {
+                4 => (p as *mut u32).write_unaligned(0),
+                8 => (p as *mut u64).write_unaligned(0),
+                16 => (p as *mut u128).write_unaligned(0),
+                _ => std::ptr::write_bytes(p, 0, n),
+            }
+        }
+    }
+
+    /// # Safety
+    /// `src` readable and `dst` writable for `n` bytes, not overlapping.
+    #[inline(always)]
+    pub unsafe fn copy(src: *const u8, dst: *mut u8, n: usize) {
+        // SAFETY: each arm moves exactly n bytes, as the caller allows.
+        unsafe {
+            match n {
+                4 => (dst as *mut u32).write_unaligned((src as *const u32).read_unaligned()),
+                8 => (dst as *mut u64).write_unaligned((src as *const u64).read_unaligned()),
+                16 => (dst as *mut u128).write_unaligned((src as *const u128).read_unaligned()),
+                _ => std::ptr::copy_nonoverlapping(src, dst, n),
+            }
+        }
+    }
 }
 
 impl Worker<'_> {
@@ -188,14 +279,13 @@ impl Worker<'_> {
         kp!(WorkerTaskStart);
         t.pid.store(MY_PID.load(Relaxed), Relaxed);
         let flags = t.flags.load(Relaxed);
+        let (in_off, out_off) = (t.in_off.load(Relaxed), t.out_off.load(Relaxed));
         let r = TaskRun {
             n: t.n.load(Relaxed),
             isz: t.in_size.load(Relaxed) as usize,
             osz: t.out_size.load(Relaxed) as usize,
-            input: v.heap_ptr(t.in_off.load(Relaxed)),
-            output: v.heap_ptr(t.out_off.load(Relaxed)),
+            input: v.task_ptr(in_off),
             ctx: t.ctx.load(Relaxed) as *mut c_void,
-            clear_out: flags & F_DIRTY != 0,
             timeout: match t.timeout_ns.load(Relaxed) {
                 0 => self.cfg.timeout_ns,
                 own => own,
@@ -206,9 +296,9 @@ impl Worker<'_> {
             // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
             let f: VarFn = unsafe { std::mem::transmute(func) };
             crate::sys::mem::populate(r.input, r.isz, false);
-            self.run_items(t, &r, |_| {
-                *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(VarOut { base: r.output as usize, cap: r.osz, len: 0 });
+            let base = v.heap_ptr(out_off) as usize; // written by pool_out_write, through the alias
+            self.run_items(t, &r, NoOut, |_, _| {
+                *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(VarOut { base, cap: r.osz, len: 0 });
                 // SAFETY: calling the user's task on its input, as the contract says.
                 let rc = unsafe { f(ptr_or_null(r.input, r.isz), r.isz, r.ctx) };
                 let len = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(0, |o| o.len);
@@ -218,16 +308,26 @@ impl Worker<'_> {
         } else {
             // SAFETY: the host stored an `ItemFn` for K_ITEMS tasks (checked non-NULL).
             let f: ItemFn = unsafe { std::mem::transmute(func) };
-            self.run_items(t, &r, |i| {
-                let out = r.output.wrapping_add(i * r.osz);
-                if r.clear_out {
-                    // SAFETY: item i's output lies inside the block's output area (n items).
-                    unsafe { std::ptr::write_bytes(out, 0, r.osz) };
-                }
+            let call = |i: usize, out: *mut c_void| {
                 let input = r.input.wrapping_add(i * r.isz);
-                // SAFETY: item i's input and output lie inside the areas the host sized for n items.
-                unsafe { f(ptr_or_null(input, r.isz), ptr_or_null(out, r.osz), r.ctx) }
-            });
+                // SAFETY: item i's input lies inside the area the host sized for n items; `out`
+                // holds out_size bytes.
+                unsafe { f(ptr_or_null(input, r.isz), out, r.ctx) }
+            };
+            let v = self.v;
+            let osz = r.osz;
+            if osz == 0 {
+                self.run_items(t, &r, NoOut, call);
+            } else if v.in_user_heap(out_off) {
+                self.run_items(t, &r, Direct { base: v.task_ptr(out_off), osz }, call);
+            } else if flags & F_WINDOW != 0 {
+                let base = self.window_onto(out_off, flags, t, &r);
+                self.run_items(t, &r, Direct { base, osz }, call);
+                self.window.unwindow();
+            } else {
+                let Ok(private) = self.out_area.area(osz) else { proc::exit_now(72) }; // no address space
+                self.run_items(t, &r, Copied { private, shared: v.heap_ptr(out_off), osz }, call);
+            }
         }
         // SAFETY: flush what the task printed before its result is visible, so output stays in order.
         unsafe { libc::fflush(std::ptr::null_mut()) };
@@ -242,40 +342,68 @@ impl Worker<'_> {
         kp!(WorkerClaimReleased);
     }
 
-    /// Runs items `next..n` of task `t` with `call(i)`, each through the steps of PROTOCOL.md.
-    fn run_items(&mut self, t: &TaskSlot, r: &TaskRun, mut call: impl FnMut(usize) -> c_int) {
+    /// Maps the block's output area between guard pages, read-write, for the task to write
+    /// into directly; items not run yet are cleared first if the block was used before.
+    fn window_onto(&mut self, out_off: u64, flags: u32, t: &TaskSlot, r: &TaskRun) -> *mut u8 {
+        let len = (r.n as usize * r.osz).next_multiple_of(4096);
+        let Ok(base) = self.window.window(self.v.heap_ptr(out_off), len) else { proc::exit_now(72) };
+        if flags & F_DIRTY != 0 {
+            let from = t.next.load(Acquire) as usize * r.osz;
+            // SAFETY: the window holds n outputs.
+            unsafe { std::ptr::write_bytes(base.add(from), 0, r.n as usize * r.osz - from) };
+        }
+        crate::sys::mem::populate(base, len, true);
+        base
+    }
+
+    /// Runs items `next..n` of task `t` with `call(i, out)`, each through the steps of
+    /// PROTOCOL.md. One store per item marks it started (and the ones before it ended); items
+    /// with a deadline also go through the `run` word that timeout kills are decided on.
+    fn run_items(
+        &mut self,
+        t: &TaskSlot,
+        r: &TaskRun,
+        mut outs: impl Outs,
+        mut call: impl FnMut(usize, *mut c_void) -> c_int,
+    ) {
         let me = self.v.worker(self.cfg.index);
+        let timed = r.timeout != 0;
         let mut i = t.next.load(Acquire);
         while i < r.n {
             if t.cancelled.load(Relaxed) != 0 {
-                cancel_rest(&self.v, t, i);
-                break;
+                cancel_rest(&self.v, t, i, Some(&me.progress));
+                return;
             }
-            self.seq += 1;
-            let s = self.seq << 4;
-            if r.timeout != 0 {
-                me.deadline.store(proc::monotonic_ns() + r.timeout, Relaxed);
-            }
-            me.run.store(s, Release);
+            me.progress.store(2 * i + 1, Release);
             kp!(WorkerItemStarted);
-            let rc = call(i as usize);
+            let mut s = 0;
+            if timed {
+                self.seq += 1;
+                s = self.seq << 4;
+                me.deadline.store(proc::monotonic_ns() + r.timeout, Relaxed);
+                me.run.store(s, Release);
+            }
+            let out = outs.prepare(i as usize);
+            let rc = call(i as usize, out);
             leave_if_forked();
             kp!(WorkerItemReturned);
-            let timed_out = r.timeout != 0 && end_timed_item(me, s);
+            let timed_out = timed && end_timed_item(me, s);
             if rc != 0 || timed_out {
                 let status = if timed_out { Status::TimedOut } else { Status::Task };
                 let rec = Rec { item: i, status: status as i32, code: rc, pid: MY_PID.load(Relaxed), wstatus: 0 };
                 self.v.push_failure(t, rec);
+            } else {
+                outs.deliver(i as usize);
             }
-            t.next.store(i + 1, Release);
-            kp!(WorkerItemPublished);
-            me.run.store(0, Release);
+            if timed {
+                me.run.store(0, Release);
+                me.deadline.store(0, Relaxed);
+            }
             kp!(WorkerItemDone);
             i += 1;
         }
-        if r.timeout != 0 {
-            me.deadline.store(0, Relaxed);
-        }
+        me.progress.store(2 * r.n, Release);
+        t.next.store(r.n, Release);
     }
 
     /// Makes the pool's event fd readable through the zygote, if the host armed it.
@@ -328,12 +456,16 @@ fn park() -> ! {
 }
 
 /// Ends items `[from, n)` of a cancelled task without running them (the runner owns the task),
-/// one record and one step of `next` at a time (invariant I).
-pub(crate) fn cancel_rest(v: &View, t: &TaskSlot, from: u64) {
-    for i in from..t.n.load(Relaxed) {
+/// one record at a time (invariant I). A worker passes its `progress` word, kept in step.
+pub(crate) fn cancel_rest(v: &View, t: &TaskSlot, from: u64, progress: Option<&AtomicU64>) {
+    let n = t.n.load(Relaxed);
+    let step = |i: u64| progress.iter().for_each(|p| p.store(2 * i, Release));
+    step(from);
+    for i in from..n {
         if !v.push_failure(t, Rec { item: i, status: Status::Cancelled as i32, ..Rec::default() }) {
-            return;
+            break;
         }
-        t.next.store(i + 1, Release);
+        step(i + 1);
     }
+    t.next.store(n, Release);
 }

@@ -14,6 +14,8 @@ use std::os::raw::c_int;
 use std::sync::atomic::Ordering::*;
 use std::time::{Duration, Instant};
 
+/// The zygote's exit status when it found the shared header overwritten.
+pub(crate) const EXIT_CORRUPT: i32 = 74;
 /// Replacements that die in their initializer this many times in a row break the pool.
 const MAX_INIT_FAILURES: u32 = 3;
 /// Time between SIGTERM and SIGKILL for an item past its deadline.
@@ -136,6 +138,9 @@ fn run(cfg: ZygoteConfig) -> i32 {
             }
         }
         proc::eventfd_drain(z.cfg.bell);
+        if view.corrupt().is_some() {
+            z.die_corrupt();
+        }
         z.reap();
         z.handle_deaths();
         if ctl.efd_pending.swap(0, AcqRel) != 0 {
@@ -170,6 +175,7 @@ impl Zygote {
         let v = self.cfg.view;
         let slot = v.worker(w);
         slot.claim.store(CLAIM_NONE, SeqCst);
+        slot.progress.store(0, SeqCst);
         slot.run.store(0, SeqCst);
         slot.deadline.store(0, SeqCst);
         slot.state.store(W_STARTING, SeqCst);
@@ -242,9 +248,24 @@ impl Zygote {
     fn lock(&mut self) {
         loop {
             let Err(owner) = self.cfg.view.try_lock(TAG_ZYGOTE) else { return };
+            if self.cfg.view.corrupt().is_some() {
+                self.die_corrupt();
+            }
+            if proc::getppid() != self.cfg.host {
+                // The host died, perhaps holding the lock: the pool is over.
+                self.kill_all();
+                proc::exit_now(0);
+            }
             self.reap(); // the owner may have died since we last looked
             self.cfg.view.wait_lock_change(owner);
         }
+    }
+
+    /// The header was overwritten (a task wrote through memory it had to look for): nothing in
+    /// shared memory can be trusted. End everything; the exit status tells the host why.
+    fn die_corrupt(&mut self) -> ! {
+        self.kill_all();
+        proc::exit_now(EXIT_CORRUPT)
     }
 
     fn handle_deaths(&mut self) {
@@ -266,13 +287,14 @@ impl Zygote {
             if idx < MAX_TASKS {
                 let t = v.task(idx);
                 if t.epoch.load(SeqCst) == epoch && t.state.load(SeqCst) & !WAITER == running(w) {
-                    self.recover(idx, w, exit, slot.run.load(SeqCst), claim & CLAIM_KILL != 0);
+                    self.recover(idx, w, exit, claim & CLAIM_KILL != 0);
                 } else {
                     v.wake_task(t); // it ended before the death, maybe before waking its waiters
                 }
             }
         }
         slot.claim.store(CLAIM_NONE, SeqCst);
+        slot.progress.store(0, SeqCst);
         slot.run.store(0, SeqCst);
         slot.deadline.store(0, SeqCst);
         kp!(ZygoteDeathHandled);
@@ -284,7 +306,7 @@ impl Zygote {
             } else {
                 self.init_failures += 1;
                 if self.init_failures >= MAX_INIT_FAILURES {
-                    ctl.broken.store(1, SeqCst);
+                    ctl.broken.store(ON, SeqCst);
                 }
             }
         } else if prev == W_READY {
@@ -299,16 +321,19 @@ impl Zygote {
     /// Worker `w` died running task `idx` (PROTOCOL.md): the item that may have started ends
     /// (crashed, timed out or cancelled), then the task is requeued from the next item, or
     /// ends if nothing is left, it was cancelled, or the pool is terminating.
-    fn recover(&mut self, idx: u32, w: usize, exit: Exit, run: u64, killed_for_cancel: bool) {
+    fn recover(&mut self, idx: u32, w: usize, exit: Exit, killed_for_cancel: bool) {
         let v = self.cfg.view;
         let t = v.task(idx);
+        let slot = v.worker(w);
         let n = t.n.load(SeqCst);
         let cancelled = killed_for_cancel || t.cancelled.load(SeqCst) != 0;
-        let next = t.next.load(SeqCst);
-        if next < n {
-            if v.last_failure(t).is_some_and(|r| r.item == next) {
-                t.next.store(next + 1, SeqCst); // recorded and counted, not yet published
-            } else if run != 0 {
+        let p = slot.progress.load(SeqCst);
+        let (i, started) = ((p >> 1).min(n), p & 1 != 0);
+        let last = v.last_failure(t).filter(|r| r.item >= i && r.item < n);
+        let next = match last {
+            Some(r) => r.item + 1, // recorded and counted before the death
+            None if started && i < n => {
+                let run = slot.run.load(SeqCst);
                 let status = if run & RUN_TERM != 0 {
                     Status::TimedOut
                 } else if cancelled {
@@ -317,14 +342,15 @@ impl Zygote {
                     Status::Crashed
                 };
                 let pid = self.workers[w].pid;
-                v.push_failure(t, Rec { item: next, status: status as i32, code: 0, pid, wstatus: raw_status(exit) });
-                t.next.store(next + 1, SeqCst);
+                v.push_failure(t, Rec { item: i, status: status as i32, code: 0, pid, wstatus: raw_status(exit) });
+                i + 1
             }
-            kp!(ZygoteItemEnded);
-        }
-        let next = t.next.load(SeqCst);
+            None => i,
+        };
+        t.next.store(next, SeqCst);
+        kp!(ZygoteItemEnded);
         if next < n && cancelled {
-            worker::cancel_rest(&v, t, next);
+            worker::cancel_rest(&v, t, next, None);
         }
         let notify = t.flags.load(SeqCst) & F_NOTIFY == 0;
         if t.next.load(SeqCst) >= n {

@@ -31,6 +31,10 @@ pub enum pool_status {
     POOL_ECANCELLED = 9,
     /// An iterator has returned every result (`pool_iter_next`).
     POOL_EDONE = 10,
+    /// The pool's shared memory was found overwritten (a task wrote where no task can write
+    /// without looking for it): the results it held cannot be trusted, so they fail with this
+    /// status and the pool is terminated.
+    POOL_ECORRUPT = 11,
 }
 
 /// Library version, kept equal to Cargo.toml by a test.
@@ -111,6 +115,7 @@ mod tests {
             (POOL_EPANIC, Status::Panic),
             (POOL_ECANCELLED, Status::Cancelled),
             (POOL_EDONE, Status::Done),
+            (POOL_ECORRUPT, Status::Corrupt),
         ];
         for (c, core) in pairs {
             assert_eq!(c as c_int, core as c_int);
@@ -119,7 +124,7 @@ mod tests {
 
     #[test]
     fn strerror_covers_every_status() {
-        for code in 0..=10 {
+        for code in 0..=11 {
             // SAFETY: static NUL-terminated strings.
             let s = unsafe { std::ffi::CStr::from_ptr(pool_strerror(code)) }.to_str().unwrap();
             assert_eq!(s, Status::of(code).unwrap().describe());

@@ -95,3 +95,142 @@ pub fn populate(ptr: *const u8, len: usize, write: bool) {
                                               // SAFETY: advisory call on a range of our own mapping; it only faults pages in.
     unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
 }
+
+const PAGE: usize = 4096;
+
+/// Maps the pages of the shared mapping `[base, base+len)` a second time, read-write, at an
+/// address of the kernel's choosing.
+pub fn alias(base: *mut u8, len: usize) -> io::Result<*mut u8> {
+    // SAFETY: mremap with old_size 0 duplicates a shared mapping; `base` is one of ours.
+    let p = unsafe { libc::mremap(base as *mut libc::c_void, 0, len, libc::MREMAP_MAYMOVE) };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p as *mut u8)
+}
+
+/// Makes `[ptr, ptr+len)` read-only in this process.
+pub fn protect_read_only(ptr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: a range of our own mapping; only its protection changes.
+    if unsafe { libc::mprotect(ptr as *mut libc::c_void, len, libc::PROT_READ) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn round_up(len: usize) -> usize {
+    len.max(1).next_multiple_of(PAGE)
+}
+
+/// A private area of address space with an inaccessible guard page on each side: a task that
+/// runs past either end of what it was given faults at once instead of writing into memory
+/// that is not its own.
+pub struct Guarded {
+    /// Start of the reservation (the first guard page), and its usable length between guards.
+    start: *mut u8,
+    usable: usize,
+}
+
+impl Default for Guarded {
+    fn default() -> Guarded {
+        Guarded { start: std::ptr::null_mut(), usable: 0 }
+    }
+}
+
+impl Guarded {
+    /// Reserves (inaccessible) room for `len` bytes between guards, reusing the current
+    /// reservation if it is big enough. Returns the start of the usable part.
+    fn reserve(&mut self, len: usize) -> io::Result<*mut u8> {
+        let need = round_up(len);
+        if need > self.usable {
+            self.release();
+            let total = need + 2 * PAGE;
+            // SAFETY: a fresh private reservation; nothing else is mapped there.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    total,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            self.start = p as *mut u8;
+            self.usable = need;
+        }
+        // SAFETY: one page into our reservation.
+        Ok(unsafe { self.start.add(PAGE) })
+    }
+
+    /// Private read-write memory for `len` bytes, page-aligned, followed by a guard page at the
+    /// next page boundary. Contents are whatever was written last.
+    pub fn area(&mut self, len: usize) -> io::Result<*mut u8> {
+        let fresh = round_up(len) > self.usable;
+        let p = self.reserve(len)?;
+        if fresh {
+            // SAFETY: the usable part of our own reservation.
+            if unsafe { libc::mprotect(p as *mut libc::c_void, self.usable, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(p)
+    }
+
+    /// Maps the shared pages `[src, src+len)` (page-aligned, `len` a multiple of the page size)
+    /// read-write between the guards, and returns where. `unwindow` takes them out again.
+    pub fn window(&mut self, src: *mut u8, len: usize) -> io::Result<*mut u8> {
+        let at = self.reserve(len)?;
+        // SAFETY: duplicates pages of our shared mapping over our own reservation (MAP_FIXED
+        // semantics only replace the reservation's inaccessible pages).
+        let p = unsafe {
+            libc::mremap(
+                src as *mut libc::c_void,
+                0,
+                len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                at as *mut libc::c_void,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(at)
+    }
+
+    /// Puts the inaccessible reservation back where a window was.
+    pub fn unwindow(&mut self) {
+        if self.usable == 0 {
+            return;
+        }
+        // SAFETY: replaces our own window with fresh inaccessible pages.
+        unsafe {
+            libc::mmap(
+                self.start.add(PAGE) as *mut libc::c_void,
+                self.usable,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+    }
+
+    fn release(&mut self) {
+        if !self.start.is_null() {
+            // SAFETY: our own reservation, not used any more.
+            unsafe { libc::munmap(self.start as *mut libc::c_void, self.usable + 2 * PAGE) };
+            self.start = std::ptr::null_mut();
+            self.usable = 0;
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

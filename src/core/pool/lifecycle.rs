@@ -10,7 +10,7 @@ impl Shared {
             life.closed = true;
             life.terminated = true;
         }
-        self.view.header().control.terminate.store(1, SeqCst);
+        self.view.header().control.terminate.store(ON, SeqCst);
         self.view.wake_all_workers();
         self.ring_zygote();
         self.reap_zygote();
@@ -38,11 +38,8 @@ impl Shared {
             if self.zygote_dead() {
                 self.reap_zygote();
                 let errno = ctl.fork_errno.load(SeqCst);
-                let why = if errno != 0 {
-                    format!(": {}", std::io::Error::from_raw_os_error(errno))
-                } else {
-                    String::new()
-                };
+                let why =
+                    if errno != 0 { format!(": {}", std::io::Error::from_raw_os_error(errno)) } else { String::new() };
                 return Err(Error::new(
                     Status::Sys,
                     format!("the pool's zygote process exited while starting workers (fork{why})"),
@@ -80,10 +77,31 @@ impl Shared {
     }
 
     /// How items of a CLOSED task that never ran end: cancelled or closed.
+    /// Whether what a final task left in shared memory is consistent: failure records in item
+    /// order, one per item at most, each a failure status; `next` and a variable-size result's
+    /// length within bounds. If not, the block was overwritten: the pool is ended as corrupt.
+    pub(crate) fn check_records(&self, slot: u32, len: usize, max_out: usize) -> bool {
+        let t = self.view.task(slot);
+        let mut prev: Option<u64> = None;
+        let ok = self.view.failures(t).iter().all(|r| {
+            let in_order = r.item < len as u64 && prev.is_none_or(|p| r.item > p);
+            prev = Some(r.item);
+            in_order && Status::of(r.status).is_some_and(|s| s != Status::Ok)
+        }) && t.next.load(SeqCst) <= len as u64
+            && t.out_len.load(SeqCst) <= max_out as u64;
+        if !ok {
+            self.corrupt.store(true, SeqCst);
+            self.ring_zygote(); // never trust this pool again; waiters end it (watchdog)
+        }
+        ok
+    }
+
     /// The record of an item that never ran: cancelled, or closed (`code` says whether
     /// because the zygote died, see `Info::error`).
     pub(crate) fn unrun(&self, slot: u32, item: u64) -> Rec {
-        let (status, code) = if self.view.task(slot).cancelled.load(SeqCst) != 0 {
+        let (status, code) = if self.corrupt.load(SeqCst) {
+            (Status::Corrupt, 0)
+        } else if self.view.task(slot).cancelled.load(SeqCst) != 0 {
             (Status::Cancelled, 0)
         } else {
             (Status::Closed, i32::from(self.zygote_died.load(SeqCst)))
@@ -128,6 +146,9 @@ impl Shared {
         }
         proc::kill_group(h.pid, libc::SIGKILL); // before reaping: the zombie keeps the group id
         let exit = proc::reap(h.pid, true).ok().flatten();
+        if exit == Some(proc::Exit::Code(zygote::EXIT_CORRUPT)) {
+            self.corrupt.store(true, SeqCst);
+        }
         if exit != Some(proc::Exit::Code(0)) {
             let until = Instant::now() + Duration::from_secs(2);
             for w in 0..self.nworkers {
@@ -143,7 +164,13 @@ impl Shared {
     /// Called by waiters now and then: if the zygote died behind our back, nothing will ever
     /// finish, so end the pool instead of hanging.
     pub(crate) fn watchdog(&self) {
-        if !self.is_terminated() && self.zygote_dead() {
+        if self.is_terminated() {
+            return;
+        }
+        if self.corrupt.load(SeqCst) || self.view.corrupt().is_some() {
+            self.corrupt.store(true, SeqCst);
+            self.terminate();
+        } else if self.zygote_dead() {
             self.zygote_died.store(true, SeqCst);
             self.terminate();
         }

@@ -26,6 +26,8 @@ const MIN_HEAP_LEN: usize = 16 << 20;
 /// How long the host waits for its zygote to exit before it kills it (the zygote's own
 /// clean-up is bounded well below this).
 const ZYGOTE_EXIT_WAIT_MS: i32 = 20_000;
+pub(crate) const CORRUPT: &str = "the pool's shared memory was found overwritten (by a task that wrote where it \
+     had to look for memory to write); results in flight cannot be trusted and the pool is terminated";
 pub(crate) const ZYGOTE_DIED: &str = "the pool's zygote process died (killed from outside?); the pool is terminated";
 /// How often a blocked waiter checks that the pool's zygote is still alive.
 pub(crate) const WATCH_SLICE: Duration = Duration::from_millis(200);
@@ -53,8 +55,9 @@ fn heap_len(opt: usize) -> Result<usize> {
     } else {
         match std::env::var("POOL_SHM_SIZE") {
             Err(_) => HEAP_LEN,
-            Ok(v) => parse_size(v.trim())
-                .ok_or_else(|| Error::inval(format!("POOL_SHM_SIZE={v:?} is not a size (bytes, or a number with K, M, G or T)")))?,
+            Ok(v) => parse_size(v.trim()).ok_or_else(|| {
+                Error::inval(format!("POOL_SHM_SIZE={v:?} is not a size (bytes, or a number with K, M, G or T)"))
+            })?,
         }
     };
     if len > MAX_HEAP_LEN {
@@ -96,7 +99,9 @@ struct Fds {
 pub struct Shared {
     pub(crate) view: View,
     map: Mapping,
+    /// Task blocks (read-only to tasks), and the user's `pool_shm_alloc` buffers.
     pub(crate) heap: Heap,
+    user_heap: Heap,
     pub(crate) nworkers: usize,
     owner: libc::pid_t,
     slots: Mutex<Slots>,
@@ -106,6 +111,8 @@ pub struct Shared {
     zygote: Mutex<Option<Arc<PidHandle>>>,
     /// Set when the zygote was found dead: unfinished work then says so.
     pub(crate) zygote_died: std::sync::atomic::AtomicBool,
+    /// Set when shared memory was found overwritten: the pool is ended and says so.
+    pub(crate) corrupt: std::sync::atomic::AtomicBool,
     reaping: Mutex<()>,
     fds: Fds,
     /// Blocks handed out by `shm_alloc`, by offset.
@@ -140,10 +147,8 @@ struct Code {
 impl Code {
     fn now() -> Code {
         let objects = dl::objects();
-        let anonymous = proc::executable_ranges()
-            .into_iter()
-            .filter(|&(lo, _)| !objects.iter().any(|o| o.contains(lo)))
-            .collect();
+        let anonymous =
+            proc::executable_ranges().into_iter().filter(|&(lo, _)| !objects.iter().any(|o| o.contains(lo))).collect();
         Code { objects, generation: dl::generation(), anonymous }
     }
 
@@ -163,7 +168,9 @@ impl Code {
         }
         match dl::objects().into_iter().find(|o| o.contains(func)) {
             Some(now) if now.base == then.base && now.id == then.id => Ok(()),
-            _ => refuse("is in a library that was unloaded after the pool was created (another may be loaded in its place)"),
+            _ => refuse(
+                "is in a library that was unloaded after the pool was created (another may be loaded in its place)",
+            ),
         }
     }
 }
@@ -216,7 +223,8 @@ impl Pool {
         proc::register_map(map.base() as usize, map.len());
         let sh = Arc::new(Shared {
             view,
-            heap: Heap::new(layout.heap_len),
+            heap: Heap::new(0, layout.heap_len),
+            user_heap: Heap::new(layout.heap_len, layout.heap_len),
             map,
             nworkers: n,
             owner: proc::getpid(),
@@ -225,6 +233,7 @@ impl Pool {
             life: Arc::new(LifeSync { st: Mutex::new(Life::default()), cv: Condvar::new() }),
             zygote: Mutex::new(None),
             zygote_died: Default::default(),
+            corrupt: Default::default(),
             reaping: Mutex::new(()),
             user_blocks: Mutex::new(std::collections::HashMap::new()),
             fds,
@@ -341,7 +350,7 @@ impl Pool {
     pub fn shm_alloc(&self, size: usize) -> Result<*mut u8> {
         self.sh.check_owner()?;
         let b =
-            self.sh.heap.alloc(size.max(1)).ok_or_else(|| {
+            self.sh.user_heap.alloc(size.max(1)).ok_or_else(|| {
                 Error::new(Status::NoMem, format!("{size} bytes do not fit in the pool's shared memory"))
             })?;
         lock(&self.sh.user_blocks).insert(b.off, b);
@@ -384,7 +393,7 @@ impl Pool {
         }
         drop(life);
         let ctl = &self.sh.view.header().control;
-        ctl.shutdown.store(1, SeqCst);
+        ctl.shutdown.store(ON, SeqCst);
         self.sh.view.wake_all_workers();
         self.sh.reap_zygote();
         // Anything still unfinished (the zygote died abnormally) ends now instead of hanging.
@@ -415,7 +424,7 @@ impl Shared {
 
     /// The completion eventfd: readable whenever a result became ready since it was last read.
     pub(crate) fn event_fd(&self) -> i32 {
-        self.view.header().control.efd_armed.store(1, SeqCst);
+        self.view.header().control.efd_armed.store(ON, SeqCst);
         self.fds.efd.0
     }
 
@@ -431,6 +440,9 @@ impl Shared {
     pub(crate) fn check_open(&self, draining: bool) -> Result<()> {
         self.check_owner()?;
         let life = lock(&self.life.st);
+        if self.corrupt.load(Relaxed) {
+            return Err(Error::new(Status::Corrupt, CORRUPT));
+        }
         if life.terminated || (life.closed && !draining) {
             return Err(Error::closed(if self.zygote_died.load(Relaxed) {
                 ZYGOTE_DIED
@@ -470,7 +482,7 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         if lock(&self.zygote).is_some() {
-            self.view.header().control.terminate.store(1, SeqCst);
+            self.view.header().control.terminate.store(ON, SeqCst);
             self.ring_zygote();
             self.reap_zygote();
         }

@@ -7,10 +7,11 @@ impl Shared {
     /// Takes the queue lock for a host thread. Fails (and ends the pool) if the zygote died
     /// while we waited: a lock held by a dead worker would then never be released.
     pub(crate) fn lock_queue(&self) -> Result<()> {
-        if self.view.lock(TAG_HOST, || self.zygote_dead()) {
+        if self.view.lock(TAG_HOST, || self.zygote_dead() || self.view.corrupt().is_some()) {
             return Ok(());
         }
         self.watchdog();
+        self.check_open(true)?;
         Err(Error::closed(ZYGOTE_DIED))
     }
 }
@@ -46,9 +47,9 @@ pub(crate) struct Submitted {
 impl Shared {
     /// The heap offset of `[addr, addr+len)` if it lies in this pool's shared heap.
     pub(crate) fn shm_offset(&self, addr: usize, len: usize) -> Option<u64> {
-        let base = self.view.heap_ptr(0) as usize;
-        let off = addr.checked_sub(base)?;
-        (len > 0 && off.checked_add(len)? <= self.heap.capacity()).then_some(off as u64)
+        let cap = self.user_heap.capacity();
+        let off = addr.checked_sub(self.view.heap_ptr(cap as u64) as usize)?;
+        (len > 0 && off.checked_add(len)? <= cap).then_some((cap + off) as u64)
     }
 
     /// Allocates a slot and a block, lets `fill` copy the input in (unless it already is in
@@ -62,7 +63,7 @@ impl Shared {
         self.check_open(spec.map_chunk)?;
         self.code.check(spec.func)?;
         let timeout_ns = spec.timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
-        if timeout_ns != 0 && self.view.header().control.deadlines.swap(1, SeqCst) == 0 {
+        if timeout_ns != 0 && self.view.header().control.deadlines.swap(ON, SeqCst) == 0 {
             self.ring_zygote(); // from now on it watches deadlines
         }
         let (slot, block) = self.reserve(lay.total, spec.map_chunk)?;
@@ -82,8 +83,14 @@ impl Shared {
         let t = self.view.task(slot);
         t.epoch.fetch_add(1, Relaxed);
         t.kind.store(spec.kind, Relaxed);
-        let dirty = if block.resident { F_DIRTY } else { 0 };
-        t.flags.store(dirty | if spec.map_chunk { F_NOTIFY } else { 0 }, Relaxed);
+        let mut flags = if spec.map_chunk { F_NOTIFY } else { 0 };
+        if block.resident {
+            flags |= F_DIRTY;
+        }
+        if spec.shm_out.is_none() && BlockLayout::window(spec.n, spec.out_size) {
+            flags |= F_WINDOW;
+        }
+        t.flags.store(flags, Relaxed);
         t.func.store(spec.func as u64, Relaxed);
         t.ctx.store(spec.ctx as u64, Relaxed);
         t.block.store(block.off as u64, Relaxed);
@@ -161,7 +168,8 @@ impl Shared {
     }
 
     pub(crate) fn free_block(&self, b: Block) {
-        if let Some((off, len)) = self.heap.free(b) {
+        let heap = if b.off >= self.heap.capacity() { &self.user_heap } else { &self.heap };
+        if let Some((off, len)) = heap.free(b) {
             self.map.release(self.view.heap_offset() + off, len);
         }
     }

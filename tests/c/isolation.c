@@ -1,0 +1,154 @@
+/* A buggy task must not silently corrupt other callers: buffer overruns past a small and a big
+ * result while 200 other applies are in flight, a write into the task's own (read-only) input,
+ * a wild write into the pool's shared header, and a task that goes looking for the worker's
+ * private read-write mapping of the pool and overwrites the header through it. The damaged
+ * call fails (POOL_ECRASHED), or the pool reports itself corrupt (POOL_ECORRUPT); no other
+ * caller ever gets a wrong result with POOL_OK, and nothing hangs. */
+#include "check.h"
+
+#define N 200
+
+static int slow_triple(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long x = *(const long *)in;
+    usleep(200);
+    *(long *)out = 3 * x;
+    return 0;
+}
+
+/* Writes its 8-byte result, then 1 MiB past it (the classic overrun). */
+static int overruns(const void *in, void *out, void *ctx) {
+    (void)in; (void)ctx;
+    memset(out, 0x77, 1 << 20);
+    return 0;
+}
+
+/* Its result is 512 KiB; it writes 1 MiB. */
+static int overruns_big(const void *in, void *out, void *ctx) {
+    (void)in; (void)ctx;
+    memset(out, 0x77, 1 << 20);
+    return 0;
+}
+
+static int writes_its_input(const void *in, void *out, void *ctx) {
+    (void)out; (void)ctx;
+    memset((void *)in, 0, 8);
+    return 0;
+}
+
+/* The start of the first mapping of the pool's shared memory in this worker that matches
+ * `perms` (e.g. "r--s" or "rw-s") at file offset 0: the public header, or the worker's alias. */
+static char *find_pool_mapping(const char *perms) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    char *found = NULL;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off;
+        char p[8];
+        if (sscanf(line, "%lx-%lx %7s %lx", &lo, &hi, p, &off) == 4 && strstr(line, "memfd:libpool") &&
+            strcmp(p, perms) == 0 && off == 0) {
+            found = (char *)lo;
+            break;
+        }
+    }
+    if (f) fclose(f);
+    return found;
+}
+
+static int writes_the_header(const void *in, void *out, void *ctx) {
+    (void)in; (void)out; (void)ctx;
+    char *h = find_pool_mapping("r--s");
+    if (!h) return 99;
+    memset(h, 0xff, 4096);
+    return 0;
+}
+
+static int scribbles_through_the_alias(const void *in, void *out, void *ctx) {
+    (void)in; (void)out; (void)ctx;
+    char *h = find_pool_mapping("rw-s");
+    if (!h) return 99;
+    memset(h, 0xff, 4096);
+    return 0;
+}
+
+/* Submits N applies around one bad one; all N must succeed with the right results. */
+static void around(pool_t *pool, pool_fn bad, size_t bad_out, int want_bad) {
+    static long xs[N], ys[N];
+    static pool_async_t *as[N];
+    for (long i = 0; i < N; i++) {
+        xs[i] = i;
+        ys[i] = -1;
+    }
+    for (long i = 0; i < N / 2; i++) as[i] = pool_apply_async(pool, slow_triple, &xs[i], 8, &ys[i], 8, NULL);
+    void *bad_result = calloc(1, bad_out);
+    long x = 0;
+    pool_async_t *b = pool_apply_async(pool, bad, &x, sizeof x, bad_result, bad_out, NULL);
+    for (long i = N / 2; i < N; i++) as[i] = pool_apply_async(pool, slow_triple, &xs[i], 8, &ys[i], 8, NULL);
+    REQUIRE(b != NULL);
+    CHECK_ST(async_get(b, 30), want_bad);
+    async_free(b);
+    free(bad_result);
+    int wrong = 0;
+    for (long i = 0; i < N; i++) {
+        REQUIRE(as[i] != NULL);
+        int st = async_get(as[i], 30);
+        if (st != POOL_OK || ys[i] != 3 * i) wrong++;
+        async_free(as[i]);
+    }
+    CHECK_EQ(wrong, 0);
+}
+
+static int only_child_pid(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
+    FILE *f = fopen(path, "r");
+    int pid = -1;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1) pid = -1;
+        fclose(f);
+    }
+    return pid;
+}
+
+int main(void) {
+    test_begin("isolation", 50);
+    pool_t *pool = pool_create(2, NULL);
+    REQUIRE(pool != NULL);
+
+    SECTION("a task writing 1 MiB past its 8-byte result, 200 applies in flight");
+    around(pool, overruns, 8, POOL_ECRASHED);
+    CHECK_ERR_HAS("signal 11");
+
+    SECTION("a task writing 1 MiB past its 512 KiB result, 200 applies in flight");
+    around(pool, overruns_big, 512 << 10, POOL_ECRASHED);
+
+    SECTION("a task writing into its input (read-only)");
+    around(pool, writes_its_input, 8, POOL_ECRASHED);
+
+    SECTION("a task writing over the pool's shared header at the address it can find");
+    around(pool, writes_the_header, 8, POOL_ECRASHED);
+
+    SECTION("the pool works after all of that");
+    long in[1000], out[1000];
+    for (long i = 0; i < 1000; i++) in[i] = i;
+    CHECK_ST(pool_map(pool, square, in, sizeof in[0], out, sizeof out[0], 1000, NULL), POOL_OK);
+    CHECK_EQ(out[999], 999 * 999);
+
+    SECTION("a task that finds the worker's own read-write mapping and overwrites the header");
+    double long_sleep = 20;
+    long y = 0, x = 0;
+    pool_async_t *pending = pool_apply_async(pool, sleeps, &long_sleep, sizeof long_sleep, &y, sizeof y, NULL);
+    REQUIRE(pending != NULL);
+    int st = pool_apply(pool, scribbles_through_the_alias, &x, sizeof x, &y, sizeof y, NULL);
+    CHECK(st == POOL_OK || st == POOL_ECORRUPT);
+    double t0 = now_s();
+    CHECK_ST(async_get(pending, 30), POOL_ECORRUPT); /* what was in flight is not trusted */
+    CHECK_ERR_HAS("overwritten");
+    CHECK(now_s() - t0 < 10);
+    CHECK_ST(pool_map(pool, square, in, sizeof in[0], out, sizeof out[0], 1000, NULL), POOL_ECORRUPT);
+    async_free(pending);
+    int zygote = only_child_pid();
+    pool_destroy(pool);
+    CHECK(zygote < 0 || kill(zygote, 0) != 0); /* reaped: nothing left behind */
+    return test_finish();
+}
