@@ -147,6 +147,7 @@ impl Items {
             out_size: 8,
             n: self.xs.len(),
             ctx: counters().as_ptr() as usize,
+            ctx_size: 0,
             chunksize,
             statuses: self.st.as_mut_ptr() as usize,
             timeout,
@@ -188,7 +189,7 @@ fn workload(p: &Pool) -> Report {
         .ok();
     }
     let text: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
-    let var = unsafe { p.submit_var(echo, text.as_ptr(), text.len(), text.len(), 0) }.ok();
+    let var = unsafe { p.submit_var(echo, text.as_ptr(), text.len(), text.len(), 0, Default::default()) }.ok();
     let mut sleepers: Vec<(i64, Box<i64>, Option<AsyncResult>)> = CANCELLED.map(|x| (x, Box::new(-1), None)).collect();
     for (x, y, r) in sleepers.iter_mut() {
         *r = unsafe {

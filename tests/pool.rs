@@ -2,7 +2,9 @@
 
 mod common;
 use common::*;
-use pool::core::{Options, Pool, Status};
+use pool::core::iter::Input;
+use pool::core::{CallOptions, MapArgs, Options, Pool, Status};
+use std::os::raw::{c_int, c_void};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -372,4 +374,85 @@ fn function_of_a_library_unloaded_and_replaced_after_creation_is_refused() {
     }
     unsafe { libc::dlclose(lb) };
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Adds the i64 that ctx points to.
+unsafe extern "C" fn add_ctx(i: *const c_void, o: *mut c_void, ctx: *mut c_void) -> c_int {
+    *(o as *mut i64) = *(i as *const i64) + *(ctx as *const i64);
+    0
+}
+
+#[test]
+fn ctx_is_copied_with_the_call_when_ctx_size_is_given() {
+    let p = Pool::new(2, Options::default()).unwrap();
+    // Allocated after the pool: workers do not have it, so it must travel with the call.
+    let big: Vec<i64> = vec![1000; 1 << 20]; // large enough to be its own mapping
+    let ctx = big.as_ptr() as usize;
+    let (x, mut y) = (5i64, 0i64);
+    let e = unsafe { p.apply_async(add_ctx, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, ctx) }
+        .err()
+        .expect("ctx in memory the workers do not have must be refused");
+    assert_eq!(e.status, Status::Inval);
+    assert!(e.msg.contains("ctx") && e.msg.contains("ctx_size"), "{e}");
+    let opts = CallOptions { ctx_size: 8, ..CallOptions::default() };
+    let r = unsafe {
+        p.apply_async_ex(add_ctx, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, ctx, opts)
+    }
+    .unwrap();
+    assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+    assert_eq!(y, 1005);
+    // A map sees the bytes as they were at the call, whatever the caller does after.
+    let mut val = Box::new(7i64);
+    let xs: Vec<i64> = (0..10_000).collect();
+    let mut ys = vec![0i64; xs.len()];
+    let a = MapArgs { ctx_size: 8, ..map_args(add_ctx, &xs, &mut ys, &*val as *const i64 as usize, 100) };
+    let r = unsafe { p.map_async(a) }.unwrap();
+    *val = -1;
+    r.wait(None).unwrap().err.map_or(Ok(()), Err).unwrap();
+    assert!(xs.iter().zip(&ys).all(|(x, y)| *y == x + 7));
+}
+
+unsafe extern "C" fn explains(i: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    let x = *(i as *const i64);
+    if x % 10 == 3 {
+        let m = format!("cannot take item {x}: it ends in 3");
+        pool::core::worker::set_task_error(m.as_bytes()).unwrap();
+        return 3;
+    }
+    if x % 10 == 4 {
+        pool::core::worker::set_task_error(b"dropped: this item succeeds").unwrap();
+    }
+    *(o as *mut i64) = x;
+    0
+}
+
+#[test]
+fn task_error_messages_reach_the_caller() {
+    assert!(pool::core::worker::set_task_error(b"outside").is_err(), "only inside a task");
+    let p = Pool::new(2, Options::default()).unwrap();
+    let (x, mut y) = (13i64, 0i64);
+    let r = unsafe { p.apply_async(explains, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+        .unwrap();
+    let o = r.wait(None).unwrap();
+    assert_eq!(o.status(), Status::Task);
+    assert_eq!(o.info.msg.as_deref(), Some("cannot take item 13: it ends in 3"));
+    assert!(o.err.unwrap().msg.ends_with("task returned 3: cannot take item 13: it ends in 3"));
+    // A map: the lowest failing item's message; the message of a task that succeeds is dropped.
+    let xs: Vec<i64> = (0..100).collect();
+    let mut ys = vec![0i64; 100];
+    let e = unsafe { p.map(map_args(explains, &xs, &mut ys, 0, 7)) }.unwrap_err();
+    assert_eq!(e.msg, "item 3: task returned 3: cannot take item 3: it ends in 3");
+    assert_eq!(ys[4], 4);
+    // Iterators: every failed item carries its own.
+    let mut it =
+        unsafe { p.imap(map_args_raw(explains, xs.as_ptr() as usize, 0, 100, 0, 7), Input::Array, true) }.unwrap();
+    let mut seen = 0;
+    let mut out = 0i64;
+    while let Some(item) = unsafe { it.next(&mut out as *mut i64 as *mut u8, None) }.unwrap() {
+        if let Some(e) = item.err {
+            assert!(e.msg.ends_with(&format!("cannot take item {}: it ends in 3", item.index)), "{e}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 10);
 }

@@ -2,7 +2,6 @@
 //! chunks, over an array or over input produced on demand by a callback.
 
 use super::error::{Error, Result, Status};
-use super::job::Info;
 use super::map::{chunk_size, Chunk, ItemOutcomes, MapArgs, CHUNK_BYTES};
 use super::pool::{Pool, Shared, TaskSpec, WATCH_SLICE};
 use super::shm::*;
@@ -46,6 +45,8 @@ pub struct MapIter {
     source_error: Option<c_int>,
     /// Submitted and not yet fully consumed, in submission order.
     chunks: VecDeque<Chunk>,
+    /// The copy of `ctx` chunks are given (with `ctx_size`), taken when the iterator started.
+    _ctx: Option<Box<[u8]>>,
     /// The chunk being consumed and the position in it.
     /// (and where its failure records have been read up to, so each is read once).
     cur: Option<(Chunk, usize, usize)>,
@@ -69,6 +70,7 @@ impl Pool {
             Input::Source { .. } => a.chunksize,
         };
         let exhausted = matches!(input, Input::Array) && a.n == 0;
+        let (a, _ctx) = a.with_ctx_snapshot();
         Ok(MapIter {
             chunksize,
             sh,
@@ -80,6 +82,7 @@ impl Pool {
             exhausted,
             source_error: None,
             chunks: VecDeque::new(),
+            _ctx,
             cur: None,
         })
     }
@@ -139,6 +142,7 @@ impl MapIter {
                 map_chunk: true,
                 func: self.a.func as usize,
                 ctx: self.a.ctx,
+                ctx_size: self.a.ctx_size,
                 n: len,
                 in_size: self.a.in_size,
                 out_size: self.a.out_size,
@@ -177,6 +181,7 @@ impl MapIter {
                 out_off: Some(sub.out_off),
                 start,
                 len: sub.n,
+                msgs: sub.msgs,
             });
             self.next += sub.n;
             if matches!(self.input, Input::Array) && self.next >= self.a.n {
@@ -189,13 +194,10 @@ impl MapIter {
     unsafe fn take_from_current(&mut self, out: *mut u8) -> Option<IterItem> {
         let (c, pos, seen) = self.cur.as_mut()?;
         let i = *pos;
-        let mut outcomes = ItemOutcomes::of(&self.sh, c.slot, c.len, i == 0).resume_at(*seen);
+        let mut outcomes = ItemOutcomes::of(&self.sh, c.slot, c.msgs, c.len, i == 0).resume_at(*seen);
         let rec = outcomes.at(i);
         *seen = outcomes.record();
-        let info = match rec {
-            Some(rec) => Info::from_rec(rec, Some((c.start + i) as u64)),
-            None => Info { status: Status::Ok, code: 0, pid: 0, exit: None, item: Some((c.start + i) as u64) },
-        };
+        let info = outcomes.info(rec, (c.start + i) as u64);
         if info.status == Status::Ok && self.a.out_size > 0 {
             let src = self.sh.view.heap_ptr(c.out_off.expect("iterators copy") + (i * self.a.out_size) as u64);
             // SAFETY: the item succeeded, its output is final; `out` holds out_size bytes.

@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How a task, or a map's lowest-index failing item, ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Info {
     pub status: Status,
     /// The task's own return code.
@@ -24,6 +24,8 @@ pub struct Info {
     pub exit: Option<Exit>,
     /// The item's index, for maps.
     pub item: Option<u64>,
+    /// The task's own message (`pool_task_error`).
+    pub msg: Option<String>,
 }
 
 impl Info {
@@ -36,11 +38,20 @@ impl Info {
             pid: rec.pid,
             exit: died.then(|| Exit::from_raw(rec.wstatus)),
             item,
+            msg: None,
         }
     }
 
-    fn of(status: Status) -> Info {
-        Info { status, code: 0, pid: 0, exit: None, item: None }
+    pub(crate) fn of(status: Status) -> Info {
+        Info { status, code: 0, pid: 0, exit: None, item: None, msg: None }
+    }
+
+    /// How item `item` (None: a single task) ended, from its failure record if it has one.
+    pub(crate) fn of_item(rec: Option<Rec>, item: Option<u64>, message: impl FnOnce(&Rec) -> Option<String>) -> Info {
+        match rec {
+            Some(r) => Info { msg: message(&r), ..Info::from_rec(r, item) },
+            None => Info { item, ..Info::of(Status::Ok) },
+        }
     }
 
     /// The error this describes, with a message naming the item, code, worker and signal.
@@ -64,6 +75,10 @@ impl Info {
                 format!("{what}the pool is broken: its workers keep dying in the initializer")
             }
             (s, _) => format!("{what}{}", s.describe()),
+        };
+        let msg = match &self.msg {
+            Some(m) => format!("{msg}: {m}"),
+            None => msg,
         };
         Some(Error::new(self.status, msg))
     }
@@ -120,6 +135,8 @@ pub struct TaskJob {
     block: Block,
     /// Heap offset of the result.
     out_off: u64,
+    /// Heap offset of the task's message slots.
+    msgs: u64,
     /// Where to copy the result (0: nowhere, it is read in place).
     out: usize,
     /// Result size (for variable-size tasks, the most it may write).
@@ -136,6 +153,7 @@ impl TaskJob {
             slot: sub.slot,
             block: sub.block,
             out_off: sub.out_off,
+            msgs: sub.msgs,
             out: out as usize,
             out_size,
             var,
@@ -160,16 +178,11 @@ impl TaskJob {
             T_DONE => {
                 let t = self.sh.view.task(self.slot);
                 // The task is DONE: its records are final.
-                let info = match self.sh.view.failures(t).first() {
-                    Some(&rec) => Info::from_rec(rec, None),
-                    None => Info {
-                        status: Status::Ok,
-                        code: 0,
-                        pid: t.pid.load(std::sync::atomic::Ordering::Relaxed),
-                        exit: None,
-                        item: None,
-                    },
-                };
+                let first = self.sh.view.failures(t).first().copied();
+                let mut info = Info::of_item(first, None, |r| self.sh.view.message(self.msgs, 1, r));
+                if first.is_none() {
+                    info.pid = t.pid.load(std::sync::atomic::Ordering::Relaxed);
+                }
                 let outcome = Outcome::from_info(info);
                 if outcome.err.is_none() && !self.var && self.out_size > 0 && self.out != 0 {
                     let src = self.sh.view.heap_ptr(self.out_off);

@@ -26,12 +26,28 @@ pub struct MapArgs {
     pub out_size: usize,
     pub n: usize,
     pub ctx: usize,
+    /// Bytes of `ctx` copied with every chunk (0: `ctx` is passed as it is).
+    pub ctx_size: usize,
     /// Items per chunk; 0 for automatic.
     pub chunksize: usize,
     /// Where to write each item's status (`n` i32s), or 0.
     pub statuses: usize,
     /// Per-item deadline overriding the pool's `task_timeout`.
     pub timeout: Option<Duration>,
+}
+
+impl MapArgs {
+    /// With `ctx_size`, every item must see `ctx` as it was at the call, while chunks are
+    /// submitted over time: copy it now; chunks copy from the snapshot, which the caller keeps
+    /// while the map runs.
+    pub(super) fn with_ctx_snapshot(self) -> (MapArgs, Option<Box<[u8]>>) {
+        if self.ctx_size == 0 {
+            return (self, None);
+        }
+        // SAFETY: the caller's ctx is readable for ctx_size bytes (its contract).
+        let snap: Box<[u8]> = unsafe { std::slice::from_raw_parts(self.ctx as *const u8, self.ctx_size) }.into();
+        (MapArgs { ctx: snap.as_ptr() as usize, ..self }, Some(snap))
+    }
 }
 
 pub(super) struct Chunk {
@@ -42,6 +58,8 @@ pub(super) struct Chunk {
     pub(super) out_off: Option<u64>,
     pub(super) start: usize,
     pub(super) len: usize,
+    /// Heap offset of the task's message slots.
+    pub(super) msgs: u64,
 }
 
 impl Pool {
@@ -54,6 +72,7 @@ impl Pool {
         let sh = self.shared();
         sh.driver_started()?;
         let job = MapJob::new(a.n);
+        let (a, _ctx) = a.with_ctx_snapshot();
         drive(sh, a, &job);
         sh.life.driver_finished();
         let o = job.with(|s| s.done.clone()).expect("driver completes the job");
@@ -73,7 +92,9 @@ impl Pool {
         sh.driver_started()?;
         let job = MapJob::new(a.n);
         let (sh2, job2, life) = (sh.clone(), job.clone(), sh.life.clone());
+        let (a, ctx) = a.with_ctx_snapshot();
         let spawned = std::thread::Builder::new().name("pool-map".into()).spawn(move || {
+            let _ctx = ctx; // chunks copy from it as they go
             drive(&sh2, a, &job2);
             drop(sh2);
             life.driver_finished();
@@ -166,7 +187,7 @@ fn fail_rest(a: &MapArgs, job: &MapJob, first: &mut FirstFailure, from: usize, e
     if from >= a.n {
         return;
     }
-    let info = Info { status: e.status, code: 0, pid: 0, exit: None, item: Some(from as u64) };
+    let info = Info { item: Some(from as u64), ..Info::of(e.status) };
     first.note(info, Error::new(e.status, format!("item {from}: {}", e.msg)));
     job.done.fetch_add(a.n - from, Relaxed);
     job.with(|st| {
@@ -193,6 +214,7 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
         map_chunk: true,
         func: a.func as usize,
         ctx: a.ctx,
+        ctx_size: a.ctx_size,
         n: len,
         in_size: a.in_size,
         out_size: a.out_size,
@@ -211,12 +233,23 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
             len
         })
     })?;
-    Ok(Chunk { slot: sub.slot, block: sub.block, out_off: shm_out.is_none().then_some(sub.out_off), start, len })
+    Ok(Chunk {
+        slot: sub.slot,
+        block: sub.block,
+        out_off: shm_out.is_none().then_some(sub.out_off),
+        start,
+        len,
+        msgs: sub.msgs,
+    })
 }
 
 /// How the items of an ended task ended, asked in item order: None for success, else the
 /// failure (recorded, or "never ran" past `ran` when the task was closed or cancelled).
 pub(super) struct ItemOutcomes<'a> {
+    sh: &'a Shared,
+    /// The task's message slots and items.
+    msgs: u64,
+    len: usize,
     fails: &'a [Rec],
     k: usize,
     ran: usize,
@@ -226,16 +259,16 @@ pub(super) struct ItemOutcomes<'a> {
 impl<'a> ItemOutcomes<'a> {
     /// `check`: validate the records first (once per chunk); once any chunk failed the check,
     /// no result of the pool is trusted.
-    pub(super) fn of(sh: &'a Shared, slot: u32, len: usize, check: bool) -> ItemOutcomes<'a> {
+    pub(super) fn of(sh: &'a Shared, slot: u32, msgs: u64, len: usize, check: bool) -> ItemOutcomes<'a> {
         let t = sh.view.task(slot);
         let valid = if check { sh.check_records(slot, len, 0) } else { !sh.corrupt.load(Acquire) };
         if !valid {
             let corrupt = Rec { status: Status::Corrupt as i32, ..Rec::default() };
-            return ItemOutcomes { fails: &[], k: 0, ran: 0, unrun: corrupt };
+            return ItemOutcomes { sh, msgs, len, fails: &[], k: 0, ran: 0, unrun: corrupt };
         }
         // Items before `next` have ended (a DONE task has ended them all); the rest never ran.
         let ran = (t.next.load(Acquire) as usize).min(len);
-        ItemOutcomes { fails: sh.view.failures(t), k: 0, ran, unrun: sh.unrun(slot, 0) }
+        ItemOutcomes { sh, msgs, len, fails: sh.view.failures(t), k: 0, ran, unrun: sh.unrun(slot, 0) }
     }
 
     /// Resumes reading the failure records at record `k` (from an earlier `record()`).
@@ -260,6 +293,11 @@ impl<'a> ItemOutcomes<'a> {
         }
     }
 
+    /// How an item ended (`rec` from `at`), with the task's message if it gave one.
+    pub(super) fn info(&self, rec: Option<Rec>, item: u64) -> Info {
+        Info::of_item(rec, Some(item), |r| self.sh.view.message(self.msgs, self.len, r))
+    }
+
     /// True when every item succeeded (the common case: one bulk copy, no per-item work).
     fn all_ok(&self, len: usize) -> bool {
         self.fails.is_empty() && self.ran >= len
@@ -273,7 +311,7 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
     if !matches!(state, T_DONE | T_CLOSED) {
         return false;
     }
-    let mut outcomes = ItemOutcomes::of(sh, c.slot, c.len, true);
+    let mut outcomes = ItemOutcomes::of(sh, c.slot, c.msgs, c.len, true);
     job.with(|st: &mut MapState| {
         let write = !st.detached;
         let copy = |from: usize, to: usize| {
@@ -312,8 +350,9 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
             if let Some(s) = ok_from.take() {
                 copy(s, i);
             }
-            let info = Info::from_rec(rec, Some((c.start + i) as u64));
-            first.note(info, info.error().expect("a failed record"));
+            let info = outcomes.info(Some(rec), (c.start + i) as u64);
+            let err = info.error().expect("a failed record");
+            first.note(info, err);
         }
         if let Some(s) = ok_from {
             copy(s, c.len);

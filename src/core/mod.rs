@@ -17,5 +17,5 @@ mod zygote;
 pub use error::{Error, Result, Status};
 pub use job::{AsyncResult, Outcome};
 pub use map::MapArgs;
-pub use pool::{Options, Pool};
+pub use pool::{CallOptions, Options, Pool};
 pub use process::Process;

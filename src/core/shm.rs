@@ -177,6 +177,8 @@ pub struct TaskSlot {
     pub cancelled: AtomicU32,
     /// Failure records written so far: items before `next` without one succeeded.
     pub nfail: AtomicU64,
+    /// Heap offset of the task's message slots (`BlockLayout::msgs`).
+    pub msgs: AtomicU64,
 }
 
 /// The failure of one item. Only failures are recorded (successes cost no write), in item
@@ -193,13 +195,23 @@ pub struct Rec {
     pub pid: i32,
     /// The worker's raw wait status when it died running the item.
     pub wstatus: i32,
+    /// 1 + the message slot holding the task's own error message (`pool_task_error`), or 0.
+    pub msg: u64,
 }
+
+/// Failures of a task that can carry a message of their own (the first ones), and the room for
+/// each (the text and its NUL).
+pub(crate) const MSG_SLOTS: usize = 16;
+pub(crate) const MSG_LEN: usize = 256;
 
 /// Offsets of the parts of a task block.
 #[derive(Clone, Copy, Debug)]
 pub struct BlockLayout {
     pub input: usize,
     pub output: usize,
+    /// Message slots (`min(n, MSG_SLOTS)` of `MSG_LEN` bytes), then the copy of `ctx`.
+    pub msgs: usize,
+    pub ctx: usize,
     pub total: usize,
 }
 
@@ -212,15 +224,20 @@ pub(crate) const WINDOW_MIN: usize = 256 << 10;
 pub(crate) const WINDOW_ITEM_MIN: usize = 4 << 10;
 
 impl BlockLayout {
-    pub fn new(n: usize, in_size: usize, out_size: usize) -> Option<BlockLayout> {
+    /// `[Rec × n][inputs][outputs][messages][ctx]`: records, inputs and outputs first, where
+    /// every task touches them; the rest only when used.
+    pub fn new(n: usize, in_size: usize, out_size: usize, ctx_size: usize) -> Option<BlockLayout> {
         let recs = n.checked_mul(std::mem::size_of::<Rec>())?;
         let input = align(recs, 64);
         let out_bytes = n.checked_mul(out_size)?;
         let window = Self::window(n, out_size);
         let a = if window { PAGE } else { 64 };
         let output = align_checked(input.checked_add(n.checked_mul(in_size)?)?, a)?;
-        let total = output.checked_add(if window { align_checked(out_bytes, PAGE)? } else { out_bytes })?;
-        Some(BlockLayout { input, output, total })
+        let out_end = output.checked_add(if window { align_checked(out_bytes, PAGE)? } else { out_bytes })?;
+        let msgs = align_checked(out_end, 64)?;
+        let ctx = msgs + n.min(MSG_SLOTS) * MSG_LEN;
+        let total = ctx.checked_add(ctx_size)?;
+        Some(BlockLayout { input, output, msgs, ctx, total })
     }
 
     /// Whether the output area is page-aligned for a window mapping.
@@ -380,13 +397,26 @@ impl View {
         self.heap_ptr(t.block.load(Relaxed)) as *mut Rec
     }
 
-    /// Records a failure of the task in slot `t`: the record, then the count (PROTOCOL.md,
+    /// Records a failure of the task in slot `t`: its message if any (in the slot of the same
+    /// number as the record, while there are slots), the record, then the count (PROTOCOL.md,
     /// invariant I). Only the task's runner calls this. False if the task's words are not
     /// consistent any more (a record for every item already: shared memory was overwritten).
-    pub fn push_failure(&self, t: &TaskSlot, rec: Rec) -> bool {
+    pub fn push_failure(&self, t: &TaskSlot, mut rec: Rec, msg: Option<&[u8]>) -> bool {
         let k = t.nfail.load(Relaxed);
-        if k >= t.n.load(Relaxed) {
+        let n = t.n.load(Relaxed);
+        if k >= n {
             return false;
+        }
+        if let Some(m) = msg.filter(|_| (k as usize) < (n as usize).min(MSG_SLOTS)) {
+            let len = m.len().min(MSG_LEN - 1);
+            let dst = self.heap_ptr(t.msgs.load(Relaxed) + k * MSG_LEN as u64);
+            // SAFETY: slot k of the task's message area (n.min(MSG_SLOTS) slots of MSG_LEN bytes),
+            // written by the runner only, read once the task has ended.
+            unsafe {
+                std::ptr::copy_nonoverlapping(m.as_ptr(), dst, len);
+                dst.add(len).write(0);
+            }
+            rec.msg = k + 1;
         }
         // SAFETY: the records array starts the task's block and has room for `n` entries; only
         // the runner writes it, and readers wait for the task to end.
@@ -402,6 +432,16 @@ impl View {
         let k = t.nfail.load(Acquire).min(t.n.load(Relaxed));
         // SAFETY: record k-1 was written before nfail was published (Release/Acquire).
         (k > 0).then(|| unsafe { self.recs(t).add(k as usize - 1).read() })
+    }
+
+    /// The message of failure record `rec` of a task whose message slots are at heap offset
+    /// `msgs` (the host's own copy of it), if the task gave one.
+    pub fn message(&self, msgs: u64, n: usize, rec: &Rec) -> Option<String> {
+        let k = (rec.msg as usize).checked_sub(1).filter(|&k| k < n.min(MSG_SLOTS))?;
+        // SAFETY: slot k lies in the task's message area, final once the task has ended.
+        let bytes = unsafe { std::slice::from_raw_parts(self.heap_ptr(msgs + (k * MSG_LEN) as u64), MSG_LEN) };
+        let len = bytes.iter().position(|&b| b == 0).unwrap_or(MSG_LEN);
+        Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
     }
 
     /// The failures of a task that has ended, in item order.

@@ -54,6 +54,30 @@ pub fn out_write(data: &[u8]) -> Result<(), (Status, String)> {
     Ok(())
 }
 
+/// True while user code runs an item: `pool_task_error` is valid then.
+static IN_ITEM: AtomicBool = AtomicBool::new(false);
+/// The message the running item gave with `pool_task_error` (a flag so that the common case,
+/// no message, costs one load per item).
+static TASK_ERROR_SET: AtomicBool = AtomicBool::new(false);
+static TASK_ERROR: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+/// Attaches `message` to the failure of the task running now (it must then return nonzero; a
+/// task that succeeds drops it). Longer messages are cut to what a message slot holds.
+pub fn set_task_error(message: &[u8]) -> Result<(), (Status, String)> {
+    if !IN_WORKER.load(Relaxed) || !IN_ITEM.load(Relaxed) || proc::forked_child() {
+        return Err((Status::Inval, "pool_task_error called outside a task".into()));
+    }
+    let m = message[..message.len().min(MSG_LEN - 1)].to_vec();
+    *TASK_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
+    TASK_ERROR_SET.store(true, Relaxed);
+    Ok(())
+}
+
+fn take_task_error() -> Option<Vec<u8>> {
+    TASK_ERROR_SET.store(false, Relaxed);
+    TASK_ERROR.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
 pub struct WorkerConfig {
     pub view: View,
     pub index: usize,
@@ -384,14 +408,17 @@ impl Worker<'_> {
                 me.run.store(s, Release);
             }
             let out = outs.prepare(i as usize);
+            IN_ITEM.store(true, Relaxed);
             let rc = call(i as usize, out);
+            IN_ITEM.store(false, Relaxed);
             leave_if_forked();
             kp!(WorkerItemReturned);
             let timed_out = timed && end_timed_item(me, s);
+            let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None };
             if rc != 0 || timed_out {
                 let status = if timed_out { Status::TimedOut } else { Status::Task };
-                let rec = Rec { item: i, status: status as i32, code: rc, pid: MY_PID.load(Relaxed), wstatus: 0 };
-                self.v.push_failure(t, rec);
+                let rec = Rec { item: i, status: status as i32, code: rc, pid: MY_PID.load(Relaxed), ..Rec::default() };
+                self.v.push_failure(t, rec, msg.as_deref());
             } else {
                 outs.deliver(i as usize);
             }
@@ -462,7 +489,7 @@ pub(crate) fn cancel_rest(v: &View, t: &TaskSlot, from: u64, progress: Option<&A
     let step = |i: u64| progress.iter().for_each(|p| p.store(2 * i, Release));
     step(from);
     for i in from..n {
-        if !v.push_failure(t, Rec { item: i, status: Status::Cancelled as i32, ..Rec::default() }) {
+        if !v.push_failure(t, Rec { item: i, status: Status::Cancelled as i32, ..Rec::default() }, None) {
             break;
         }
         step(i + 1);

@@ -342,7 +342,8 @@ impl Zygote {
                     Status::Crashed
                 };
                 let pid = self.workers[w].pid;
-                v.push_failure(t, Rec { item: i, status: status as i32, code: 0, pid, wstatus: raw_status(exit) });
+                let rec = Rec { item: i, status: status as i32, pid, wstatus: raw_status(exit), ..Rec::default() };
+                v.push_failure(t, rec, None);
                 i + 1
             }
             None => i,
@@ -455,7 +456,7 @@ impl Zygote {
                 // QUEUED, and ours while we hold the lock: its records are ours to write.
                 if phase(t.state.load(SeqCst)) == T_QUEUED {
                     for i in t.next.load(SeqCst)..t.n.load(SeqCst) {
-                        v.push_failure(t, Rec { item: i, status: status as i32, code, ..Rec::default() });
+                        v.push_failure(t, Rec { item: i, status: status as i32, code, ..Rec::default() }, None);
                         t.next.store(i + 1, SeqCst);
                     }
                     v.finish(t, T_QUEUED, T_DONE);

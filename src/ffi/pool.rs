@@ -55,6 +55,7 @@ fn map_args(
         out_size,
         n,
         ctx: ctx as usize,
+        ctx_size: 0,
         chunksize,
         statuses,
         timeout,
@@ -266,7 +267,9 @@ pub extern "C" fn pool_submit(
         let func: VarFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
         require!(in_len == 0 || !input.is_null(), "in is NULL but in_len > 0");
         // SAFETY: arguments checked; the input is copied before returning.
-        Ok(pool_async_t(unsafe { p.0.submit_var(func, input as *const u8, in_len, max_out, ctx as usize) }?))
+        Ok(pool_async_t(unsafe {
+            p.0.submit_var(func, input as *const u8, in_len, max_out, ctx as usize, Default::default())
+        }?))
     })
 }
 

@@ -476,20 +476,31 @@ pub fn resident_bytes() -> u64 {
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
 }
 
-/// Address ranges mapped executable in this process now (from /proc/self/maps).
-pub fn executable_ranges() -> Vec<(usize, usize)> {
+/// Address ranges mapped in this process now whose permissions contain `perm` ("" for all),
+/// from /proc/self/maps.
+fn ranges(perm: &str) -> Vec<(usize, usize)> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     maps.lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
             let (range, perms) = (f.next()?, f.next()?);
-            if !perms.contains('x') {
+            if !perms.contains(perm) {
                 return None;
             }
             let (lo, hi) = range.split_once('-')?;
             Some((usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?))
         })
         .collect()
+}
+
+/// Address ranges mapped executable in this process now.
+pub fn executable_ranges() -> Vec<(usize, usize)> {
+    ranges("x")
+}
+
+/// Every address range mapped in this process now.
+pub fn mapped_ranges() -> Vec<(usize, usize)> {
+    ranges("")
 }
 
 /// A nonblocking eventfd for the host and every process forked after it.

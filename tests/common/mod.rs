@@ -95,7 +95,7 @@ pub fn map_args_raw(
     ctx: usize,
     chunksize: usize,
 ) -> MapArgs {
-    MapArgs { func: f, input, in_size: 8, out, out_size: 8, n, ctx, chunksize, statuses: 0, timeout: None }
+    MapArgs { func: f, input, in_size: 8, out, out_size: 8, n, ctx, ctx_size: 0, chunksize, statuses: 0, timeout: None }
 }
 
 /// A map of `f` from `xs` into `ys` (same length).

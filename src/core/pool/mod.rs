@@ -17,7 +17,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod lifecycle;
+mod snapshot;
 mod submit;
+use snapshot::Snapshot;
 pub(crate) use submit::{Submitted, TaskSpec};
 
 /// Default virtual size of each pool's shared heap. Pages cost memory only once touched.
@@ -79,6 +81,15 @@ fn parse_size(v: &str) -> Option<usize> {
     num.parse::<usize>().ok()?.checked_mul(1 << shift)
 }
 
+/// Per-call options of an apply or a variable-size task.
+#[derive(Clone, Copy, Default)]
+pub struct CallOptions {
+    /// Bytes of `ctx` copied with the call (0: `ctx` is passed as it is).
+    pub ctx_size: usize,
+    /// Deadline of the task, overriding the pool's `task_timeout`.
+    pub timeout: Option<Duration>,
+}
+
 #[derive(Default)]
 struct Life {
     closed: bool,
@@ -117,8 +128,8 @@ pub struct Shared {
     fds: Fds,
     /// Blocks handed out by `shm_alloc`, by offset.
     user_blocks: Mutex<std::collections::HashMap<usize, Block>>,
-    /// The code workers have: what was loaded at creation.
-    code: Code,
+    /// What workers have: the code and memory of the creating process at creation.
+    snapshot: Snapshot,
 }
 
 /// The pool's lifecycle state, in its own allocation: a map driver thread gives back its
@@ -133,45 +144,6 @@ impl LifeSync {
     pub(crate) fn driver_finished(&self) {
         lock(&self.st).drivers -= 1;
         self.cv.notify_all();
-    }
-}
-
-/// The objects loaded at creation (workers have exactly these), the loader's generation then,
-/// and the other executable ranges of the time (code outside any object, such as JIT output).
-struct Code {
-    objects: Vec<dl::Object>,
-    generation: (u64, u64),
-    anonymous: Vec<(usize, usize)>,
-}
-
-impl Code {
-    fn now() -> Code {
-        let objects = dl::objects();
-        let anonymous =
-            proc::executable_ranges().into_iter().filter(|&(lo, _)| !objects.iter().any(|o| o.contains(lo))).collect();
-        Code { objects, generation: dl::generation(), anonymous }
-    }
-
-    /// Fails unless `func` is code the workers have: in an object loaded at creation and, if
-    /// objects were loaded or unloaded since, still that same object (not another library
-    /// loaded at the same address after a dlclose).
-    fn check(&self, func: usize) -> Result<()> {
-        let refuse = |why: &str| Err(Error::inval(format!("function {func:#x} {why}: workers cannot run it")));
-        let Some(then) = self.objects.iter().find(|o| o.contains(func)) else {
-            if self.anonymous.iter().any(|&(lo, hi)| (lo..hi).contains(&func)) {
-                return Ok(());
-            }
-            return refuse("is not in code that was loaded when the pool was created (a library loaded later?)");
-        };
-        if dl::generation() == self.generation {
-            return Ok(());
-        }
-        match dl::objects().into_iter().find(|o| o.contains(func)) {
-            Some(now) if now.base == then.base && now.id == then.id => Ok(()),
-            _ => refuse(
-                "is in a library that was unloaded after the pool was created (another may be loaded in its place)",
-            ),
-        }
     }
 }
 
@@ -237,7 +209,7 @@ impl Pool {
             reaping: Mutex::new(()),
             user_blocks: Mutex::new(std::collections::HashMap::new()),
             fds,
-            code: Code::now(),
+            snapshot: Snapshot::now(),
         });
         let cfg = ZygoteConfig {
             view,
@@ -279,7 +251,8 @@ impl Pool {
     ///
     /// # Safety
     /// `f` must be a valid `pool_fn` in the pool's workers; `input` must be readable for
-    /// `in_size` bytes; `out` writable for `out_size` bytes until the result is collected or freed.
+    /// `in_size` bytes; `out` writable for `out_size` bytes until the result is collected or
+    /// freed; `ctx` readable for `opts.ctx_size` bytes.
     pub unsafe fn apply_async(
         &self,
         f: ItemFn,
@@ -289,6 +262,25 @@ impl Pool {
         out_size: usize,
         ctx: usize,
     ) -> Result<AsyncResult> {
+        // SAFETY: as the caller promised.
+        unsafe { self.apply_async_ex(f, input, in_size, out, out_size, ctx, CallOptions::default()) }
+    }
+
+    /// `apply_async` with per-call options.
+    ///
+    /// # Safety
+    /// As for `apply_async`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn apply_async_ex(
+        &self,
+        f: ItemFn,
+        input: *const u8,
+        in_size: usize,
+        out: *mut u8,
+        out_size: usize,
+        ctx: usize,
+        opts: CallOptions,
+    ) -> Result<AsyncResult> {
         let (shm_in, shm_out) =
             (self.sh.shm_offset(input as usize, in_size), self.sh.shm_offset(out as usize, out_size));
         let spec = TaskSpec {
@@ -296,10 +288,11 @@ impl Pool {
             map_chunk: false,
             func: f as usize,
             ctx,
+            ctx_size: opts.ctx_size,
             n: 1,
             in_size,
             out_size,
-            timeout: None,
+            timeout: opts.timeout,
             shm_in,
             shm_out,
         };
@@ -315,7 +308,8 @@ impl Pool {
     /// Submits one task with a byte input of any length whose result length it decides.
     ///
     /// # Safety
-    /// `f` must be a valid `pool_task_fn` in the workers; `input` readable for `len` bytes.
+    /// `f` must be a valid `pool_task_fn` in the workers; `input` readable for `len` bytes;
+    /// `ctx` readable for `opts.ctx_size` bytes.
     pub unsafe fn submit_var(
         &self,
         f: VarFn,
@@ -323,6 +317,7 @@ impl Pool {
         len: usize,
         max_out: usize,
         ctx: usize,
+        opts: CallOptions,
     ) -> Result<AsyncResult> {
         let shm_in = self.sh.shm_offset(input as usize, len);
         let spec = TaskSpec {
@@ -330,10 +325,11 @@ impl Pool {
             map_chunk: false,
             func: f as usize,
             ctx,
+            ctx_size: opts.ctx_size,
             n: 1,
             in_size: len,
             out_size: max_out,
-            timeout: None,
+            timeout: opts.timeout,
             shm_in,
             shm_out: None,
         };

@@ -25,6 +25,8 @@ pub(crate) struct TaskSpec {
     pub map_chunk: bool,
     pub func: usize,
     pub ctx: usize,
+    /// Bytes of `ctx` to copy with the task (0: `ctx` is passed as it is).
+    pub ctx_size: usize,
     pub n: usize,
     pub in_size: usize,
     pub out_size: usize,
@@ -40,6 +42,8 @@ pub(crate) struct Submitted {
     pub slot: u32,
     pub block: Block,
     pub out_off: u64,
+    /// Heap offset of the task's message slots.
+    pub msgs: u64,
     /// Items queued (fewer than asked when the input ran out).
     pub n: usize,
 }
@@ -59,9 +63,13 @@ impl Shared {
     pub(crate) fn submit(&self, spec: TaskSpec, fill: impl FnOnce(*mut u8) -> usize) -> Result<Submitted> {
         let in_bytes = if spec.shm_in.is_some() { 0 } else { spec.in_size };
         let out_bytes = if spec.shm_out.is_some() { 0 } else { spec.out_size };
-        let lay = BlockLayout::new(spec.n, in_bytes, out_bytes).ok_or_else(|| Error::inval("sizes overflow"))?;
+        let lay = BlockLayout::new(spec.n, in_bytes, out_bytes, spec.ctx_size)
+            .ok_or_else(|| Error::inval("sizes overflow"))?;
         self.check_open(spec.map_chunk)?;
-        self.code.check(spec.func)?;
+        self.snapshot.check_func(spec.func)?;
+        if spec.ctx_size == 0 {
+            self.snapshot.check_ctx(spec.ctx, self.map.base() as usize..self.map.base() as usize + self.map.len())?;
+        }
         let timeout_ns = spec.timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
         if timeout_ns != 0 && self.view.header().control.deadlines.swap(ON, SeqCst) == 0 {
             self.ring_zygote(); // from now on it watches deadlines
@@ -80,6 +88,16 @@ impl Shared {
             self.free_slot(slot);
             return Err(Error::closed("nothing left to submit"));
         }
+        let ctx = if spec.ctx_size > 0 {
+            let dst = self.view.heap_ptr((block.off + lay.ctx) as u64);
+            // SAFETY: the caller's ctx is readable for ctx_size bytes (its contract); the block's
+            // ctx area holds ctx_size bytes and is ours until the task is queued.
+            unsafe { std::ptr::copy_nonoverlapping(spec.ctx as *const u8, dst, spec.ctx_size) };
+            dst as usize // the address tasks see too (read-only to them)
+        } else {
+            spec.ctx
+        };
+        let msgs = (block.off + lay.msgs) as u64;
         let t = self.view.task(slot);
         t.epoch.fetch_add(1, Relaxed);
         t.kind.store(spec.kind, Relaxed);
@@ -92,7 +110,8 @@ impl Shared {
         }
         t.flags.store(flags, Relaxed);
         t.func.store(spec.func as u64, Relaxed);
-        t.ctx.store(spec.ctx as u64, Relaxed);
+        t.ctx.store(ctx as u64, Relaxed);
+        t.msgs.store(msgs, Relaxed);
         t.block.store(block.off as u64, Relaxed);
         t.in_off.store(in_off, Relaxed);
         t.out_off.store(out_off, Relaxed);
@@ -118,7 +137,7 @@ impl Shared {
         self.view.unlock();
         kp!(HostPushed);
         self.view.ring_doorbell();
-        Ok(Submitted { slot, block, out_off, n })
+        Ok(Submitted { slot, block, out_off, msgs, n })
     }
 
     /// A free slot and a heap block of `bytes`, waiting for running work to free some if the
