@@ -4,7 +4,7 @@ CC ?= cc
 CFLAGS ?= -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -Werror
 LIBDIR := $(CURDIR)/target/release
 
-.PHONY: all lib demo test memcheck bench clean
+.PHONY: all lib demo test stress memcheck bench clean
 
 all: lib
 
@@ -16,9 +16,23 @@ demo: lib
 	$(CC) $(CFLAGS) -Iinclude c_examples/seed.c -L$(LIBDIR) -lpool -Wl,-rpath,$(LIBDIR) -o $(LIBDIR)/seed
 	$(LIBDIR)/seed
 
+# Steps print as they go; the long ones (sanitizers, valgrind, kill points) print per program.
 test:
-	$(CARGO) test
+	@echo "== 1/4 Rust unit and integration tests, C programs (cargo test)"
+	$(CARGO) test -- --skip sanitizers --skip valgrind_memcheck
+	@echo "== 2/4 C programs under ASan+UBSan, then valgrind (every process)"
+	$(CARGO) test --test c_api -- --exact sanitizers valgrind_memcheck --nocapture
+	@echo "== 3/4 kill-point injection: every protocol step killed"
+	$(CARGO) test --features killpoints --test killpoints -- --nocapture
+	@echo "== 4/4 install + CMake/pkg-config consumer projects"
 	bash tests/consumers/run.sh
+
+# Long soaks: the random kill storm (1 kill/ms) for a minute, five times, and the kill-point
+# scenarios ten times in a row. Prints a line per run.
+STRESS_STORM_SECS ?= 60
+stress:
+	for i in 1 2 3 4 5; do POOL_STORM_SECS=$(STRESS_STORM_SECS) $(CARGO) test --release --test stress random_kill_storm -- --nocapture || exit 1; done
+	for i in 1 2 3 4 5 6 7 8 9 10; do $(CARGO) test --release --features killpoints --test killpoints -- --nocapture || exit 1; done
 
 memcheck:
 	POOL_TEST_SANITIZE=1 POOL_TEST_VALGRIND=all $(CARGO) test --test c_api -- --nocapture sanitizers valgrind

@@ -354,6 +354,7 @@ fn every_worker_and_zygote_point() {
                 scenario(&arm, check_zygote_killed);
             }
             assert!(nth > 1 || killpoint::fired(p), "{p:?} was never reached with {arm:?}");
+            eprintln!("killed at {p:?} (hit {nth}{}): invariants hold", if killpoint::fired(p) { "" } else { ", not reached" });
             ran += 1;
         }
     }
@@ -385,6 +386,7 @@ fn every_host_point() {
                 "{p:?} #{nth}: the host child was not killed there: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            eprintln!("host killed at {p:?} (hit {nth})");
             let t0 = Instant::now();
             loop {
                 while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
