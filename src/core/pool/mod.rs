@@ -259,6 +259,7 @@ impl Pool {
 
     /// Frees memory from [`Pool::shm_alloc`]. Work still using it must have ended.
     pub fn shm_free(&self, ptr: *mut u8) -> Result<()> {
+        self.sh.check_owner()?;
         let off = (ptr as usize).wrapping_sub(self.sh.view.heap_ptr(0) as usize);
         let b = lock(&self.sh.user_blocks)
             .remove(&off)
@@ -301,14 +302,24 @@ impl Pool {
         lock(&self.sh.life).joined = true;
         Ok(())
     }
-}
 
-impl Drop for Pool {
-    fn drop(&mut self) {
+    /// Terminates the pool unless it was closed, then joins it: what dropping it does, here
+    /// also while other threads still use it (their calls then end with `Closed`). Does nothing
+    /// in any process but the owner (a forked child must leave its parent's pool alone).
+    pub fn shut_down(&self) {
+        if self.sh.check_owner().is_err() {
+            return;
+        }
         if !lock(&self.sh.life).closed {
             self.sh.terminate();
         }
         let _ = self.join();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 
@@ -368,7 +379,8 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(z) = lock(&self.zygote).take() {
+        // Only the owner's zygote is its child; a forked child lets go of its copies only.
+        if let Some(z) = self.check_owner().ok().and_then(|()| lock(&self.zygote).take()) {
             let _ = z.h.signal(libc::SIGKILL);
             let _ = proc::reap(z.h.pid, true);
         }
