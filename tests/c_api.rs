@@ -52,7 +52,8 @@ const SANITIZE_FLAGS: &[&str] =
 /// Shared memory size for valgrind runs: memcheck's leak checker reads all of it at every exit.
 const VALGRIND_SHM_SIZE: &str = "256M";
 /// The C tests, one file each in tests/c/; `c_tests_are_all_registered` keeps this in sync.
-const C_TESTS: &[&str] = &["basic", "faults", "badinput", "process", "varsize", "threads", "advanced", "streaming"];
+const C_TESTS: &[&str] =
+    &["basic", "faults", "badinput", "process", "varsize", "threads", "advanced", "streaming", "misuse"];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
 
@@ -342,6 +343,11 @@ fn c_advanced() {
 #[test]
 fn c_streaming() {
     compile_and_run("streaming", Link::Shared);
+}
+
+#[test]
+fn c_misuse() {
+    compile_and_run("misuse", Link::Shared);
 }
 
 /// Every tests/c/*.c has a #[test] above (C_TESTS), so none is silently skipped.
