@@ -53,7 +53,7 @@ const SANITIZE_FLAGS: &[&str] =
 const VALGRIND_SHM_SIZE: &str = "256M";
 /// The C tests, one file each in tests/c/; `c_tests_are_all_registered` keeps this in sync.
 const C_TESTS: &[&str] =
-    &["basic", "faults", "badinput", "process", "varsize", "threads", "advanced", "streaming", "misuse"];
+    &["basic", "faults", "badinput", "process", "varsize", "threads", "advanced", "streaming", "misuse", "fork"];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
 
@@ -348,6 +348,11 @@ fn c_streaming() {
 #[test]
 fn c_misuse() {
     compile_and_run("misuse", Link::Shared);
+}
+
+#[test]
+fn c_fork() {
+    compile_and_run("fork", Link::Shared);
 }
 
 /// Every tests/c/*.c has a #[test] above (C_TESTS), so none is silently skipped.
