@@ -52,8 +52,19 @@ const SANITIZE_FLAGS: &[&str] =
 /// Shared memory size for valgrind runs: memcheck's leak checker reads all of it at every exit.
 const VALGRIND_SHM_SIZE: &str = "256M";
 /// The C tests, one file each in tests/c/; `c_tests_are_all_registered` keeps this in sync.
-const C_TESTS: &[&str] =
-    &["basic", "faults", "badinput", "process", "varsize", "threads", "advanced", "streaming", "misuse", "fork"];
+const C_TESTS: &[&str] = &[
+    "basic",
+    "faults",
+    "badinput",
+    "process",
+    "varsize",
+    "threads",
+    "advanced",
+    "streaming",
+    "misuse",
+    "fork",
+    "cancel",
+];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
 
@@ -353,6 +364,11 @@ fn c_misuse() {
 #[test]
 fn c_fork() {
     compile_and_run("fork", Link::Shared);
+}
+
+#[test]
+fn c_cancel() {
+    compile_and_run("cancel", Link::Shared);
 }
 
 /// Every tests/c/*.c has a #[test] above (C_TESTS), so none is silently skipped.
