@@ -13,6 +13,22 @@
  * NULL on failure; *_free(NULL) and pool_destroy(NULL) are no-ops. Work submitted to a pool
  * runs in other processes: the function pointers, ctx and initarg passed to it must point into
  * memory that existed when the pool was created.
+ *
+ * Misuse is answered, not punished: every call checks its handle before it touches anything.
+ * A handle already freed (or destroyed), one of another type, or a pointer libpool never
+ * returned gets POOL_EINVAL (NULL, false, 0 or -1 from functions returning those; void
+ * functions only set pool_last_error()), never a crash or a hang. Inside a task (a worker),
+ * every function but pool_out_write returns POOL_EINVAL: a task cannot drive its own pool. In a
+ * child forked by the host, a handle inherited from the parent gets POOL_EINVAL and leaves the
+ * parent's pool, results and processes untouched; freeing it releases only the child's copy.
+ * The child can create and use pools and processes of its own.
+ *
+ * Cancellation: no libpool function is a cancellation point. A thread cancelled (pthread_cancel)
+ * while blocked in one finishes the call, and the cancel takes effect at its next cancellation
+ * point after the call returns. To cancel a waiting thread promptly, wait in a loop with a
+ * timeout (async_get, pool_iter_next, process_join) and call pthread_testcancel between waits.
+ * Callbacks run by the calling thread (a pool_imap_source source) run with cancellation
+ * disabled.
  */
 
 #include <stdbool.h>
@@ -338,8 +354,9 @@ void pool_map_options_init(pool_map_options_t *opts);
 
 /**
  * Creates a pool of `workers` worker processes (0: one per CPU this process may run on;
- * negative: `POOL_EINVAL`). `opts` may be NULL for the defaults; otherwise it must have been initialised with
- * `pool_options_init`. The workers are running, their initializer done, when this returns.
+ * negative: `POOL_EINVAL`). `opts` may be NULL for the defaults; otherwise it must have been
+ * initialised with `pool_options_init`. The workers are running, their initializer done, when
+ * this returns.
  *
  * Workers are forked from a helper process forked here, so every worker, including one that
  * replaces a dead one, sees the process memory as it is now: functions and `ctx` pointers
@@ -352,8 +369,7 @@ void pool_map_options_init(pool_map_options_t *opts);
  * Ownership: the caller owns the pool and releases it with `pool_destroy`.
  * Thread safety: safe from any thread; the pool may be used from any thread.
  */
-pool_t *pool_create(int workers,
-                    const pool_options_t *opts);
+pool_t *pool_create(int workers, const pool_options_t *opts);
 
 /**
  * The number of worker processes of `pool` (0 if `pool` is NULL; 0 with `pool_last_error()`
@@ -374,8 +390,9 @@ int pool_workers(const pool_t *pool);
  * every case. `n == 0` is a no-op returning `POOL_OK` (buffers may then be NULL). Item sizes
  * must be > 0.
  * Ownership: `in` and `out` stay the caller's. Thread safety: safe from any thread,
- * concurrently with other calls on the same pool. Not a cancellation point (see the top of
- * this file).
+ * concurrently with other calls on the same pool. Not a cancellation point: a cancel takes
+ * effect after it returns; to cancel promptly, use `pool_map_async` and wait in a loop with a
+ * timeout and `pthread_testcancel`.
  */
 int pool_map(pool_t *pool,
              pool_fn f,
@@ -389,7 +406,7 @@ int pool_map(pool_t *pool,
 /**
  * `pool_map` with per-call options (`opts` may be NULL): chunk size, per-item statuses, a
  * per-item timeout.
- * Thread safety: safe from any thread.
+ * Thread safety: safe from any thread. Not a cancellation point (as `pool_map`).
  */
 int pool_map_ex(pool_t *pool,
                 pool_fn f,
@@ -437,7 +454,8 @@ pool_async_t *pool_map_async_ex(pool_t *pool,
  * Runs `fn` on one input in a worker and waits for it. `in`/`out` may be NULL when their size
  * is 0. Returns the task's status (`POOL_ETASK` if it returned nonzero, `POOL_ECRASHED` if its
  * worker died, ...).
- * Thread safety: safe from any thread.
+ * Thread safety: safe from any thread. Not a cancellation point: a cancel takes effect after
+ * it returns (`pool_apply_async` and a timeout loop cancel promptly).
  */
 int pool_apply(pool_t *pool,
                pool_fn f,

@@ -81,8 +81,9 @@ fn apply_args(
 }
 
 /// Creates a pool of `workers` worker processes (0: one per CPU this process may run on;
-/// negative: `POOL_EINVAL`). `opts` may be NULL for the defaults; otherwise it must have been initialised with
-/// `pool_options_init`. The workers are running, their initializer done, when this returns.
+/// negative: `POOL_EINVAL`). `opts` may be NULL for the defaults; otherwise it must have been
+/// initialised with `pool_options_init`. The workers are running, their initializer done, when
+/// this returns.
 ///
 /// Workers are forked from a helper process forked here, so every worker, including one that
 /// replaces a dead one, sees the process memory as it is now: functions and `ctx` pointers
@@ -121,8 +122,9 @@ pub extern "C" fn pool_workers(pool: *const pool_t) -> c_int {
 /// every case. `n == 0` is a no-op returning `POOL_OK` (buffers may then be NULL). Item sizes
 /// must be > 0.
 /// Ownership: `in` and `out` stay the caller's. Thread safety: safe from any thread,
-/// concurrently with other calls on the same pool. Not a cancellation point (see the top of
-/// this file).
+/// concurrently with other calls on the same pool. Not a cancellation point: a cancel takes
+/// effect after it returns; to cancel promptly, use `pool_map_async` and wait in a loop with a
+/// timeout and `pthread_testcancel`.
 #[no_mangle]
 pub extern "C" fn pool_map(
     pool: *mut pool_t,
@@ -139,7 +141,7 @@ pub extern "C" fn pool_map(
 
 /// `pool_map` with per-call options (`opts` may be NULL): chunk size, per-item statuses, a
 /// per-item timeout.
-/// Thread safety: safe from any thread.
+/// Thread safety: safe from any thread. Not a cancellation point (as `pool_map`).
 #[no_mangle]
 pub extern "C" fn pool_map_ex(
     pool: *mut pool_t,
@@ -209,7 +211,8 @@ pub extern "C" fn pool_map_async_ex(
 /// Runs `fn` on one input in a worker and waits for it. `in`/`out` may be NULL when their size
 /// is 0. Returns the task's status (`POOL_ETASK` if it returned nonzero, `POOL_ECRASHED` if its
 /// worker died, ...).
-/// Thread safety: safe from any thread.
+/// Thread safety: safe from any thread. Not a cancellation point: a cancel takes effect after
+/// it returns (`pool_apply_async` and a timeout loop cancel promptly).
 #[no_mangle]
 pub extern "C" fn pool_apply(
     pool: *mut pool_t,
