@@ -2,18 +2,20 @@
 //! handle up before touching anything, so a freed, foreign, mistyped or made-up handle gets
 //! `POOL_EINVAL` and a message instead of a crash or a hang (SQLite's `SQLITE_MISUSE`).
 //!
-//! A handle is `BASE | seq << 4` for a counter `seq`: never reused in the life of the process,
-//! and never the address of anything (`BASE` lies outside every user address range), so a stale
-//! or invented pointer can only miss. Lookups clone the object's `Arc` and let go of the registry
-//! at once: a thread that frees a handle while another thread is inside a call on it cannot pull
-//! the object from under that call, which finishes; the object goes when the last call returns.
+//! A handle is `BASE | (n * SHARDS + shard) << 4` for the `n`th handle numbered in its shard:
+//! never reused in the life of the process, and never the address of anything (`BASE` lies
+//! outside every user address range), so a stale or invented pointer can only miss. Lookups
+//! clone the object's `Arc` and let go of the registry at once: a thread that frees a handle
+//! while another thread is inside a call on it cannot pull the object from under that call,
+//! which finishes; the object goes when the last call returns.
 
 use crate::core::worker::IN_WORKER;
 use crate::core::Error;
 use crate::sys::proc::{self, ForkHooks};
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -36,29 +38,59 @@ struct Entry {
     owner: i32,
 }
 
-type Map = BTreeMap<usize, Entry>;
-
-/// Shards, so that threads working on different handles rarely meet on one lock.
+/// Shards, so that threads working on different handles rarely meet on one lock: each thread
+/// creates its handles in a shard of its own (numbering them there), and any thread finds a
+/// handle in the shard its token names.
 const SHARDS: usize = 64;
 /// Non-canonical on x86-64 and in the kernel half on aarch64: no user pointer looks like this.
 const BASE: usize = 0xa5 << 56;
 
+struct Shard {
+    /// Created on first use (a `HashMap` cannot be built in a static), kept after (capacity).
+    map: Option<HashMap<usize, Entry, BuildHasherDefault<TokenHasher>>>,
+    /// Handles numbered so far.
+    count: usize,
+}
+
 #[repr(align(128))]
-struct Shard(RwLock<Map>);
+struct Padded(RwLock<Shard>);
 
-static REGISTRY: [Shard; SHARDS] = [const { Shard(RwLock::new(BTreeMap::new())) }; SHARDS];
-static NEXT: AtomicUsize = AtomicUsize::new(1);
+static REGISTRY: [Padded; SHARDS] = [const { Padded(RwLock::new(Shard { map: None, count: 0 })) }; SHARDS];
+static THREADS: AtomicUsize = AtomicUsize::new(0);
 
-fn shard(token: usize) -> &'static RwLock<Map> {
-    &REGISTRY[(token >> 4) % SHARDS].0
+thread_local! {
+    static MY_SHARD: usize = THREADS.fetch_add(1, Relaxed) % SHARDS;
 }
 
-fn read(token: usize) -> RwLockReadGuard<'static, Map> {
-    shard(token).read().unwrap_or_else(PoisonError::into_inner)
+fn shard_of(token: usize) -> usize {
+    (token >> 4) % SHARDS
 }
 
-fn write(token: usize) -> RwLockWriteGuard<'static, Map> {
-    shard(token).write().unwrap_or_else(PoisonError::into_inner)
+fn read(s: usize) -> RwLockReadGuard<'static, Shard> {
+    REGISTRY[s].0.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(s: usize) -> RwLockWriteGuard<'static, Shard> {
+    REGISTRY[s].0.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Hashes a token with the splitmix64 finaliser: the table indexes by the low bits, which
+/// tokens of one shard share.
+#[derive(Default)]
+struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.0 = self.0.rotate_left(8) ^ b as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 ^= n as u64;
+    }
+    fn finish(&self) -> u64 {
+        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
 }
 
 /// Fails inside a pool's worker (a task): the handles there are copies of the host's, whose
@@ -72,9 +104,12 @@ pub(crate) fn not_in_task() -> Result<(), Error> {
 
 /// Registers a new object and returns its handle.
 pub(crate) fn insert<T: Handle>(obj: T) -> *mut T {
-    let token = BASE | NEXT.fetch_add(1, Relaxed) << 4;
     let e = Entry { obj: Arc::new(obj), kind: T::NAME, owner: proc::getpid() };
-    write(token).insert(token, e);
+    let s = MY_SHARD.try_with(|s| *s).unwrap_or(0);
+    let mut sh = write(s);
+    sh.count += 1;
+    let token = BASE | (sh.count * SHARDS + s) << 4;
+    sh.map.get_or_insert_with(Default::default).insert(token, e);
     token as *mut T
 }
 
@@ -103,7 +138,7 @@ pub(crate) fn get<T: Handle>(h: *const T) -> Result<Arc<T>, Error> {
     if token == 0 {
         return Err(Error::inval(format!("{} is NULL", T::WHAT)));
     }
-    let (obj, kind, owner) = match read(token).get(&token) {
+    let (obj, kind, owner) = match read(shard_of(token)).map.as_ref().and_then(|m| m.get(&token)) {
         Some(e) => (e.obj.clone(), e.kind, e.owner),
         None => return Err(not_live::<T>()),
     };
@@ -132,13 +167,14 @@ pub(crate) fn remove<T: Handle>(h: *mut T) -> Result<Option<Arc<T>>, Error> {
     if token == 0 {
         return Ok(None);
     }
-    let mut map = write(token);
+    let mut sh = write(shard_of(token));
+    let map = sh.map.as_mut().ok_or_else(not_live::<T>)?;
     let e = map.get(&token).ok_or_else(not_live::<T>)?;
     if !(*e.obj).is::<T>() {
         return Err(wrong_type::<T>(e.kind));
     }
     let e = map.remove(&token).expect("present");
-    drop(map);
+    drop(sh);
     if e.owner != proc::getpid() {
         std::mem::forget(e.obj);
         return Err(foreign::<T>(e.owner, "; only this process's copy of the handle was released"));
@@ -150,7 +186,7 @@ pub(crate) fn remove<T: Handle>(h: *mut T) -> Result<Option<Arc<T>>, Error> {
 
 thread_local! {
     /// The whole registry, write-locked by a forking thread from before fork() until after it.
-    static HELD: RefCell<Vec<RwLockWriteGuard<'static, Map>>> = const { RefCell::new(Vec::new()) };
+    static HELD: RefCell<Vec<RwLockWriteGuard<'static, Shard>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn lock_all() {
