@@ -366,6 +366,12 @@ fn c_fork() {
     compile_and_run("fork", Link::Shared);
 }
 
+/// The fork handlers are installed by load-time constructors, which static linking must keep.
+#[test]
+fn c_fork_static() {
+    compile_and_run("fork", Link::Static);
+}
+
 #[test]
 fn c_cancel() {
     compile_and_run("cancel", Link::Shared);
