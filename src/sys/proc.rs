@@ -55,6 +55,8 @@ pub enum Forked {
 /// `keep_map` and `keep_fd` (those of the pool the child belongs to, if any). stdio is flushed
 /// first so that buffered output is never duplicated. The child must end with [`exit_now`].
 pub fn fork(keep_map: Option<usize>, keep_fd: Option<c_int>) -> io::Result<Forked> {
+    // Without the fork handlers (pthread_atfork failed), the registry is held across fork here.
+    let held = (!HANDLERS.load(SeqCst)).then(registry);
     // SAFETY: fflush(NULL) flushes all open output streams; always valid.
     unsafe { libc::fflush(std::ptr::null_mut()) };
     // SAFETY: glibc's fork makes malloc and stdio usable in the child even when other threads
@@ -66,7 +68,7 @@ pub fn fork(keep_map: Option<usize>, keep_fd: Option<c_int>) -> io::Result<Forke
     if pid > 0 {
         return Ok(Forked::Parent(pid));
     }
-    let mut reg = registry();
+    let mut reg = held.unwrap_or_else(registry);
     for &fd in reg.fds.iter().filter(|&&fd| Some(fd) != keep_fd) {
         // SAFETY: library-owned descriptors, duplicated by fork, closed in the child only.
         unsafe { libc::close(fd) };
