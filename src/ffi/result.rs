@@ -175,9 +175,9 @@ pub extern "C" fn async_progress(a: *const pool_async_t, done: *mut usize, total
 }
 
 /// Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
-/// `out` is never written after this returns, unless another thread is still waiting on the
-/// handle: that wait goes on, may still collect the result, and the handle goes when it
-/// returns). NULL is a no-op.
+/// `out` is never written after this returns). A call on the handle still running in another
+/// thread (an `async_get`) is not cut short: it finishes, may still collect the result into
+/// `out`, and the handle goes when it returns. NULL is a no-op.
 /// Ownership: `a` is invalid afterwards: any later call with it (a second `async_free`
 /// included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
 /// only the child's copy of the handle is released. Thread safety: any thread.
