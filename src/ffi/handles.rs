@@ -190,7 +190,7 @@ thread_local! {
 }
 
 fn lock_all() {
-    let all: Vec<_> = REGISTRY.iter().map(|s| s.0.write().unwrap_or_else(PoisonError::into_inner)).collect();
+    let all: Vec<_> = (0..SHARDS).map(write).collect();
     let _ = HELD.try_with(|h| *h.borrow_mut() = all);
 }
 
