@@ -17,11 +17,12 @@
  * Misuse is answered, not punished: every call checks its handle before it touches anything.
  * A handle already freed (or destroyed), one of another type, or a pointer libpool never
  * returned gets POOL_EINVAL (NULL, false, 0 or -1 from functions returning those; void
- * functions only set pool_last_error()), never a crash or a hang. Inside a task (a worker),
- * every function but pool_out_write returns POOL_EINVAL: a task cannot drive its own pool. In a
- * child forked by the host, a handle inherited from the parent gets POOL_EINVAL and leaves the
- * parent's pool, results and processes untouched; freeing it releases only the child's copy.
- * The child can create and use pools and processes of its own.
+ * functions only set pool_last_error()), never a crash or a hang. Inside a task (in a worker),
+ * every function that takes or creates a handle answers POOL_EINVAL: a task cannot drive its
+ * own pool (pool_out_write is the one meant for tasks). In a child forked by the host, a handle
+ * inherited from the parent gets POOL_EINVAL and leaves the parent's pool, results and
+ * processes untouched; freeing it releases only the child's copy. The child can create and use
+ * pools and processes of its own.
  *
  * Cancellation: no libpool function is a cancellation point. A thread cancelled (pthread_cancel)
  * while blocked in one finishes the call, and the cancel takes effect at its next cancellation
