@@ -97,8 +97,8 @@ static int misuse_from_task(pool_t *h) {
     return 0;
 }
 
-/* The pool's handle reaches the task by value in its input, through ctx, or through memory
- * written after pool_create (`sh->pool`). */
+/* The pool's handle reaches the task by value in its input, through ctx (a pointer to it), or
+ * through memory written after pool_create (`sh->pool`). */
 static int by_input(const void *in, void *out, void *ctx) {
     (void)out; (void)ctx;
     pool_t *h;
@@ -108,7 +108,7 @@ static int by_input(const void *in, void *out, void *ctx) {
 
 static int by_ctx(const void *in, void *out, void *ctx) {
     (void)in; (void)out;
-    return misuse_from_task(ctx);
+    return misuse_from_task(*(pool_t **)ctx);
 }
 
 static int by_global(const void *in, void *out, void *ctx) {
@@ -320,7 +320,7 @@ static void test_inside_task(pool_t *pool) {
     REQUIRE(sh->iter != NULL);
     sh->pool = pool;
     CHECK_ST(pool_apply(pool, by_input, &pool, sizeof pool, NULL, 0, NULL), POOL_OK);
-    CHECK_ST(pool_apply(pool, by_ctx, NULL, 0, NULL, 0, pool), POOL_OK);
+    CHECK_ST(pool_apply(pool, by_ctx, NULL, 0, NULL, 0, &sh->pool), POOL_OK);
     CHECK_ST(pool_apply(pool, by_global, NULL, 0, NULL, 0, NULL), POOL_OK);
 
     SECTION("after the tasks' attempts, the pool and its handles are intact");
