@@ -13,6 +13,23 @@
  * NULL on failure; *_free(NULL) and pool_destroy(NULL) are no-ops. Work submitted to a pool
  * runs in other processes: the function pointers, ctx and initarg passed to it must point into
  * memory that existed when the pool was created.
+ *
+ * Misuse is answered, not punished: every call checks its handle before it touches anything.
+ * A handle already freed (or destroyed), one of another type, or a pointer libpool never
+ * returned gets POOL_EINVAL (NULL, false, 0 or -1 from functions returning those; void
+ * functions only set pool_last_error()), never a crash or a hang. Inside a task (in a worker),
+ * every function that takes or creates a handle answers POOL_EINVAL: a task cannot drive its
+ * own pool (pool_out_write is the one meant for tasks). In a child forked by the host, a handle
+ * inherited from the parent gets POOL_EINVAL and leaves the parent's pool, results and
+ * processes untouched; freeing it releases only the child's copy. The child can create and use
+ * pools and processes of its own.
+ *
+ * Cancellation: no libpool function is a cancellation point. A thread cancelled (pthread_cancel)
+ * while blocked in one finishes the call, and the cancel takes effect at its next cancellation
+ * point after the call returns. To cancel a waiting thread promptly, wait in a loop with a
+ * timeout (async_get, pool_iter_next, process_join) and call pthread_testcancel between waits.
+ * Callbacks run by the calling thread (a pool_imap_source source) run with cancellation
+ * disabled.
  */
 
 #include <stdbool.h>
@@ -311,13 +328,18 @@ pool_iter_t *pool_imap_unordered(pool_t *pool,
  * failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
  * untouched and `pool_last_error()` saying why; the next call goes on with the other items.
  * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned.
- * `index` may be NULL. Thread safety: one consumer at a time (calls are serialised).
+ * `index` may be NULL. Thread safety: one consumer at a time (calls are serialised). Not a
+ * cancellation point: a cancel takes effect after it returns; to cancel a waiting thread
+ * promptly, wait in a loop with a timeout and call `pthread_testcancel` between waits.
  */
 int pool_iter_next(pool_iter_t *it, void *out, size_t *index, double timeout);
 
 /**
- * Frees an iterator; work for results not yet read is cancelled. NULL is a no-op.
- * Ownership: `it` is invalid afterwards; do not call twice.
+ * Frees an iterator; work for results not yet read is cancelled (once a `pool_iter_next` still
+ * running in another thread has returned). NULL is a no-op.
+ * Ownership: `it` is invalid afterwards: any later call with it (a second `pool_iter_free`
+ * included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
+ * only the child's copy of the handle is released. Thread safety: any thread.
  */
 void pool_iter_free(pool_iter_t *it);
 
@@ -338,9 +360,10 @@ void pool_options_init(pool_options_t *opts);
 void pool_map_options_init(pool_map_options_t *opts);
 
 /**
- * Creates a pool of `workers` worker processes (`workers <= 0`: one per CPU this process may
- * run on). `opts` may be NULL for the defaults; otherwise it must have been initialised with
- * `pool_options_init`. The workers are running, their initializer done, when this returns.
+ * Creates a pool of `workers` worker processes (0: one per CPU this process may run on;
+ * negative: `POOL_EINVAL`). `opts` may be NULL for the defaults; otherwise it must have been
+ * initialised with `pool_options_init`. The workers are running, their initializer done, when
+ * this returns.
  *
  * Workers are forked from a helper process forked here, so every worker, including one that
  * replaces a dead one, sees the process memory as it is now: functions and `ctx` pointers
@@ -356,7 +379,8 @@ void pool_map_options_init(pool_map_options_t *opts);
 pool_t *pool_create(int workers, const pool_options_t *opts);
 
 /**
- * The number of worker processes of `pool` (0 if `pool` is NULL).
+ * The number of worker processes of `pool` (0 if `pool` is NULL; 0 with `pool_last_error()`
+ * set if it is not a live pool).
  *
  * Thread safety: safe from any thread.
  */
@@ -373,7 +397,9 @@ int pool_workers(const pool_t *pool);
  * every case. `n == 0` is a no-op returning `POOL_OK` (buffers may then be NULL). Item sizes
  * must be > 0.
  * Ownership: `in` and `out` stay the caller's. Thread safety: safe from any thread,
- * concurrently with other calls on the same pool.
+ * concurrently with other calls on the same pool. Not a cancellation point: a cancel takes
+ * effect after it returns; to cancel promptly, use `pool_map_async` and wait in a loop with a
+ * timeout and `pthread_testcancel`.
  */
 int pool_map(pool_t *pool,
              pool_fn f,
@@ -387,7 +413,7 @@ int pool_map(pool_t *pool,
 /**
  * `pool_map` with per-call options (`opts` may be NULL): chunk size, per-item statuses, a
  * per-item timeout.
- * Thread safety: safe from any thread.
+ * Thread safety: safe from any thread. Not a cancellation point (as `pool_map`).
  */
 int pool_map_ex(pool_t *pool,
                 pool_fn f,
@@ -435,7 +461,8 @@ pool_async_t *pool_map_async_ex(pool_t *pool,
  * Runs `fn` on one input in a worker and waits for it. `in`/`out` may be NULL when their size
  * is 0. Returns the task's status (`POOL_ETASK` if it returned nonzero, `POOL_ECRASHED` if its
  * worker died, ...).
- * Thread safety: safe from any thread.
+ * Thread safety: safe from any thread. Not a cancellation point: a cancel takes effect after
+ * it returns (`pool_apply_async` and a timeout loop cancel promptly).
  */
 int pool_apply(pool_t *pool,
                pool_fn f,
@@ -500,15 +527,19 @@ int pool_terminate(pool_t *pool);
 /**
  * Waits for the workers to exit after `pool_close` (once all submitted work is done) or
  * `pool_terminate`. Before either, returns `POOL_EINVAL`.
- * Thread safety: any thread.
+ * Thread safety: any thread. Not a cancellation point: a cancel takes effect after it returns.
  */
 int pool_join(pool_t *pool);
 
 /**
- * Terminates the pool unless it was closed, joins it and frees it. Async handles stay valid
- * (unfinished ones report `POOL_ECLOSED`) and must still be freed. NULL is a no-op.
- * Ownership: `pool` is invalid afterwards; do not call twice.
- * Thread safety: no other call on the same pool may run concurrently or after.
+ * Terminates the pool unless it was closed, joins it and frees it. Async handles and
+ * iterators stay valid (unfinished ones report `POOL_ECLOSED`) and must still be freed. NULL is
+ * a no-op. Calls blocked on the pool in other threads return soon (`POOL_ECLOSED` once it is
+ * terminated; after `pool_close` they finish their work first).
+ * Ownership: `pool` is invalid afterwards: any later call with it (a second `pool_destroy`
+ * included) does nothing but report `POOL_EINVAL` ("not a live handle") in
+ * `pool_last_error()`. In a forked child, only the child's copy of the handle is released (the
+ * parent's pool is untouched). Thread safety: any thread.
  */
 void pool_destroy(pool_t *pool);
 
@@ -555,13 +586,15 @@ int process_start(pool_process_t *p);
 /**
  * Waits up to `timeout` seconds (negative: forever) for the child to exit and reaps it.
  * `POOL_ETIMEDOUT` while it still runs; `POOL_EINVAL` before `process_start`.
- * Thread safety: any thread.
+ * Thread safety: any thread. Not a cancellation point: a cancel takes effect after it
+ * returns; to cancel a waiting thread promptly, wait in a loop with a timeout and call
+ * `pthread_testcancel` between waits.
  */
 int process_join(pool_process_t *p, double timeout);
 
 /**
- * True while the child runs; false before start, once it has exited (no join needed), and for
- * NULL. Thread safety: any thread.
+ * True while the child runs; false before start, once it has exited (no join needed), for
+ * NULL, and (with `pool_last_error()` set) if `p` is not a live handle. Thread safety: any thread.
  */
 bool process_is_alive(pool_process_t *p);
 
@@ -586,15 +619,19 @@ int process_kill(pool_process_t *p);
 int process_exitcode(const pool_process_t *p, int *code);
 
 /**
- * The child's pid, or -1 before `process_start` (and for NULL).
- * Thread safety: any thread.
+ * The child's pid, or -1 before `process_start`, for NULL, and (with `pool_last_error()` set)
+ * if `p` is not a live handle. Thread safety: any thread.
  */
 int process_pid(const pool_process_t *p);
 
 /**
- * Frees the process object. A child still running is killed and reaped (no zombie is left).
- * NULL is a no-op. Ownership: `p` is invalid afterwards; do not call twice.
- * Thread safety: no other call on the same object may run concurrently or after.
+ * Frees the process object. A child still running is killed and reaped (no zombie is left),
+ * once calls on the object still running in other threads (a `process_join`) have returned.
+ * NULL is a no-op.
+ * Ownership: `p` is invalid afterwards: any later call with it (a second `process_free`
+ * included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
+ * only the child's copy of the object is released (the parent's child process is untouched).
+ * Thread safety: any thread.
  */
 void process_free(pool_process_t *p);
 
@@ -602,25 +639,29 @@ void process_free(pool_process_t *p);
  * Waits up to `timeout` seconds (negative: forever) and returns the result's status: the same
  * one every time once finished (`POOL_OK`, or the failure with `pool_last_error()` set); or
  * `POOL_ETIMEDOUT` if it is not ready yet (the work goes on).
- * Thread safety: any thread; several threads may wait on one handle.
+ * Thread safety: any thread; several threads may wait on one handle. Not a cancellation
+ * point: a cancel takes effect after it returns; to cancel a waiting thread promptly, wait in
+ * a loop with a timeout and call `pthread_testcancel` between waits.
  */
 int async_get(pool_async_t *a, double timeout);
 
 /**
  * Waits up to `timeout` seconds (negative: forever): `POOL_OK` once the result is ready,
  * whatever its status; `POOL_ETIMEDOUT` otherwise.
- * Thread safety: any thread.
+ * Thread safety: any thread. Not a cancellation point (as `async_get`).
  */
 int async_wait(pool_async_t *a, double timeout);
 
 /**
- * True once the result is ready (false for NULL). Never blocks.
+ * True once the result is ready (false for NULL; false with `pool_last_error()` set if `a` is
+ * not a live handle). Never blocks.
  * Thread safety: any thread.
  */
 bool async_ready(const pool_async_t *a);
 
 /**
- * True if the result is ready and succeeded (false for NULL or not ready). Never blocks.
+ * True if the result is ready and succeeded (false if not ready or NULL; false with
+ * `pool_last_error()` set if `a` is not a live handle). Never blocks.
  * Thread safety: any thread.
  */
 bool async_successful(const pool_async_t *a);
@@ -639,7 +680,7 @@ int async_result(pool_async_t *a, const void **data, size_t *len);
  * worker is replaced), and it ends with `POOL_ECANCELLED`; for a map, every item not yet done.
  * Returns `POOL_OK` once the result is ready (work that had already finished keeps its own
  * status, which `async_get` reports).
- * Thread safety: any thread.
+ * Thread safety: any thread. Not a cancellation point.
  */
 int async_cancel(pool_async_t *a);
 
@@ -659,11 +700,16 @@ int async_progress(const pool_async_t *a, size_t *done, size_t *total);
 
 /**
  * Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
- * `out` is never written after this returns). NULL is a no-op.
- * Ownership: `a` is invalid afterwards; do not call twice. Thread safety: no other call on
- * the same handle may run concurrently or after.
+ * `out` is never written after this returns). A call on the handle still running in another
+ * thread (an `async_get`) is not cut short: it finishes, may still collect the result into
+ * `out`, and the handle goes when it returns. NULL is a no-op.
+ * Ownership: `a` is invalid afterwards: any later call with it (a second `async_free`
+ * included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
+ * only the child's copy of the handle is released. Thread safety: any thread.
  */
 void async_free(pool_async_t *a);
+
+extern int pthread_setcancelstate(int state, int *oldstate);
 
 #ifdef __cplusplus
 }  // extern "C"

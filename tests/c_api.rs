@@ -52,8 +52,21 @@ const SANITIZE_FLAGS: &[&str] =
 /// Shared memory size for valgrind runs: memcheck's leak checker reads all of it at every exit.
 const VALGRIND_SHM_SIZE: &str = "256M";
 /// The C tests, one file each in tests/c/; `c_tests_are_all_registered` keeps this in sync.
-const C_TESTS: &[&str] =
-    &["basic", "faults", "badinput", "process", "varsize", "threads", "advanced", "streaming", "robust", "isolation"];
+const C_TESTS: &[&str] = &[
+    "basic",
+    "faults",
+    "badinput",
+    "process",
+    "varsize",
+    "threads",
+    "advanced",
+    "streaming",
+    "misuse",
+    "fork",
+    "cancel",
+    "robust",
+    "isolation",
+];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
 
@@ -343,6 +356,27 @@ fn c_advanced() {
 #[test]
 fn c_streaming() {
     compile_and_run("streaming", Link::Shared);
+}
+
+#[test]
+fn c_misuse() {
+    compile_and_run("misuse", Link::Shared);
+}
+
+#[test]
+fn c_fork() {
+    compile_and_run("fork", Link::Shared);
+}
+
+/// The fork handlers are installed by load-time constructors, which static linking must keep.
+#[test]
+fn c_fork_static() {
+    compile_and_run("fork", Link::Static);
+}
+
+#[test]
+fn c_cancel() {
+    compile_and_run("cancel", Link::Shared);
 }
 
 #[test]

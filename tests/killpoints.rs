@@ -354,7 +354,10 @@ fn every_worker_and_zygote_point() {
                 scenario(&arm, check_zygote_killed);
             }
             assert!(nth > 1 || killpoint::fired(p), "{p:?} was never reached with {arm:?}");
-            eprintln!("killed at {p:?} (hit {nth}{}): invariants hold", if killpoint::fired(p) { "" } else { ", not reached" });
+            eprintln!(
+                "killed at {p:?} (hit {nth}{}): invariants hold",
+                if killpoint::fired(p) { "" } else { ", not reached" }
+            );
             ran += 1;
         }
     }

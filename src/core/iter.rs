@@ -95,6 +95,7 @@ impl MapIter {
     /// # Safety
     /// `out` must be writable for `out_size` bytes.
     pub unsafe fn next(&mut self, out: *mut u8, timeout: Option<Duration>) -> Result<Option<IterItem>> {
+        self.sh.check_owner()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if let Some(item) = self.take_from_current(out) {
@@ -217,6 +218,9 @@ impl MapIter {
 impl Drop for MapIter {
     /// Work nobody will read is cancelled; its memory is reclaimed once it has stopped.
     fn drop(&mut self) {
+        if self.sh.check_owner().is_err() {
+            return; // a forked child's copy: the chunks are the owner's
+        }
         for c in self.chunks.drain(..).chain(self.cur.take().map(|(c, ..)| c)) {
             self.sh.cancel_task(c.slot);
             self.sh.orphan(c.slot, c.block);

@@ -257,6 +257,9 @@ impl TaskJob {
 
 impl Drop for TaskJob {
     fn drop(&mut self) {
+        if self.sh.check_owner().is_err() {
+            return; // a forked child's copy: the slot and block are the owner's to take back
+        }
         let st = lock(&self.st);
         match &st.phase {
             Phase::Done(o, _) => {
@@ -348,8 +351,23 @@ impl AsyncResult {
         AsyncResult { kind: Kind::Ready(o) }
     }
 
+    /// In any process but the pool's owner (a forked child), the failure every call reports
+    /// before it touches a lock or shared memory: they are the owner's.
+    fn foreign(&self) -> Option<Outcome> {
+        let sh = match &self.kind {
+            Kind::Task(t) => &t.sh,
+            Kind::Map(_, sh) => sh,
+            Kind::Ready(_) => return None,
+        };
+        let e = sh.check_owner().err()?;
+        Some(Outcome { info: Info::of(e.status), err: Some(e) })
+    }
+
     /// Waits up to `timeout` (None: forever) for the result. None if it is not ready.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Outcome> {
+        if let Some(o) = self.foreign() {
+            return Some(o);
+        }
         match &self.kind {
             Kind::Task(t) => t.wait(timeout),
             Kind::Map(m, _) => m.wait(timeout),
@@ -359,6 +377,9 @@ impl AsyncResult {
 
     /// The outcome if ready, without waiting.
     pub fn poll(&self) -> Option<Outcome> {
+        if let Some(o) = self.foreign() {
+            return Some(o);
+        }
         match &self.kind {
             Kind::Task(t) => t.try_collect(),
             Kind::Map(m, _) => m.with(|s| s.done.clone()),
@@ -370,6 +391,9 @@ impl AsyncResult {
     /// replaced). Returns once the result is ready; work that had already finished keeps its
     /// own outcome.
     pub fn cancel(&self) {
+        if self.foreign().is_some() {
+            return;
+        }
         match &self.kind {
             Kind::Task(t) => t.cancel(),
             Kind::Map(m, sh) => {
@@ -405,8 +429,10 @@ impl AsyncResult {
 
 impl Drop for AsyncResult {
     fn drop(&mut self) {
-        if let Kind::Map(m, _) = &self.kind {
-            m.with(|s| s.detached = true);
+        if let Kind::Map(m, sh) = &self.kind {
+            if sh.check_owner().is_ok() {
+                m.with(|s| s.detached = true);
+            }
         }
     }
 }

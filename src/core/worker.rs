@@ -40,7 +40,7 @@ pub fn out_write(data: &[u8]) -> Result<(), (Status, String)> {
     let Some(o) = g.as_mut() else {
         return Err((Status::Inval, "pool_out_write called outside a task submitted with pool_submit".into()));
     };
-    if proc::forked_child() {
+    if forked_child() {
         return Err((Status::Inval, "pool_out_write called from a process forked by a task".into()));
     }
     if data.len() > o.cap - o.len {
@@ -64,7 +64,7 @@ static TASK_ERROR: Mutex<Option<Vec<u8>>> = Mutex::new(None);
 /// Attaches `message` to the failure of the task running now (it must then return nonzero; a
 /// task that succeeds drops it). Longer messages are cut to what a message slot holds.
 pub fn set_task_error(message: &[u8]) -> Result<(), (Status, String)> {
-    if !IN_WORKER.load(Relaxed) || !IN_ITEM.load(Relaxed) || proc::forked_child() {
+    if !IN_WORKER.load(Relaxed) || !IN_ITEM.load(Relaxed) || forked_child() {
         return Err((Status::Inval, "pool_task_error called outside a task".into()));
     }
     let m = message[..message.len().min(MSG_LEN - 1)].to_vec();
@@ -108,7 +108,6 @@ fn run(cfg: &WorkerConfig) -> i32 {
     // A group of its own: a task's kill(0, sig) reaches only this worker and what it started.
     proc::own_process_group();
     proc::set_name("pool-worker");
-    proc::watch_forks();
     let me = cfg.view.worker(cfg.index);
     me.state.store(W_INIT, SeqCst);
     let Ok(v) = cfg.view.aliased() else { return 72 }; // no address space for the alias
@@ -148,11 +147,17 @@ fn run(cfg: &WorkerConfig) -> i32 {
     }
 }
 
+/// True in a process forked by a task (the pid, kept by the library's fork handler, is not the
+/// worker's).
+fn forked_child() -> bool {
+    proc::getpid() != MY_PID.load(Relaxed)
+}
+
 /// A process forked by a task that returned into the worker's code must not take work (it
 /// would be a second runner of the same task): it leaves at once, without flushing stdio (its
 /// buffers are copies of the worker's).
 fn leave_if_forked() {
-    if proc::forked_child() {
+    if forked_child() {
         proc::exit_silently(0);
     }
 }

@@ -1,6 +1,7 @@
 //! `pool_iter_t`: Python's `imap` and `imap_unordered`.
 
-use super::macros::{boundary, handle, status};
+use super::handles::{get, Handle};
+use super::macros::{handle, release, status};
 use super::options::{convert_map, pool_map_options_t};
 use super::pool::{pool_fn, pool_t};
 use super::result::timeout;
@@ -12,6 +13,11 @@ use std::sync::Mutex;
 /// An iterator over the results of a map, one at a time (opaque).
 #[allow(non_camel_case_types)]
 pub struct pool_iter_t(Mutex<MapIter>);
+
+impl Handle for pool_iter_t {
+    const NAME: &'static str = "pool_iter_t";
+    const WHAT: &'static str = "iterator";
+}
 
 #[allow(clippy::too_many_arguments)]
 fn start(
@@ -25,7 +31,7 @@ fn start(
     opts: *const pool_map_options_t,
     ordered: bool,
 ) -> Result<pool_iter_t, Error> {
-    let p = try_ref!(pool, "pool");
+    let p = get(pool)?;
     let func = f.ok_or_else(|| Error::inval("fn is NULL"))?;
     require!(in_size > 0 && out_size > 0, "item sizes (in_size, out_size) must be > 0");
     require!(n.checked_mul(in_size).is_some_and(|b| b <= isize::MAX as usize), "n * in_size overflows");
@@ -75,7 +81,7 @@ pub extern "C" fn pool_imap_source(
     opts: *const pool_map_options_t,
 ) -> *mut pool_iter_t {
     handle(|| {
-        let p = try_ref!(pool, "pool");
+        let p = get(pool)?;
         let func = f.ok_or_else(|| Error::inval("fn is NULL"))?;
         let src = source.ok_or_else(|| Error::inval("source is NULL"))?;
         require!(in_size > 0 && out_size > 0, "item sizes (in_size, out_size) must be > 0");
@@ -142,11 +148,13 @@ pub extern "C" fn pool_imap_unordered(
 /// failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
 /// untouched and `pool_last_error()` saying why; the next call goes on with the other items.
 /// `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned.
-/// `index` may be NULL. Thread safety: one consumer at a time (calls are serialised).
+/// `index` may be NULL. Thread safety: one consumer at a time (calls are serialised). Not a
+/// cancellation point: a cancel takes effect after it returns; to cancel a waiting thread
+/// promptly, wait in a loop with a timeout and call `pthread_testcancel` between waits.
 #[no_mangle]
 pub extern "C" fn pool_iter_next(it: *mut pool_iter_t, out: *mut c_void, index: *mut usize, timeout: f64) -> c_int {
     status(|| {
-        let it = try_ref!(it, "iterator");
+        let it = get(it)?;
         require!(!out.is_null(), "out is NULL");
         let t = self::timeout(timeout)?;
         let mut guard = it.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -164,14 +172,12 @@ pub extern "C" fn pool_iter_next(it: *mut pool_iter_t, out: *mut c_void, index: 
     })
 }
 
-/// Frees an iterator; work for results not yet read is cancelled. NULL is a no-op.
-/// Ownership: `it` is invalid afterwards; do not call twice.
+/// Frees an iterator; work for results not yet read is cancelled (once a `pool_iter_next` still
+/// running in another thread has returned). NULL is a no-op.
+/// Ownership: `it` is invalid afterwards: any later call with it (a second `pool_iter_free`
+/// included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
+/// only the child's copy of the handle is released. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_iter_free(it: *mut pool_iter_t) {
-    boundary(|| {
-        if !it.is_null() {
-            // SAFETY: a handle from pool_imap*, freed once (documented).
-            drop(unsafe { Box::from_raw(it) });
-        }
-    })
+    release(it, drop)
 }

@@ -1,9 +1,12 @@
 //! The panic boundary and argument checks shared by every exported function.
 
 use super::error::set_last_error;
+use super::handles::{self, Handle};
 use crate::core::{Error, Status};
+use crate::sys::proc::NoCancel;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 /// What an exported function returns when a panic was caught.
 pub trait Fallback {
@@ -29,7 +32,10 @@ impl<T> Fallback for *mut T {
 }
 
 /// Runs `f`, turning a panic into the return type's fallback and a `pool_last_error` message.
+/// The thread cannot be cancelled meanwhile (see `NoCancel`): no library function is a
+/// cancellation point.
 pub fn boundary<R: Fallback>(f: impl FnOnce() -> R) -> R {
+    let _no_cancel = NoCancel::enter();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
@@ -55,10 +61,20 @@ pub fn status(f: impl FnOnce() -> Result<(), Error>) -> c_int {
     })
 }
 
+/// For functions returning a plain value: `on_error` on error, with `pool_last_error` set.
+pub fn value<R: Fallback>(on_error: R, f: impl FnOnce() -> Result<R, Error>) -> R {
+    boundary(|| {
+        f().unwrap_or_else(|e| {
+            set_last_error(&e);
+            on_error
+        })
+    })
+}
+
 /// For functions returning a new handle: NULL on error, with `pool_last_error` set.
-pub fn handle<T>(f: impl FnOnce() -> Result<T, Error>) -> *mut T {
-    boundary(|| match f() {
-        Ok(v) => Box::into_raw(Box::new(v)),
+pub fn handle<T: Handle>(f: impl FnOnce() -> Result<T, Error>) -> *mut T {
+    boundary(|| match handles::not_in_task().and_then(|()| f()) {
+        Ok(v) => handles::insert(v),
         Err(e) => {
             set_last_error(&e);
             std::ptr::null_mut()
@@ -66,16 +82,15 @@ pub fn handle<T>(f: impl FnOnce() -> Result<T, Error>) -> *mut T {
     })
 }
 
-/// Borrows a handle, or fails with `POOL_EINVAL` naming the argument.
-macro_rules! try_ref {
-    ($p:expr, $what:literal) => {
-        // SAFETY: the caller passes a handle returned by this library and not yet freed, or NULL
-        // (checked here); handles are only ever accessed through shared references.
-        match unsafe { $p.as_ref() } {
-            Some(r) => r,
-            None => return Err($crate::core::Error::inval(concat!($what, " is NULL"))),
-        }
-    };
+/// For the functions that free a handle: `f` gets the object once it is out of the registry
+/// (other calls on it still running keep it alive until they return). NULL is a no-op; a
+/// handle that is not live sets `pool_last_error` and does nothing else.
+pub fn release<T: Handle>(h: *mut T, f: impl FnOnce(Arc<T>)) {
+    boundary(|| match handles::remove(h) {
+        Ok(Some(obj)) => f(obj),
+        Ok(None) => {}
+        Err(e) => set_last_error(&e),
+    })
 }
 
 /// Fails with `POOL_EINVAL` when a required pointer is NULL.

@@ -8,6 +8,7 @@
 #[macro_use]
 mod macros;
 pub mod error;
+mod handles;
 pub mod iter;
 pub mod options;
 pub mod pool;

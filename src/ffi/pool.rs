@@ -1,6 +1,7 @@
 //! `pool_t`: creating pools, submitting work, closing, joining.
 
-use super::macros::{boundary, handle, status};
+use super::handles::{get, get_opt, Handle};
+use super::macros::{handle, release, status, value};
 use super::options::{convert, convert_map, pool_map_options_t, pool_options_t};
 use super::result::pool_async_t;
 use crate::core::worker::{out_write, ItemFn, VarFn};
@@ -15,6 +16,11 @@ impl pool_t {
     pub(crate) fn pool(&self) -> &Pool {
         &self.0
     }
+}
+
+impl Handle for pool_t {
+    const NAME: &'static str = "pool_t";
+    const WHAT: &'static str = "pool";
 }
 
 /// A task function, run in a worker process: `in` points to one input item, `out` to its
@@ -75,9 +81,10 @@ fn apply_args(
     Ok(func)
 }
 
-/// Creates a pool of `workers` worker processes (`workers <= 0`: one per CPU this process may
-/// run on). `opts` may be NULL for the defaults; otherwise it must have been initialised with
-/// `pool_options_init`. The workers are running, their initializer done, when this returns.
+/// Creates a pool of `workers` worker processes (0: one per CPU this process may run on;
+/// negative: `POOL_EINVAL`). `opts` may be NULL for the defaults; otherwise it must have been
+/// initialised with `pool_options_init`. The workers are running, their initializer done, when
+/// this returns.
 ///
 /// Workers are forked from a helper process forked here, so every worker, including one that
 /// replaces a dead one, sees the process memory as it is now: functions and `ctx` pointers
@@ -91,16 +98,19 @@ fn apply_args(
 /// Thread safety: safe from any thread; the pool may be used from any thread.
 #[no_mangle]
 pub extern "C" fn pool_create(workers: c_int, opts: *const pool_options_t) -> *mut pool_t {
-    handle(|| Ok(pool_t(Pool::new(workers, convert(opts)?)?)))
+    handle(|| {
+        require!(workers >= 0, format!("workers is {workers}: it must be > 0, or 0 for one per CPU"));
+        Ok(pool_t(Pool::new(workers, convert(opts)?)?))
+    })
 }
 
-/// The number of worker processes of `pool` (0 if `pool` is NULL).
+/// The number of worker processes of `pool` (0 if `pool` is NULL; 0 with `pool_last_error()`
+/// set if it is not a live pool).
 ///
 /// Thread safety: safe from any thread.
 #[no_mangle]
 pub extern "C" fn pool_workers(pool: *const pool_t) -> c_int {
-    // SAFETY: a live handle or NULL.
-    boundary(|| unsafe { pool.as_ref() }.map_or(0, |p| p.0.workers() as c_int))
+    value(0, || Ok(get_opt(pool)?.map_or(0, |p| p.0.workers() as c_int)))
 }
 
 /// Applies `fn` to `n` items in parallel and waits: item i is read from `in + i*in_size` and
@@ -113,7 +123,9 @@ pub extern "C" fn pool_workers(pool: *const pool_t) -> c_int {
 /// every case. `n == 0` is a no-op returning `POOL_OK` (buffers may then be NULL). Item sizes
 /// must be > 0.
 /// Ownership: `in` and `out` stay the caller's. Thread safety: safe from any thread,
-/// concurrently with other calls on the same pool.
+/// concurrently with other calls on the same pool. Not a cancellation point: a cancel takes
+/// effect after it returns; to cancel promptly, use `pool_map_async` and wait in a loop with a
+/// timeout and `pthread_testcancel`.
 #[no_mangle]
 pub extern "C" fn pool_map(
     pool: *mut pool_t,
@@ -130,7 +142,7 @@ pub extern "C" fn pool_map(
 
 /// `pool_map` with per-call options (`opts` may be NULL): chunk size, per-item statuses, a
 /// per-item timeout.
-/// Thread safety: safe from any thread.
+/// Thread safety: safe from any thread. Not a cancellation point (as `pool_map`).
 #[no_mangle]
 pub extern "C" fn pool_map_ex(
     pool: *mut pool_t,
@@ -144,7 +156,7 @@ pub extern "C" fn pool_map_ex(
     opts: *const pool_map_options_t,
 ) -> c_int {
     status(|| {
-        let p = try_ref!(pool, "pool");
+        let p = get(pool)?;
         let a = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
         if n == 0 {
             return p.0.shared().check_owner();
@@ -190,7 +202,7 @@ pub extern "C" fn pool_map_async_ex(
     opts: *const pool_map_options_t,
 ) -> *mut pool_async_t {
     handle(|| {
-        let p = try_ref!(pool, "pool");
+        let p = get(pool)?;
         let a = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
         // SAFETY: arguments checked; the caller keeps the buffers valid as documented.
         Ok(pool_async_t(unsafe { p.0.map_async(a) }?))
@@ -200,7 +212,8 @@ pub extern "C" fn pool_map_async_ex(
 /// Runs `fn` on one input in a worker and waits for it. `in`/`out` may be NULL when their size
 /// is 0. Returns the task's status (`POOL_ETASK` if it returned nonzero, `POOL_ECRASHED` if its
 /// worker died, ...).
-/// Thread safety: safe from any thread.
+/// Thread safety: safe from any thread. Not a cancellation point: a cancel takes effect after
+/// it returns (`pool_apply_async` and a timeout loop cancel promptly).
 #[no_mangle]
 pub extern "C" fn pool_apply(
     pool: *mut pool_t,
@@ -212,7 +225,7 @@ pub extern "C" fn pool_apply(
     ctx: *mut c_void,
 ) -> c_int {
     status(|| {
-        let p = try_ref!(pool, "pool");
+        let p = get(pool)?;
         let func = apply_args(f, input, in_size, out, out_size)?;
         // SAFETY: arguments checked; `out` is written before this call returns.
         let r = unsafe { p.0.apply_async(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize) }?;
@@ -236,7 +249,7 @@ pub extern "C" fn pool_apply_async(
     ctx: *mut c_void,
 ) -> *mut pool_async_t {
     handle(|| {
-        let p = try_ref!(pool, "pool");
+        let p = get(pool)?;
         let func = apply_args(f, input, in_size, out, out_size)?;
         // SAFETY: arguments checked; the caller keeps `out` valid as documented.
         Ok(pool_async_t(unsafe {
@@ -263,7 +276,7 @@ pub extern "C" fn pool_submit(
     ctx: *mut c_void,
 ) -> *mut pool_async_t {
     handle(|| {
-        let p = try_ref!(pool, "pool");
+        let p = get(pool)?;
         let func: VarFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
         require!(in_len == 0 || !input.is_null(), "in is NULL but in_len > 0");
         // SAFETY: arguments checked; the input is copied before returning.
@@ -295,36 +308,35 @@ pub extern "C" fn pool_out_write(data: *const c_void, len: usize) -> c_int {
 /// is a no-op. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_close(pool: *mut pool_t) -> c_int {
-    status(|| try_ref!(pool, "pool").0.close())
+    status(|| get(pool)?.0.close())
 }
 
 /// Stops the pool at once: workers are killed; unfinished results end with `POOL_ECLOSED`.
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_terminate(pool: *mut pool_t) -> c_int {
-    status(|| try_ref!(pool, "pool").0.terminate())
+    status(|| get(pool)?.0.terminate())
 }
 
 /// Waits for the workers to exit after `pool_close` (once all submitted work is done) or
 /// `pool_terminate`. Before either, returns `POOL_EINVAL`.
-/// Thread safety: any thread.
+/// Thread safety: any thread. Not a cancellation point: a cancel takes effect after it returns.
 #[no_mangle]
 pub extern "C" fn pool_join(pool: *mut pool_t) -> c_int {
-    status(|| try_ref!(pool, "pool").0.join())
+    status(|| get(pool)?.0.join())
 }
 
-/// Terminates the pool unless it was closed, joins it and frees it. Async handles stay valid
-/// (unfinished ones report `POOL_ECLOSED`) and must still be freed. NULL is a no-op.
-/// Ownership: `pool` is invalid afterwards; do not call twice.
-/// Thread safety: no other call on the same pool may run concurrently or after.
+/// Terminates the pool unless it was closed, joins it and frees it. Async handles and
+/// iterators stay valid (unfinished ones report `POOL_ECLOSED`) and must still be freed. NULL is
+/// a no-op. Calls blocked on the pool in other threads return soon (`POOL_ECLOSED` once it is
+/// terminated; after `pool_close` they finish their work first).
+/// Ownership: `pool` is invalid afterwards: any later call with it (a second `pool_destroy`
+/// included) does nothing but report `POOL_EINVAL` ("not a live handle") in
+/// `pool_last_error()`. In a forked child, only the child's copy of the handle is released (the
+/// parent's pool is untouched). Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_destroy(pool: *mut pool_t) {
-    boundary(|| {
-        if !pool.is_null() {
-            // SAFETY: a handle from pool_create, freed once (documented).
-            drop(unsafe { Box::from_raw(pool) });
-        }
-    })
+    release(pool, |p| p.0.shut_down())
 }
 
 /// Allocates `size` bytes of the pool's shared memory, which every worker sees at the same
@@ -335,16 +347,7 @@ pub extern "C" fn pool_destroy(pool: *mut pool_t) {
 /// the memory goes away with the pool in any case. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_shm_alloc(pool: *mut pool_t, size: usize) -> *mut c_void {
-    boundary(|| {
-        let r = (|| try_ref!(pool, "pool").0.shm_alloc(size))();
-        match r {
-            Ok(p) => p as *mut c_void,
-            Err(e) => {
-                super::error::set_last_error(&e);
-                std::ptr::null_mut()
-            }
-        }
-    })
+    value(std::ptr::null_mut(), || Ok(get(pool)?.0.shm_alloc(size)? as *mut c_void))
 }
 
 /// Frees memory from `pool_shm_alloc`. NULL is a no-op; any other pointer not from
@@ -352,7 +355,7 @@ pub extern "C" fn pool_shm_alloc(pool: *mut pool_t, size: usize) -> *mut c_void 
 #[no_mangle]
 pub extern "C" fn pool_shm_free(pool: *mut pool_t, ptr: *mut c_void) -> c_int {
     status(|| {
-        let p = try_ref!(pool, "pool");
+        let p = get(pool)?;
         if ptr.is_null() {
             return Ok(());
         }
@@ -368,11 +371,5 @@ pub extern "C" fn pool_shm_free(pool: *mut pool_t, ptr: *mut c_void) -> c_int {
 /// any of its async handles lives. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_event_fd(pool: *mut pool_t) -> c_int {
-    boundary(|| {
-        let r = (|| try_ref!(pool, "pool").0.event_fd())();
-        r.unwrap_or_else(|e| {
-            super::error::set_last_error(&e);
-            -1
-        })
-    })
+    value(-1, || get(pool)?.0.event_fd())
 }

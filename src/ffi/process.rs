@@ -1,6 +1,7 @@
 //! `pool_process_t`: Python's multiprocessing.Process.
 
-use super::macros::{boundary, handle, status};
+use super::handles::{get, get_opt, Handle};
+use super::macros::{handle, release, status, value};
 use super::result::timeout;
 use crate::core::{Error, Process};
 use std::os::raw::{c_int, c_void};
@@ -13,6 +14,13 @@ pub type process_fn = Option<unsafe extern "C" fn(arg: *mut c_void) -> c_int>;
 /// A child process running one function (opaque).
 #[allow(non_camel_case_types)]
 pub struct pool_process_t(Process);
+
+impl Handle for pool_process_t {
+    const NAME: &'static str = "pool_process_t";
+    const WHAT: &'static str = "process";
+    const OWNER_RULE: &'static str =
+        "a process object can only be used by the process that created it (a forked child is not the parent of its process)";
+}
 
 /// Creates a process object that will run `fn(arg)`; nothing is started yet. Returns NULL (with
 /// `pool_last_error()`) if `fn` is NULL.
@@ -27,37 +35,38 @@ pub extern "C" fn process_create(f: process_fn, arg: *mut c_void) -> *mut pool_p
 /// Thread safety: any thread (safe in a host running many threads).
 #[no_mangle]
 pub extern "C" fn process_start(p: *mut pool_process_t) -> c_int {
-    status(|| try_ref!(p, "process").0.start())
+    status(|| get(p)?.0.start())
 }
 
 /// Waits up to `timeout` seconds (negative: forever) for the child to exit and reaps it.
 /// `POOL_ETIMEDOUT` while it still runs; `POOL_EINVAL` before `process_start`.
-/// Thread safety: any thread.
+/// Thread safety: any thread. Not a cancellation point: a cancel takes effect after it
+/// returns; to cancel a waiting thread promptly, wait in a loop with a timeout and call
+/// `pthread_testcancel` between waits.
 #[no_mangle]
 pub extern "C" fn process_join(p: *mut pool_process_t, timeout: f64) -> c_int {
-    status(|| try_ref!(p, "process").0.join(self::timeout(timeout)?))
+    status(|| get(p)?.0.join(self::timeout(timeout)?))
 }
 
-/// True while the child runs; false before start, once it has exited (no join needed), and for
-/// NULL. Thread safety: any thread.
+/// True while the child runs; false before start, once it has exited (no join needed), for
+/// NULL, and (with `pool_last_error()` set) if `p` is not a live handle. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn process_is_alive(p: *mut pool_process_t) -> bool {
-    // SAFETY: a live handle or NULL.
-    boundary(|| unsafe { p.as_ref() }.is_some_and(|p| p.0.is_alive()))
+    value(false, || Ok(get_opt(p)?.is_some_and(|p| p.0.is_alive())))
 }
 
 /// Sends SIGTERM to the child (a no-op once it has exited). `POOL_EINVAL` before start.
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn process_terminate(p: *mut pool_process_t) -> c_int {
-    status(|| try_ref!(p, "process").0.signal(libc::SIGTERM))
+    status(|| get(p)?.0.signal(libc::SIGTERM))
 }
 
 /// Sends SIGKILL to the child (a no-op once it has exited). `POOL_EINVAL` before start.
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn process_kill(p: *mut pool_process_t) -> c_int {
-    status(|| try_ref!(p, "process").0.signal(libc::SIGKILL))
+    status(|| get(p)?.0.signal(libc::SIGKILL))
 }
 
 /// Once the child has finished: `POOL_OK` and `*code` = its exit status, or `-N` if it was
@@ -67,7 +76,7 @@ pub extern "C" fn process_kill(p: *mut pool_process_t) -> c_int {
 #[no_mangle]
 pub extern "C" fn process_exitcode(p: *const pool_process_t, code: *mut c_int) -> c_int {
     status(|| {
-        let p = try_ref!(p, "process");
+        let p = get(p)?;
         require!(!code.is_null(), "code is NULL");
         let c = p.0.exitcode()?;
         // SAFETY: checked non-NULL above.
@@ -76,23 +85,21 @@ pub extern "C" fn process_exitcode(p: *const pool_process_t, code: *mut c_int) -
     })
 }
 
-/// The child's pid, or -1 before `process_start` (and for NULL).
-/// Thread safety: any thread.
+/// The child's pid, or -1 before `process_start`, for NULL, and (with `pool_last_error()` set)
+/// if `p` is not a live handle. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn process_pid(p: *const pool_process_t) -> c_int {
-    // SAFETY: a live handle or NULL.
-    boundary(|| unsafe { p.as_ref() }.map_or(-1, |p| p.0.pid()))
+    value(-1, || Ok(get_opt(p)?.map_or(-1, |p| p.0.pid())))
 }
 
-/// Frees the process object. A child still running is killed and reaped (no zombie is left).
-/// NULL is a no-op. Ownership: `p` is invalid afterwards; do not call twice.
-/// Thread safety: no other call on the same object may run concurrently or after.
+/// Frees the process object. A child still running is killed and reaped (no zombie is left),
+/// once calls on the object still running in other threads (a `process_join`) have returned.
+/// NULL is a no-op.
+/// Ownership: `p` is invalid afterwards: any later call with it (a second `process_free`
+/// included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
+/// only the child's copy of the object is released (the parent's child process is untouched).
+/// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn process_free(p: *mut pool_process_t) {
-    boundary(|| {
-        if !p.is_null() {
-            // SAFETY: a handle from process_create, freed once (documented).
-            drop(unsafe { Box::from_raw(p) });
-        }
-    })
+    release(p, drop)
 }

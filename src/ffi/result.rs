@@ -1,6 +1,7 @@
 //! `pool_async_t`: Python's AsyncResult.
 
-use super::macros::{boundary, status};
+use super::handles::{get, get_opt, Handle};
+use super::macros::{release, status, value};
 use crate::core::job::Exit;
 use crate::core::{AsyncResult, Error, Outcome, Status};
 use std::os::raw::{c_int, c_void};
@@ -9,6 +10,11 @@ use std::time::Duration;
 /// The pending or finished result of an asynchronous call (opaque).
 #[allow(non_camel_case_types)]
 pub struct pool_async_t(pub(crate) AsyncResult);
+
+impl Handle for pool_async_t {
+    const NAME: &'static str = "pool_async_t";
+    const WHAT: &'static str = "async result";
+}
 
 /// Seconds as a C double: negative means no limit.
 pub(crate) fn timeout(secs: f64) -> Result<Option<Duration>, Error> {
@@ -21,11 +27,13 @@ pub(crate) fn timeout(secs: f64) -> Result<Option<Duration>, Error> {
 /// Waits up to `timeout` seconds (negative: forever) and returns the result's status: the same
 /// one every time once finished (`POOL_OK`, or the failure with `pool_last_error()` set); or
 /// `POOL_ETIMEDOUT` if it is not ready yet (the work goes on).
-/// Thread safety: any thread; several threads may wait on one handle.
+/// Thread safety: any thread; several threads may wait on one handle. Not a cancellation
+/// point: a cancel takes effect after it returns; to cancel a waiting thread promptly, wait in
+/// a loop with a timeout and call `pthread_testcancel` between waits.
 #[no_mangle]
 pub extern "C" fn async_get(a: *mut pool_async_t, timeout: f64) -> c_int {
     status(|| {
-        let a = try_ref!(a, "async result");
+        let a = get(a)?;
         match a.0.wait(self::timeout(timeout)?) {
             None => Err(Error::new(Status::TimedOut, "the result is not ready yet")),
             Some(Outcome { err, .. }) => err.map_or(Ok(()), Err),
@@ -35,11 +43,11 @@ pub extern "C" fn async_get(a: *mut pool_async_t, timeout: f64) -> c_int {
 
 /// Waits up to `timeout` seconds (negative: forever): `POOL_OK` once the result is ready,
 /// whatever its status; `POOL_ETIMEDOUT` otherwise.
-/// Thread safety: any thread.
+/// Thread safety: any thread. Not a cancellation point (as `async_get`).
 #[no_mangle]
 pub extern "C" fn async_wait(a: *mut pool_async_t, timeout: f64) -> c_int {
     status(|| {
-        let a = try_ref!(a, "async result");
+        let a = get(a)?;
         match a.0.wait(self::timeout(timeout)?) {
             None => Err(Error::new(Status::TimedOut, "the result is not ready yet")),
             Some(_) => Ok(()),
@@ -47,20 +55,20 @@ pub extern "C" fn async_wait(a: *mut pool_async_t, timeout: f64) -> c_int {
     })
 }
 
-/// True once the result is ready (false for NULL). Never blocks.
+/// True once the result is ready (false for NULL; false with `pool_last_error()` set if `a` is
+/// not a live handle). Never blocks.
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn async_ready(a: *const pool_async_t) -> bool {
-    // SAFETY: a live handle or NULL.
-    boundary(|| unsafe { a.as_ref() }.is_some_and(|a| a.0.poll().is_some()))
+    value(false, || Ok(get_opt(a)?.is_some_and(|a| a.0.poll().is_some())))
 }
 
-/// True if the result is ready and succeeded (false for NULL or not ready). Never blocks.
+/// True if the result is ready and succeeded (false if not ready or NULL; false with
+/// `pool_last_error()` set if `a` is not a live handle). Never blocks.
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn async_successful(a: *const pool_async_t) -> bool {
-    // SAFETY: a live handle or NULL.
-    boundary(|| unsafe { a.as_ref() }.is_some_and(|a| a.0.poll().is_some_and(|o| o.err.is_none())))
+    value(false, || Ok(get_opt(a)?.is_some_and(|a| a.0.poll().is_some_and(|o| o.err.is_none()))))
 }
 
 /// The result of a `pool_submit` task once it succeeded: `*data` points to `*len` bytes that
@@ -71,7 +79,7 @@ pub extern "C" fn async_successful(a: *const pool_async_t) -> bool {
 #[no_mangle]
 pub extern "C" fn async_result(a: *mut pool_async_t, data: *mut *const c_void, len: *mut usize) -> c_int {
     status(|| {
-        let a = try_ref!(a, "async result");
+        let a = get(a)?;
         require!(!data.is_null() && !len.is_null(), "data or len is NULL");
         let bytes = a.0.var_output()?;
         // SAFETY: both out-pointers were checked non-NULL.
@@ -87,11 +95,11 @@ pub extern "C" fn async_result(a: *mut pool_async_t, data: *mut *const c_void, l
 /// worker is replaced), and it ends with `POOL_ECANCELLED`; for a map, every item not yet done.
 /// Returns `POOL_OK` once the result is ready (work that had already finished keeps its own
 /// status, which `async_get` reports).
-/// Thread safety: any thread.
+/// Thread safety: any thread. Not a cancellation point.
 #[no_mangle]
 pub extern "C" fn async_cancel(a: *mut pool_async_t) -> c_int {
     status(|| {
-        try_ref!(a, "async result").0.cancel();
+        get(a)?.0.cancel();
         Ok(())
     })
 }
@@ -123,7 +131,7 @@ pub struct pool_task_info_t {
 #[no_mangle]
 pub extern "C" fn async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, info_size: usize) -> c_int {
     status(|| {
-        let a = try_ref!(a, "async result");
+        let a = get(a)?;
         require!(!info.is_null(), "info is NULL");
         require!(info_size >= std::mem::size_of::<pool_task_info_t>(), "info_size is smaller than pool_task_info_t");
         let o = a.0.poll().ok_or_else(|| Error::new(Status::TimedOut, "the result is not ready yet"))?;
@@ -154,7 +162,7 @@ pub extern "C" fn async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, 
 #[no_mangle]
 pub extern "C" fn async_progress(a: *const pool_async_t, done: *mut usize, total: *mut usize) -> c_int {
     status(|| {
-        let a = try_ref!(a, "async result");
+        let a = get(a)?;
         require!(!done.is_null() && !total.is_null(), "done or total is NULL");
         let (d, t) = a.0.progress();
         // SAFETY: both checked non-NULL.
@@ -167,15 +175,13 @@ pub extern "C" fn async_progress(a: *const pool_async_t, done: *mut usize, total
 }
 
 /// Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
-/// `out` is never written after this returns). NULL is a no-op.
-/// Ownership: `a` is invalid afterwards; do not call twice. Thread safety: no other call on
-/// the same handle may run concurrently or after.
+/// `out` is never written after this returns). A call on the handle still running in another
+/// thread (an `async_get`) is not cut short: it finishes, may still collect the result into
+/// `out`, and the handle goes when it returns. NULL is a no-op.
+/// Ownership: `a` is invalid afterwards: any later call with it (a second `async_free`
+/// included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
+/// only the child's copy of the handle is released. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn async_free(a: *mut pool_async_t) {
-    boundary(|| {
-        if !a.is_null() {
-            // SAFETY: a handle from this library, freed once (documented).
-            drop(unsafe { Box::from_raw(a) });
-        }
-    })
+    release(a, drop)
 }

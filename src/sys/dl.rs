@@ -5,6 +5,13 @@
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
 
+/// Held around every call into the loader, and by a forking thread across fork() (proc.rs).
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(super) fn lock() -> std::sync::MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One loaded object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -46,6 +53,7 @@ pub fn generation() -> (u64, u64) {
         1 // the counters are the same in every entry: stop at the first
     }
     let mut g = (0u64, 0u64);
+    let _one = lock();
     // SAFETY: the callback only reads the entry it is given and writes `g`.
     unsafe { libc::dl_iterate_phdr(Some(first), &mut g as *mut _ as *mut c_void) };
     g
@@ -60,6 +68,7 @@ pub fn objects() -> Vec<Object> {
         0
     }
     let mut v: Vec<Object> = Vec::new();
+    let _one = lock();
     // SAFETY: the callback reads the entries it is given and pushes to `v`.
     unsafe { libc::dl_iterate_phdr(Some(each), &mut v as *mut _ as *mut c_void) };
     v

@@ -1,8 +1,10 @@
 //! Processes: fork with library hygiene, reaping, pidfds, signals, prctl.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::raw::c_int;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// A file descriptor closed on drop.
 #[derive(Debug)]
@@ -18,7 +20,8 @@ impl Drop for OwnedFd {
 }
 
 /// Everything the library holds that a forked child must drop: descriptors and mappings of
-/// every pool. Forks by the library hold this lock, so the child sees a consistent list.
+/// every pool. The fork handlers hold this lock across every fork, so a child sees a consistent
+/// list, unlocked.
 struct Registry {
     fds: Vec<c_int>,
     maps: Vec<(usize, usize)>,
@@ -26,7 +29,7 @@ struct Registry {
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry { fds: Vec::new(), maps: Vec::new() });
 
-fn registry() -> std::sync::MutexGuard<'static, Registry> {
+fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -53,11 +56,12 @@ pub enum Forked {
 /// registered. stdio is flushed first so that buffered output is never duplicated. The child
 /// must end with [`exit_now`].
 pub fn fork(keep_map: Option<usize>, keep_fds: &[c_int]) -> io::Result<Forked> {
-    let mut reg = registry();
+    // Without the fork handlers (pthread_atfork failed), the registry is held across fork here.
+    let held = (!HANDLERS.load(SeqCst)).then(registry);
     // SAFETY: fflush(NULL) flushes all open output streams; always valid.
     unsafe { libc::fflush(std::ptr::null_mut()) };
     // SAFETY: glibc's fork makes malloc and stdio usable in the child even when other threads
-    // hold their locks; the child touches only the snapshot held by `reg`, never the lock.
+    // hold their locks; the fork handlers below do the same for the library's own locks.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -65,6 +69,7 @@ pub fn fork(keep_map: Option<usize>, keep_fds: &[c_int]) -> io::Result<Forked> {
     if pid > 0 {
         return Ok(Forked::Parent(pid));
     }
+    let mut reg = held.unwrap_or_else(registry);
     for &fd in reg.fds.iter().filter(|fd| !keep_fds.contains(fd)) {
         // SAFETY: library-owned descriptors, duplicated by fork, closed in the child only.
         unsafe { libc::close(fd) };
@@ -74,7 +79,6 @@ pub fn fork(keep_map: Option<usize>, keep_fds: &[c_int]) -> io::Result<Forked> {
             super::mem::unmap_in_child(base, len);
         }
     }
-    // The child's only thread is the one holding the lock, so it may release it.
     reg.fds.retain(|fd| keep_fds.contains(fd));
     reg.maps.retain(|&(b, _)| Some(b) == keep_map);
     drop(reg);
@@ -87,23 +91,83 @@ pub fn exit_silently(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+// ---- Any fork in the process (the host's own too): the library's locks and the pid cache.
 
-extern "C" fn mark_forked() {
-    FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
+/// This process's pid, kept right across fork() by the child handler, so that checking the
+/// owner of a pool on every call costs no system call. 0 until first asked.
+static PID: AtomicI32 = AtomicI32::new(0);
+/// Whether the fork handlers are installed: only then may the pid be cached.
+static HANDLERS: AtomicBool = AtomicBool::new(false);
+/// Another module's locks that a fork must not catch held (the C handle registry).
+static HOOKS: OnceLock<ForkHooks> = OnceLock::new();
+
+#[derive(Clone, Copy)]
+pub struct ForkHooks {
+    /// Takes the locks, in the thread about to fork.
+    pub prepare: fn(),
+    /// Releases whatever `prepare` took in this thread; runs in the parent and in the child.
+    pub release: fn(),
 }
 
-/// From now on, processes this one forks (with `fork()`, which runs atfork handlers) see
-/// `forked_child()` true.
-pub fn watch_forks() {
-    // SAFETY: registers a child handler that only stores to a static atomic.
-    unsafe { libc::pthread_atfork(None, None, Some(mark_forked)) };
+/// Has `hooks` run around every fork of this process (set once, when the library is loaded).
+pub fn set_fork_hooks(hooks: ForkHooks) {
+    let _ = HOOKS.set(hooks);
 }
 
-/// True in a process forked after `watch_forks()` (by a task in a worker).
-pub fn forked_child() -> bool {
-    FORKED.load(std::sync::atomic::Ordering::Relaxed)
+/// The locks a forking thread holds from before fork() until after it: the registry's, and the
+/// one around the library's calls into the dynamic loader (`dl.rs`: a child forked while another
+/// thread was inside `dl_iterate_phdr` would find the loader's lock held forever).
+type Held = (MutexGuard<'static, Registry>, MutexGuard<'static, ()>);
+
+thread_local! {
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
+
+extern "C" fn before_fork() {
+    if let Some(h) = HOOKS.get() {
+        (h.prepare)();
+    }
+    let g = (registry(), super::dl::lock());
+    // Without thread-local storage (a thread being torn down) the guards are dropped: no worse
+    // than having no handler.
+    let _ = HELD.try_with(|h| *h.borrow_mut() = Some(g));
+}
+
+fn after_fork() {
+    let _ = HELD.try_with(|h| h.borrow_mut().take());
+    if let Some(h) = HOOKS.get() {
+        (h.release)();
+    }
+}
+
+extern "C" fn after_fork_parent() {
+    after_fork();
+}
+
+extern "C" fn after_fork_child() {
+    // SAFETY: always succeeds.
+    PID.store(unsafe { libc::getpid() }, Relaxed);
+    after_fork(); // the child's only thread is the one that took the locks, so it may release them
+}
+
+extern "C" fn install_fork_handlers() {
+    // SAFETY: registers handlers that take and release only this library's own locks; they
+    // neither panic nor unwind.
+    let r = unsafe {
+        libc::pthread_atfork(
+            Some(before_fork as unsafe extern "C" fn()),
+            Some(after_fork_parent as unsafe extern "C" fn()),
+            Some(after_fork_child as unsafe extern "C" fn()),
+        )
+    };
+    HANDLERS.store(r == 0, SeqCst);
+}
+
+/// Installs the fork handlers when the library is loaded, before any thread can use it (a lazy
+/// install could race with a fork and leave a child with a lock held, or a stale pid).
+#[used]
+#[link_section = ".init_array"]
+static INSTALL_FORK_HANDLERS: extern "C" fn() = install_fork_handlers;
 
 /// Leaves a forked child at once: flushes stdio, then `_exit` (no atexit handlers of the host).
 pub fn exit_now(code: i32) -> ! {
@@ -293,9 +357,48 @@ pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// This process's pid (cached: see `PID`).
 pub fn getpid() -> libc::pid_t {
+    let p = PID.load(Relaxed);
+    if p != 0 {
+        return p;
+    }
     // SAFETY: always succeeds.
-    unsafe { libc::getpid() }
+    let p = unsafe { libc::getpid() };
+    if HANDLERS.load(SeqCst) {
+        PID.store(p, Relaxed);
+    }
+    p
+}
+
+extern "C" {
+    // Not in the libc crate for Linux.
+    fn pthread_setcancelstate(state: c_int, oldstate: *mut c_int) -> c_int;
+}
+/// PTHREAD_CANCEL_DISABLE in glibc and musl.
+const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+/// Keeps the calling thread from being cancelled (pthread_cancel) until dropped, then restores
+/// its previous state: a cancellation point inside the library would unwind through Rust
+/// frames, which is undefined behaviour (glibc aborts the process). A cancel that arrives
+/// meanwhile stays pending and acts at the caller's next cancellation point.
+pub struct NoCancel(c_int);
+
+impl NoCancel {
+    pub fn enter() -> NoCancel {
+        let mut old = 0;
+        // SAFETY: changes only the calling thread's state; `old` is a valid out pointer.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        NoCancel(old)
+    }
+}
+
+impl Drop for NoCancel {
+    fn drop(&mut self) {
+        let mut old = 0;
+        // SAFETY: as in `enter`; not a cancellation point itself.
+        unsafe { pthread_setcancelstate(self.0, &mut old) };
+    }
 }
 
 pub fn getppid() -> libc::pid_t {

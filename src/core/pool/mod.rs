@@ -355,6 +355,7 @@ impl Pool {
 
     /// Frees memory from [`Pool::shm_alloc`]. Work still using it must have ended.
     pub fn shm_free(&self, ptr: *mut u8) -> Result<()> {
+        self.sh.check_owner()?;
         let off = (ptr as usize).wrapping_sub(self.sh.view.heap_ptr(0) as usize);
         let b = lock(&self.sh.user_blocks)
             .remove(&off)
@@ -397,14 +398,24 @@ impl Pool {
         lock(&self.sh.life.st).joined = true;
         Ok(())
     }
-}
 
-impl Drop for Pool {
-    fn drop(&mut self) {
+    /// Terminates the pool unless it was closed, then joins it: what dropping it does, here
+    /// also while other threads still use it (their calls then end with `Closed`). Does nothing
+    /// in any process but the owner (a forked child must leave its parent's pool alone).
+    pub fn shut_down(&self) {
+        if self.sh.check_owner().is_err() {
+            return;
+        }
         if !lock(&self.sh.life.st).closed {
             self.sh.terminate();
         }
         let _ = self.join();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 
@@ -477,7 +488,8 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if lock(&self.zygote).is_some() {
+        // Only the owner's zygote is its child; a forked child lets go of its copies only.
+        if self.check_owner().is_ok() && lock(&self.zygote).is_some() {
             self.view.header().control.terminate.store(ON, SeqCst);
             self.ring_zygote();
             self.reap_zygote();
