@@ -145,6 +145,15 @@ typedef struct {
    * Seconds each item may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
    */
   double task_timeout;
+  /**
+   * If > 0, `ctx` points to `ctx_size` bytes that are copied with the call: every item sees
+   * them as they were when the call was made, wherever they live (memory allocated after
+   * `pool_create` included). Tasks get a read-only copy (a task that writes it crashes its
+   * worker). Each chunk carries its own copy: keep it small, and put big read-only tables in
+   * memory allocated before `pool_create` or from `pool_shm_alloc`. 0 (the default): `ctx`
+   * is passed as it is and must point into memory that existed at `pool_create`.
+   */
+  size_t ctx_size;
 } pool_map_options_t;
 
 /**
@@ -187,6 +196,25 @@ typedef struct {
    */
   size_t shm_size;
 } pool_options_t;
+
+/**
+ * Per-call options for `pool_apply_ex`, `pool_apply_async_ex` and `pool_submit_ex`. Call
+ * `pool_call_options_init` first.
+ */
+typedef struct {
+  /**
+   * sizeof(pool_call_options_t) as the caller was compiled; set by `pool_call_options_init`.
+   */
+  size_t struct_size;
+  /**
+   * Seconds the task may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
+   */
+  double task_timeout;
+  /**
+   * As in `pool_map_options_t`: if > 0, `ctx_size` bytes at `ctx` are copied with the call.
+   */
+  size_t ctx_size;
+} pool_call_options_t;
 
 /**
  * A variable-size task, run in a worker process: `in` holds `in_len` bytes (NULL if 0); the
@@ -234,6 +262,11 @@ typedef struct {
    * For maps, the index of the item described; -1 otherwise.
    */
   int64_t item;
+  /**
+   * The task's own message (`pool_task_error`), NUL-terminated; "" if it gave none. Written
+   * only if `info_size` covers it (callers built before it existed pass a smaller size).
+   */
+  char message[256];
 } pool_task_info_t;
 
 #ifdef __cplusplus
@@ -360,6 +393,14 @@ void pool_options_init(pool_options_t *opts);
 void pool_map_options_init(pool_map_options_t *opts);
 
 /**
+ * Fills `opts` with the defaults (the pool's timeout, `ctx` passed as it is) and stamps its
+ * size. NULL is a no-op.
+ *
+ * Thread safety: safe from any thread on distinct structs.
+ */
+void pool_call_options_init(pool_call_options_t *opts);
+
+/**
  * Creates a pool of `workers` worker processes (0: one per CPU this process may run on;
  * negative: `POOL_EINVAL`). `opts` may be NULL for the defaults; otherwise it must have been
  * initialised with `pool_options_init`. The workers are running, their initializer done, when
@@ -473,6 +514,19 @@ int pool_apply(pool_t *pool,
                void *ctx);
 
 /**
+ * `pool_apply` with per-call options (`opts` may be NULL): a task timeout, a copy of `ctx`.
+ * Thread safety: safe from any thread. Not a cancellation point (as `pool_apply`).
+ */
+int pool_apply_ex(pool_t *pool,
+                  pool_fn f,
+                  const void *input,
+                  size_t in_size,
+                  void *out,
+                  size_t out_size,
+                  void *ctx,
+                  const pool_call_options_t *opts);
+
+/**
  * Like `pool_apply` but returns at once with a handle. The input is copied before this
  * returns; `out` must stay valid until the result is ready or the handle freed.
  *
@@ -486,6 +540,19 @@ pool_async_t *pool_apply_async(pool_t *pool,
                                void *out,
                                size_t out_size,
                                void *ctx);
+
+/**
+ * `pool_apply_async` with per-call options (`opts` may be NULL): a task timeout, a copy of
+ * `ctx`. Ownership and thread safety as `pool_apply_async`.
+ */
+pool_async_t *pool_apply_async_ex(pool_t *pool,
+                                  pool_fn f,
+                                  const void *input,
+                                  size_t in_size,
+                                  void *out,
+                                  size_t out_size,
+                                  void *ctx,
+                                  const pool_call_options_t *opts);
 
 /**
  * Submits a variable-size task: `in_len` bytes of input (any length the pool's shared memory
@@ -503,6 +570,28 @@ pool_async_t *pool_submit(pool_t *pool,
                           size_t in_len,
                           size_t max_out,
                           void *ctx);
+
+/**
+ * `pool_submit` with per-call options (`opts` may be NULL): a task timeout, a copy of `ctx`.
+ * Ownership and thread safety as `pool_submit`.
+ */
+pool_async_t *pool_submit_ex(pool_t *pool,
+                             pool_task_fn f,
+                             const void *input,
+                             size_t in_len,
+                             size_t max_out,
+                             void *ctx,
+                             const pool_call_options_t *opts);
+
+/**
+ * Called from inside a task, before it returns nonzero: attaches `message` (a NUL-terminated
+ * string; at most 255 bytes are kept) to the task's failure. The caller then finds it in
+ * `pool_last_error()` (after the item index and the task's code, for maps and iterators) and
+ * in `async_info`'s `message`. A task that succeeds drops it; the first 16 failing items of a
+ * map chunk carry one each. Returns `POOL_EINVAL` outside a task or for NULL.
+ * Thread safety: call only from the task's own worker process.
+ */
+int pool_task_error(const char *message);
 
 /**
  * Called from inside a task started with `pool_submit`: appends `len` bytes to its result.

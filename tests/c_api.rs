@@ -66,6 +66,7 @@ const C_TESTS: &[&str] = &[
     "cancel",
     "robust",
     "isolation",
+    "values",
 ];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
@@ -387,6 +388,11 @@ fn c_robust() {
 #[test]
 fn c_isolation() {
     compile_and_run("isolation", Link::Shared);
+}
+
+#[test]
+fn c_values() {
+    compile_and_run("values", Link::Shared);
 }
 
 /// Every tests/c/*.c has a #[test] above (C_TESTS), so none is silently skipped.

@@ -110,7 +110,12 @@ fn run(cfg: &WorkerConfig) -> i32 {
     proc::set_name("pool-worker");
     let me = cfg.view.worker(cfg.index);
     me.state.store(W_INIT, SeqCst);
-    let Ok(v) = cfg.view.aliased() else { return 72 }; // no address space for the alias
+    // Without the alias (valgrind cannot duplicate a mapping; no address space left), the worker
+    // runs as libpool did before: tasks can write the pool's memory (the README says so).
+    let (v, protected) = match cfg.view.aliased() {
+        Ok(v) => (v, true),
+        Err(_) => (cfg.view, false),
+    };
     let me = v.worker(cfg.index);
     let ctl = &v.header().control;
     if let Some((f, arg)) = cfg.init {
@@ -124,7 +129,7 @@ fn run(cfg: &WorkerConfig) -> i32 {
     ctl.ready.fetch_add(1, SeqCst);
     crate::sys::futex::wake(&ctl.ready, i32::MAX);
 
-    let mut w = Worker { cfg, v, seq: 0, out_area: Guarded::default(), window: Guarded::default() };
+    let mut w = Worker { cfg, v, protected, seq: 0, out_area: Guarded::default(), window: Guarded::default() };
     let mut done: u64 = 0;
     loop {
         if ctl.terminate.load(Acquire) != 0 {
@@ -194,6 +199,8 @@ struct Worker<'a> {
     cfg: &'a WorkerConfig,
     /// The pool's memory through the worker's own read-write alias (`View::aliased`).
     v: View,
+    /// Whether tasks are kept from writing the pool's memory (false without the alias).
+    protected: bool,
     /// Items started so far: `run` names each one uniquely (PROTOCOL.md, invariant K).
     seq: u64,
     /// Private memory, between guard pages, where small outputs are written before they are
@@ -349,6 +356,10 @@ impl Worker<'_> {
                 self.run_items(t, &r, NoOut, call);
             } else if v.in_user_heap(out_off) {
                 self.run_items(t, &r, Direct { base: v.task_ptr(out_off), osz }, call);
+            } else if !self.protected {
+                let base = v.heap_ptr(out_off);
+                clear_unrun(base, flags, t, &r);
+                self.run_items(t, &r, Direct { base, osz }, call);
             } else if flags & F_WINDOW != 0 {
                 let base = self.window_onto(out_off, flags, t, &r);
                 self.run_items(t, &r, Direct { base, osz }, call);
@@ -376,11 +387,7 @@ impl Worker<'_> {
     fn window_onto(&mut self, out_off: u64, flags: u32, t: &TaskSlot, r: &TaskRun) -> *mut u8 {
         let len = (r.n as usize * r.osz).next_multiple_of(4096);
         let Ok(base) = self.window.window(self.v.heap_ptr(out_off), len) else { proc::exit_now(72) };
-        if flags & F_DIRTY != 0 {
-            let from = t.next.load(Acquire) as usize * r.osz;
-            // SAFETY: the window holds n outputs.
-            unsafe { std::ptr::write_bytes(base.add(from), 0, r.n as usize * r.osz - from) };
-        }
+        clear_unrun(base, flags, t, r);
         crate::sys::mem::populate(base, len, true);
         base
     }
@@ -444,6 +451,16 @@ impl Worker<'_> {
         if ctl.efd_armed.load(Relaxed) != 0 && ctl.efd_pending.swap(1, AcqRel) == 0 {
             proc::kill(self.cfg.zygote, libc::SIGUSR1);
         }
+    }
+}
+
+/// Clears the outputs of the items not run yet at `base` (the task's output area) if the block
+/// was used before: a task that writes nothing must hand back zeros, never older bytes.
+fn clear_unrun(base: *mut u8, flags: u32, t: &TaskSlot, r: &TaskRun) {
+    if flags & F_DIRTY != 0 {
+        let from = t.next.load(Acquire) as usize * r.osz;
+        // SAFETY: the output area holds n outputs.
+        unsafe { std::ptr::write_bytes(base.add(from), 0, r.n as usize * r.osz - from) };
     }
 }
 

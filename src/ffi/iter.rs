@@ -36,7 +36,7 @@ fn start(
     require!(in_size > 0 && out_size > 0, "item sizes (in_size, out_size) must be > 0");
     require!(n.checked_mul(in_size).is_some_and(|b| b <= isize::MAX as usize), "n * in_size overflows");
     require!(n == 0 || !input.is_null(), "in is NULL");
-    let (chunksize, _, timeout) = convert_map(opts)?;
+    let o = convert_map(opts)?;
     let a = MapArgs {
         func,
         input: input as usize,
@@ -45,10 +45,10 @@ fn start(
         out_size,
         n,
         ctx: ctx as usize,
-        ctx_size: 0,
-        chunksize,
+        ctx_size: o.ctx_size,
+        chunksize: o.chunksize,
         statuses: 0,
-        timeout,
+        timeout: o.timeout,
     };
     // SAFETY: arguments checked; the caller keeps `in` valid while the iterator lives.
     Ok(pool_iter_t(Mutex::new(unsafe { p.pool().imap(a, Input::Array, ordered) }?)))
@@ -85,7 +85,7 @@ pub extern "C" fn pool_imap_source(
         let func = f.ok_or_else(|| Error::inval("fn is NULL"))?;
         let src = source.ok_or_else(|| Error::inval("source is NULL"))?;
         require!(in_size > 0 && out_size > 0, "item sizes (in_size, out_size) must be > 0");
-        let (chunksize, _, timeout) = convert_map(opts)?;
+        let o = convert_map(opts)?;
         let a = MapArgs {
             func,
             input: 0,
@@ -94,10 +94,10 @@ pub extern "C" fn pool_imap_source(
             out_size,
             n: 0,
             ctx: ctx as usize,
-            ctx_size: 0,
-            chunksize,
+            ctx_size: o.ctx_size,
+            chunksize: o.chunksize,
             statuses: 0,
-            timeout,
+            timeout: o.timeout,
         };
         let input = Input::Source { f: src, ctx: source_ctx as usize };
         // SAFETY: arguments checked; the source writes in_size bytes per call as documented.

@@ -1,6 +1,6 @@
 //! `pool_options_t`: pool creation options, extensible without breaking the ABI.
 
-use crate::core::{Error, Options};
+use crate::core::{CallOptions, Error, Options};
 use std::os::raw::c_void;
 use std::time::Duration;
 
@@ -46,6 +46,26 @@ pub struct pool_map_options_t {
     pub statuses: *mut std::os::raw::c_int,
     /// Seconds each item may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
     pub task_timeout: f64,
+    /// If > 0, `ctx` points to `ctx_size` bytes that are copied with the call: every item sees
+    /// them as they were when the call was made, wherever they live (memory allocated after
+    /// `pool_create` included). Tasks get a read-only copy (a task that writes it crashes its
+    /// worker). Each chunk carries its own copy: keep it small, and put big read-only tables in
+    /// memory allocated before `pool_create` or from `pool_shm_alloc`. 0 (the default): `ctx`
+    /// is passed as it is and must point into memory that existed at `pool_create`.
+    pub ctx_size: usize,
+}
+
+/// Per-call options for `pool_apply_ex`, `pool_apply_async_ex` and `pool_submit_ex`. Call
+/// `pool_call_options_init` first.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct pool_call_options_t {
+    /// sizeof(pool_call_options_t) as the caller was compiled; set by `pool_call_options_init`.
+    pub struct_size: usize,
+    /// Seconds the task may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
+    pub task_timeout: f64,
+    /// As in `pool_map_options_t`: if > 0, `ctx_size` bytes at `ctx` are copied with the call.
+    pub ctx_size: usize,
 }
 
 /// Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and
@@ -110,22 +130,74 @@ pub extern "C" fn pool_map_options_init(opts: *mut pool_map_options_t) {
                 chunksize: 0,
                 statuses: std::ptr::null_mut(),
                 task_timeout: 0.0,
+                ctx_size: 0,
             };
         }
     })
 }
 
-/// Map options in core terms: (chunksize, statuses address, timeout).
-pub(crate) fn convert_map(opts: *const pool_map_options_t) -> Result<(usize, usize, Option<Duration>), Error> {
-    // SAFETY: the caller passes a readable pool_map_options_t or NULL (checked).
-    let Some(o) = (unsafe { opts.as_ref() }) else { return Ok((0, 0, None)) };
-    if o.struct_size < std::mem::size_of::<pool_map_options_t>() {
-        return Err(Error::inval(
-            "pool_map_options_t was not initialised with pool_map_options_init (bad struct_size)",
-        ));
+/// Map options in core terms.
+#[derive(Default)]
+pub(crate) struct MapOpts {
+    pub chunksize: usize,
+    pub statuses: usize,
+    pub timeout: Option<Duration>,
+    pub ctx_size: usize,
+}
+
+/// Reads the fields an options struct's `struct_size` covers: `first` is the size of its first
+/// release (smaller means not initialised); larger than 64 KiB is garbage.
+fn covered(struct_size: usize, first: usize, what: &str, init: &str) -> Result<impl Fn(usize) -> bool, Error> {
+    if struct_size < first || struct_size > 1 << 16 {
+        return Err(Error::inval(format!("{what} was not initialised with {init} (bad struct_size)")));
     }
+    Ok(move |end: usize| struct_size >= end)
+}
+
+/// Map options in core terms (NULL: the defaults).
+pub(crate) fn convert_map(opts: *const pool_map_options_t) -> Result<MapOpts, Error> {
+    // SAFETY: the caller passes a readable pool_map_options_t or NULL (checked).
+    let Some(o) = (unsafe { opts.as_ref() }) else { return Ok(MapOpts::default()) };
+    let first = std::mem::offset_of!(pool_map_options_t, ctx_size);
+    let has = covered(o.struct_size, first, "pool_map_options_t", "pool_map_options_init")?;
     if o.task_timeout.is_nan() {
         return Err(Error::inval("task_timeout is NaN"));
     }
-    Ok((o.chunksize, o.statuses as usize, seconds(o.task_timeout)))
+    Ok(MapOpts {
+        chunksize: o.chunksize,
+        statuses: o.statuses as usize,
+        timeout: seconds(o.task_timeout),
+        ctx_size: if has(std::mem::size_of::<pool_map_options_t>()) { o.ctx_size } else { 0 },
+    })
+}
+
+/// Fills `opts` with the defaults (the pool's timeout, `ctx` passed as it is) and stamps its
+/// size. NULL is a no-op.
+///
+/// Thread safety: safe from any thread on distinct structs.
+#[no_mangle]
+pub extern "C" fn pool_call_options_init(opts: *mut pool_call_options_t) {
+    super::macros::boundary(|| {
+        // SAFETY: the caller passes a writable pool_call_options_t or NULL (checked).
+        if let Some(o) = unsafe { opts.as_mut() } {
+            *o = pool_call_options_t {
+                struct_size: std::mem::size_of::<pool_call_options_t>(),
+                task_timeout: 0.0,
+                ctx_size: 0,
+            };
+        }
+    })
+}
+
+/// Call options in core terms (NULL: the defaults).
+pub(crate) fn convert_call(opts: *const pool_call_options_t) -> Result<CallOptions, Error> {
+    // SAFETY: the caller passes a readable pool_call_options_t or NULL (checked).
+    let Some(o) = (unsafe { opts.as_ref() }) else { return Ok(CallOptions::default()) };
+    let size = std::mem::size_of::<pool_call_options_t>();
+    let has = covered(o.struct_size, size, "pool_call_options_t", "pool_call_options_init")?;
+    if o.task_timeout.is_nan() {
+        return Err(Error::inval("task_timeout is NaN"));
+    }
+    let ctx_size = if has(size) { o.ctx_size } else { 0 };
+    Ok(CallOptions { ctx_size, timeout: seconds(o.task_timeout) })
 }

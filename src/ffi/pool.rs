@@ -2,11 +2,11 @@
 
 use super::handles::{get, get_opt, Handle};
 use super::macros::{handle, release, status, value};
-use super::options::{convert, convert_map, pool_map_options_t, pool_options_t};
+use super::options::{convert, convert_call, convert_map, pool_call_options_t, pool_map_options_t, pool_options_t};
 use super::result::pool_async_t;
-use crate::core::worker::{out_write, ItemFn, VarFn};
+use crate::core::worker::{out_write, set_task_error, ItemFn, VarFn};
 use crate::core::{Error, MapArgs, Pool};
-use std::os::raw::{c_int, c_void};
+use std::os::raw::{c_char, c_int, c_void};
 
 /// A process pool (opaque).
 #[allow(non_camel_case_types)]
@@ -46,7 +46,7 @@ fn map_args(
     ctx: *mut c_void,
     opts: *const pool_map_options_t,
 ) -> Result<MapArgs, Error> {
-    let (chunksize, statuses, timeout) = convert_map(opts)?;
+    let o = convert_map(opts)?;
     let func: ItemFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
     require!(in_size > 0 && out_size > 0, "map item sizes (in_size, out_size) must be > 0");
     require!(n.checked_mul(in_size).is_some_and(|b| b <= isize::MAX as usize), "n * in_size overflows");
@@ -61,10 +61,10 @@ fn map_args(
         out_size,
         n,
         ctx: ctx as usize,
-        ctx_size: 0,
-        chunksize,
-        statuses,
-        timeout,
+        ctx_size: o.ctx_size,
+        chunksize: o.chunksize,
+        statuses: o.statuses,
+        timeout: o.timeout,
     })
 }
 
@@ -224,11 +224,31 @@ pub extern "C" fn pool_apply(
     out_size: usize,
     ctx: *mut c_void,
 ) -> c_int {
+    pool_apply_ex(pool, f, input, in_size, out, out_size, ctx, std::ptr::null())
+}
+
+/// `pool_apply` with per-call options (`opts` may be NULL): a task timeout, a copy of `ctx`.
+/// Thread safety: safe from any thread. Not a cancellation point (as `pool_apply`).
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn pool_apply_ex(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    ctx: *mut c_void,
+    opts: *const pool_call_options_t,
+) -> c_int {
     status(|| {
         let p = get(pool)?;
         let func = apply_args(f, input, in_size, out, out_size)?;
+        let o = convert_call(opts)?;
         // SAFETY: arguments checked; `out` is written before this call returns.
-        let r = unsafe { p.0.apply_async(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize) }?;
+        let r = unsafe {
+            p.0.apply_async_ex(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize, o)
+        }?;
         r.wait(None).expect("waits forever").err.map_or(Ok(()), Err)
     })
 }
@@ -248,12 +268,30 @@ pub extern "C" fn pool_apply_async(
     out_size: usize,
     ctx: *mut c_void,
 ) -> *mut pool_async_t {
+    pool_apply_async_ex(pool, f, input, in_size, out, out_size, ctx, std::ptr::null())
+}
+
+/// `pool_apply_async` with per-call options (`opts` may be NULL): a task timeout, a copy of
+/// `ctx`. Ownership and thread safety as `pool_apply_async`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn pool_apply_async_ex(
+    pool: *mut pool_t,
+    f: pool_fn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    ctx: *mut c_void,
+    opts: *const pool_call_options_t,
+) -> *mut pool_async_t {
     handle(|| {
         let p = get(pool)?;
         let func = apply_args(f, input, in_size, out, out_size)?;
+        let o = convert_call(opts)?;
         // SAFETY: arguments checked; the caller keeps `out` valid as documented.
         Ok(pool_async_t(unsafe {
-            p.0.apply_async(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize)
+            p.0.apply_async_ex(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize, o)
         }?))
     })
 }
@@ -275,14 +313,44 @@ pub extern "C" fn pool_submit(
     max_out: usize,
     ctx: *mut c_void,
 ) -> *mut pool_async_t {
+    pool_submit_ex(pool, f, input, in_len, max_out, ctx, std::ptr::null())
+}
+
+/// `pool_submit` with per-call options (`opts` may be NULL): a task timeout, a copy of `ctx`.
+/// Ownership and thread safety as `pool_submit`.
+#[no_mangle]
+pub extern "C" fn pool_submit_ex(
+    pool: *mut pool_t,
+    f: pool_task_fn,
+    input: *const c_void,
+    in_len: usize,
+    max_out: usize,
+    ctx: *mut c_void,
+    opts: *const pool_call_options_t,
+) -> *mut pool_async_t {
     handle(|| {
         let p = get(pool)?;
         let func: VarFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
         require!(in_len == 0 || !input.is_null(), "in is NULL but in_len > 0");
+        let o = convert_call(opts)?;
         // SAFETY: arguments checked; the input is copied before returning.
-        Ok(pool_async_t(unsafe {
-            p.0.submit_var(func, input as *const u8, in_len, max_out, ctx as usize, Default::default())
-        }?))
+        Ok(pool_async_t(unsafe { p.0.submit_var(func, input as *const u8, in_len, max_out, ctx as usize, o) }?))
+    })
+}
+
+/// Called from inside a task, before it returns nonzero: attaches `message` (a NUL-terminated
+/// string; at most 255 bytes are kept) to the task's failure. The caller then finds it in
+/// `pool_last_error()` (after the item index and the task's code, for maps and iterators) and
+/// in `async_info`'s `message`. A task that succeeds drops it; the first 16 failing items of a
+/// map chunk carry one each. Returns `POOL_EINVAL` outside a task or for NULL.
+/// Thread safety: call only from the task's own worker process.
+#[no_mangle]
+pub extern "C" fn pool_task_error(message: *const c_char) -> c_int {
+    status(|| {
+        require!(!message.is_null(), "message is NULL");
+        // SAFETY: a NUL-terminated string, as documented.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(message) }.to_bytes();
+        set_task_error(bytes).map_err(|(s, m)| Error::new(s, m))
     })
 }
 

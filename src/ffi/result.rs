@@ -4,7 +4,7 @@ use super::handles::{get, get_opt, Handle};
 use super::macros::{release, status, value};
 use crate::core::job::Exit;
 use crate::core::{AsyncResult, Error, Outcome, Status};
-use std::os::raw::{c_int, c_void};
+use std::os::raw::{c_char, c_int, c_void};
 use std::time::Duration;
 
 /// The pending or finished result of an asynchronous call (opaque).
@@ -123,6 +123,9 @@ pub struct pool_task_info_t {
     pub core_dumped: bool,
     /// For maps, the index of the item described; -1 otherwise.
     pub item: i64,
+    /// The task's own message (`pool_task_error`), NUL-terminated; "" if it gave none. Written
+    /// only if `info_size` covers it (callers built before it existed pass a smaller size).
+    pub message: [c_char; 256],
 }
 
 /// Fills `*info` (`info_size` = sizeof(pool_task_info_t)) once the result is ready.
@@ -133,7 +136,10 @@ pub extern "C" fn async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, 
     status(|| {
         let a = get(a)?;
         require!(!info.is_null(), "info is NULL");
-        require!(info_size >= std::mem::size_of::<pool_task_info_t>(), "info_size is smaller than pool_task_info_t");
+        require!(
+            info_size >= std::mem::offset_of!(pool_task_info_t, message),
+            "info_size is smaller than pool_task_info_t"
+        );
         let o = a.0.poll().ok_or_else(|| Error::new(Status::TimedOut, "the result is not ready yet"))?;
         let i = o.info;
         let (exit_code, signal, core_dumped) = match i.exit {
@@ -141,7 +147,7 @@ pub extern "C" fn async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, 
             Some(Exit::Signal { sig, core }) => (-1, sig, core),
             None => (-1, 0, false),
         };
-        let v = pool_task_info_t {
+        let mut v = pool_task_info_t {
             status: i.status as c_int,
             task_code: i.code,
             pid: i.pid,
@@ -149,9 +155,15 @@ pub extern "C" fn async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, 
             signal,
             core_dumped,
             item: i.item.map_or(-1, |x| x as i64),
+            message: [0; 256],
         };
-        // SAFETY: checked non-NULL and at least as large as our struct.
-        unsafe { info.write(v) };
+        for (d, &b) in v.message.iter_mut().zip(i.msg.as_deref().unwrap_or("").as_bytes().iter().take(255)) {
+            *d = b as c_char;
+        }
+        let n = info_size.min(std::mem::size_of::<pool_task_info_t>());
+        // SAFETY: `info` is non-NULL and the caller says it holds `info_size` bytes; we write
+        // the first `n` bytes of our (repr(C)) struct, the fields its size covers.
+        unsafe { std::ptr::copy_nonoverlapping(&v as *const pool_task_info_t as *const u8, info as *mut u8, n) };
         Ok(())
     })
 }

@@ -579,8 +579,8 @@ pub fn resident_bytes() -> u64 {
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
 }
 
-/// Address ranges mapped in this process now whose permissions contain `perm` ("" for all),
-/// from /proc/self/maps.
+/// Address ranges mapped in this process now whose permissions contain `perm`, from
+/// /proc/self/maps.
 fn ranges(perm: &str) -> Vec<(usize, usize)> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     maps.lines()
@@ -601,9 +601,9 @@ pub fn executable_ranges() -> Vec<(usize, usize)> {
     ranges("x")
 }
 
-/// Every address range mapped in this process now.
-pub fn mapped_ranges() -> Vec<(usize, usize)> {
-    ranges("")
+/// Every readable address range mapped in this process now.
+pub fn readable_ranges() -> Vec<(usize, usize)> {
+    ranges("r")
 }
 
 /// A nonblocking eventfd for the host and every process forked after it.

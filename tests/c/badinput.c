@@ -134,7 +134,7 @@ enum kind {
     X(cancel_null, ST, async_cancel(NULL), POOL_EINVAL, -1)                                                   \
     X(info_null, ST, async_info(NULL, &g_info, sizeof g_info), POOL_EINVAL, -1)                               \
     X(info_null_info, ST, async_info(g_apply, NULL, sizeof g_info), POOL_EINVAL, -1)                          \
-    X(info_short, ST, async_info(g_apply, &g_info, sizeof g_info - 1), POOL_EINVAL, -1)                       \
+    X(info_short, ST, async_info(g_apply, &g_info, offsetof(pool_task_info_t, message) - 1), POOL_EINVAL, -1)                       \
     X(info_zero_size, ST, async_info(g_apply, &g_info, 0), POOL_EINVAL, -1)                                   \
     X(free_null, VOID, (async_free(NULL), 0), 0, -1)                                                          \
     X(destroy_null, VOID, (pool_destroy(NULL), 0), 0, -1)                                                     \

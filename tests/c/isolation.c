@@ -8,6 +8,16 @@
 
 #define N 200
 
+/* memset as a buggy task does it, out of ASan's sight (its memset interceptor would report the
+ * overrun itself, in the worker, before the pool's guard page stops it). */
+#if defined(__SANITIZE_ADDRESS__)
+__attribute__((no_sanitize("address")))
+#endif
+static void scribble(void *p, int v, size_t n) {
+    volatile unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)v;
+}
+
 static int slow_triple(const void *in, void *out, void *ctx) {
     (void)ctx;
     long x = *(const long *)in;
@@ -19,20 +29,20 @@ static int slow_triple(const void *in, void *out, void *ctx) {
 /* Writes its 8-byte result, then 1 MiB past it (the classic overrun). */
 static int overruns(const void *in, void *out, void *ctx) {
     (void)in; (void)ctx;
-    memset(out, 0x77, 1 << 20);
+    scribble(out, 0x77, 1 << 20);
     return 0;
 }
 
 /* Its result is 512 KiB; it writes 1 MiB. */
 static int overruns_big(const void *in, void *out, void *ctx) {
     (void)in; (void)ctx;
-    memset(out, 0x77, 1 << 20);
+    scribble(out, 0x77, 1 << 20);
     return 0;
 }
 
 static int writes_its_input(const void *in, void *out, void *ctx) {
     (void)out; (void)ctx;
-    memset((void *)in, 0, 8);
+    scribble((void *)in, 0, 8);
     return 0;
 }
 
@@ -59,7 +69,7 @@ static int writes_the_header(const void *in, void *out, void *ctx) {
     (void)in; (void)out; (void)ctx;
     char *h = find_pool_mapping("r--s");
     if (!h) return 99;
-    memset(h, 0xff, 4096);
+    scribble(h, 0xff, 4096);
     return 0;
 }
 
@@ -67,7 +77,7 @@ static int scribbles_through_the_alias(const void *in, void *out, void *ctx) {
     (void)in; (void)out; (void)ctx;
     char *h = find_pool_mapping("rw-s");
     if (!h) return 99;
-    memset(h, 0xff, 4096);
+    scribble(h, 0xff, 4096);
     return 0;
 }
 
@@ -114,6 +124,15 @@ int main(void) {
     test_begin("isolation", 50);
     pool_t *pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
+
+    /* valgrind cannot map the pool's memory twice, so under it workers run without the
+     * protection (the README says so): nothing to test there. */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload")) {
+        fprintf(stderr, "isolation: under valgrind tasks are not kept from the pool's memory: skipped\n");
+        pool_destroy(pool);
+        return test_finish();
+    }
 
     SECTION("a task writing 1 MiB past its 8-byte result, 200 applies in flight");
     around(pool, overruns, 8, POOL_ECRASHED);

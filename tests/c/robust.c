@@ -251,6 +251,9 @@ static void test_shm_sizes(void) {
         CHECK_EQ(pool_last_status(), POOL_EINVAL);
         CHECK_ERR_HAS("shm_size");
     }
+    const char *saved = getenv("POOL_SHM_SIZE"); /* the valgrind stage sets one: keep it */
+    char keep[64] = "";
+    if (saved) snprintf(keep, sizeof keep, "%s", saved);
     const char *envs[] = {"18446744073709551615", "16777216T", "lots", "12Q"};
     for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
         setenv("POOL_SHM_SIZE", envs[i], 1);
@@ -258,7 +261,11 @@ static void test_shm_sizes(void) {
         CHECK_EQ(pool_last_status(), POOL_EINVAL);
         CHECK_ERR_HAS("POOL_SHM_SIZE");
     }
-    unsetenv("POOL_SHM_SIZE");
+    if (keep[0]) {
+        setenv("POOL_SHM_SIZE", keep, 1);
+    } else {
+        unsetenv("POOL_SHM_SIZE");
+    }
 }
 
 /* ---- the zygote killed from outside --------------------------------------------------------- */

@@ -19,7 +19,7 @@ impl Snapshot {
         let objects = dl::objects();
         let anonymous =
             proc::executable_ranges().into_iter().filter(|&(lo, _)| !objects.iter().any(|o| o.contains(lo))).collect();
-        let mut mapped = proc::mapped_ranges();
+        let mut mapped = proc::readable_ranges();
         mapped.sort_unstable();
         Snapshot { objects, generation: dl::generation(), anonymous, mapped }
     }
