@@ -24,7 +24,9 @@
  * - Items and results are copied between processes byte by byte: they must be trivially
  *   copyable and not pointers (results must also be default-constructible).
  * - An exception thrown by a task never crosses the C boundary: the task fails with
- *   pool::task_exception as its code, and the call throws pool::Error with status POOL_ETASK.
+ *   pool::task_exception as its code, and the call throws pool::Error with status POOL_ETASK
+ *   whose what() carries the exception's what() text.
+ * - try_map returns every item's result and status instead of throwing for failed items.
  *
  * Errors: every failure throws pool::Error (status() is a pool_status, what() says what failed
  * and why); timeouts throw pool::TimeoutError (status POOL_ETIMEDOUT).
@@ -216,7 +218,11 @@ int item_task(const void* in, void* out, void* ctx) noexcept {
             std::memcpy(out, &r, sizeof r);
         }
         return 0;
+    } catch (const std::exception& e) {
+        pool_task_error(e.what());
+        return task_exception;
     } catch (...) {
+        pool_task_error("unknown exception");
         return task_exception;
     }
 }
@@ -346,7 +352,11 @@ int bytes_task(const void* in, std::size_t len, void* ctx) noexcept {
             Output().write(v);
         }
         return 0;
+    } catch (const std::exception& e) {
+        pool_task_error(e.what());
+        return task_exception;
     } catch (...) {
+        pool_task_error("unknown exception");
         return task_exception;
     }
 }
@@ -388,6 +398,27 @@ struct Options {
     /// Seconds one item may run before its worker is stopped and the item fails with
     /// POOL_ETIMEDOUT; <= 0 for no limit.
     double task_timeout = 0;
+    /// Resident memory in bytes past which a worker is replaced after its task; 0 = no limit.
+    std::uint64_t max_rss = 0;
+    /// Virtual size of the pool's shared memory in bytes; 0 for the default (32 GiB, or the
+    /// POOL_SHM_SIZE environment variable).
+    std::size_t shm_size = 0;
+};
+
+/// What try_map returns: every item's result and status, in item order.
+template <class T>
+struct Results {
+    /// values[i] is item i's result when statuses[i] is POOL_OK (a default T otherwise).
+    std::vector<T> values;
+    /// Each item's pool_status (POOL_OK, POOL_ETASK, POOL_ECRASHED, POOL_ETIMEDOUT, ...).
+    std::vector<int> statuses;
+    bool ok(std::size_t i) const { return statuses.at(i) == POOL_OK; }
+    /// How many items failed.
+    std::size_t failed() const {
+        std::size_t n = 0;
+        for (int s : statuses) n += s != POOL_OK;
+        return n;
+    }
 };
 
 /// A pool of worker processes (Python's multiprocessing.Pool). Move-only. Destroying it
@@ -436,6 +467,8 @@ public:
         pool_options_init(&o);
         o.max_tasks_per_child = options.max_tasks_per_child;
         o.task_timeout = options.task_timeout;
+        o.max_rss = options.max_rss;
+        o.shm_size = options.shm_size;
         if (options.initializer) {
             o.initializer = &detail::run_initializer;
             o.initarg = const_cast<std::function<void()>*>(&options.initializer);
@@ -481,6 +514,29 @@ public:
     template <class F, class In>
     std::vector<detail::task_result_t<F, In>> map(F f, std::initializer_list<In> items) {
         return map(f, items.begin(), items.size());
+    }
+
+    /// Like map, but one failed item does not discard the others: returns every item's result
+    /// and status (Python has no such call; it is pool_map_ex with statuses). Throws only when
+    /// the call itself fails (a closed pool, bad arguments). `task_timeout` > 0 limits each item.
+    template <class F, class In>
+    Results<detail::task_result_t<F, In>> try_map(F f, const std::vector<In>& items, double task_timeout = 0) {
+        Results<detail::task_result_t<F, In>> r;
+        if constexpr (detail::check_task<F, In>()) {
+            using Out = detail::task_result_t<F, In>;
+            const std::size_t n = items.size();
+            r.values.resize(n);
+            r.statuses.assign(n, -1);
+            pool_map_options_t o;
+            pool_map_options_init(&o);
+            o.statuses = n ? r.statuses.data() : nullptr;
+            o.task_timeout = task_timeout;
+            int s = pool_map_ex(get(), &detail::item_task<detail::fn_ptr_t<F>, In>, n ? items.data() : nullptr,
+                                sizeof(In), n ? r.values.data() : nullptr, sizeof(Out), n,
+                                detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f)), &o);
+            if (s != POOL_OK && (n == 0 || r.statuses[0] == -1)) detail::raise(s, "pool_map_ex");
+        }
+        return r;
     }
 
     /// Like map, without waiting. The Async keeps its own copy of the items.

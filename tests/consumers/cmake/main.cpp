@@ -75,6 +75,11 @@ void seed() {
     {
         pool::Pool all;  // Pool(): one worker per CPU
         expect(all.workers() >= 1, "Pool() has workers");
+        pool::Options o;
+        o.max_rss = 1ull << 30;
+        o.shm_size = 64u << 20;
+        pool::Pool small(1, o);
+        expect(small.apply(square, 9L) == 81, "Options with max_rss and shm_size");
     }
 
     pool::Pool p(2);  // Pool(processes=2)
@@ -120,7 +125,13 @@ void more() {
         expect(false, "a throwing task fails the map");
     } catch (const pool::Error& e) {
         expect(e.status() == POOL_ETASK, "a throwing task gives POOL_ETASK");
+        expect(std::strstr(e.what(), "item 2") && std::strstr(e.what(), ": three"),
+               "the task's exception text reaches pool::Error::what()");
     }
+    // try_map: every item's result and status, no exception for failed items.
+    auto r = p.try_map(fails_on_three, std::vector<int>{1, 2, 3, 4});
+    expect(r.failed() == 1 && !r.ok(2) && r.statuses[2] == POOL_ETASK, "try_map: one failed item");
+    expect(r.ok(3) && r.values[3] == 4 && r.values[0] == 1, "try_map: the others' results kept");
     auto bad = p.apply_async(fails_on_three, 3);
     try {
         bad.get();
