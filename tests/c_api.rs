@@ -1036,3 +1036,42 @@ fn valgrind_catches_planted_errors() {
         Err(e) => panic!("a leak in a forked child must not fail the stage:\n{e}"),
     }
 }
+
+/// The first block of `lang` (```c / ```cpp) in README.md, written to the build directory.
+fn readme_block(lang: &str, file: &str) -> PathBuf {
+    let readme = std::fs::read_to_string(env().root.join("README.md")).unwrap();
+    let fence = format!("```{lang}\n");
+    let start = readme.find(&fence).unwrap_or_else(|| panic!("README.md has no {fence:?} block")) + fence.len();
+    let len = readme[start..].find("```").unwrap();
+    let path = env().outdir.join(file);
+    std::fs::write(&path, &readme[start..start + len]).unwrap();
+    path
+}
+
+/// The README's C tour and C++ example compile with every warning as an error and run: the
+/// code a new user copies first must work.
+#[test]
+fn readme_examples_compile_and_run() {
+    let exe = compile(&readme_block("c", "readme_tour.c"), "readme_tour", Link::Shared, &[]);
+    let r = run(&exe, TIMEOUT);
+    assert!(r.status.success(), "{}", r.report("README C tour"));
+    let e = env();
+    let src = readme_block("cpp", "readme_example.cpp");
+    let exe = e.outdir.join("readme_example");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let out = Command::new(&cxx)
+        .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pthread"])
+        .arg(format!("-I{}", e.root.join("include").display()))
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", e.libdir.display()))
+        .arg("-lpool")
+        .arg(format!("-Wl,-rpath,{}", e.libdir.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "README C++ example: {}", String::from_utf8_lossy(&out.stderr));
+    let r = run(&exe, TIMEOUT);
+    assert!(r.status.success(), "{}", r.report("README C++ example"));
+    assert!(r.stdout.starts_with("36 49\n1\n4\n9\n"), "{}", r.report("README C++ example output"));
+}
