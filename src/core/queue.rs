@@ -158,18 +158,19 @@ impl View {
             if idx < MAX_TASKS {
                 let t = self.task(idx);
                 let epoch = t.epoch.load(Acquire);
-                me.claim.store(claim_word(idx, epoch), SeqCst);
-                me.progress.store(2 * t.next.load(SeqCst), SeqCst);
+                // Plain stores: the zygote reads them only once this worker is dead.
+                me.claim.store(claim_word(idx, epoch), Release);
+                me.progress.store(2 * t.next.load(Acquire), Release);
                 kp!(WorkerPopClaimed);
                 if self.transition(t, T_QUEUED, running(w)) {
                     got = Some((idx, epoch));
                 }
                 kp!(WorkerPopRunning);
             }
-            q.head.store(head.wrapping_add(1), SeqCst);
+            q.head.store(head.wrapping_add(1), Release);
             kp!(WorkerPopAdvanced);
             if got.is_none() {
-                me.claim.store(CLAIM_NONE, SeqCst); // not a queued task (Q broken): skip the entry
+                me.claim.store(CLAIM_NONE, Release); // not a queued task (Q broken): skip the entry
             }
         }
         self.unlock();

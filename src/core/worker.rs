@@ -252,58 +252,36 @@ impl Outs for Direct {
 }
 
 /// Written by the task into private memory, then copied into the block: an overrun faults on a
-/// guard page or stays in the worker's own memory, never in someone else's data.
-struct Copied {
+/// guard page or stays in the worker's own memory, never in someone else's data. `N` is the
+/// output size when it is a common one (the copies then compile to a few moves), 0 otherwise.
+struct Copied<const N: usize> {
     private: *mut u8,
     shared: *mut u8,
     osz: usize,
 }
 
-impl Outs for Copied {
+impl<const N: usize> Copied<N> {
+    fn size(&self) -> usize {
+        if N != 0 {
+            N
+        } else {
+            self.osz
+        }
+    }
+}
+
+impl<const N: usize> Outs for Copied<N> {
     fn prepare(&mut self, _: usize) -> *mut c_void {
         // SAFETY: the private area holds at least one output.
-        unsafe { small::zero(self.private, self.osz) };
+        unsafe { std::ptr::write_bytes(self.private, 0, self.size()) };
         self.private as *mut c_void
     }
 
     fn deliver(&mut self, i: usize) {
+        let n = self.size();
         // SAFETY: item i's place in the block's output area (n items), written by us only.
-        unsafe { small::copy(self.private, self.shared.add(i * self.osz), self.osz) };
+        unsafe { std::ptr::copy_nonoverlapping(self.private, self.shared.add(i * n), n) };
         kp!(WorkerOutputCopied);
-    }
-}
-
-/// `memset` / `memcpy` for the sizes items usually have, inline: a library call per 8-byte item
-/// costs more than the item. (Fixed sizes: a loop would be turned back into the library call.)
-mod small {
-    /// # Safety
-    /// `p` must be writable for `n` bytes.
-    #[inline(always)]
-    pub unsafe fn zero(p: *mut u8, n: usize) {
-        // SAFETY: each arm writes exactly n bytes, as the caller allows.
-        unsafe {
-            match n {
-                4 => (p as *mut u32).write_unaligned(0),
-                8 => (p as *mut u64).write_unaligned(0),
-                16 => (p as *mut u128).write_unaligned(0),
-                _ => std::ptr::write_bytes(p, 0, n),
-            }
-        }
-    }
-
-    /// # Safety
-    /// `src` readable and `dst` writable for `n` bytes, not overlapping.
-    #[inline(always)]
-    pub unsafe fn copy(src: *const u8, dst: *mut u8, n: usize) {
-        // SAFETY: each arm moves exactly n bytes, as the caller allows.
-        unsafe {
-            match n {
-                4 => (dst as *mut u32).write_unaligned((src as *const u32).read_unaligned()),
-                8 => (dst as *mut u64).write_unaligned((src as *const u64).read_unaligned()),
-                16 => (dst as *mut u128).write_unaligned((src as *const u128).read_unaligned()),
-                _ => std::ptr::copy_nonoverlapping(src, dst, n),
-            }
-        }
     }
 }
 
@@ -344,11 +322,11 @@ impl Worker<'_> {
         } else {
             // SAFETY: the host stored an `ItemFn` for K_ITEMS tasks (checked non-NULL).
             let f: ItemFn = unsafe { std::mem::transmute(func) };
-            let call = |i: usize, out: *mut c_void| {
-                let input = r.input.wrapping_add(i * r.isz);
+            let (input, isz, ctx) = (r.input, r.isz, r.ctx);
+            let call = move |i: usize, out: *mut c_void| {
                 // SAFETY: item i's input lies inside the area the host sized for n items; `out`
                 // holds out_size bytes.
-                unsafe { f(ptr_or_null(input, r.isz), out, r.ctx) }
+                unsafe { f(ptr_or_null(input.wrapping_add(i * isz), isz), out, ctx) }
             };
             let v = self.v;
             let osz = r.osz;
@@ -366,7 +344,13 @@ impl Worker<'_> {
                 self.window.unwindow();
             } else {
                 let Ok(private) = self.out_area.area(osz) else { proc::exit_now(72) }; // no address space
-                self.run_items(t, &r, Copied { private, shared: v.heap_ptr(out_off), osz }, call);
+                let shared = v.heap_ptr(out_off);
+                match osz {
+                    4 => self.run_items(t, &r, Copied::<4> { private, shared, osz }, call),
+                    8 => self.run_items(t, &r, Copied::<8> { private, shared, osz }, call),
+                    16 => self.run_items(t, &r, Copied::<16> { private, shared, osz }, call),
+                    _ => self.run_items(t, &r, Copied::<0> { private, shared, osz }, call),
+                }
             }
         }
         // SAFETY: flush what the task printed before its result is visible, so output stays in order.
@@ -395,37 +379,48 @@ impl Worker<'_> {
     /// Runs items `next..n` of task `t` with `call(i, out)`, each through the steps of
     /// PROTOCOL.md. One store per item marks it started (and the ones before it ended); items
     /// with a deadline also go through the `run` word that timeout kills are decided on.
-    fn run_items(
+    fn run_items(&mut self, t: &TaskSlot, r: &TaskRun, outs: impl Outs, call: impl FnMut(usize, *mut c_void) -> c_int) {
+        IN_ITEM.store(true, Relaxed); // only user code runs between now and the end of the loop
+        let last =
+            if r.timeout != 0 { self.items::<true>(t, r, outs, call) } else { self.items::<false>(t, r, outs, call) };
+        IN_ITEM.store(false, Relaxed);
+        let me = self.v.worker(self.cfg.index);
+        if last.is_none() {
+            me.progress.store(2 * r.n, Release);
+            t.next.store(r.n, Release);
+        }
+    }
+
+    /// The item loop, compiled apart for items with and without a deadline. Returns the item
+    /// the task was cancelled at, if it was.
+    fn items<const TIMED: bool>(
         &mut self,
         t: &TaskSlot,
         r: &TaskRun,
         mut outs: impl Outs,
         mut call: impl FnMut(usize, *mut c_void) -> c_int,
-    ) {
+    ) -> Option<u64> {
         let me = self.v.worker(self.cfg.index);
-        let timed = r.timeout != 0;
+        let n = r.n;
         let mut i = t.next.load(Acquire);
-        while i < r.n {
+        while i < n {
             if t.cancelled.load(Relaxed) != 0 {
                 cancel_rest(&self.v, t, i, Some(&me.progress));
-                return;
+                return Some(i);
             }
             me.progress.store(2 * i + 1, Release);
             kp!(WorkerItemStarted);
             let mut s = 0;
-            if timed {
+            if TIMED {
                 self.seq += 1;
                 s = self.seq << 4;
                 me.deadline.store(proc::monotonic_ns() + r.timeout, Relaxed);
                 me.run.store(s, Release);
             }
-            let out = outs.prepare(i as usize);
-            IN_ITEM.store(true, Relaxed);
-            let rc = call(i as usize, out);
-            IN_ITEM.store(false, Relaxed);
+            let rc = call(i as usize, outs.prepare(i as usize));
             leave_if_forked();
             kp!(WorkerItemReturned);
-            let timed_out = timed && end_timed_item(me, s);
+            let timed_out = TIMED && end_timed_item(me, s);
             let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None };
             if rc != 0 || timed_out {
                 let status = if timed_out { Status::TimedOut } else { Status::Task };
@@ -434,15 +429,14 @@ impl Worker<'_> {
             } else {
                 outs.deliver(i as usize);
             }
-            if timed {
+            if TIMED {
                 me.run.store(0, Release);
                 me.deadline.store(0, Relaxed);
             }
             kp!(WorkerItemDone);
             i += 1;
         }
-        me.progress.store(2 * r.n, Release);
-        t.next.store(r.n, Release);
+        None
     }
 
     /// Makes the pool's event fd readable through the zygote, if the host armed it.

@@ -99,7 +99,7 @@ impl Shared {
         };
         let msgs = (block.off + lay.msgs) as u64;
         let t = self.view.task(slot);
-        t.epoch.fetch_add(1, Relaxed);
+        t.epoch.store(t.epoch.load(Relaxed).wrapping_add(1), Relaxed); // the host is its only writer
         t.kind.store(spec.kind, Relaxed);
         let mut flags = if spec.map_chunk { F_NOTIFY } else { 0 };
         if block.resident {
@@ -124,6 +124,9 @@ impl Shared {
         t.timeout_ns.store(timeout_ns, Relaxed);
         t.cancelled.store(0, Relaxed);
         t.nfail.store(0, Relaxed);
+        // QUEUED before its entry is pushed (invariant Q allows it: no lock holder acts on a
+        // QUEUED task that has no entry, and this thread pushes it next).
+        t.state.store(T_QUEUED, Release);
         kp!(HostSubmitFilled);
         if let Err(e) = self.lock_queue() {
             self.free_block(block);
@@ -131,8 +134,6 @@ impl Shared {
             return Err(e);
         }
         kp!(HostPushLocked);
-        // Made QUEUED by the lock holder, together with its ring entry (invariant Q).
-        t.state.store(T_QUEUED, Release);
         self.view.push_locked(slot);
         self.view.unlock();
         kp!(HostPushed);
