@@ -268,7 +268,9 @@ for n in (N1, N8):
         t += (f", and the same squares done as {n // 8:,} "
               f"items of 8 longs take {ms(eight)}, {n / srate / eight:.2g}× less: the limit is the cost per "
               f"item (a call through a pointer the compiler cannot inline, and the worker's per-item "
-              f"bookkeeping: progress for crash recovery, the cancellation check), not the data")
+              f"bookkeeping: the mark that makes crash recovery exact, the cancellation check, and, with malloc "
+              f"buffers, the copy of each result from the worker's private memory, which keeps a task that "
+              f"overruns its result from writing into other callers' data), not the data")
     one = get(f"w1.diag.{n}.one_worker_s")
     if one is not None:
         t += (f". With a single worker the copying map takes {ms(one)} (two: {ms(get(f'w1.pool.{n}.seconds'))}). "
@@ -297,8 +299,10 @@ p, py = get("w3.pool.tasks_per_s"), get("w3.py.tasks_per_s")
 if None not in (p, py):
     notes.append(f"**W3 ({status_of('W3')}).** {f_rate(p, 'tasks/s')}: each `pool_apply_async` writes its "
                  f"task straight into shared memory and the workers take it from the shared queue; no host "
-                 f"thread relays it. Other load on the two CPUs cuts it several-fold (~0.5 M/s was seen with "
-                 f"two busy loops running beside it).")
+                 f"thread relays it. Each task also pays for the checks that answer misuse instead of crashing "
+                 f"(every handle looked up in the registry of live handles, about 50 ns a call) and for "
+                 f"keeping cancellation out of library calls (about 25 ns a call). Other load on the two "
+                 f"CPUs cuts it several-fold (~0.5 M/s was seen with two busy loops running beside it).")
 # W4
 s_pm, s_pa = speedup(get("w4.serial.seconds"), get("w4.pool.map_seconds")), speedup(get("w4.serial.seconds"), get("w4.pool.apply_seconds"))
 if None not in (s_pm, s_pa):
