@@ -169,41 +169,28 @@ fn wait(r: &AsyncResult) -> Status {
     r.wait(Some(HANG_GUARD)).expect("a call hung").status()
 }
 
+/// One `apply_async(probe)` per item of `xs`: (item, where its result goes, its handle, if it
+/// was accepted).
+fn apply_each(p: &Pool, xs: std::ops::Range<i64>) -> Vec<(i64, Box<i64>, Option<AsyncResult>)> {
+    xs.map(|x| {
+        let mut y = Box::new(-1i64);
+        let ctx = counters().as_ptr() as usize;
+        let r =
+            unsafe { p.apply_async(probe, &x as *const i64 as *const u8, 8, &mut *y as *mut i64 as *mut u8, 8, ctx) };
+        (x, y, r.ok())
+    })
+    .collect()
+}
+
 /// The workload: every path of the protocol, all at once.
 fn workload(p: &Pool) -> Report {
     let mut rep = Report::default();
     let mut a = Items::new(MAP_A);
     let ra = unsafe { p.map_async(a.args(8, None)) };
-    let mut applies: Vec<(i64, Box<i64>, Option<AsyncResult>)> = APPLIES.map(|x| (x, Box::new(-1), None)).collect();
-    for (x, y, r) in applies.iter_mut() {
-        *r = unsafe {
-            p.apply_async(
-                probe,
-                x as *const i64 as *const u8,
-                8,
-                &mut **y as *mut i64 as *mut u8,
-                8,
-                counters().as_ptr() as usize,
-            )
-        }
-        .ok();
-    }
+    let applies = apply_each(p, APPLIES);
     let text: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
     let var = unsafe { p.submit_var(echo, text.as_ptr(), text.len(), text.len(), 0, Default::default()) }.ok();
-    let mut sleepers: Vec<(i64, Box<i64>, Option<AsyncResult>)> = CANCELLED.map(|x| (x, Box::new(-1), None)).collect();
-    for (x, y, r) in sleepers.iter_mut() {
-        *r = unsafe {
-            p.apply_async(
-                probe,
-                x as *const i64 as *const u8,
-                8,
-                &mut **y as *mut i64 as *mut u8,
-                8,
-                counters().as_ptr() as usize,
-            )
-        }
-        .ok();
-    }
+    let sleepers = apply_each(p, CANCELLED);
     // Cancel once one sleeper runs: the others run or wait in the queue.
     let t0 = Instant::now();
     let started = || CANCELLED.clone().any(|x| counters()[x as usize].load(SeqCst) != 0);

@@ -6,16 +6,6 @@
 
 #include <math.h>
 
-static int var_task(const void *in, size_t len, void *ctx) {
-    (void)ctx;
-    return pool_out_write(in, len);
-}
-
-static int returns_0(void *arg) {
-    (void)arg;
-    return 0;
-}
-
 static pool_t *g_pool;
 static pool_async_t *g_apply;  /* a finished pool_apply_async */
 static pool_async_t *g_map;    /* a finished pool_map_async */
@@ -106,11 +96,11 @@ enum kind {
     X(applya_null_out, PTR, pool_apply_async(g_pool, square, g_in, 8, NULL, 8, NULL), 0, -1)                  \
     X(applya_in_size_max, PTR, pool_apply_async(g_pool, square, g_in, SIZE_MAX, g_out, 8, NULL), 0, POOL_ENOMEM) \
     X(applya_out_size_max, PTR, pool_apply_async(g_pool, square, g_in, 8, g_out, SIZE_MAX, NULL), 0, POOL_ENOMEM) \
-    X(submit_null_pool, PTR, pool_submit(NULL, var_task, g_in, 8, 8, NULL), 0, -1)                            \
+    X(submit_null_pool, PTR, pool_submit(NULL, echo_task, g_in, 8, 8, NULL), 0, -1)                            \
     X(submit_null_fn, PTR, pool_submit(g_pool, NULL, g_in, 8, 8, NULL), 0, -1)                                \
-    X(submit_null_in, PTR, pool_submit(g_pool, var_task, NULL, 8, 8, NULL), 0, -1)                            \
-    X(submit_in_len_max, PTR, pool_submit(g_pool, var_task, g_in, SIZE_MAX, 8, NULL), 0, POOL_ENOMEM)         \
-    X(submit_max_out_max, PTR, pool_submit(g_pool, var_task, g_in, 8, SIZE_MAX, NULL), 0, POOL_ENOMEM)        \
+    X(submit_null_in, PTR, pool_submit(g_pool, echo_task, NULL, 8, 8, NULL), 0, -1)                            \
+    X(submit_in_len_max, PTR, pool_submit(g_pool, echo_task, g_in, SIZE_MAX, 8, NULL), 0, POOL_ENOMEM)         \
+    X(submit_max_out_max, PTR, pool_submit(g_pool, echo_task, g_in, 8, SIZE_MAX, NULL), 0, POOL_ENOMEM)        \
     X(out_write_host, ST, pool_out_write(g_in, 8), POOL_EINVAL, -1)                                           \
     X(out_write_host_0, ST, pool_out_write(g_in, 0), POOL_EINVAL, -1)                                         \
     X(out_write_null, ST, pool_out_write(NULL, 8), POOL_EINVAL, -1)                                           \
@@ -265,7 +255,7 @@ int main(void) {
     g_map = pool_map_async(g_pool, square, g_in, sizeof g_in[0], g_out, sizeof g_out[0], 4, NULL);
     REQUIRE(g_map != NULL);
     REQUIRE(async_get(g_map, -1) == POOL_OK);
-    g_var = pool_submit(g_pool, var_task, "abc", 3, 16, NULL);
+    g_var = pool_submit(g_pool, echo_task, "abc", 3, 16, NULL);
     REQUIRE(g_var != NULL);
     REQUIRE(async_get(g_var, -1) == POOL_OK);
     g_new = process_create(returns_0, NULL);

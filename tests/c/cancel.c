@@ -7,25 +7,6 @@
 #include <pthread.h>
 
 /* Shared with the workers and children (mapped before the pools are created). */
-struct shared {
-    atomic_int release; /* blocking tasks and processes return once this is set */
-    atomic_int started; /* blocking tasks that have started */
-};
-static struct shared *sh;
-
-static void wait_release(void) {
-    for (double t0 = now_s(); !atomic_load(&sh->release) && now_s() - t0 < 30;) sleep_s(0.001);
-}
-
-static int blocks(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    atomic_fetch_add(&sh->started, 1);
-    wait_release();
-    long x = *(const long *)in;
-    *(long *)out = x * x;
-    return 0;
-}
-
 static int waits_then_3(void *arg) {
     (void)arg;
     wait_release();
@@ -66,8 +47,8 @@ static void *blocked_thread(void *arg) {
 
 static void run_case(enum call c) {
     SECTION(names[c]);
-    atomic_store(&sh->release, 0);
-    atomic_store(&sh->started, 0);
+    atomic_store(&gate->release, 0);
+    atomic_store(&gate->started, 0);
     struct job j = {.call = c, .in = {3, 4}, .out = {-1, -1}};
     j.pool = pool_create(2, NULL);
     REQUIRE(j.pool != NULL);
@@ -94,11 +75,11 @@ static void run_case(enum call c) {
     }
     pthread_t t;
     REQUIRE(pthread_create(&t, NULL, blocked_thread, &j) == 0);
-    while (!atomic_load(&j.entering) || atomic_load(&sh->started) < started) sleep_s(0.001);
+    while (!atomic_load(&j.entering) || atomic_load(&gate->started) < started) sleep_s(0.001);
     sleep_s(0.3); /* most likely asleep in its wait by now (the outcome is the same either way) */
     CHECK(pthread_cancel(t) == 0);
     sleep_s(0.5); /* time for a cancellation point inside the call, if there were one */
-    atomic_store(&sh->release, 1);
+    atomic_store(&gate->release, 1);
     void *ret = NULL;
     CHECK(pthread_join(t, &ret) == 0);
     CHECK(ret == PTHREAD_CANCELED);
@@ -133,7 +114,7 @@ static void run_case(enum call c) {
 
 int main(void) {
     test_begin("cancel", 50);
-    sh = shared_alloc(sizeof *sh);
+    gate_open();
     for (int c = 0; c < CALLS; c++) run_case((enum call)c);
     return test_finish();
 }

@@ -179,6 +179,58 @@ static inline void *shared_alloc(size_t bytes) {
     return p;
 }
 
+/* A gate in shared memory (create it with gate_open() before pool_create): tasks and processes
+ * that wait at it return once the host sets `release`. */
+struct gate {
+    atomic_int release; /* blocking tasks and processes return once this is set */
+    atomic_int started; /* blocking tasks that have started */
+};
+static struct gate *gate;
+
+static inline void gate_open(void) {
+    gate = shared_alloc(sizeof *gate);
+}
+
+static inline void wait_release(void) {
+    for (double t0 = now_s(); !atomic_load(&gate->release) && now_s() - t0 < 30;) sleep_s(0.001);
+}
+
+/* Counts itself started, waits at the gate, then squares its long. */
+static inline int blocks(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    atomic_fetch_add(&gate->started, 1);
+    wait_release();
+    long x = *(const long *)in;
+    *(long *)out = x * x;
+    return 0;
+}
+
+/* True once `pid` has exited (gone, or a zombie). */
+static inline int is_dead(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p == NULL || p[2] == 'Z' || p[2] == 'X';
+}
+
+/* This (single-threaded) process's only child, such as a pool's zygote; -1 if none. */
+static inline pid_t only_child(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
+    FILE *f = fopen(path, "r");
+    int pid = -1;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1) pid = -1;
+        fclose(f);
+    }
+    return pid;
+}
+
 /* Tasks several tests use (they run in workers). */
 
 static inline int square(const void *in, void *out, void *ctx) {
@@ -198,6 +250,18 @@ static inline int sleeps(const void *in, void *out, void *ctx) {
 static inline int getpid_task(const void *in, void *out, void *ctx) {
     (void)in; (void)ctx;
     *(int *)out = getpid();
+    return 0;
+}
+
+/* A pool_submit task that hands back its input. */
+static inline int echo_task(const void *in, size_t len, void *ctx) {
+    (void)ctx;
+    return pool_out_write(in, len);
+}
+
+/* A process body that exits with 0. */
+static inline int returns_0(void *arg) {
+    (void)arg;
     return 0;
 }
 

@@ -19,34 +19,10 @@
     } while (0)
 
 /* Shared with the workers and children (mapped before the pools are created). */
-struct shared {
-    atomic_int release; /* blocking tasks and processes return once this is set */
-    atomic_int started; /* blocking tasks that have started */
-};
-static struct shared *sh;
-
-static void wait_release(void) {
-    for (double t0 = now_s(); !atomic_load(&sh->release) && now_s() - t0 < 30;) sleep_s(0.001);
-}
-
-static int blocks(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    atomic_fetch_add(&sh->started, 1);
-    wait_release();
-    long x = *(const long *)in;
-    *(long *)out = x * x;
-    return 0;
-}
-
 static int waits_then_7(void *arg) {
     (void)arg;
     wait_release();
     return 7;
-}
-
-static int returns_0(void *arg) {
-    (void)arg;
-    return 0;
 }
 
 static int echo(const void *in, size_t len, void *ctx) {
@@ -108,7 +84,7 @@ static void setup(void) {
     h.map_in = 6;
     h.running_map = pool_map_async(h.pool, blocks, &h.map_in, sizeof(long), &h.map_out, sizeof(long), 1, NULL);
     REQUIRE(h.running != NULL && h.running_map != NULL);
-    while (atomic_load(&sh->started) < 2) sleep_s(0.001);
+    while (atomic_load(&gate->started) < 2) sleep_s(0.001);
     h.queued_in = 4;
     h.queued = pool_apply_async(h.pool, square, &h.queued_in, sizeof(long), &h.queued_out, sizeof(long), NULL);
     REQUIRE(h.queued != NULL);
@@ -224,7 +200,7 @@ static void parent_checks(void) {
     int intact = 1;
     for (int i = 0; i < 64; i++) intact &= h.shm[i] == 0x5a;
     CHECK(intact);
-    atomic_store(&sh->release, 1);
+    atomic_store(&gate->release, 1);
     pool_task_info_t info;
     CHECK_ST(async_get(h.running, 30), POOL_OK); /* not ECRASHED, ECLOSED or ECANCELLED */
     CHECK_EQ(h.running_out, 25);
@@ -353,7 +329,7 @@ static void test_forks_while_busy(void) {
 
 int main(void) {
     test_begin("fork", 55);
-    sh = shared_alloc(sizeof *sh);
+    gate_open();
     setup();
     SECTION("fork: the child calls everything");
     pid_t pid = fork();

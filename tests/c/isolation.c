@@ -108,18 +108,6 @@ static void around(pool_t *pool, pool_fn bad, size_t bad_out, int want_bad) {
     CHECK_EQ(wrong, 0);
 }
 
-static int only_child_pid(void) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
-    FILE *f = fopen(path, "r");
-    int pid = -1;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1) pid = -1;
-        fclose(f);
-    }
-    return pid;
-}
-
 int main(void) {
     test_begin("isolation", 50);
     pool_t *pool = pool_create(2, NULL);
@@ -166,7 +154,7 @@ int main(void) {
     CHECK(now_s() - t0 < 10);
     CHECK_ST(pool_map(pool, square, in, sizeof in[0], out, sizeof out[0], 1000, NULL), POOL_ECORRUPT);
     async_free(pending);
-    int zygote = only_child_pid();
+    int zygote = only_child();
     pool_destroy(pool);
     CHECK(zygote < 0 || kill(zygote, 0) != 0); /* reaped: nothing left behind */
     return test_finish();

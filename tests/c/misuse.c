@@ -15,35 +15,13 @@
     } while (0)
 #define IN_TASK "inside a task"
 
-/* Flags shared with the workers (mapped before the pools are created). */
+/* Handles shared with the workers (mapped before the pools are created). */
 struct shared {
-    atomic_int release; /* blocking tasks return once this is set */
-    atomic_int started; /* blocking tasks that have started */
     pool_t *pool;       /* set after pool_create: a "global" every worker sees */
     pool_async_t *async;
     pool_iter_t *iter;
 };
 static struct shared *sh;
-
-/* Waits until released (at most 30 s, a hang guard), then squares its input. */
-static int blocks(const void *in, void *out, void *ctx) {
-    (void)ctx;
-    atomic_fetch_add(&sh->started, 1);
-    for (double t0 = now_s(); !atomic_load(&sh->release) && now_s() - t0 < 30;) sleep_s(0.001);
-    long x = *(const long *)in;
-    *(long *)out = x * x;
-    return 0;
-}
-
-static int var_task(const void *in, size_t len, void *ctx) {
-    (void)ctx;
-    return pool_out_write(in, len);
-}
-
-static int returns_0(void *arg) {
-    (void)arg;
-    return 0;
-}
 
 static int one_source(void *item, size_t index, void *ctx) {
     (void)ctx;
@@ -69,7 +47,7 @@ static int misuse_from_task(pool_t *h) {
     TASK_EXPECT(pool_map_ex(h, square, &x, sizeof x, &y, sizeof y, 1, NULL, NULL) == POOL_EINVAL);
     TASK_EXPECT(pool_map_async(h, square, &x, sizeof x, &y, sizeof y, 1, NULL) == NULL);
     TASK_EXPECT(pool_apply_async(h, square, &x, sizeof x, &y, sizeof y, NULL) == NULL);
-    TASK_EXPECT(pool_submit(h, var_task, "a", 1, 8, NULL) == NULL);
+    TASK_EXPECT(pool_submit(h, echo_task, "a", 1, 8, NULL) == NULL);
     TASK_EXPECT(pool_imap(h, square, &x, sizeof x, sizeof y, 1, NULL, NULL) == NULL);
     TASK_EXPECT(pool_imap_source(h, square, one_source, NULL, sizeof x, sizeof y, NULL, true, NULL) == NULL);
     TASK_EXPECT(pool_shm_alloc(h, 8) == NULL);
@@ -235,7 +213,7 @@ static void test_destroyed_pool(void) {
     CHECK(pool_apply_async(dead, square, &x, sizeof x, &y, sizeof y, NULL) == NULL);
     CHECK_EQ(pool_last_status(), POOL_EINVAL);
     CHECK(pool_map_async(dead, square, &x, sizeof x, &y, sizeof y, 1, NULL) == NULL);
-    CHECK(pool_submit(dead, var_task, "a", 1, 8, NULL) == NULL);
+    CHECK(pool_submit(dead, echo_task, "a", 1, 8, NULL) == NULL);
     CHECK(pool_imap(dead, square, &x, sizeof x, sizeof y, 1, NULL, NULL) == NULL);
     CHECK(pool_imap_unordered(dead, square, &x, sizeof x, sizeof y, 1, NULL, NULL) == NULL);
     CHECK(pool_imap_source(dead, square, one_source, NULL, sizeof x, sizeof y, NULL, true, NULL) == NULL);
@@ -313,7 +291,7 @@ static void test_inside_task(pool_t *pool) {
     SECTION("pool functions inside a task, on the task's own pool");
     /* Handles the tasks try too: a pending async result and an iterator of the same pool. */
     long x = 4, y = 0, in[3] = {1, 2, 3}, out = 0;
-    atomic_store(&sh->release, 0);
+    atomic_store(&gate->release, 0);
     sh->async = pool_apply_async(pool, blocks, &x, sizeof x, &y, sizeof y, NULL);
     REQUIRE(sh->async != NULL);
     sh->iter = pool_imap(pool, square, in, sizeof in[0], sizeof out, 3, NULL, NULL);
@@ -324,7 +302,7 @@ static void test_inside_task(pool_t *pool) {
     CHECK_ST(pool_apply(pool, by_global, NULL, 0, NULL, 0, NULL), POOL_OK);
 
     SECTION("after the tasks' attempts, the pool and its handles are intact");
-    atomic_store(&sh->release, 1);
+    atomic_store(&gate->release, 1);
     CHECK_ST(async_get(sh->async, 30), POOL_OK);
     CHECK_EQ(y, 16);
     for (int i = 0; i < 3; i++) {
@@ -359,12 +337,12 @@ static void test_destroy_while_blocked(void) {
     SECTION("pool_destroy while other threads are blocked on the pool");
     pool_t *pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
-    atomic_store(&sh->release, 0);
-    atomic_store(&sh->started, 0);
+    atomic_store(&gate->release, 0);
+    atomic_store(&gate->started, 0);
     struct blocked map = {.pool = pool, .in = {5, 6}}, get = {0}, next = {0};
     /* The map occupies both workers, so its thread is inside pool_map... */
     REQUIRE(pthread_create(&map.t, NULL, map_thread, &map) == 0);
-    wait_for(&sh->started, 2);
+    wait_for(&gate->started, 2);
     /* ...and these wait behind it. */
     long x = 7, y = 0;
     get.a = pool_apply_async(pool, blocks, &x, sizeof x, &y, sizeof y, NULL);
@@ -388,23 +366,23 @@ static void test_destroy_while_blocked(void) {
     async_free(get.a);
     pool_iter_free(next.it);
     CHECK_ST(pool_close(pool), POOL_EINVAL);
-    atomic_store(&sh->release, 1);
+    atomic_store(&gate->release, 1);
 }
 
 static void test_free_while_waiting(pool_t *pool) {
     SECTION("async_free while another thread waits on the handle: the wait finishes");
-    atomic_store(&sh->release, 0);
-    atomic_store(&sh->started, 0);
+    atomic_store(&gate->release, 0);
+    atomic_store(&gate->started, 0);
     long x = 8, y = 0;
     struct blocked get = {0};
     get.a = pool_apply_async(pool, blocks, &x, sizeof x, &y, sizeof y, NULL);
     REQUIRE(get.a != NULL);
     REQUIRE(pthread_create(&get.t, NULL, get_thread, &get) == 0);
     wait_for(&get.entering, 1);
-    wait_for(&sh->started, 1);
+    wait_for(&gate->started, 1);
     sleep_s(0.1); /* most likely waiting by now (if not, its async_get is EINVAL: checked below) */
     async_free(get.a);
-    atomic_store(&sh->release, 1);
+    atomic_store(&gate->release, 1);
     pthread_join(get.t, NULL);
     if (get.st == POOL_OK) {
         CHECK_EQ(y, 64);
@@ -420,6 +398,7 @@ static void test_free_while_waiting(pool_t *pool) {
 int main(void) {
     test_begin("misuse", 50);
     sh = shared_alloc(sizeof *sh);
+    gate_open();
     pool_t *pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
     test_freed_handles(pool);

@@ -13,19 +13,6 @@
 static atomic_int *counts; /* per-item start counters, shared with the workers */
 static char log_path[256];
 
-/* True once `pid` has exited (gone, or a zombie). */
-static int is_dead(pid_t pid) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return p == NULL || p[2] == 'Z' || p[2] == 'X';
-}
-
 /* ---- a task that handles SIGTERM at its timeout and returns ---------------------------------- */
 
 static volatile sig_atomic_t got_term;
@@ -269,19 +256,6 @@ static void test_shm_sizes(void) {
 }
 
 /* ---- the zygote killed from outside --------------------------------------------------------- */
-
-/* The pool's zygote: this (single-threaded) process's only child. */
-static pid_t only_child(void) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
-    FILE *f = fopen(path, "r");
-    int pid = -1;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1) pid = -1;
-        fclose(f);
-    }
-    return pid;
-}
 
 static void test_zygote_killed(void) {
     SECTION("the zygote killed from outside: waiters return POOL_ECLOSED naming it; no worker survives");
