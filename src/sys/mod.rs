@@ -2,6 +2,7 @@
 //! pidfd, signalfd, prctl).
 
 pub mod dl;
+pub mod fork;
 pub mod futex;
 pub mod mem;
 pub mod proc;
