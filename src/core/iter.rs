@@ -43,6 +43,9 @@ pub struct MapIter {
     exhausted: bool,
     /// What a source returned when it failed, reported once after the last result.
     source_error: Option<c_int>,
+    /// Why feeding stopped before the input ended (the pool was closed and joined, terminated,
+    /// or died): the items never submitted are reported with it after the last result.
+    stop: Option<Error>,
     /// Submitted and not yet fully consumed, in submission order.
     chunks: VecDeque<Chunk>,
     /// The copy of `ctx` chunks are given (with `ctx_size`), taken when the iterator started.
@@ -70,7 +73,7 @@ impl Pool {
             Input::Source { .. } => a.chunksize,
         };
         let exhausted = matches!(input, Input::Array) && a.n == 0;
-        let (a, _ctx) = a.with_ctx_snapshot();
+        let (a, _ctx) = a.with_ctx_snapshot(&sh)?;
         Ok(MapIter {
             chunksize,
             sh,
@@ -81,6 +84,7 @@ impl Pool {
             next: 0,
             exhausted,
             source_error: None,
+            stop: None,
             chunks: VecDeque::new(),
             _ctx,
             cur: None,
@@ -102,7 +106,7 @@ impl MapIter {
                 return Ok(Some(item));
             }
             let seen = self.sh.view.event_seq();
-            self.feed()?;
+            self.feed(deadline);
             let done = |c: &Chunk| matches!(self.sh.task_state(c.slot), T_DONE | T_CLOSED);
             let pick = if self.ordered {
                 self.chunks.front().is_some_and(done).then_some(0)
@@ -114,6 +118,9 @@ impl MapIter {
                 continue;
             }
             if self.chunks.is_empty() && self.exhausted {
+                if let Some(item) = self.unfed() {
+                    return item;
+                }
                 if let Some(rc) = self.source_error.take() {
                     return Err(Error::new(
                         Status::Task,
@@ -131,8 +138,28 @@ impl MapIter {
         }
     }
 
-    /// Submits chunks while fewer than the window are waiting to be consumed.
-    fn feed(&mut self) -> Result<()> {
+    /// After the last result of a feed that stopped early: each item of an array never
+    /// submitted, with its index and the reason; for a source, the reason once.
+    fn unfed(&mut self) -> Option<Result<Option<IterItem>>> {
+        let e = self.stop.as_ref()?;
+        match self.input {
+            Input::Array if self.next < self.a.n => {
+                let i = self.next;
+                self.next += 1;
+                Some(Ok(Some(IterItem { index: i, err: Some(Error::new(e.status, format!("item {i}: {}", e.msg))) })))
+            }
+            Input::Array => None,
+            Input::Source { .. } => {
+                let e = self.stop.take()?;
+                let msg = format!("the input from item {} on was not run: {}", self.next, e.msg);
+                Some(Err(Error::new(e.status, msg)))
+            }
+        }
+    }
+
+    /// Submits chunks while fewer than the window are waiting to be consumed, giving up for
+    /// now at `deadline` (the heap may be full). A pool that takes no more work ends the input.
+    fn feed(&mut self, deadline: Option<Instant>) {
         while !self.exhausted && self.chunks.len() + usize::from(self.cur.is_some()) < self.window {
             let len = match self.input {
                 Input::Array => self.chunksize.min(self.a.n - self.next),
@@ -153,7 +180,7 @@ impl MapIter {
             };
             let (start, isz) = (self.next, self.a.in_size);
             let mut ended: Option<c_int> = None;
-            let r = self.sh.submit(spec, |dst| match self.input {
+            let r = self.sh.submit(spec, deadline, |dst| match self.input {
                 Input::Array => {
                     // SAFETY: the caller keeps the input readable while the iterator lives.
                     unsafe { std::ptr::copy_nonoverlapping((self.a.input + start * isz) as *const u8, dst, len * isz) };
@@ -174,7 +201,12 @@ impl MapIter {
             let sub = match r {
                 Ok(sub) => sub,
                 Err(_) if ended.is_some() => break, // the source ended at a chunk boundary
-                Err(e) => return Err(e),
+                Err(e) if e.status == Status::TimedOut => break, // no room yet: the next call retries
+                Err(e) => {
+                    self.stop = Some(e);
+                    self.exhausted = true;
+                    break;
+                }
             };
             self.chunks.push_back(Chunk {
                 slot: sub.slot,
@@ -189,7 +221,6 @@ impl MapIter {
                 self.exhausted = true;
             }
         }
-        Ok(())
     }
 
     unsafe fn take_from_current(&mut self, out: *mut u8) -> Option<IterItem> {

@@ -139,6 +139,8 @@ pub struct TaskJob {
     msgs: u64,
     /// Where to copy the result (0: nowhere, it is read in place).
     out: usize,
+    /// The task writes its result straight into the caller's `pool_shm_alloc` buffer.
+    in_place: bool,
     /// Result size (for variable-size tasks, the most it may write).
     out_size: usize,
     var: bool,
@@ -155,6 +157,7 @@ impl TaskJob {
             out_off: sub.out_off,
             msgs: sub.msgs,
             out: out as usize,
+            in_place: !var && out.is_null() && out_size > 0,
             out_size,
             var,
             st: Mutex::new(st),
@@ -260,6 +263,10 @@ impl Drop for TaskJob {
         if self.sh.check_owner().is_err() {
             return; // a forked child's copy: the slot and block are the owner's to take back
         }
+        if self.in_place && matches!(lock(&self.st).phase, Phase::Pending) {
+            // The task writes the caller's own shared buffer: it must be stopped, not detached.
+            self.cancel();
+        }
         let st = lock(&self.st);
         match &st.phase {
             Phase::Done(o, _) => {
@@ -289,6 +296,9 @@ pub struct MapJob {
 
 pub(crate) struct MapState {
     pub done: Option<Outcome>,
+    /// Workers write the caller's `out` in place (a `pool_shm_alloc` buffer): freeing the
+    /// handle must stop them first.
+    pub in_place: bool,
     /// The handle was freed: the driver must not write to the caller's buffers any more.
     pub detached: bool,
     /// Cancellation was asked for: the driver stops feeding and cancels what runs.
@@ -296,8 +306,8 @@ pub(crate) struct MapState {
 }
 
 impl MapJob {
-    pub(crate) fn new(total: usize) -> Arc<MapJob> {
-        let st = Mutex::new(MapState { done: None, detached: false, cancel: false });
+    pub(crate) fn new(total: usize, in_place: bool) -> Arc<MapJob> {
+        let st = Mutex::new(MapState { done: None, in_place, detached: false, cancel: false });
         Arc::new(MapJob { st, cv: Condvar::new(), done: Default::default(), total })
     }
     /// Runs `f` with the state locked (the driver copies results under it).
@@ -430,8 +440,19 @@ impl AsyncResult {
 impl Drop for AsyncResult {
     fn drop(&mut self) {
         if let Kind::Map(m, sh) = &self.kind {
-            if sh.check_owner().is_ok() {
-                m.with(|s| s.detached = true);
+            // Detached; if workers write the caller's shared buffer in place, also stopped.
+            let stop = || {
+                m.with(|s| {
+                    s.detached = true;
+                    let stop = s.in_place && s.done.is_none();
+                    s.cancel |= stop;
+                    stop
+                })
+            };
+            if sh.check_owner().is_ok() && stop() {
+                // Workers write the caller's shared buffer in place: stop them before returning.
+                sh.view.signal_event(true);
+                m.wait(None);
             }
         }
     }

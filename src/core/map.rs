@@ -40,13 +40,18 @@ impl MapArgs {
     /// With `ctx_size`, every item must see `ctx` as it was at the call, while chunks are
     /// submitted over time: copy it now; chunks copy from the snapshot, which the caller keeps
     /// while the map runs.
-    pub(super) fn with_ctx_snapshot(self) -> (MapArgs, Option<Box<[u8]>>) {
+    pub(super) fn with_ctx_snapshot(self, sh: &Shared) -> Result<(MapArgs, Option<Box<[u8]>>)> {
         if self.ctx_size == 0 {
-            return (self, None);
+            return Ok((self, None));
         }
-        // SAFETY: the caller's ctx is readable for ctx_size bytes (its contract).
-        let snap: Box<[u8]> = unsafe { std::slice::from_raw_parts(self.ctx as *const u8, self.ctx_size) }.into();
-        (MapArgs { ctx: snap.as_ptr() as usize, ..self }, Some(snap))
+        sh.check_ctx_size(self.ctx, self.ctx_size)?;
+        let mut snap = Vec::new();
+        snap.try_reserve_exact(self.ctx_size)
+            .map_err(|_| Error::new(Status::NoMem, format!("no memory for a copy of ctx ({} bytes)", self.ctx_size)))?;
+        // SAFETY: the caller's ctx is readable for ctx_size bytes (its contract; NULL was refused).
+        snap.extend_from_slice(unsafe { std::slice::from_raw_parts(self.ctx as *const u8, self.ctx_size) });
+        let snap = snap.into_boxed_slice();
+        Ok((MapArgs { ctx: snap.as_ptr() as usize, ..self }, Some(snap)))
     }
 }
 
@@ -71,8 +76,14 @@ impl Pool {
     pub unsafe fn map(&self, a: MapArgs) -> Result<()> {
         let sh = self.shared();
         sh.driver_started()?;
-        let job = MapJob::new(a.n);
-        let (a, _ctx) = a.with_ctx_snapshot();
+        let (a, _ctx) = match a.with_ctx_snapshot(sh) {
+            Ok(x) => x,
+            Err(e) => {
+                sh.life.driver_finished();
+                return Err(e);
+            }
+        };
+        let job = MapJob::new(a.n, false);
         drive(sh, a, &job);
         sh.life.driver_finished();
         let o = job.with(|s| s.done.clone()).expect("driver completes the job");
@@ -90,9 +101,15 @@ impl Pool {
             return Ok(AsyncResult::ready(Outcome::ok()));
         }
         sh.driver_started()?;
-        let job = MapJob::new(a.n);
+        let job = MapJob::new(a.n, sh.shm_offset(a.out, a.n * a.out_size).is_some());
+        let (a, ctx) = match a.with_ctx_snapshot(&sh) {
+            Ok(x) => x,
+            Err(e) => {
+                sh.life.driver_finished();
+                return Err(e);
+            }
+        };
         let (sh2, job2, life) = (sh.clone(), job.clone(), sh.life.clone());
-        let (a, ctx) = a.with_ctx_snapshot();
         let spawned = std::thread::Builder::new().name("pool-map".into()).spawn(move || {
             let _ctx = ctx; // chunks copy from it as they go
             drive(&sh2, a, &job2);
@@ -222,7 +239,7 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
         shm_in,
         shm_out,
     };
-    let sub = sh.submit(spec, |dst| {
+    let sub = sh.submit(spec, None, |dst| {
         job.with(|s| {
             if s.detached {
                 return 0;

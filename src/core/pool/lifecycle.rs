@@ -165,6 +165,9 @@ impl Shared {
     /// finish, so end the pool instead of hanging.
     pub(crate) fn watchdog(&self) {
         if self.is_terminated() {
+            if lock(&self.zygote).is_none() {
+                self.close_unfinished(); // nothing can run any more: nothing may stay pending
+            }
             return;
         }
         if self.corrupt.load(SeqCst) || self.view.corrupt().is_some() {

@@ -94,6 +94,9 @@ pub struct CallOptions {
 struct Life {
     closed: bool,
     terminated: bool,
+    /// `join` has begun shutting the workers down: nothing may be submitted any more, not even
+    /// the rest of an iterator's input.
+    joining: bool,
     joined: bool,
     /// Map drivers still feeding work (`map_async`); join waits for them.
     drivers: usize,
@@ -296,7 +299,7 @@ impl Pool {
             shm_in,
             shm_out,
         };
-        let sub = self.sh.submit(spec, |dst| {
+        let sub = self.sh.submit(spec, None, |dst| {
             // SAFETY: caller guarantees `input` is readable for `in_size` bytes.
             unsafe { std::ptr::copy_nonoverlapping(input, dst, in_size) };
             1
@@ -333,7 +336,7 @@ impl Pool {
             shm_in,
             shm_out: None,
         };
-        let sub = self.sh.submit(spec, |dst| {
+        let sub = self.sh.submit(spec, None, |dst| {
             // SAFETY: caller guarantees `input` is readable for `len` bytes.
             unsafe { std::ptr::copy_nonoverlapping(input, dst, len) };
             1
@@ -388,6 +391,7 @@ impl Pool {
         if life.joined {
             return Ok(());
         }
+        life.joining = true;
         drop(life);
         let ctl = &self.sh.view.header().control;
         ctl.shutdown.store(ON, SeqCst);
@@ -450,11 +454,13 @@ impl Shared {
         if self.corrupt.load(Relaxed) {
             return Err(Error::new(Status::Corrupt, CORRUPT));
         }
-        if life.terminated || (life.closed && !draining) {
+        if life.terminated || life.joining || (life.closed && !draining) {
             return Err(Error::closed(if self.zygote_died.load(Relaxed) {
                 ZYGOTE_DIED
             } else if life.terminated {
                 "the pool was terminated"
+            } else if life.joining {
+                "the pool was closed and joined"
             } else {
                 "the pool is closed"
             }));

@@ -4,6 +4,23 @@ use super::*;
 use crate::core::queue::TAG_HOST;
 
 impl Shared {
+    /// A `ctx` copied with the call must be there and fit in the pool's shared heap.
+    pub(crate) fn check_ctx_size(&self, ctx: usize, ctx_size: usize) -> Result<()> {
+        if ctx_size > 0 && ctx == 0 {
+            return Err(Error::inval("ctx is NULL but ctx_size > 0"));
+        }
+        if ctx_size > self.heap.capacity() / 2 {
+            return Err(Error::new(
+                Status::NoMem,
+                format!(
+                    "ctx_size of {ctx_size} bytes does not fit in the pool's {} byte shared heap",
+                    self.heap.capacity()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Takes the queue lock for a host thread. Fails (and ends the pool) if the zygote died
     /// while we waited: a lock held by a dead worker would then never be released.
     pub(crate) fn lock_queue(&self) -> Result<()> {
@@ -60,13 +77,20 @@ impl Shared {
     /// shared memory), and queues the task. `fill` returns how many of the `spec.n` items it
     /// wrote (fewer shortens the task); with none the task is dropped and this fails with
     /// `Closed`.
-    pub(crate) fn submit(&self, spec: TaskSpec, fill: impl FnOnce(*mut u8) -> usize) -> Result<Submitted> {
+    /// Waiting for room in the heap gives up at `deadline` (`TimedOut`).
+    pub(crate) fn submit(
+        &self,
+        spec: TaskSpec,
+        deadline: Option<Instant>,
+        fill: impl FnOnce(*mut u8) -> usize,
+    ) -> Result<Submitted> {
         let in_bytes = if spec.shm_in.is_some() { 0 } else { spec.in_size };
         let out_bytes = if spec.shm_out.is_some() { 0 } else { spec.out_size };
         let lay = BlockLayout::new(spec.n, in_bytes, out_bytes, spec.ctx_size)
             .ok_or_else(|| Error::inval("sizes overflow"))?;
         self.check_open(spec.map_chunk)?;
         self.snapshot.check_func(spec.func)?;
+        self.check_ctx_size(spec.ctx, spec.ctx_size)?;
         if spec.ctx_size == 0 {
             self.snapshot.check_ctx(spec.ctx, self.map.base() as usize..self.map.base() as usize + self.map.len())?;
         }
@@ -74,7 +98,7 @@ impl Shared {
         if timeout_ns != 0 && self.view.header().control.deadlines.swap(ON, SeqCst) == 0 {
             self.ring_zygote(); // from now on it watches deadlines
         }
-        let (slot, block) = self.reserve(lay.total, spec.map_chunk)?;
+        let (slot, block) = self.reserve(lay.total, spec.map_chunk, deadline)?;
         let in_off = spec.shm_in.unwrap_or((block.off + lay.input) as u64);
         let out_off = spec.shm_out.unwrap_or((block.off + lay.output) as u64);
         let input = self.view.heap_ptr(in_off);
@@ -134,6 +158,15 @@ impl Shared {
             return Err(e);
         }
         kp!(HostPushLocked);
+        if self.view.header().control.terminate.load(SeqCst) != 0 {
+            // Terminated while we filled the task: its sweep may have passed this slot already
+            // (the flag is set before the sweep, so checking it under the lock is enough).
+            self.view.unlock();
+            self.free_block(block);
+            self.free_slot(slot);
+            self.check_open(spec.map_chunk)?;
+            return Err(Error::closed("the pool was terminated"));
+        }
         self.view.push_locked(slot);
         self.view.unlock();
         kp!(HostPushed);
@@ -143,7 +176,7 @@ impl Shared {
 
     /// A free slot and a heap block of `bytes`, waiting for running work to free some if the
     /// pool is full (backpressure).
-    pub(super) fn reserve(&self, bytes: usize, draining: bool) -> Result<(u32, Block)> {
+    pub(super) fn reserve(&self, bytes: usize, draining: bool, deadline: Option<Instant>) -> Result<(u32, Block)> {
         if bytes > self.heap.capacity() {
             return Err(Error::new(
                 Status::NoMem,
@@ -165,7 +198,11 @@ impl Shared {
                     "the pool's shared memory is full of unclaimed results; free or collect some",
                 ));
             }
-            self.view.wait_event(seen, true, Some(Instant::now() + WATCH_SLICE));
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::new(Status::TimedOut, "no room in the pool's shared memory yet"));
+            }
+            let slice = Instant::now() + WATCH_SLICE;
+            self.view.wait_event(seen, true, Some(deadline.map_or(slice, |d| d.min(slice))));
             self.watchdog();
             self.check_open(draining)?;
         }
