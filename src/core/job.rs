@@ -390,11 +390,19 @@ impl AsyncResult {
         if let Some(o) = self.foreign() {
             return Some(o);
         }
-        match &self.kind {
+        let o = match &self.kind {
             Kind::Task(t) => t.try_collect(),
             Kind::Map(m, _) => m.with(|s| s.done.clone()),
             Kind::Ready(o) => Some(o.clone()),
+        };
+        if o.is_none() {
+            match &self.kind {
+                Kind::Task(t) => t.sh.watchdog_now_and_then(),
+                Kind::Map(_, sh) => sh.watchdog_now_and_then(),
+                Kind::Ready(_) => {}
+            }
         }
+        o
     }
 
     /// Cancels the work: what has not started is dropped, what runs is killed (its worker is

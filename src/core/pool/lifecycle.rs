@@ -126,6 +126,62 @@ impl Shared {
                 self.view.finish(t, s, T_CLOSED);
             }
         }
+        self.notify_event_fd(); // an event loop learns that everything pending has ended
+    }
+
+    /// For calls that do not wait (`async_ready`...): the watchdog, at most every
+    /// `WATCH_SLICE`, so that a loop that only polls still sees a dead zygote end the pool.
+    pub(crate) fn watchdog_now_and_then(&self) {
+        let now = proc::monotonic_ns();
+        let last = self.last_watch.load(Relaxed);
+        if now.saturating_sub(last) >= WATCH_SLICE.as_nanos() as u64
+            && self.last_watch.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+        {
+            self.watchdog();
+        }
+    }
+
+    /// Once an event loop uses the pool's event fd: a thread that sleeps until the zygote
+    /// exits, then, unless the pool is being ended on purpose, ends it and makes the fd
+    /// readable, so that a loop sleeping on the fd learns that a zygote killed from outside
+    /// took its work with it. It holds the pool only weakly; `join` waits for it.
+    pub(crate) fn start_watcher(self: &Arc<Self>) -> Result<()> {
+        let mut w = lock(&self.watcher);
+        if w.is_some() {
+            return Ok(());
+        }
+        let Some(z) = lock(&self.zygote).clone() else { return Ok(()) };
+        let weak = Arc::downgrade(self);
+        let h = std::thread::Builder::new()
+            .name("pool-watch".into())
+            .spawn(move || {
+                z.exited(-1);
+                drop(z);
+                if let Some(sh) = weak.upgrade() {
+                    let ending = {
+                        let life = lock(&sh.life.st);
+                        life.terminated || life.joining
+                    };
+                    if !ending {
+                        sh.watchdog();
+                    }
+                    sh.notify_event_fd();
+                }
+            })
+            .map_err(|e| Error::sys("starting the event fd's watcher thread", e))?;
+        *w = Some(h);
+        Ok(())
+    }
+
+    /// Waits for the watcher thread, once the zygote is gone (it wakes then).
+    pub(crate) fn join_watcher(&self) {
+        if let Some(h) = lock(&self.watcher).take() {
+            if h.thread().id() == std::thread::current().id() || self.check_owner().is_err() {
+                std::mem::forget(h); // the watcher itself, or a forked child's copy of the handle
+            } else {
+                let _ = h.join();
+            }
+        }
     }
 
     pub(super) fn zygote_dead(&self) -> bool {

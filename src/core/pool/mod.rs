@@ -127,6 +127,10 @@ pub struct Shared {
     pub(crate) zygote_died: std::sync::atomic::AtomicBool,
     /// Set when shared memory was found overwritten: the pool is ended and says so.
     pub(crate) corrupt: std::sync::atomic::AtomicBool,
+    /// When calls that do not wait last checked on the zygote (monotonic ns).
+    last_watch: std::sync::atomic::AtomicU64,
+    /// The event fd's watcher thread, once `pool_event_fd` was called.
+    watcher: Mutex<Option<std::thread::JoinHandle<()>>>,
     reaping: Mutex<()>,
     fds: Fds,
     /// Blocks handed out by `shm_alloc`, by offset.
@@ -209,6 +213,8 @@ impl Pool {
             zygote: Mutex::new(None),
             zygote_died: Default::default(),
             corrupt: Default::default(),
+            last_watch: Default::default(),
+            watcher: Mutex::new(None),
             reaping: Mutex::new(()),
             user_blocks: Mutex::new(std::collections::HashMap::new()),
             fds,
@@ -240,9 +246,11 @@ impl Pool {
         self.sh.nworkers
     }
 
-    /// A descriptor that polls readable whenever a result became ready (see `pool_event_fd`).
+    /// A descriptor that polls readable whenever a result became ready or the pool ended (see
+    /// `pool_event_fd`).
     pub fn event_fd(&self) -> Result<i32> {
         self.sh.check_owner()?;
+        self.sh.start_watcher()?;
         Ok(self.sh.event_fd())
     }
 
@@ -397,6 +405,7 @@ impl Pool {
         ctl.shutdown.store(ON, SeqCst);
         self.sh.view.wake_all_workers();
         self.sh.reap_zygote();
+        self.sh.join_watcher();
         // Anything still unfinished (the zygote died abnormally) ends now instead of hanging.
         self.sh.close_unfinished();
         lock(&self.sh.life.st).joined = true;
@@ -500,6 +509,7 @@ impl Drop for Shared {
             self.ring_zygote();
             self.reap_zygote();
         }
+        self.join_watcher();
         proc::unregister_map(self.map.base() as usize);
         proc::unregister_fd(self.fds.efd.0);
         proc::unregister_fd(self.fds.bell.0);
