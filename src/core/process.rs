@@ -3,7 +3,7 @@
 use super::error::{Error, Result, Status};
 use crate::sys::proc::{self, Exit, Forked, PidHandle};
 use std::os::raw::{c_int, c_void};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// `int fn(void *arg)`: its return value is the child's exit status.
@@ -18,8 +18,10 @@ pub struct Process {
 #[derive(Default)]
 struct State {
     pid: Option<libc::pid_t>,
+    /// The process that started the child (its parent): only it may wait for or signal it.
+    parent: libc::pid_t,
     /// Until the child is reaped.
-    handle: Option<PidHandle>,
+    handle: Option<Arc<PidHandle>>,
     exit: Option<Exit>,
     /// Someone else reaped our child (a host `waitpid(-1)`): its status is lost.
     lost: bool,
@@ -40,6 +42,20 @@ impl Process {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The state, once the process was started, in the process that started it (a forked
+    /// child's copy of a Process must not wait for, signal or kill its parent's child).
+    fn started(&self, what: &str) -> Result<MutexGuard<'_, State>> {
+        let st = self.lock();
+        match st.pid {
+            None => Err(Error::inval(format!("{what} before process_start"))),
+            Some(pid) if proc::getpid() != st.parent => Err(Error::inval(format!(
+                "process {pid} is the child of process {}, not of this one (a forked copy cannot use it)",
+                st.parent
+            ))),
+            Some(_) => Ok(st),
+        }
+    }
+
     pub fn start(&self) -> Result<()> {
         let mut st = self.lock();
         if st.pid.is_some() {
@@ -54,7 +70,8 @@ impl Process {
             }
             Forked::Parent(pid) => {
                 st.pid = Some(pid);
-                st.handle = Some(PidHandle::open(pid));
+                st.parent = proc::getpid();
+                st.handle = Some(Arc::new(PidHandle::open(pid)));
                 Ok(())
             }
         }
@@ -81,19 +98,23 @@ impl Process {
     }
 
     pub fn is_alive(&self) -> bool {
-        let mut st = self.lock();
+        let Ok(mut st) = self.started("") else { return false };
         Self::poll_exit(&mut st, 0);
         st.running()
     }
 
-    /// Waits up to `timeout` (None: forever) for the child to exit.
+    /// Waits up to `timeout` (None: forever) for the child to exit. The wait holds no lock:
+    /// other threads may signal or look at the process meanwhile.
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
-        let mut st = self.lock();
-        if st.pid.is_none() {
-            return Err(Error::inval("process_join called before process_start"));
+        let h = {
+            let st = self.started("process_join called")?;
+            st.handle.clone().filter(|_| st.running())
+        };
+        if let Some(h) = h {
+            h.exited(timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as c_int));
         }
-        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as c_int);
-        Self::poll_exit(&mut st, ms);
+        let mut st = self.lock();
+        Self::poll_exit(&mut st, 0);
         if st.running() {
             return Err(Error::new(Status::TimedOut, format!("process {} is still running", st.pid.unwrap_or(-1))));
         }
@@ -101,10 +122,7 @@ impl Process {
     }
 
     pub fn signal(&self, sig: c_int) -> Result<()> {
-        let mut st = self.lock();
-        if st.pid.is_none() {
-            return Err(Error::inval("the process was not started"));
-        }
+        let mut st = self.started("signalling the process")?;
         Self::poll_exit(&mut st, 0);
         match st.handle.as_ref() {
             Some(h) if st.running() => h.signal(sig).map_err(|e| Error::sys("sending a signal to the process", e)),
@@ -114,10 +132,9 @@ impl Process {
 
     /// The exit code once finished: the status, or -N if killed by signal N.
     pub fn exitcode(&self) -> Result<i32> {
-        let mut st = self.lock();
+        let mut st = self.started("process_exitcode called")?;
         Self::poll_exit(&mut st, 0);
         match (st.pid, st.exit, st.lost) {
-            (None, _, _) => Err(Error::inval("the process was not started")),
             (_, Some(e), _) => Ok(e.python_code()),
             (_, None, true) => Err(Error::new(
                 Status::Sys,
@@ -130,7 +147,7 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let mut st = self.lock();
+        let Ok(mut st) = self.started("") else { return };
         Self::poll_exit(&mut st, 0);
         if st.running() {
             if let Some(h) = st.handle.as_ref() {

@@ -191,9 +191,13 @@ impl Drop for PidHandle {
 /// Waits until `fd` is readable (a pidfd: the process exited) or `timeout_ms` passes (-1: none).
 pub fn poll_readable(fd: c_int, timeout_ms: c_int) -> bool {
     let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let deadline =
+        (timeout_ms >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
     loop {
+        // Interrupted by a signal: wait only for the time left, however often that happens.
+        let left = deadline.map_or(-1, |d| d.saturating_duration_since(std::time::Instant::now()).as_millis() as c_int);
         // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        let r = unsafe { libc::poll(&mut p, 1, left) };
         if r >= 0 {
             return r > 0;
         }
