@@ -73,6 +73,9 @@ pub(crate) const F_WINDOW: u32 = 4; // outputs are page-aligned in the block: wr
 /// was overwritten.
 pub(crate) const ON: u32 = 0x600d_f1a6;
 
+/// `start_step` when the zygote could not make its signalfd (0: a fork failed).
+pub(crate) const STEP_SIGNALFD: u32 = 1;
+
 /// Worker slot states.
 pub(crate) const W_STARTING: u32 = 1;
 pub(crate) const W_INIT: u32 = 4; // running the initializer
@@ -119,8 +122,11 @@ pub struct Control {
     /// Set by a worker that completed a task while `efd_armed`: the zygote, which owns the
     /// eventfd (workers hold no descriptor a task could close or reuse), writes it.
     pub efd_pending: AtomicU32,
-    /// errno of the zygote's last failed fork (0 once a fork succeeds again).
+    /// errno of the zygote's last failed fork (0 once a fork succeeds again), or of the step
+    /// `start_step` names when the zygote could not start.
     pub fork_errno: AtomicI32,
+    /// What the zygote was doing when it failed to start (`STEP_*`).
+    pub start_step: AtomicU32,
 }
 
 #[repr(C, align(64))]

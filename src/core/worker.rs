@@ -19,6 +19,23 @@ pub type InitFn = unsafe extern "C" fn(*mut c_void);
 
 /// True in a pool's zygote and workers: pools cannot be nested inside them.
 pub static IN_WORKER: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// True on a worker's own thread only: a thread a task started and left behind must not
+    /// write into the results of the tasks that come after.
+    static WORKER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Fails unless called by the worker's own thread, inside a task.
+fn on_worker_thread(what: &str) -> Result<(), (Status, String)> {
+    if !WORKER_THREAD.with(|w| w.get()) || forked_child() {
+        return Err((
+            Status::Inval,
+            format!("{what} called outside a task (or from a thread or process a task started)"),
+        ));
+    }
+    Ok(())
+}
 /// This worker's pid, recorded with every item it runs.
 static MY_PID: AtomicI32 = AtomicI32::new(0);
 
@@ -33,16 +50,11 @@ static VAR_OUT: Mutex<Option<VarOut>> = Mutex::new(None);
 /// Appends to the running variable-size task's result.
 pub fn out_write(data: &[u8]) -> Result<(), (Status, String)> {
     // Checked first so the host never takes a lock its forks could inherit held.
-    if !IN_WORKER.load(Relaxed) {
-        return Err((Status::Inval, "pool_out_write called outside a worker".into()));
-    }
+    on_worker_thread("pool_out_write")?;
     let mut g = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let Some(o) = g.as_mut() else {
         return Err((Status::Inval, "pool_out_write called outside a task submitted with pool_submit".into()));
     };
-    if forked_child() {
-        return Err((Status::Inval, "pool_out_write called from a process forked by a task".into()));
-    }
     if data.len() > o.cap - o.len {
         return Err((Status::NoMem, format!("result would exceed the task's max_out of {} bytes", o.cap)));
     }
@@ -64,7 +76,8 @@ static TASK_ERROR: Mutex<Option<Vec<u8>>> = Mutex::new(None);
 /// Attaches `message` to the failure of the task running now (it must then return nonzero; a
 /// task that succeeds drops it). Longer messages are cut to what a message slot holds.
 pub fn set_task_error(message: &[u8]) -> Result<(), (Status, String)> {
-    if !IN_WORKER.load(Relaxed) || !IN_ITEM.load(Relaxed) || forked_child() {
+    on_worker_thread("pool_task_error")?;
+    if !IN_ITEM.load(Relaxed) {
         return Err((Status::Inval, "pool_task_error called outside a task".into()));
     }
     let m = message[..message.len().min(MSG_LEN - 1)].to_vec();
@@ -98,6 +111,7 @@ pub fn main(cfg: WorkerConfig) -> ! {
 
 fn run(cfg: &WorkerConfig) -> i32 {
     IN_WORKER.store(true, Relaxed);
+    WORKER_THREAD.with(|w| w.set(true));
     super::killpoint::set_role(super::killpoint::Role::Worker);
     MY_PID.store(proc::getpid(), Relaxed);
     proc::die_with_parent();

@@ -38,6 +38,8 @@ pub struct ZygoteConfig {
     /// The host's doorbell: an eventfd it writes to wake the zygote (kill requests, deadlines,
     /// termination) without needing the right to signal it.
     pub bell: c_int,
+    /// Read end of the host's lifeline pipe: end of file once the host exited or exec'd.
+    pub lifeline: c_int,
 }
 
 #[derive(Default)]
@@ -89,6 +91,7 @@ fn run(cfg: ZygoteConfig) -> i32 {
     let ctl = &cfg.view.header().control;
     let Ok(sfd) = proc::signalfd(&sigs) else {
         ctl.fork_errno.store(proc::errno(), SeqCst);
+        ctl.start_step.store(STEP_SIGNALFD, SeqCst);
         return 71;
     };
     proc::register_fd(sfd.0);
@@ -126,8 +129,8 @@ fn run(cfg: ZygoteConfig) -> i32 {
             let left = b.next.saturating_duration_since(Instant::now()).as_millis().min(1000) as c_int + 1;
             timeout_ms = if timeout_ms < 0 { left } else { timeout_ms.min(left) };
         }
-        let ready = proc::poll_any(&[sfd.0, host.poll_fd(), z.cfg.bell], timeout_ms);
-        if ready[1] || host_gone() {
+        let ready = proc::poll_any(&[sfd.0, host.poll_fd(), z.cfg.bell, z.cfg.lifeline], timeout_ms);
+        if ready[1] || ready[3] || host_gone() {
             z.kill_all();
             return 0;
         }
@@ -251,8 +254,8 @@ impl Zygote {
             if self.cfg.view.corrupt().is_some() {
                 self.die_corrupt();
             }
-            if proc::getppid() != self.cfg.host {
-                // The host died, perhaps holding the lock: the pool is over.
+            if proc::getppid() != self.cfg.host || proc::poll_readable(self.cfg.lifeline, 0) {
+                // The host died or exec'd, perhaps holding the lock: the pool is over.
                 self.kill_all();
                 proc::exit_now(0);
             }

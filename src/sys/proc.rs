@@ -453,6 +453,16 @@ pub fn readable_ranges() -> Vec<(usize, usize)> {
     ranges("r")
 }
 
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: a valid array of two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((OwnedFd(fds[0]), OwnedFd(fds[1])))
+}
+
 /// A nonblocking eventfd for the host and every process forked after it.
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall.

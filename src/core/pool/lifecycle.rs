@@ -38,11 +38,12 @@ impl Shared {
             if self.zygote_dead() {
                 self.reap_zygote();
                 let errno = ctl.fork_errno.load(SeqCst);
+                let step = if ctl.start_step.load(SeqCst) == STEP_SIGNALFD { "signalfd" } else { "fork" };
                 let why =
                     if errno != 0 { format!(": {}", std::io::Error::from_raw_os_error(errno)) } else { String::new() };
                 return Err(Error::new(
                     Status::Sys,
-                    format!("the pool's zygote process exited while starting workers (fork{why})"),
+                    format!("the pool's zygote process exited while starting workers ({step}{why})"),
                 ));
             }
             crate::sys::futex::wait(&ctl.ready, r, Some(Instant::now() + Duration::from_millis(50)));

@@ -108,6 +108,9 @@ struct Fds {
     efd: proc::OwnedFd,
     /// The zygote's doorbell.
     bell: proc::OwnedFd,
+    /// The write end of a close-on-exec pipe whose read end the zygote watches: it closes when
+    /// the host exits or execs another program, and the pool ends with it.
+    lifeline: proc::OwnedFd,
 }
 
 pub struct Shared {
@@ -198,7 +201,10 @@ impl Pool {
             proc::register_fd(fd.0);
             Ok::<_, Error>(fd)
         };
-        let fds = Fds { efd: eventfd()?, bell: eventfd()? };
+        let (alive_rd, alive_wr) = proc::pipe().map_err(|e| Error::sys("pipe", e))?;
+        proc::register_fd(alive_rd.0);
+        proc::register_fd(alive_wr.0);
+        let fds = Fds { efd: eventfd()?, bell: eventfd()?, lifeline: alive_wr };
         proc::register_map(map.base() as usize, map.len());
         let sh = Arc::new(Shared {
             view,
@@ -229,13 +235,16 @@ impl Pool {
             timeout_ns: opts.task_timeout.map_or(0, |d| (d.as_nanos() as u64).max(1)),
             efd: sh.fds.efd.0,
             bell: sh.fds.bell.0,
+            lifeline: alive_rd.0,
         };
-        let keep = [sh.fds.efd.0, sh.fds.bell.0];
+        let keep = [sh.fds.efd.0, sh.fds.bell.0, alive_rd.0];
         let pid = match proc::fork(Some(sh.map.base() as usize), &keep).map_err(|e| Error::sys("fork", e))? {
             Forked::Child => zygote::main(cfg),
             Forked::Parent(pid) => pid,
         };
         proc::set_process_group(pid);
+        proc::unregister_fd(alive_rd.0);
+        drop(alive_rd); // the zygote's end
         *lock(&sh.zygote) = Some(Arc::new(PidHandle::open(pid)));
         let pool = Pool { sh };
         pool.sh.await_workers()?;
@@ -513,5 +522,6 @@ impl Drop for Shared {
         proc::unregister_map(self.map.base() as usize);
         proc::unregister_fd(self.fds.efd.0);
         proc::unregister_fd(self.fds.bell.0);
+        proc::unregister_fd(self.fds.lifeline.0);
     }
 }
