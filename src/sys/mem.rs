@@ -91,8 +91,9 @@ pub fn populate(ptr: *const u8, len: usize, write: bool) {
     }
     let start = (ptr as usize) & !4095;
     let end = ptr as usize + len;
-    let advice = if write { 23 } else { 22 }; // MADV_POPULATE_WRITE / MADV_POPULATE_READ
-                                              // SAFETY: advisory call on a range of our own mapping; it only faults pages in.
+    // MADV_POPULATE_WRITE / MADV_POPULATE_READ (not in every libc crate version).
+    let advice = if write { 23 } else { 22 };
+    // SAFETY: advisory call on a range of our own mapping; it only faults pages in.
     unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
 }
 

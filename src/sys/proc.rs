@@ -448,6 +448,38 @@ pub fn executable_ranges() -> Vec<(usize, usize)> {
     ranges("x")
 }
 
+/// The pids of every process this one can see in /proc.
+pub fn all_pids() -> Vec<libc::pid_t> {
+    std::fs::read_dir("/proc")
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// A mapped file's identity in /proc/<pid>/maps: device and inode.
+pub type FileId = (String, u64);
+
+fn file_id(line: &str) -> Option<FileId> {
+    let mut f = line.split_whitespace().skip(3);
+    Some((f.next()?.to_string(), f.next()?.parse().ok()?))
+}
+
+/// The file mapped at `addr` in process `pid` (to tell the processes that map a given memfd
+/// from any others, whatever their pids), from /proc/<pid>/maps.
+pub fn mapping_at(pid: libc::pid_t, addr: usize) -> Option<FileId> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines().find_map(|l| {
+        let (lo, hi) = l.split_whitespace().next()?.split_once('-')?;
+        let (lo, hi) = (usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?);
+        (lo <= addr && addr < hi).then(|| file_id(l))?
+    })
+}
+
+/// How many mappings of file `id` process `pid` has (0 if its maps cannot be read).
+pub fn mappings_of(pid: libc::pid_t, id: &FileId) -> usize {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    maps.lines().filter(|l| file_id(l).as_ref() == Some(id)).count()
+}
+
 /// Every readable address range mapped in this process now.
 pub fn readable_ranges() -> Vec<(usize, usize)> {
     ranges("r")

@@ -207,11 +207,22 @@ impl Shared {
             self.corrupt.store(true, SeqCst);
         }
         if exit != Some(proc::Exit::Code(0)) {
+            // The zygote died without ending its workers and what their tasks started: they
+            // die with it (parent-death signal) unless a task undid that, or left a process
+            // behind. Those are the processes that map this pool's memory more than once (a
+            // worker splits the shared address in two and adds its own alias; whatever it forks
+            // inherits that), where the host and the children it forked itself map it once:
+            // kill them all and wait, so that none writes into memory the host reuses.
             let until = Instant::now() + Duration::from_secs(2);
-            for w in 0..self.nworkers {
-                let pid = self.view.worker(w).pid.load(SeqCst);
-                while pid > 0 && !proc::is_dead(pid) && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(1));
+            if let Some(ours) = proc::mapping_at(proc::getpid(), self.map.base() as usize) {
+                let left: Vec<_> = proc::all_pids().into_iter().filter(|&p| proc::mappings_of(p, &ours) > 1).collect();
+                for &pid in &left {
+                    proc::kill(pid, libc::SIGKILL);
+                }
+                for pid in left {
+                    while !proc::is_dead(pid) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 }
             }
         }
