@@ -25,6 +25,8 @@ const FORK_BACKOFF: Duration = Duration::from_millis(10);
 const FORK_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// With no worker alive and forks failing this long, queued work fails instead of waiting.
 const FORK_GIVE_UP: Duration = Duration::from_secs(1);
+/// How long a worker may stay stopped (kill -STOP) while it holds the queue lock.
+const STOPPED_GRACE: Duration = Duration::from_secs(1);
 
 pub struct ZygoteConfig {
     pub view: View,
@@ -65,6 +67,8 @@ struct Zygote {
     starting: bool,
     init_failures: u32,
     backoff: Option<Backoff>,
+    /// The worker seen stopped while holding the queue lock, and since when.
+    stopped_owner: Option<(libc::pid_t, Instant)>,
 }
 
 /// Entry of the zygote process. Never returns.
@@ -109,6 +113,7 @@ fn run(cfg: ZygoteConfig) -> i32 {
         starting: true,
         init_failures: 0,
         backoff: None,
+        stopped_owner: None,
     };
     for w in 0..n {
         if let Err(e) = z.spawn(w) {
@@ -124,6 +129,9 @@ fn run(cfg: ZygoteConfig) -> i32 {
         let mut timeout_ms = if watching { 5 } else { -1 };
         if host.poll_fd() < 0 {
             timeout_ms = if timeout_ms < 0 { 50 } else { timeout_ms }; // no pidfd: look now and then
+        }
+        if z.stopped_owner.is_some() {
+            timeout_ms = if timeout_ms < 0 { 100 } else { timeout_ms.min(100) };
         }
         if let Some(b) = &z.backoff {
             let left = b.next.saturating_duration_since(Instant::now()).as_millis().min(1000) as c_int + 1;
@@ -145,6 +153,7 @@ fn run(cfg: ZygoteConfig) -> i32 {
             z.die_corrupt();
         }
         z.reap();
+        z.unstick();
         z.handle_deaths();
         if ctl.efd_pending.swap(0, AcqRel) != 0 {
             proc::eventfd_signal(z.cfg.efd);
@@ -260,7 +269,28 @@ impl Zygote {
                 proc::exit_now(0);
             }
             self.reap(); // the owner may have died since we last looked
+            self.unstick();
             self.cfg.view.wait_lock_change(owner);
+        }
+    }
+
+    /// A worker stopped by a signal while it holds the queue lock would stall every submission
+    /// and every other worker for as long as it stays stopped: after a grace period it is
+    /// killed, and its pop repaired like that of any worker that dies holding the lock.
+    fn unstick(&mut self) {
+        let owner = self.cfg.view.lock_owner();
+        let held = (0..self.workers.len()).find(|&w| self.workers[w].alive && worker_tag(w) == owner);
+        let Some(pid) = held.map(|w| self.workers[w].pid).filter(|&p| proc::is_stopped(p)) else {
+            self.stopped_owner = None;
+            return;
+        };
+        match self.stopped_owner {
+            Some((p, since)) if p == pid => {
+                if since.elapsed() >= STOPPED_GRACE {
+                    proc::kill(pid, libc::SIGKILL);
+                }
+            }
+            _ => self.stopped_owner = Some((pid, Instant::now())),
         }
     }
 

@@ -293,10 +293,18 @@ pub fn own_children() -> Vec<libc::pid_t> {
 
 /// True once `pid` has exited (gone, or a zombie).
 pub fn is_dead(pid: libc::pid_t) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rfind(')').is_some_and(|i| s[i + 1..].trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
+    state(pid).is_none_or(|c| c == 'Z' || c == 'X')
+}
+
+/// Whether `pid` is stopped by a signal (SIGSTOP, SIGTSTP...), not by a debugger.
+pub fn is_stopped(pid: libc::pid_t) -> bool {
+    state(pid) == Some('T')
+}
+
+/// The state letter of `pid` in /proc/<pid>/stat (None if it is gone).
+fn state(pid: libc::pid_t) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 /// Waits for any signal handler to run (parks the caller).

@@ -198,8 +198,13 @@ impl Shared {
     pub(super) fn reap_zygote(&self) {
         let _one = lock(&self.reaping);
         let Some(h) = lock(&self.zygote).clone() else { return };
-        if !h.exited(ZYGOTE_EXIT_WAIT_MS) {
-            let _ = h.signal(libc::SIGKILL); // stuck: cannot happen, but never hang the host
+        let until = Instant::now() + ZYGOTE_EXIT_WAIT;
+        while !h.exited(100) {
+            // Stopped (kill -STOP) it would never exit; stuck cannot happen: never hang the host.
+            if proc::is_stopped(h.pid) || Instant::now() >= until {
+                let _ = h.signal(libc::SIGKILL);
+                break;
+            }
         }
         proc::kill_group(h.pid, libc::SIGKILL); // before reaping: the zombie keeps the group id
         let exit = proc::reap(h.pid, true).ok().flatten();

@@ -26,8 +26,8 @@ pub(crate) use submit::{Submitted, TaskSpec};
 const HEAP_LEN: usize = 32 << 30;
 const MIN_HEAP_LEN: usize = 16 << 20;
 /// How long the host waits for its zygote to exit before it kills it (the zygote's own
-/// clean-up is bounded well below this).
-const ZYGOTE_EXIT_WAIT_MS: i32 = 20_000;
+/// clean-up is bounded well below this). A zygote stopped by a signal is killed at once.
+const ZYGOTE_EXIT_WAIT: Duration = Duration::from_secs(10);
 pub(crate) const CORRUPT: &str = "the pool's shared memory was found overwritten (by a task that wrote where it \
      had to look for memory to write); results in flight cannot be trusted and the pool is terminated";
 pub(crate) const ZYGOTE_DIED: &str = "the pool's zygote process died (killed from outside?); the pool is terminated";
