@@ -360,7 +360,11 @@ pool_iter_t *pool_imap_unordered(pool_t *pool,
  * output is in `out` (`out_size` bytes) and `*index` says which item it is. If that item
  * failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
  * untouched and `pool_last_error()` saying why; the next call goes on with the other items.
- * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned.
+ * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. If the pool
+ * stops taking work before the input ends (joined, terminated, zygote killed), what was
+ * submitted still comes back, then each array item never submitted with that status
+ * (`POOL_ECLOSED`) and its index (a source: the status once), then `POOL_EDONE`. Called from
+ * inside the same iterator's source, returns `POOL_EINVAL` (it would wait for itself).
  * `index` may be NULL. Thread safety: one consumer at a time (calls are serialised). Not a
  * cancellation point: a cancel takes effect after it returns; to cancel a waiting thread
  * promptly, wait in a loop with a timeout and call `pthread_testcancel` between waits.
@@ -609,13 +613,17 @@ int pool_close(pool_t *pool);
 
 /**
  * Stops the pool at once: workers are killed; unfinished results end with `POOL_ECLOSED`.
- * Thread safety: any thread.
+ * Submissions racing it in other threads get `POOL_ECLOSED`; iterators hand back what had run,
+ * then each item never submitted with `POOL_ECLOSED`, then `POOL_EDONE`; the event fd
+ * (`pool_event_fd`) becomes readable. Thread safety: any thread.
  */
 int pool_terminate(pool_t *pool);
 
 /**
  * Waits for the workers to exit after `pool_close` (once all submitted work is done) or
- * `pool_terminate`. Before either, returns `POOL_EINVAL`.
+ * `pool_terminate`. Before either, returns `POOL_EINVAL`. Once it is called, submissions are
+ * refused (`POOL_ECLOSED`): iterators stop feeding, hand back what they submitted, then each
+ * item never submitted with `POOL_ECLOSED`, then `POOL_EDONE`.
  * Thread safety: any thread. Not a cancellation point: a cancel takes effect after it returns.
  */
 int pool_join(pool_t *pool);
@@ -650,9 +658,11 @@ int pool_shm_free(pool_t *pool, void *ptr);
 
 /**
  * A descriptor for event loops (epoll, poll, libuv): it polls readable whenever a result of
- * this pool became ready since it was last read. Read 8 bytes from it to reset it (it is an
- * eventfd), then look at your handles with `async_ready`. Returns -1 with `pool_last_error()`
- * set on failure. Until the first call, the workers do not signal it (no cost).
+ * this pool became ready since it was last read, and when the pool ends (terminated,
+ * destroyed, or its zygote killed from outside: a watcher thread started by the first call
+ * notices). Read 8 bytes from it to reset it (it is an eventfd), then look at your handles
+ * with `async_ready`. Returns -1 with `pool_last_error()` set on failure. Until the first call,
+ * the workers do not signal it (no cost).
  * Ownership: the pool owns the descriptor; do not close it. It stays valid while the pool or
  * any of its async handles lives. Thread safety: any thread.
  */
@@ -789,7 +799,9 @@ int async_progress(const pool_async_t *a, size_t *done, size_t *total);
 
 /**
  * Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
- * `out` is never written after this returns). A call on the handle still running in another
+ * `out` is never written after this returns). If its results are written in place into
+ * `pool_shm_alloc` memory, the work is cancelled and this waits until nothing writes there any
+ * more (so that memory can be reused at once). A call on the handle still running in another
  * thread (an `async_get`) is not cut short: it finishes, may still collect the result into
  * `out`, and the handle goes when it returns. NULL is a no-op.
  * Ownership: `a` is invalid afterwards: any later call with it (a second `async_free`

@@ -380,14 +380,18 @@ pub extern "C" fn pool_close(pool: *mut pool_t) -> c_int {
 }
 
 /// Stops the pool at once: workers are killed; unfinished results end with `POOL_ECLOSED`.
-/// Thread safety: any thread.
+/// Submissions racing it in other threads get `POOL_ECLOSED`; iterators hand back what had run,
+/// then each item never submitted with `POOL_ECLOSED`, then `POOL_EDONE`; the event fd
+/// (`pool_event_fd`) becomes readable. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_terminate(pool: *mut pool_t) -> c_int {
     status(|| get(pool)?.0.terminate())
 }
 
 /// Waits for the workers to exit after `pool_close` (once all submitted work is done) or
-/// `pool_terminate`. Before either, returns `POOL_EINVAL`.
+/// `pool_terminate`. Before either, returns `POOL_EINVAL`. Once it is called, submissions are
+/// refused (`POOL_ECLOSED`): iterators stop feeding, hand back what they submitted, then each
+/// item never submitted with `POOL_ECLOSED`, then `POOL_EDONE`.
 /// Thread safety: any thread. Not a cancellation point: a cancel takes effect after it returns.
 #[no_mangle]
 pub extern "C" fn pool_join(pool: *mut pool_t) -> c_int {
@@ -432,9 +436,11 @@ pub extern "C" fn pool_shm_free(pool: *mut pool_t, ptr: *mut c_void) -> c_int {
 }
 
 /// A descriptor for event loops (epoll, poll, libuv): it polls readable whenever a result of
-/// this pool became ready since it was last read. Read 8 bytes from it to reset it (it is an
-/// eventfd), then look at your handles with `async_ready`. Returns -1 with `pool_last_error()`
-/// set on failure. Until the first call, the workers do not signal it (no cost).
+/// this pool became ready since it was last read, and when the pool ends (terminated,
+/// destroyed, or its zygote killed from outside: a watcher thread started by the first call
+/// notices). Read 8 bytes from it to reset it (it is an eventfd), then look at your handles
+/// with `async_ready`. Returns -1 with `pool_last_error()` set on failure. Until the first call,
+/// the workers do not signal it (no cost).
 /// Ownership: the pool owns the descriptor; do not close it. It stays valid while the pool or
 /// any of its async handles lives. Thread safety: any thread.
 #[no_mangle]

@@ -187,7 +187,9 @@ pub extern "C" fn async_progress(a: *const pool_async_t, done: *mut usize, total
 }
 
 /// Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
-/// `out` is never written after this returns). A call on the handle still running in another
+/// `out` is never written after this returns). If its results are written in place into
+/// `pool_shm_alloc` memory, the work is cancelled and this waits until nothing writes there any
+/// more (so that memory can be reused at once). A call on the handle still running in another
 /// thread (an `async_get`) is not cut short: it finishes, may still collect the result into
 /// `out`, and the handle goes when it returns. NULL is a no-op.
 /// Ownership: `a` is invalid afterwards: any later call with it (a second `async_free`
