@@ -73,8 +73,8 @@ pub fn value<R: Fallback>(on_error: R, f: impl FnOnce() -> Result<R, Error>) -> 
 
 /// For functions returning a new handle: NULL on error, with `pool_last_error` set.
 pub fn handle<T: Handle>(f: impl FnOnce() -> Result<T, Error>) -> *mut T {
-    boundary(|| match handles::not_in_task().and_then(|()| f()) {
-        Ok(v) => handles::insert(v),
+    boundary(|| match handles::not_in_task().and_then(|()| f()).and_then(handles::insert) {
+        Ok(h) => h,
         Err(e) => {
             set_last_error(&e);
             std::ptr::null_mut()
