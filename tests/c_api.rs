@@ -65,6 +65,7 @@ const C_TESTS: &[&str] = &[
     "fork",
     "cancel",
     "robust",
+    "ending",
     "isolation",
     "values",
 ];
@@ -383,6 +384,11 @@ fn c_cancel() {
 #[test]
 fn c_robust() {
     compile_and_run("robust", Link::Shared);
+}
+
+#[test]
+fn c_ending() {
+    compile_and_run("ending", Link::Shared);
 }
 
 #[test]

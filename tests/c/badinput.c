@@ -1,5 +1,6 @@
 /* Every exported function with bad arguments: NULL handles, NULL functions, NULL buffers with
- * n > 0, zero item sizes, size overflows, NaN timeouts, uninitialised options, wrong states.
+ * n > 0, zero item sizes, size overflows, NaN timeouts, uninitialised options, wrong states, a
+ * ctx_size with a NULL ctx or of SIZE_MAX.
  * Each gets its documented result (a status, NULL, false, 0 or -1), a pool_last_error()
  * message where it returns a status or a handle, and never a crash. Table-driven. */
 #include "check.h"
@@ -23,6 +24,16 @@ static pool_map_options_t g_mopts;      /* initialised */
 static pool_map_options_t g_mopts_zero; /* never initialised: struct_size 0 */
 static pool_map_options_t g_mopts_nan;  /* task_timeout NaN */
 static pool_task_info_t g_info;
+static pool_call_options_t g_copts_ctx8;   /* ctx_size 8 (with a NULL ctx below) */
+static pool_call_options_t g_copts_ctxmax; /* ctx_size SIZE_MAX */
+static pool_map_options_t g_mopts_ctx8;
+static pool_map_options_t g_mopts_ctxmax;
+
+static int count_source(void *item, size_t index, void *ctx) {
+    (void)ctx;
+    *(long *)item = (long)index;
+    return index < 4 ? 0 : 1;
+}
 
 #define BIG (SIZE_MAX / 8 + 1) /* BIG * 8 overflows size_t */
 
@@ -81,6 +92,30 @@ enum kind {
       0, -1)                                                                                                  \
     X(mapaex_opts_nan, PTR, pool_map_async_ex(g_pool, square, g_in, 8, g_out, 8, 4, NULL, &g_mopts_nan), 0,   \
       -1)                                                                                                     \
+    X(applyex_ctx_null, ST, pool_apply_ex(g_pool, square, g_in, 8, g_out, 8, NULL, &g_copts_ctx8),            \
+      POOL_EINVAL, -1)                                                                                        \
+    X(applyaex_ctx_null, PTR, pool_apply_async_ex(g_pool, square, g_in, 8, g_out, 8, NULL, &g_copts_ctx8),    \
+      0, -1)                                                                                                  \
+    X(submitex_ctx_null, PTR, pool_submit_ex(g_pool, echo_task, g_in, 8, 8, NULL, &g_copts_ctx8), 0, -1)      \
+    X(mapex_ctx_null, ST, pool_map_ex(g_pool, square, g_in, 8, g_out, 8, 4, NULL, &g_mopts_ctx8),             \
+      POOL_EINVAL, -1)                                                                                        \
+    X(mapaex_ctx_null, PTR, pool_map_async_ex(g_pool, square, g_in, 8, g_out, 8, 4, NULL, &g_mopts_ctx8),     \
+      0, -1)                                                                                                  \
+    X(imap_ctx_null, PTR, pool_imap(g_pool, square, g_in, 8, 8, 4, NULL, &g_mopts_ctx8), 0, -1)               \
+    X(imapu_ctx_null, PTR, pool_imap_unordered(g_pool, square, g_in, 8, 8, 4, NULL, &g_mopts_ctx8), 0, -1)    \
+    X(imaps_ctx_null, PTR,                                                                                    \
+      pool_imap_source(g_pool, square, count_source, NULL, 8, 8, NULL, true, &g_mopts_ctx8), 0, -1)           \
+    X(applyex_ctx_max, ST, pool_apply_ex(g_pool, square, g_in, 8, g_out, 8, &g_code, &g_copts_ctxmax),        \
+      POOL_EINVAL, POOL_ENOMEM)                                                                               \
+    X(applyaex_ctx_max, PTR,                                                                                  \
+      pool_apply_async_ex(g_pool, square, g_in, 8, g_out, 8, &g_code, &g_copts_ctxmax), 0, POOL_ENOMEM)       \
+    X(submitex_ctx_max, PTR, pool_submit_ex(g_pool, echo_task, g_in, 8, 8, &g_code, &g_copts_ctxmax),         \
+      0, POOL_ENOMEM)                                                                                         \
+    X(mapex_ctx_max, ST, pool_map_ex(g_pool, square, g_in, 8, g_out, 8, 4, &g_code, &g_mopts_ctxmax),         \
+      POOL_EINVAL, POOL_ENOMEM)                                                                               \
+    X(mapaex_ctx_max, PTR, pool_map_async_ex(g_pool, square, g_in, 8, g_out, 8, 4, &g_code, &g_mopts_ctxmax), \
+      0, POOL_ENOMEM)                                                                                         \
+    X(imap_ctx_max, PTR, pool_imap(g_pool, square, g_in, 8, 8, 4, &g_code, &g_mopts_ctxmax), 0, POOL_ENOMEM)  \
     X(map_options_init_null, VOID, (pool_map_options_init(NULL), 0), 0, -1)                                   \
     X(apply_null_pool, ST, pool_apply(NULL, square, g_in, 8, g_out, 8, NULL), POOL_EINVAL, -1)                \
     X(apply_null_fn, ST, pool_apply(g_pool, NULL, g_in, 8, g_out, 8, NULL), POOL_EINVAL, -1)                  \
@@ -236,6 +271,37 @@ static void run_case(const struct bad_case *c) {
     }
 }
 
+/* Each call of the hostile-testing report (a NULL ctx with ctx_size 8 used to crash the host
+ * copying from NULL; ctx_size SIZE_MAX in a map used to abort it allocating that much), with
+ * the status it gets now and a message naming what is wrong. */
+static void test_ctx_size(void) {
+    long y[4] = {0, 0, 0, 0}, c = 5;
+    CHECK_ST(pool_apply_ex(g_pool, square, g_in, 8, y, 8, NULL, &g_copts_ctx8), POOL_EINVAL);
+    CHECK_ERR_HAS("ctx is NULL");
+    CHECK_ST(pool_map_ex(g_pool, square, g_in, 8, y, 8, 4, NULL, &g_mopts_ctx8), POOL_EINVAL);
+    CHECK_ERR_HAS("ctx is NULL");
+    CHECK(pool_submit_ex(g_pool, echo_task, g_in, 8, 8, NULL, &g_copts_ctx8) == NULL);
+    CHECK_EQ(pool_last_status(), POOL_EINVAL);
+    CHECK_ERR_HAS("ctx is NULL");
+    CHECK(pool_imap(g_pool, square, g_in, 8, 8, 4, NULL, &g_mopts_ctx8) == NULL);
+    CHECK_EQ(pool_last_status(), POOL_EINVAL);
+    CHECK_ERR_HAS("ctx is NULL");
+    /* SIZE_MAX: the map finds it larger than the shared heap, the apply finds the sizes overflow. */
+    int st = pool_map_ex(g_pool, square, g_in, 8, y, 8, 4, &c, &g_mopts_ctxmax);
+    CHECK(st == POOL_EINVAL || st == POOL_ENOMEM);
+    CHECK_ERR_HAS("ctx_size");
+    st = pool_apply_ex(g_pool, square, g_in, 8, y, 8, &c, &g_copts_ctxmax);
+    CHECK(st == POOL_EINVAL || st == POOL_ENOMEM);
+    CHECK_ERR_SET();
+    CHECK(y[0] == 0 && y[3] == 0); /* nothing ran */
+    /* The pool took none of it: ctx copies still work. */
+    pool_map_options_t mo;
+    pool_map_options_init(&mo);
+    mo.ctx_size = sizeof c;
+    CHECK_ST(pool_map_ex(g_pool, square, g_in, 8, y, 8, 4, &c, &mo), POOL_OK);
+    CHECK_EQ(y[3], 16);
+}
+
 int main(void) {
     test_begin("badinput", 50);
 
@@ -246,6 +312,14 @@ int main(void) {
     pool_map_options_init(&g_mopts);
     pool_map_options_init(&g_mopts_nan);
     g_mopts_nan.task_timeout = NAN;
+    pool_call_options_init(&g_copts_ctx8);
+    g_copts_ctx8.ctx_size = 8;
+    pool_call_options_init(&g_copts_ctxmax);
+    g_copts_ctxmax.ctx_size = SIZE_MAX;
+    pool_map_options_init(&g_mopts_ctx8);
+    g_mopts_ctx8.ctx_size = 8;
+    pool_map_options_init(&g_mopts_ctxmax);
+    g_mopts_ctxmax.ctx_size = SIZE_MAX;
     g_pool = pool_create(2, NULL);
     REQUIRE(g_pool != NULL);
     long x = 3, y = 0;
@@ -272,6 +346,9 @@ int main(void) {
         run_case(&table[i]);
     }
     fprintf(stderr, "badinput: %zu cases run\n", n);
+
+    SECTION("ctx_size with a NULL ctx, or SIZE_MAX: refused with a message, the host unharmed");
+    test_ctx_size();
 
     SECTION("outputs are written only on success");
     g_code = 12345;

@@ -2,6 +2,7 @@
  * pid / free, exit codes (-N for signal N), and no zombies. */
 #include "check.h"
 
+#include <pthread.h>
 #include <sys/wait.h>
 
 static int returns_arg(void *arg) {
@@ -288,10 +289,122 @@ static void test_many_and_io(void) {
     }
 }
 
+/* ---- waits under attack (hostile testing) ---------------------------------------------------- */
+
+static int pauses_forever(void *arg) {
+    (void)arg;
+    for (;;) pause();
+    return 0;
+}
+
+static pool_process_t *raced;
+static atomic_int join_done;
+static int join_status = -1;
+
+static void *joins_forever(void *arg) {
+    (void)arg;
+    join_status = process_join(raced, -1);
+    atomic_store(&join_done, 1);
+    return NULL;
+}
+
+struct terminator {
+    int alive, pid, status;
+    double took; /* is_alive + pid, while the join waits */
+};
+
+static void *terminates(void *arg) {
+    struct terminator *t = arg;
+    double t0 = now_s();
+    t->alive = process_is_alive(raced);
+    t->pid = process_pid(raced);
+    t->took = now_s() - t0;
+    t->status = process_terminate(raced);
+    return NULL;
+}
+
+static void test_terminate_during_join(void) {
+    SECTION("process_terminate from another thread while one waits in process_join(-1): both return");
+    raced = process_create(pauses_forever, NULL);
+    REQUIRE(raced != NULL);
+    CHECK_ST(process_start(raced), POOL_OK);
+    int pid = process_pid(raced);
+    REQUIRE(pid > 0);
+    atomic_store(&join_done, 0);
+    pthread_t j, t;
+    REQUIRE(pthread_create(&j, NULL, joins_forever, NULL) == 0);
+    sleep_s(0.2); /* the join waits */
+    struct terminator term = {0, 0, -1, -1};
+    REQUIRE(pthread_create(&t, NULL, terminates, &term) == 0);
+    double t0 = now_s();
+    while (!atomic_load(&join_done) && now_s() - t0 < 10) sleep_s(0.005);
+    CHECK(atomic_load(&join_done)); /* within 10 s */
+    if (!atomic_load(&join_done)) kill(pid, SIGKILL); /* unblock both threads */
+    pthread_join(t, NULL);
+    pthread_join(j, NULL);
+    /* The waiting join does not lock the object: the other thread's calls answered at once. */
+    CHECK(term.alive);
+    CHECK_EQ(term.pid, pid);
+    CHECK(term.took >= 0 && term.took < 2);
+    CHECK_ST(term.status, POOL_OK);
+    CHECK_ST(join_status, POOL_OK);
+    int code = 0;
+    CHECK_ST(process_exitcode(raced, &code), POOL_OK);
+    CHECK_EQ(code, -SIGTERM);
+    CHECK(!process_is_alive(raced));
+    process_free(raced);
+    check_no_child(pid, "terminated during a join");
+}
+
+static void on_usr1(int sig) {
+    (void)sig;
+}
+
+static atomic_int stop_ticking;
+
+/* Interrupts `arg` (a pthread_t) with SIGUSR1 every 20 ms, for 10 s at most. */
+static void *ticks(void *arg) {
+    pthread_t target = *(pthread_t *)arg;
+    for (double t0 = now_s(); !atomic_load(&stop_ticking) && now_s() - t0 < 10;) {
+        pthread_kill(target, SIGUSR1);
+        sleep_s(0.02);
+    }
+    return NULL;
+}
+
+static void test_join_timeout_under_signals(void) {
+    SECTION("process_join(p, 1.0) interrupted by a signal every 20 ms still returns after about 1 s");
+    pool_process_t *p = process_create(pauses_forever, NULL);
+    REQUIRE(p != NULL);
+    CHECK_ST(process_start(p), POOL_OK);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1; /* no SA_RESTART: every signal interrupts the wait */
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(sigaction(SIGUSR1, &sa, &old) == 0);
+    atomic_store(&stop_ticking, 0);
+    pthread_t self = pthread_self(), t;
+    REQUIRE(pthread_create(&t, NULL, ticks, &self) == 0);
+    double t0 = now_s();
+    CHECK_ST(process_join(p, 1.0), POOL_ETIMEDOUT);
+    double took = now_s() - t0;
+    atomic_store(&stop_ticking, 1);
+    pthread_join(t, NULL);
+    fprintf(stderr, "  process_join(p, 1.0) returned after %.2f s\n", took);
+    CHECK(took >= 0.9 && took < 5); /* not restarted with the full timeout at every signal */
+    CHECK(process_is_alive(p));
+    CHECK_ST(process_kill(p), POOL_OK);
+    CHECK_ST(process_join(p, 10), POOL_OK);
+    sigaction(SIGUSR1, &old, NULL);
+    process_free(p);
+}
+
 int main(void) {
     test_begin("process", 50);
     test_lifecycle();
     test_deaths();
     test_many_and_io();
+    test_terminate_during_join();
+    test_join_timeout_under_signals();
     return test_finish();
 }
