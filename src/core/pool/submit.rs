@@ -86,11 +86,15 @@ impl Shared {
     ) -> Result<Submitted> {
         let in_bytes = if spec.shm_in.is_some() { 0 } else { spec.in_size };
         let out_bytes = if spec.shm_out.is_some() { 0 } else { spec.out_size };
-        let lay = BlockLayout::new(spec.n, in_bytes, out_bytes, spec.ctx_size)
-            .ok_or_else(|| Error::inval("sizes overflow"))?;
+        self.check_ctx_size(spec.ctx, spec.ctx_size)?;
+        let lay = BlockLayout::new(spec.n, in_bytes, out_bytes, spec.ctx_size).ok_or_else(|| {
+            Error::inval(format!(
+                "sizes overflow: {} items of in_size {in_bytes} and out_size {out_bytes}, ctx_size {}",
+                spec.n, spec.ctx_size
+            ))
+        })?;
         self.check_open(spec.map_chunk)?;
         self.snapshot.check_func(spec.func)?;
-        self.check_ctx_size(spec.ctx, spec.ctx_size)?;
         if spec.ctx_size == 0 {
             self.snapshot.check_ctx(spec.ctx, self.map.base() as usize..self.map.base() as usize + self.map.len())?;
         }
