@@ -205,17 +205,29 @@ static inline int blocks(const void *in, void *out, void *ctx) {
     return 0;
 }
 
-/* True once `pid` has exited (gone, or a zombie). */
-static inline int is_dead(pid_t pid) {
+/* True when running under valgrind (its preload is in LD_PRELOAD). */
+static inline int under_valgrind(void) {
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload");
+}
+
+/* The state letter of `pid` in /proc (R, S, T, Z, ...); 0 once it is gone. */
+static inline char proc_state(pid_t pid) {
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
-    if (!f) return 1;
+    if (!f) return 0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     const char *p = strrchr(buf, ')');
-    return p == NULL || p[2] == 'Z' || p[2] == 'X';
+    return p ? p[2] : 0;
+}
+
+/* True once `pid` has exited (gone, or a zombie). */
+static inline int is_dead(pid_t pid) {
+    char s = proc_state(pid);
+    return s == 0 || s == 'Z' || s == 'X';
 }
 
 /* This (single-threaded) process's only child, such as a pool's zygote; -1 if none. */

@@ -292,8 +292,7 @@ static int child_starts_afresh(void) {
 
 /* Fewer forks under valgrind, where each child and its pool are slow to start and to check. */
 static int forks_to_make(void) {
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload") ? 5 : FORKS;
+    return under_valgrind() ? 5 : FORKS;
 }
 
 static void test_forks_while_busy(void) {

@@ -115,8 +115,7 @@ int main(void) {
 
     /* valgrind cannot map the pool's memory twice, so under it workers run without the
      * protection (the README says so): nothing to test there. */
-    const char *preload = getenv("LD_PRELOAD");
-    if (preload && strstr(preload, "vgpreload")) {
+    if (under_valgrind()) {
         fprintf(stderr, "isolation: under valgrind tasks are not kept from the pool's memory: skipped\n");
         pool_destroy(pool);
         return test_finish();
