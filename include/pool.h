@@ -620,7 +620,8 @@ int pool_close(pool_t *pool);
 int pool_terminate(pool_t *pool);
 
 /**
- * Waits for the workers to exit after `pool_close` (once all submitted work is done) or
+ * Waits for the workers to exit after `pool_close` (once all submitted work is done, however
+ * long it takes; a `pool_terminate` from another thread cuts it short) or
  * `pool_terminate`. Before either, returns `POOL_EINVAL`. Once it is called, submissions are
  * refused (`POOL_ECLOSED`): iterators stop feeding, hand back what they submitted, then each
  * item never submitted with `POOL_ECLOSED`, then `POOL_EDONE`.

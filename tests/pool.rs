@@ -456,3 +456,30 @@ fn task_error_messages_reach_the_caller() {
     }
     assert_eq!(seen, 10);
 }
+
+unsafe extern "C" fn sleeps_then_answers(i: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    std::thread::sleep(Duration::from_millis(*(i as *const u64)));
+    *(o as *mut i64) = 42;
+    0
+}
+
+/// A join after close waits for the work however long it takes: the zygote is only given a
+/// deadline (10 s) once the pool is terminated.
+#[test]
+fn join_after_close_waits_for_a_task_longer_than_the_exit_deadline() {
+    let p = Pool::new(1, Options::default()).unwrap();
+    let ms = 11_500u64;
+    let mut y = 0i64;
+    let r = unsafe {
+        p.apply_async(sleeps_then_answers, &ms as *const u64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0)
+    }
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    p.close().unwrap();
+    let t0 = Instant::now();
+    p.join().unwrap();
+    assert!(t0.elapsed() >= Duration::from_secs(11), "join returned after {:?}", t0.elapsed());
+    let o = r.wait(Some(Duration::ZERO)).unwrap();
+    assert_eq!(o.status(), Status::Ok, "{:?}", o.err);
+    assert_eq!(y, 42);
+}

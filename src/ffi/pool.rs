@@ -388,7 +388,8 @@ pub extern "C" fn pool_terminate(pool: *mut pool_t) -> c_int {
     status(|| get(pool)?.0.terminate())
 }
 
-/// Waits for the workers to exit after `pool_close` (once all submitted work is done) or
+/// Waits for the workers to exit after `pool_close` (once all submitted work is done, however
+/// long it takes; a `pool_terminate` from another thread cuts it short) or
 /// `pool_terminate`. Before either, returns `POOL_EINVAL`. Once it is called, submissions are
 /// refused (`POOL_ECLOSED`): iterators stop feeding, hand back what they submitted, then each
 /// item never submitted with `POOL_ECLOSED`, then `POOL_EDONE`.

@@ -434,26 +434,47 @@ pub fn resident_bytes() -> u64 {
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
 }
 
-/// Address ranges mapped in this process now whose permissions contain `perm`, from
-/// /proc/self/maps.
-fn ranges(perm: &str) -> Vec<(usize, usize)> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    maps.lines()
+/// One line of /proc/<pid>/maps: its address range, permissions and the mapped file's identity
+/// (device and inode; 0 for anonymous memory).
+struct MapLine {
+    lo: usize,
+    hi: usize,
+    perms: String,
+    file: FileId,
+}
+
+/// A mapped file's identity in /proc/<pid>/maps: device and inode.
+pub type FileId = (String, u64);
+
+/// The mappings of process `pid` (0: this one); empty if its maps cannot be read.
+fn maps(pid: libc::pid_t) -> Vec<MapLine> {
+    let path = if pid == 0 { "/proc/self/maps".to_string() } else { format!("/proc/{pid}/maps") };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
-            let (range, perms) = (f.next()?, f.next()?);
-            if !perms.contains(perm) {
-                return None;
-            }
-            let (lo, hi) = range.split_once('-')?;
-            Some((usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?))
+            let (lo, hi) = f.next()?.split_once('-')?;
+            let perms = f.next()?.to_string();
+            let (dev, inode) = (f.nth(1)?.to_string(), f.next()?.parse().ok()?);
+            let (lo, hi) = (usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?);
+            Some(MapLine { lo, hi, perms, file: (dev, inode) })
         })
         .collect()
+}
+
+/// Address ranges mapped in this process now whose permissions contain `perm`.
+fn ranges(perm: &str) -> Vec<(usize, usize)> {
+    maps(0).into_iter().filter(|m| m.perms.contains(perm)).map(|m| (m.lo, m.hi)).collect()
 }
 
 /// Address ranges mapped executable in this process now.
 pub fn executable_ranges() -> Vec<(usize, usize)> {
     ranges("x")
+}
+
+/// Every readable address range mapped in this process now.
+pub fn readable_ranges() -> Vec<(usize, usize)> {
+    ranges("r")
 }
 
 /// The pids of every process this one can see in /proc.
@@ -463,34 +484,16 @@ pub fn all_pids() -> Vec<libc::pid_t> {
         .unwrap_or_default()
 }
 
-/// A mapped file's identity in /proc/<pid>/maps: device and inode.
-pub type FileId = (String, u64);
-
-fn file_id(line: &str) -> Option<FileId> {
-    let mut f = line.split_whitespace().skip(3);
-    Some((f.next()?.to_string(), f.next()?.parse().ok()?))
+/// The file mapped at `addr` in this process (to tell the processes that map a given memfd
+/// from any others, whatever their pids).
+pub fn mapping_at(addr: usize) -> Option<FileId> {
+    maps(0).into_iter().find(|m| m.lo <= addr && addr < m.hi).map(|m| m.file)
 }
 
-/// The file mapped at `addr` in process `pid` (to tell the processes that map a given memfd
-/// from any others, whatever their pids), from /proc/<pid>/maps.
-pub fn mapping_at(pid: libc::pid_t, addr: usize) -> Option<FileId> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    maps.lines().find_map(|l| {
-        let (lo, hi) = l.split_whitespace().next()?.split_once('-')?;
-        let (lo, hi) = (usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?);
-        (lo <= addr && addr < hi).then(|| file_id(l))?
-    })
-}
-
-/// How many mappings of file `id` process `pid` has (0 if its maps cannot be read).
-pub fn mappings_of(pid: libc::pid_t, id: &FileId) -> usize {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    maps.lines().filter(|l| file_id(l).as_ref() == Some(id)).count()
-}
-
-/// Every readable address range mapped in this process now.
-pub fn readable_ranges() -> Vec<(usize, usize)> {
-    ranges("r")
+/// Whether process `pid` maps file `id` anywhere outside `range` (false if its maps cannot be
+/// read).
+pub fn maps_outside(pid: libc::pid_t, id: &FileId, range: &std::ops::Range<usize>) -> bool {
+    maps(pid).iter().any(|m| &m.file == id && (m.lo < range.start || m.hi > range.end))
 }
 
 /// A pipe, both ends close-on-exec: (read end, write end).

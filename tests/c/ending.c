@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -485,7 +486,8 @@ static int sleeps_forever(void *arg) {
 }
 
 static void test_zygote_killed_leftovers(void) {
-    SECTION("zygote SIGKILLed: a worker whose task undid PR_SET_PDEATHSIG and a task's setsid() child die too");
+    SECTION("zygote SIGKILLed: a worker whose task undid PR_SET_PDEATHSIG and a task's setsid() child die too; "
+            "the host and its own children live on, even with their mapping split by mprotect");
     if (under_valgrind()) {
         /* The host finds them by their second mapping of the pool's memory, which workers do
          * not have under valgrind. */
@@ -501,6 +503,18 @@ static void test_zygote_killed_leftovers(void) {
     pool_process_t *mine = process_create(sleeps_forever, NULL);
     REQUIRE(mine != NULL);
     CHECK_ST(process_start(mine), POOL_OK);
+    /* The host, and a child it forks, split their mapping of the pool's memory (mprotect of a
+     * page of their own buffer): they map it more than once now, and must still be spared. */
+    char *buf = pool_shm_alloc(pool, 4 * 4096);
+    REQUIRE(buf != NULL);
+    char *page = (char *)(((uintptr_t)buf + 4096) & ~(uintptr_t)4095);
+    CHECK(mprotect(page, 4096, PROT_READ) == 0);
+    pid_t splitter = fork();
+    REQUIRE(splitter >= 0);
+    if (splitter == 0) {
+        mprotect(page + 4096, 4096, PROT_NONE);
+        for (;;) pause();
+    }
     int child = 0;
     long x = 0;
     CHECK_ST(pool_apply(pool, leaves_a_session_leader, &x, sizeof x, &child, sizeof child, NULL), POOL_OK);
@@ -524,6 +538,9 @@ static void test_zygote_killed_leftovers(void) {
     CHECK(dies_within(child, 5));
     CHECK(process_is_alive(mine)); /* never the host's own children */
     CHECK(!is_dead(process_pid(mine)));
+    CHECK(!is_dead(splitter));
+    kill(splitter, SIGKILL);
+    waitpid(splitter, NULL, 0);
     /* Leave nothing behind if the checks failed. */
     if (!is_dead(worker)) kill(worker, SIGKILL);
     if (!is_dead(child)) kill(child, SIGKILL);

@@ -195,13 +195,19 @@ impl Shared {
     /// group here): wait until they are gone, so that none still writes into shared memory
     /// when the host ends their tasks. `reaping` makes sure only one thread waits for the pid;
     /// the handle stays available meanwhile so that another thread can still ring the zygote.
+    ///
+    /// After a terminate the zygote is given ZYGOTE_EXIT_WAIT, and killed at once if stopped:
+    /// never hang the host. A join after close waits for as long as the work takes (a task may
+    /// run for hours), unless a terminate comes meanwhile.
     pub(super) fn reap_zygote(&self) {
         let _one = lock(&self.reaping);
         let Some(h) = lock(&self.zygote).clone() else { return };
-        let until = Instant::now() + ZYGOTE_EXIT_WAIT;
+        let mut until = None;
         while !h.exited(100) {
-            // Stopped (kill -STOP) it would never exit; stuck cannot happen: never hang the host.
-            if proc::is_stopped(h.pid) || Instant::now() >= until {
+            if until.is_none() && self.view.header().control.terminate.load(SeqCst) == ON {
+                until = Some(Instant::now() + ZYGOTE_EXIT_WAIT);
+            }
+            if until.is_some_and(|t| proc::is_stopped(h.pid) || Instant::now() >= t) {
                 let _ = h.signal(libc::SIGKILL);
                 break;
             }
@@ -214,13 +220,19 @@ impl Shared {
         if exit != Some(proc::Exit::Code(0)) {
             // The zygote died without ending its workers and what their tasks started: they
             // die with it (parent-death signal) unless a task undid that, or left a process
-            // behind. Those are the processes that map this pool's memory more than once (a
-            // worker splits the shared address in two and adds its own alias; whatever it forks
-            // inherits that), where the host and the children it forked itself map it once:
-            // kill them all and wait, so that none writes into memory the host reuses.
+            // behind. Those are the processes that map this pool's memory somewhere else than
+            // the host does (a worker's own alias; whatever it forks inherits that), where the
+            // host and the children it forked itself map it only where the host does, however
+            // they split that range (mprotect, mlock): kill them all and wait, so that none
+            // writes into memory the host reuses.
             let until = Instant::now() + Duration::from_secs(2);
-            if let Some(ours) = proc::mapping_at(proc::getpid(), self.map.base() as usize) {
-                let left: Vec<_> = proc::all_pids().into_iter().filter(|&p| proc::mappings_of(p, &ours) > 1).collect();
+            let (me, lo) = (proc::getpid(), self.map.base() as usize);
+            if let Some(ours) = proc::mapping_at(lo) {
+                let range = lo..lo + self.map.len();
+                let left: Vec<_> = proc::all_pids()
+                    .into_iter()
+                    .filter(|&p| p != me && proc::maps_outside(p, &ours, &range))
+                    .collect();
                 for &pid in &left {
                     proc::kill(pid, libc::SIGKILL);
                 }
