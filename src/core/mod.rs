@@ -10,6 +10,7 @@ pub mod map;
 pub mod pool;
 pub mod process;
 mod queue;
+pub mod remote;
 mod shm;
 pub mod worker;
 mod zygote;

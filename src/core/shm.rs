@@ -185,6 +185,8 @@ pub struct TaskSlot {
     pub nfail: AtomicU64,
     /// Heap offset of the task's message slots (`BlockLayout::msgs`).
     pub msgs: AtomicU64,
+    /// Bytes of `ctx` copied with the task (0: `ctx` is the caller's pointer as it is).
+    pub ctx_size: AtomicU64,
 }
 
 /// The failure of one item. Only failures are recorded (successes cost no write), in item
@@ -263,7 +265,11 @@ fn align_checked(x: usize, a: usize) -> Option<usize> {
 /// Region sizes of one pool's mapping.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
+    /// Worker processes (the zygote's).
     pub nworkers: usize,
+    /// Worker slots: the workers', then those of remote runners (threads of the host that
+    /// take tasks like a worker and run them elsewhere, `remote/`).
+    pub nslots: usize,
     pub workers: usize,
     pub tasks: usize,
     pub ring: usize,
@@ -274,12 +280,13 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(nworkers: usize, heap_len: usize) -> Layout {
+    pub fn new(nworkers: usize, nrunners: usize, heap_len: usize) -> Layout {
+        let nslots = nworkers + nrunners;
         let workers = align(std::mem::size_of::<Header>(), PAGE);
-        let tasks = workers + align(nworkers * std::mem::size_of::<WorkerSlot>(), PAGE);
+        let tasks = workers + align(nslots * std::mem::size_of::<WorkerSlot>(), PAGE);
         let ring = tasks + MAX_TASKS as usize * std::mem::size_of::<TaskSlot>();
         let heap = align(ring + MAX_TASKS as usize * 4, 1 << 21);
-        Layout { nworkers, workers, tasks, ring, heap, heap_len, total: heap + 2 * heap_len }
+        Layout { nworkers, nslots, workers, tasks, ring, heap, heap_len, total: heap + 2 * heap_len }
     }
 
     /// Bytes from the start that tasks may only read: all but the user heap.
@@ -335,8 +342,8 @@ impl View {
     }
 
     pub fn worker(&self, i: usize) -> &WorkerSlot {
-        assert!(i < self.layout.nworkers);
-        // SAFETY: index checked against the worker count the layout was made for.
+        assert!(i < self.layout.nslots);
+        // SAFETY: index checked against the slot count the layout was made for.
         unsafe { &*(self.base.add(self.layout.workers) as *const WorkerSlot).add(i) }
     }
 
@@ -381,7 +388,7 @@ impl View {
         let valid = owner == 0
             || owner == super::queue::TAG_HOST
             || owner == super::queue::TAG_ZYGOTE
-            || (owner as usize) <= self.layout.nworkers;
+            || (owner as usize) <= self.layout.nslots;
         if !valid {
             return Some("the queue lock");
         }

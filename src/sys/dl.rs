@@ -19,6 +19,10 @@ pub struct Object {
     pub base: usize,
     /// Executable segments, as address ranges.
     pub code: Vec<(usize, usize)>,
+    /// Every loaded segment (code and data), as address ranges.
+    pub loaded: Vec<(usize, usize)>,
+    /// The path it was loaded from ("" for the main program).
+    pub name: String,
     /// Build-id, or a description of the file when it has none.
     pub id: Vec<u8>,
 }
@@ -78,17 +82,77 @@ fn object(info: &libc::dl_phdr_info) -> Object {
     let base = info.dlpi_addr as usize;
     // SAFETY: dlpi_phdr points to dlpi_phnum program headers of a loaded object.
     let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
-    let code = phdrs
-        .iter()
-        .filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0)
-        .map(|p| (base + p.p_vaddr as usize, base + (p.p_vaddr + p.p_memsz) as usize))
-        .collect();
+    let range = |p: &libc::Elf64_Phdr| (base + p.p_vaddr as usize, base + (p.p_vaddr + p.p_memsz) as usize);
+    let loads = phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD);
+    let code = loads.clone().filter(|p| p.p_flags & libc::PF_X != 0).map(range).collect();
+    let loaded = loads.map(range).collect();
     let id = phdrs
         .iter()
         .filter(|p| p.p_type == libc::PT_NOTE)
         .find_map(|p| build_id(base + p.p_vaddr as usize, p.p_memsz as usize))
         .unwrap_or_else(|| file_id(info.dlpi_name));
-    Object { base, code, id }
+    Object { base, code, loaded, id, name: c_name(info.dlpi_name).to_string() }
+}
+
+fn c_name<'a>(name: *const libc::c_char) -> &'a str {
+    // SAFETY: dlpi_name is a NUL-terminated string ("" for the main program) that lives as long
+    // as the object stays loaded; callers copy it at once.
+    if name.is_null() { "" } else { unsafe { CStr::from_ptr(name) }.to_str().unwrap_or("") }
+}
+
+/// An address as another process running the same objects can find it: the identity of the
+/// object that holds it and the offset from that object's load address (ASLR moves objects,
+/// never what is inside them).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Ref {
+    pub id: Vec<u8>,
+    pub offset: u64,
+}
+
+/// The reference of `addr`: in an object's code if `code`, else anywhere in its loaded
+/// segments (static data). None if no loaded object holds it (heap, stack, anonymous memory).
+pub fn reference(addr: usize, code: bool) -> Option<Ref> {
+    objects().into_iter().find_map(|o| {
+        let ranges = if code { &o.code } else { &o.loaded };
+        ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&addr)).then(|| Ref { offset: (addr - o.base) as u64, id: o.id })
+    })
+}
+
+/// The address a reference names in this process, if an object with its identity is loaded
+/// and holds that offset (in its code if `code`).
+pub fn resolve(r: &Ref, code: bool) -> Option<usize> {
+    objects().into_iter().find(|o| o.id == r.id).and_then(|o| {
+        let addr = o.base.checked_add(r.offset as usize)?;
+        let ranges = if code { &o.code } else { &o.loaded };
+        ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&addr)).then_some(addr)
+    })
+}
+
+/// How many objects were loaded when this library was: the program and the libraries it was
+/// linked with (or, for a library loaded later, what was there then), not what MPI or anyone
+/// else loads on its own afterwards.
+static AT_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn note_start() {
+    AT_START.store(objects().len(), std::sync::atomic::Ordering::Relaxed);
+}
+
+#[used]
+#[link_section = ".init_array"]
+static NOTE_START: extern "C" fn() = note_start;
+
+/// A hash of the identities of the objects loaded at start (the kernel's vDSO left out: it
+/// differs between kernels, never the program), in load order: equal in two processes when
+/// they run the same program built the same way.
+pub fn program_hash() -> u64 {
+    let n = AT_START.load(std::sync::atomic::Ordering::Relaxed);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
+    for o in objects().into_iter().take(n).filter(|o| !o.name.contains("linux-vdso") && !o.name.contains("linux-gate")) {
+        for &b in o.id.iter().chain(&[0xff]) {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// The GNU build-id in a loaded PT_NOTE segment, if there is one.
@@ -124,8 +188,7 @@ fn build_id(addr: usize, len: usize) -> Option<Vec<u8>> {
 
 /// For objects without a build-id: the file's name, device, inode and modification time.
 fn file_id(name: *const libc::c_char) -> Vec<u8> {
-    // SAFETY: dlpi_name is a NUL-terminated string ("" for the main program).
-    let name = if name.is_null() { "" } else { unsafe { CStr::from_ptr(name) }.to_str().unwrap_or("") };
+    let name = c_name(name);
     let path = if name.is_empty() { "/proc/self/exe" } else { name };
     let meta = std::fs::metadata(path).ok();
     use std::os::unix::fs::MetadataExt;

@@ -32,7 +32,7 @@ impl Shared {
                     format!("a worker died while starting (in the initializer): {exit}"),
                 ));
             }
-            if r as usize >= self.nworkers {
+            if r as usize >= self.view.layout().nworkers {
                 return Ok(());
             }
             if self.zygote_dead() {
@@ -119,6 +119,7 @@ impl Shared {
 
     /// Ends every queued or running task as CLOSED (once no worker can touch them).
     pub(super) fn close_unfinished(&self) {
+        let _runners = lock(&self.runner_gate);
         let fresh = lock(&self.slots).fresh;
         for i in 0..fresh {
             let t = self.view.task(i);

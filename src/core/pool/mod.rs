@@ -119,7 +119,13 @@ pub struct Shared {
     /// Task blocks (read-only to tasks), and the user's `pool_shm_alloc` buffers.
     pub(crate) heap: Heap,
     user_heap: Heap,
+    /// Workers that take part: the zygote's, and those behind remote runners.
     pub(crate) nworkers: usize,
+    /// The pool's per-item deadline (ns; 0 for none), for tasks that do not set their own.
+    pub(crate) timeout_ns: u64,
+    /// Held by a remote runner while it ends a task, and by `close_unfinished`: a runner never
+    /// writes into a task that the pool's end has already closed.
+    pub(crate) runner_gate: Mutex<()>,
     owner: libc::pid_t,
     slots: Mutex<Slots>,
     /// Slots and blocks of results freed before their task ended; reclaimed once it does.
@@ -165,6 +171,9 @@ struct Slots {
 /// A pool handle. Dropping it terminates the pool if it was not closed, then joins it.
 pub struct Pool {
     sh: Arc<Shared>,
+    /// The thread that runs tasks on other ranks (`remote/`), for a root pool; stopped after
+    /// the pool is shut down.
+    runner: Option<super::remote::RunnerHandle>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,6 +182,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pool {
     pub fn new(workers: i32, opts: Options) -> Result<Pool> {
+        Pool::with_runners(workers, opts, 0, 0)
+    }
+
+    /// A pool whose worker slots also hold `runner_slots` for remote runners (host threads
+    /// that take tasks like workers and run them elsewhere), which bring `remote_workers` more
+    /// workers: `workers()` counts them, and work is cut for all of them.
+    pub(crate) fn with_runners(workers: i32, opts: Options, runner_slots: usize, remote_workers: usize) -> Result<Pool> {
         if super::worker::IN_WORKER.load(Relaxed) {
             return Err(Error::inval("pools cannot be created inside a pool's worker (nested use)"));
         }
@@ -180,7 +196,7 @@ impl Pool {
         if n > 4096 {
             return Err(Error::inval(format!("{n} workers requested; at most 4096")));
         }
-        let layout = Layout::new(n, heap_len(opts.shm_size)?);
+        let layout = Layout::new(n, runner_slots, heap_len(opts.shm_size)?);
         let map = Mapping::new_shared("libpool", layout.total).map_err(|e| {
             Error::sys(
                 &format!(
@@ -193,7 +209,7 @@ impl Pool {
         // SAFETY: a fresh, zeroed mapping of exactly `layout.total` bytes, owned by `Shared`,
         // which outlives every View copy the host uses.
         let view = unsafe { View::new(map.base(), layout) };
-        for w in 0..n {
+        for w in 0..layout.nslots {
             view.worker(w).claim.store(CLAIM_NONE, Relaxed);
         }
         let eventfd = || {
@@ -211,7 +227,9 @@ impl Pool {
             heap: Heap::new(0, layout.heap_len),
             user_heap: Heap::new(layout.heap_len, layout.heap_len),
             map,
-            nworkers: n,
+            nworkers: n + remote_workers,
+            timeout_ns: opts.task_timeout.map_or(0, |d| (d.as_nanos() as u64).max(1)),
+            runner_gate: Mutex::new(()),
             owner: proc::getpid(),
             slots: Mutex::new(Slots { free: Vec::new(), fresh: 0 }),
             orphans: Mutex::new(Vec::new()),
@@ -232,7 +250,7 @@ impl Pool {
             init: opts.initializer,
             max_tasks_per_child: opts.max_tasks_per_child,
             max_rss: opts.max_rss,
-            timeout_ns: opts.task_timeout.map_or(0, |d| (d.as_nanos() as u64).max(1)),
+            timeout_ns: sh.timeout_ns,
             efd: sh.fds.efd.0,
             bell: sh.fds.bell.0,
             lifeline: alive_rd.0,
@@ -246,9 +264,13 @@ impl Pool {
         proc::unregister_fd(alive_rd.0);
         drop(alive_rd); // the zygote's end
         *lock(&sh.zygote) = Some(Arc::new(PidHandle::open(pid)));
-        let pool = Pool { sh };
+        let pool = Pool { sh, runner: None };
         pool.sh.await_workers()?;
         Ok(pool)
+    }
+
+    pub(crate) fn set_runner(&mut self, r: super::remote::RunnerHandle) {
+        self.runner = Some(r);
     }
 
     pub fn workers(&self) -> usize {
@@ -410,6 +432,14 @@ impl Pool {
         }
         life.joining = true;
         drop(life);
+        if self.sh.view.layout().nslots > self.sh.view.layout().nworkers {
+            // Remote runners are not the zygote's: its workers leave once the queue is empty,
+            // while work may still run elsewhere. Wait for all of it first.
+            while self.sh.anything_running() && !self.sh.is_terminated() {
+                std::thread::sleep(Duration::from_millis(1));
+                self.sh.watchdog_now_and_then();
+            }
+        }
         let ctl = &self.sh.view.header().control;
         ctl.shutdown.store(ON, SeqCst);
         self.sh.view.wake_all_workers();

@@ -139,6 +139,7 @@ impl Shared {
         t.flags.store(flags, Relaxed);
         t.func.store(spec.func as u64, Relaxed);
         t.ctx.store(ctx as u64, Relaxed);
+        t.ctx_size.store(spec.ctx_size as u64, Relaxed);
         t.msgs.store(msgs, Relaxed);
         t.block.store(block.off as u64, Relaxed);
         t.in_off.store(in_off, Relaxed);
@@ -253,7 +254,7 @@ impl Shared {
         });
     }
 
-    pub(super) fn anything_running(&self) -> bool {
+    pub(crate) fn anything_running(&self) -> bool {
         let fresh = lock(&self.slots).fresh;
         (0..fresh).any(|i| matches!(phase(self.view.task(i).state.load(Acquire)), T_QUEUED | T_RUNNING))
     }

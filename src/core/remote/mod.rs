@@ -1,0 +1,56 @@
+//! One pool over several processes (MPI ranks): the root's pool has, beside its own workers, a
+//! **runner** thread that takes tasks from the shared queue in worker slots of its own (one per
+//! task in flight: the credit of each rank) and sends them to the other ranks; each of them
+//! runs its tasks in a local pool of its own, so a crash, a timeout or a cancel ends that item
+//! alone, exactly as on one machine, and sends the outcome back. Every call on the root's pool
+//! works unchanged, because remote work goes through the same task slots as local work.
+//!
+//! What crosses: a function as (its object's build-id, offset), found again on the other side
+//! (`sys::dl`); `ctx` as bytes (copied with `ctx_size`) or as a place in static data; inputs
+//! and results as bytes. The transport is the caller's (libpool_mpi gives one on MPI): this
+//! module only needs to send a message to a rank and to receive whatever came.
+
+mod rank;
+mod root;
+pub mod wire;
+
+pub use rank::serve;
+pub(crate) use root::RunnerHandle;
+pub use root::create_root;
+
+use std::io;
+
+/// How messages travel. Every call comes from one thread at a time.
+pub trait Transport: Send {
+    /// This process's rank, the number of ranks, and the root's rank.
+    fn rank(&self) -> usize;
+    fn size(&self) -> usize;
+    fn root(&self) -> usize;
+    /// Sends a whole message (the transport may cut it into parts).
+    fn send(&mut self, to: usize, tag: i32, msg: &[u8]) -> io::Result<()>;
+    /// A message that has arrived, if any: (from, tag, bytes). Never blocks for long.
+    fn try_recv(&mut self) -> io::Result<Option<(usize, i32, Vec<u8>)>>;
+    /// Called once when the pool is done with it (the root's pool destroyed, or serving ended).
+    fn release(&mut self) {}
+}
+
+/// Sleeps between polls that found nothing, longer the longer nothing happens: a few
+/// microseconds at first (round trips stay short), a millisecond at most (an idle rank costs
+/// next to nothing).
+pub(crate) struct Backoff(u32);
+
+impl Backoff {
+    pub fn new() -> Backoff {
+        Backoff(0)
+    }
+    pub fn reset(&mut self) {
+        self.0 = 0;
+    }
+    pub fn idle(&mut self) {
+        self.0 = (self.0 + 1).min(40);
+        match self.0 {
+            0..=20 => std::thread::yield_now(),
+            n => std::thread::sleep(std::time::Duration::from_micros(((n - 20) as u64) * 50)),
+        }
+    }
+}

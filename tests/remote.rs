@@ -1,0 +1,228 @@
+//! One pool over several ranks (`core::remote`), with ranks as threads of this process joined
+//! by channels instead of MPI: the protocol, the statuses of remote faults, and the ends of a
+//! pool, fast and without an MPI installation. (The MPI library is tested under mpirun by
+//! tests/mpi/run.sh.)
+
+mod common;
+use common::*;
+use pool::core::remote::{self, Transport};
+use pool::core::{Options, Pool, Status};
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+type Msg = (usize, i32, Vec<u8>);
+
+struct Loopback {
+    rank: usize,
+    to: Vec<Sender<Msg>>,
+    from: Receiver<Msg>,
+}
+
+impl Transport for Loopback {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.to.len()
+    }
+    fn root(&self) -> usize {
+        0
+    }
+    fn send(&mut self, to: usize, tag: i32, msg: &[u8]) -> std::io::Result<()> {
+        self.to[to].send((self.rank, tag, msg.to_vec())).map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn try_recv(&mut self) -> std::io::Result<Option<Msg>> {
+        Ok(self.from.try_recv().ok())
+    }
+}
+
+fn loopbacks(n: usize) -> Vec<Loopback> {
+    let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| channel()).unzip();
+    rx.into_iter().enumerate().map(|(rank, from)| Loopback { rank, to: tx.clone(), from }).collect()
+}
+
+/// A root pool with `ranks - 1` serving threads, `w` workers on every rank.
+fn cluster(ranks: usize, w: i32, opts: Options) -> (Pool, Vec<std::thread::JoinHandle<pool::core::Result<()>>>) {
+    let mut ts = loopbacks(ranks).into_iter();
+    let root = ts.next().unwrap();
+    let servers = ts.map(|t| std::thread::spawn(move || remote::serve(Box::new(t), w, opts))).collect();
+    (remote::create_root(Box::new(root), w, opts).unwrap(), servers)
+}
+
+fn end(p: Pool, servers: Vec<std::thread::JoinHandle<pool::core::Result<()>>>) {
+    drop(p);
+    for s in servers {
+        s.join().unwrap().unwrap();
+    }
+}
+
+/// Per-item call counters, reached through a global set before any pool exists (so every
+/// worker of every rank sees the same mapping): ctx cannot carry a pointer across ranks.
+static mut COUNTS: *const AtomicU32 = std::ptr::null();
+
+unsafe extern "C" fn counted(i: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    let x = *(i as *const i64);
+    (*COUNTS.add(x as usize)).fetch_add(1, SeqCst);
+    faulty(i, o, std::ptr::null_mut())
+}
+
+unsafe extern "C" fn pid_slowly(_: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    libc::usleep(20_000);
+    *(o as *mut i64) = libc::getpid() as i64;
+    0
+}
+
+#[test]
+fn map_runs_every_item_once_across_ranks_with_remote_fault_statuses() {
+    let n = 3000;
+    let counts = shared_counters(n);
+    unsafe { COUNTS = counts.as_ptr() };
+    let (p, servers) = cluster(4, 1, Options { task_timeout: Some(Duration::from_millis(300)), ..Options::default() });
+    assert_eq!(p.workers(), 4);
+    let xs: Vec<i64> = (0..n as i64).filter(|x| x % 100 != 16 || *x == 216).collect();
+    let mut ys = vec![-1i64; xs.len()];
+    let mut st = vec![0i32; xs.len()];
+    let mut a = map_args(counted, &xs, &mut ys, 0, 7);
+    a.statuses = st.as_mut_ptr() as usize;
+    let err = unsafe { p.map(a) }.unwrap_err();
+    assert!(err.msg.starts_with("item 13:"), "{err}");
+    for (i, &x) in xs.iter().enumerate() {
+        assert_eq!(counts[x as usize].load(SeqCst), 1, "item {x} ran {} times", counts[x as usize].load(SeqCst));
+        let want = match x % 100 {
+            13 | 14 | 17 => Status::Crashed,
+            15 => Status::Task,
+            16 => Status::TimedOut,
+            _ => Status::Ok,
+        };
+        assert_eq!(st[i], want as i32, "item {x}");
+        if want == Status::Ok {
+            assert_eq!(ys[i], x * x, "item {x}");
+        }
+    }
+    // Work went to the other ranks too: their workers' pids differ from the root's.
+    let mut pids = vec![0i64; 200];
+    let ins = vec![0i64; 200];
+    unsafe { p.map(map_args_raw(pid_slowly, ins.as_ptr() as usize, pids.as_mut_ptr() as usize, 200, 0, 1)) }.unwrap();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 4, "one worker per rank, all used: {pids:?}");
+    end(p, servers);
+}
+
+#[test]
+fn applies_submits_timeouts_and_cancels_on_remote_ranks() {
+    let (p, servers) = cluster(3, 1, Options::default());
+    // Many applies at once, so that the other ranks get some.
+    let xs: Vec<i64> = (0..300).collect();
+    let mut ys = vec![0i64; 300];
+    let rs: Vec<_> = xs
+        .iter()
+        .zip(ys.iter_mut())
+        .map(|(x, y)| unsafe { p.apply_async(square, x as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0) }.unwrap())
+        .collect();
+    for r in &rs {
+        assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+    }
+    drop(rs);
+    assert!(xs.iter().zip(&ys).all(|(x, y)| x * x == *y));
+
+    // A hang on every rank: each times out alone; messages name the rank when it was remote.
+    let hang = 16i64;
+    let opts = pool::core::CallOptions { timeout: Some(Duration::from_millis(200)), ..Default::default() };
+    let mut outs = [0i64; 6];
+    let rs: Vec<_> = outs
+        .iter_mut()
+        .map(|y| unsafe { p.apply_async_ex(faulty, &hang as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0, opts) }.unwrap())
+        .collect();
+    let mut remote = 0;
+    for r in &rs {
+        let o = r.wait(Some(Duration::from_secs(20))).expect("a timeout ends the item");
+        assert_eq!(o.status(), Status::TimedOut, "{:?}", o.err);
+        remote += o.err.unwrap().msg.contains("on rank ") as usize;
+    }
+    assert!(remote > 0, "some of 6 hangs ran on the other ranks");
+    drop(rs);
+
+    // Cancel of work running elsewhere.
+    let mut y = 0i64;
+    let rs: Vec<_> = (0..6)
+        .map(|_| unsafe { p.apply_async(faulty, &hang as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    for r in &rs {
+        r.cancel();
+        assert_eq!(r.wait(None).unwrap().status(), Status::Cancelled);
+    }
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    drop(rs);
+
+    // Variable-size results.
+    let word = b"hello ranks";
+    let rs: Vec<_> = (0..20)
+        .map(|_| unsafe { p.submit_var(echo, word.as_ptr(), word.len(), 64, 0, Default::default()) }.unwrap())
+        .collect();
+    for r in &rs {
+        assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
+        assert_eq!(r.var_output().unwrap(), word);
+    }
+    drop(rs);
+    end(p, servers);
+}
+
+unsafe extern "C" fn echo(i: *const c_void, len: usize, _: *mut c_void) -> c_int {
+    let s = std::slice::from_raw_parts(i as *const u8, len);
+    pool::core::worker::out_write(s).map_or(1, |_| 0)
+}
+
+#[test]
+fn heap_ctx_is_refused_and_close_join_waits_for_remote_work() {
+    let (p, servers) = cluster(2, 1, Options::default());
+    let ctx = Box::new(5i64);
+    let xs: Vec<i64> = (0..400).collect();
+    let mut ys = vec![0i64; 400];
+    let mut st = vec![0i32; 400];
+    let mut a = map_args(pid_slowly_ctx, &xs, &mut ys, &*ctx as *const i64 as usize, 1);
+    a.statuses = st.as_mut_ptr() as usize;
+    let _ = unsafe { p.map(a) };
+    // Items on the root ran (its workers share the memory); those sent away were refused.
+    assert!(st.contains(&(Status::Inval as i32)), "a heap ctx cannot cross ranks");
+    assert!(st.iter().all(|&s| s == Status::Inval as i32 || s == Status::Ok as i32));
+
+    let mut outs = vec![0i64; 50];
+    let ins = vec![0i64; 50];
+    let r = unsafe { p.map_async(map_args_raw(pid_slowly, ins.as_ptr() as usize, outs.as_mut_ptr() as usize, 50, 0, 1)) }.unwrap();
+    p.close().unwrap();
+    p.join().unwrap();
+    assert_eq!(r.wait(Some(Duration::ZERO)).unwrap().status(), Status::Ok);
+    assert!(outs.iter().all(|&x| x > 0));
+    drop(r);
+    end(p, servers);
+}
+
+unsafe extern "C" fn pid_slowly_ctx(_: *const c_void, o: *mut c_void, ctx: *mut c_void) -> c_int {
+    libc::usleep(2000);
+    *(o as *mut i64) = *(ctx as *const i64);
+    0
+}
+
+#[test]
+fn terminate_ends_remote_work_and_every_rank_returns() {
+    let (p, servers) = cluster(3, 1, Options::default());
+    let hang = 16i64;
+    let mut y = 0i64;
+    let rs: Vec<_> = (0..8)
+        .map(|_| unsafe { p.apply_async(faulty, &hang as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    p.terminate().unwrap();
+    for r in &rs {
+        assert_eq!(r.wait(Some(Duration::from_secs(5))).unwrap().status(), Status::Closed);
+    }
+    drop(rs);
+    end(p, servers);
+    assert!(t0.elapsed() < Duration::from_secs(20));
+}
