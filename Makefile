@@ -4,7 +4,7 @@ CC ?= cc
 CFLAGS ?= -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -Werror
 LIBDIR := $(CURDIR)/target/release
 
-.PHONY: all lib demo test stress memcheck bench clean
+.PHONY: all lib mpi demo test stress memcheck bench clean
 
 all: lib
 
@@ -12,20 +12,29 @@ lib:
 	$(CARGO) build --release
 	ln -sf libpool.so $(LIBDIR)/libpool.so.0
 
+# libpool_mpi (src/mpi/pool_mpi.c) with the default MPI's compiler wrapper; MPICC=mpicc.mpich
+# picks another implementation.
+MPICC ?= mpicc
+mpi: lib
+	$(MPICC) $(CFLAGS) -shared -fPIC -Iinclude src/mpi/pool_mpi.c -L$(LIBDIR) -lpool -Wl,-soname,libpool_mpi.so.0 -o $(LIBDIR)/libpool_mpi.so
+	ln -sf libpool_mpi.so $(LIBDIR)/libpool_mpi.so.0
+
 demo: lib
 	$(CC) $(CFLAGS) -Iinclude c_examples/seed.c -L$(LIBDIR) -lpool -Wl,-rpath,$(LIBDIR) -o $(LIBDIR)/seed
 	$(LIBDIR)/seed
 
 # Steps print as they go; the long ones (sanitizers, valgrind, kill points) print per program.
 test:
-	@echo "== 1/4 Rust unit and integration tests, C programs (cargo test)"
+	@echo "== 1/5 Rust unit and integration tests, C programs (cargo test)"
 	$(CARGO) test -- --skip sanitizers --skip valgrind_memcheck
-	@echo "== 2/4 C programs under ASan+UBSan, then valgrind (every process)"
+	@echo "== 2/5 C programs under ASan+UBSan, then valgrind (every process)"
 	$(CARGO) test --test c_api -- --exact sanitizers valgrind_memcheck --nocapture
-	@echo "== 3/4 kill-point injection: every protocol step killed"
+	@echo "== 3/5 kill-point injection: every protocol step killed"
 	$(CARGO) test --features killpoints --test killpoints -- --nocapture
-	@echo "== 4/4 install + CMake/pkg-config consumer projects"
+	@echo "== 4/5 install + CMake/pkg-config consumer projects"
 	bash tests/consumers/run.sh
+	@echo "== 5/5 libpool_mpi under mpirun -np 4, Open MPI and MPICH"
+	bash tests/mpi/run.sh
 
 # Long soaks: the random kill storm (1 kill/ms) for a minute, five times, and the kill-point
 # scenarios ten times in a row. Prints a line per run.

@@ -52,6 +52,12 @@ typedef struct pool_iter_s pool_iter_t;
 #define POOL_VERSION_PATCH 0
 
 /**
+ * Largest message part a transport is asked to carry (1 GiB: fits an `int` count). Longer
+ * messages are cut into parts of this size, sent in order with the same tag.
+ */
+#define POOL_TRANSPORT_MAX_PART (1 << 30)
+
+/**
  * Status codes returned by libpool functions. The values are fixed and never reused.
  */
 typedef enum {
@@ -268,6 +274,53 @@ typedef struct {
    */
   char message[256];
 } pool_task_info_t;
+
+/**
+ * A message transport between the processes (ranks) of one pool, given to
+ * `pool_create_distributed`. Every callback is called from one thread at a time (on the root,
+ * the pool's runner thread; elsewhere the thread that called `pool_create_distributed`), never
+ * with more than `POOL_TRANSPORT_MAX_PART` bytes. Tags are small positive ints.
+ */
+typedef struct {
+  /**
+   * `sizeof(pool_transport_t)`.
+   */
+  size_t struct_size;
+  /**
+   * Passed to every callback.
+   */
+  void *ctx;
+  /**
+   * This process's rank, the number of ranks, and the rank that gets the pool.
+   */
+  int rank;
+  int size;
+  int root;
+  /**
+   * Sends `len` bytes to rank `dest` with `tag`. May return before the message is received
+   * but must not keep `buf`. Returns 0, or -1 on failure.
+   */
+  int (*send)(void *ctx, int dest, int tag, const void *buf, size_t len);
+  /**
+   * Looks for an arrived message without blocking: 1 with its source, tag and length set, 0
+   * if there is none, -1 on failure.
+   */
+  int (*probe)(void *ctx, int *source, int *tag, size_t *len);
+  /**
+   * Receives the next message from `source` with `tag`, `len` bytes (as probed, or the next
+   * part of a long message), waiting for it. Returns 0, or -1 on failure.
+   */
+  int (*recv)(void *ctx, int source, int tag, void *buf, size_t len);
+  /**
+   * Called once when the pool no longer needs the transport (may be NULL).
+   */
+  void (*release)(void *ctx);
+  /**
+   * If not NULL, the transport cannot work (it says why): `pool_create_distributed` fails
+   * with `POOL_EINVAL` and this message, without sending anything.
+   */
+  const char *error;
+} pool_transport_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -810,6 +863,26 @@ int async_progress(const pool_async_t *a, size_t *done, size_t *total);
  * only the child's copy of the handle is released. Thread safety: any thread.
  */
 void async_free(pool_async_t *a);
+
+/**
+ * Creates one pool over every rank of `transport`, `workers_per_rank` workers on each (0: one
+ * per CPU). Collective: every rank calls it. On the root rank it returns the pool: every pool
+ * function works on it, and its work runs on the workers of all ranks (the root's own
+ * included). On every other rank it runs the tasks it is sent in local workers of its own,
+ * until the root's pool is destroyed, then returns NULL with `pool_last_status() ==
+ * POOL_EDONE`; any other status is a real failure (on every rank, e.g. ranks that run
+ * different programs). Each rank uses its own `opts` (initializer, limits); `task_timeout`
+ * is the root's.
+ *
+ * Functions cross ranks as (build-id of the object holding them, offset), so they must be in
+ * the program, a library it links, or a plugin loaded on every rank before this call; `ctx`
+ * must be NULL, copied (`ctx_size`) or in static data. Other items fail with `POOL_EINVAL`.
+ * Ownership: the transport's `ctx` stays the caller's until `release` is called.
+ * Thread safety: call from one thread per rank.
+ */
+pool_t *pool_create_distributed(const pool_transport_t *transport,
+                                int workers_per_rank,
+                                const pool_options_t *opts);
 
 extern int pthread_setcancelstate(int state, int *oldstate);
 

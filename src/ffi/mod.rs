@@ -14,3 +14,4 @@ pub mod options;
 pub mod pool;
 pub mod process;
 pub mod result;
+pub mod transport;

@@ -13,6 +13,10 @@ use std::os::raw::{c_char, c_int, c_void};
 pub struct pool_t(Pool);
 
 impl pool_t {
+    pub(crate) fn new(p: Pool) -> pool_t {
+        pool_t(p)
+    }
+
     pub(crate) fn pool(&self) -> &Pool {
         &self.0
     }

@@ -12,7 +12,7 @@
 
 mod rank;
 mod root;
-pub mod wire;
+mod wire;
 
 pub use rank::serve;
 pub(crate) use root::RunnerHandle;

@@ -80,6 +80,10 @@ pub fn create_root(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Re
         t.send(p.rank, wire::WELCOME, &w.0).map_err(|e| Error::sys("sending to the other ranks", e))?;
     }
     let mut pool = pool.map_err(|e| Error::new(e.status, msg_or(e.msg, &msg)))?;
+    if peers.is_empty() {
+        t.release(); // one rank: a pool like any other
+        return Ok(pool);
+    }
     let sh = pool.shared().clone();
     let mut next = sh.view.layout().nworkers;
     for (p, c) in peers.iter_mut().zip(credits) {

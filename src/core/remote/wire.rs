@@ -5,16 +5,16 @@
 use crate::sys::dl::Ref;
 
 /// Message tags (the transport carries them beside the bytes).
-pub const HELLO: i32 = 1; // rank -> root, at creation
-pub const WELCOME: i32 = 2; // root -> rank: go on, or fail with a message
-pub const TASK: i32 = 3; // root -> rank
-pub const CANCEL: i32 = 4; // root -> rank
-pub const RESULT: i32 = 5; // rank -> root
-pub const STOP: i32 = 6; // root -> rank: the root's pool is gone
-pub const BYE: i32 = 7; // rank -> root: its pool is gone too
+pub(super) const HELLO: i32 = 1; // rank -> root, at creation
+pub(super) const WELCOME: i32 = 2; // root -> rank: go on, or fail with a message
+pub(super) const TASK: i32 = 3; // root -> rank
+pub(super) const CANCEL: i32 = 4; // root -> rank
+pub(super) const RESULT: i32 = 5; // rank -> root
+pub(super) const STOP: i32 = 6; // root -> rank: the root's pool is gone
+pub(super) const BYE: i32 = 7; // rank -> root: its pool is gone too
 
 /// Version of this format: ranks built from different libpool versions refuse each other.
-pub const VERSION: u32 = 1;
+pub(super) const VERSION: u32 = 1;
 
 #[derive(Default)]
 pub struct Writer(pub Vec<u8>);
@@ -83,9 +83,9 @@ impl<'a> Reader<'a> {
 
 /// How a task's `ctx` crosses: none, its bytes (it was copied with `ctx_size`), or a place in
 /// a loaded object's static data.
-pub const CTX_NULL: u32 = 0;
-pub const CTX_BYTES: u32 = 1;
-pub const CTX_STATIC: u32 = 2;
+pub(super) const CTX_NULL: u32 = 0;
+pub(super) const CTX_BYTES: u32 = 1;
+pub(super) const CTX_STATIC: u32 = 2;
 
 /// One failure of a remote item, as a `Rec` plus its message.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,0 +1,204 @@
+//! `pool_transport_t`: one pool over several processes (ranks) joined by the caller's message
+//! transport. libpool_mpi is built on it (MPI), which keeps MPI out of libpool itself.
+
+use super::macros::handle;
+use super::options::{convert, pool_options_t};
+use super::pool::pool_t;
+use crate::core::remote::{self, Transport};
+use crate::core::{Error, Status};
+use std::ffi::CStr;
+use std::io;
+use std::os::raw::{c_char, c_int, c_void};
+
+/// Largest message part a transport is asked to carry (1 GiB: fits an `int` count). Longer
+/// messages are cut into parts of this size, sent in order with the same tag.
+pub const POOL_TRANSPORT_MAX_PART: usize = 1 << 30;
+
+/// A message transport between the processes (ranks) of one pool, given to
+/// `pool_create_distributed`. Every callback is called from one thread at a time (on the root,
+/// the pool's runner thread; elsewhere the thread that called `pool_create_distributed`), never
+/// with more than `POOL_TRANSPORT_MAX_PART` bytes. Tags are small positive ints.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct pool_transport_t {
+    /// `sizeof(pool_transport_t)`.
+    pub struct_size: usize,
+    /// Passed to every callback.
+    pub ctx: *mut c_void,
+    /// This process's rank, the number of ranks, and the rank that gets the pool.
+    pub rank: c_int,
+    pub size: c_int,
+    pub root: c_int,
+    /// Sends `len` bytes to rank `dest` with `tag`. May return before the message is received
+    /// but must not keep `buf`. Returns 0, or -1 on failure.
+    pub send: Option<unsafe extern "C" fn(ctx: *mut c_void, dest: c_int, tag: c_int, buf: *const c_void, len: usize) -> c_int>,
+    /// Looks for an arrived message without blocking: 1 with its source, tag and length set, 0
+    /// if there is none, -1 on failure.
+    pub probe: Option<unsafe extern "C" fn(ctx: *mut c_void, source: *mut c_int, tag: *mut c_int, len: *mut usize) -> c_int>,
+    /// Receives the next message from `source` with `tag`, `len` bytes (as probed, or the next
+    /// part of a long message), waiting for it. Returns 0, or -1 on failure.
+    pub recv: Option<unsafe extern "C" fn(ctx: *mut c_void, source: c_int, tag: c_int, buf: *mut c_void, len: usize) -> c_int>,
+    /// Called once when the pool no longer needs the transport (may be NULL).
+    pub release: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+    /// If not NULL, the transport cannot work (it says why): `pool_create_distributed` fails
+    /// with `POOL_EINVAL` and this message, without sending anything.
+    pub error: *const c_char,
+}
+
+/// The callbacks, checked once.
+struct CTransport {
+    ctx: usize,
+    rank: usize,
+    size: usize,
+    root: usize,
+    send: unsafe extern "C" fn(*mut c_void, c_int, c_int, *const c_void, usize) -> c_int,
+    probe: unsafe extern "C" fn(*mut c_void, *mut c_int, *mut c_int, *mut usize) -> c_int,
+    recv: unsafe extern "C" fn(*mut c_void, c_int, c_int, *mut c_void, usize) -> c_int,
+    release: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+fn failed(what: &str) -> io::Error {
+    io::Error::other(format!("the transport's {what} failed"))
+}
+
+impl Transport for CTransport {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn root(&self) -> usize {
+        self.root
+    }
+
+    /// A message goes as parts of at most MAX_PART bytes; the first starts with the total
+    /// length (8 bytes, little-endian).
+    fn send(&mut self, to: usize, tag: i32, msg: &[u8]) -> io::Result<()> {
+        let head = (msg.len() as u64).to_le_bytes();
+        let first = msg.len().min(POOL_TRANSPORT_MAX_PART - 8);
+        let mut part = Vec::with_capacity(8 + first);
+        part.extend_from_slice(&head);
+        part.extend_from_slice(&msg[..first]);
+        let mut parts = std::iter::once(&part[..]).chain(msg[first..].chunks(POOL_TRANSPORT_MAX_PART));
+        parts.try_for_each(|p| {
+            // SAFETY: the C callback reads `p.len()` bytes of a live buffer and keeps no pointer.
+            let rc = unsafe { (self.send)(self.ctx as *mut c_void, to as c_int, tag, p.as_ptr() as *const c_void, p.len()) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(failed("send"))
+            }
+        })
+    }
+
+    fn try_recv(&mut self) -> io::Result<Option<(usize, i32, Vec<u8>)>> {
+        let (mut src, mut tag, mut len) = (-1 as c_int, 0 as c_int, 0usize);
+        // SAFETY: three valid out-pointers.
+        match unsafe { (self.probe)(self.ctx as *mut c_void, &mut src, &mut tag, &mut len) } {
+            0 => return Ok(None),
+            1 => {}
+            _ => return Err(failed("probe")),
+        }
+        if src < 0 || src as usize >= self.size || !(8..=POOL_TRANSPORT_MAX_PART).contains(&len) {
+            return Err(io::Error::other(format!("the transport probed a message of {len} bytes from rank {src}")));
+        }
+        let mut first = vec![0u8; len];
+        self.recv_part(src, tag, &mut first)?;
+        let total = u64::from_le_bytes(first[..8].try_into().expect("8 bytes")) as usize;
+        if total < len - 8 {
+            return Err(io::Error::other("a message shorter than its first part"));
+        }
+        let mut msg = Vec::with_capacity(total);
+        msg.extend_from_slice(&first[8..]);
+        while msg.len() < total {
+            let at = msg.len();
+            msg.resize(at + (total - at).min(POOL_TRANSPORT_MAX_PART), 0);
+            self.recv_part(src, tag, &mut msg[at..])?;
+        }
+        Ok(Some((src as usize, tag, msg)))
+    }
+
+    fn release(&mut self) {
+        if let Some(r) = self.release.take() {
+            // SAFETY: the caller's release callback, called once.
+            unsafe { r(self.ctx as *mut c_void) };
+        }
+    }
+}
+
+impl Drop for CTransport {
+    /// Whatever path the pool's creation or end takes, the caller gets its transport back.
+    fn drop(&mut self) {
+        Transport::release(self);
+    }
+}
+
+impl CTransport {
+    fn recv_part(&mut self, src: c_int, tag: c_int, buf: &mut [u8]) -> io::Result<()> {
+        // SAFETY: `buf` is writable for its length.
+        let rc = unsafe { (self.recv)(self.ctx as *mut c_void, src, tag, buf.as_mut_ptr() as *mut c_void, buf.len()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(failed("recv"))
+        }
+    }
+}
+
+/// Creates one pool over every rank of `transport`, `workers_per_rank` workers on each (0: one
+/// per CPU). Collective: every rank calls it. On the root rank it returns the pool: every pool
+/// function works on it, and its work runs on the workers of all ranks (the root's own
+/// included). On every other rank it runs the tasks it is sent in local workers of its own,
+/// until the root's pool is destroyed, then returns NULL with `pool_last_status() ==
+/// POOL_EDONE`; any other status is a real failure (on every rank, e.g. ranks that run
+/// different programs). Each rank uses its own `opts` (initializer, limits); `task_timeout`
+/// is the root's.
+///
+/// Functions cross ranks as (build-id of the object holding them, offset), so they must be in
+/// the program, a library it links, or a plugin loaded on every rank before this call; `ctx`
+/// must be NULL, copied (`ctx_size`) or in static data. Other items fail with `POOL_EINVAL`.
+/// Ownership: the transport's `ctx` stays the caller's until `release` is called.
+/// Thread safety: call from one thread per rank.
+#[no_mangle]
+pub extern "C" fn pool_create_distributed(
+    transport: *const pool_transport_t,
+    workers_per_rank: c_int,
+    opts: *const pool_options_t,
+) -> *mut pool_t {
+    handle(|| {
+        require!(!transport.is_null(), "transport is NULL");
+        // SAFETY: checked non-NULL; the caller passes a valid struct of at least struct_size.
+        let t = unsafe { &*transport };
+        require!(t.struct_size >= std::mem::size_of::<pool_transport_t>(), "transport.struct_size is too small");
+        if !t.error.is_null() {
+            // SAFETY: a NUL-terminated message from the transport.
+            let why = unsafe { CStr::from_ptr(t.error) }.to_string_lossy().into_owned();
+            return Err(Error::inval(why));
+        }
+        let (Some(send), Some(probe), Some(recv)) = (t.send, t.probe, t.recv) else {
+            return Err(Error::inval("the transport's send, probe and recv must not be NULL"));
+        };
+        // From here on, dropping it gives the transport back (release), whatever fails.
+        let ct = CTransport {
+            ctx: t.ctx as usize,
+            rank: t.rank.max(0) as usize,
+            size: t.size.max(0) as usize,
+            root: t.root.max(0) as usize,
+            send,
+            probe,
+            recv,
+            release: t.release,
+        };
+        require!(workers_per_rank >= 0, format!("workers_per_rank is {workers_per_rank}: it must be >= 0"));
+        require!(t.size > 0 && (0..t.size).contains(&t.rank), format!("rank {} of {} ranks", t.rank, t.size));
+        require!((0..t.size).contains(&t.root), format!("root is {}: not a rank of {}", t.root, t.size));
+        let opts = convert(opts)?;
+        if t.rank == t.root {
+            Ok(pool_t::new(remote::create_root(Box::new(ct), workers_per_rank, opts)?))
+        } else {
+            remote::serve(Box::new(ct), workers_per_rank, opts)?;
+            Err(Error::new(Status::Done, "this rank served the root's pool until it was destroyed"))
+        }
+    })
+}

@@ -1,0 +1,287 @@
+/* libpool_mpi under mpirun -np 4 (tests/mpi/run.sh runs each mode, under Open MPI and MPICH).
+ *   basic     maps, applies, submits across ranks: results equal to a local pool's, every item
+ *             run exactly once (each run appends to a per-rank log), crash / error / timeout /
+ *             cancel statuses of remote items with messages naming the rank; functions in the
+ *             program, in a linked library and in a plugin; ctx by value and static; close/join
+ *   refused   a rank runs another build of this program (MPMD launch): every rank fails
+ *   killrank  a task SIGKILLs its own rank's process mid-map: the job must end, non-zero
+ *   level     MPI initialised with MPI_THREAD_SERIALIZED: every rank fails with a message */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <pool_mpi.h>
+
+int triple(const void *in, void *out, void *ctx); /* mpitask.so */
+
+/* A second build with -DOTHER_BUILD differs in its code, so in its build-id too. */
+#ifdef OTHER_BUILD
+static const char flavour[] = "other build";
+#else
+static const char flavour[] = "main build";
+#endif
+
+static int my_rank = -1;
+static const char *log_dir;
+static int64_t static_ctx = 1000;
+static int failures;
+
+#define CHECK(c)                                                                   \
+    do {                                                                           \
+        if (!(c)) {                                                                \
+            fprintf(stderr, "rank %d: %s:%d: CHECK(%s) failed\n", my_rank,        \
+                    __FILE__, __LINE__, #c);                                       \
+            failures++;                                                            \
+        }                                                                          \
+    } while (0)
+
+/* Appends the item to this rank's log: counts how often each item ran, on which rank. */
+static void note(int64_t x) {
+    char path[512], line[64];
+    snprintf(path, sizeof path, "%s/rank%d.log", log_dir, my_rank);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int n = snprintf(line, sizeof line, "%lld\n", (long long)x);
+    if (fd >= 0) {
+        if (write(fd, line, (size_t)n) != n) abort();
+        close(fd);
+    }
+}
+
+/* Squares; 13 crashes, 15 returns 7 with a message. */
+static int work(const void *in, void *out, void *ctx) {
+    int64_t x = *(const int64_t *)in;
+    note(x);
+    switch (x % 100) {
+    case 13: raise(SIGSEGV); break;
+    case 15: pool_task_error("fifteen"); return 7;
+    }
+    *(int64_t *)out = x * x + (ctx ? *(const int64_t *)ctx : 0);
+    return 0;
+}
+
+static int slow_rank(const void *in, void *out, void *ctx) {
+    (void)in; (void)ctx;
+    usleep(20000);
+    *(int64_t *)out = my_rank;
+    return 0;
+}
+
+static int hang(const void *in, void *out, void *ctx) {
+    (void)in; (void)out; (void)ctx;
+    for (;;) pause();
+    return 0;
+}
+
+static int shout(const void *in, size_t len, void *ctx) {
+    (void)ctx;
+    char buf[256];
+    size_t n = len < sizeof buf ? len : sizeof buf;
+    for (size_t i = 0; i < n; i++) {
+        char c = ((const char *)in)[i];
+        buf[i] = c >= 'a' && c <= 'z' ? (char)(c - 32) : c;
+    }
+    return pool_out_write(buf, n) == POOL_OK ? 0 : 1;
+}
+
+/* Kills the rank process it runs under (its worker's parent's parent), on rank 2 only. */
+static int kill_my_rank(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    usleep(10000);
+    if (my_rank == 2 && *(const int64_t *)in == 50) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/stat", getppid());
+        FILE *f = fopen(path, "r");
+        int pid = 0, ppid = 0;
+        char comm[64], state;
+        if (f && fscanf(f, "%d %63s %c %d", &pid, comm, &state, &ppid) == 4) kill(ppid, SIGKILL);
+        if (f) fclose(f);
+    }
+    *(int64_t *)out = 1;
+    return 0;
+}
+
+/* How many times item x ran, over every rank's log. */
+static void count_runs(int n, int *runs, int nranks) {
+    memset(runs, 0, sizeof(int) * (size_t)n);
+    for (int r = 0; r < nranks; r++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/rank%d.log", log_dir, r);
+        FILE *f = fopen(path, "r");
+        long long x;
+        while (f && fscanf(f, "%lld", &x) == 1)
+            if (x >= 0 && x < n) runs[x]++;
+        if (f) fclose(f);
+    }
+}
+
+static void basic(pool_t *pool, int nranks) {
+    CHECK(pool_workers(pool) == 2 * nranks);
+    enum { N = 4000 };
+    static int64_t in[N], out[N], local_out[N];
+    static int st[N], runs[N];
+    for (int i = 0; i < N; i++) in[i] = i;
+    /* The same map on a local pool. */
+    pool_t *local = pool_create(2, NULL);
+    CHECK(local != NULL);
+    pool_map_options_t mo;
+    pool_map_options_init(&mo);
+    mo.statuses = st;
+    mo.chunksize = 9;
+    pool_map_ex(local, work, in, sizeof in[0], local_out, sizeof out[0], N, NULL, &mo);
+    pool_destroy(local);
+    for (int r = 0; r < nranks; r++) { /* the local run's log entries do not count */
+        char path[512];
+        snprintf(path, sizeof path, "%s/rank%d.log", log_dir, r);
+        unlink(path);
+    }
+    int rc = pool_map_ex(pool, work, in, sizeof in[0], out, sizeof out[0], N, NULL, &mo);
+    CHECK(rc == POOL_ECRASHED);
+    count_runs(N, runs, nranks);
+    int remote_msgs = 0;
+    for (int i = 0; i < N; i++) {
+        int64_t x = in[i];
+        CHECK(runs[x] == 1);
+        int want = x % 100 == 13 ? POOL_ECRASHED : x % 100 == 15 ? POOL_ETASK : POOL_OK;
+        CHECK(st[i] == want);
+        if (want == POOL_OK) CHECK(out[i] == local_out[i] && out[i] == x * x);
+    }
+    /* Messages of remote failures name the rank; a task's own message comes through. */
+    for (int i = 0; i < 300; i++) {
+        int64_t x = 15;
+        pool_async_t *a = pool_apply_async(pool, work, &x, sizeof x, NULL, 0, NULL);
+        CHECK(async_get(a, 30) == POOL_ETASK);
+        pool_task_info_t info;
+        CHECK(async_info(a, &info, sizeof info) == POOL_OK);
+        CHECK(info.task_code == 7 && strstr(info.message, "fifteen"));
+        if (strstr(info.message, "on rank ")) remote_msgs++;
+        async_free(a);
+    }
+    (void)remote_msgs; /* applies one at a time mostly stay on the root: no claim on the count */
+
+    /* Every rank takes part: a slow map spreads over all of them. */
+    static int64_t ranks_out[400];
+    mo.statuses = NULL;
+    mo.chunksize = 1;
+    CHECK(pool_map_ex(pool, slow_rank, in, sizeof in[0], ranks_out, sizeof ranks_out[0], 400, NULL, &mo) == POOL_OK);
+    int per_rank[64] = {0};
+    for (int i = 0; i < 400; i++)
+        if (ranks_out[i] >= 0 && ranks_out[i] < 64) per_rank[ranks_out[i]]++;
+    for (int r = 0; r < nranks; r++) {
+        printf("rank %d ran %d of 400 slow items\n", r, per_rank[r]);
+        CHECK(per_rank[r] >= 400 / nranks / 3); /* balanced, not piled up on one rank */
+    }
+
+    /* Timeouts and cancels of work on other ranks. */
+    pool_call_options_t co;
+    pool_call_options_init(&co);
+    co.task_timeout = 0.3;
+    pool_async_t *h[12];
+    for (int i = 0; i < 12; i++) h[i] = pool_apply_async_ex(pool, hang, in, sizeof in[0], NULL, 0, NULL, &co);
+    int remote_timeouts = 0;
+    for (int i = 0; i < 12; i++) {
+        CHECK(async_get(h[i], 30) == POOL_ETIMEDOUT);
+        if (strstr(pool_last_error(), "on rank ")) remote_timeouts++;
+        async_free(h[i]);
+    }
+    CHECK(remote_timeouts > 0);
+    for (int i = 0; i < 12; i++) h[i] = pool_apply_async(pool, hang, in, sizeof in[0], NULL, 0, NULL);
+    usleep(300000);
+    for (int i = 0; i < 12; i++) {
+        CHECK(async_cancel(h[i]) == POOL_OK);
+        CHECK(async_get(h[i], 30) == POOL_ECANCELLED);
+        async_free(h[i]);
+    }
+
+    /* Functions in a linked library and in a plugin; ctx copied and static; variable size. */
+    void *plugin = dlopen(getenv("POOL_MPI_PLUGIN"), RTLD_NOW);
+    CHECK(plugin != NULL);
+    pool_fn ptriple = plugin ? (pool_fn)(uintptr_t)dlsym(plugin, "triple") : NULL;
+    static int64_t t_out[500], p_out[500], c_out[500], s_out[500];
+    mo.chunksize = 3;
+    CHECK(pool_map_ex(pool, triple, in, sizeof in[0], t_out, sizeof t_out[0], 500, NULL, &mo) == POOL_OK);
+    if (ptriple) CHECK(pool_map_ex(pool, ptriple, in, sizeof in[0], p_out, sizeof p_out[0], 500, NULL, &mo) == POOL_OK);
+    int64_t *heap_ctx = malloc(sizeof *heap_ctx);
+    *heap_ctx = 7;
+    mo.ctx_size = sizeof *heap_ctx;
+    CHECK(pool_map_ex(pool, work, in + 20, sizeof in[0], c_out, sizeof c_out[0], 90, heap_ctx, &mo) == POOL_OK);
+    mo.ctx_size = 0;
+    CHECK(pool_map_ex(pool, work, in + 20, sizeof in[0], s_out, sizeof s_out[0], 90, &static_ctx, &mo) == POOL_OK);
+    for (int i = 0; i < 500; i++) {
+        CHECK(t_out[i] == 3 * in[i]);
+        if (ptriple) CHECK(p_out[i] == 3 * in[i]);
+    }
+    for (int i = 0; i < 90; i++) {
+        CHECK(c_out[i] == in[20 + i] * in[20 + i] + 7);
+        CHECK(s_out[i] == in[20 + i] * in[20 + i] + 1000);
+    }
+    free(heap_ctx);
+    pool_async_t *v[40];
+    for (int i = 0; i < 40; i++) v[i] = pool_submit(pool, shout, "hello ranks", 11, 64, NULL);
+    for (int i = 0; i < 40; i++) {
+        const void *data;
+        size_t len;
+        CHECK(async_get(v[i], 30) == POOL_OK);
+        CHECK(async_result(v[i], &data, &len) == POOL_OK && len == 11 && memcmp(data, "HELLO RANKS", 11) == 0);
+        async_free(v[i]);
+    }
+
+    /* close + join waits for work still running on other ranks. */
+    static int64_t j_out[200];
+    pool_async_t *m = pool_map_async_ex(pool, slow_rank, in, sizeof in[0], j_out, sizeof j_out[0], 200, NULL, &mo);
+    CHECK(pool_close(pool) == POOL_OK);
+    CHECK(pool_join(pool) == POOL_OK);
+    CHECK(async_get(m, 0) == POOL_OK);
+    async_free(m);
+    if (plugin) dlclose(plugin);
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "basic";
+    int level = strcmp(mode, "level") == 0 ? MPI_THREAD_SERIALIZED : MPI_THREAD_MULTIPLE, provided;
+    MPI_Init_thread(&argc, &argv, level, &provided);
+    int nranks;
+    MPI_Comm_rank(MPI_COMM_WORLD, &my_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    log_dir = getenv("POOL_MPI_LOGS");
+    if (!log_dir) log_dir = "/tmp";
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (strcmp(mode, "basic") == 0 && getenv("POOL_MPI_PLUGIN")) {
+        /* The plugin is loaded on every rank before the pool is created. */
+        if (!dlopen(getenv("POOL_MPI_PLUGIN"), RTLD_NOW)) fprintf(stderr, "dlopen: %s\n", dlerror());
+    }
+    pool_t *pool = pool_create_mpi(MPI_COMM_WORLD, 0, 2, NULL);
+    int st = pool_last_status();
+    if (strcmp(mode, "refused") == 0 || strcmp(mode, "level") == 0) {
+        /* Every rank fails, with a message. */
+        const char *want = strcmp(mode, "level") == 0 ? "MPI_THREAD_MULTIPLE" : "different program";
+        CHECK(pool == NULL && st == POOL_EINVAL && strstr(pool_last_error(), want));
+        printf("rank %d: refused as expected: %s\n", my_rank, pool_last_error());
+        if (pool) pool_destroy(pool);
+    } else if (my_rank != 0) {
+        CHECK(pool == NULL && st == POOL_EDONE);
+        if (st != POOL_EDONE) fprintf(stderr, "rank %d: %s\n", my_rank, pool_last_error());
+    } else if (!pool) {
+        fprintf(stderr, "rank 0: pool_create_mpi: %s\n", pool_last_error());
+        failures++;
+    } else if (strcmp(mode, "killrank") == 0) {
+        static int64_t in[4000], out[4000];
+        for (int i = 0; i < 4000; i++) in[i] = i % 100;
+        pool_map(pool, kill_my_rank, in, sizeof in[0], out, sizeof out[0], 4000, NULL);
+        fprintf(stderr, "rank 0: the map ended although rank 2 died: MPI should have ended the job\n");
+        pool_destroy(pool);
+        failures++;
+    } else {
+        basic(pool, nranks);
+        pool_destroy(pool);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Finalize();
+    if (failures == 0) printf("rank %d: ok (%s, %s)\n", my_rank, mode, flavour);
+    return failures ? 1 : 0;
+}
