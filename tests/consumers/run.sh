@@ -290,6 +290,34 @@ if step "c_examples with make and pkg-config" \
 fi
 
 # ---------------------------------------------------------------------------------------------
+# libpool_mpi, when an MPI is installed (CMake's POOL_WITH_MPI=AUTO built it then).
+
+run_mpi_primes() {  # run_mpi_primes BINARY: 4 ranks; block 123 crashes alone, the job goes on
+    local out="$1.out"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+        timeout 300 mpirun -np 4 "$1" >"$out" 2>&1 || { cat "$out"; echo "$1 exited $?"; return 1; }
+    grep -q "^8 workers on 4 ranks$" "$out" && grep -q "1 block(s) failed" "$out" &&
+        grep -q "item 123: worker [0-9]* killed by signal 11" "$out" || { cat "$out"; return 1; }
+}
+mpi_installed() {  # the install tree has libpool_mpi; libpool itself never links MPI
+    local p=$1 f
+    for f in include/pool_mpi.h "lib/libpool_mpi.so.$numeric" lib/libpool_mpi.a \
+        lib/cmake/Pool/PoolMpiTargets.cmake lib/pkgconfig/pool-mpi.pc; do
+        [ -f "$p/$f" ] || { echo "missing: $f"; return 1; }
+    done
+    readelf -d "$p/lib/libpool_mpi.so.$numeric" | grep -q "\[libpool.so.$major\]" || { echo "libpool_mpi does not need libpool"; return 1; }
+    ! readelf -d "$p/lib/libpool.so.$numeric" | grep -qi "mpi" || { echo "libpool.so links MPI"; return 1; }
+}
+if command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
+    step "libpool_mpi installed (pool_mpi.h, libpool_mpi.so/.a, Pool::pool_mpi, pool-mpi.pc); libpool.so does not link MPI" \
+        mpi_installed "$prefix"
+    step "c_examples with CMake: mpi_primes (Pool::pool_mpi) under mpirun -np 4" run_mpi_primes "$ex_cmake/mpi_primes"
+    step "c_examples with make: mpi_primes (pkg-config pool-mpi) under mpirun -np 4" run_mpi_primes "$ex_make/mpi_primes"
+else
+    echo "skip libpool_mpi consumers: no mpicc/mpirun (tests/mpi/run.sh installs them)"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # pool.hpp refuses at compile time what cannot cross a process boundary.
 
 compile_fails() {  # compile_fails FILE: must not compile, with the message on its `// expect:` line

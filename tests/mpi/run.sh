@@ -63,7 +63,16 @@ for impl in openmpi mpich; do
         bad "$impl: build" "$log"
         continue
     fi
+    # The README's MPI example, as a newcomer copies it.
+    awk '/^## Beyond one machine: MPI/{f=1} f&&/^```c$/{p=1;next} p&&/^```$/{exit} p' README.md >"$d/readme_mpi.c"
+    "mpicc.$impl" "${cflags[@]}" "$d/readme_mpi.c" -o "$d/readme_mpi" -L"$d" -lpool_mpi -L"$lib" -lpool \
+        -Wl,-rpath,"$d" -Wl,-rpath,"$lib" >>"$log" 2>&1 || { bad "$impl: README example does not build" "$log"; continue; }
     run="mpirun.$impl"
+    if out=$(timeout 120 "$run" -np 4 "$d/readme_mpi" 2>&1) && [ "$out" = "998001, on 8 workers" ]; then
+        ok "$impl: README example prints 998001, on 8 workers"
+    else
+        bad "$impl: README example: $out"
+    fi
     # mode, expected ranks printing it, then the command
     check() {
         local name=$1 want=$2
