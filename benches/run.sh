@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark of issue 5, in one command: builds libpool (release) and the C benchmark
 # programs, runs workloads W1..W7 against libpool, Python multiprocessing.Pool (fork, 2 workers),
-# OpenMP (2 threads) and serial C, prints the comparison table and regenerates BENCHMARKS.md.
+# OpenMP (2 threads) and serial C, and W8 (libpool_mpi over MPI ranks against a local pool and
+# mpi4py.futures), prints the comparison tables and regenerates BENCHMARKS.md.
 #
 #   bash benches/run.sh            # ~2 minutes on a quiet 2-core machine, at most ~5 on a busy one
 #
@@ -120,6 +121,25 @@ if ! omp_works; then
 fi
 $CC $CFLAGS -fopenmp benches/bench_omp.c -o "$OUT/bench_omp"
 
+# W8 needs MPI (libpool_mpi, mpirun) and Debian's mpi4py for the system python3.
+M4PY=/usr/bin/python3
+if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null || ! $M4PY -c 'import mpi4py.futures' 2>/dev/null; then
+    echo "   installing Open MPI and mpi4py (apt-get) for W8" >&2
+    apt-get install -y -qq openmpi-bin libopenmpi-dev python3-mpi4py >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y -qq openmpi-bin libopenmpi-dev python3-mpi4py; } >/dev/null 2>&1 || true
+fi
+HAVE_MPI=0
+if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then
+    mpicc $CFLAGS -Wno-unused-function -Iinclude -Ibenches -shared -fPIC src/mpi/pool_mpi.c -L"$LIBDIR" -lpool \
+        -Wl,-soname,libpool_mpi.so.0 -o "$LIBDIR/libpool_mpi.so"
+    ln -sf libpool_mpi.so "$LIBDIR/libpool_mpi.so.0"
+    mpicc $CFLAGS -Iinclude benches/bench_mpi.c -L"$LIBDIR" -lpool_mpi -lpool -Wl,-rpath,"$LIBDIR" -o "$OUT/bench_mpi"
+    HAVE_MPI=1
+else
+    echo "   no MPI: W8 is skipped" >&2
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+
 POOL=$OUT/bench_pool
 OMP=$OUT/bench_omp
 PY="$PYTHON $ROOT/benches/bench_py.py"
@@ -173,6 +193,13 @@ w7() {
     run $POOL w7 100000000 shm
     run $POOL w7 10000000 imap
 }
+w8() {
+    run "$OUT/bench_mpi" local 4
+    for k in 1 2 3 4; do run timeout 300 mpirun -np $k "$OUT/bench_mpi" mpi; done
+    if $M4PY -c 'import mpi4py.futures' 2>/dev/null; then
+        run timeout 300 mpirun -np 4 $M4PY -m mpi4py.futures "$ROOT/benches/bench_mpi4py.py" 100000
+    fi
+}
 run_step w1_1e6 "W1 map of squares, 1e6 items" w1_small
 run_step w1_1e8 "W1 map of squares, 1e8 items (800 MB per array; Python not run at this size)" w1_big
 run_step w2 "W2 round trip latency (10,000 calls x 5 runs)" w2
@@ -182,6 +209,7 @@ run_step w5 "W5 256 x 1 MiB in / 1 MiB out" w5
 run_step w6 "W6 start-up: create -> first result -> destroy" w6
 # W7 measures memory, which other processes do not disturb: no retries.
 run_step w7 "W7 peak memory of all processes during a map" w7 0
+if [ "$HAVE_MPI" = 1 ]; then run_step w8 "W8 libpool_mpi over 1-4 ranks vs a local pool vs mpi4py.futures" w8; fi
 
 # ---- report ------------------------------------------------------------------------------------------
 END=$(date +%s.%N)

@@ -55,6 +55,8 @@ struct CTransport {
     probe: unsafe extern "C" fn(*mut c_void, *mut c_int, *mut c_int, *mut usize) -> c_int,
     recv: unsafe extern "C" fn(*mut c_void, c_int, c_int, *mut c_void, usize) -> c_int,
     release: Option<unsafe extern "C" fn(*mut c_void)>,
+    /// Largest part handed to `send` (POOL_TRANSPORT_MAX_PART; smaller in tests).
+    part: usize,
 }
 
 fn failed(what: &str) -> io::Error {
@@ -76,11 +78,11 @@ impl Transport for CTransport {
     /// length (8 bytes, little-endian).
     fn send(&mut self, to: usize, tag: i32, msg: &[u8]) -> io::Result<()> {
         let head = (msg.len() as u64).to_le_bytes();
-        let first = msg.len().min(POOL_TRANSPORT_MAX_PART - 8);
+        let first = msg.len().min(self.part - 8);
         let mut part = Vec::with_capacity(8 + first);
         part.extend_from_slice(&head);
         part.extend_from_slice(&msg[..first]);
-        let mut parts = std::iter::once(&part[..]).chain(msg[first..].chunks(POOL_TRANSPORT_MAX_PART));
+        let mut parts = std::iter::once(&part[..]).chain(msg[first..].chunks(self.part));
         parts.try_for_each(|p| {
             // SAFETY: the C callback reads `p.len()` bytes of a live buffer and keeps no pointer.
             let rc = unsafe { (self.send)(self.ctx as *mut c_void, to as c_int, tag, p.as_ptr() as *const c_void, p.len()) };
@@ -100,7 +102,7 @@ impl Transport for CTransport {
             1 => {}
             _ => return Err(failed("probe")),
         }
-        if src < 0 || src as usize >= self.size || !(8..=POOL_TRANSPORT_MAX_PART).contains(&len) {
+        if src < 0 || src as usize >= self.size || !(8..=self.part).contains(&len) {
             return Err(io::Error::other(format!("the transport probed a message of {len} bytes from rank {src}")));
         }
         let mut first = vec![0u8; len];
@@ -113,7 +115,7 @@ impl Transport for CTransport {
         msg.extend_from_slice(&first[8..]);
         while msg.len() < total {
             let at = msg.len();
-            msg.resize(at + (total - at).min(POOL_TRANSPORT_MAX_PART), 0);
+            msg.resize(at + (total - at).min(self.part), 0);
             self.recv_part(src, tag, &mut msg[at..])?;
         }
         Ok(Some((src as usize, tag, msg)))
@@ -189,6 +191,7 @@ pub extern "C" fn pool_create_distributed(
             probe,
             recv,
             release: t.release,
+            part: POOL_TRANSPORT_MAX_PART,
         };
         require!(workers_per_rank >= 0, format!("workers_per_rank is {workers_per_rank}: it must be >= 0"));
         require!(t.size > 0 && (0..t.size).contains(&t.rank), format!("rank {} of {} ranks", t.rank, t.size));
@@ -201,4 +204,60 @@ pub extern "C" fn pool_create_distributed(
             Err(Error::new(Status::Done, "this rank served the root's pool until it was destroyed"))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    thread_local! {
+        /// Parts in flight: (source, tag, bytes).
+        static WIRE: RefCell<VecDeque<(c_int, c_int, Vec<u8>)>> = const { RefCell::new(VecDeque::new()) };
+    }
+
+    unsafe extern "C" fn send(_: *mut c_void, _dest: c_int, tag: c_int, buf: *const c_void, len: usize) -> c_int {
+        // SAFETY: the transport passes a live buffer of len bytes.
+        let b = unsafe { std::slice::from_raw_parts(buf as *const u8, len) }.to_vec();
+        WIRE.with(|w| w.borrow_mut().push_back((0, tag, b)));
+        0
+    }
+    unsafe extern "C" fn probe(_: *mut c_void, src: *mut c_int, tag: *mut c_int, len: *mut usize) -> c_int {
+        WIRE.with(|w| match w.borrow().front() {
+            // SAFETY: valid out-pointers from try_recv.
+            Some((s, t, b)) => unsafe {
+                (*src, *tag, *len) = (*s, *t, b.len());
+                1
+            },
+            None => 0,
+        })
+    }
+    unsafe extern "C" fn recv(_: *mut c_void, _src: c_int, tag: c_int, buf: *mut c_void, len: usize) -> c_int {
+        WIRE.with(|w| match w.borrow_mut().pop_front() {
+            Some((_, t, b)) if t == tag && b.len() == len => {
+                // SAFETY: buf holds len bytes.
+                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), buf as *mut u8, len) };
+                0
+            }
+            _ => -1,
+        })
+    }
+
+    /// Messages longer than a part cross as several parts and arrive whole, in order.
+    #[test]
+    fn long_messages_cross_in_parts() {
+        let mut t = CTransport { ctx: 0, rank: 0, size: 1, root: 0, send, probe, recv, release: None, part: 16 };
+        let msgs: Vec<Vec<u8>> = [0usize, 1, 7, 8, 9, 16, 100, 1000].iter().map(|&n| (0..n).map(|i| i as u8).collect()).collect();
+        for (k, m) in msgs.iter().enumerate() {
+            t.send(0, k as i32 + 1, m).unwrap();
+        }
+        let parts = WIRE.with(|w| w.borrow().len());
+        assert!(parts > msgs.len(), "long messages were cut into parts");
+        assert!(WIRE.with(|w| w.borrow().iter().all(|(_, _, b)| b.len() <= 16)));
+        for (k, m) in msgs.iter().enumerate() {
+            assert_eq!(t.try_recv().unwrap(), Some((0, k as i32 + 1, m.clone())));
+        }
+        assert_eq!(t.try_recv().unwrap(), None);
+    }
 }

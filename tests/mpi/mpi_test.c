@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -87,6 +88,22 @@ static int shout(const void *in, size_t len, void *ctx) {
         buf[i] = c >= 'a' && c <= 'z' ? (char)(c - 32) : c;
     }
     return pool_out_write(buf, n) == POOL_OK ? 0 : 1;
+}
+
+/* Kills the worker's zygote (its parent), on rank 1 only: that rank's local pool ends. */
+static int kill_my_zygote(const void *in, void *out, void *ctx) {
+    (void)in; (void)ctx;
+    if (my_rank == 1) kill(getppid(), SIGKILL);
+    usleep(100000);
+    *(int64_t *)out = my_rank;
+    return 0;
+}
+
+static int source_items(void *item, size_t index, void *ctx) {
+    (void)ctx;
+    if (index >= 1500) return 1;
+    *(int64_t *)item = (int64_t)index;
+    return 0;
 }
 
 /* Kills the rank process it runs under (its worker's parent's parent), on rank 2 only. */
@@ -230,6 +247,65 @@ static void basic(pool_t *pool, int nranks) {
         CHECK(async_result(v[i], &data, &len) == POOL_OK && len == 11 && memcmp(data, "HELLO RANKS", 11) == 0);
         async_free(v[i]);
     }
+
+    /* Iterators (bounded windows over every rank), progress and the event fd. */
+    mo.chunksize = 5;
+    pool_iter_t *it = pool_imap(pool, work, in + 20, sizeof in[0], sizeof out[0], 1900, NULL, &mo);
+    CHECK(it != NULL);
+    int64_t y;
+    size_t idx, got = 0;
+    int rc1;
+    while (it && (rc1 = pool_iter_next(it, &y, &idx, 30)) != POOL_EDONE && rc1 != POOL_ETIMEDOUT) {
+        int64_t x = in[20 + idx];
+        CHECK(idx == got);
+        CHECK(rc1 == (x % 100 == 13 ? POOL_ECRASHED : x % 100 == 15 ? POOL_ETASK : POOL_OK));
+        if (rc1 == POOL_OK) CHECK(y == x * x);
+        got++;
+    }
+    CHECK(got == 1900);
+    pool_iter_free(it);
+    mo.chunksize = 1;
+    it = pool_imap_source(pool, slow_rank, source_items, NULL, sizeof(int64_t), sizeof(int64_t), NULL, false, &mo);
+    CHECK(it != NULL);
+    int seen[1500] = {0};
+    got = 0;
+    int rc2;
+    while (it && (rc2 = pool_iter_next(it, &y, &idx, 30)) == POOL_OK) {
+        CHECK(idx < 1500 && !seen[idx]++ && y >= 0 && y < nranks);
+        got++;
+    }
+    CHECK(got == 1500);
+    pool_iter_free(it);
+    int efd = pool_event_fd(pool);
+    CHECK(efd >= 0);
+    pool_async_t *pm = pool_map_async_ex(pool, slow_rank, in, sizeof in[0], out, sizeof out[0], 300, NULL, &mo);
+    size_t done = 0, total = 0;
+    int progressed = 0;
+    while (!async_ready(pm)) {
+        CHECK(async_progress(pm, &done, &total) == POOL_OK && total == 300 && done <= 300);
+        progressed |= done > 0 && done < 300;
+        usleep(5000);
+    }
+    CHECK(progressed);
+    CHECK(async_get(pm, 0) == POOL_OK);
+    async_free(pm);
+    struct pollfd pfd = {efd, POLLIN, 0};
+    CHECK(poll(&pfd, 1, 5000) == 1);
+
+    /* A rank whose local pool dies (its zygote killed) fails what ran there, then carries on. */
+    static int64_t z_out[8];
+    int z_st[8];
+    mo.statuses = z_st;
+    pool_map_ex(pool, kill_my_zygote, in, sizeof in[0], z_out, sizeof z_out[0], 8, NULL, &mo);
+    int closed = 0;
+    for (int i = 0; i < 8; i++) closed += z_st[i] == POOL_ECLOSED;
+    printf("zygote of rank 1 killed: %d of 8 items closed\n", closed);
+    mo.statuses = NULL;
+    CHECK(pool_map_ex(pool, slow_rank, in, sizeof in[0], ranks_out, sizeof ranks_out[0], 400, NULL, &mo) == POOL_OK);
+    memset(per_rank, 0, sizeof per_rank);
+    for (int i = 0; i < 400; i++)
+        if (ranks_out[i] >= 0 && ranks_out[i] < 64) per_rank[ranks_out[i]]++;
+    CHECK(per_rank[1] > 0); /* rank 1 runs work again, in a new local pool */
 
     /* close + join waits for work still running on other ranks. */
     static int64_t j_out[200];

@@ -34,23 +34,27 @@ pub trait Transport: Send {
     fn release(&mut self) {}
 }
 
-/// Sleeps between polls that found nothing, longer the longer nothing happens: a few
-/// microseconds at first (round trips stay short), a millisecond at most (an idle rank costs
-/// next to nothing).
-pub(crate) struct Backoff(u32);
+/// Waits between polls that found nothing (MPI gives nothing to sleep on): yields the CPU for
+/// the first millisecond after something happened, so that a stream of calls sees round trips
+/// of microseconds; then sleeps 50 µs at a time; after 50 ms of nothing, 1 ms at a time, so that
+/// an idle rank costs next to nothing.
+pub(crate) struct Backoff(std::time::Instant);
 
 impl Backoff {
     pub fn new() -> Backoff {
-        Backoff(0)
+        Backoff(std::time::Instant::now())
     }
     pub fn reset(&mut self) {
-        self.0 = 0;
+        self.0 = std::time::Instant::now();
     }
     pub fn idle(&mut self) {
-        self.0 = (self.0 + 1).min(40);
-        match self.0 {
-            0..=20 => std::thread::yield_now(),
-            n => std::thread::sleep(std::time::Duration::from_micros(((n - 20) as u64) * 50)),
+        let quiet = self.0.elapsed();
+        if quiet < std::time::Duration::from_millis(1) {
+            std::thread::yield_now();
+        } else if quiet < std::time::Duration::from_millis(50) {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::sys::dl;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A task of the root's, running here.
 struct Mirror {
@@ -51,11 +51,31 @@ pub fn serve(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Result<(
             return Err(e);
         }
     };
-    let mut s = Server { sh: pool.shared().clone(), tasks: HashMap::new(), funcs: HashMap::new(), gen: (0, 0) };
+    let mut pool = Some(pool);
+    let mut s = Server { sh: pool.as_ref().map(|p| p.shared().clone()), tasks: HashMap::new(), funcs: HashMap::new(), gen: (0, 0) };
     let mut idle = Backoff::new();
     let mut stopping = false;
+    let mut retry_at = Instant::now();
     while !stopping {
         let mut busy = false;
+        // A local pool that ended (its zygote killed from outside) fails what it held; once
+        // that is answered, a new one takes its place: the rank carries on.
+        if let Some(sh) = &s.sh {
+            sh.watchdog_now_and_then();
+            if sh.is_terminated() && s.tasks.is_empty() {
+                s.sh = None;
+                pool = None;
+            }
+        }
+        if pool.is_none() && Instant::now() >= retry_at {
+            match Pool::new(workers, opts) {
+                Ok(p) => {
+                    s.sh = Some(p.shared().clone());
+                    pool = Some(p);
+                }
+                Err(_) => retry_at = Instant::now() + Duration::from_secs(1),
+            }
+        }
         while let Ok(Some((from, tag, msg))) = t.try_recv() {
             busy = true;
             if from != root {
@@ -106,7 +126,8 @@ fn wait_for(t: &mut dyn Transport, tag: i32) -> Result<Vec<u8>> {
 }
 
 struct Server {
-    sh: Arc<Shared>,
+    /// The local pool (None while it cannot be replaced: tasks then fail at once).
+    sh: Option<Arc<Shared>>,
     tasks: HashMap<u64, Mirror>,
     funcs: HashMap<dl::Ref, Option<usize>>,
     gen: (u64, u64),
@@ -170,7 +191,10 @@ impl Server {
             return fail(n, Status::Sys, "a malformed task".into());
         }
         let count = spec.n;
-        match self.sh.submit(spec, None, |dst| {
+        let Some(sh) = &self.sh else {
+            return fail(n, Status::Closed, "this rank could not start a new local pool after its last one ended".into());
+        };
+        match sh.submit(spec, None, |dst| {
             // SAFETY: the block's input area holds n * in_size bytes (in_size for K_VAR).
             unsafe { std::ptr::copy_nonoverlapping(input.as_ptr(), dst, input.len()) };
             count
@@ -184,14 +208,14 @@ impl Server {
     }
 
     fn cancel(&mut self, msg: &[u8]) {
-        if let Some(m) = Reader(msg).u64().ok().and_then(|id| self.tasks.get(&id)) {
-            self.sh.cancel_task(m.sub.slot);
+        if let (Some(m), Some(sh)) = (Reader(msg).u64().ok().and_then(|id| self.tasks.get(&id)), &self.sh) {
+            sh.cancel_task(m.sub.slot);
         }
     }
 
     /// The replies of the tasks that ended since last time; their slots are freed.
     fn finished(&mut self) -> Vec<Vec<u8>> {
-        let sh = self.sh.clone();
+        let Some(sh) = self.sh.clone() else { return Vec::new() };
         let done: Vec<u64> =
             self.tasks.iter().filter(|(_, m)| matches!(sh.task_state(m.sub.slot), T_DONE | T_CLOSED)).map(|(&id, _)| id).collect();
         let mut replies = Vec::new();
@@ -219,7 +243,12 @@ impl Server {
                 for i in from..n as u64 {
                     if fails.last().is_none_or(|f| f.item < i) {
                         let r = sh.unrun(slot, i);
-                        fails.push(Failure { item: i, status: r.status, code: r.code, ..Failure::default() });
+                        let msg = if r.status == Status::Closed as i32 {
+                            "the local pool of this rank ended (its zygote died) before the task finished; the rank goes on with a new pool".into()
+                        } else {
+                            String::new()
+                        };
+                        fails.push(Failure { item: i, status: r.status, msg, ..Failure::default() });
                     }
                 }
             }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// How long the root waits for the other ranks to end their pools once its own is destroyed.
 const BYE_WAIT: Duration = Duration::from_secs(30);
+/// How long a queued task is left to the root's own free workers before it may go elsewhere.
+const LOCAL_FIRST: Duration = Duration::from_micros(200);
 
 /// Another rank, as its HELLO described it.
 struct Peer {
@@ -91,7 +93,17 @@ pub fn create_root(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Re
         next += c;
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let runner = Runner { sh, t, peers, flights: HashMap::new(), next_id: 0, rr: 0, funcs: HashMap::new(), gen: (0, 0) };
+    let runner = Runner {
+        sh,
+        t,
+        peers,
+        flights: HashMap::new(),
+        next_id: 0,
+        rr: 0,
+        funcs: HashMap::new(),
+        gen: (0, 0),
+        waiting_since: None,
+    };
     let s = stop.clone();
     let thread = std::thread::Builder::new()
         .name("pool-runner".into())
@@ -188,6 +200,8 @@ struct Runner {
     /// References of the functions sent so far, valid while the set of loaded objects is.
     funcs: HashMap<usize, Option<dl::Ref>>,
     gen: (u64, u64),
+    /// Since when the queue has had work this runner left to the root's own workers.
+    waiting_since: Option<Instant>,
 }
 
 impl Runner {
@@ -252,8 +266,26 @@ impl Runner {
         any
     }
 
+    /// Whether one of the root's own workers is free: it takes the next task within
+    /// microseconds, faster than any other rank could.
+    fn local_worker_free(&self) -> bool {
+        let v = self.sh.view;
+        (0..v.layout().nworkers).any(|w| v.worker(w).claim.load(Relaxed) == CLAIM_NONE && v.worker(w).pid.load(Relaxed) != 0)
+    }
+
     /// Takes queued tasks into the free runner slots, one rank after another, and sends them.
+    /// Work is left to the root's own free workers, unless it waits in the queue for longer
+    /// than LOCAL_FIRST (a worker that is starting, stopped or gone).
     fn dispatch(&mut self) -> bool {
+        if self.sh.view.queue_empty() {
+            self.waiting_since = None;
+            return false;
+        }
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < LOCAL_FIRST && self.local_worker_free() {
+            return false;
+        }
+        self.waiting_since = None;
         let mut any = false;
         loop {
             let mut sent = false;
