@@ -34,6 +34,11 @@ pub trait Transport: Send {
     fn release(&mut self) {}
 }
 
+/// This machine's name, for messages that say where something ran.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
 /// Waits between polls that found nothing (MPI gives nothing to sleep on): yields the CPU for
 /// the first millisecond after something happened, so that a stream of calls sees round trips
 /// of microseconds; then sleeps 50 µs at a time; after 50 ms of nothing, 1 ms at a time, so that

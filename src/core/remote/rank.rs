@@ -1,9 +1,8 @@
 //! A rank other than the root: runs the tasks it is sent in a local pool of its own and sends
 //! back how each ended, until the root's pool is gone.
 
-use super::root::hostname;
 use super::wire::{self, Failure, Reader, Writer};
-use super::{Backoff, Transport};
+use super::{hostname, Backoff, Transport};
 use crate::core::error::{Error, Result, Status};
 use crate::core::pool::{Options, Pool, Shared, Submitted, TaskSpec};
 use crate::core::shm::*;

@@ -2,7 +2,7 @@
 //! them with what comes back.
 
 use super::wire::{self, Failure, Reader, Writer};
-use super::{Backoff, Transport};
+use super::{hostname, Backoff, Transport};
 use crate::core::error::{Error, Result, Status};
 use crate::core::pool::{Options, Pool, Shared};
 use crate::core::shm::*;
@@ -48,7 +48,14 @@ pub fn create_root(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Re
     let mut remote_workers = 0;
     for h in &hellos {
         let why = if h.version != wire::VERSION {
-            Some(format!("rank {} ({}) runs libpool wire format {}, rank {} ({host}) {}", h.rank, h.host, h.version, t.rank(), wire::VERSION))
+            Some(format!(
+                "rank {} ({}) speaks libpool wire format {}, rank {} ({host}) format {}: every rank needs the same libpool",
+                h.rank,
+                h.host,
+                h.version,
+                t.rank(),
+                wire::VERSION
+            ))
         } else if h.hash != me {
             Some(format!(
                 "rank {} ({}) runs a different program than rank {} ({host}) (the build-ids of the program and the libraries it links differ): every rank must run the same binary",
@@ -70,18 +77,19 @@ pub fn create_root(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Re
     let credits: Vec<usize> = hellos.iter().map(|h| h.workers + 1).collect();
     let pool = match problem {
         Some((s, msg)) => Err(Error::new(s, msg)),
-        None => Pool::with_runners(workers, opts, credits.iter().sum(), remote_workers),
-    };
-    let (status, msg) = match &pool {
-        Ok(_) => (0, String::new()),
-        Err(e) => (e.status as i32, format!("{} (on rank {} of the pool)", e.msg, t.rank())),
+        None => Pool::with_runners(workers, opts, credits.iter().sum(), remote_workers).map_err(|e| {
+            Error::new(e.status, format!("rank {} ({host}) could not create its pool: {}", t.rank(), e.msg))
+        }),
     };
     let mut w = Writer::default();
-    w.i32(status).str(&msg);
+    match &pool {
+        Ok(_) => w.i32(0).str(""),
+        Err(e) => w.i32(e.status as i32).str(&e.msg),
+    };
     for p in &peers {
         t.send(p.rank, wire::WELCOME, &w.0).map_err(|e| Error::sys("sending to the other ranks", e))?;
     }
-    let mut pool = pool.map_err(|e| Error::new(e.status, msg_or(e.msg, &msg)))?;
+    let mut pool = pool?;
     if peers.is_empty() {
         t.release(); // one rank: a pool like any other
         return Ok(pool);
@@ -111,18 +119,6 @@ pub fn create_root(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Re
         .map_err(|e| Error::sys("starting the runner thread", e))?;
     pool.set_runner(RunnerHandle { stop, thread: Some(thread) });
     Ok(pool)
-}
-
-fn msg_or(a: String, b: &str) -> String {
-    if b.is_empty() {
-        a
-    } else {
-        b.to_string()
-    }
-}
-
-pub(super) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 struct Hello {
