@@ -18,11 +18,13 @@
  * A handle already freed (or destroyed), one of another type, or a pointer libpool never
  * returned gets POOL_EINVAL (NULL, false, 0 or -1 from functions returning those; void
  * functions only set pool_last_error()), never a crash or a hang. Inside a task (in a worker),
- * every function that takes or creates a handle answers POOL_EINVAL: a task cannot drive its
- * own pool (pool_out_write is the one meant for tasks). In a child forked by the host, a handle
- * inherited from the parent gets POOL_EINVAL and leaves the parent's pool, results and
- * processes untouched; freeing it releases only the child's copy. The child can create and use
- * pools and processes of its own.
+ * every function that takes or creates a pool, result, iterator or process handle answers
+ * POOL_EINVAL: a task cannot drive its own pool (pool_out_write and pool_task_error are meant
+ * for tasks). In a child forked by the host, such a handle inherited from the parent gets
+ * POOL_EINVAL and leaves the parent's pool, results and processes untouched; freeing it releases
+ * only the child's copy. The child can create and use pools and processes of its own.
+ * Queues, locks and events (pool_queue_t, pool_lock_t, pool_event_t) are the exception, made to
+ * be shared: their handles work in the host's threads, tasks, Process children and their forks.
  *
  * Cancellation: no libpool function is a cancellation point. A thread cancelled (pthread_cancel)
  * while blocked in one finishes the call, and the cancel takes effect at its next cancellation
@@ -40,7 +42,19 @@ typedef struct pool_s pool_t;
 typedef struct pool_async_s pool_async_t;
 typedef struct pool_process_s pool_process_t;
 typedef struct pool_iter_s pool_iter_t;
+typedef struct pool_queue_s pool_queue_t;
+typedef struct pool_lock_s pool_lock_t;
+typedef struct pool_event_s pool_event_t;
 
+
+/**
+ * Object kinds.
+ */
+#define QUEUE 1364542805
+
+#define LOCK 1280262987
+
+#define EVENT 1163284052
 
 /**
  * Library version, kept equal to Cargo.toml by a test.
@@ -111,6 +125,11 @@ typedef enum {
    * status and the pool is terminated.
    */
   POOL_ECORRUPT = 11,
+  /**
+   * `pool_lock_acquire` took the lock, but its previous holder died holding it: what the
+   * lock protects may be half-updated. The caller holds the lock.
+   */
+  POOL_EOWNERDEAD = 12,
 } pool_status;
 
 /**
@@ -432,6 +451,112 @@ int pool_iter_next(pool_iter_t *it, void *out, size_t *index, double timeout);
  * only the child's copy of the handle is released. Thread safety: any thread.
  */
 void pool_iter_free(pool_iter_t *it);
+
+/**
+ * Creates a queue that holds up to `max_bytes` of messages (each message takes its length
+ * rounded up to 8, plus 8 bytes; any single message of up to `max_bytes` fits). The queue
+ * lives in shared memory made before the library's first fork, so it works in the host's
+ * threads, in `Process` children, in pool tasks (whatever pool they belong to, created before
+ * or after the queue) and in what those fork; its size is `POOL_IPC_SIZE` (default 64 MiB,
+ * read once, before the first pool, process or queue). Returns NULL on failure
+ * (`POOL_EINVAL` for 0, `POOL_ENOMEM` when the shared memory is full).
+ * Ownership: free it with `pool_queue_free`, once, from any process that has it.
+ * Thread safety: every queue function may be called from any thread of any of those processes.
+ */
+pool_queue_t *pool_queue_create(size_t max_bytes);
+
+/**
+ * Appends the `len` bytes at `data` as one message, waiting up to `timeout` seconds (negative:
+ * forever; 0: not at all) while the queue is full (`POOL_ETIMEDOUT`). A message that can never
+ * fit is refused at once (`POOL_EINVAL`); after `pool_queue_close`, `POOL_ECLOSED`. Messages
+ * arrive whole and, from one producer, in order. A producer or consumer killed at any instant
+ * (SIGKILL included) never leaves the queue locked or a message half-written.
+ * Ownership: the bytes are copied. Not a cancellation point.
+ */
+int pool_queue_put(pool_queue_t *q, const void *data, size_t len, double timeout);
+
+/**
+ * Takes the oldest message into `buf` (`cap` bytes), waiting up to `timeout` seconds (negative:
+ * forever; 0: not at all) while the queue is empty (`POOL_ETIMEDOUT`). `*len` gets the
+ * message's length. If the message is longer than `cap`, returns `POOL_ENOMEM` with `*len` set
+ * to its length and leaves it in the queue: call again with a buffer that big. After
+ * `pool_queue_close`, what was queued is still handed out, then `POOL_ECLOSED`.
+ * `len` may be NULL only if the caller does not need the length. Not a cancellation point.
+ */
+int pool_queue_get(pool_queue_t *q, void *buf, size_t cap, size_t *len, double timeout);
+
+/**
+ * Closes the queue: every waiting and later `pool_queue_put` returns `POOL_ECLOSED`;
+ * `pool_queue_get` hands out what is left, then returns `POOL_ECLOSED` (waiters wake).
+ */
+int pool_queue_close(pool_queue_t *q);
+
+/**
+ * Frees the queue. Calls waiting in it (in any process) return `POOL_EINVAL`, as does any
+ * later use of the handle, in every process; its memory is reused once no call is inside it.
+ * NULL is a no-op; a handle already freed sets `pool_last_error()` and does nothing.
+ */
+void pool_queue_free(pool_queue_t *q);
+
+/**
+ * Creates a lock shared by the host's threads and every process it forks (like
+ * `pool_queue_create`). Unlike a plain mutex, a holder that dies (SIGKILL included) does not
+ * lose it: the next `pool_lock_acquire` gets it with `POOL_EOWNERDEAD`. Returns NULL on failure.
+ * Ownership: free it with `pool_lock_free`. Thread safety: any thread of any of those processes.
+ */
+pool_lock_t *pool_lock_create(void);
+
+/**
+ * Takes the lock, waiting up to `timeout` seconds (negative: forever; 0: not at all;
+ * `POOL_ETIMEDOUT`). `POOL_OK`, or `POOL_EOWNERDEAD`: taken, but the previous holder died
+ * holding it (repair what it protects; the lock stays usable). A thread that already holds it
+ * gets `POOL_EINVAL`. The lock belongs to the calling thread until it releases it.
+ * Not a cancellation point.
+ */
+int pool_lock_acquire(pool_lock_t *l, double timeout);
+
+/**
+ * Releases the lock; `POOL_EINVAL` unless the calling thread holds it.
+ */
+int pool_lock_release(pool_lock_t *l);
+
+/**
+ * Frees the lock (see `pool_queue_free`). NULL is a no-op.
+ */
+void pool_lock_free(pool_lock_t *l);
+
+/**
+ * Creates an event (a flag, initially clear) that threads and processes wait on (shared like
+ * `pool_queue_create`). Returns NULL on failure. Ownership: free it with `pool_event_free`.
+ * Thread safety: any thread of any of those processes.
+ */
+pool_event_t *pool_event_create(void);
+
+/**
+ * Sets the event: every waiter wakes, and later waits return at once until it is cleared.
+ */
+int pool_event_set(pool_event_t *e);
+
+/**
+ * Clears the event.
+ */
+int pool_event_clear(pool_event_t *e);
+
+/**
+ * Whether the event is set (false, with `pool_last_error()` set, for a bad handle).
+ */
+bool pool_event_is_set(pool_event_t *e);
+
+/**
+ * Waits up to `timeout` seconds (negative: forever) until the event is set: `POOL_OK`, or
+ * `POOL_ETIMEDOUT`. Not a cancellation point.
+ */
+int pool_event_wait(pool_event_t *e, double timeout);
+
+/**
+ * Frees the event (see `pool_queue_free`); waiters return `POOL_EINVAL`. NULL is a no-op.
+ */
+void pool_event_free(pool_event_t *e);
 
 /**
  * Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and

@@ -68,6 +68,7 @@ const C_TESTS: &[&str] = &[
     "ending",
     "isolation",
     "values",
+    "ipc",
 ];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
@@ -399,6 +400,11 @@ fn c_isolation() {
 #[test]
 fn c_values() {
     compile_and_run("values", Link::Shared);
+}
+
+#[test]
+fn c_ipc() {
+    compile_and_run("ipc", Link::Shared);
 }
 
 /// Every tests/c/*.c has a #[test] above (C_TESTS), so none is silently skipped.

@@ -18,6 +18,7 @@ pub enum Status {
     Cancelled = 9,
     Done = 10,
     Corrupt = 11,
+    OwnerDead = 12,
 }
 
 impl Status {
@@ -36,6 +37,7 @@ impl Status {
             9 => Status::Cancelled,
             10 => Status::Done,
             11 => Status::Corrupt,
+            12 => Status::OwnerDead,
             _ => return None,
         })
     }
@@ -60,6 +62,7 @@ impl Status {
             Status::Cancelled => c"cancelled",
             Status::Done => c"no more results",
             Status::Corrupt => c"the pool's shared memory was overwritten; the pool is terminated",
+            Status::OwnerDead => c"the lock was taken, but its previous holder died holding it",
         }
     }
 

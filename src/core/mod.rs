@@ -5,6 +5,7 @@ pub mod killpoint;
 pub mod error;
 mod heap;
 pub mod iter;
+pub mod ipc;
 pub mod job;
 pub mod map;
 pub mod pool;

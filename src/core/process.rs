@@ -61,6 +61,7 @@ impl Process {
         if st.pid.is_some() {
             return Err(Error::inval("the process was already started"));
         }
+        crate::core::ipc::arena::ensure(); // the child shares queues, locks and events created later
         match proc::fork(None, &[]).map_err(|e| Error::sys("fork", e))? {
             Forked::Child => {
                 let (f, arg) = (self.func, self.arg);

@@ -35,6 +35,9 @@ pub enum pool_status {
     /// without looking for it): the results it held cannot be trusted, so they fail with this
     /// status and the pool is terminated.
     POOL_ECORRUPT = 11,
+    /// `pool_lock_acquire` took the lock, but its previous holder died holding it: what the
+    /// lock protects may be half-updated. The caller holds the lock.
+    POOL_EOWNERDEAD = 12,
 }
 
 /// Library version, kept equal to Cargo.toml by a test.
@@ -116,6 +119,7 @@ mod tests {
             (POOL_ECANCELLED, Status::Cancelled),
             (POOL_EDONE, Status::Done),
             (POOL_ECORRUPT, Status::Corrupt),
+            (POOL_EOWNERDEAD, Status::OwnerDead),
         ];
         for (c, core) in pairs {
             assert_eq!(c as c_int, core as c_int);
@@ -124,7 +128,7 @@ mod tests {
 
     #[test]
     fn strerror_covers_every_status() {
-        for code in 0..=11 {
+        for code in 0..=12 {
             // SAFETY: static NUL-terminated strings.
             let s = unsafe { std::ffi::CStr::from_ptr(pool_strerror(code)) }.to_str().unwrap();
             assert_eq!(s, Status::of(code).unwrap().describe());

@@ -10,6 +10,7 @@ mod macros;
 pub mod error;
 mod handles;
 pub mod iter;
+pub mod ipc;
 pub mod options;
 pub mod pool;
 pub mod process;

@@ -46,6 +46,26 @@ impl Mapping {
         Ok(Mapping { base: base as *mut u8, len })
     }
 
+    /// An anonymous shared mapping: shared with every process forked after it, named by
+    /// nothing (no descriptor, no file).
+    pub fn new_anon_shared(len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping { base: base as *mut u8, len })
+    }
+
     pub fn base(&self) -> *mut u8 {
         self.base
     }

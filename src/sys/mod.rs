@@ -6,3 +6,4 @@ pub mod fork;
 pub mod futex;
 pub mod mem;
 pub mod proc;
+pub mod robust;

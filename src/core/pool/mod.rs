@@ -70,7 +70,7 @@ fn heap_len(opt: usize) -> Result<usize> {
     Ok(len.max(MIN_HEAP_LEN).next_multiple_of(1 << 21))
 }
 
-fn parse_size(v: &str) -> Option<usize> {
+pub(crate) fn parse_size(v: &str) -> Option<usize> {
     let (num, shift) = match v.chars().last()?.to_ascii_uppercase() {
         'K' => (&v[..v.len() - 1], 10),
         'M' => (&v[..v.len() - 1], 20),
@@ -193,6 +193,7 @@ impl Pool {
             return Err(Error::inval("pools cannot be created inside a pool's worker (nested use)"));
         }
         let n = if workers <= 0 { proc::usable_cpus() } else { workers as usize };
+        super::ipc::arena::ensure(); // before the first fork: queues, locks and events reach the workers
         if n > 4096 {
             return Err(Error::inval(format!("{n} workers requested; at most 4096")));
         }

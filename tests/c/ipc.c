@@ -1,0 +1,374 @@
+/* Queues, locks and events (pool_queue_t, pool_lock_t, pool_event_t): normal use between
+ * threads, Process children and pool tasks; and faults: full and empty queues with timeouts,
+ * messages too long or that can never fit, close, free while others wait, handles misused, and
+ * peers SIGKILLed in the middle of put and get, many times (every message that arrives is
+ * whole and, per producer, in order; the queue is never left locked), a lock holder killed. */
+#include "check.h"
+
+#include <pthread.h>
+#include <sys/wait.h>
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+/* A message: producer id, its sequence number, a length, bytes that depend on all three. */
+struct msg {
+    uint32_t producer, seq, len;
+    uint8_t bytes[500];
+};
+
+static size_t msg_size(const struct msg *m) {
+    return offsetof(struct msg, bytes) + m->len;
+}
+
+static void fill(struct msg *m, uint32_t producer, uint32_t seq) {
+    m->producer = producer;
+    m->seq = seq;
+    m->len = (seq * 7919u + producer * 31u) % sizeof m->bytes;
+    for (uint32_t i = 0; i < m->len; i++) m->bytes[i] = (uint8_t)(i * 13u + seq + producer);
+}
+
+static int whole(const struct msg *m, size_t len) {
+    if (len < offsetof(struct msg, bytes) || len != msg_size(m) || m->len > sizeof m->bytes) return 0;
+    for (uint32_t i = 0; i < m->len; i++)
+        if (m->bytes[i] != (uint8_t)(i * 13u + m->seq + m->producer)) return 0;
+    return 1;
+}
+
+/* ---- 1. a queue between threads: order, sizes, timeouts, close ----------------------------- */
+
+static void test_basics(void) {
+    SECTION("queue basics: order, lengths, too long, never fits, timeouts, close");
+    pool_queue_t *q = pool_queue_create(1000);
+    REQUIRE(q != NULL);
+    char buf[2000];
+    size_t len = 0;
+    CHECK_ST(pool_queue_get(q, buf, sizeof buf, &len, 0), POOL_ETIMEDOUT);
+    double t0 = now_s();
+    CHECK_ST(pool_queue_get(q, buf, sizeof buf, &len, 0.2), POOL_ETIMEDOUT);
+    CHECK(now_s() - t0 >= 0.19);
+    for (int i = 0; i < 10; i++) CHECK_ST(pool_queue_put(q, buf, (size_t)i * 10, 0), POOL_OK);
+    CHECK_ST(pool_queue_put(q, "", 0, 0), POOL_OK);
+    for (int i = 0; i < 10; i++) {
+        CHECK_ST(pool_queue_get(q, buf, sizeof buf, &len, 0), POOL_OK);
+        CHECK_EQ(len, i * 10);
+    }
+    CHECK_ST(pool_queue_get(q, buf, sizeof buf, &len, 0), POOL_OK);
+    CHECK_EQ(len, 0);
+    /* One message of max_bytes fits; one byte more never does. */
+    memset(buf, 'x', sizeof buf);
+    CHECK_ST(pool_queue_put(q, buf, 1000, 0), POOL_OK);
+    CHECK_ST(pool_queue_put(q, buf, 1, 0.1), POOL_ETIMEDOUT); /* full */
+    CHECK_ST(pool_queue_put(q, buf, 1001, -1), POOL_EINVAL);  /* never: refused at once */
+    CHECK_ERR_HAS("never fits");
+    /* A buffer too small: the length is reported and the message stays. */
+    len = 0;
+    CHECK_ST(pool_queue_get(q, buf, 10, &len, 0), POOL_ENOMEM);
+    CHECK_EQ(len, 1000);
+    CHECK_ST(pool_queue_get(q, buf, 1000, &len, 0), POOL_OK);
+    CHECK_EQ(len, 1000);
+    /* Close: queued messages still come out, then POOL_ECLOSED; puts refused. */
+    CHECK_ST(pool_queue_put(q, "ab", 2, 0), POOL_OK);
+    CHECK_ST(pool_queue_close(q), POOL_OK);
+    CHECK_ST(pool_queue_put(q, "cd", 2, 0), POOL_ECLOSED);
+    CHECK_ST(pool_queue_get(q, buf, sizeof buf, &len, 0), POOL_OK);
+    CHECK(len == 2 && memcmp(buf, "ab", 2) == 0);
+    CHECK_ST(pool_queue_get(q, buf, sizeof buf, &len, -1), POOL_ECLOSED);
+    pool_queue_free(q);
+    /* Misuse: NULL, freed, made up, wrong kind, bad arguments. */
+    CHECK_ST(pool_queue_put(q, "x", 1, 0), POOL_EINVAL);
+    CHECK_ERR_HAS("not a live queue");
+    pool_queue_free(q); /* double free: refused, no crash */
+    CHECK_ERR_HAS("not a live queue");
+    CHECK(pool_queue_create(0) == NULL && pool_last_status() == POOL_EINVAL);
+    CHECK_ST(pool_queue_put(NULL, "x", 1, 0), POOL_EINVAL);
+    CHECK_ST(pool_queue_put((pool_queue_t *)(uintptr_t)0x12345678, "x", 1, 0), POOL_EINVAL);
+    pool_lock_t *l = pool_lock_create();
+    CHECK_ST(pool_queue_put((pool_queue_t *)(void *)l, "x", 1, 0), POOL_EINVAL); /* a lock is not a queue */
+    pool_lock_free(l);
+    pool_queue_free(NULL);
+    pool_queue_t *q2 = pool_queue_create(100);
+    CHECK_ST(pool_queue_put(q2, NULL, 5, 0), POOL_EINVAL);
+    CHECK_ST(pool_queue_get(q2, NULL, 5, &len, 0), POOL_EINVAL);
+    CHECK_ST(pool_queue_get(q2, buf, 5, &len, 0.0 / 0.0), POOL_EINVAL); /* NaN timeout */
+    pool_queue_free(q2);
+}
+
+/* ---- 2. waiters woken by put, get, close and free ------------------------------------------ */
+
+static pool_queue_t *wq;
+static atomic_int woke_status;
+
+static void *blocked_getter(void *arg) {
+    (void)arg;
+    char b[16];
+    size_t n;
+    atomic_store(&woke_status, pool_queue_get(wq, b, sizeof b, &n, -1));
+    return NULL;
+}
+
+static void test_waiters(void) {
+    SECTION("waiters: a blocked get wakes on put, on close and on free");
+    int want[3] = {POOL_OK, POOL_ECLOSED, POOL_EINVAL};
+    for (int how = 0; how < 3; how++) {
+        wq = pool_queue_create(64);
+        REQUIRE(wq != NULL);
+        atomic_store(&woke_status, -1);
+        pthread_t t;
+        pthread_create(&t, NULL, blocked_getter, NULL);
+        sleep_s(0.1);
+        CHECK_EQ(atomic_load(&woke_status), -1);
+        double t0 = now_s();
+        if (how == 0) CHECK_ST(pool_queue_put(wq, "hi", 2, 0), POOL_OK);
+        if (how == 1) CHECK_ST(pool_queue_close(wq), POOL_OK);
+        if (how == 2) pool_queue_free(wq);
+        pthread_join(t, NULL);
+        CHECK(now_s() - t0 < 2.5);
+        CHECK_EQ(atomic_load(&woke_status), want[how]);
+        if (how < 2) pool_queue_free(wq);
+    }
+}
+
+/* ---- 3. Process children and pool tasks put, the parent gets -------------------------------- */
+
+static pool_queue_t *results;
+
+static int child_work(void *arg) {
+    int id = (int)(intptr_t)arg;
+    long r = (long)id * id;
+    return pool_queue_put(results, &r, sizeof r, 10) == POOL_OK ? 0 : 1;
+}
+
+static int task_puts(const void *in, void *out, void *ctx) {
+    (void)out;
+    pool_queue_t *q = *(pool_queue_t *const *)ctx;
+    long v = *(const long *)in + 1000;
+    return pool_queue_put(q, &v, sizeof v, 10) == POOL_OK ? 0 : 1;
+}
+
+static void test_processes_and_tasks(void) {
+    SECTION("Process children and pool tasks (pool created before the queue) put results");
+    pool_t *pool = pool_create(2, NULL); /* before the queue */
+    REQUIRE(pool != NULL);
+    results = pool_queue_create(4096);
+    REQUIRE(results != NULL);
+    pool_process_t *p[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = process_create(child_work, (void *)(intptr_t)(i + 1));
+        CHECK_ST(process_start(p[i]), POOL_OK);
+    }
+    long sum = 0, v;
+    size_t len;
+    for (int i = 0; i < 4; i++) {
+        CHECK_ST(pool_queue_get(results, &v, sizeof v, &len, 10), POOL_OK);
+        sum += v;
+    }
+    CHECK_EQ(sum, 1 + 4 + 9 + 16);
+    for (int i = 0; i < 4; i++) {
+        CHECK_ST(process_join(p[i], 10), POOL_OK);
+        int code = -1;
+        process_exitcode(p[i], &code);
+        CHECK_EQ(code, 0);
+        process_free(p[i]);
+    }
+    long in[20], out[20];
+    for (int i = 0; i < 20; i++) in[i] = i;
+    pool_map_options_t mo;
+    pool_map_options_init(&mo);
+    mo.ctx_size = sizeof results;
+    CHECK_ST(pool_map_ex(pool, task_puts, in, sizeof in[0], out, sizeof out[0], 20, &results, &mo), POOL_OK);
+    sum = 0;
+    for (int i = 0; i < 20; i++) {
+        CHECK_ST(pool_queue_get(results, &v, sizeof v, &len, 10), POOL_OK);
+        sum += v;
+    }
+    CHECK_EQ(sum, 20 * 1000 + 190);
+    pool_queue_free(results);
+    pool_destroy(pool);
+}
+
+/* ---- 4. peers SIGKILLed in the middle of put and get, many times ---------------------------- */
+
+static int producer(pool_queue_t *q, uint32_t id) {
+    struct msg m;
+    for (uint32_t seq = 0;; seq++) {
+        fill(&m, id, seq);
+        int st = pool_queue_put(q, &m, msg_size(&m), -1);
+        if (st != POOL_OK) _exit(st == POOL_ECLOSED ? 0 : 10 + st);
+    }
+}
+
+/* Takes messages; each must be whole, and from each producer later than the last one this
+ * consumer saw. Counts what it took in stats[0], failures in stats[1]. */
+static int consumer(pool_queue_t *q, volatile uint32_t *stats) {
+    static int64_t last[4096];
+    for (int i = 0; i < 4096; i++) last[i] = -1;
+    struct msg m;
+    size_t len;
+    for (;;) {
+        int st = pool_queue_get(q, &m, sizeof m, &len, -1);
+        if (st == POOL_ECLOSED) _exit(0);
+        if (st != POOL_OK || !whole(&m, len) || (m.producer < 4096 && (int64_t)m.seq <= last[m.producer])) {
+            __atomic_fetch_add(&stats[1], 1, __ATOMIC_SEQ_CST);
+            _exit(20);
+        }
+        if (m.producer < 4096) last[m.producer] = m.seq;
+        __atomic_fetch_add(&stats[0], 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+static void test_kill_storm(void) {
+    SECTION("producers and consumers SIGKILLed mid-put and mid-get, many times: messages whole, in order, never locked");
+    enum { PRODUCERS = 3, CONSUMERS = 2, ROUNDS = 300 };
+    pool_queue_t *q = pool_queue_create(16 << 10);
+    REQUIRE(q != NULL);
+    volatile uint32_t *stats = shared_alloc(64);
+    pid_t prod[PRODUCERS], cons[CONSUMERS];
+    uint32_t next_id = 0;
+    for (int i = 0; i < PRODUCERS; i++)
+        if ((prod[i] = fork()) == 0) _exit(producer(q, next_id));
+        else next_id++;
+    for (int i = 0; i < CONSUMERS; i++)
+        if ((cons[i] = fork()) == 0) _exit(consumer(q, stats));
+    unsigned seed = 12345;
+    int kills = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        sleep_s((double)(rand_r(&seed) % 2000) / 1e6); /* 0-2 ms */
+        int victim = rand_r(&seed) % (PRODUCERS + CONSUMERS);
+        pid_t *slot = victim < PRODUCERS ? &prod[victim] : &cons[victim - PRODUCERS];
+        kill(*slot, SIGKILL);
+        waitpid(*slot, NULL, 0);
+        kills++;
+        if (victim < PRODUCERS) {
+            uint32_t id = next_id++;
+            if ((*slot = fork()) == 0) _exit(producer(q, id));
+        } else if ((*slot = fork()) == 0) {
+            _exit(consumer(q, stats));
+        }
+    }
+    /* Stop the consumers, let the producers fill the queue, stop them; then drain here: every
+     * message whole, and per producer the sequence numbers strictly increase. */
+    for (int i = 0; i < CONSUMERS; i++) {
+        kill(cons[i], SIGKILL);
+        waitpid(cons[i], NULL, 0);
+    }
+    sleep_s(0.05);
+    for (int i = 0; i < PRODUCERS; i++) {
+        kill(prod[i], SIGKILL);
+        waitpid(prod[i], NULL, 0);
+    }
+    CHECK_EQ(stats[1], 0);
+    CHECK(stats[0] > 1000); /* they got through plenty */
+    static int64_t last[4096];
+    for (uint32_t i = 0; i < next_id && i < 4096; i++) last[i] = -1;
+    struct msg m;
+    size_t len;
+    int drained = 0, st;
+    while ((st = pool_queue_get(q, &m, sizeof m, &len, 0)) == POOL_OK) {
+        CHECK(whole(&m, len));
+        if (m.producer < next_id && m.producer < 4096) {
+            CHECK((int64_t)m.seq > last[m.producer]);
+            last[m.producer] = m.seq;
+        }
+        drained++;
+    }
+    CHECK_ST(st, POOL_ETIMEDOUT); /* empty, and not left locked */
+    /* Still fully usable. */
+    fill(&m, 9999, 1);
+    CHECK_ST(pool_queue_put(q, &m, msg_size(&m), 1), POOL_OK);
+    CHECK_ST(pool_queue_get(q, &m, sizeof m, &len, 1), POOL_OK);
+    CHECK(whole(&m, len) && m.producer == 9999);
+    CHECK(drained > 10);
+    fprintf(stderr, "ipc: %d kills; %u messages taken by consumers, %d drained after\n", kills, stats[0], drained);
+    pool_queue_free(q);
+}
+
+/* ---- 5. locks: mutual exclusion across processes, a holder killed --------------------------- */
+
+static void test_lock(void) {
+    SECTION("lock: exclusion across processes; a holder SIGKILLed -> POOL_EOWNERDEAD; misuse");
+    pool_lock_t *l = pool_lock_create();
+    REQUIRE(l != NULL);
+    volatile long *counter = shared_alloc(64);
+    *counter = 0;
+    pid_t kids[4];
+    for (int i = 0; i < 4; i++) {
+        if ((kids[i] = fork()) == 0) {
+            for (int k = 0; k < 2000; k++) {
+                if (pool_lock_acquire(l, -1) != POOL_OK) _exit(1);
+                long v = *counter;
+                *counter = v + 1; /* a lost update shows without the lock */
+                if (pool_lock_release(l) != POOL_OK) _exit(2);
+            }
+            _exit(0);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        int ws;
+        waitpid(kids[i], &ws, 0);
+        CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    }
+    CHECK_EQ(*counter, 8000);
+    /* A holder killed: the next acquirer gets it, and learns it. */
+    pid_t holder = fork();
+    if (holder == 0) {
+        pool_lock_acquire(l, -1);
+        for (;;) pause();
+    }
+    sleep_s(0.1);
+    CHECK_ST(pool_lock_acquire(l, 0.1), POOL_ETIMEDOUT);
+    kill(holder, SIGKILL);
+    waitpid(holder, NULL, 0);
+    CHECK_ST(pool_lock_acquire(l, 5), POOL_EOWNERDEAD);
+    CHECK_ERR_HAS("died");
+    CHECK_ST(pool_lock_acquire(l, 0), POOL_EINVAL); /* already ours */
+    CHECK_ST(pool_lock_release(l), POOL_OK);
+    CHECK_ST(pool_lock_release(l), POOL_EINVAL); /* not held */
+    CHECK_ST(pool_lock_acquire(l, 0), POOL_OK);  /* usable again, clean */
+    CHECK_ST(pool_lock_release(l), POOL_OK);
+    pool_lock_free(l);
+    CHECK_ST(pool_lock_acquire(l, 0), POOL_EINVAL);
+    CHECK_ST(pool_lock_acquire(NULL, 0), POOL_EINVAL);
+    pool_lock_free(NULL);
+}
+
+/* ---- 6. events: many waiters across processes ------------------------------------------------ */
+
+static void test_event(void) {
+    SECTION("event: processes wait, one set wakes all; clear; timeout; misuse");
+    pool_event_t *e = pool_event_create();
+    REQUIRE(e != NULL);
+    CHECK(!pool_event_is_set(e));
+    CHECK_ST(pool_event_wait(e, 0.05), POOL_ETIMEDOUT);
+    pid_t kids[5];
+    for (int i = 0; i < 5; i++)
+        if ((kids[i] = fork()) == 0) _exit(pool_event_wait(e, 10) == POOL_OK ? 0 : 1);
+    sleep_s(0.1);
+    double t0 = now_s();
+    CHECK_ST(pool_event_set(e), POOL_OK);
+    for (int i = 0; i < 5; i++) {
+        int ws;
+        waitpid(kids[i], &ws, 0);
+        CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    }
+    CHECK(now_s() - t0 < 2);
+    CHECK(pool_event_is_set(e));
+    CHECK_ST(pool_event_wait(e, 0), POOL_OK);
+    CHECK_ST(pool_event_clear(e), POOL_OK);
+    CHECK(!pool_event_is_set(e));
+    pool_event_free(e);
+    CHECK_ST(pool_event_set(e), POOL_EINVAL);
+    CHECK(!pool_event_is_set(e));
+    CHECK_ST(pool_event_wait(NULL, 0), POOL_EINVAL);
+    pool_event_free(NULL);
+}
+
+int main(void) {
+    test_begin("ipc", 120);
+    test_basics();
+    test_waiters();
+    test_processes_and_tasks();
+    test_kill_storm();
+    test_lock();
+    test_event();
+    return test_finish();
+}
