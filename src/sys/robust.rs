@@ -58,13 +58,10 @@ impl RobustMutex {
             let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
             // SAFETY: plain clock read into a local.
             unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-            let mut ns = now.tv_nsec as i64 + wait.subsec_nanos() as i64;
+            let ns = now.tv_nsec + wait.subsec_nanos() as libc::c_long;
             let abs = libc::timespec {
                 tv_sec: now.tv_sec + wait.as_secs() as libc::time_t + (ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: {
-                    ns %= 1_000_000_000;
-                    ns as _
-                },
+                tv_nsec: ns % 1_000_000_000,
             };
             // SAFETY: a valid, initialised mutex and a valid timespec.
             match self.result(unsafe { libc::pthread_mutex_timedlock(self.0.get(), &abs) }, libc::ETIMEDOUT) {
