@@ -938,6 +938,18 @@ int async_wait(pool_async_t *a, double timeout);
 bool async_ready(const pool_async_t *a);
 
 /**
+ * Waits up to `timeout` seconds (negative: forever; 0: not at all) until one of the `n`
+ * results in `handles` is ready, and sets `*index` to the first ready one (lowest index).
+ * `POOL_OK` then (collect it with `async_get`); `POOL_ETIMEDOUT` if none was ready in time;
+ * `POOL_EINVAL` if `handles` or `index` is NULL, `n` is 0, or an entry is not a live result
+ * (the message names its index). Results of several pools may be mixed. Waits by polling: the
+ * first microseconds spinning, then sleeping 50 µs to 1 ms between looks, so a result is
+ * seen within a millisecond. Thread safety: any thread; the handles may be waited on by other
+ * threads too. Not a cancellation point.
+ */
+int async_wait_any(pool_async_t *const *handles, size_t n, double timeout, size_t *index);
+
+/**
  * True if the result is ready and succeeded (false if not ready or NULL; false with
  * `pool_last_error()` set if `a` is not a live handle). Never blocks.
  * Thread safety: any thread.

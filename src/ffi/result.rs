@@ -63,6 +63,55 @@ pub extern "C" fn async_ready(a: *const pool_async_t) -> bool {
     value(false, || Ok(get_opt(a)?.is_some_and(|a| a.0.poll().is_some())))
 }
 
+/// Waits up to `timeout` seconds (negative: forever; 0: not at all) until one of the `n`
+/// results in `handles` is ready, and sets `*index` to the first ready one (lowest index).
+/// `POOL_OK` then (collect it with `async_get`); `POOL_ETIMEDOUT` if none was ready in time;
+/// `POOL_EINVAL` if `handles` or `index` is NULL, `n` is 0, or an entry is not a live result
+/// (the message names its index). Results of several pools may be mixed. Waits by polling: the
+/// first microseconds spinning, then sleeping 50 µs to 1 ms between looks, so a result is
+/// seen within a millisecond. Thread safety: any thread; the handles may be waited on by other
+/// threads too. Not a cancellation point.
+#[no_mangle]
+pub extern "C" fn async_wait_any(handles: *const *mut pool_async_t, n: usize, timeout: f64, index: *mut usize) -> c_int {
+    status(|| {
+        require!(!handles.is_null(), "handles is NULL");
+        require!(!index.is_null(), "index is NULL");
+        require!(n > 0, "n is 0: nothing to wait for");
+        require!(n <= isize::MAX as usize / std::mem::size_of::<*mut pool_async_t>(), "n is too large");
+        // SAFETY: the caller passes an array of `n` handles.
+        let hs = unsafe { std::slice::from_raw_parts(handles, n) };
+        let rs = hs
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| get(h).map_err(|e| Error::new(e.status, format!("handles[{i}]: {}", e.msg))))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let deadline = self::timeout(timeout)?.map(|d| std::time::Instant::now() + d);
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(i) = rs.iter().position(|r| r.0.poll().is_some()) {
+                // SAFETY: checked non-NULL; the caller passes a writable size_t.
+                unsafe { *index = i };
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(Error::new(Status::TimedOut, format!("none of the {n} results was ready before the timeout")));
+            }
+            let waited = start.elapsed();
+            let nap = if waited < Duration::from_micros(50) {
+                Duration::ZERO
+            } else {
+                (waited / 8).clamp(Duration::from_micros(50), Duration::from_millis(1))
+            };
+            let nap = deadline.map_or(nap, |d| nap.min(d.saturating_duration_since(std::time::Instant::now())));
+            if nap.is_zero() {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(nap);
+            }
+        }
+    })
+}
+
 /// True if the result is ready and succeeded (false if not ready or NULL; false with
 /// `pool_last_error()` set if `a` is not a live handle). Never blocks.
 /// Thread safety: any thread.

@@ -1,4 +1,5 @@
-/* Queues, locks and events (pool_queue_t, pool_lock_t, pool_event_t): normal use between
+/* What Python users reach for next: async_wait_any over results of several pools, and queues,
+ * locks and events (pool_queue_t, pool_lock_t, pool_event_t): normal use between
  * threads, Process children and pool tasks; and faults: full and empty queues with timeouts,
  * messages too long or that can never fit, close, free while others wait, handles misused, and
  * peers SIGKILLed in the middle of put and get, many times (every message that arrives is
@@ -362,8 +363,64 @@ static void test_event(void) {
     pool_event_free(NULL);
 }
 
+/* ---- 7. async_wait_any --------------------------------------------------------------------- */
+
+static int sleeps_ms(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    sleep_s(*(const long *)in / 1000.0);
+    *(long *)out = *(const long *)in;
+    return 0;
+}
+
+static void test_wait_any(void) {
+    SECTION("async_wait_any: the first ready of several pools' results; timeout; misuse");
+    pool_t *a = pool_create(2, NULL), *b = pool_create(1, NULL);
+    REQUIRE(a && b);
+    long ms[3] = {600, 100, 350}, out[3];
+    pool_async_t *h[3] = {
+        pool_apply_async(a, sleeps_ms, &ms[0], sizeof ms[0], &out[0], sizeof out[0], NULL),
+        pool_apply_async(b, sleeps_ms, &ms[1], sizeof ms[1], &out[1], sizeof out[1], NULL),
+        pool_apply_async(a, sleeps_ms, &ms[2], sizeof ms[2], &out[2], sizeof out[2], NULL),
+    };
+    size_t idx = 99;
+    CHECK_ST(async_wait_any(h, 3, 0, &idx), POOL_ETIMEDOUT);
+    int order[3], k = 0;
+    pool_async_t *left[3] = {h[0], h[1], h[2]};
+    size_t n = 3;
+    int map[3] = {0, 1, 2};
+    while (n > 0) {
+        CHECK_ST(async_wait_any(left, n, 5, &idx), POOL_OK);
+        REQUIRE(idx < n);
+        CHECK_ST(async_get(left[idx], 0), POOL_OK);
+        order[k++] = map[idx];
+        left[idx] = left[n - 1];
+        map[idx] = map[n - 1];
+        n--;
+    }
+    CHECK(order[0] == 1 && order[1] == 2 && order[2] == 0); /* in the order they finish */
+    double t0 = now_s();
+    long slow = 2000, o;
+    pool_async_t *s1 = pool_apply_async(b, sleeps_ms, &slow, sizeof slow, &o, sizeof o, NULL);
+    CHECK_ST(async_wait_any(&s1, 1, 0.2, &idx), POOL_ETIMEDOUT);
+    CHECK(now_s() - t0 < 1.5);
+    CHECK_ST(async_wait_any(NULL, 1, 0, &idx), POOL_EINVAL);
+    CHECK_ST(async_wait_any(&s1, 0, 0, &idx), POOL_EINVAL);
+    CHECK_ST(async_wait_any(&s1, 1, 0, NULL), POOL_EINVAL);
+    async_free(h[1]);
+    pool_async_t *mixed[2] = {s1, h[1]}; /* h[1] freed */
+    CHECK_ST(async_wait_any(mixed, 2, 0, &idx), POOL_EINVAL);
+    CHECK_ERR_HAS("handles[1]");
+    async_cancel(s1);
+    async_free(s1);
+    async_free(h[0]);
+    async_free(h[2]);
+    pool_destroy(a);
+    pool_destroy(b);
+}
+
 int main(void) {
     test_begin("ipc", 120);
+    test_wait_any();
     test_basics();
     test_waiters();
     test_processes_and_tasks();
