@@ -220,6 +220,15 @@ typedef struct {
    * handy under valgrind, whose leak checker reads all of it.
    */
   size_t shm_size;
+  /**
+   * Like `initializer`, but it can fail: it returns 0 to go on, anything else to refuse
+   * (after `pool_task_error(message)` if it wants to say why). A refusal at start-up makes
+   * `pool_create` fail with `POOL_ETASK` and a message carrying the code and that message
+   * (e.g. a worker that cannot load its model or open its database); refusals of replacement
+   * workers count as deaths in the initializer. Gets `initarg`. Set at most one of the two
+   * initializers. NULL for none.
+   */
+  int (*initializer_ex)(void *initarg);
 } pool_options_t;
 
 /**
@@ -253,6 +262,28 @@ typedef int (*pool_task_fn)(const void *input, size_t in_len, void *ctx);
  * child's exit status.
  */
 typedef int (*process_fn)(void *arg);
+
+/**
+ * Options for `process_create_ex`. Call `process_options_init` first.
+ */
+typedef struct {
+  /**
+   * sizeof(pool_process_options_t) as the caller was compiled; set by `process_options_init`.
+   */
+  size_t struct_size;
+  /**
+   * A daemon child is killed (SIGKILL) when the host process ends, however it ends (even by
+   * SIGKILL), as Python's `daemon=True` processes are; a plain child outlives its parent.
+   * (Linux ties this to the thread that called `process_start`: start daemons from a thread
+   * that lives as long as the process, such as the main thread.)
+   */
+  bool daemon;
+  /**
+   * The child's name in `ps` and `/proc/<pid>/comm` (the first 15 bytes), or NULL to keep
+   * the host's. Copied by `process_create_ex`.
+   */
+  const char *name;
+} pool_process_options_t;
 
 /**
  * How a finished task ended; for a map, its lowest-index failing item (`item` >= 0), or
@@ -853,6 +884,20 @@ int pool_event_fd(pool_t *pool);
  * Ownership: the caller frees it with `process_free`. Thread safety: any thread.
  */
 pool_process_t *process_create(process_fn f, void *arg);
+
+/**
+ * Fills `opts` with the defaults (not a daemon, the host's name) and stamps its size. NULL is
+ * a no-op. Thread safety: any thread on distinct structs.
+ */
+void process_options_init(pool_process_options_t *opts);
+
+/**
+ * `process_create` with options (`opts` NULL: the defaults). Returns NULL (with
+ * `pool_last_error()`) if `fn` is NULL or `opts` was not initialised with
+ * `process_options_init`. Ownership: free it with `process_free`; `opts` stays the caller's.
+ * Thread safety: any thread.
+ */
+pool_process_t *process_create_ex(process_fn f, void *arg, const pool_process_options_t *opts);
 
 /**
  * Forks: the child runs `fn(arg)`, flushes stdio and exits with the return value. Starting

@@ -12,7 +12,18 @@ pub type ProcessFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 pub struct Process {
     func: ProcessFn,
     arg: usize,
+    opts: ProcessOptions,
     st: Mutex<State>,
+}
+
+/// How a child is started.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessOptions {
+    /// Killed (SIGKILL) when the thread that started it ends, hence when the host process
+    /// ends, however it ends (Python's `daemon=True`).
+    pub daemon: bool,
+    /// Its name in `ps` (`/proc/<pid>/comm`; the kernel keeps 15 bytes).
+    pub name: Option<String>,
 }
 
 #[derive(Default)]
@@ -35,7 +46,11 @@ impl State {
 
 impl Process {
     pub fn new(func: ProcessFn, arg: *mut c_void) -> Process {
-        Process { func, arg: arg as usize, st: Mutex::new(State::default()) }
+        Process::with_options(func, arg, ProcessOptions::default())
+    }
+
+    pub fn with_options(func: ProcessFn, arg: *mut c_void, opts: ProcessOptions) -> Process {
+        Process { func, arg: arg as usize, opts, st: Mutex::new(State::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -62,8 +77,18 @@ impl Process {
             return Err(Error::inval("the process was already started"));
         }
         crate::core::ipc::arena::ensure(); // the child shares queues, locks and events created later
+        let parent = proc::getpid();
         match proc::fork(None, &[]).map_err(|e| Error::sys("fork", e))? {
             Forked::Child => {
+                if self.opts.daemon {
+                    proc::die_with_parent();
+                    if proc::getppid() != parent {
+                        proc::exit_now(0); // the host ended before the signal was armed
+                    }
+                }
+                if let Some(name) = &self.opts.name {
+                    proc::set_name(name);
+                }
                 let (f, arg) = (self.func, self.arg);
                 // SAFETY: the user's function on the user's argument, in the child.
                 let rc = std::panic::catch_unwind(|| unsafe { f(arg as *mut c_void) }).unwrap_or(70);

@@ -15,7 +15,7 @@
 //! no task is given (`View::aliased`); task outputs are written to private memory and copied in,
 //! or through a window mapping with guard pages (see `worker.rs`).
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 pub(crate) const MAX_TASKS: u32 = 1 << 18;
@@ -127,6 +127,12 @@ pub struct Control {
     pub fork_errno: AtomicI32,
     /// What the zygote was doing when it failed to start (`STEP_*`).
     pub start_step: AtomicU32,
+    /// A checked initializer that refused: 0, then 1 while the first refusing worker writes
+    /// its code and message, 2 once they are complete.
+    pub init_refusal: AtomicU32,
+    pub init_code: AtomicI32,
+    /// Its message (`pool_task_error`), NUL-terminated.
+    pub init_msg: [AtomicU64; MSG_LEN / 8],
 }
 
 #[repr(C, align(64))]
@@ -438,6 +444,33 @@ impl View {
         t.nfail.store(k + 1, Release);
         kp!(WorkerRecordCounted);
         true
+    }
+
+    /// Records why a worker's checked initializer refused to start (the first refusal wins).
+    pub fn record_init_refusal(&self, code: i32, msg: &[u8]) {
+        let c = &self.header().control;
+        if c.init_refusal.compare_exchange(0, 1, SeqCst, SeqCst).is_err() {
+            return;
+        }
+        let mut bytes = [0u8; MSG_LEN];
+        let n = msg.len().min(MSG_LEN - 1);
+        bytes[..n].copy_from_slice(&msg[..n]);
+        for (w, chunk) in c.init_msg.iter().zip(bytes.chunks(8)) {
+            w.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), SeqCst);
+        }
+        c.init_code.store(code, SeqCst);
+        c.init_refusal.store(2, SeqCst);
+    }
+
+    /// Why a checked initializer refused to start: its code and message, once recorded.
+    pub fn init_refusal(&self) -> Option<(i32, String)> {
+        let c = &self.header().control;
+        if c.init_refusal.load(SeqCst) != 2 {
+            return None;
+        }
+        let bytes: Vec<u8> = c.init_msg.iter().flat_map(|w| w.load(SeqCst).to_le_bytes()).collect();
+        let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        Some((c.init_code.load(SeqCst), String::from_utf8_lossy(&bytes[..len]).into_owned()))
     }
 
     /// The last failure record counted, if any.

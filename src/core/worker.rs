@@ -16,6 +16,20 @@ pub type ItemFn = unsafe extern "C" fn(*const c_void, *mut c_void, *mut c_void) 
 pub type VarFn = unsafe extern "C" fn(*const c_void, usize, *mut c_void) -> c_int;
 /// `void init(void *arg)`
 pub type InitFn = unsafe extern "C" fn(*mut c_void);
+/// `int init(void *arg)`: nonzero refuses to start (with a message from `pool_task_error`).
+pub type InitExFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+/// A worker's initializer and its argument.
+#[derive(Clone, Copy, Debug)]
+pub enum Init {
+    Plain(InitFn, usize),
+    /// One that may fail: the pool is not created (`pool_create` says why).
+    Checked(InitExFn, usize),
+}
+
+/// Exit code of a worker whose checked initializer refused to start (its code and message are
+/// in the header's `Control`).
+pub(crate) const EXIT_INIT_REFUSED: i32 = 78;
 
 /// True in a pool's zygote and workers: pools cannot be nested inside them.
 pub static IN_WORKER: AtomicBool = AtomicBool::new(false);
@@ -95,7 +109,7 @@ pub struct WorkerConfig {
     pub view: View,
     pub index: usize,
     pub zygote: libc::pid_t,
-    pub init: Option<(InitFn, usize)>,
+    pub init: Option<Init>,
     pub max_tasks_per_child: u64,
     /// Resident memory (bytes) past which the worker leaves after its task; 0 for none.
     pub max_rss: u64,
@@ -132,12 +146,30 @@ fn run(cfg: &WorkerConfig) -> i32 {
     };
     let me = v.worker(cfg.index);
     let ctl = &v.header().control;
-    if let Some((f, arg)) = cfg.init {
+    let refused = match cfg.init {
         // SAFETY: the initializer is the host's function, valid in this fork of its memory.
-        unsafe { f(arg as *mut c_void) };
+        Some(Init::Plain(f, arg)) => unsafe {
+            f(arg as *mut c_void);
+            0
+        },
+        Some(Init::Checked(f, arg)) => {
+            IN_ITEM.store(true, Relaxed); // pool_task_error may explain a refusal
+            // SAFETY: as above.
+            let rc = unsafe { f(arg as *mut c_void) };
+            IN_ITEM.store(false, Relaxed);
+            rc
+        }
+        None => 0,
+    };
+    if cfg.init.is_some() {
         leave_if_forked();
         // SAFETY: flush whatever the initializer printed, in order.
         unsafe { libc::fflush(std::ptr::null_mut()) };
+    }
+    if refused != 0 {
+        let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None };
+        v.record_init_refusal(refused, msg.as_deref().unwrap_or_default());
+        return EXIT_INIT_REFUSED;
     }
     me.state.store(W_READY, SeqCst);
     ctl.ready.fetch_add(1, SeqCst);

@@ -8,7 +8,7 @@
 use super::error::Status;
 use super::queue::{worker_tag, TAG_ZYGOTE};
 use super::shm::*;
-use super::worker::{self, InitFn, WorkerConfig};
+use super::worker::{self, Init, WorkerConfig};
 use crate::sys::proc::{self, Exit, Forked};
 use std::os::raw::c_int;
 use std::sync::atomic::Ordering::*;
@@ -31,7 +31,7 @@ const STOPPED_GRACE: Duration = Duration::from_secs(1);
 pub struct ZygoteConfig {
     pub view: View,
     pub host: libc::pid_t,
-    pub init: Option<(InitFn, usize)>,
+    pub init: Option<Init>,
     pub max_tasks_per_child: u64,
     pub max_rss: u64,
     pub timeout_ns: u64,

@@ -1,5 +1,6 @@
 //! `pool_options_t`: pool creation options, extensible without breaking the ABI.
 
+use crate::core::worker::Init;
 use crate::core::{CallOptions, Error, Options};
 use std::os::raw::c_void;
 use std::time::Duration;
@@ -29,6 +30,13 @@ pub struct pool_options_t {
     /// 0 for the default: 32 GiB, or the `POOL_SHM_SIZE` environment variable (e.g. "1G"),
     /// handy under valgrind, whose leak checker reads all of it.
     pub shm_size: usize,
+    /// Like `initializer`, but it can fail: it returns 0 to go on, anything else to refuse
+    /// (after `pool_task_error(message)` if it wants to say why). A refusal at start-up makes
+    /// `pool_create` fail with `POOL_ETASK` and a message carrying the code and that message
+    /// (e.g. a worker that cannot load its model or open its database); refusals of replacement
+    /// workers count as deaths in the initializer. Gets `initarg`. Set at most one of the two
+    /// initializers. NULL for none.
+    pub initializer_ex: Option<unsafe extern "C" fn(initarg: *mut c_void) -> std::os::raw::c_int>,
 }
 
 /// Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
@@ -85,6 +93,7 @@ pub extern "C" fn pool_options_init(opts: *mut pool_options_t) {
                 task_timeout: 0.0,
                 max_rss: 0,
                 shm_size: 0,
+                initializer_ex: None,
             };
         }
     })
@@ -103,8 +112,15 @@ pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
     if o.task_timeout.is_nan() {
         return Err(Error::inval("task_timeout is NaN"));
     }
+    let checked = if has(std::mem::offset_of!(pool_options_t, initializer_ex) + 8) { o.initializer_ex } else { None };
+    let initializer = match (o.initializer, checked) {
+        (Some(_), Some(_)) => return Err(Error::inval("set initializer or initializer_ex, not both")),
+        (Some(f), None) => Some(Init::Plain(f, o.initarg as usize)),
+        (None, Some(f)) => Some(Init::Checked(f, o.initarg as usize)),
+        (None, None) => None,
+    };
     Ok(Options {
-        initializer: o.initializer.map(|f| (f, o.initarg as usize)),
+        initializer,
         max_tasks_per_child: o.max_tasks_per_child,
         task_timeout: seconds(o.task_timeout),
         max_rss: if has(std::mem::offset_of!(pool_options_t, max_rss) + 8) { o.max_rss } else { 0 },

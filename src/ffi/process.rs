@@ -3,6 +3,7 @@
 use super::handles::{get, get_opt, Handle};
 use super::macros::{handle, release, status, value};
 use super::result::timeout;
+use crate::core::process::ProcessOptions;
 use crate::core::{Error, Process};
 use std::os::raw::{c_int, c_void};
 
@@ -28,6 +29,63 @@ impl Handle for pool_process_t {
 #[no_mangle]
 pub extern "C" fn process_create(f: process_fn, arg: *mut c_void) -> *mut pool_process_t {
     handle(|| Ok(pool_process_t(Process::new(f.ok_or_else(|| Error::inval("fn is NULL"))?, arg))))
+}
+
+/// Options for `process_create_ex`. Call `process_options_init` first.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct pool_process_options_t {
+    /// sizeof(pool_process_options_t) as the caller was compiled; set by `process_options_init`.
+    pub struct_size: usize,
+    /// A daemon child is killed (SIGKILL) when the host process ends, however it ends (even by
+    /// SIGKILL), as Python's `daemon=True` processes are; a plain child outlives its parent.
+    /// (Linux ties this to the thread that called `process_start`: start daemons from a thread
+    /// that lives as long as the process, such as the main thread.)
+    pub daemon: bool,
+    /// The child's name in `ps` and `/proc/<pid>/comm` (the first 15 bytes), or NULL to keep
+    /// the host's. Copied by `process_create_ex`.
+    pub name: *const std::os::raw::c_char,
+}
+
+/// Fills `opts` with the defaults (not a daemon, the host's name) and stamps its size. NULL is
+/// a no-op. Thread safety: any thread on distinct structs.
+#[no_mangle]
+pub extern "C" fn process_options_init(opts: *mut pool_process_options_t) {
+    super::macros::boundary(|| {
+        // SAFETY: the caller passes a writable struct or NULL (checked).
+        if let Some(o) = unsafe { opts.as_mut() } {
+            *o = pool_process_options_t {
+                struct_size: std::mem::size_of::<pool_process_options_t>(),
+                daemon: false,
+                name: std::ptr::null(),
+            };
+        }
+    })
+}
+
+/// `process_create` with options (`opts` NULL: the defaults). Returns NULL (with
+/// `pool_last_error()`) if `fn` is NULL or `opts` was not initialised with
+/// `process_options_init`. Ownership: free it with `process_free`; `opts` stays the caller's.
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn process_create_ex(f: process_fn, arg: *mut c_void, opts: *const pool_process_options_t) -> *mut pool_process_t {
+    handle(|| {
+        let f = f.ok_or_else(|| Error::inval("fn is NULL"))?;
+        // SAFETY: the caller passes a readable struct or NULL (checked).
+        let o = match unsafe { opts.as_ref() } {
+            None => ProcessOptions::default(),
+            Some(o) => {
+                require!(
+                    o.struct_size >= std::mem::size_of::<pool_process_options_t>() && o.struct_size <= 1 << 16,
+                    "pool_process_options_t was not initialised with process_options_init (bad struct_size)"
+                );
+                // SAFETY: a NUL-terminated string from the caller, or NULL (checked).
+                let name = (!o.name.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(o.name) }.to_string_lossy().into_owned());
+                ProcessOptions { daemon: o.daemon, name }
+            }
+        };
+        Ok(pool_process_t(Process::with_options(f, arg, o)))
+    })
 }
 
 /// Forks: the child runs `fn(arg)`, flushes stdio and exits with the return value. Starting

@@ -418,8 +418,121 @@ static void test_wait_any(void) {
     pool_destroy(b);
 }
 
+/* ---- 8. an initializer that can fail --------------------------------------------------------- */
+
+static int init_refuses(void *arg) {
+    if (arg == NULL) return 0;
+    pool_task_error("cannot open the model file");
+    return 3;
+}
+
+static int init_state;
+static int init_sets(void *arg) {
+    init_state = *(int *)arg;
+    return 0;
+}
+
+static void plain_init(void *arg) {
+    (void)arg;
+}
+
+static int reads_state(const void *in, void *out, void *ctx) {
+    (void)in;
+    (void)ctx;
+    *(int *)out = init_state;
+    return 0;
+}
+
+static int count_children(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
+    FILE *f = fopen(path, "r");
+    int n = 0, pid;
+    while (f && fscanf(f, "%d", &pid) == 1) n++;
+    if (f) fclose(f);
+    return n;
+}
+
+static void test_initializer_ex(void) {
+    SECTION("initializer_ex: a refusal fails pool_create with its code and message; success runs tasks");
+    int before = count_children();
+    pool_options_t o;
+    pool_options_init(&o);
+    o.initializer_ex = init_refuses;
+    o.initarg = &o; /* non-NULL: refuse */
+    pool_t *p = pool_create(2, &o);
+    CHECK(p == NULL);
+    CHECK_EQ(pool_last_status(), POOL_ETASK);
+    CHECK_ERR_HAS("returned 3");
+    CHECK_ERR_HAS("cannot open the model file");
+    CHECK_EQ(count_children(), before); /* nothing left behind */
+    static int value = 42;
+    o.initializer_ex = init_sets;
+    o.initarg = &value;
+    p = pool_create(2, &o);
+    REQUIRE(p != NULL);
+    int x = 0, y = 0;
+    CHECK_ST(pool_apply(p, reads_state, &x, sizeof x, &y, sizeof y, NULL), POOL_OK);
+    CHECK_EQ(y, 42);
+    pool_destroy(p);
+    o.initializer = plain_init; /* both: refused */
+    CHECK(pool_create(1, &o) == NULL && pool_last_status() == POOL_EINVAL);
+}
+
+/* ---- 9. Process options: daemon and name ----------------------------------------------------- */
+
+static int naps(void *arg) {
+    (void)arg;
+    for (;;) pause();
+    return 0;
+}
+
+static void test_process_options(void) {
+    SECTION("process options: a daemon dies with its host (SIGKILL), a plain child lives on; names");
+    volatile int *pids = shared_alloc(64);
+    pid_t host = fork();
+    if (host == 0) {
+        pool_process_options_t po;
+        process_options_init(&po);
+        po.daemon = true;
+        po.name = "pool-daemon-t";
+        pool_process_t *d = process_create_ex(naps, NULL, &po);
+        po.daemon = false;
+        po.name = "pool-plain-t";
+        pool_process_t *k = process_create_ex(naps, NULL, &po);
+        if (!d || !k || process_start(d) != POOL_OK || process_start(k) != POOL_OK) _exit(1);
+        pids[0] = process_pid(d);
+        pids[1] = process_pid(k);
+        for (;;) pause();
+    }
+    for (double t0 = now_s(); (pids[0] == 0 || pids[1] == 0) && now_s() - t0 < 10;) sleep_s(0.01);
+    REQUIRE(pids[0] > 0 && pids[1] > 0);
+    char path[64], name[32] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", pids[0]);
+    FILE *f = fopen(path, "r");
+    if (f && fgets(name, sizeof name, f)) name[strcspn(name, "\n")] = 0;
+    if (f) fclose(f);
+    CHECK(strcmp(name, "pool-daemon-t") == 0);
+    kill(host, SIGKILL);
+    waitpid(host, NULL, 0);
+    int daemon_gone = 0;
+    for (double t0 = now_s(); now_s() - t0 < 5 && !daemon_gone;) {
+        daemon_gone = kill(pids[0], 0) != 0 || proc_state(pids[0]) == 'Z';
+        sleep_s(0.01);
+    }
+    CHECK(daemon_gone);
+    CHECK(kill(pids[1], 0) == 0 && proc_state(pids[1]) != 'Z'); /* the plain child lives on */
+    kill(pids[1], SIGKILL);
+    pool_process_options_t bad;
+    memset(&bad, 0, sizeof bad);
+    CHECK(process_create_ex(naps, NULL, &bad) == NULL && pool_last_status() == POOL_EINVAL);
+    CHECK(process_create_ex(NULL, NULL, NULL) == NULL);
+}
+
 int main(void) {
     test_begin("ipc", 120);
+    test_initializer_ex();
+    test_process_options();
     test_wait_any();
     test_basics();
     test_waiters();

@@ -27,6 +27,12 @@ impl Shared {
                 self.terminate();
                 self.reap_zygote();
                 let exit = proc::Exit::from_raw(failed - 1);
+                if let (proc::Exit::Code(super::super::worker::EXIT_INIT_REFUSED), Some((code, msg))) =
+                    (exit, self.view.init_refusal())
+                {
+                    let msg = if msg.is_empty() { String::new() } else { format!(": {msg}") };
+                    return Err(Error::new(Status::Task, format!("the workers' initializer returned {code}{msg}")));
+                }
                 return Err(Error::new(
                     Status::Crashed,
                     format!("a worker died while starting (in the initializer): {exit}"),

@@ -7,7 +7,7 @@ use super::heap::{Block, Heap};
 use super::job::{AsyncResult, TaskJob};
 use super::queue::wait_final;
 use super::shm::*;
-use super::worker::{InitFn, ItemFn, VarFn};
+use super::worker::{Init, ItemFn, VarFn};
 use super::zygote::{self, ZygoteConfig};
 use crate::sys::dl;
 use crate::sys::mem::Mapping;
@@ -36,7 +36,7 @@ pub(crate) const WATCH_SLICE: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Copy, Default)]
 pub struct Options {
-    pub initializer: Option<(InitFn, usize)>,
+    pub initializer: Option<Init>,
     pub max_tasks_per_child: u64,
     /// Per-item deadline; None for no limit.
     pub task_timeout: Option<Duration>,
