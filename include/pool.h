@@ -148,6 +148,18 @@ typedef int (*pool_fn)(const void *input, void *out, void *ctx);
 typedef int (*pool_source_fn)(void *item, size_t index, void *source_ctx);
 
 /**
+ * A completion callback: `a` is the result that became ready, `status` its status (as
+ * `async_get` would return it; on failure `pool_last_error()` holds the message), `arg` the
+ * `callback_arg` given with it. Called once per result, from the pool's callback thread (one
+ * per pool, started on first use), one callback at a time for a pool, in the order results
+ * are found ready. During the call `a` is valid: `async_result`, `async_info` work, and the
+ * callback may `async_free` it. A result freed before it is ready gets no callback. Keep
+ * callbacks short: the next waits. A callback may submit work, even to its own pool, and may
+ * destroy the pool (the callbacks still pending then get `POOL_ECLOSED`).
+ */
+typedef void (*pool_callback_fn)(pool_async_t *a, int status, void *arg);
+
+/**
  * Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
  * first.
  */
@@ -179,6 +191,15 @@ typedef struct {
    * is passed as it is and must point into memory that existed at `pool_create`.
    */
   size_t ctx_size;
+  /**
+   * `pool_map_async_ex` only (others refuse it: `POOL_EINVAL`): called once, with the map's
+   * status, when its result is ready (see `pool_callback_fn`).
+   */
+  pool_callback_fn callback;
+  /**
+   * Passed to `callback`.
+   */
+  void *callback_arg;
 } pool_map_options_t;
 
 /**
@@ -248,6 +269,16 @@ typedef struct {
    * As in `pool_map_options_t`: if > 0, `ctx_size` bytes at `ctx` are copied with the call.
    */
   size_t ctx_size;
+  /**
+   * `pool_apply_async_ex` and `pool_submit_ex` only (`pool_apply_ex` refuses it:
+   * `POOL_EINVAL`): called once, with the task's status, when its result is ready (see
+   * `pool_callback_fn`).
+   */
+  pool_callback_fn callback;
+  /**
+   * Passed to `callback`.
+   */
+  void *callback_arg;
 } pool_call_options_t;
 
 /**
@@ -409,81 +440,6 @@ const char *pool_last_error(void);
 int pool_last_status(void);
 
 /**
- * Like `pool_imap`, for input of any length produced on demand: `source` writes each item
- * straight into the pool's shared memory as workers need more, so neither the input nor the
- * results ever need to be in memory at once. `ordered`: results in item order, or as they
- * complete. `opts` may be NULL (`chunksize` 0 picks up to 1024 items per chunk).
- * Returns NULL on failure with `pool_last_error()` set.
- * Ownership: free with `pool_iter_free`. Thread safety: any thread.
- */
-pool_iter_t *pool_imap_source(pool_t *pool,
-                              pool_fn f,
-                              pool_source_fn source,
-                              void *source_ctx,
-                              size_t in_size,
-                              size_t out_size,
-                              void *ctx,
-                              bool ordered,
-                              const pool_map_options_t *opts);
-
-/**
- * Like `pool_map`, but results come back one at a time through `pool_iter_next`, in item
- * order, as they complete. Only a few chunks are in flight and waiting to be read at any time:
- * a consumer slower than the workers holds them back (backpressure), so memory stays bounded
- * for any `n`. `opts` may be NULL (its `statuses` field is ignored: each result carries its
- * own status). `in` must stay valid until the iterator is freed.
- * Returns NULL on failure with `pool_last_error()` set.
- * Ownership: free with `pool_iter_free`. Thread safety: any thread.
- */
-pool_iter_t *pool_imap(pool_t *pool,
-                       pool_fn f,
-                       const void *input,
-                       size_t in_size,
-                       size_t out_size,
-                       size_t n,
-                       void *ctx,
-                       const pool_map_options_t *opts);
-
-/**
- * `pool_imap` whose results come back in the order they complete (`*index` tells which item
- * each one is). Same arguments, errors and ownership as `pool_imap`.
- * Thread safety: any thread.
- */
-pool_iter_t *pool_imap_unordered(pool_t *pool,
-                                 pool_fn f,
-                                 const void *input,
-                                 size_t in_size,
-                                 size_t out_size,
-                                 size_t n,
-                                 void *ctx,
-                                 const pool_map_options_t *opts);
-
-/**
- * Waits up to `timeout` seconds (negative: forever) for the next result. On `POOL_OK` its
- * output is in `out` (`out_size` bytes) and `*index` says which item it is. If that item
- * failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
- * untouched and `pool_last_error()` saying why; the next call goes on with the other items.
- * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. If the pool
- * stops taking work before the input ends (joined, terminated, zygote killed), what was
- * submitted still comes back, then each array item never submitted with that status
- * (`POOL_ECLOSED`) and its index (a source: the status once), then `POOL_EDONE`. Called from
- * inside the same iterator's source, returns `POOL_EINVAL` (it would wait for itself).
- * `index` may be NULL. Thread safety: one consumer at a time (calls are serialised). Not a
- * cancellation point: a cancel takes effect after it returns; to cancel a waiting thread
- * promptly, wait in a loop with a timeout and call `pthread_testcancel` between waits.
- */
-int pool_iter_next(pool_iter_t *it, void *out, size_t *index, double timeout);
-
-/**
- * Frees an iterator; work for results not yet read is cancelled (once a `pool_iter_next` still
- * running in another thread has returned). NULL is a no-op.
- * Ownership: `it` is invalid afterwards: any later call with it (a second `pool_iter_free`
- * included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
- * only the child's copy of the handle is released. Thread safety: any thread.
- */
-void pool_iter_free(pool_iter_t *it);
-
-/**
  * Creates a queue that holds up to `max_bytes` of messages (each message takes its length
  * rounded up to 8, plus 8 bytes; any single message of up to `max_bytes` fits). The queue
  * lives in shared memory made before the library's first fork, so it works in the host's
@@ -588,6 +544,81 @@ int pool_event_wait(pool_event_t *e, double timeout);
  * Frees the event (see `pool_queue_free`); waiters return `POOL_EINVAL`. NULL is a no-op.
  */
 void pool_event_free(pool_event_t *e);
+
+/**
+ * Like `pool_imap`, for input of any length produced on demand: `source` writes each item
+ * straight into the pool's shared memory as workers need more, so neither the input nor the
+ * results ever need to be in memory at once. `ordered`: results in item order, or as they
+ * complete. `opts` may be NULL (`chunksize` 0 picks up to 1024 items per chunk).
+ * Returns NULL on failure with `pool_last_error()` set.
+ * Ownership: free with `pool_iter_free`. Thread safety: any thread.
+ */
+pool_iter_t *pool_imap_source(pool_t *pool,
+                              pool_fn f,
+                              pool_source_fn source,
+                              void *source_ctx,
+                              size_t in_size,
+                              size_t out_size,
+                              void *ctx,
+                              bool ordered,
+                              const pool_map_options_t *opts);
+
+/**
+ * Like `pool_map`, but results come back one at a time through `pool_iter_next`, in item
+ * order, as they complete. Only a few chunks are in flight and waiting to be read at any time:
+ * a consumer slower than the workers holds them back (backpressure), so memory stays bounded
+ * for any `n`. `opts` may be NULL (its `statuses` field is ignored: each result carries its
+ * own status). `in` must stay valid until the iterator is freed.
+ * Returns NULL on failure with `pool_last_error()` set.
+ * Ownership: free with `pool_iter_free`. Thread safety: any thread.
+ */
+pool_iter_t *pool_imap(pool_t *pool,
+                       pool_fn f,
+                       const void *input,
+                       size_t in_size,
+                       size_t out_size,
+                       size_t n,
+                       void *ctx,
+                       const pool_map_options_t *opts);
+
+/**
+ * `pool_imap` whose results come back in the order they complete (`*index` tells which item
+ * each one is). Same arguments, errors and ownership as `pool_imap`.
+ * Thread safety: any thread.
+ */
+pool_iter_t *pool_imap_unordered(pool_t *pool,
+                                 pool_fn f,
+                                 const void *input,
+                                 size_t in_size,
+                                 size_t out_size,
+                                 size_t n,
+                                 void *ctx,
+                                 const pool_map_options_t *opts);
+
+/**
+ * Waits up to `timeout` seconds (negative: forever) for the next result. On `POOL_OK` its
+ * output is in `out` (`out_size` bytes) and `*index` says which item it is. If that item
+ * failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
+ * untouched and `pool_last_error()` saying why; the next call goes on with the other items.
+ * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. If the pool
+ * stops taking work before the input ends (joined, terminated, zygote killed), what was
+ * submitted still comes back, then each array item never submitted with that status
+ * (`POOL_ECLOSED`) and its index (a source: the status once), then `POOL_EDONE`. Called from
+ * inside the same iterator's source, returns `POOL_EINVAL` (it would wait for itself).
+ * `index` may be NULL. Thread safety: one consumer at a time (calls are serialised). Not a
+ * cancellation point: a cancel takes effect after it returns; to cancel a waiting thread
+ * promptly, wait in a loop with a timeout and call `pthread_testcancel` between waits.
+ */
+int pool_iter_next(pool_iter_t *it, void *out, size_t *index, double timeout);
+
+/**
+ * Frees an iterator; work for results not yet read is cancelled (once a `pool_iter_next` still
+ * running in another thread has returned). NULL is a no-op.
+ * Ownership: `it` is invalid afterwards: any later call with it (a second `pool_iter_free`
+ * included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
+ * only the child's copy of the handle is released. Thread safety: any thread.
+ */
+void pool_iter_free(pool_iter_t *it);
 
 /**
  * Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and

@@ -120,7 +120,9 @@ fn applies_submits_timeouts_and_cancels_on_remote_ranks() {
     let rs: Vec<_> = xs
         .iter()
         .zip(ys.iter_mut())
-        .map(|(x, y)| unsafe { p.apply_async(square, x as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0) }.unwrap())
+        .map(|(x, y)| {
+            unsafe { p.apply_async(square, x as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0) }.unwrap()
+        })
         .collect();
     for r in &rs {
         assert_eq!(r.wait(None).unwrap().status(), Status::Ok);
@@ -134,7 +136,12 @@ fn applies_submits_timeouts_and_cancels_on_remote_ranks() {
     let mut outs = [0i64; 6];
     let rs: Vec<_> = outs
         .iter_mut()
-        .map(|y| unsafe { p.apply_async_ex(faulty, &hang as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0, opts) }.unwrap())
+        .map(|y| {
+            unsafe {
+                p.apply_async_ex(faulty, &hang as *const i64 as *const u8, 8, y as *mut i64 as *mut u8, 8, 0, opts)
+            }
+            .unwrap()
+        })
         .collect();
     let mut remote = 0;
     for r in &rs {
@@ -148,7 +155,10 @@ fn applies_submits_timeouts_and_cancels_on_remote_ranks() {
     // Cancel of work running elsewhere.
     let mut y = 0i64;
     let rs: Vec<_> = (0..6)
-        .map(|_| unsafe { p.apply_async(faulty, &hang as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap())
+        .map(|_| {
+            unsafe { p.apply_async(faulty, &hang as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+                .unwrap()
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
@@ -193,7 +203,9 @@ fn heap_ctx_is_refused_and_close_join_waits_for_remote_work() {
 
     let mut outs = vec![0i64; 50];
     let ins = vec![0i64; 50];
-    let r = unsafe { p.map_async(map_args_raw(pid_slowly, ins.as_ptr() as usize, outs.as_mut_ptr() as usize, 50, 0, 1)) }.unwrap();
+    let r =
+        unsafe { p.map_async(map_args_raw(pid_slowly, ins.as_ptr() as usize, outs.as_mut_ptr() as usize, 50, 0, 1)) }
+            .unwrap();
     p.close().unwrap();
     p.join().unwrap();
     assert_eq!(r.wait(Some(Duration::ZERO)).unwrap().status(), Status::Ok);
@@ -214,7 +226,10 @@ fn terminate_ends_remote_work_and_every_rank_returns() {
     let hang = 16i64;
     let mut y = 0i64;
     let rs: Vec<_> = (0..8)
-        .map(|_| unsafe { p.apply_async(faulty, &hang as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap())
+        .map(|_| {
+            unsafe { p.apply_async(faulty, &hang as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+                .unwrap()
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();

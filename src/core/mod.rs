@@ -4,8 +4,8 @@
 pub mod killpoint;
 pub mod error;
 mod heap;
-pub mod iter;
 pub mod ipc;
+pub mod iter;
 pub mod job;
 pub mod map;
 pub mod pool;

@@ -154,7 +154,7 @@ fn run(cfg: &WorkerConfig) -> i32 {
         },
         Some(Init::Checked(f, arg)) => {
             IN_ITEM.store(true, Relaxed); // pool_task_error may explain a refusal
-            // SAFETY: as above.
+                                          // SAFETY: as above.
             let rc = unsafe { f(arg as *mut c_void) };
             IN_ITEM.store(false, Relaxed);
             rc

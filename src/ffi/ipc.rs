@@ -78,7 +78,13 @@ pub extern "C" fn pool_queue_put(q: *mut pool_queue_t, data: *const c_void, len:
 /// `pool_queue_close`, what was queued is still handed out, then `POOL_ECLOSED`.
 /// `len` may be NULL only if the caller does not need the length. Not a cancellation point.
 #[no_mangle]
-pub extern "C" fn pool_queue_get(q: *mut pool_queue_t, buf: *mut c_void, cap: usize, len: *mut usize, timeout: f64) -> c_int {
+pub extern "C" fn pool_queue_get(
+    q: *mut pool_queue_t,
+    buf: *mut c_void,
+    cap: usize,
+    len: *mut usize,
+    timeout: f64,
+) -> c_int {
     status(|| {
         let q = Queue(token(q, "queue")?);
         require!(cap == 0 || !buf.is_null(), "buf is NULL but cap > 0");
@@ -87,9 +93,13 @@ pub extern "C" fn pool_queue_get(q: *mut pool_queue_t, buf: *mut c_void, cap: us
         let out = if cap == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, cap) } };
         let (n, r) = match q.get(out, dl)? {
             Got::Message(n) => (n, Ok(())),
-            Got::TooLong(n) => {
-                (n, Err(Error::new(Status::NoMem, format!("the next message is {n} bytes; the buffer holds {cap}: it stays queued"))))
-            }
+            Got::TooLong(n) => (
+                n,
+                Err(Error::new(
+                    Status::NoMem,
+                    format!("the next message is {n} bytes; the buffer holds {cap}: it stays queued"),
+                )),
+            ),
         };
         if !len.is_null() {
             // SAFETY: checked non-NULL; the caller passes a writable size_t.
@@ -140,7 +150,10 @@ pub extern "C" fn pool_lock_acquire(l: *mut pool_lock_t, timeout: f64) -> c_int 
         let l = Lock(token(l, "lock")?);
         match l.acquire(deadline(timeout)?)? {
             false => Ok(()),
-            true => Err(Error::new(Status::OwnerDead, "the lock's previous holder died holding it; this thread holds it now")),
+            true => Err(Error::new(
+                Status::OwnerDead,
+                "the lock's previous holder died holding it; this thread holds it now",
+            )),
         }
     })
 }

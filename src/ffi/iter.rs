@@ -42,6 +42,7 @@ fn start(
     require!(n.checked_mul(in_size).is_some_and(|b| b <= isize::MAX as usize), "n * in_size overflows");
     require!(n == 0 || !input.is_null(), "in is NULL");
     let o = convert_map(opts)?;
+    require!(o.callback.is_none(), "callback: iterators do not take one (their results are read one by one)");
     let a = MapArgs {
         func,
         input: input as usize,
@@ -91,6 +92,7 @@ pub extern "C" fn pool_imap_source(
         let src = source.ok_or_else(|| Error::inval("source is NULL"))?;
         require!(in_size > 0 && out_size > 0, "item sizes (in_size, out_size) must be > 0");
         let o = convert_map(opts)?;
+        require!(o.callback.is_none(), "callback: iterators do not take one (their results are read one by one)");
         let a = MapArgs {
             func,
             input: 0,

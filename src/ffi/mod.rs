@@ -7,10 +7,11 @@
 
 #[macro_use]
 mod macros;
+mod callbacks;
 pub mod error;
 mod handles;
-pub mod iter;
 pub mod ipc;
+pub mod iter;
 pub mod options;
 pub mod pool;
 pub mod process;

@@ -1,5 +1,7 @@
 //! `pool_options_t`: pool creation options, extensible without breaking the ABI.
 
+use super::callbacks::Callback;
+use super::result::pool_async_t;
 use crate::core::worker::Init;
 use crate::core::{CallOptions, Error, Options};
 use std::os::raw::c_void;
@@ -61,6 +63,11 @@ pub struct pool_map_options_t {
     /// memory allocated before `pool_create` or from `pool_shm_alloc`. 0 (the default): `ctx`
     /// is passed as it is and must point into memory that existed at `pool_create`.
     pub ctx_size: usize,
+    /// `pool_map_async_ex` only (others refuse it: `POOL_EINVAL`): called once, with the map's
+    /// status, when its result is ready (see `pool_callback_fn`).
+    pub callback: pool_callback_fn,
+    /// Passed to `callback`.
+    pub callback_arg: *mut c_void,
 }
 
 /// Per-call options for `pool_apply_ex`, `pool_apply_async_ex` and `pool_submit_ex`. Call
@@ -74,7 +81,25 @@ pub struct pool_call_options_t {
     pub task_timeout: f64,
     /// As in `pool_map_options_t`: if > 0, `ctx_size` bytes at `ctx` are copied with the call.
     pub ctx_size: usize,
+    /// `pool_apply_async_ex` and `pool_submit_ex` only (`pool_apply_ex` refuses it:
+    /// `POOL_EINVAL`): called once, with the task's status, when its result is ready (see
+    /// `pool_callback_fn`).
+    pub callback: pool_callback_fn,
+    /// Passed to `callback`.
+    pub callback_arg: *mut c_void,
 }
+
+/// A completion callback: `a` is the result that became ready, `status` its status (as
+/// `async_get` would return it; on failure `pool_last_error()` holds the message), `arg` the
+/// `callback_arg` given with it. Called once per result, from the pool's callback thread (one
+/// per pool, started on first use), one callback at a time for a pool, in the order results
+/// are found ready. During the call `a` is valid: `async_result`, `async_info` work, and the
+/// callback may `async_free` it. A result freed before it is ready gets no callback. Keep
+/// callbacks short: the next waits. A callback may submit work, even to its own pool, and may
+/// destroy the pool (the callbacks still pending then get `POOL_ECLOSED`).
+#[allow(non_camel_case_types)]
+pub type pool_callback_fn =
+    Option<unsafe extern "C" fn(a: *mut pool_async_t, status: std::os::raw::c_int, arg: *mut c_void)>;
 
 /// Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and
 /// stamps its size. NULL is a no-op.
@@ -147,6 +172,8 @@ pub extern "C" fn pool_map_options_init(opts: *mut pool_map_options_t) {
                 statuses: std::ptr::null_mut(),
                 task_timeout: 0.0,
                 ctx_size: 0,
+                callback: None,
+                callback_arg: std::ptr::null_mut(),
             };
         }
     })
@@ -159,6 +186,7 @@ pub(crate) struct MapOpts {
     pub statuses: usize,
     pub timeout: Option<Duration>,
     pub ctx_size: usize,
+    pub callback: Option<Callback>,
 }
 
 /// Reads the fields an options struct's `struct_size` covers: `first` is the size of its first
@@ -179,11 +207,13 @@ pub(crate) fn convert_map(opts: *const pool_map_options_t) -> Result<MapOpts, Er
     if o.task_timeout.is_nan() {
         return Err(Error::inval("task_timeout is NaN"));
     }
+    let cb_end = std::mem::offset_of!(pool_map_options_t, callback_arg) + 8;
     Ok(MapOpts {
         chunksize: o.chunksize,
         statuses: o.statuses as usize,
         timeout: seconds(o.task_timeout),
-        ctx_size: if has(std::mem::size_of::<pool_map_options_t>()) { o.ctx_size } else { 0 },
+        ctx_size: if has(std::mem::offset_of!(pool_map_options_t, ctx_size) + 8) { o.ctx_size } else { 0 },
+        callback: if has(cb_end) { o.callback.map(|f| Callback(f, o.callback_arg as usize)) } else { None },
     })
 }
 
@@ -200,20 +230,23 @@ pub extern "C" fn pool_call_options_init(opts: *mut pool_call_options_t) {
                 struct_size: std::mem::size_of::<pool_call_options_t>(),
                 task_timeout: 0.0,
                 ctx_size: 0,
+                callback: None,
+                callback_arg: std::ptr::null_mut(),
             };
         }
     })
 }
 
-/// Call options in core terms (NULL: the defaults).
-pub(crate) fn convert_call(opts: *const pool_call_options_t) -> Result<CallOptions, Error> {
+/// Call options in core terms (NULL: the defaults), and the completion callback if any.
+pub(crate) fn convert_call(opts: *const pool_call_options_t) -> Result<(CallOptions, Option<Callback>), Error> {
     // SAFETY: the caller passes a readable pool_call_options_t or NULL (checked).
-    let Some(o) = (unsafe { opts.as_ref() }) else { return Ok(CallOptions::default()) };
-    let size = std::mem::size_of::<pool_call_options_t>();
-    let has = covered(o.struct_size, size, "pool_call_options_t", "pool_call_options_init")?;
+    let Some(o) = (unsafe { opts.as_ref() }) else { return Ok((CallOptions::default(), None)) };
+    let first = std::mem::offset_of!(pool_call_options_t, ctx_size) + 8; // the first release's size
+    let has = covered(o.struct_size, first, "pool_call_options_t", "pool_call_options_init")?;
     if o.task_timeout.is_nan() {
         return Err(Error::inval("task_timeout is NaN"));
     }
-    let ctx_size = if has(size) { o.ctx_size } else { 0 };
-    Ok(CallOptions { ctx_size, timeout: seconds(o.task_timeout) })
+    let cb_end = std::mem::offset_of!(pool_call_options_t, callback_arg) + 8;
+    let callback = if has(cb_end) { o.callback.map(|f| Callback(f, o.callback_arg as usize)) } else { None };
+    Ok((CallOptions { ctx_size: o.ctx_size, timeout: seconds(o.task_timeout) }, callback))
 }

@@ -1,5 +1,6 @@
 //! `pool_t`: creating pools, submitting work, closing, joining.
 
+use super::callbacks::Callback;
 use super::handles::{get, get_opt, Handle};
 use super::macros::{handle, release, status, value};
 use super::options::{convert, convert_call, convert_map, pool_call_options_t, pool_map_options_t, pool_options_t};
@@ -10,11 +11,11 @@ use std::os::raw::{c_char, c_int, c_void};
 
 /// A process pool (opaque).
 #[allow(non_camel_case_types)]
-pub struct pool_t(Pool);
+pub struct pool_t(Pool, super::callbacks::Callbacks);
 
 impl pool_t {
     pub(crate) fn new(p: Pool) -> pool_t {
-        pool_t(p)
+        pool_t(p, Default::default())
     }
 
     pub(crate) fn pool(&self) -> &Pool {
@@ -49,7 +50,7 @@ fn map_args(
     n: usize,
     ctx: *mut c_void,
     opts: *const pool_map_options_t,
-) -> Result<MapArgs, Error> {
+) -> Result<(MapArgs, Option<Callback>), Error> {
     let o = convert_map(opts)?;
     let func: ItemFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
     require!(in_size > 0 && out_size > 0, "map item sizes (in_size, out_size) must be > 0");
@@ -57,7 +58,7 @@ fn map_args(
     require!(n.checked_mul(out_size).is_some_and(|b| b <= isize::MAX as usize), "n * out_size overflows");
     require!(n == 0 || !input.is_null(), "in is NULL");
     require!(n == 0 || !out.is_null(), "out is NULL");
-    Ok(MapArgs {
+    let args = MapArgs {
         func,
         input: input as usize,
         in_size,
@@ -69,7 +70,8 @@ fn map_args(
         chunksize: o.chunksize,
         statuses: o.statuses,
         timeout: o.timeout,
-    })
+    };
+    Ok((args, o.callback))
 }
 
 fn apply_args(
@@ -104,7 +106,7 @@ fn apply_args(
 pub extern "C" fn pool_create(workers: c_int, opts: *const pool_options_t) -> *mut pool_t {
     handle(|| {
         require!(workers >= 0, format!("workers is {workers}: it must be > 0, or 0 for one per CPU"));
-        Ok(pool_t(Pool::new(workers, convert(opts)?)?))
+        Ok(pool_t::new(Pool::new(workers, convert(opts)?)?))
     })
 }
 
@@ -161,7 +163,8 @@ pub extern "C" fn pool_map_ex(
 ) -> c_int {
     status(|| {
         let p = get(pool)?;
-        let a = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
+        let (a, cb) = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
+        require!(cb.is_none(), "callback: pool_map_ex waits for its result; use pool_map_async_ex");
         if n == 0 {
             return p.0.shared().check_owner();
         }
@@ -205,11 +208,27 @@ pub extern "C" fn pool_map_async_ex(
     ctx: *mut c_void,
     opts: *const pool_map_options_t,
 ) -> *mut pool_async_t {
-    handle(|| {
+    let mut cb = None;
+    let h = handle(|| {
         let p = get(pool)?;
-        let a = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
+        let (a, c) = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
+        cb = c;
         // SAFETY: arguments checked; the caller keeps the buffers valid as documented.
         Ok(pool_async_t(unsafe { p.0.map_async(a) }?))
+    });
+    on_ready(pool, h, cb)
+}
+
+/// Registers the completion callback of a new result `h` (if there is one); if that fails the
+/// result is freed (its work cancelled if it writes in place) and the call fails.
+fn on_ready(pool: *mut pool_t, h: *mut pool_async_t, cb: Option<Callback>) -> *mut pool_async_t {
+    let Some(cb) = cb.filter(|_| !h.is_null()) else { return h };
+    value(std::ptr::null_mut(), || match get(pool).and_then(|p| p.1.add(h, cb)) {
+        Ok(()) => Ok(h),
+        Err(e) => {
+            super::result::async_free(h);
+            Err(e)
+        }
     })
 }
 
@@ -248,7 +267,8 @@ pub extern "C" fn pool_apply_ex(
     status(|| {
         let p = get(pool)?;
         let func = apply_args(f, input, in_size, out, out_size)?;
-        let o = convert_call(opts)?;
+        let (o, cb) = convert_call(opts)?;
+        require!(cb.is_none(), "callback: pool_apply_ex waits for its result; use pool_apply_async_ex");
         // SAFETY: arguments checked; `out` is written before this call returns.
         let r = unsafe {
             p.0.apply_async_ex(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize, o)
@@ -289,15 +309,18 @@ pub extern "C" fn pool_apply_async_ex(
     ctx: *mut c_void,
     opts: *const pool_call_options_t,
 ) -> *mut pool_async_t {
-    handle(|| {
+    let mut cb = None;
+    let h = handle(|| {
         let p = get(pool)?;
         let func = apply_args(f, input, in_size, out, out_size)?;
-        let o = convert_call(opts)?;
+        let (o, c) = convert_call(opts)?;
+        cb = c;
         // SAFETY: arguments checked; the caller keeps `out` valid as documented.
         Ok(pool_async_t(unsafe {
             p.0.apply_async_ex(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize, o)
         }?))
-    })
+    });
+    on_ready(pool, h, cb)
 }
 
 /// Submits a variable-size task: `in_len` bytes of input (any length the pool's shared memory
@@ -332,14 +355,17 @@ pub extern "C" fn pool_submit_ex(
     ctx: *mut c_void,
     opts: *const pool_call_options_t,
 ) -> *mut pool_async_t {
-    handle(|| {
+    let mut cb = None;
+    let h = handle(|| {
         let p = get(pool)?;
         let func: VarFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
         require!(in_len == 0 || !input.is_null(), "in is NULL but in_len > 0");
-        let o = convert_call(opts)?;
+        let (o, c) = convert_call(opts)?;
+        cb = c;
         // SAFETY: arguments checked; the input is copied before returning.
         Ok(pool_async_t(unsafe { p.0.submit_var(func, input as *const u8, in_len, max_out, ctx as usize, o) }?))
-    })
+    });
+    on_ready(pool, h, cb)
 }
 
 /// Called from inside a task, before it returns nonzero: attaches `message` (a NUL-terminated

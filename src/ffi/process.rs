@@ -68,7 +68,11 @@ pub extern "C" fn process_options_init(opts: *mut pool_process_options_t) {
 /// `process_options_init`. Ownership: free it with `process_free`; `opts` stays the caller's.
 /// Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn process_create_ex(f: process_fn, arg: *mut c_void, opts: *const pool_process_options_t) -> *mut pool_process_t {
+pub extern "C" fn process_create_ex(
+    f: process_fn,
+    arg: *mut c_void,
+    opts: *const pool_process_options_t,
+) -> *mut pool_process_t {
     handle(|| {
         let f = f.ok_or_else(|| Error::inval("fn is NULL"))?;
         // SAFETY: the caller passes a readable struct or NULL (checked).
@@ -80,7 +84,8 @@ pub extern "C" fn process_create_ex(f: process_fn, arg: *mut c_void, opts: *cons
                     "pool_process_options_t was not initialised with process_options_init (bad struct_size)"
                 );
                 // SAFETY: a NUL-terminated string from the caller, or NULL (checked).
-                let name = (!o.name.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(o.name) }.to_string_lossy().into_owned());
+                let name = (!o.name.is_null())
+                    .then(|| unsafe { std::ffi::CStr::from_ptr(o.name) }.to_string_lossy().into_owned());
                 ProcessOptions { daemon: o.daemon, name }
             }
         };

@@ -72,7 +72,12 @@ pub extern "C" fn async_ready(a: *const pool_async_t) -> bool {
 /// seen within a millisecond. Thread safety: any thread; the handles may be waited on by other
 /// threads too. Not a cancellation point.
 #[no_mangle]
-pub extern "C" fn async_wait_any(handles: *const *mut pool_async_t, n: usize, timeout: f64, index: *mut usize) -> c_int {
+pub extern "C" fn async_wait_any(
+    handles: *const *mut pool_async_t,
+    n: usize,
+    timeout: f64,
+    index: *mut usize,
+) -> c_int {
     status(|| {
         require!(!handles.is_null(), "handles is NULL");
         require!(!index.is_null(), "index is NULL");
@@ -94,7 +99,10 @@ pub extern "C" fn async_wait_any(handles: *const *mut pool_async_t, n: usize, ti
                 return Ok(());
             }
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return Err(Error::new(Status::TimedOut, format!("none of the {n} results was ready before the timeout")));
+                return Err(Error::new(
+                    Status::TimedOut,
+                    format!("none of the {n} results was ready before the timeout"),
+                ));
             }
             let waited = start.elapsed();
             let nap = if waited < Duration::from_micros(50) {

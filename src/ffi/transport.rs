@@ -31,13 +31,18 @@ pub struct pool_transport_t {
     pub root: c_int,
     /// Sends `len` bytes to rank `dest` with `tag`. May return before the message is received
     /// but must not keep `buf`. Returns 0, or -1 on failure.
-    pub send: Option<unsafe extern "C" fn(ctx: *mut c_void, dest: c_int, tag: c_int, buf: *const c_void, len: usize) -> c_int>,
+    pub send: Option<
+        unsafe extern "C" fn(ctx: *mut c_void, dest: c_int, tag: c_int, buf: *const c_void, len: usize) -> c_int,
+    >,
     /// Looks for an arrived message without blocking: 1 with its source, tag and length set, 0
     /// if there is none, -1 on failure.
-    pub probe: Option<unsafe extern "C" fn(ctx: *mut c_void, source: *mut c_int, tag: *mut c_int, len: *mut usize) -> c_int>,
+    pub probe:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, source: *mut c_int, tag: *mut c_int, len: *mut usize) -> c_int>,
     /// Receives the next message from `source` with `tag`, `len` bytes (as probed, or the next
     /// part of a long message), waiting for it. Returns 0, or -1 on failure.
-    pub recv: Option<unsafe extern "C" fn(ctx: *mut c_void, source: c_int, tag: c_int, buf: *mut c_void, len: usize) -> c_int>,
+    pub recv: Option<
+        unsafe extern "C" fn(ctx: *mut c_void, source: c_int, tag: c_int, buf: *mut c_void, len: usize) -> c_int,
+    >,
     /// Called once when the pool no longer needs the transport (may be NULL).
     pub release: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
     /// If not NULL, the transport cannot work (it says why): `pool_create_distributed` fails
@@ -85,7 +90,8 @@ impl Transport for CTransport {
         let mut parts = std::iter::once(&part[..]).chain(msg[first..].chunks(self.part));
         parts.try_for_each(|p| {
             // SAFETY: the C callback reads `p.len()` bytes of a live buffer and keeps no pointer.
-            let rc = unsafe { (self.send)(self.ctx as *mut c_void, to as c_int, tag, p.as_ptr() as *const c_void, p.len()) };
+            let rc =
+                unsafe { (self.send)(self.ctx as *mut c_void, to as c_int, tag, p.as_ptr() as *const c_void, p.len()) };
             if rc == 0 {
                 Ok(())
             } else {
@@ -248,7 +254,8 @@ mod tests {
     #[test]
     fn long_messages_cross_in_parts() {
         let mut t = CTransport { ctx: 0, rank: 0, size: 1, root: 0, send, probe, recv, release: None, part: 16 };
-        let msgs: Vec<Vec<u8>> = [0usize, 1, 7, 8, 9, 16, 100, 1000].iter().map(|&n| (0..n).map(|i| i as u8).collect()).collect();
+        let msgs: Vec<Vec<u8>> =
+            [0usize, 1, 7, 8, 9, 16, 100, 1000].iter().map(|&n| (0..n).map(|i| i as u8).collect()).collect();
         for (k, m) in msgs.iter().enumerate() {
             t.send(0, k as i32 + 1, m).unwrap();
         }

@@ -97,7 +97,11 @@ fn object(info: &libc::dl_phdr_info) -> Object {
 fn c_name<'a>(name: *const libc::c_char) -> &'a str {
     // SAFETY: dlpi_name is a NUL-terminated string ("" for the main program) that lives as long
     // as the object stays loaded; callers copy it at once.
-    if name.is_null() { "" } else { unsafe { CStr::from_ptr(name) }.to_str().unwrap_or("") }
+    if name.is_null() {
+        ""
+    } else {
+        unsafe { CStr::from_ptr(name) }.to_str().unwrap_or("")
+    }
 }
 
 /// An address as another process running the same objects can find it: the identity of the
@@ -114,7 +118,10 @@ pub struct Ref {
 pub fn reference(addr: usize, code: bool) -> Option<Ref> {
     objects().into_iter().find_map(|o| {
         let ranges = if code { &o.code } else { &o.loaded };
-        ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&addr)).then(|| Ref { offset: (addr - o.base) as u64, id: o.id })
+        ranges
+            .iter()
+            .any(|&(lo, hi)| (lo..hi).contains(&addr))
+            .then(|| Ref { offset: (addr - o.base) as u64, id: o.id })
     })
 }
 
@@ -147,7 +154,8 @@ static NOTE_START: extern "C" fn() = note_start;
 pub fn program_hash() -> u64 {
     let n = AT_START.load(std::sync::atomic::Ordering::Relaxed);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
-    for o in objects().into_iter().take(n).filter(|o| !o.name.contains("linux-vdso") && !o.name.contains("linux-gate")) {
+    for o in objects().into_iter().take(n).filter(|o| !o.name.contains("linux-vdso") && !o.name.contains("linux-gate"))
+    {
         for &b in o.id.iter().chain(&[0xff]) {
             h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
         }

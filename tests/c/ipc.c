@@ -529,8 +529,113 @@ static void test_process_options(void) {
     CHECK(process_create_ex(NULL, NULL, NULL) == NULL);
 }
 
+/* ---- 10. completion callbacks ----------------------------------------------------------------- */
+
+static atomic_int cb_calls, cb_inside, cb_overlap, cb_status_sum, cb_bad_handle, cb_len_ok;
+
+static int fails_on_odd(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long x = *(const long *)in;
+    sleep_s(0.002 * (double)(x % 5));
+    *(long *)out = x * 2;
+    return x % 2 ? 4 : 0;
+}
+
+static void on_done(pool_async_t *a, int status, void *arg) {
+    if (atomic_fetch_add(&cb_inside, 1) != 0) atomic_fetch_add(&cb_overlap, 1);
+    pool_task_info_t info;
+    if (async_info(a, &info, sizeof info) != POOL_OK || info.status != status) atomic_fetch_add(&cb_bad_handle, 1);
+    atomic_fetch_add(&cb_status_sum, status);
+    if (arg) async_free(a); /* the callback may free its handle */
+    atomic_fetch_add(&cb_calls, 1);
+    atomic_fetch_sub(&cb_inside, 1);
+}
+
+static void on_submit(pool_async_t *a, int status, void *arg) {
+    (void)arg;
+    const void *data;
+    size_t len;
+    if (status == POOL_OK && async_result(a, &data, &len) == POOL_OK && len == 5 && memcmp(data, "hello", 5) == 0)
+        atomic_fetch_add(&cb_len_ok, 1);
+    atomic_fetch_add(&cb_calls, 1);
+}
+
+static void wait_calls(int n) {
+    for (double t0 = now_s(); atomic_load(&cb_calls) < n && now_s() - t0 < 10;) sleep_s(0.001);
+}
+
+static void test_callbacks(void) {
+    SECTION("callbacks: once per result, one at a time, handle valid inside; maps, submits; freed first; destroy");
+    pool_t *p = pool_create(2, NULL);
+    REQUIRE(p != NULL);
+    pool_call_options_t co;
+    pool_call_options_init(&co);
+    co.callback = on_done;
+    enum { N = 40 };
+    static long in[N], out[N];
+    pool_async_t *h[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i;
+        co.callback_arg = (i % 4 == 0) ? (void *)1 : NULL; /* every 4th frees itself in the callback */
+        h[i] = pool_apply_async_ex(p, fails_on_odd, &in[i], sizeof in[i], &out[i], sizeof out[i], NULL, &co);
+        REQUIRE(h[i] != NULL);
+    }
+    wait_calls(N);
+    CHECK_EQ(atomic_load(&cb_calls), N);
+    CHECK_EQ(atomic_load(&cb_overlap), 0);
+    CHECK_EQ(atomic_load(&cb_bad_handle), 0);
+    CHECK_EQ(atomic_load(&cb_status_sum), (N / 2) * POOL_ETASK);
+    for (int i = 0; i < N; i++)
+        if (i % 4 != 0) async_free(h[i]);
+    /* A map. */
+    atomic_store(&cb_calls, 0);
+    atomic_store(&cb_status_sum, 0);
+    pool_map_options_t mo;
+    pool_map_options_init(&mo);
+    mo.callback = on_done;
+    pool_async_t *m = pool_map_async_ex(p, fails_on_odd, in, sizeof in[0], out, sizeof out[0], N, NULL, &mo);
+    REQUIRE(m != NULL);
+    wait_calls(1);
+    CHECK_EQ(atomic_load(&cb_calls), 1);
+    CHECK_EQ(atomic_load(&cb_status_sum), POOL_ETASK);
+    async_free(m);
+    /* A submit: the variable-size result is readable in the callback. */
+    atomic_store(&cb_calls, 0);
+    co.callback = on_submit;
+    pool_async_t *v = pool_submit_ex(p, echo_task, "hello", 5, 64, NULL, &co);
+    wait_calls(1);
+    CHECK_EQ(atomic_load(&cb_len_ok), 1);
+    async_free(v);
+    /* Freed before ready: no callback. */
+    atomic_store(&cb_calls, 0);
+    long slow = 4;
+    co.callback = on_done;
+    co.callback_arg = NULL;
+    pool_async_t *f = pool_apply_async_ex(p, sleeps_ms, &slow, sizeof slow, NULL, 0, NULL, &co);
+    long slow2 = 300, o2;
+    pool_async_t *g = pool_apply_async_ex(p, sleeps_ms, &slow2, sizeof slow2, &o2, sizeof o2, NULL, &co);
+    async_free(f);
+    sleep_s(0.1);
+    CHECK_EQ(atomic_load(&cb_calls), 0);
+    /* Pending at destroy: the callback comes, with POOL_ECLOSED. */
+    atomic_store(&cb_status_sum, 0);
+    pool_destroy(p);
+    wait_calls(1);
+    CHECK_EQ(atomic_load(&cb_calls), 1);
+    CHECK_EQ(atomic_load(&cb_status_sum), POOL_ECLOSED);
+    async_free(g);
+    /* Synchronous calls and iterators refuse a callback. */
+    p = pool_create(1, NULL);
+    long x = 1, y;
+    CHECK_ST(pool_apply_ex(p, fails_on_odd, &x, sizeof x, &y, sizeof y, NULL, &co), POOL_EINVAL);
+    CHECK_ST(pool_map_ex(p, fails_on_odd, in, sizeof in[0], out, sizeof out[0], 2, NULL, &mo), POOL_EINVAL);
+    CHECK(pool_imap(p, fails_on_odd, in, sizeof in[0], sizeof out[0], 2, NULL, &mo) == NULL);
+    pool_destroy(p);
+}
+
 int main(void) {
     test_begin("ipc", 120);
+    test_callbacks();
     test_initializer_ex();
     test_process_options();
     test_wait_any();

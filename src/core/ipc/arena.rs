@@ -64,11 +64,13 @@ pub fn get() -> Result<&'static Arena> {
     ARENA
         .get_or_init(|| {
             let len = len_from_env().max(1 << 20);
-            let map = Mapping::new_anon_shared(len)
-                .map_err(|e| format!("mapping the {len} bytes of shared memory for queues, locks and events (POOL_IPC_SIZE): {e}"))?;
+            let map = Mapping::new_anon_shared(len).map_err(|e| {
+                format!("mapping the {len} bytes of shared memory for queues, locks and events (POOL_IPC_SIZE): {e}")
+            })?;
             let h = map.base() as *mut Header;
             // SAFETY: a fresh zeroed mapping, large enough for the header; nobody else sees it yet.
-            unsafe { RobustMutex::init(&raw mut (*h).lock) }.map_err(|e| format!("initialising a shared mutex: {e}"))?;
+            unsafe { RobustMutex::init(&raw mut (*h).lock) }
+                .map_err(|e| format!("initialising a shared mutex: {e}"))?;
             // SAFETY: as above.
             unsafe { (*h).bump.store(std::mem::size_of::<Header>().next_multiple_of(ALIGN as usize) as u64, SeqCst) };
             Ok(Arena { map })
@@ -149,7 +151,9 @@ impl Arena {
         };
         let b = self.block(off);
         // SAFETY: the payload of a block we now own, `need - header` bytes.
-        unsafe { std::ptr::write_bytes(self.payload(off), 0, (b.size.load(SeqCst) as usize) - std::mem::size_of::<Block>()) };
+        unsafe {
+            std::ptr::write_bytes(self.payload(off), 0, (b.size.load(SeqCst) as usize) - std::mem::size_of::<Block>())
+        };
         let generation = b.generation.load(SeqCst).wrapping_add(1).max(1);
         b.generation.store(generation, SeqCst);
         b.kind.store(kind, SeqCst);
@@ -160,8 +164,9 @@ impl Arena {
     fn check(&self, token: u64, kind: u32) -> Option<u64> {
         let off = token & 0xffff_ffff;
         let hdr = (std::mem::size_of::<Header>() as u64).next_multiple_of(ALIGN);
-        let in_range =
-            off >= hdr && off % ALIGN == 0 && off + std::mem::size_of::<Block>() as u64 <= self.header().bump.load(SeqCst);
+        let in_range = off >= hdr
+            && off % ALIGN == 0
+            && off + std::mem::size_of::<Block>() as u64 <= self.header().bump.load(SeqCst);
         let b = in_range.then(|| self.block(off))?;
         (b.kind.load(SeqCst) == kind && b.generation.load(SeqCst) == (token >> 32) as u32).then_some(off)
     }
@@ -169,7 +174,8 @@ impl Arena {
     /// Enters the live object of `kind` that `token` names (`what` names it in messages); it
     /// is not recycled while the returned guard lives.
     pub fn enter(&self, token: u64, kind: u32, what: &str) -> Result<Obj<'_>> {
-        let refused = || Error::inval(format!("{what} is not a live {what} (freed, of another kind, or never created)"));
+        let refused =
+            || Error::inval(format!("{what} is not a live {what} (freed, of another kind, or never created)"));
         let off = self.check(token, kind).ok_or_else(refused)?;
         self.block(off).users.fetch_add(1, SeqCst);
         let obj = Obj { arena: self, off, token, kind };
@@ -190,7 +196,9 @@ impl Arena {
                 self.block(off).kind.store(0, SeqCst);
                 Some(off)
             })?
-            .ok_or_else(|| Error::inval(format!("{what} is not a live {what} (already freed, of another kind, or never created)")))?;
+            .ok_or_else(|| {
+                Error::inval(format!("{what} is not a live {what} (already freed, of another kind, or never created)"))
+            })?;
         let b = self.block(off);
         let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
         while b.users.load(SeqCst) != 0 {
@@ -198,7 +206,11 @@ impl Arena {
             if std::time::Instant::now() >= until {
                 return Ok(());
             }
-            crate::sys::futex::wait(&b.users, b.users.load(SeqCst), Some(std::time::Instant::now() + std::time::Duration::from_millis(10)));
+            crate::sys::futex::wait(
+                &b.users,
+                b.users.load(SeqCst),
+                Some(std::time::Instant::now() + std::time::Duration::from_millis(10)),
+            );
         }
         self.locked(|h| {
             b.next.store(h.free.load(SeqCst), SeqCst);

@@ -144,7 +144,10 @@ impl Queue {
                 return Err(Error::inval("the queue was freed while this call waited"));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::new(Status::TimedOut, "the queue did not have what this call waited for before the timeout"));
+                return Err(Error::new(
+                    Status::TimedOut,
+                    "the queue did not have what this call waited for before the timeout",
+                ));
             }
             let slice = Instant::now() + SLICE;
             futex::wait(seq(q.head()), seen, Some(deadline.map_or(slice, |d| d.min(slice))));
@@ -154,56 +157,64 @@ impl Queue {
     /// Appends a message, waiting while the queue is full.
     pub fn put(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
         let rec = record(data.len());
-        self.until(deadline, |h| &h.get_seq, |q| {
-            let h = q.head();
-            if h.closed.load(SeqCst) != 0 {
-                return Some(Err(Error::closed("the queue is closed")));
-            }
-            let ring = h.ring.load(Relaxed);
-            if rec > ring {
-                return Some(Err(Error::inval(format!(
-                    "a message of {} bytes never fits in this queue (at most {} bytes)",
-                    data.len(),
-                    ring - 8
-                ))));
-            }
-            let (head, tail) = (h.head.load(SeqCst), h.tail.load(SeqCst));
-            if tail - head + rec > ring {
-                return None; // full: wait for a get
-            }
-            q.write(tail, &(data.len() as u64).to_le_bytes());
-            q.write(tail + 8, data);
-            h.tail.store(tail + rec, SeqCst); // published: whole, or (killed before) not at all
-            h.put_seq.fetch_add(1, SeqCst);
-            futex::wake(&h.put_seq, i32::MAX);
-            Some(Ok(()))
-        })
+        self.until(
+            deadline,
+            |h| &h.get_seq,
+            |q| {
+                let h = q.head();
+                if h.closed.load(SeqCst) != 0 {
+                    return Some(Err(Error::closed("the queue is closed")));
+                }
+                let ring = h.ring.load(Relaxed);
+                if rec > ring {
+                    return Some(Err(Error::inval(format!(
+                        "a message of {} bytes never fits in this queue (at most {} bytes)",
+                        data.len(),
+                        ring - 8
+                    ))));
+                }
+                let (head, tail) = (h.head.load(SeqCst), h.tail.load(SeqCst));
+                if tail - head + rec > ring {
+                    return None; // full: wait for a get
+                }
+                q.write(tail, &(data.len() as u64).to_le_bytes());
+                q.write(tail + 8, data);
+                h.tail.store(tail + rec, SeqCst); // published: whole, or (killed before) not at all
+                h.put_seq.fetch_add(1, SeqCst);
+                futex::wake(&h.put_seq, i32::MAX);
+                Some(Ok(()))
+            },
+        )
     }
 
     /// Takes the oldest message into `buf`, waiting while the queue is empty.
     pub fn get(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Got> {
-        self.until(deadline, |h| &h.put_seq, |q| {
-            let h = q.head();
-            let (head, tail) = (h.head.load(SeqCst), h.tail.load(SeqCst));
-            if head == tail {
-                return h.closed.load(SeqCst).ne(&0).then(|| Err(Error::closed("the queue is closed and empty")));
-            }
-            let mut len = [0u8; 8];
-            q.read(head, &mut len);
-            let len = u64::from_le_bytes(len);
-            if record(len as usize) > tail - head || len > h.ring.load(Relaxed) {
-                return Some(Err(Error::new(Status::Corrupt, "the queue's memory was overwritten")));
-            }
-            let len = len as usize;
-            if len > buf.len() {
-                return Some(Ok(Got::TooLong(len)));
-            }
-            q.read(head + 8, &mut buf[..len]);
-            h.head.store(head + record(len), SeqCst); // consumed
-            h.get_seq.fetch_add(1, SeqCst);
-            futex::wake(&h.get_seq, i32::MAX);
-            Some(Ok(Got::Message(len)))
-        })
+        self.until(
+            deadline,
+            |h| &h.put_seq,
+            |q| {
+                let h = q.head();
+                let (head, tail) = (h.head.load(SeqCst), h.tail.load(SeqCst));
+                if head == tail {
+                    return h.closed.load(SeqCst).ne(&0).then(|| Err(Error::closed("the queue is closed and empty")));
+                }
+                let mut len = [0u8; 8];
+                q.read(head, &mut len);
+                let len = u64::from_le_bytes(len);
+                if record(len as usize) > tail - head || len > h.ring.load(Relaxed) {
+                    return Some(Err(Error::new(Status::Corrupt, "the queue's memory was overwritten")));
+                }
+                let len = len as usize;
+                if len > buf.len() {
+                    return Some(Ok(Got::TooLong(len)));
+                }
+                q.read(head + 8, &mut buf[..len]);
+                h.head.store(head + record(len), SeqCst); // consumed
+                h.get_seq.fetch_add(1, SeqCst);
+                futex::wake(&h.get_seq, i32::MAX);
+                Some(Ok(Got::Message(len)))
+            },
+        )
     }
 
     /// Closes the queue: puts fail with `Closed`, gets drain what is left, then fail with

@@ -24,7 +24,8 @@ impl Lock {
         let token = a.alloc(arena::LOCK, std::mem::size_of::<RobustMutex>())?;
         let o = a.enter(token, arena::LOCK, "lock")?;
         // SAFETY: a fresh zeroed object of ours; nobody else has its token yet.
-        unsafe { RobustMutex::init(o.payload() as *mut RobustMutex) }.map_err(|e| Error::sys("initialising a lock", e))?;
+        unsafe { RobustMutex::init(o.payload() as *mut RobustMutex) }
+            .map_err(|e| Error::sys("initialising a lock", e))?;
         Ok(Lock(token))
     }
 
@@ -41,7 +42,9 @@ impl Lock {
                 Err(LockError::TimedOut) if deadline.is_some_and(|d| Instant::now() >= d) => {
                     return Err(Error::new(Status::TimedOut, "the lock was still held at the timeout"))
                 }
-                Err(LockError::TimedOut) if !o.alive() => return Err(Error::inval("the lock was freed while this call waited")),
+                Err(LockError::TimedOut) if !o.alive() => {
+                    return Err(Error::inval("the lock was freed while this call waited"))
+                }
                 Err(LockError::TimedOut) => {}
                 Err(LockError::Os(e)) if e.raw_os_error() == Some(libc::EDEADLK) => {
                     return Err(Error::inval("this thread already holds the lock"))

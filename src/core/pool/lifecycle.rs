@@ -236,10 +236,8 @@ impl Shared {
             let (me, lo) = (proc::getpid(), self.map.base() as usize);
             if let Some(ours) = proc::mapping_at(lo) {
                 let range = lo..lo + self.map.len();
-                let left: Vec<_> = proc::all_pids()
-                    .into_iter()
-                    .filter(|&p| p != me && proc::maps_outside(p, &ours, &range))
-                    .collect();
+                let left: Vec<_> =
+                    proc::all_pids().into_iter().filter(|&p| p != me && proc::maps_outside(p, &ours, &range)).collect();
                 for &pid in &left {
                     proc::kill(pid, libc::SIGKILL);
                 }

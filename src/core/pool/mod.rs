@@ -188,7 +188,12 @@ impl Pool {
     /// A pool whose worker slots also hold `runner_slots` for remote runners (host threads
     /// that take tasks like workers and run them elsewhere), which bring `remote_workers` more
     /// workers: `workers()` counts them, and work is cut for all of them.
-    pub(crate) fn with_runners(workers: i32, opts: Options, runner_slots: usize, remote_workers: usize) -> Result<Pool> {
+    pub(crate) fn with_runners(
+        workers: i32,
+        opts: Options,
+        runner_slots: usize,
+        remote_workers: usize,
+    ) -> Result<Pool> {
         if super::worker::IN_WORKER.load(Relaxed) {
             return Err(Error::inval("pools cannot be created inside a pool's worker (nested use)"));
         }

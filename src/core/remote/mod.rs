@@ -15,8 +15,8 @@ mod root;
 mod wire;
 
 pub use rank::serve;
-pub(crate) use root::RunnerHandle;
 pub use root::create_root;
+pub(crate) use root::RunnerHandle;
 
 use std::io;
 

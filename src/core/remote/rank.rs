@@ -51,7 +51,12 @@ pub fn serve(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Result<(
         }
     };
     let mut pool = Some(pool);
-    let mut s = Server { sh: pool.as_ref().map(|p| p.shared().clone()), tasks: HashMap::new(), funcs: HashMap::new(), gen: (0, 0) };
+    let mut s = Server {
+        sh: pool.as_ref().map(|p| p.shared().clone()),
+        tasks: HashMap::new(),
+        funcs: HashMap::new(),
+        gen: (0, 0),
+    };
     let mut idle = Backoff::new();
     let mut stopping = false;
     let mut retry_at = Instant::now();
@@ -147,8 +152,9 @@ impl Server {
         let mut r = Reader(msg);
         let id = r.u64().ok()?;
         let fail = |n: u64, status: Status, why: String| {
-            let fails: Vec<Failure> =
-                (0..n.max(1)).map(|i| Failure { item: i, status: status as i32, msg: why.clone(), ..Failure::default() }).collect();
+            let fails: Vec<Failure> = (0..n.max(1))
+                .map(|i| Failure { item: i, status: status as i32, msg: why.clone(), ..Failure::default() })
+                .collect();
             Some(result(id, &fails, 0, &[]))
         };
         let Ok((kind, n, isz, osz, timeout, fref)) =
@@ -157,7 +163,11 @@ impl Server {
             return fail(1, Status::Sys, "a malformed task".into());
         };
         let Some(func) = self.func(&fref) else {
-            return fail(n, Status::Inval, "the task's function is not loaded here (a plugin the root loaded and this rank did not?)".into());
+            return fail(
+                n,
+                Status::Inval,
+                "the task's function is not loaded here (a plugin the root loaded and this rank did not?)".into(),
+            );
         };
         let ctx = match r.u32() {
             Ok(wire::CTX_NULL) => (0, 0),
@@ -191,7 +201,11 @@ impl Server {
         }
         let count = spec.n;
         let Some(sh) = &self.sh else {
-            return fail(n, Status::Closed, "this rank could not start a new local pool after its last one ended".into());
+            return fail(
+                n,
+                Status::Closed,
+                "this rank could not start a new local pool after its last one ended".into(),
+            );
         };
         match sh.submit(spec, None, |dst| {
             // SAFETY: the block's input area holds n * in_size bytes (in_size for K_VAR).
@@ -215,8 +229,12 @@ impl Server {
     /// The replies of the tasks that ended since last time; their slots are freed.
     fn finished(&mut self) -> Vec<Vec<u8>> {
         let Some(sh) = self.sh.clone() else { return Vec::new() };
-        let done: Vec<u64> =
-            self.tasks.iter().filter(|(_, m)| matches!(sh.task_state(m.sub.slot), T_DONE | T_CLOSED)).map(|(&id, _)| id).collect();
+        let done: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|(_, m)| matches!(sh.task_state(m.sub.slot), T_DONE | T_CLOSED))
+            .map(|(&id, _)| id)
+            .collect();
         let mut replies = Vec::new();
         for id in done {
             let m = self.tasks.remove(&id).expect("listed above");

@@ -266,7 +266,8 @@ impl Runner {
     /// microseconds, faster than any other rank could.
     fn local_worker_free(&self) -> bool {
         let v = self.sh.view;
-        (0..v.layout().nworkers).any(|w| v.worker(w).claim.load(Relaxed) == CLAIM_NONE && v.worker(w).pid.load(Relaxed) != 0)
+        (0..v.layout().nworkers)
+            .any(|w| v.worker(w).claim.load(Relaxed) == CLAIM_NONE && v.worker(w).pid.load(Relaxed) != 0)
     }
 
     /// Takes queued tasks into the free runner slots, one rank after another, and sends them.
@@ -390,7 +391,8 @@ impl Runner {
             Ok::<_, wire::Malformed>((fails, r.i32()?, r.bytes()?))
         })();
         let (fails, pid, out) = parsed.unwrap_or_else(|_| {
-            let all = Failure { item: 0, status: Status::Sys as i32, msg: "a malformed result".into(), ..Failure::default() };
+            let all =
+                Failure { item: 0, status: Status::Sys as i32, msg: "a malformed result".into(), ..Failure::default() };
             (vec![all], 0, &[][..])
         });
         debug_assert_eq!(from, rank);
@@ -436,7 +438,14 @@ impl Runner {
                     continue; // out of order or range: a malformed result, dropped
                 }
                 last = Some(f.item);
-                let rec = Rec { item: first + f.item, status: status as i32, code: f.code, pid: f.pid, wstatus: f.wstatus, msg: 0 };
+                let rec = Rec {
+                    item: first + f.item,
+                    status: status as i32,
+                    code: f.code,
+                    pid: f.pid,
+                    wstatus: f.wstatus,
+                    msg: 0,
+                };
                 v.push_failure(t, rec, Some(msg(f).as_bytes()));
             }
             let kind = t.kind.load(Relaxed);

@@ -103,7 +103,14 @@ impl Failure {
         w.u64(self.item).i32(self.status).i32(self.code).i32(self.pid).i32(self.wstatus).str(&self.msg);
     }
     pub fn read(r: &mut Reader) -> Result<Failure, Malformed> {
-        Ok(Failure { item: r.u64()?, status: r.i32()?, code: r.i32()?, pid: r.i32()?, wstatus: r.i32()?, msg: r.str()? })
+        Ok(Failure {
+            item: r.u64()?,
+            status: r.i32()?,
+            code: r.i32()?,
+            pid: r.i32()?,
+            wstatus: r.i32()?,
+            msg: r.str()?,
+        })
     }
 }
 
