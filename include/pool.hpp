@@ -60,6 +60,8 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
 namespace pool {
 
 /// The library's version, "MAJOR.MINOR.PATCH".
@@ -305,6 +307,11 @@ private:
         std::shared_ptr<const void> input;   // kept until the handle is freed (map_async)
         void (*convert)(State&) = nullptr;   // fills `value` from the handle (submit)
         std::once_flag converted;
+        void (*on_done)(int, const T&) = nullptr;  // the completion callback, if any
+        static void callback(pool_async_t*, int status, void* arg) noexcept {
+            auto* st = static_cast<State*>(arg);
+            st->on_done(status, st->value);
+        }
         State() = default;
         State(const State&) = delete;
         State& operator=(const State&) = delete;
@@ -614,6 +621,29 @@ public:
         }
         return A(std::move(st));
     }
+    /// Like apply_async(f, x), and calls `on_done(status, value)` once the result is ready,
+    /// from the pool's callback thread (one at a time for a pool; see pool_callback_fn).
+    /// `on_done` is a function or capture-less lambda `void(int status, const R& value)`;
+    /// `value` is meaningful when status is POOL_OK. Keep the returned Async alive until the
+    /// callback has run (destroying it first means no callback).
+    template <class F, class In, class Cb>
+    Async<detail::task_result_t<F, In>> apply_async(F f, const In& x, Cb on_done) {
+        using R = detail::task_result_t<F, In>;
+        using A = Async<R>;
+        void (*cb)(int, const R&) = on_done;  // a capture-less callable is required
+        auto st = std::make_unique<typename A::State>();
+        if constexpr (detail::check_task<F, In>()) {
+            st->on_done = cb;
+            pool_call_options_t co;
+            pool_call_options_init(&co);
+            co.callback = &A::State::callback;
+            co.callback_arg = st.get();
+            st->handle = pool_apply_async_ex(get(), &detail::item_task<detail::fn_ptr_t<F>, In>, &x, sizeof(In), &st->value,
+                                             sizeof st->value, detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f)), &co);
+            if (st->handle == nullptr) detail::raise_null(submit_status(), "pool_apply_async_ex");
+        }
+        return A(std::move(st));
+    }
     template <class F>
     Async<detail::task_result_t<F, void>> apply_async(F f) {
         using A = Async<detail::task_result_t<F, void>>;
@@ -675,6 +705,233 @@ private:
 
     pool_t* p_ = nullptr;
     bool closed_ = false;
+};
+
+/// Waits up to `timeout` seconds (negative: no limit) until one of `results` is ready and
+/// returns its index (the lowest ready one), or nothing on timeout
+/// (concurrent.futures.wait(FIRST_COMPLETED)).
+template <class T>
+std::optional<std::size_t> wait_any(const std::vector<Async<T>>& results, double timeout = -1) {
+    std::vector<pool_async_t*> hs;
+    for (const auto& r : results) hs.push_back(r.native_handle());
+    std::size_t i = 0;
+    int s = async_wait_any(hs.data(), hs.size(), timeout, &i);
+    if (s == POOL_ETIMEDOUT) return std::nullopt;
+    detail::check(s, "async_wait_any");
+    return i;
+}
+
+/// The indices of `results` in the order they become ready (Python's as_completed):
+/// `for (std::size_t i : pool::as_completed(rs)) use(rs[i].get());`
+template <class T>
+class as_completed {
+public:
+    explicit as_completed(const std::vector<Async<T>>& results) {
+        for (std::size_t i = 0; i < results.size(); i++) left_.push_back({results[i].native_handle(), i});
+    }
+    class iterator {
+    public:
+        std::size_t operator*() const { return cur_; }
+        iterator& operator++() {
+            step();
+            return *this;
+        }
+        bool operator!=(const iterator& o) const { return done_ != o.done_; }
+
+    private:
+        friend class as_completed;
+        iterator(as_completed* owner, bool done) : owner_(owner), done_(done) {
+            if (!done_) step();
+        }
+        void step() {
+            auto& left = owner_->left_;
+            if (left.empty()) {
+                done_ = true;
+                return;
+            }
+            std::vector<pool_async_t*> hs;
+            for (auto& e : left) hs.push_back(e.first);
+            std::size_t i = 0;
+            detail::check(async_wait_any(hs.data(), hs.size(), -1, &i), "async_wait_any");
+            cur_ = left[i].second;
+            left.erase(left.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+        as_completed* owner_;
+        bool done_;
+        std::size_t cur_ = 0;
+    };
+    iterator begin() { return iterator(this, false); }
+    iterator end() { return iterator(this, true); }
+
+private:
+    std::vector<std::pair<pool_async_t*, std::size_t>> left_;
+};
+
+/// A queue of byte messages shared by this process's threads and every process it forks:
+/// pool::Process children and pool tasks (pool_queue_t). A peer killed in the middle of put or
+/// get never leaves it locked or a message half-written. Move-only; the process that created
+/// it frees it when the object is destroyed (copies inherited by forked children do not).
+class BytesQueue {
+public:
+    /// Holds up to `max_bytes` of messages (each also takes up to 15 bytes of bookkeeping).
+    explicit BytesQueue(std::size_t max_bytes) : q_(pool_queue_create(max_bytes)), owner_(getpid_()) {
+        if (q_ == nullptr) detail::raise_null(POOL_EINVAL, "pool_queue_create");
+    }
+    BytesQueue(BytesQueue&& o) noexcept : q_(std::exchange(o.q_, nullptr)), owner_(o.owner_) {}
+    BytesQueue& operator=(BytesQueue&& o) noexcept {
+        if (this != &o) {
+            release();
+            q_ = std::exchange(o.q_, nullptr);
+            owner_ = o.owner_;
+        }
+        return *this;
+    }
+    BytesQueue(const BytesQueue&) = delete;
+    BytesQueue& operator=(const BytesQueue&) = delete;
+    ~BytesQueue() { release(); }
+
+    /// Appends a message, waiting up to `timeout` seconds (negative: no limit) while full;
+    /// false if it is still full then. Throws pool::Error (POOL_ECLOSED once closed,
+    /// POOL_EINVAL for a message that can never fit).
+    bool put(std::string_view msg, double timeout = -1) {
+        int s = pool_queue_put(q_, msg.data(), msg.size(), timeout);
+        if (s == POOL_ETIMEDOUT) return false;
+        detail::check(s, "pool_queue_put");
+        return true;
+    }
+    /// The oldest message, waiting up to `timeout` seconds while empty; nothing on timeout.
+    /// Throws pool::Error with POOL_ECLOSED once the queue is closed and empty.
+    std::optional<std::string> get(double timeout = -1) {
+        std::string buf(256, '\0');
+        for (;;) {
+            std::size_t len = 0;
+            int s = pool_queue_get(q_, buf.data(), buf.size(), &len, timeout);
+            if (s == POOL_ENOMEM) {  // longer than the buffer: it stayed queued
+                buf.resize(len);
+                continue;
+            }
+            if (s == POOL_ETIMEDOUT) return std::nullopt;
+            detail::check(s, "pool_queue_get");
+            buf.resize(len);
+            return buf;
+        }
+    }
+    /// Puts fail from now on; gets drain what is left, then throw POOL_ECLOSED.
+    void close() { detail::check(pool_queue_close(q_), "pool_queue_close"); }
+    pool_queue_t* native_handle() const noexcept { return q_; }
+
+private:
+    static long getpid_() noexcept { return static_cast<long>(::getpid()); }
+    void release() noexcept {
+        if (q_ != nullptr && owner_ == getpid_()) pool_queue_free(q_);
+        q_ = nullptr;
+    }
+    pool_queue_t* q_;
+    long owner_;
+};
+
+/// A queue of values of a trivially copyable T (Python's multiprocessing.Queue for plain data).
+template <class T>
+class Queue {
+    static_assert(detail::transferable_v<T>, "pool::Queue<T>: T must be trivially copyable and hold no pointers");
+
+public:
+    /// Holds up to `capacity` values.
+    explicit Queue(std::size_t capacity) : q_(capacity * (((sizeof(T) + 7) / 8) * 8 + 8)) {}
+    /// Appends `v`, waiting up to `timeout` seconds while full; false if still full then.
+    bool put(const T& v, double timeout = -1) {
+        return q_.put(std::string_view(reinterpret_cast<const char*>(&v), sizeof v), timeout);
+    }
+    /// The oldest value, waiting up to `timeout` seconds while empty; nothing on timeout.
+    /// Throws pool::Error with POOL_ECLOSED once closed and empty.
+    std::optional<T> get(double timeout = -1) {
+        T v;
+        std::size_t len = 0;
+        int s = pool_queue_get(q_.native_handle(), &v, sizeof v, &len, timeout);
+        if (s == POOL_ETIMEDOUT) return std::nullopt;
+        detail::check(s, "pool_queue_get");
+        if (len != sizeof v) throw Error(POOL_EINVAL, "pool::Queue: a message of another size");
+        return v;
+    }
+    void close() { q_.close(); }
+    pool_queue_t* native_handle() const noexcept { return q_.native_handle(); }
+
+private:
+    BytesQueue q_;
+};
+
+/// A lock shared with every process this one forks, whose holder may die: the next acquirer
+/// gets it and learns so (pool_lock_t). Move-only; freed by the creating process.
+class Lock {
+public:
+    Lock() : l_(pool_lock_create()), owner_(static_cast<long>(::getpid())) {
+        if (l_ == nullptr) detail::raise_null(POOL_ESYS, "pool_lock_create");
+    }
+    Lock(Lock&& o) noexcept : l_(std::exchange(o.l_, nullptr)), owner_(o.owner_) {}
+    Lock(const Lock&) = delete;
+    Lock& operator=(const Lock&) = delete;
+    ~Lock() {
+        if (l_ != nullptr && owner_ == static_cast<long>(::getpid())) pool_lock_free(l_);
+    }
+    /// Takes it, waiting up to `timeout` seconds; false if not taken in time. `*holder_died`
+    /// (if given) says whether the previous holder died holding it.
+    bool acquire(double timeout = -1, bool* holder_died = nullptr) {
+        int s = pool_lock_acquire(l_, timeout);
+        if (s == POOL_ETIMEDOUT) return false;
+        if (holder_died) *holder_died = (s == POOL_EOWNERDEAD);
+        if (s != POOL_EOWNERDEAD) detail::check(s, "pool_lock_acquire");
+        return true;
+    }
+    void release() { detail::check(pool_lock_release(l_), "pool_lock_release"); }
+    pool_lock_t* native_handle() const noexcept { return l_; }
+
+    /// Holds the lock for its scope: `pool::Lock::Guard g(lock);`
+    class Guard {
+    public:
+        explicit Guard(Lock& l) : l_(&l) { l.acquire(-1, &died_); }
+        Guard(const Guard&) = delete;
+        Guard& operator=(const Guard&) = delete;
+        ~Guard() { pool_lock_release(l_->l_); }
+        /// True if the previous holder died holding the lock (repair what it protects).
+        bool holder_died() const noexcept { return died_; }
+
+    private:
+        Lock* l_;
+        bool died_ = false;
+    };
+
+private:
+    pool_lock_t* l_;
+    long owner_;
+};
+
+/// An event that threads and processes wait on (pool_event_t). Move-only; freed by its creator.
+class Event {
+public:
+    Event() : e_(pool_event_create()), owner_(static_cast<long>(::getpid())) {
+        if (e_ == nullptr) detail::raise_null(POOL_ESYS, "pool_event_create");
+    }
+    Event(Event&& o) noexcept : e_(std::exchange(o.e_, nullptr)), owner_(o.owner_) {}
+    Event(const Event&) = delete;
+    Event& operator=(const Event&) = delete;
+    ~Event() {
+        if (e_ != nullptr && owner_ == static_cast<long>(::getpid())) pool_event_free(e_);
+    }
+    void set() { detail::check(pool_event_set(e_), "pool_event_set"); }
+    void clear() { detail::check(pool_event_clear(e_), "pool_event_clear"); }
+    bool is_set() const noexcept { return pool_event_is_set(e_); }
+    /// Waits up to `timeout` seconds; true once set.
+    bool wait(double timeout = -1) {
+        int s = pool_event_wait(e_, timeout);
+        if (s == POOL_ETIMEDOUT) return false;
+        detail::check(s, "pool_event_wait");
+        return true;
+    }
+    pool_event_t* native_handle() const noexcept { return e_; }
+
+private:
+    pool_event_t* e_;
+    long owner_;
 };
 
 /// A child process running a callable (Python's multiprocessing.Process). The target is run

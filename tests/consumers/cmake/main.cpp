@@ -3,6 +3,7 @@
 // prints; exits nonzero on any mismatch.
 #include <pool.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -258,6 +259,89 @@ void streaming() {
     }
 }
 
+long sleepy(const long& ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ms;
+}
+
+std::atomic<int> callbacks_seen{0};
+std::atomic<long> callbacks_sum{0};
+
+// What Python users reach for next: queues between processes and tasks, a lock whose holder
+// dies, events, callbacks, wait_any and as_completed.
+void next() {
+    // A Process sends its result back through a queue (the notebook's Process, extended).
+    pool::Queue<long> results(16);
+    std::vector<pool::Process> procs;
+    for (long id = 1; id <= 3; id++) procs.emplace_back([&results, id] { results.put(id * id); });
+    for (auto& pr : procs) pr.start();
+    long sum = 0;
+    for (int i = 0; i < 3; i++) sum += results.get(10).value_or(-1000);
+    for (auto& pr : procs) pr.join();
+    expect(sum == 1 + 4 + 9, "Process results through a pool::Queue");
+    expect(!results.get(0).has_value(), "an empty queue times out");
+    results.close();
+    try {
+        results.get(0);
+        expect(false, "a closed, empty queue throws");
+    } catch (const pool::Error& e) {
+        expect(e.status() == POOL_ECLOSED, "closed queue: POOL_ECLOSED");
+    }
+
+    pool::BytesQueue bytes(1 << 12);
+    expect(bytes.put(std::string(1000, 'x')), "put of 1000 bytes");
+    auto got = bytes.get(1);
+    expect(got && got->size() == 1000, "a message longer than the first buffer comes whole");
+
+    // A lock whose holder dies.
+    pool::Lock lock;
+    pool::Process holder([&lock] {
+        lock.acquire();
+        std::this_thread::sleep_for(std::chrono::seconds(60));
+    });
+    holder.start();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    expect(!lock.acquire(0.05), "a held lock times out");
+    holder.kill();
+    holder.join();
+    {
+        pool::Lock::Guard g(lock);
+        expect(g.holder_died(), "the guard learns that the holder died");
+    }
+    bool died = true;
+    expect(lock.acquire(1, &died) && !died, "the lock is clean again");
+    lock.release();
+
+    // An event many processes wait on.
+    pool::Event go;
+    std::vector<pool::Process> waiters;
+    for (int i = 0; i < 3; i++) waiters.emplace_back([&go] { return go.wait(10) ? 0 : 1; });
+    for (auto& w : waiters) w.start();
+    go.set();
+    for (auto& w : waiters) {
+        w.join();
+        expect(w.exitcode() == 0, "every waiter saw the event");
+    }
+
+    // wait_any, as_completed and callbacks.
+    pool::Pool p(3);
+    std::vector<pool::Async<long>> rs;
+    for (long ms : {300L, 50L, 150L}) rs.push_back(p.apply_async(sleepy, ms));
+    auto first = pool::wait_any(rs, 5);
+    expect(first && *first == 1, "wait_any: the quickest first");
+    std::vector<std::size_t> order;
+    for (std::size_t i : pool::as_completed(rs)) order.push_back(i);
+    expect(order.size() == 3 && order[0] == 1 && order[1] == 2 && order[2] == 0, "as_completed: in the order they finish");
+    std::vector<pool::Async<long>> cbs;
+    for (long x = 1; x <= 5; x++)
+        cbs.push_back(p.apply_async(square, x, [](int status, const long& v) {
+            if (status == POOL_OK) callbacks_sum += v;
+            callbacks_seen++;
+        }));
+    for (int i = 0; i < 500 && callbacks_seen < 5; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    expect(callbacks_seen == 5 && callbacks_sum == 1 + 4 + 9 + 16 + 25, "a callback per result");
+}
+
 }  // namespace
 
 int main() {
@@ -265,6 +349,7 @@ int main() {
         seed();
         more();
         streaming();
+        next();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "FAIL: unexpected exception: %s\n", e.what());
         return 1;
