@@ -204,6 +204,12 @@ run_seed() {  # run_seed BINARY: runs it, compares its output with the seed's
     "$1" >"$out" || { echo "$1 exited $?"; return 1; }
     diff -u "$expected" "$out"
 }
+run_process_queue() {  # the notebook's three processes, their results back through a queue
+    local out="$1.out"
+    "$1" >"$out" || { cat "$out"; echo "$1 exited $?"; return 1; }
+    [ "$(grep -c '^Invoked run()$' "$out")" -eq 3 ] && grep -q '^sum of squares from the processes: 10001$' "$out" ||
+        { cat "$out"; return 1; }
+}
 needs_libpool() {  # needs_libpool BINARY yes|no
     local needed
     needed=$(readelf -d "$1" | grep NEEDED)
@@ -280,12 +286,14 @@ if step "c_examples with CMake: find_package(Pool)" \
     cmake_consumer "$root/c_examples" "$ex_cmake" "$prefix"; then
     step "c_examples with CMake: seed (Pool::pool)" run_seed "$ex_cmake/seed"
     step "c_examples with CMake: seed_static (Pool::pool_static)" run_seed "$ex_cmake/seed_static"
+    step "c_examples with CMake: process_queue (results through a queue)" run_process_queue "$ex_cmake/process_queue"
 fi
 ex_make="$tmp/examples-make"
 if step "c_examples with make and pkg-config" \
     make -C "$root/c_examples" PKG_CONFIG_PATH="$prefix/lib/pkgconfig" BUILD="$ex_make"; then
     step "c_examples with make: seed (libpool.so)" run_seed "$ex_make/seed"
     step "c_examples with make: seed_static (libpool.a)" run_seed "$ex_make/seed_static"
+    step "c_examples with make: process_queue_static (libpool.a)" run_process_queue "$ex_make/process_queue_static"
     step "c_examples with make: seed_static does not need libpool.so" needs_libpool "$ex_make/seed_static" no
 fi
 
