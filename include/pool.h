@@ -1084,12 +1084,13 @@ void async_free(pool_async_t *a);
  * included). On every other rank it runs the tasks it is sent in local workers of its own,
  * until the root's pool is destroyed, then returns NULL with `pool_last_status() ==
  * POOL_EDONE`; any other status is a real failure (on every rank, e.g. ranks that run
- * different programs). Each rank uses its own `opts` (initializer, limits); `task_timeout`
- * is the root's.
+ * different programs). Each rank uses its own `opts` (initializer, limits), except
+ * `task_timeout`: the root's applies to every item.
  *
  * Functions cross ranks as (build-id of the object holding them, offset), so they must be in
  * the program, a library it links, or a plugin loaded on every rank before this call; `ctx`
- * must be NULL, copied (`ctx_size`) or in static data. Other items fail with `POOL_EINVAL`.
+ * must be NULL, copied (`ctx_size`) or in constant (read-only) data. Other items fail with
+ * `POOL_EINVAL`. A rank whose own arguments are wrong fails every rank (none waits forever).
  * Ownership: the transport's `ctx` stays the caller's until `release` is called.
  * Thread safety: call from one thread per rank.
  */

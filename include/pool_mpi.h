@@ -33,10 +33,12 @@ extern "C" {
  *
  * What crosses ranks: functions, as (GNU build-id of the object holding them, offset), so they
  * may be in the program, a library it links, or a plugin loaded on every rank before this call;
- * ctx as bytes when its size is given (ctx_size), or as a place in static data; inputs and
- * results as bytes, any size. A function or ctx that cannot cross fails its items with
- * POOL_EINVAL. Each rank uses its own `opts` (initializer, max_tasks_per_child, ...); per-item
- * timeouts are the root's.
+ * ctx as bytes when its size is given (ctx_size), or as a place in constant (read-only) data;
+ * inputs and results as bytes, any size. A function or ctx that cannot cross (heap, stack, or
+ * writable static data, which each rank has its own copy of) fails its items with POOL_EINVAL.
+ * Each rank uses its own `opts` (initializer, shm_size, max_tasks_per_child, ...), but
+ * per-item timeouts are the root's. Ranks that disagree on `root`, or a rank given bad
+ * arguments, make every rank fail: none is left waiting.
  *
  * If a whole rank dies (SIGKILL, a lost node), MPI ends the job: mpirun returns non-zero within
  * seconds, never a hang.

@@ -160,12 +160,13 @@ impl CTransport {
 /// included). On every other rank it runs the tasks it is sent in local workers of its own,
 /// until the root's pool is destroyed, then returns NULL with `pool_last_status() ==
 /// POOL_EDONE`; any other status is a real failure (on every rank, e.g. ranks that run
-/// different programs). Each rank uses its own `opts` (initializer, limits); `task_timeout`
-/// is the root's.
+/// different programs). Each rank uses its own `opts` (initializer, limits), except
+/// `task_timeout`: the root's applies to every item.
 ///
 /// Functions cross ranks as (build-id of the object holding them, offset), so they must be in
 /// the program, a library it links, or a plugin loaded on every rank before this call; `ctx`
-/// must be NULL, copied (`ctx_size`) or in static data. Other items fail with `POOL_EINVAL`.
+/// must be NULL, copied (`ctx_size`) or in constant (read-only) data. Other items fail with
+/// `POOL_EINVAL`. A rank whose own arguments are wrong fails every rank (none waits forever).
 /// Ownership: the transport's `ctx` stays the caller's until `release` is called.
 /// Thread safety: call from one thread per rank.
 #[no_mangle]
@@ -199,10 +200,17 @@ pub extern "C" fn pool_create_distributed(
             release: t.release,
             part: POOL_TRANSPORT_MAX_PART,
         };
-        require!(workers_per_rank >= 0, format!("workers_per_rank is {workers_per_rank}: it must be >= 0"));
         require!(t.size > 0 && (0..t.size).contains(&t.rank), format!("rank {} of {} ranks", t.rank, t.size));
         require!((0..t.size).contains(&t.root), format!("root is {}: not a rank of {}", t.root, t.size));
-        let opts = convert(opts)?;
+        // What one rank alone may get wrong fails every rank, never leaves the others waiting.
+        let local = (|| {
+            require!(workers_per_rank >= 0, format!("workers_per_rank is {workers_per_rank}: it must be >= 0"));
+            convert(opts)
+        })();
+        let opts = match local {
+            Ok(o) => o,
+            Err(e) => return Err(remote::fail_together(Box::new(ct), e)),
+        };
         if t.rank == t.root {
             Ok(pool_t::new(remote::create_root(Box::new(ct), workers_per_rank, opts)?))
         } else {

@@ -106,14 +106,24 @@ pool_t *pool_create_mpi(MPI_Comm comm, int root, int workers_per_rank, const poo
     }
     MPI_Comm_size(comm, &size);
     MPI_Comm_rank(comm, &rank);
+    /* One collective settles what every rank must agree on: the thread level (the lowest),
+     * and the root (the same everywhere). */
+    int provided = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&provided);
+    int mine[3] = {provided, root, -root}, all[3];
+    MPI_Allreduce(mine, all, 3, MPI_INT, MPI_MIN, comm);
+    int lowest = all[0];
+    if (all[1] != -all[2]) {
+        snprintf(why, sizeof why, "pool_create_mpi: the ranks disagree on the root (from %d to %d; this rank passed %d)",
+                 all[1], -all[2], root);
+        t.error = why;
+        return pool_create_distributed(&t, workers_per_rank, opts);
+    }
     if (root < 0 || root >= size) {
         snprintf(why, sizeof why, "pool_create_mpi: root %d is not a rank of comm (size %d)", root, size);
         t.error = why;
         return pool_create_distributed(&t, workers_per_rank, opts);
     }
-    int provided = MPI_THREAD_SINGLE, lowest = MPI_THREAD_SINGLE;
-    MPI_Query_thread(&provided);
-    MPI_Allreduce(&provided, &lowest, 1, MPI_INT, MPI_MIN, comm);
     if (lowest < MPI_THREAD_MULTIPLE) {
         snprintf(why, sizeof why,
                  "pool_create_mpi needs MPI_THREAD_MULTIPLE on every rank (the root's pool talks to the other "

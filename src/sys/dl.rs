@@ -19,8 +19,11 @@ pub struct Object {
     pub base: usize,
     /// Executable segments, as address ranges.
     pub code: Vec<(usize, usize)>,
-    /// Every loaded segment (code and data), as address ranges.
-    pub loaded: Vec<(usize, usize)>,
+    /// Loaded segments that are not writable (code, constants), as address ranges.
+    pub readonly: Vec<(usize, usize)>,
+    /// The same on every machine that runs the same build: the build-id, else the file's name
+    /// and size (the device, inode and time of `id` differ from node to node).
+    pub portable: Vec<u8>,
     /// The path it was loaded from ("" for the main program).
     pub name: String,
     /// Build-id, or a description of the file when it has none.
@@ -85,13 +88,21 @@ fn object(info: &libc::dl_phdr_info) -> Object {
     let range = |p: &libc::Elf64_Phdr| (base + p.p_vaddr as usize, base + (p.p_vaddr + p.p_memsz) as usize);
     let loads = phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD);
     let code = loads.clone().filter(|p| p.p_flags & libc::PF_X != 0).map(range).collect();
-    let loaded = loads.map(range).collect();
-    let id = phdrs
+    let readonly = loads.filter(|p| p.p_flags & libc::PF_W == 0).map(range).collect();
+    let bid = phdrs
         .iter()
         .filter(|p| p.p_type == libc::PT_NOTE)
-        .find_map(|p| build_id(base + p.p_vaddr as usize, p.p_memsz as usize))
-        .unwrap_or_else(|| file_id(info.dlpi_name));
-    Object { base, code, loaded, id, name: c_name(info.dlpi_name).to_string() }
+        .find_map(|p| build_id(base + p.p_vaddr as usize, p.p_memsz as usize));
+    let name = c_name(info.dlpi_name).to_string();
+    let portable = bid.clone().unwrap_or_else(|| {
+        let path = if name.is_empty() { "/proc/self/exe" } else { name.as_str() };
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let base_name =
+            std::path::Path::new(&name).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        format!("{base_name}|{size}").into_bytes()
+    });
+    let id = bid.unwrap_or_else(|| file_id(info.dlpi_name));
+    Object { base, code, readonly, id, portable, name }
 }
 
 fn c_name<'a>(name: *const libc::c_char) -> &'a str {
@@ -113,24 +124,26 @@ pub struct Ref {
     pub offset: u64,
 }
 
-/// The reference of `addr`: in an object's code if `code`, else anywhere in its loaded
-/// segments (static data). None if no loaded object holds it (heap, stack, anonymous memory).
+/// The reference of `addr`: in an object's code if `code`, else in its read-only data
+/// (constants: the same bytes in every process that runs the build; writable static data is
+/// not, since each process may have changed its own copy). None if no loaded object holds it
+/// there (heap, stack, anonymous memory, writable data).
 pub fn reference(addr: usize, code: bool) -> Option<Ref> {
     objects().into_iter().find_map(|o| {
-        let ranges = if code { &o.code } else { &o.loaded };
+        let ranges = if code { &o.code } else { &o.readonly };
         ranges
             .iter()
             .any(|&(lo, hi)| (lo..hi).contains(&addr))
-            .then(|| Ref { offset: (addr - o.base) as u64, id: o.id })
+            .then(|| Ref { offset: (addr - o.base) as u64, id: o.portable })
     })
 }
 
-/// The address a reference names in this process, if an object with its identity is loaded
-/// and holds that offset (in its code if `code`).
+/// The address a reference names in this process, if an object of that build is loaded and
+/// holds that offset (in its code if `code`, else in its read-only data).
 pub fn resolve(r: &Ref, code: bool) -> Option<usize> {
-    objects().into_iter().find(|o| o.id == r.id).and_then(|o| {
+    objects().into_iter().find(|o| o.portable == r.id).and_then(|o| {
         let addr = o.base.checked_add(r.offset as usize)?;
-        let ranges = if code { &o.code } else { &o.loaded };
+        let ranges = if code { &o.code } else { &o.readonly };
         ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&addr)).then_some(addr)
     })
 }
@@ -156,7 +169,7 @@ pub fn program_hash() -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
     for o in objects().into_iter().take(n).filter(|o| !o.name.contains("linux-vdso") && !o.name.contains("linux-gate"))
     {
-        for &b in o.id.iter().chain(&[0xff]) {
+        for &b in o.portable.iter().chain(&[0xff]) {
             h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
         }
     }

@@ -119,15 +119,25 @@ pub fn populate(ptr: *const u8, len: usize, write: bool) {
 
 const PAGE: usize = 4096;
 
+/// `mremap` as the system call itself: libraries loaded into the host (UCX, under MPICH or Open
+/// MPI's UCX transport) hook the libc function and drop its fifth argument, the fixed address.
+///
+/// # Safety
+/// As `mremap(2)`: `old` must be a mapping of ours and `new` (with MREMAP_FIXED) a range we own.
+unsafe fn mremap(old: *mut u8, old_len: usize, len: usize, flags: libc::c_int, new: *mut u8) -> io::Result<*mut u8> {
+    // SAFETY: forwarded from the caller.
+    let p = unsafe { libc::syscall(libc::SYS_mremap, old, old_len, len, flags, new) };
+    if p == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p as usize as *mut u8)
+}
+
 /// Maps the pages of the shared mapping `[base, base+len)` a second time, read-write, at an
 /// address of the kernel's choosing.
 pub fn alias(base: *mut u8, len: usize) -> io::Result<*mut u8> {
     // SAFETY: mremap with old_size 0 duplicates a shared mapping; `base` is one of ours.
-    let p = unsafe { libc::mremap(base as *mut libc::c_void, 0, len, libc::MREMAP_MAYMOVE) };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(p as *mut u8)
+    unsafe { mremap(base, 0, len, libc::MREMAP_MAYMOVE, std::ptr::null_mut()) }
 }
 
 /// Makes `[ptr, ptr+len)` read-only in this process.
@@ -207,18 +217,7 @@ impl Guarded {
         let at = self.reserve(len)?;
         // SAFETY: duplicates pages of our shared mapping over our own reservation (MAP_FIXED
         // semantics only replace the reservation's inaccessible pages).
-        let p = unsafe {
-            libc::mremap(
-                src as *mut libc::c_void,
-                0,
-                len,
-                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                at as *mut libc::c_void,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        unsafe { mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, at) }?;
         Ok(at)
     }
 

@@ -5,7 +5,11 @@
  *             program, in a linked library and in a plugin; ctx by value and static; close/join
  *   refused   a rank runs another build of this program (MPMD launch): every rank fails
  *   killrank  a task SIGKILLs its own rank's process mid-map: the job must end, non-zero
- *   level     MPI initialised with MPI_THREAD_SERIALIZED: every rank fails with a message */
+ *   level     MPI initialised with MPI_THREAD_SERIALIZED: every rank fails with a message
+ *   badarg    rank 2 alone passes workers_per_rank -1: every rank fails, none waits forever
+ *   diffroot  ranks disagree on the root: every rank fails
+ *   opts      the other ranks have small heaps and a short task_timeout of their own: big items
+ *             wait for room there (never fail for it), and the root's timeout (none) applies */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -30,7 +34,8 @@ static const char flavour[] = "main build";
 
 static int my_rank = -1;
 static const char *log_dir;
-static int64_t static_ctx = 1000;
+static const int64_t static_ctx = 1000; /* constant data: the same bytes on every rank */
+static int64_t writable_ctx = 5;        /* writable: each rank has its own copy */
 static int failures;
 
 #define CHECK(c)                                                                   \
@@ -63,6 +68,26 @@ static int work(const void *in, void *out, void *ctx) {
     case 15: pool_task_error("fifteen"); return 7;
     }
     *(int64_t *)out = x * x + (ctx ? *(const int64_t *)ctx : 0);
+    return 0;
+}
+
+static int plus_ctx_slowly(const void *in, void *out, void *ctx) {
+    usleep(5000);
+    *(int64_t *)out = *(const int64_t *)in + *(const int64_t *)ctx;
+    return 0;
+}
+
+static int copy_mib(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    memcpy(out, in, 1 << 20);
+    return 0;
+}
+
+/* Copies 3 MiB after 30 ms (longer than the other ranks' own task_timeout in mode opts). */
+static int copy_slowly(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    usleep(30000);
+    memcpy(out, in, 3 << 20);
     return 0;
 }
 
@@ -228,7 +253,21 @@ static void basic(pool_t *pool, int nranks) {
     mo.ctx_size = sizeof *heap_ctx;
     CHECK(pool_map_ex(pool, work, in + 20, sizeof in[0], c_out, sizeof c_out[0], 90, heap_ctx, &mo) == POOL_OK);
     mo.ctx_size = 0;
-    CHECK(pool_map_ex(pool, work, in + 20, sizeof in[0], s_out, sizeof s_out[0], 90, &static_ctx, &mo) == POOL_OK);
+    CHECK(pool_map_ex(pool, work, in + 20, sizeof in[0], s_out, sizeof s_out[0], 90, (void *)&static_ctx, &mo) == POOL_OK);
+    /* Writable static data is refused on other ranks (their copies may differ), never wrong. */
+    static int st_w[90];
+    static int64_t w_out[90];
+    mo.statuses = st_w;
+    mo.chunksize = 1;
+    pool_map_ex(pool, plus_ctx_slowly, in + 20, sizeof in[0], w_out, sizeof w_out[0], 90, &writable_ctx, &mo);
+    int refused = 0;
+    for (int i = 0; i < 90; i++) {
+        int64_t x = in[20 + i];
+        refused += st_w[i] == POOL_EINVAL;
+        if (st_w[i] == POOL_OK) CHECK(w_out[i] == x + 5);
+    }
+    CHECK(refused > 0);
+    mo.statuses = NULL;
     for (int i = 0; i < 500; i++) {
         CHECK(t_out[i] == 3 * in[i]);
         if (ptriple) CHECK(p_out[i] == 3 * in[i]);
@@ -307,6 +346,21 @@ static void basic(pool_t *pool, int nranks) {
         if (ranks_out[i] >= 0 && ranks_out[i] < 64) per_rank[ranks_out[i]]++;
     CHECK(per_rank[1] > 0); /* rank 1 runs work again, in a new local pool */
 
+    /* Big results (1 MiB per item: written through guarded windows, which must work under
+     * MPI libraries that hook mremap, as UCX does under MPICH). */
+    {
+        enum { BIG = 1 << 20, NB = 24 };
+        char *bin = malloc((size_t)BIG * NB), *bout = malloc((size_t)BIG * NB);
+        for (size_t i = 0; i < (size_t)BIG * NB; i++) bin[i] = (char)(i * 7 + i / BIG);
+        pool_map_options_t bo;
+        pool_map_options_init(&bo);
+        bo.chunksize = 1;
+        CHECK(pool_map_ex(pool, copy_mib, bin, BIG, bout, BIG, NB, NULL, &bo) == POOL_OK);
+        CHECK(memcmp(bin, bout, (size_t)BIG * NB) == 0);
+        free(bin);
+        free(bout);
+    }
+
     /* close + join waits for work still running on other ranks. */
     static int64_t j_out[200];
     pool_async_t *m = pool_map_async_ex(pool, slow_rank, in, sizeof in[0], j_out, sizeof j_out[0], 200, NULL, &mo);
@@ -331,11 +385,22 @@ int main(int argc, char **argv) {
         /* The plugin is loaded on every rank before the pool is created. */
         if (!dlopen(getenv("POOL_MPI_PLUGIN"), RTLD_NOW)) fprintf(stderr, "dlopen: %s\n", dlerror());
     }
-    pool_t *pool = pool_create_mpi(MPI_COMM_WORLD, 0, 2, NULL);
+    pool_options_t small;
+    pool_options_init(&small);
+    small.shm_size = 16 << 20; /* room for about two 6 MiB tasks at a time */
+    small.task_timeout = 0.01; /* ignored: the root's timeout applies */
+    int opts_mode = strcmp(mode, "opts") == 0;
+    int workers = strcmp(mode, "badarg") == 0 && my_rank == 2 ? -1 : 2;
+    int root = strcmp(mode, "diffroot") == 0 && my_rank >= 2 ? 1 : 0;
+    pool_t *pool = pool_create_mpi(MPI_COMM_WORLD, root, workers, opts_mode && my_rank != 0 ? &small : NULL);
     int st = pool_last_status();
-    if (strcmp(mode, "refused") == 0 || strcmp(mode, "level") == 0) {
+    if (strcmp(mode, "refused") == 0 || strcmp(mode, "level") == 0 || strcmp(mode, "badarg") == 0 ||
+        strcmp(mode, "diffroot") == 0) {
         /* Every rank fails, with a message. */
-        const char *want = strcmp(mode, "level") == 0 ? "MPI_THREAD_MULTIPLE" : "different program";
+        const char *want = strcmp(mode, "level") == 0      ? "MPI_THREAD_MULTIPLE"
+                           : strcmp(mode, "badarg") == 0   ? "workers_per_rank is -1"
+                           : strcmp(mode, "diffroot") == 0 ? "disagree on the root"
+                                                           : "different program";
         CHECK(pool == NULL && st == POOL_EINVAL && strstr(pool_last_error(), want));
         printf("rank %d: refused as expected: %s\n", my_rank, pool_last_error());
         if (pool) pool_destroy(pool);
@@ -345,6 +410,22 @@ int main(int argc, char **argv) {
     } else if (!pool) {
         fprintf(stderr, "rank 0: pool_create_mpi: %s\n", pool_last_error());
         failures++;
+    } else if (opts_mode) {
+        enum { ITEM = 3 << 20, NI = 24 };
+        char *bin = malloc((size_t)ITEM * NI), *bout = malloc((size_t)ITEM * NI);
+        for (size_t i = 0; i < (size_t)ITEM * NI; i++) bin[i] = (char)(i * 13 + i / ITEM);
+        static int sts[NI];
+        pool_map_options_t mo;
+        pool_map_options_init(&mo);
+        mo.chunksize = 1;
+        mo.statuses = sts;
+        int rc = pool_map_ex(pool, copy_slowly, bin, ITEM, bout, ITEM, NI, NULL, &mo);
+        if (rc != POOL_OK) fprintf(stderr, "rank 0: %s\n", pool_last_error());
+        CHECK(rc == POOL_OK);
+        CHECK(memcmp(bin, bout, (size_t)ITEM * NI) == 0);
+        free(bin);
+        free(bout);
+        pool_destroy(pool);
     } else if (strcmp(mode, "killrank") == 0) {
         static int64_t in[4000], out[4000];
         for (int i = 0; i < 4000; i++) in[i] = i % 100;

@@ -91,6 +91,9 @@ for impl in openmpi mpich; do
     check basic "ok (basic" "$run" -np 4 "$d/mpi_test" basic
     check refused "refused as expected" "$run" -np 2 "$d/mpi_test" refused : -np 2 "$d/mpi_test_other" refused
     check level "ok (level" "$run" -np 4 "$d/mpi_test" level
+    check badarg "refused as expected" "$run" -np 4 "$d/mpi_test" badarg
+    check diffroot "refused as expected" "$run" -np 4 "$d/mpi_test" diffroot
+    check opts "ok (opts" "$run" -np 4 "$d/mpi_test" opts
     # A rank killed mid-map: the job ends, non-zero, within seconds; nothing is left.
     out="$d/killrank.log"
     start=$(date +%s)

@@ -18,6 +18,21 @@ pub use rank::serve;
 pub use root::create_root;
 pub(crate) use root::RunnerHandle;
 
+/// Fails the pool's creation on every rank for `e`, found on this rank before it could take
+/// part (bad arguments): the others are in `create_root` or `serve`, which answer it like the
+/// HELLO of a rank that could not start, so none is left waiting.
+pub fn fail_together(mut t: Box<dyn Transport>, e: crate::core::Error) -> crate::core::Error {
+    if t.rank() == t.root() {
+        root::refuse(&mut *t, e)
+    } else {
+        match rank::handshake(&mut *t, Err(&e)) {
+            Err(from_root) if from_root.msg.contains(&e.msg) => e,
+            Err(from_root) => from_root,
+            Ok(()) => e,
+        }
+    }
+}
+
 use std::io;
 
 /// How messages travel. Every call comes from one thread at a time.

@@ -7,7 +7,7 @@ use crate::core::error::{Error, Result, Status};
 use crate::core::pool::{Options, Pool, Shared, Submitted, TaskSpec};
 use crate::core::shm::*;
 use crate::sys::dl;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,26 +23,10 @@ struct Mirror {
 /// Ok once the root's pool is gone; an error if this rank or another could not start.
 pub fn serve(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Result<()> {
     let root = t.root();
+    // Deadlines come with each task (the root's); this pool must not add its own.
+    let opts = Options { task_timeout: None, ..opts };
     let pool = Pool::new(workers, opts);
-    let mut hello = Writer::default();
-    hello.u32(wire::VERSION);
-    match &pool {
-        Ok(p) => hello.i32(0).u32(p.workers() as u32),
-        Err(e) => hello.i32(e.status as i32).u32(0),
-    };
-    hello.u64(dl::program_hash()).str(&hostname()).str(pool.as_ref().err().map_or("", |e| e.msg.as_str()));
-    let sent = t.send(root, wire::HELLO, &hello.0).map_err(|e| Error::sys("sending to the root rank", e));
-    let welcome = sent.and_then(|_| wait_for(&mut *t, wire::WELCOME));
-    let verdict = welcome.and_then(|msg| {
-        let mut r = Reader(&msg);
-        let bad = || Error::new(Status::Sys, "a malformed answer from the root rank");
-        let (status, text) = (r.i32().map_err(|_| bad())?, r.str().map_err(|_| bad())?);
-        if status == 0 {
-            Ok(())
-        } else {
-            Err(Error::new(Status::from_i32(status), text))
-        }
-    });
+    let verdict = handshake(&mut *t, pool.as_ref().map(|p| p.workers()));
     let pool = match (pool, verdict) {
         (Ok(p), Ok(())) => p,
         (Err(e), _) | (_, Err(e)) => {
@@ -54,6 +38,7 @@ pub fn serve(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Result<(
     let mut s = Server {
         sh: pool.as_ref().map(|p| p.shared().clone()),
         tasks: HashMap::new(),
+        backlog: VecDeque::new(),
         funcs: HashMap::new(),
         gen: (0, 0),
     };
@@ -80,18 +65,29 @@ pub fn serve(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Result<(
                 Err(_) => retry_at = Instant::now() + Duration::from_secs(1),
             }
         }
-        while let Ok(Some((from, tag, msg))) = t.try_recv() {
+        loop {
+            let (from, tag, msg) = match t.try_recv() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                // MPI's default is to end the job on a communication error; a transport that
+                // reports one instead ends this rank's part (the root's calls see the job end).
+                Err(e) => return Err(Error::sys("receiving from the root rank", e)),
+            };
             busy = true;
             if from != root {
                 continue;
             }
             match tag {
                 wire::TASK => {
-                    if let Some(reply) = s.start(&msg) {
+                    if let Some(reply) = s.take(msg) {
                         let _ = t.send(root, wire::RESULT, &reply);
                     }
                 }
-                wire::CANCEL => s.cancel(&msg),
+                wire::CANCEL => {
+                    if let Some(reply) = s.cancel(&msg) {
+                        let _ = t.send(root, wire::RESULT, &reply);
+                    }
+                }
                 wire::STOP => stopping = true,
                 _ => {}
             }
@@ -99,7 +95,7 @@ pub fn serve(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Result<(
                 break;
             }
         }
-        for reply in s.finished() {
+        for reply in s.finished().into_iter().chain(s.retry()) {
             busy = true;
             let _ = t.send(root, wire::RESULT, &reply);
         }
@@ -114,6 +110,28 @@ pub fn serve(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Result<(
     let _ = t.send(root, wire::BYE, &[]);
     t.release();
     Ok(())
+}
+
+/// Says HELLO (this rank's workers, or why it could not start) and waits for the root's
+/// verdict: Ok to serve, or the error that fails every rank.
+pub(super) fn handshake(t: &mut dyn Transport, local: std::result::Result<usize, &Error>) -> Result<()> {
+    let mut hello = Writer::default();
+    hello.u32(wire::VERSION);
+    match local {
+        Ok(workers) => hello.i32(0).u32(workers as u32),
+        Err(e) => hello.i32(e.status as i32).u32(0),
+    };
+    hello.u64(dl::program_hash()).str(&hostname()).str(local.err().map_or("", |e| e.msg.as_str()));
+    t.send(t.root(), wire::HELLO, &hello.0).map_err(|e| Error::sys("sending to the root rank", e))?;
+    let msg = wait_for(t, wire::WELCOME)?;
+    let mut r = Reader(&msg);
+    let bad = || Error::new(Status::Sys, "a malformed answer from the root rank");
+    let (status, text) = (r.i32().map_err(|_| bad())?, r.str().map_err(|_| bad())?);
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(Error::new(Status::from_i32(status), text))
+    }
 }
 
 /// Waits for one message with `tag` from the root (others are dropped: none can come yet).
@@ -133,6 +151,8 @@ struct Server {
     /// The local pool (None while it cannot be replaced: tasks then fail at once).
     sh: Option<Arc<Shared>>,
     tasks: HashMap<u64, Mirror>,
+    /// TASKs waiting for room in the local pool, in arrival order.
+    backlog: VecDeque<Vec<u8>>,
     funcs: HashMap<dl::Ref, Option<usize>>,
     gen: (u64, u64),
 }
@@ -147,16 +167,45 @@ impl Server {
         *self.funcs.entry(r.clone()).or_insert_with(|| dl::resolve(r, true))
     }
 
-    /// Submits a TASK to the local pool; a reply at once if it cannot run here.
-    fn start(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
+    /// Starts a TASK, or queues it here while the local pool has no room for it yet (its
+    /// memory is freed as the tasks before it are answered: this thread must not wait for it).
+    /// A reply at once if it cannot run here.
+    fn take(&mut self, msg: Vec<u8>) -> Option<Vec<u8>> {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(msg);
+            return None;
+        }
+        match self.start(&msg) {
+            Started::Running => None,
+            Started::Reply(r) => Some(r),
+            Started::Later => {
+                self.backlog.push_back(msg);
+                None
+            }
+        }
+    }
+
+    /// Starts what waited for room, in order; the replies of those that cannot run.
+    fn retry(&mut self) -> Vec<Vec<u8>> {
+        let mut replies = Vec::new();
+        while let Some(msg) = self.backlog.pop_front() {
+            match self.start(&msg) {
+                Started::Running => {}
+                Started::Reply(r) => replies.push(r),
+                Started::Later => {
+                    self.backlog.push_front(msg);
+                    break;
+                }
+            }
+        }
+        replies
+    }
+
+    /// Submits a TASK to the local pool.
+    fn start(&mut self, msg: &[u8]) -> Started {
         let mut r = Reader(msg);
-        let id = r.u64().ok()?;
-        let fail = |n: u64, status: Status, why: String| {
-            let fails: Vec<Failure> = (0..n.max(1))
-                .map(|i| Failure { item: i, status: status as i32, msg: why.clone(), ..Failure::default() })
-                .collect();
-            Some(result(id, &fails, 0, &[]))
-        };
+        let Ok(id) = r.u64() else { return Started::Running }; // nothing to answer
+        let fail = |n: u64, status: Status, why: String| Started::Reply(failed(id, n, status, &why));
         let Ok((kind, n, isz, osz, timeout, fref)) =
             (|| Ok::<_, wire::Malformed>((r.u32()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.reference()?)))()
         else {
@@ -207,23 +256,40 @@ impl Server {
                 "this rank could not start a new local pool after its last one ended".into(),
             );
         };
-        match sh.submit(spec, None, |dst| {
+        let out_total = if kind == K_VAR { osz } else { n.saturating_mul(osz) } as usize;
+        let fits = input.len().saturating_add(out_total) <= sh.heap.capacity();
+        match sh.submit(spec, Some(Instant::now()), |dst| {
             // SAFETY: the block's input area holds n * in_size bytes (in_size for K_VAR).
             unsafe { std::ptr::copy_nonoverlapping(input.as_ptr(), dst, input.len()) };
             count
         }) {
             Ok(sub) => {
                 self.tasks.insert(id, Mirror { sub, kind, osz: osz as usize });
-                None
+                Started::Running
+            }
+            // No room yet: what runs here frees it as it is answered.
+            Err(e) if matches!(e.status, Status::TimedOut | Status::NoMem) && fits && !self.tasks.is_empty() => {
+                Started::Later
             }
             Err(e) => fail(n, e.status, e.msg),
         }
     }
 
-    fn cancel(&mut self, msg: &[u8]) {
-        if let (Some(m), Some(sh)) = (Reader(msg).u64().ok().and_then(|id| self.tasks.get(&id)), &self.sh) {
+    /// Cancels a task: running here, or still waiting for room (answered at once).
+    fn cancel(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
+        let id = Reader(msg).u64().ok()?;
+        if let (Some(m), Some(sh)) = (self.tasks.get(&id), &self.sh) {
             sh.cancel_task(m.sub.slot);
+            return None;
         }
+        let at = self.backlog.iter().position(|m| Reader(m).u64().ok() == Some(id))?;
+        let m = self.backlog.remove(at)?;
+        let n = {
+            let mut r = Reader(&m[8..]);
+            let _ = r.u32();
+            r.u64().unwrap_or(1)
+        };
+        Some(failed(id, n, Status::Cancelled, ""))
     }
 
     /// The replies of the tasks that ended since last time; their slots are freed.
@@ -278,6 +344,23 @@ impl Server {
         }
         replies
     }
+}
+
+/// What became of a TASK.
+enum Started {
+    Running,
+    /// Answered at once (it cannot run here).
+    Reply(Vec<u8>),
+    /// No room in the local pool yet: try again once answered tasks freed some.
+    Later,
+}
+
+/// A RESULT failing items `0..n` of task `id`.
+fn failed(id: u64, n: u64, status: Status, why: &str) -> Vec<u8> {
+    let fails: Vec<Failure> = (0..n.max(1))
+        .map(|i| Failure { item: i, status: status as i32, msg: why.into(), ..Failure::default() })
+        .collect();
+    result(id, &fails, 0, &[])
 }
 
 fn result(id: u64, fails: &[Failure], pid: i32, out: &[u8]) -> Vec<u8> {

@@ -111,6 +111,7 @@ pub fn create_root(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Re
         funcs: HashMap::new(),
         gen: (0, 0),
         waiting_since: None,
+        dead: false,
     };
     let s = stop.clone();
     let thread = std::thread::Builder::new()
@@ -129,6 +130,19 @@ struct Hello {
     hash: u64,
     host: String,
     error: String,
+}
+
+/// The root could not take part (`e`): every other rank is told so, once it said HELLO.
+pub(super) fn refuse(t: &mut dyn Transport, e: Error) -> Error {
+    let _ = gather_hellos(t);
+    let e = Error::new(e.status, format!("rank {} ({}) could not create its pool: {}", t.rank(), hostname(), e.msg));
+    let mut w = Writer::default();
+    w.i32(e.status as i32).str(&e.msg);
+    let me = t.rank();
+    for r in (0..t.size()).filter(|&r| r != me) {
+        let _ = t.send(r, wire::WELCOME, &w.0);
+    }
+    e
 }
 
 fn gather_hellos(t: &mut dyn Transport) -> Vec<Hello> {
@@ -198,6 +212,8 @@ struct Runner {
     gen: (u64, u64),
     /// Since when the queue has had work this runner left to the root's own workers.
     waiting_since: Option<Instant>,
+    /// The transport failed: nothing more is sent.
+    dead: bool,
 }
 
 impl Runner {
@@ -206,7 +222,7 @@ impl Runner {
         while !stop.load(SeqCst) {
             let mut busy = self.receive();
             busy |= self.cancel();
-            if !self.sh.is_terminated() {
+            if !self.sh.is_terminated() && !self.dead {
                 busy |= self.dispatch();
             }
             if busy {
@@ -239,13 +255,36 @@ impl Runner {
 
     fn receive(&mut self) -> bool {
         let mut any = false;
-        while let Ok(Some((from, tag, msg))) = self.t.try_recv() {
-            any = true;
-            if tag == wire::RESULT {
-                self.result(from, &msg);
+        loop {
+            match self.t.try_recv() {
+                Ok(Some((from, tag, msg))) => {
+                    any = true;
+                    if tag == wire::RESULT {
+                        self.result(from, &msg);
+                    }
+                }
+                Ok(None) => return any,
+                Err(e) => {
+                    self.broken(&format!("receiving from the other ranks failed: {e}"));
+                    return true;
+                }
             }
         }
-        any
+    }
+
+    /// The transport failed (MPI's default is to end the job instead): every task in flight
+    /// fails with `POOL_ESYS` and this message, and nothing more is sent; the root's own
+    /// workers go on with the rest.
+    fn broken(&mut self, why: &str) {
+        self.dead = true;
+        for (_, f) in std::mem::take(&mut self.flights) {
+            let n = self.sh.view.task(f.slot).n.load(Relaxed);
+            let fails: Vec<Failure> = (0..n - f.first)
+                .map(|i| Failure { item: i, status: Status::Sys as i32, ..Failure::default() })
+                .collect();
+            self.end_task(f.w, f.slot, Some(f.epoch), f.first, &fails, &[], 0, |_| why.to_string());
+            self.peers[f.peer].free.push(f.w);
+        }
     }
 
     /// Sends a CANCEL for every task in flight that was cancelled, or all once the pool ends.
@@ -349,7 +388,7 @@ impl Runner {
             m.u32(wire::CTX_STATIC).reference(&r);
         } else {
             let msg = format!(
-                "ctx {ctx:#x} is not in a loaded object's static data (heap, stack or pool_shm_alloc memory): it cannot cross to another rank; pass its size (ctx_size) so that it is copied"
+                "ctx {ctx:#x} is neither copied (ctx_size) nor constant data of a loaded object (it is on the heap or stack, in pool_shm_alloc memory, or in writable static data, of which each rank has its own copy): it cannot cross to another rank; pass its size (ctx_size) so that it is copied"
             );
             return self.fail_here(p, w, slot, first, Status::Inval, &msg);
         }
