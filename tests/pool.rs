@@ -252,7 +252,7 @@ unsafe extern "C" fn leak(
     o: *mut std::os::raw::c_void,
     _: *mut std::os::raw::c_void,
 ) -> std::os::raw::c_int {
-    let v = vec![1u8; 8 << 20];
+    let v = std::hint::black_box(vec![1u8; 8 << 20]); // black_box: kept even in release builds
     std::mem::forget(v); // 8 MiB touched and leaked per task
     *(o as *mut i32) = libc::getpid();
     0
@@ -482,4 +482,43 @@ fn join_after_close_waits_for_a_task_longer_than_the_exit_deadline() {
     let o = r.wait(Some(Duration::ZERO)).unwrap();
     assert_eq!(o.status(), Status::Ok, "{:?}", o.err);
     assert_eq!(y, 42);
+}
+
+/// Keeps the worker from mapping anything more: its address space is capped where it is.
+unsafe extern "C" fn no_more_address_space(_: *mut c_void) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let vm_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmSize:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    let cap = (vm_kb + 256) * 1024;
+    let lim = libc::rlimit { rlim_cur: cap, rlim_max: cap };
+    libc::setrlimit(libc::RLIMIT_AS, &lim);
+}
+
+unsafe extern "C" fn fills_mib(_: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    std::ptr::write_bytes(o as *mut u8, 7, 1 << 20);
+    0
+}
+
+/// A task that kills every worker before its item starts (here: no address space left for the
+/// window its big result is written through) fails that item after a few tries, instead of
+/// being requeued forever.
+#[test]
+fn a_task_that_kills_every_worker_before_its_item_starts_fails_instead_of_looping() {
+    let init = pool::core::worker::Init::Plain(no_more_address_space, 0);
+    let p = Pool::new(1, Options { initializer: Some(init), ..Options::default() }).unwrap();
+    let xs = vec![0i64; 4];
+    let mut ys = vec![0u8; 4 << 20];
+    let mut st = vec![0i32; 4];
+    let mut a = map_args_raw(fills_mib, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, 4, 0, 4);
+    a.out_size = 1 << 20;
+    a.statuses = st.as_mut_ptr() as usize;
+    let t0 = Instant::now();
+    let r = unsafe { p.map(a) };
+    assert!(t0.elapsed() < Duration::from_secs(60), "took {:?}", t0.elapsed());
+    let e = r.unwrap_err();
+    assert_eq!(e.status, Status::Crashed, "{e}");
+    assert!(st.iter().all(|&s| s == Status::Crashed as i32), "{st:?}");
 }

@@ -25,6 +25,8 @@ const FORK_BACKOFF: Duration = Duration::from_millis(10);
 const FORK_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// With no worker alive and forks failing this long, queued work fails instead of waiting.
 const FORK_GIVE_UP: Duration = Duration::from_secs(1);
+/// Deaths of a task's runners at the same item before it started, after which that item fails.
+const MAX_UNSTARTED: u32 = 3;
 /// How long a worker may stay stopped (kill -STOP) while it holds the queue lock.
 const STOPPED_GRACE: Duration = Duration::from_secs(1);
 
@@ -69,6 +71,8 @@ struct Zygote {
     backoff: Option<Backoff>,
     /// The worker seen stopped while holding the queue lock, and since when.
     stopped_owner: Option<(libc::pid_t, Instant)>,
+    /// Deaths before any item started, by task incarnation (claim word): (item, deaths).
+    unstarted: std::collections::HashMap<u64, (u64, u32)>,
 }
 
 /// Entry of the zygote process. Never returns.
@@ -114,6 +118,7 @@ fn run(cfg: ZygoteConfig) -> i32 {
         init_failures: 0,
         backoff: None,
         stopped_owner: None,
+        unstarted: Default::default(),
     };
     for w in 0..n {
         if let Err(e) = z.spawn(w) {
@@ -379,7 +384,35 @@ impl Zygote {
                 v.push_failure(t, rec, None);
                 i + 1
             }
-            None => i,
+            // No item had started: the task is requeued from the same item, unless its runners
+            // keep dying there (something about this task kills every worker before its item
+            // starts): then that item fails, so that a map cannot go round forever.
+            None => {
+                let key = claim_word(idx, t.epoch.load(SeqCst));
+                if self.unstarted.len() > 4096 {
+                    self.unstarted.clear();
+                }
+                let e = self.unstarted.entry(key).or_insert((i, 0));
+                if e.0 != i {
+                    *e = (i, 0);
+                }
+                e.1 += 1;
+                if e.1 >= MAX_UNSTARTED && i < n {
+                    self.unstarted.remove(&key);
+                    let pid = self.workers[w].pid;
+                    let rec = Rec {
+                        item: i,
+                        status: Status::Crashed as i32,
+                        pid,
+                        wstatus: raw_status(exit),
+                        ..Rec::default()
+                    };
+                    v.push_failure(t, rec, None);
+                    i + 1
+                } else {
+                    i
+                }
+            }
         };
         t.next.store(next, SeqCst);
         kp!(ZygoteItemEnded);
