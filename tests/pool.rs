@@ -509,7 +509,7 @@ unsafe extern "C" fn fills_mib(_: *const c_void, o: *mut c_void, _: *mut c_void)
 fn a_task_that_kills_every_worker_before_its_item_starts_fails_instead_of_looping() {
     let init = pool::core::worker::Init::Plain(no_more_address_space, 0);
     let p = Pool::new(1, Options { initializer: Some(init), ..Options::default() }).unwrap();
-    let xs = vec![0i64; 4];
+    let xs = [0i64; 4];
     let mut ys = vec![0u8; 4 << 20];
     let mut st = vec![0i32; 4];
     let mut a = map_args_raw(fills_mib, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, 4, 0, 4);
