@@ -35,6 +35,17 @@ fn handle<T>(t: u64) -> *mut T {
     t as usize as *mut T
 }
 
+/// The `*_free` functions: NULL is a no-op; a handle that is not live sets `pool_last_error()`.
+fn free_handle<T>(h: *mut T, free: impl FnOnce(u64) -> Result<(), Error>) {
+    boundary(|| {
+        if !h.is_null() {
+            if let Err(e) = free(h as usize as u64) {
+                super::error::set_last_error(&e);
+            }
+        }
+    })
+}
+
 fn deadline(secs: f64) -> Result<Option<Instant>, Error> {
     Ok(timeout(secs)?.map(|d| Instant::now() + d))
 }
@@ -121,13 +132,7 @@ pub extern "C" fn pool_queue_close(q: *mut pool_queue_t) -> c_int {
 /// NULL is a no-op; a handle already freed sets `pool_last_error()` and does nothing.
 #[no_mangle]
 pub extern "C" fn pool_queue_free(q: *mut pool_queue_t) {
-    boundary(|| {
-        if !q.is_null() {
-            if let Err(e) = Queue(q as usize as u64).free() {
-                super::error::set_last_error(&e);
-            }
-        }
-    })
+    free_handle(q, |t| Queue(t).free());
 }
 
 /// Creates a lock shared by the host's threads and every process it forks (like
@@ -167,13 +172,7 @@ pub extern "C" fn pool_lock_release(l: *mut pool_lock_t) -> c_int {
 /// Frees the lock (see `pool_queue_free`). NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn pool_lock_free(l: *mut pool_lock_t) {
-    boundary(|| {
-        if !l.is_null() {
-            if let Err(e) = Lock(l as usize as u64).free() {
-                super::error::set_last_error(&e);
-            }
-        }
-    })
+    free_handle(l, |t| Lock(t).free());
 }
 
 /// Creates an event (a flag, initially clear) that threads and processes wait on (shared like
@@ -212,11 +211,5 @@ pub extern "C" fn pool_event_wait(e: *mut pool_event_t, timeout: f64) -> c_int {
 /// Frees the event (see `pool_queue_free`); waiters return `POOL_EINVAL`. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn pool_event_free(e: *mut pool_event_t) {
-    boundary(|| {
-        if !e.is_null() {
-            if let Err(err) = Event(e as usize as u64).free() {
-                super::error::set_last_error(&err);
-            }
-        }
-    })
+    free_handle(e, |t| Event(t).free());
 }
