@@ -47,9 +47,6 @@ typedef struct pool_lock_s pool_lock_t;
 typedef struct pool_event_s pool_event_t;
 
 
-/**
- * Object kinds.
- */
 #define QUEUE 1364542805
 
 #define LOCK 1280262987
@@ -153,9 +150,12 @@ typedef int (*pool_source_fn)(void *item, size_t index, void *source_ctx);
  * `callback_arg` given with it. Called once per result, from the pool's callback thread (one
  * per pool, started on first use), one callback at a time for a pool, in the order results
  * are found ready. During the call `a` is valid: `async_result`, `async_info` work, and the
- * callback may `async_free` it. A result freed before it is ready gets no callback. Keep
- * callbacks short: the next waits. A callback may submit work, even to its own pool, and may
- * destroy the pool (the callbacks still pending then get `POOL_ECLOSED`).
+ * callback may `async_free` it. A result freed before its callback started gets none; an
+ * `async_free` from another thread while the callback runs waits for it to return, so what
+ * the callback reads may be freed once `async_free` returns. Keep callbacks short: the next
+ * waits. A callback may submit work, even to its own pool, and may destroy any pool (the
+ * callbacks still pending then get `POOL_ECLOSED`; `pool_destroy` called from a callback
+ * does not wait for the destroyed pool's callback thread).
  */
 typedef void (*pool_callback_fn)(pool_async_t *a, int status, void *arg);
 
@@ -444,8 +444,8 @@ int pool_last_status(void);
  * rounded up to 8, plus 8 bytes; any single message of up to `max_bytes` fits). The queue
  * lives in shared memory made before the library's first fork, so it works in the host's
  * threads, in `Process` children, in pool tasks (whatever pool they belong to, created before
- * or after the queue) and in what those fork; its size is `POOL_IPC_SIZE` (default 64 MiB,
- * read once, before the first pool, process or queue). Returns NULL on failure
+ * or after the queue) and in what those fork; its size is `POOL_IPC_SIZE` (default 64 MiB, at
+ * most 4 GiB, read once, before the first pool, process or queue). Returns NULL on failure
  * (`POOL_EINVAL` for 0, `POOL_ENOMEM` when the shared memory is full).
  * Ownership: free it with `pool_queue_free`, once, from any process that has it.
  * Thread safety: every queue function may be called from any thread of any of those processes.

@@ -623,9 +623,10 @@ public:
     }
     /// Like apply_async(f, x), and calls `on_done(status, value)` once the result is ready,
     /// from the pool's callback thread (one at a time for a pool; see pool_callback_fn).
-    /// `on_done` is a function or capture-less lambda `void(int status, const R& value)`;
-    /// `value` is meaningful when status is POOL_OK. Keep the returned Async alive until the
-    /// callback has run (destroying it first means no callback).
+    /// `on_done` is a function or capture-less lambda `void(int status, const R& value)`,
+    /// which must not throw (an exception escaping it ends the program: std::terminate);
+    /// `value` is meaningful when status is POOL_OK. Destroying the Async waits for a callback
+    /// that is running; destroyed before the result is ready, it means no callback.
     template <class F, class In, class Cb>
     Async<detail::task_result_t<F, In>> apply_async(F f, const In& x, Cb on_done) {
         using R = detail::task_result_t<F, In>;
@@ -712,6 +713,7 @@ private:
 /// (concurrent.futures.wait(FIRST_COMPLETED)).
 template <class T>
 std::optional<std::size_t> wait_any(const std::vector<Async<T>>& results, double timeout = -1) {
+    if (results.empty()) return std::nullopt;
     std::vector<pool_async_t*> hs;
     for (const auto& r : results) hs.push_back(r.native_handle());
     std::size_t i = 0;
@@ -837,26 +839,32 @@ class Queue {
 
 public:
     /// Holds up to `capacity` values.
-    explicit Queue(std::size_t capacity) : q_(capacity * (((sizeof(T) + 7) / 8) * 8 + 8)) {}
+    explicit Queue(std::size_t capacity) : q_(bytes_for(capacity)) {}
     /// Appends `v`, waiting up to `timeout` seconds while full; false if still full then.
     bool put(const T& v, double timeout = -1) {
         return q_.put(std::string_view(reinterpret_cast<const char*>(&v), sizeof v), timeout);
     }
     /// The oldest value, waiting up to `timeout` seconds while empty; nothing on timeout.
     /// Throws pool::Error with POOL_ECLOSED once closed and empty.
+    /// A message of another size (put by other code through the C API) is taken out of the
+    /// queue and reported as pool::Error with POOL_EINVAL.
     std::optional<T> get(double timeout = -1) {
+        std::optional<std::string> m = q_.get(timeout);
+        if (!m) return std::nullopt;
+        if (m->size() != sizeof(T)) throw Error(POOL_EINVAL, "pool::Queue: a message of another size than T");
         T v;
-        std::size_t len = 0;
-        int s = pool_queue_get(q_.native_handle(), &v, sizeof v, &len, timeout);
-        if (s == POOL_ETIMEDOUT) return std::nullopt;
-        detail::check(s, "pool_queue_get");
-        if (len != sizeof v) throw Error(POOL_EINVAL, "pool::Queue: a message of another size");
+        std::memcpy(&v, m->data(), sizeof v);
         return v;
     }
     void close() { q_.close(); }
     pool_queue_t* native_handle() const noexcept { return q_.native_handle(); }
 
 private:
+    static std::size_t bytes_for(std::size_t capacity) {
+        const std::size_t per = ((sizeof(T) + 7) / 8) * 8 + 8;
+        if (capacity == 0 || capacity > SIZE_MAX / per) throw Error(POOL_EINVAL, "pool::Queue: capacity out of range");
+        return capacity * per - 8;  // the C queue adds room for one message's bookkeeping
+    }
     BytesQueue q_;
 };
 

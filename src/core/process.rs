@@ -22,8 +22,8 @@ pub struct ProcessOptions {
     /// Killed (SIGKILL) when the thread that started it ends, hence when the host process
     /// ends, however it ends (Python's `daemon=True`).
     pub daemon: bool,
-    /// Its name in `ps` (`/proc/<pid>/comm`; the kernel keeps 15 bytes).
-    pub name: Option<String>,
+    /// Its name in `ps` (`/proc/<pid>/comm`; the kernel keeps 15 bytes), as bytes.
+    pub name: Option<Vec<u8>>,
 }
 
 #[derive(Default)]

@@ -166,8 +166,8 @@ fn run(cfg: &WorkerConfig) -> i32 {
         // SAFETY: flush whatever the initializer printed, in order.
         unsafe { libc::fflush(std::ptr::null_mut()) };
     }
+    let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None }; // never the first task's
     if refused != 0 {
-        let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None };
         v.record_init_refusal(refused, msg.as_deref().unwrap_or_default());
         return EXIT_INIT_REFUSED;
     }

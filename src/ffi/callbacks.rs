@@ -13,6 +13,53 @@ use std::time::{Duration, Instant};
 /// `void callback(pool_async_t *a, int status, void *arg)`
 pub type CallbackFn = unsafe extern "C" fn(a: *mut pool_async_t, status: c_int, arg: *mut c_void);
 
+thread_local! {
+    /// True on callback threads (of any pool).
+    static IN_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Per result: whether its callback runs now, and whether it was freed. `async_free` waits for a
+/// running callback (unless called from a callback thread), so that once it returns the
+/// callback neither runs nor will run: what it reads can be freed.
+#[derive(Default)]
+pub struct Gate {
+    st: Mutex<(bool, bool)>, // (running, freed)
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, bool)> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The result was freed: no callback starts any more; one running is waited for.
+    pub fn freed(&self) {
+        let mut g = self.lock();
+        g.1 = true;
+        if IN_CALLBACK.with(|c| c.get()) {
+            return; // a callback freeing a result (maybe its own): never wait for ourselves
+        }
+        while g.0 {
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Starts the callback unless the result was freed.
+    fn enter(&self) -> bool {
+        let mut g = self.lock();
+        if g.1 {
+            return false;
+        }
+        g.0 = true;
+        true
+    }
+
+    fn leave(&self) {
+        self.lock().0 = false;
+        self.cv.notify_all();
+    }
+}
+
 /// A callback and its argument, from the options.
 #[derive(Clone, Copy)]
 pub struct Callback(pub CallbackFn, pub usize);
@@ -52,11 +99,12 @@ impl Callbacks {
 
 impl Drop for Callbacks {
     /// Once the pool is gone its results are final: the thread calls the callbacks left, then
-    /// ends. From a callback itself (a callback that destroys its pool) it is left to end alone.
+    /// ends. From a callback (of any pool: two pools' callbacks destroying each other's pool
+    /// would otherwise wait for each other) it is left to end alone.
     fn drop(&mut self) {
         if let Some(r) = self.0.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
             drop(r.tx);
-            if r.thread.thread().id() != std::thread::current().id() {
+            if !IN_CALLBACK.with(|c| c.get()) {
                 let _ = r.thread.join();
             }
         }
@@ -64,6 +112,7 @@ impl Drop for Callbacks {
 }
 
 fn run(rx: Receiver<Pending>) {
+    IN_CALLBACK.with(|c| c.set(true));
     let mut pending: Vec<Pending> = Vec::new();
     let mut open = true;
     let mut quiet = Instant::now();
@@ -88,14 +137,15 @@ fn run(rx: Receiver<Pending>) {
         pending.retain(|p| {
             let Some(obj) = p.obj.upgrade() else { return false }; // freed: no callback
             let Some(outcome) = obj.0.poll() else { return true };
-            // Still a live handle (not freed meanwhile)? `obj` keeps it valid during the call.
-            if get(p.token as *const pool_async_t).is_ok() {
+            // Not freed (the gate decides, against async_free): `obj` keeps it valid meanwhile.
+            if obj.1.enter() {
                 let status = outcome.err.as_ref().map_or(0, |e| {
                     set_last_error(e);
                     e.status as c_int
                 });
                 // SAFETY: the caller's callback, on its own live handle and argument.
                 unsafe { (p.cb.0)(p.token as *mut pool_async_t, status, p.cb.1 as *mut c_void) };
+                obj.1.leave();
             }
             false
         });

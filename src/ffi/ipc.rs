@@ -54,8 +54,8 @@ fn deadline(secs: f64) -> Result<Option<Instant>, Error> {
 /// rounded up to 8, plus 8 bytes; any single message of up to `max_bytes` fits). The queue
 /// lives in shared memory made before the library's first fork, so it works in the host's
 /// threads, in `Process` children, in pool tasks (whatever pool they belong to, created before
-/// or after the queue) and in what those fork; its size is `POOL_IPC_SIZE` (default 64 MiB,
-/// read once, before the first pool, process or queue). Returns NULL on failure
+/// or after the queue) and in what those fork; its size is `POOL_IPC_SIZE` (default 64 MiB, at
+/// most 4 GiB, read once, before the first pool, process or queue). Returns NULL on failure
 /// (`POOL_EINVAL` for 0, `POOL_ENOMEM` when the shared memory is full).
 /// Ownership: free it with `pool_queue_free`, once, from any process that has it.
 /// Thread safety: every queue function may be called from any thread of any of those processes.
@@ -75,6 +75,7 @@ pub extern "C" fn pool_queue_put(q: *mut pool_queue_t, data: *const c_void, len:
     status(|| {
         let q = Queue(token(q, "queue")?);
         require!(len == 0 || !data.is_null(), "data is NULL but len > 0");
+        require!(len <= isize::MAX as usize, format!("a message of {len} bytes never fits in a queue"));
         let dl = deadline(timeout)?;
         // SAFETY: the caller provides `len` readable bytes at `data`.
         let bytes = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(data as *const u8, len) } };
@@ -99,6 +100,7 @@ pub extern "C" fn pool_queue_get(
     status(|| {
         let q = Queue(token(q, "queue")?);
         require!(cap == 0 || !buf.is_null(), "buf is NULL but cap > 0");
+        let cap = cap.min(isize::MAX as usize); // no buffer is bigger
         let dl = deadline(timeout)?;
         // SAFETY: the caller provides `cap` writable bytes at `buf`.
         let out = if cap == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, cap) } };

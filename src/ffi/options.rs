@@ -94,9 +94,12 @@ pub struct pool_call_options_t {
 /// `callback_arg` given with it. Called once per result, from the pool's callback thread (one
 /// per pool, started on first use), one callback at a time for a pool, in the order results
 /// are found ready. During the call `a` is valid: `async_result`, `async_info` work, and the
-/// callback may `async_free` it. A result freed before it is ready gets no callback. Keep
-/// callbacks short: the next waits. A callback may submit work, even to its own pool, and may
-/// destroy the pool (the callbacks still pending then get `POOL_ECLOSED`).
+/// callback may `async_free` it. A result freed before its callback started gets none; an
+/// `async_free` from another thread while the callback runs waits for it to return, so what
+/// the callback reads may be freed once `async_free` returns. Keep callbacks short: the next
+/// waits. A callback may submit work, even to its own pool, and may destroy any pool (the
+/// callbacks still pending then get `POOL_ECLOSED`; `pool_destroy` called from a callback
+/// does not wait for the destroyed pool's callback thread).
 #[allow(non_camel_case_types)]
 pub type pool_callback_fn =
     Option<unsafe extern "C" fn(a: *mut pool_async_t, status: std::os::raw::c_int, arg: *mut c_void)>;

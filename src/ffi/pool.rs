@@ -214,7 +214,7 @@ pub extern "C" fn pool_map_async_ex(
         let (a, c) = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
         cb = c;
         // SAFETY: arguments checked; the caller keeps the buffers valid as documented.
-        Ok(pool_async_t(unsafe { p.0.map_async(a) }?))
+        Ok(pool_async_t::new(unsafe { p.0.map_async(a) }?))
     });
     on_ready(pool, h, cb)
 }
@@ -316,7 +316,7 @@ pub extern "C" fn pool_apply_async_ex(
         let (o, c) = convert_call(opts)?;
         cb = c;
         // SAFETY: arguments checked; the caller keeps `out` valid as documented.
-        Ok(pool_async_t(unsafe {
+        Ok(pool_async_t::new(unsafe {
             p.0.apply_async_ex(func, input as *const u8, in_size, out as *mut u8, out_size, ctx as usize, o)
         }?))
     });
@@ -363,7 +363,7 @@ pub extern "C" fn pool_submit_ex(
         let (o, c) = convert_call(opts)?;
         cb = c;
         // SAFETY: arguments checked; the input is copied before returning.
-        Ok(pool_async_t(unsafe { p.0.submit_var(func, input as *const u8, in_len, max_out, ctx as usize, o) }?))
+        Ok(pool_async_t::new(unsafe { p.0.submit_var(func, input as *const u8, in_len, max_out, ctx as usize, o) }?))
     });
     on_ready(pool, h, cb)
 }

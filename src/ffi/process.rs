@@ -84,8 +84,7 @@ pub extern "C" fn process_create_ex(
                     "pool_process_options_t was not initialised with process_options_init (bad struct_size)"
                 );
                 // SAFETY: a NUL-terminated string from the caller, or NULL (checked).
-                let name = (!o.name.is_null())
-                    .then(|| unsafe { std::ffi::CStr::from_ptr(o.name) }.to_string_lossy().into_owned());
+                let name = (!o.name.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(o.name) }.to_bytes().to_vec());
                 ProcessOptions { daemon: o.daemon, name }
             }
         };

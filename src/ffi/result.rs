@@ -9,7 +9,13 @@ use std::time::Duration;
 
 /// The pending or finished result of an asynchronous call (opaque).
 #[allow(non_camel_case_types)]
-pub struct pool_async_t(pub(crate) AsyncResult);
+pub struct pool_async_t(pub(crate) AsyncResult, pub(crate) super::callbacks::Gate);
+
+impl pool_async_t {
+    pub(crate) fn new(r: AsyncResult) -> pool_async_t {
+        pool_async_t(r, Default::default())
+    }
+}
 
 impl Handle for pool_async_t {
     const NAME: &'static str = "pool_async_t";
@@ -254,5 +260,5 @@ pub extern "C" fn async_progress(a: *const pool_async_t, done: *mut usize, total
 /// only the child's copy of the handle is released. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn async_free(a: *mut pool_async_t) {
-    release(a, drop)
+    release(a, |obj| obj.1.freed()) // a callback running on it finishes first
 }

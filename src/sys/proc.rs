@@ -334,8 +334,8 @@ pub fn die_with_parent() {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
 }
 
-pub fn set_name(name: &str) {
-    let c = std::ffi::CString::new(name).unwrap_or_default();
+pub fn set_name(name: impl AsRef<[u8]>) {
+    let c = std::ffi::CString::new(name.as_ref()).unwrap_or_default();
     // SAFETY: PR_SET_NAME copies at most 16 bytes from a valid C string.
     unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }

@@ -633,8 +633,181 @@ static void test_callbacks(void) {
     pool_destroy(p);
 }
 
+/* ---- 11. from hostile testing ---------------------------------------------------------------- */
+
+static atomic_int slow_cb_done;
+static void slow_callback(pool_async_t *a, int status, void *arg) {
+    (void)a;
+    (void)status;
+    (void)arg;
+    sleep_s(0.2);
+    atomic_store(&slow_cb_done, 1);
+}
+
+static pool_t *cross[2];
+static atomic_int cross_done;
+static void destroys_the_other(pool_async_t *a, int status, void *arg) {
+    (void)a;
+    (void)status;
+    pool_destroy(cross[(intptr_t)arg]);
+    atomic_fetch_add(&cross_done, 1);
+}
+
+static int init_says_but_succeeds(void *arg) {
+    (void)arg;
+    pool_task_error("a message the initializer left");
+    return 0;
+}
+
+static int returns_5(const void *in, void *out, void *ctx) {
+    (void)in;
+    (void)out;
+    (void)ctx;
+    return 5;
+}
+
+static pool_queue_t *busy_q;
+static atomic_int stop_hammer;
+static void *hammer(void *arg) {
+    (void)arg;
+    char b[8];
+    size_t n;
+    while (!atomic_load(&stop_hammer)) {
+        pool_queue_put(busy_q, "12345678", 8, 0);
+        pool_queue_get(busy_q, b, sizeof b, &n, 0);
+    }
+    return NULL;
+}
+
+static void test_hostile_findings(void) {
+    SECTION("hostile findings: lock freed while held, huge lengths, forged handles, killed waiters, arena reuse");
+    /* A lock freed while a thread (another process) holds it is never reused under it. */
+    pool_lock_t *l = pool_lock_create();
+    pid_t holder = fork();
+    if (holder == 0) {
+        pool_lock_acquire(l, -1);
+        sleep_s(0.3);
+        pool_lock_release(l); /* of a freed lock: refused, no harm */
+        _exit(0);
+    }
+    sleep_s(0.1);
+    pool_lock_free(l);
+    pool_lock_t *l2 = pool_lock_create();
+    for (int i = 0; i < 100; i++) {
+        CHECK_ST(pool_lock_acquire(l2, 1), POOL_OK);
+        CHECK_ST(pool_lock_release(l2), POOL_OK);
+    }
+    int ws;
+    waitpid(holder, &ws, 0);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    pool_lock_free(l2);
+    /* Absurd lengths are refused, never a crash. */
+    pool_queue_t *q = pool_queue_create(64);
+    char buf[128] = {0};
+    CHECK_ST(pool_queue_put(q, buf, SIZE_MAX - 7, 0), POOL_EINVAL);
+    CHECK_ST(pool_queue_put(q, buf, SIZE_MAX, 0), POOL_EINVAL);
+    /* A made-up handle pointing inside another queue's messages is refused. */
+    pool_queue_t *q2 = pool_queue_create(4096);
+    uint64_t fake[16];
+    for (int i = 0; i < 16; i++) fake[i] = (uint64_t)(uintptr_t)q2;
+    CHECK_ST(pool_queue_put(q2, fake, sizeof fake, 0), POOL_OK);
+    for (int k = 1; k < 64; k++)
+        CHECK_ST(pool_queue_put((pool_queue_t *)((uintptr_t)q2 + 64 * (uintptr_t)k), "x", 1, 0), POOL_EINVAL);
+    pool_queue_free(q2);
+    pool_queue_free(q);
+    /* A process killed while waiting inside a queue call does not keep it from being freed
+     * and reused (many times: the arena would run out otherwise). */
+    for (int i = 0; i < 40; i++) {
+        pool_queue_t *w = pool_queue_create(4 << 20);
+        REQUIRE(w != NULL);
+        pid_t waiter = fork();
+        if (waiter == 0) {
+            char b[8];
+            size_t n;
+            pool_queue_get(w, b, sizeof b, &n, -1);
+            _exit(0);
+        }
+        sleep_s(0.01);
+        kill(waiter, SIGKILL);
+        waitpid(waiter, NULL, 0);
+        double t0 = now_s();
+        pool_queue_free(w);
+        CHECK(now_s() - t0 < 1);
+    }
+    /* Freed memory serves objects of any size: small and big alternately, then many small ones
+     * freed and one big one made from their space. */
+    static pool_lock_t *kept[200];
+    for (int i = 0; i < 200; i++) {
+        pool_queue_t *big = pool_queue_create(1 << 20);
+        REQUIRE(big != NULL);
+        pool_queue_free(big);
+        CHECK((kept[i] = pool_lock_create()) != NULL); /* 200 small locks alive at the end */
+    }
+    for (int i = 0; i < 200; i++) pool_lock_free(kept[i]);
+    static pool_lock_t *many[20000];
+    for (int i = 0; i < 20000; i++) REQUIRE((many[i] = pool_lock_create()) != NULL);
+    for (int i = 0; i < 20000; i++) pool_lock_free(many[i]);
+    pool_queue_t *huge = pool_queue_create(40 << 20);
+    CHECK(huge != NULL);
+    pool_queue_free(huge);
+
+    SECTION("hostile findings: callbacks vs async_free and cross destroy; initializer messages; busy queues");
+    /* async_free waits for a callback running on the result: what it reads may be freed after. */
+    pool_t *p = pool_create(1, NULL);
+    pool_call_options_t co;
+    pool_call_options_init(&co);
+    co.callback = slow_callback;
+    long x = 1, y;
+    pool_async_t *a = pool_apply_async_ex(p, fails_on_odd, &x, sizeof x, &y, sizeof y, NULL, &co);
+    CHECK_ST(async_wait(a, 5), POOL_OK);
+    sleep_s(0.05); /* the callback is running now */
+    async_free(a);
+    CHECK_EQ(atomic_load(&slow_cb_done), 1);
+    pool_destroy(p);
+    /* Two pools whose callbacks destroy each other's pool: no deadlock. */
+    cross[0] = pool_create(1, NULL);
+    cross[1] = pool_create(1, NULL);
+    for (int i = 0; i < 2; i++) {
+        co.callback = destroys_the_other;
+        co.callback_arg = (void *)(intptr_t)(1 - i);
+        pool_async_t *c = pool_apply_async_ex(cross[i], fails_on_odd, &x, sizeof x, &y, sizeof y, NULL, &co);
+        (void)c; /* freed with its pool's end: results stay the caller's, but this test exits */
+    }
+    for (double t0 = now_s(); atomic_load(&cross_done) < 2 && now_s() - t0 < 10;) sleep_s(0.01);
+    CHECK_EQ(atomic_load(&cross_done), 2);
+    /* An initializer that leaves a message but succeeds: no task inherits it. */
+    pool_options_t o;
+    pool_options_init(&o);
+    o.initializer_ex = init_says_but_succeeds;
+    p = pool_create(1, &o);
+    REQUIRE(p != NULL);
+    pool_async_t *r = pool_apply_async(p, returns_5, &x, sizeof x, NULL, 0, NULL);
+    CHECK_ST(async_get(r, 10), POOL_ETASK);
+    pool_task_info_t info;
+    CHECK_ST(async_info(r, &info, sizeof info), POOL_OK);
+    CHECK(strstr(info.message, "initializer") == NULL);
+    async_free(r);
+    pool_destroy(p);
+    /* A busy queue is not a full one: zero-timeout puts by one thread while another hammers it. */
+    busy_q = pool_queue_create(1 << 20);
+    pthread_t t;
+    pthread_create(&t, NULL, hammer, NULL);
+    int spurious = 0;
+    for (int i = 0; i < 20000; i++) {
+        char b[8];
+        size_t n;
+        spurious += pool_queue_put(busy_q, "x", 1, 0) == POOL_ETIMEDOUT;
+        pool_queue_get(busy_q, b, sizeof b, &n, 0);
+    }
+    atomic_store(&stop_hammer, 1);
+    pthread_join(t, NULL);
+    CHECK_EQ(spurious, 0);
+    pool_queue_free(busy_q);
+}
+
 int main(void) {
     test_begin("ipc", 120);
+    test_hostile_findings();
     test_callbacks();
     test_initializer_ex();
     test_process_options();

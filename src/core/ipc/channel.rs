@@ -32,13 +32,15 @@ struct Head {
 }
 
 const HEAD: usize = std::mem::size_of::<Head>().next_multiple_of(64);
+/// How long a call waits for the queue's lock even past its own deadline (others copying).
+const LOCK_GRACE: Duration = Duration::from_millis(100);
 /// Waiters re-check their condition at least this often (a wake-up lost to a killed peer costs
 /// at most this much).
 const SLICE: Duration = Duration::from_millis(50);
 
 /// Bytes a message of `len` takes in the ring.
 fn record(len: usize) -> u64 {
-    8 + (len as u64).next_multiple_of(8)
+    (len as u64).checked_next_multiple_of(8).and_then(|l| l.checked_add(8)).unwrap_or(u64::MAX)
 }
 
 /// A queue handle: the arena token of its object.
@@ -131,7 +133,10 @@ impl Queue {
         let q = self.enter()?;
         loop {
             let seen = seq(q.head()).load(SeqCst);
-            match q.head().lock.lock(deadline) {
+            // The lock is only held for a copy: a caller that does not want to wait for room or
+            // a message still waits that long for the lock (a busy queue is not a full one).
+            let lock_by = deadline.map(|d| d.max(Instant::now() + LOCK_GRACE));
+            match q.head().lock.lock(lock_by) {
                 Ok(Locked::Clean | Locked::OwnerDied) => {}
                 Err(e) => return Err(lock_failed(e)),
             }
@@ -232,13 +237,19 @@ impl Queue {
 
     /// Frees the queue: calls waiting in it return `POOL_EINVAL`; later calls too.
     pub fn free(self) -> Result<()> {
-        arena::get()?.free(self.0, arena::QUEUE, "queue", |p| {
-            // SAFETY: the payload of the queue being freed still holds its head.
-            let h = unsafe { &*(p as *const Head) };
-            for s in [&h.put_seq, &h.get_seq] {
-                s.fetch_add(1, SeqCst);
-                futex::wake(s, i32::MAX);
-            }
-        })
+        arena::get()?.free(
+            self.0,
+            arena::QUEUE,
+            "queue",
+            |p| {
+                // SAFETY: the payload of the queue being freed still holds its head.
+                let h = unsafe { &*(p as *const Head) };
+                for s in [&h.put_seq, &h.get_seq] {
+                    s.fetch_add(1, SeqCst);
+                    futex::wake(s, i32::MAX);
+                }
+            },
+            |_| true,
+        )
     }
 }

@@ -61,7 +61,14 @@ impl Lock {
     }
 
     pub fn free(self) -> Result<()> {
-        arena::get()?.free(self.0, arena::LOCK, "lock", |_| {})
+        // A lock still held by a thread is never reused: glibc keeps it in that thread's list
+        // of robust mutexes, and would write into whatever the memory became.
+        let not_held = |p: *mut u8| {
+            // SAFETY: the payload of the lock being freed still holds its mutex.
+            let m = unsafe { &*(p as *const RobustMutex) };
+            m.lock(Some(Instant::now())).is_ok() && m.unlock().is_ok()
+        };
+        arena::get()?.free(self.0, arena::LOCK, "lock", |_| {}, not_held)
     }
 }
 
@@ -127,11 +134,17 @@ impl Event {
     }
 
     pub fn free(self) -> Result<()> {
-        arena::get()?.free(self.0, arena::EVENT, "event", |p| {
-            // SAFETY: the payload of the event being freed still holds its head.
-            let e = unsafe { &*(p as *const EventHead) };
-            e.seq.fetch_add(1, SeqCst);
-            futex::wake(&e.seq, i32::MAX);
-        })
+        arena::get()?.free(
+            self.0,
+            arena::EVENT,
+            "event",
+            |p| {
+                // SAFETY: the payload of the event being freed still holds its head.
+                let e = unsafe { &*(p as *const EventHead) };
+                e.seq.fetch_add(1, SeqCst);
+                futex::wake(&e.seq, i32::MAX);
+            },
+            |_| true,
+        )
     }
 }
