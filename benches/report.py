@@ -403,22 +403,29 @@ notes_md = "\n\n".join(notes)
 w8_notes = ""
 if None not in (m4, ml, rr4, rl):
     c1, c4 = get("mpi.np1.cpu_items_per_s"), get("mpi.np4.cpu_items_per_s")
+    r1 = get("mpi.np1.rt_p50_s")
     w8_notes = (
         f"**What the W8 figures say.** A map of small items over 4 ranks runs at {f_rate(m4, 'items/s')}, "
-        f"{x(ratio(m4, ml))} a local pool's: what the root's own worker does at local speed, plus chunks "
-        f"that travel to the other ranks as one message each way (inputs out, results and failure "
+        f"{x(ratio(m4, ml))} a local pool's: the root's own worker runs its share at local speed, and "
+        f"chunks travel to the other ranks as one message each way (inputs out; results and failure "
         f"records back), copied once more by the MPI layer. A call sent to another rank and back takes "
-        f"{f_time(rr4)} at the median against {f_time(rl)} locally: two MPI messages on shared memory, "
-        f"the other rank's submission into its own pool and its worker's wake-up, and the polling of "
-        f"two idle loops (a runner thread on the root and the serving loop on the rank, each of which "
-        f"yields, then sleeps up to 1 ms when nothing happens). As scheduled, most calls of a "
-        f"sequential caller never leave the root ({f_time(r4)}). CPU-bound work spreads over the ranks: "
-        f"{f_rate(c1, 'items/s')} on 1 rank, {f_rate(c4, 'items/s')} on 4; on this {meta.get('nproc')}-CPU machine "
-        f"4 ranks share 2 CPUs, so beyond 2 ranks the figure measures oversubscription, not scaling. "
-        f"On real nodes each rank brings its own CPUs: with tasks of milliseconds the per-task cost "
-        f"({f_time(rr4)} here, plus the network's latency, ~2-5 µs on InfiniBand, ~20-50 µs on TCP) "
-        f"is far below the task, so throughput should grow with the ranks' CPUs; tasks of microseconds "
-        f"should be batched (chunksize) so that each message carries enough work.")
+        f"{f_time(rr4)} at the median ({x(ratio(rp, rr4))} faster than mpi4py.futures, against the "
+        f"10x goal): two MPI messages on shared memory, the other rank's submission into its own pool, "
+        f"the wake-up of its worker, and the root caller's own wake-up; on this machine 4 ranks, each "
+        f"with a serving loop that polls MPI and a worker, plus the root's caller, runner and worker, "
+        f"share {meta.get('nproc')} CPUs, and every hand-off waits for a CPU. The same oversubscription "
+        f"is why a call that stays on the root takes {f_time(r4)} with 4 ranks but {f_time(r1)} with one "
+        f"(and {f_time(rl)} in a local pool): the root's worker is put to sleep and woken between calls. "
+        f"(Open MPI binds each rank to one core by default, which made even one rank take ~40 µs a call: "
+        f"the benchmark, like the README, runs `mpirun --bind-to none`.) CPU-bound work spreads over "
+        f"the ranks: {f_rate(c1, 'items/s')} on 1 rank, {f_rate(c4, 'items/s')} on 4; beyond 2 ranks "
+        f"this machine's 2 CPUs are the limit, so the figure measures oversubscription, not scaling. "
+        f"On real nodes each rank brings its own CPUs and its loop polls on a CPU of its own: with "
+        f"tasks of milliseconds the per-task cost (tens of µs here, plus the network's latency, "
+        f"~2-5 µs on InfiniBand, ~20-50 µs on TCP) is far below the task, so throughput should grow "
+        f"with the ranks' CPUs; tasks of microseconds should be batched (chunksize) so that each "
+        f"message carries enough work.")
+
 
 
 def k(key, fmt):
@@ -479,7 +486,7 @@ throughput, or time ÷ time the other way round, or speedup ÷ speedup for W4.
 
 ## W8: one pool over MPI ranks (libpool_mpi)
 
-Same machine, same run: `mpirun -np 4` (Open MPI, oversubscribed on {meta.get('nproc')} CPUs) with one worker
+Same machine, same run: `mpirun --bind-to none -np 4` (Open MPI, oversubscribed on {meta.get('nproc')} CPUs) with one worker
 per rank, against a local pool of 4 workers and against mpi4py.futures' `MPIPoolExecutor`
 (`mpirun -np 4 python3 -m mpi4py.futures`: rank 0 runs the script, 3 workers).
 

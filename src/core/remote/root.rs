@@ -107,7 +107,7 @@ pub fn create_root(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Re
         peers,
         flights: HashMap::new(),
         next_id: 0,
-        rr: 0,
+        hot: 0,
         funcs: HashMap::new(),
         gen: (0, 0),
         waiting_since: None,
@@ -205,8 +205,10 @@ struct Runner {
     peers: Vec<Peer>,
     flights: HashMap<u64, Flight>,
     next_id: u64,
-    /// The peer that gets the next task first (round robin over those with credit).
-    rr: usize,
+    /// The peer that gets the next task first: the one that answered last, whose worker is
+    /// awake (a stream of single calls stays on it; a burst still goes one task per rank per
+    /// round, so work spreads).
+    hot: usize,
     /// References of the functions sent so far, valid while the set of loaded objects is.
     funcs: HashMap<usize, Option<dl::Ref>>,
     gen: (u64, u64),
@@ -326,7 +328,7 @@ impl Runner {
         loop {
             let mut sent = false;
             for k in 0..self.peers.len() {
-                let p = (self.rr + k) % self.peers.len();
+                let p = (self.hot + k) % self.peers.len();
                 if self.sh.view.queue_empty() {
                     return any;
                 }
@@ -343,7 +345,6 @@ impl Runner {
                     }
                 }
             }
-            self.rr = (self.rr + 1) % self.peers.len().max(1);
             if !sent {
                 return any;
             }
@@ -418,6 +419,7 @@ impl Runner {
         let mut r = Reader(msg);
         let Ok(id) = r.u64() else { return };
         let Some(f) = self.flights.remove(&id) else { return };
+        self.hot = f.peer;
         let peer = &mut self.peers[f.peer];
         peer.free.push(f.w);
         let (rank, host) = (peer.rank, peer.host.clone());
