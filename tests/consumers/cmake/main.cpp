@@ -280,6 +280,9 @@ void next() {
     for (auto& pr : procs) pr.join();
     expect(sum == 1 + 4 + 9, "Process results through a pool::Queue");
     expect(!results.get(0).has_value(), "an empty queue times out");
+    pool::Queue<long> tiny(2);
+    expect(tiny.put(1) && tiny.put(2), "two values fit a queue of two");
+    expect(!tiny.put(3, 0.05), "a full queue times out");
     results.close();
     try {
         results.get(0);
