@@ -153,14 +153,7 @@ fn applies_submits_timeouts_and_cancels_on_remote_ranks() {
     drop(rs);
 
     // Cancel of work running elsewhere.
-    let mut y = 0i64;
-    let rs: Vec<_> = (0..6)
-        .map(|_| {
-            unsafe { p.apply_async(faulty, &hang as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
-                .unwrap()
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let rs = hangs(&p, 6);
     let t0 = Instant::now();
     for r in &rs {
         r.cancel();
@@ -220,18 +213,22 @@ unsafe extern "C" fn pid_slowly_ctx(_: *const c_void, o: *mut c_void, ctx: *mut 
     0
 }
 
-#[test]
-fn terminate_ends_remote_work_and_every_rank_returns() {
-    let (p, servers) = cluster(3, 1, Options::default());
+/// `n` applies that hang (`faulty` on 16), given 200 ms to start on the ranks.
+fn hangs(p: &Pool, n: usize) -> Vec<pool::core::AsyncResult> {
     let hang = 16i64;
-    let mut y = 0i64;
-    let rs: Vec<_> = (0..8)
+    let rs = (0..n)
         .map(|_| {
-            unsafe { p.apply_async(faulty, &hang as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
-                .unwrap()
+            unsafe { p.apply_async(faulty, &hang as *const i64 as *const u8, 8, std::ptr::null_mut(), 0, 0) }.unwrap()
         })
         .collect();
     std::thread::sleep(Duration::from_millis(200));
+    rs
+}
+
+#[test]
+fn terminate_ends_remote_work_and_every_rank_returns() {
+    let (p, servers) = cluster(3, 1, Options::default());
+    let rs = hangs(&p, 8);
     let t0 = Instant::now();
     p.terminate().unwrap();
     for r in &rs {
