@@ -42,6 +42,7 @@ typedef struct pool_s pool_t;
 typedef struct pool_async_s pool_async_t;
 typedef struct pool_process_s pool_process_t;
 typedef struct pool_iter_s pool_iter_t;
+typedef struct pool_stream_s pool_stream_t;
 typedef struct pool_queue_s pool_queue_t;
 typedef struct pool_lock_s pool_lock_t;
 typedef struct pool_event_s pool_event_t;
@@ -355,6 +356,56 @@ typedef struct {
    */
   char message[256];
 } pool_task_info_t;
+
+/**
+ * Options for `pool_stream` and `pool_stream_source`. Call `pool_stream_options_init` first.
+ */
+typedef struct {
+  /**
+   * sizeof(pool_stream_options_t) as the caller was compiled; set by the init function.
+   */
+  size_t struct_size;
+  /**
+   * Results in item order (true, the default), or as they complete (`*index` says which).
+   */
+  bool ordered;
+  /**
+   * Items submitted and not yet handed back, at most: what bounds the stream's memory
+   * (about `window * (max_in + max_out)` bytes of shared memory). 0 (the default): twice
+   * the workers, plus two.
+   */
+  size_t window;
+  /**
+   * Seconds each item may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
+   */
+  double task_timeout;
+  /**
+   * As in `pool_map_options_t`: if > 0, `ctx_size` bytes at `ctx` are copied once when the
+   * stream starts, and every item sees that copy.
+   */
+  size_t ctx_size;
+} pool_stream_options_t;
+
+/**
+ * One input buffer of `pool_stream`: `len` bytes at `data` (NULL if `len` is 0).
+ */
+typedef struct {
+  const void *data;
+  size_t len;
+} pool_buf_t;
+
+/**
+ * Produces input item `index` (0, 1, 2, ...) for `pool_stream_source`: writes at most `cap`
+ * bytes to `buf` (the pool's shared memory: the task reads them there, no copy) and their
+ * count to `*len`. Return 0 for an item, 1 when there are no more, any other value for an
+ * error (which ends the input; `pool_stream_next` reports it after the last result). Runs in
+ * the thread calling `pool_stream_next`, never in a worker.
+ */
+typedef int (*pool_stream_source_fn)(void *buf,
+                                     size_t cap,
+                                     size_t *len,
+                                     size_t index,
+                                     void *source_ctx);
 
 /**
  * A message transport between the processes (ranks) of one pool, given to
@@ -846,6 +897,29 @@ int pool_task_error(const char *message);
 int pool_out_write(const void *data, size_t len);
 
 /**
+ * Called from inside a task of `pool_submit` or `pool_stream`, to write its result in place
+ * (e.g. as zlib's `next_out`): returns where the result ends now, with room for `*avail`
+ * bytes (everything left up to `max_out`, at least `min_len`). Write there, then append what
+ * was written with `pool_out_commit`. Writing past `*avail` bytes faults (the worker dies and
+ * the item fails with `POOL_ECRASHED`), never reaching other results. Big results (`max_out`
+ * of 256 KiB or more) are written in place; smaller ones through private memory that the
+ * commit copies in. Returns NULL with `pool_last_error()` set (`POOL_ENOMEM`) if fewer than
+ * `min_len` bytes are left, or outside such a task (`POOL_EINVAL`); NULL `avail` is
+ * `POOL_EINVAL`.
+ * Thread safety: call only from the task's own worker process and thread.
+ */
+void *pool_out_reserve(size_t min_len, size_t *avail);
+
+/**
+ * Appends to the task's result the first `len` bytes written where the last
+ * `pool_out_reserve` pointed; that reservation then ends (reserve again to write more).
+ * Returns `POOL_EINVAL` if `len` is more than it gave room for, if there was none, or outside
+ * a task of `pool_submit` or `pool_stream`.
+ * Thread safety: call only from the task's own worker process and thread.
+ */
+int pool_out_commit(size_t len);
+
+/**
  * Stops accepting work; work already submitted (maps included) still finishes. A second call
  * is a no-op. Thread safety: any thread.
  */
@@ -1076,6 +1150,87 @@ int async_progress(const pool_async_t *a, size_t *done, size_t *total);
  * only the child's copy of the handle is released. Thread safety: any thread.
  */
 void async_free(pool_async_t *a);
+
+/**
+ * Fills `opts` with the defaults (ordered, automatic window, the pool's timeout, `ctx` passed
+ * as it is) and stamps its size. NULL is a no-op.
+ * Thread safety: safe from any thread on distinct structs.
+ */
+void pool_stream_options_init(pool_stream_options_t *opts);
+
+/**
+ * Runs `f` (a `pool_task_fn`) on each of the `n` buffers of `items` in the pool's workers and
+ * hands back the results one at a time through `pool_stream_next`: variable-size input and
+ * output per item, at most `max_out` bytes of result each, written by the task with
+ * `pool_out_write` or `pool_out_reserve`/`pool_out_commit`. At most `opts->window` items are
+ * submitted and not yet handed back: a consumer slower than the workers holds them back
+ * (backpressure), so memory stays bounded for any `n`. Each buffer is copied into shared
+ * memory when its item is submitted. `opts` may be NULL (the defaults).
+ * Returns NULL on failure with `pool_last_error()` set.
+ * Ownership: `items` and the buffers it points to must stay valid until the stream is freed
+ * (with `pool_stream_free`). Thread safety: any thread.
+ */
+pool_stream_t *pool_stream(pool_t *pool,
+                           pool_task_fn f,
+                           const pool_buf_t *items,
+                           size_t n,
+                           size_t max_out,
+                           void *ctx,
+                           const pool_stream_options_t *opts);
+
+/**
+ * Like `pool_stream`, for input of any length produced on demand: `source` writes each item
+ * (up to `max_in` bytes) straight into the pool's shared memory as workers need more, so
+ * neither the input nor the results ever need to be in memory at once (about `window *
+ * (max_in + max_out)` bytes of shared memory at most). `opts` may be NULL.
+ * Returns NULL on failure with `pool_last_error()` set.
+ * Ownership: free with `pool_stream_free`. Thread safety: any thread.
+ */
+pool_stream_t *pool_stream_source(pool_t *pool,
+                                  pool_task_fn f,
+                                  pool_stream_source_fn source,
+                                  void *source_ctx,
+                                  size_t max_in,
+                                  size_t max_out,
+                                  void *ctx,
+                                  const pool_stream_options_t *opts);
+
+/**
+ * Waits up to `timeout` seconds (negative: forever) for the next result. On `POOL_OK`,
+ * `*data` points to its `*len` bytes (zero copy: they stay valid, unchanged, until the next
+ * `pool_stream_next` on this stream or `pool_stream_free`) and `*index` says which item it
+ * is. If that item failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`,
+ * `POOL_ETIMEDOUT`, ...) with `*index` set, `*data` NULL, `*len` 0 and `pool_last_error()`
+ * saying why; the next call goes on with the other items. Nothing ready in time:
+ * `POOL_ETIMEDOUT` with `*index` set to `SIZE_MAX` (an item that timed out has its own index).
+ * `POOL_EDONE`: every result was returned. A source that failed: its status (`POOL_ETASK`,
+ * `POOL_EINVAL` for a length over `max_in`) once after the last result, then `POOL_EDONE`.
+ * If the pool stops taking work before the input ends, what was submitted still comes back,
+ * then each array item never submitted with `POOL_ECLOSED` and its index (a source: the
+ * status once), then `POOL_EDONE`. Called from inside the same stream's source: `POOL_EINVAL`.
+ * `data`, `len` and `index` may be NULL. Thread safety: one consumer at a time (calls are
+ * serialised). Not a cancellation point (see `pool_iter_next`).
+ */
+int pool_stream_next(pool_stream_t *s,
+                     const void **data,
+                     size_t *len,
+                     size_t *index,
+                     double timeout);
+
+/**
+ * Results handed back so far (`*done`) and how many there will be (`*total`: `n` for an
+ * array; for a source, 0 until it has ended). Either pointer may be NULL.
+ * Thread safety: any thread (waits for a `pool_stream_next` running in another thread).
+ */
+int pool_stream_progress(pool_stream_t *s, size_t *done, size_t *total);
+
+/**
+ * Frees a stream: work for results not yet handed back is cancelled, and the last result's
+ * bytes become invalid. NULL is a no-op.
+ * Ownership: `s` is invalid afterwards (a later call with it reports `POOL_EINVAL`). In a
+ * forked child, only the child's copy of the handle is released. Thread safety: any thread.
+ */
+void pool_stream_free(pool_stream_t *s);
 
 /**
  * Creates one pool over every rank of `transport`, `workers_per_rank` workers on each (0: one

@@ -58,6 +58,7 @@ const C_TESTS: &[&str] = &[
     "badinput",
     "process",
     "varsize",
+    "stream",
     "threads",
     "advanced",
     "streaming",
@@ -344,6 +345,11 @@ fn c_process() {
 #[test]
 fn c_varsize() {
     compile_and_run("varsize", Link::Shared);
+}
+
+#[test]
+fn c_stream() {
+    compile_and_run("stream", Link::Shared);
 }
 
 #[test]

@@ -41,18 +41,25 @@ impl MapArgs {
     /// submitted over time: copy it now; chunks copy from the snapshot, which the caller keeps
     /// while the map runs.
     pub(super) fn with_ctx_snapshot(self, sh: &Shared) -> Result<(MapArgs, Option<Box<[u8]>>)> {
-        if self.ctx_size == 0 {
-            return Ok((self, None));
-        }
-        sh.check_ctx_size(self.ctx, self.ctx_size)?;
-        let mut snap = Vec::new();
-        snap.try_reserve_exact(self.ctx_size)
-            .map_err(|_| Error::new(Status::NoMem, format!("no memory for a copy of ctx ({} bytes)", self.ctx_size)))?;
-        // SAFETY: the caller's ctx is readable for ctx_size bytes (its contract; NULL was refused).
-        snap.extend_from_slice(unsafe { std::slice::from_raw_parts(self.ctx as *const u8, self.ctx_size) });
-        let snap = snap.into_boxed_slice();
-        Ok((MapArgs { ctx: snap.as_ptr() as usize, ..self }, Some(snap)))
+        let snap = snapshot_ctx(sh, self.ctx, self.ctx_size)?;
+        let ctx = snap.as_ref().map_or(self.ctx, |s| s.as_ptr() as usize);
+        Ok((MapArgs { ctx, ..self }, snap))
     }
+}
+
+/// A copy of `ctx_size` bytes at `ctx` taken now (None when nothing is to be copied): calls
+/// that submit over time copy from it, so every item sees `ctx` as it was at the call.
+pub(super) fn snapshot_ctx(sh: &Shared, ctx: usize, ctx_size: usize) -> Result<Option<Box<[u8]>>> {
+    if ctx_size == 0 {
+        return Ok(None);
+    }
+    sh.check_ctx_size(ctx, ctx_size)?;
+    let mut snap = Vec::new();
+    snap.try_reserve_exact(ctx_size)
+        .map_err(|_| Error::new(Status::NoMem, format!("no memory for a copy of ctx ({ctx_size} bytes)")))?;
+    // SAFETY: the caller's ctx is readable for ctx_size bytes (its contract; NULL was refused).
+    snap.extend_from_slice(unsafe { std::slice::from_raw_parts(ctx as *const u8, ctx_size) });
+    Ok(Some(snap.into_boxed_slice()))
 }
 
 pub(super) struct Chunk {

@@ -13,6 +13,7 @@ pub mod process;
 mod queue;
 pub mod remote;
 mod shm;
+pub mod stream;
 pub mod worker;
 mod zygote;
 

@@ -58,6 +58,11 @@ struct VarOut {
     base: usize,
     cap: usize,
     len: usize,
+    /// Private memory that `out_reserve` hands out when the result area is not behind guard
+    /// pages (small results): `out_commit` copies it in. 0: the task writes `base` directly.
+    staging: usize,
+    /// Bytes the last `out_reserve` made room for (0: none outstanding).
+    reserved: usize,
 }
 static VAR_OUT: Mutex<Option<VarOut>> = Mutex::new(None);
 
@@ -66,17 +71,68 @@ pub fn out_write(data: &[u8]) -> Result<(), (Status, String)> {
     // Checked first so the host never takes a lock its forks could inherit held.
     on_worker_thread("pool_out_write")?;
     let mut g = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(o) = g.as_mut() else {
-        return Err((Status::Inval, "pool_out_write called outside a task submitted with pool_submit".into()));
-    };
+    let o = running_var_out(&mut g, "pool_out_write")?;
     if data.len() > o.cap - o.len {
         return Err((Status::NoMem, format!("result would exceed the task's max_out of {} bytes", o.cap)));
     }
-    crate::sys::mem::populate((o.base + o.len) as *const u8, data.len(), true);
-    // SAFETY: [base+len, base+len+data.len()) lies inside the task's output region (checked
-    // above), which this worker alone writes while the task runs.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), (o.base + o.len) as *mut u8, data.len()) };
-    o.len += data.len();
+    o.append(data.as_ptr(), data.len());
+    o.reserved = 0; // what was reserved may now be partly written over
+    Ok(())
+}
+
+impl VarOut {
+    /// Copies `len` bytes (room checked by the caller) to the end of the result.
+    fn append(&mut self, data: *const u8, len: usize) {
+        crate::sys::mem::populate((self.base + self.len) as *const u8, len, true);
+        // SAFETY: [base+len, base+len+len) lies inside the task's output region (the caller
+        // checked the room), which this worker alone writes while the task runs.
+        unsafe { std::ptr::copy_nonoverlapping(data, (self.base + self.len) as *mut u8, len) };
+        self.len += len;
+    }
+}
+
+fn running_var_out<'a>(
+    g: &'a mut std::sync::MutexGuard<'_, Option<VarOut>>,
+    what: &str,
+) -> Result<&'a mut VarOut, (Status, String)> {
+    g.as_mut().ok_or_else(|| (Status::Inval, format!("{what} called outside a task of pool_submit or pool_stream")))
+}
+
+/// Room to write the running variable-size task's result in place: the address of its end and
+/// every byte left up to `max_out` (at least `min`). `out_commit` then appends what was written.
+pub fn out_reserve(min: usize) -> Result<(*mut u8, usize), (Status, String)> {
+    on_worker_thread("pool_out_reserve")?;
+    let mut g = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let o = running_var_out(&mut g, "pool_out_reserve")?;
+    let avail = o.cap - o.len;
+    if min > avail {
+        let m = format!("{min} bytes asked for, but only {avail} of the task's max_out of {} are left", o.cap);
+        return Err((Status::NoMem, m));
+    }
+    o.reserved = avail;
+    let at = if o.staging != 0 { o.staging } else { o.base + o.len };
+    Ok((at as *mut u8, avail))
+}
+
+/// Appends the `len` bytes written at the place the last `out_reserve` gave.
+pub fn out_commit(len: usize) -> Result<(), (Status, String)> {
+    on_worker_thread("pool_out_commit")?;
+    let mut g = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let o = running_var_out(&mut g, "pool_out_commit")?;
+    if len > o.reserved {
+        let m = if o.reserved == 0 {
+            format!("pool_out_commit of {len} bytes without a pool_out_reserve before it")
+        } else {
+            format!("pool_out_commit of {len} bytes, but pool_out_reserve gave room for {}", o.reserved)
+        };
+        return Err((Status::Inval, m));
+    }
+    if o.staging != 0 {
+        o.append(o.staging as *const u8, len);
+    } else {
+        o.len += len;
+    }
+    o.reserved = 0;
     Ok(())
 }
 
@@ -356,15 +412,32 @@ impl Worker<'_> {
             // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
             let f: VarFn = unsafe { std::mem::transmute(func) };
             crate::sys::mem::populate(r.input, r.isz, false);
-            let base = v.heap_ptr(out_off) as usize; // written by pool_out_write, through the alias
+            // A big result area is written in place between guard pages (a window); a small
+            // one through private memory that `out_commit` copies in. Either way a task that
+            // overruns what `out_reserve` gave it faults instead of writing others' data.
+            let windowed = self.protected && flags & F_WINDOW != 0;
+            let (base, staging) = if windowed {
+                let len = r.osz.next_multiple_of(4096);
+                let Ok(w) = self.window.window(v.heap_ptr(out_off), len) else { proc::exit_now(72) };
+                (w as usize, 0)
+            } else if self.protected {
+                let Ok(p) = self.out_area.area(r.osz) else { proc::exit_now(72) }; // no address space
+                (v.heap_ptr(out_off) as usize, p as usize)
+            } else {
+                (v.heap_ptr(out_off) as usize, 0)
+            };
             self.run_items(t, &r, NoOut, |_, _| {
-                *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(VarOut { base, cap: r.osz, len: 0 });
+                let o = VarOut { base, cap: r.osz, len: 0, staging, reserved: 0 };
+                *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
                 // SAFETY: calling the user's task on its input, as the contract says.
                 let rc = unsafe { f(ptr_or_null(r.input, r.isz), r.isz, r.ctx) };
                 let len = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(0, |o| o.len);
                 t.out_len.store(len as u64, Relaxed);
                 rc
             });
+            if windowed {
+                self.window.unwindow();
+            }
         } else {
             // SAFETY: the host stored an `ItemFn` for K_ITEMS tasks (checked non-NULL).
             let f: ItemFn = unsafe { std::mem::transmute(func) };

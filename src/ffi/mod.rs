@@ -16,4 +16,5 @@ pub mod options;
 pub mod pool;
 pub mod process;
 pub mod result;
+pub mod stream;
 pub mod transport;

@@ -156,7 +156,7 @@ pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
     })
 }
 
-fn seconds(s: f64) -> Option<Duration> {
+pub(crate) fn seconds(s: f64) -> Option<Duration> {
     (s > 0.0).then(|| Duration::from_secs_f64(s.min(1e9)))
 }
 
@@ -194,7 +194,12 @@ pub(crate) struct MapOpts {
 
 /// Reads the fields an options struct's `struct_size` covers: `first` is the size of its first
 /// release (smaller means not initialised); larger than 64 KiB is garbage.
-fn covered(struct_size: usize, first: usize, what: &str, init: &str) -> Result<impl Fn(usize) -> bool, Error> {
+pub(crate) fn covered(
+    struct_size: usize,
+    first: usize,
+    what: &str,
+    init: &str,
+) -> Result<impl Fn(usize) -> bool, Error> {
     if struct_size < first || struct_size > 1 << 16 {
         return Err(Error::inval(format!("{what} was not initialised with {init} (bad struct_size)")));
     }

@@ -5,7 +5,7 @@ use super::handles::{get, get_opt, Handle};
 use super::macros::{handle, release, status, value};
 use super::options::{convert, convert_call, convert_map, pool_call_options_t, pool_map_options_t, pool_options_t};
 use super::result::pool_async_t;
-use crate::core::worker::{out_write, set_task_error, ItemFn, VarFn};
+use crate::core::worker::{out_commit, out_reserve, out_write, set_task_error, ItemFn, VarFn};
 use crate::core::{Error, MapArgs, Pool};
 use std::os::raw::{c_char, c_int, c_void};
 
@@ -400,6 +400,37 @@ pub extern "C" fn pool_out_write(data: *const c_void, len: usize) -> c_int {
         };
         out_write(bytes).map_err(|(s, m)| Error::new(s, m))
     })
+}
+
+/// Called from inside a task of `pool_submit` or `pool_stream`, to write its result in place
+/// (e.g. as zlib's `next_out`): returns where the result ends now, with room for `*avail`
+/// bytes (everything left up to `max_out`, at least `min_len`). Write there, then append what
+/// was written with `pool_out_commit`. Writing past `*avail` bytes never reaches other results:
+/// it faults at the next page boundary (the worker dies, the item fails with `POOL_ECRASHED`). Big results (`max_out`
+/// of 256 KiB or more) are written in place; smaller ones through private memory that the
+/// commit copies in. Returns NULL with `pool_last_error()` set (`POOL_ENOMEM`) if fewer than
+/// `min_len` bytes are left, or outside such a task (`POOL_EINVAL`); NULL `avail` is
+/// `POOL_EINVAL`.
+/// Thread safety: call only from the task's own worker process and thread.
+#[no_mangle]
+pub extern "C" fn pool_out_reserve(min_len: usize, avail: *mut usize) -> *mut c_void {
+    value(std::ptr::null_mut(), || {
+        require!(!avail.is_null(), "avail is NULL");
+        let (p, room) = out_reserve(min_len).map_err(|(s, m)| Error::new(s, m))?;
+        // SAFETY: checked non-NULL; the caller says it is writable.
+        unsafe { *avail = room };
+        Ok(p as *mut c_void)
+    })
+}
+
+/// Appends to the task's result the first `len` bytes written where the last
+/// `pool_out_reserve` pointed; that reservation then ends (reserve again to write more).
+/// Returns `POOL_EINVAL` if `len` is more than it gave room for, if there was none, or outside
+/// a task of `pool_submit` or `pool_stream`.
+/// Thread safety: call only from the task's own worker process and thread.
+#[no_mangle]
+pub extern "C" fn pool_out_commit(len: usize) -> c_int {
+    status(|| out_commit(len).map_err(|(s, m)| Error::new(s, m)))
 }
 
 /// Stops accepting work; work already submitted (maps included) still finishes. A second call

@@ -84,6 +84,17 @@ impl Shared {
         deadline: Option<Instant>,
         fill: impl FnOnce(*mut u8) -> usize,
     ) -> Result<Submitted> {
+        self.submit_sized(spec, deadline, |p| (fill(p), spec.in_size))
+    }
+
+    /// `submit` whose `fill` also says how many input bytes per item it wrote (at most
+    /// `spec.in_size`, the room it was given): a variable-size task sees that length.
+    pub(crate) fn submit_sized(
+        &self,
+        spec: TaskSpec,
+        deadline: Option<Instant>,
+        fill: impl FnOnce(*mut u8) -> (usize, usize),
+    ) -> Result<Submitted> {
         let in_bytes = if spec.shm_in.is_some() { 0 } else { spec.in_size };
         let out_bytes = if spec.shm_out.is_some() { 0 } else { spec.out_size };
         self.check_ctx_size(spec.ctx, spec.ctx_size)?;
@@ -110,7 +121,8 @@ impl Shared {
             crate::sys::mem::populate(input, in_bytes * spec.n, true); // fresh pages: fault them in at once
         }
         // The block is ours until the task is queued.
-        let n = if spec.shm_in.is_some() { spec.n } else { fill(input).min(spec.n) };
+        let (n, in_size) = if spec.shm_in.is_some() { (spec.n, spec.in_size) } else { fill(input) };
+        let (n, in_size) = (n.min(spec.n), in_size.min(spec.in_size));
         if n == 0 {
             self.free_block(block);
             self.free_slot(slot);
@@ -145,7 +157,7 @@ impl Shared {
         t.in_off.store(in_off, Relaxed);
         t.out_off.store(out_off, Relaxed);
         t.n.store(n as u64, Relaxed);
-        t.in_size.store(spec.in_size as u64, Relaxed);
+        t.in_size.store(in_size as u64, Relaxed);
         t.out_size.store(spec.out_size as u64, Relaxed);
         t.next.store(0, Relaxed);
         t.out_len.store(0, Relaxed);
