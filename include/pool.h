@@ -131,19 +131,12 @@ typedef enum {
 } pool_status;
 
 /**
- * A task function, run in a worker process: `in` points to one input item, `out` to its
- * result slot (NULL when the item or result size is 0). Return 0 for success; any other value
- * is the task's own error code (the call then reports `POOL_ETASK`).
+ * A block of a map, run in a worker process: items `first .. first+count-1`, their inputs at
+ * `in` (`count * in_size` bytes, NULL if `in_size` is 0) and their outputs to write at `out`
+ * (`count * out_size` bytes, NULL if `out_size` is 0). Return 0 for success; anything else
+ * fails the whole block with that code.
  */
-typedef int (*pool_fn)(const void *input, void *out, void *ctx);
-
-/**
- * Produces input item `index` (0, 1, 2, ...) into `item` (`in_size` bytes) for
- * `pool_imap_source`. Return 0 for an item, 1 when there are no more, any other value for an
- * error (which also ends the input; `pool_iter_next` reports it after the last result).
- * Runs in the thread calling `pool_iter_next`, never in a worker.
- */
-typedef int (*pool_source_fn)(void *item, size_t index, void *source_ctx);
+typedef int (*pool_block_fn)(const void *input, void *out, size_t count, size_t first, void *ctx);
 
 /**
  * A completion callback: `a` is the result that became ready, `status` its status (as
@@ -202,6 +195,21 @@ typedef struct {
    */
   void *callback_arg;
 } pool_map_options_t;
+
+/**
+ * A task function, run in a worker process: `in` points to one input item, `out` to its
+ * result slot (NULL when the item or result size is 0). Return 0 for success; any other value
+ * is the task's own error code (the call then reports `POOL_ETASK`).
+ */
+typedef int (*pool_fn)(const void *input, void *out, void *ctx);
+
+/**
+ * Produces input item `index` (0, 1, 2, ...) into `item` (`in_size` bytes) for
+ * `pool_imap_source`. Return 0 for an item, 1 when there are no more, any other value for an
+ * error (which also ends the input; `pool_iter_next` reports it after the last result).
+ * Runs in the thread calling `pool_iter_next`, never in a worker.
+ */
+typedef int (*pool_source_fn)(void *item, size_t index, void *source_ctx);
 
 /**
  * Options for `pool_create`. Always call `pool_options_init` first: it fills the defaults and
@@ -457,6 +465,45 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * `pool_map` for functions that take a block of consecutive items per call (`pool_block_fn`):
+ * one call per chunk instead of one per item, for items too small to pay a call each (a loop
+ * the compiler can vectorise, a library call that takes arrays). `opts->chunksize` is the
+ * block size (0: automatic, a few blocks per worker). Item sizes may be 0 (a loop over
+ * indices with no data: `in`/`out` may then be NULL). A block that fails (returns nonzero,
+ * crashes, times out: `task_timeout` applies to a whole block) fails alone: each of its items
+ * gets its status in `opts->statuses`, and the map returns the status of the lowest failed
+ * block, with `pool_last_error()` naming its first item. Buffers from `pool_shm_alloc` are
+ * used in place (no copy); others are copied through shared memory block by block.
+ * Ownership: `in` and `out` stay the caller's. Thread safety: any thread. Not a cancellation
+ * point (as `pool_map`).
+ */
+int pool_map_blocks(pool_t *pool,
+                    pool_block_fn f,
+                    const void *input,
+                    size_t in_size,
+                    void *out,
+                    size_t out_size,
+                    size_t n,
+                    void *ctx,
+                    const pool_map_options_t *opts);
+
+/**
+ * `pool_map_blocks` returning at once with a handle (as `pool_map_async_ex`: buffers and
+ * `statuses` stay valid until the result is ready or the handle freed; a `callback` in `opts`
+ * is called when it is ready).
+ * Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+ */
+pool_async_t *pool_map_blocks_async(pool_t *pool,
+                                    pool_block_fn f,
+                                    const void *input,
+                                    size_t in_size,
+                                    void *out,
+                                    size_t out_size,
+                                    size_t n,
+                                    void *ctx,
+                                    const pool_map_options_t *opts);
 
 /**
  * The version of the library as "MAJOR.MINOR.PATCH" (a static string).
@@ -900,15 +947,16 @@ int pool_out_write(const void *data, size_t len);
  * Called from inside a task of `pool_submit` or `pool_stream`, to write its result in place
  * (e.g. as zlib's `next_out`): returns where the result ends now, with room for `*avail`
  * bytes (everything left up to `max_out`, at least `min_len`). Write there, then append what
- * was written with `pool_out_commit`. Writing past `*avail` bytes faults (the worker dies and
- * the item fails with `POOL_ECRASHED`), never reaching other results. Big results (`max_out`
+ * was written with `pool_out_commit`. Writing past `*avail` bytes never reaches other results:
+ * it faults at the next page boundary (the worker dies, the item fails with `POOL_ECRASHED`). Big results (`max_out`
  * of 256 KiB or more) are written in place; smaller ones through private memory that the
  * commit copies in. Returns NULL with `pool_last_error()` set (`POOL_ENOMEM`) if fewer than
  * `min_len` bytes are left, or outside such a task (`POOL_EINVAL`); NULL `avail` is
  * `POOL_EINVAL`.
  * Thread safety: call only from the task's own worker process and thread.
  */
-void *pool_out_reserve(size_t min_len, size_t *avail);
+void *pool_out_reserve(size_t min_len,
+                       size_t *avail);
 
 /**
  * Appends to the task's result the first `len` bytes written where the last

@@ -59,6 +59,7 @@ const C_TESTS: &[&str] = &[
     "process",
     "varsize",
     "stream",
+    "blocks",
     "threads",
     "advanced",
     "streaming",
@@ -350,6 +351,11 @@ fn c_varsize() {
 #[test]
 fn c_stream() {
     compile_and_run("stream", Link::Shared);
+}
+
+#[test]
+fn c_blocks() {
+    compile_and_run("blocks", Link::Shared);
 }
 
 #[test]

@@ -168,7 +168,7 @@ impl MapIter {
             let spec = TaskSpec {
                 kind: K_ITEMS,
                 map_chunk: true,
-                func: self.a.func as usize,
+                func: self.a.func.addr(),
                 ctx: self.a.ctx,
                 ctx_size: self.a.ctx_size,
                 n: len,
@@ -177,6 +177,7 @@ impl MapIter {
                 timeout: self.a.timeout,
                 shm_in: None,
                 shm_out: None,
+                span: (0, 0),
             };
             let (start, isz) = (self.next, self.a.in_size);
             let mut ended: Option<c_int> = None;

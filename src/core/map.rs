@@ -7,7 +7,7 @@ use super::heap::Block;
 use super::job::{AsyncResult, Info, MapJob, MapState, Outcome};
 use super::pool::{Pool, Shared, TaskSpec, WATCH_SLICE};
 use super::shm::*;
-use super::worker::ItemFn;
+use super::worker::{BlockFn, ItemFn};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
@@ -16,10 +16,26 @@ use std::time::{Duration, Instant};
 /// Bytes of input plus output per chunk when chunking is automatic.
 pub(super) const CHUNK_BYTES: usize = 512 << 10;
 
+/// What a map runs: a function per item, or per block of consecutive items.
+#[derive(Clone, Copy)]
+pub enum MapFn {
+    Items(ItemFn),
+    Blocks(BlockFn),
+}
+
+impl MapFn {
+    pub(super) fn addr(self) -> usize {
+        match self {
+            MapFn::Items(f) => f as usize,
+            MapFn::Blocks(f) => f as usize,
+        }
+    }
+}
+
 /// A map's arguments. Addresses are kept as integers so a driver thread can own them.
 #[derive(Clone, Copy)]
 pub struct MapArgs {
-    pub func: ItemFn,
+    pub func: MapFn,
     pub input: usize,
     pub in_size: usize,
     pub out: usize,
@@ -233,18 +249,24 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
     let dst_out = a.out + start * a.out_size;
     let shm_in = sh.shm_offset(src, len * a.in_size);
     let shm_out = sh.shm_offset(dst_out, len * a.out_size);
+    // A block is one item of its task, whose input and output are the block's.
+    let (kind, n, in_size, out_size, span) = match a.func {
+        MapFn::Items(_) => (K_ITEMS, len, a.in_size, a.out_size, (0, 0)),
+        MapFn::Blocks(_) => (K_BLOCK, 1, len * a.in_size, len * a.out_size, (start as u64, len as u64)),
+    };
     let spec = TaskSpec {
-        kind: K_ITEMS,
+        kind,
         map_chunk: true,
-        func: a.func as usize,
+        func: a.func.addr(),
         ctx: a.ctx,
         ctx_size: a.ctx_size,
-        n: len,
-        in_size: a.in_size,
-        out_size: a.out_size,
+        n,
+        in_size,
+        out_size,
         timeout: a.timeout,
         shm_in,
         shm_out,
+        span,
     };
     let sub = sh.submit(spec, None, |dst| {
         job.with(|s| {
@@ -254,7 +276,7 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
             // SAFETY: the caller keeps the input readable until the handle is freed, which has
             // not happened (checked under the lock); the chunk lies inside the input.
             unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst, len * a.in_size) };
-            len
+            n
         })
     })?;
     Ok(Chunk {
@@ -335,7 +357,12 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
     if !matches!(state, T_DONE | T_CLOSED) {
         return false;
     }
-    let mut outcomes = ItemOutcomes::of(sh, c.slot, c.msgs, c.len, true);
+    // The task's items: the chunk's, or one for a whole block; `span` gives the chunk items
+    // each covers.
+    let blocks = matches!(a.func, MapFn::Blocks(_));
+    let units = if blocks { 1 } else { c.len };
+    let span = |u: usize| if blocks { (0, c.len) } else { (u, u + 1) };
+    let mut outcomes = ItemOutcomes::of(sh, c.slot, c.msgs, units, true);
     job.with(|st: &mut MapState| {
         let write = !st.detached;
         let copy = |from: usize, to: usize| {
@@ -358,23 +385,24 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
                 unsafe { (a.statuses as *mut i32).add(c.start + i).write(s) };
             }
         };
-        if outcomes.all_ok(c.len) {
+        if outcomes.all_ok(units) {
             copy(0, c.len);
             (0..c.len).for_each(|i| set_status(i, Status::Ok as i32));
             return;
         }
         let mut ok_from: Option<usize> = None;
-        for i in 0..c.len {
-            let Some(rec) = outcomes.at(i) else {
-                set_status(i, Status::Ok as i32);
-                ok_from.get_or_insert(i);
+        for u in 0..units {
+            let (lo, hi) = span(u);
+            let Some(rec) = outcomes.at(u) else {
+                (lo..hi).for_each(|i| set_status(i, Status::Ok as i32));
+                ok_from.get_or_insert(lo);
                 continue;
             };
-            set_status(i, rec.status);
+            (lo..hi).for_each(|i| set_status(i, rec.status));
             if let Some(s) = ok_from.take() {
-                copy(s, i);
+                copy(s, lo);
             }
-            let info = outcomes.info(Some(rec), (c.start + i) as u64);
+            let info = outcomes.info(Some(rec), (c.start + lo) as u64);
             let err = info.error().expect("a failed record");
             first.note(info, err);
         }

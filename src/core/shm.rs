@@ -63,6 +63,7 @@ pub(crate) const RUN_FLAGS: u64 = 15;
 /// Task kinds.
 pub(crate) const K_ITEMS: u32 = 0; // `n` fixed-size items through a `pool_fn`
 pub(crate) const K_VAR: u32 = 1; // one input of any length, output written with `pool_out_write`
+pub(crate) const K_BLOCK: u32 = 2; // one item: a block of `count` map items through a `pool_block_fn`
 
 /// Task flags.
 pub(crate) const F_NOTIFY: u32 = 1; // completion bumps `Events::seq` (map drivers wait there)
@@ -193,6 +194,9 @@ pub struct TaskSlot {
     pub msgs: AtomicU64,
     /// Bytes of `ctx` copied with the task (0: `ctx` is the caller's pointer as it is).
     pub ctx_size: AtomicU64,
+    /// A `K_BLOCK` task's map items: the index of its first, and how many.
+    pub first: AtomicU64,
+    pub count: AtomicU64,
 }
 
 /// The failure of one item. Only failures are recorded (successes cost no write), in item

@@ -221,6 +221,7 @@ impl Stream {
                 timeout: self.a.timeout,
                 shm_in: None,
                 shm_out: None,
+                span: (0, 0),
             };
             let mut ended: Option<std::result::Result<(), Error>> = None;
             let input = self.input;

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 /// `int fn(const void *in, void *out, void *ctx)`
 pub type ItemFn = unsafe extern "C" fn(*const c_void, *mut c_void, *mut c_void) -> c_int;
+/// `int fn(const void *in, void *out, size_t count, size_t first, void *ctx)`: items
+/// `first..first+count` of a map in one call.
+pub type BlockFn = unsafe extern "C" fn(*const c_void, *mut c_void, usize, usize, *mut c_void) -> c_int;
 /// `int fn(const void *in, size_t in_len, void *ctx)`; output through [`out_write`].
 pub type VarFn = unsafe extern "C" fn(*const c_void, usize, *mut c_void) -> c_int;
 /// `void init(void *arg)`
@@ -438,6 +441,14 @@ impl Worker<'_> {
             if windowed {
                 self.window.unwindow();
             }
+        } else if t.kind.load(Relaxed) == K_BLOCK {
+            // SAFETY: the host stored a `BlockFn` for K_BLOCK tasks (checked non-NULL).
+            let f: BlockFn = unsafe { std::mem::transmute(func) };
+            let (input, isz, ctx) = (r.input, r.isz, r.ctx);
+            let (first, count) = (t.first.load(Relaxed) as usize, t.count.load(Relaxed) as usize);
+            // SAFETY: the block's input and output are its one item's (the host sized them).
+            let call = move |_: usize, out: *mut c_void| unsafe { f(ptr_or_null(input, isz), out, count, first, ctx) };
+            self.run_fixed(t, &r, flags, out_off, call);
         } else {
             // SAFETY: the host stored an `ItemFn` for K_ITEMS tasks (checked non-NULL).
             let f: ItemFn = unsafe { std::mem::transmute(func) };
@@ -447,30 +458,7 @@ impl Worker<'_> {
                 // holds out_size bytes.
                 unsafe { f(ptr_or_null(input.wrapping_add(i * isz), isz), out, ctx) }
             };
-            let v = self.v;
-            let osz = r.osz;
-            if osz == 0 {
-                self.run_items(t, &r, NoOut, call);
-            } else if v.in_user_heap(out_off) {
-                self.run_items(t, &r, Direct { base: v.task_ptr(out_off), osz }, call);
-            } else if !self.protected {
-                let base = v.heap_ptr(out_off);
-                clear_unrun(base, flags, t, &r);
-                self.run_items(t, &r, Direct { base, osz }, call);
-            } else if flags & F_WINDOW != 0 {
-                let base = self.window_onto(out_off, flags, t, &r);
-                self.run_items(t, &r, Direct { base, osz }, call);
-                self.window.unwindow();
-            } else {
-                let Ok(private) = self.out_area.area(osz) else { proc::exit_now(72) }; // no address space
-                let shared = v.heap_ptr(out_off);
-                match osz {
-                    4 => self.run_items(t, &r, Copied::<4> { private, shared, osz }, call),
-                    8 => self.run_items(t, &r, Copied::<8> { private, shared, osz }, call),
-                    16 => self.run_items(t, &r, Copied::<16> { private, shared, osz }, call),
-                    _ => self.run_items(t, &r, Copied::<0> { private, shared, osz }, call),
-                }
-            }
+            self.run_fixed(t, &r, flags, out_off, call);
         }
         // SAFETY: flush what the task printed before its result is visible, so output stays in order.
         unsafe { libc::fflush(std::ptr::null_mut()) };
@@ -483,6 +471,41 @@ impl Worker<'_> {
             park(); // the zygote decided to kill this task's worker: never take more work
         }
         kp!(WorkerClaimReleased);
+    }
+
+    /// Runs a task of fixed-size outputs, choosing where they are written.
+    fn run_fixed(
+        &mut self,
+        t: &TaskSlot,
+        r: &TaskRun,
+        flags: u32,
+        out_off: u64,
+        call: impl FnMut(usize, *mut c_void) -> c_int,
+    ) {
+        let v = self.v;
+        let osz = r.osz;
+        if osz == 0 {
+            self.run_items(t, r, NoOut, call);
+        } else if v.in_user_heap(out_off) {
+            self.run_items(t, r, Direct { base: v.task_ptr(out_off), osz }, call);
+        } else if !self.protected {
+            let base = v.heap_ptr(out_off);
+            clear_unrun(base, flags, t, r);
+            self.run_items(t, r, Direct { base, osz }, call);
+        } else if flags & F_WINDOW != 0 {
+            let base = self.window_onto(out_off, flags, t, r);
+            self.run_items(t, r, Direct { base, osz }, call);
+            self.window.unwindow();
+        } else {
+            let Ok(private) = self.out_area.area(osz) else { proc::exit_now(72) }; // no address space
+            let shared = v.heap_ptr(out_off);
+            match osz {
+                4 => self.run_items(t, r, Copied::<4> { private, shared, osz }, call),
+                8 => self.run_items(t, r, Copied::<8> { private, shared, osz }, call),
+                16 => self.run_items(t, r, Copied::<16> { private, shared, osz }, call),
+                _ => self.run_items(t, r, Copied::<0> { private, shared, osz }, call),
+            }
+        }
     }
 
     /// Maps the block's output area between guard pages, read-write, for the task to write

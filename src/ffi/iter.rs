@@ -6,6 +6,7 @@ use super::options::{convert_map, pool_map_options_t};
 use super::pool::{pool_fn, pool_t};
 use super::result::timeout;
 use crate::core::iter::{Input, MapIter};
+use crate::core::map::MapFn;
 use crate::core::{Error, MapArgs, Status};
 use std::os::raw::{c_int, c_void};
 use std::sync::Mutex;
@@ -44,7 +45,7 @@ fn start(
     let o = convert_map(opts)?;
     require!(o.callback.is_none(), "callback: iterators do not take one (their results are read one by one)");
     let a = MapArgs {
-        func,
+        func: MapFn::Items(func),
         input: input as usize,
         in_size,
         out: 0,
@@ -94,7 +95,7 @@ pub extern "C" fn pool_imap_source(
         let o = convert_map(opts)?;
         require!(o.callback.is_none(), "callback: iterators do not take one (their results are read one by one)");
         let a = MapArgs {
-            func,
+            func: MapFn::Items(func),
             input: 0,
             in_size,
             out: 0,

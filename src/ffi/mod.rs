@@ -7,6 +7,7 @@
 
 #[macro_use]
 mod macros;
+mod blocks;
 mod callbacks;
 pub mod error;
 mod handles;

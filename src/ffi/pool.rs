@@ -5,6 +5,7 @@ use super::handles::{get, get_opt, Handle};
 use super::macros::{handle, release, status, value};
 use super::options::{convert, convert_call, convert_map, pool_call_options_t, pool_map_options_t, pool_options_t};
 use super::result::pool_async_t;
+use crate::core::map::MapFn;
 use crate::core::worker::{out_commit, out_reserve, out_write, set_task_error, ItemFn, VarFn};
 use crate::core::{Error, MapArgs, Pool};
 use std::os::raw::{c_char, c_int, c_void};
@@ -51,13 +52,28 @@ fn map_args(
     ctx: *mut c_void,
     opts: *const pool_map_options_t,
 ) -> Result<(MapArgs, Option<Callback>), Error> {
-    let o = convert_map(opts)?;
     let func: ItemFn = f.ok_or_else(|| Error::inval("fn is NULL"))?;
     require!(in_size > 0 && out_size > 0, "map item sizes (in_size, out_size) must be > 0");
+    map_args_of(MapFn::Items(func), input, in_size, out, out_size, n, ctx, opts)
+}
+
+/// The checks every map shares (item sizes of 0 are for block maps only).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn map_args_of(
+    func: MapFn,
+    input: *const c_void,
+    in_size: usize,
+    out: *mut c_void,
+    out_size: usize,
+    n: usize,
+    ctx: *mut c_void,
+    opts: *const pool_map_options_t,
+) -> Result<(MapArgs, Option<Callback>), Error> {
+    let o = convert_map(opts)?;
     require!(n.checked_mul(in_size).is_some_and(|b| b <= isize::MAX as usize), "n * in_size overflows");
     require!(n.checked_mul(out_size).is_some_and(|b| b <= isize::MAX as usize), "n * out_size overflows");
-    require!(n == 0 || !input.is_null(), "in is NULL");
-    require!(n == 0 || !out.is_null(), "out is NULL");
+    require!(n == 0 || in_size == 0 || !input.is_null(), "in is NULL");
+    require!(n == 0 || out_size == 0 || !out.is_null(), "out is NULL");
     let args = MapArgs {
         func,
         input: input as usize,
@@ -221,7 +237,7 @@ pub extern "C" fn pool_map_async_ex(
 
 /// Registers the completion callback of a new result `h` (if there is one); if that fails the
 /// result is freed (its work cancelled if it writes in place) and the call fails.
-fn on_ready(pool: *mut pool_t, h: *mut pool_async_t, cb: Option<Callback>) -> *mut pool_async_t {
+pub(super) fn on_ready(pool: *mut pool_t, h: *mut pool_async_t, cb: Option<Callback>) -> *mut pool_async_t {
     let Some(cb) = cb.filter(|_| !h.is_null()) else { return h };
     value(std::ptr::null_mut(), || match get(pool).and_then(|p| p.1.add(h, cb)) {
         Ok(()) => Ok(h),

@@ -343,6 +343,7 @@ impl Pool {
             timeout: opts.timeout,
             shm_in,
             shm_out,
+            span: (0, 0),
         };
         let sub = self.sh.submit(spec, None, |dst| {
             // SAFETY: caller guarantees `input` is readable for `in_size` bytes.
@@ -380,6 +381,7 @@ impl Pool {
             timeout: opts.timeout,
             shm_in,
             shm_out: None,
+            span: (0, 0),
         };
         let sub = self.sh.submit(spec, None, |dst| {
             // SAFETY: caller guarantees `input` is readable for `len` bytes.

@@ -52,6 +52,8 @@ pub(crate) struct TaskSpec {
     /// Heap offsets when the input / output already live in the pool's shared memory.
     pub shm_in: Option<u64>,
     pub shm_out: Option<u64>,
+    /// A `K_BLOCK` task's map items: (first index, count).
+    pub span: (u64, u64),
 }
 
 /// A queued task: its slot, its block, where its output goes.
@@ -160,6 +162,8 @@ impl Shared {
         t.in_size.store(in_size as u64, Relaxed);
         t.out_size.store(spec.out_size as u64, Relaxed);
         t.next.store(0, Relaxed);
+        t.first.store(spec.span.0, Relaxed);
+        t.count.store(spec.span.1, Relaxed);
         t.out_len.store(0, Relaxed);
         t.pid.store(0, Relaxed);
         t.timeout_ns.store(timeout_ns, Relaxed);

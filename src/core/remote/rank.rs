@@ -231,6 +231,13 @@ impl Server {
             _ => return fail(n, Status::Sys, "a malformed task".into()),
         };
         let Ok(input) = r.bytes() else { return fail(n, Status::Sys, "a malformed task".into()) };
+        let span = match kind {
+            K_BLOCK => match (r.u64(), r.u64()) {
+                (Ok(first), Ok(count)) => (first, count),
+                _ => return fail(n, Status::Sys, "a malformed task".into()),
+            },
+            _ => (0, 0),
+        };
         let spec = TaskSpec {
             kind,
             map_chunk: false,
@@ -243,9 +250,10 @@ impl Server {
             timeout: (timeout != 0).then(|| Duration::from_nanos(timeout)),
             shm_in: None,
             shm_out: None,
+            span,
         };
         let want = if kind == K_VAR { isz as usize } else { (n * isz) as usize };
-        if input.len() != want || !matches!(kind, K_ITEMS | K_VAR) {
+        if input.len() != want || !matches!(kind, K_ITEMS | K_VAR | K_BLOCK) {
             return fail(n, Status::Sys, "a malformed task".into());
         }
         let count = spec.n;

@@ -397,6 +397,9 @@ impl Runner {
         let input = v.heap_ptr(t.in_off.load(Relaxed)).wrapping_add((first * isz) as usize * (kind != K_VAR) as usize);
         // SAFETY: the task's inputs, final once it was queued; this runner owns the task now.
         m.bytes(unsafe { std::slice::from_raw_parts(input, input_len) });
+        if kind == K_BLOCK {
+            m.u64(t.first.load(Relaxed)).u64(t.count.load(Relaxed));
+        }
         let rank = self.peers[p].rank;
         if let Err(e) = self.t.send(rank, wire::TASK, &m.0) {
             let msg = format!("sending the task to rank {rank} ({}) failed: {e}", self.peers[p].host);

@@ -14,7 +14,7 @@ pub(super) const STOP: i32 = 6; // root -> rank: the root's pool is gone
 pub(super) const BYE: i32 = 7; // rank -> root: its pool is gone too
 
 /// Version of this format: ranks built from different libpool versions refuse each other.
-pub(super) const VERSION: u32 = 1;
+pub(super) const VERSION: u32 = 2; // 2: a K_BLOCK task ends with its first item and count
 
 #[derive(Default)]
 pub struct Writer(pub Vec<u8>);
