@@ -19,6 +19,7 @@
 mod common;
 use common::*;
 use pool::core::killpoint::{self, Point, Role};
+use pool::core::map::MapFn;
 use pool::core::{AsyncResult, MapArgs, Options, Pool, Status};
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
@@ -140,7 +141,7 @@ impl Items {
     }
     fn args(&mut self, chunksize: usize, timeout: Option<Duration>) -> MapArgs {
         MapArgs {
-            func: probe,
+            func: MapFn::Items(probe),
             input: self.xs.as_ptr() as usize,
             in_size: 8,
             out: self.ys.as_mut_ptr() as usize,

@@ -1,6 +1,7 @@
 //! Task functions and helpers shared by the Rust integration tests.
 #![allow(dead_code)]
 
+use pool::core::map::MapFn;
 use pool::core::MapArgs;
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -95,7 +96,19 @@ pub fn map_args_raw(
     ctx: usize,
     chunksize: usize,
 ) -> MapArgs {
-    MapArgs { func: f, input, in_size: 8, out, out_size: 8, n, ctx, ctx_size: 0, chunksize, statuses: 0, timeout: None }
+    MapArgs {
+        func: MapFn::Items(f),
+        input,
+        in_size: 8,
+        out,
+        out_size: 8,
+        n,
+        ctx,
+        ctx_size: 0,
+        chunksize,
+        statuses: 0,
+        timeout: None,
+    }
 }
 
 /// A map of `f` from `xs` into `ys` (same length).

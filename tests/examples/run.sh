@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Tests of the streaming examples: pgz (parallel gzip) and ocr (Tesseract, one engine per
+# worker). Builds them (make examples, or tests/examples/build.sh with POOL_LIBDIR), then prints
+# one line per check, PASS or FAIL, and exits 1 if any failed (77 if the OCR part was skipped
+# because Tesseract is not installed and nothing failed). About a minute on two cores.
+#
+#   bash tests/examples/run.sh
+#
+# Environment: POOL_LIBDIR (a libpool build to use instead of target/release: then build.sh is
+# run directly instead of make examples), POOL_EXAMPLES_NOBUILD=1 (use the binaries already in
+# target/examples), PYTHON (default python3), KEEP=1 (keep the scratch directory).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$ROOT/tests/examples
+BIN=$ROOT/target/examples
+PYTHON=${PYTHON:-python3}
+cd "$ROOT"
+
+fails=0
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() { printf 'FAIL  %s\n' "$*"; fails=$((fails + 1)); }
+skip() { printf 'SKIP  %s\n' "$*"; }
+
+# ---- build ----------------------------------------------------------------------------------
+ocr_built=1
+if [ "${POOL_EXAMPLES_NOBUILD:-0}" != 1 ]; then
+    if [ -n "${POOL_LIBDIR:-}" ] || ! make -n examples >/dev/null 2>&1; then
+        bash "$HERE/build.sh"
+    else
+        make examples
+    fi
+    rc=$?
+    if [ $rc = 77 ]; then
+        ocr_built=0
+    elif [ $rc != 0 ]; then
+        fail "build the examples (exit $rc)"
+        exit 1
+    fi
+fi
+[ -x "$BIN/ocr" ] || ocr_built=0
+PGZ=$BIN/pgz
+OCR=$BIN/ocr
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/pool-examples.XXXXXX")
+cleanup() { [ "${KEEP:-0}" = 1 ] && echo "scratch kept in $W" || rm -rf "$W"; }
+trap cleanup EXIT
+
+# ---- pgz ------------------------------------------------------------------------------------
+# A 10 MB corpus of text and binaries from this machine, the same bytes on every run here.
+corpus=$W/corpus
+{
+    for i in 1 2 3 4 5 6; do
+        find /usr/share/common-licenses -type f | LC_ALL=C sort | xargs cat
+        cat /usr/bin/ls /usr/bin/cp /usr/bin/bash 2>/dev/null
+    done
+    find /usr/share/doc -type f | LC_ALL=C sort | head -2000 | xargs cat 2>/dev/null
+} | head -c 10000000 >"$corpus"
+
+# Compresses $1 with pgz options $2..; checks gzip -t, the round trip, and that the stream ends
+# with the empty final block and a trailer matching the input. Prints why on failure.
+pgz_roundtrip() {
+    local in=$1 gz=$W/out.gz
+    shift
+    "$PGZ" "$@" <"$in" >"$gz" 2>"$W/pgz.err" || { echo "pgz $* exit $?: $(head -c 300 "$W/pgz.err")"; return 1; }
+    gzip -t "$gz" 2>"$W/gz.err" || { echo "gzip -t failed for pgz $*: $(head -c 300 "$W/gz.err")"; return 1; }
+    gunzip -c "$gz" | cmp -s - "$in" || { echo "round trip differs for pgz $*"; return 1; }
+    "$PYTHON" - "$in" "$gz" <<'EOF' || { echo "stream layout wrong for pgz $*"; return 1; }
+import sys, zlib, struct
+data = open(sys.argv[1], "rb").read(); gz = open(sys.argv[2], "rb").read()
+assert gz[:4] == b"\x1f\x8b\x08\x00", "header"
+assert gz[-10:-8] == b"\x03\x00", "final empty fixed block"
+crc, isize = struct.unpack("<II", gz[-8:])
+assert crc == zlib.crc32(data) and isize == len(data) % 2**32, "trailer"
+EOF
+}
+
+check_args() {
+    local bad=()
+    for args in "-p 0" "-p x" "-p" "-b 0" "-b 1048577" "-b 12k" "-l 10" "-l -1" "-q" "extra"; do
+        # shellcheck disable=SC2086
+        "$PGZ" $args </dev/null >"$W/o" 2>"$W/e"
+        local rc=$?
+        { [ $rc = 2 ] && grep -q '^usage: pgz' "$W/e"; } || bad+=("'$args' (exit $rc)")
+    done
+    if [ ${#bad[@]} = 0 ]; then pass "pgz: 10 bad argument lists give the usage message and exit 2"
+    else fail "pgz: bad arguments not refused properly: ${bad[*]}"; fi
+}
+check_args
+
+head -c 0 /dev/null >"$W/empty"
+printf 'x' >"$W/one"
+for name in empty one; do
+    errs=() n=0
+    for p in 1 2 4; do for b in 1 64 128 1024; do for l in 1 6 9; do
+        n=$((n + 1))
+        why=$(pgz_roundtrip "$W/$name" -p $p -b $b -l $l) || errs+=("$why")
+    done; done; done
+    label=$([ $name = empty ] && echo "empty input" || echo "1-byte input")
+    if [ ${#errs[@]} = 0 ]; then pass "pgz: $label, $n option sets (-p 1/2/4 x -b 1/64/128/1024 x -l 1/6/9): gzip -t, gunzip | cmp, trailer"
+    else fail "pgz: $label: ${#errs[@]}/$n failed: ${errs[0]}"; fi
+done
+
+for b in 1 64 128 1024; do
+    for extra in 0 1; do
+        size=$((b * 1024 + extra))
+        head -c $size "$corpus" >"$W/in"
+        errs=() n=0
+        for p in 1 2 4; do for l in 1 6 9; do
+            n=$((n + 1))
+            why=$(pgz_roundtrip "$W/in" -p $p -b $b -l $l) || errs+=("$why")
+        done; done
+        what=$([ $extra = 0 ] && echo "exactly one block" || echo "one block + 1 byte")
+        if [ ${#errs[@]} = 0 ]; then pass "pgz -b $b: $what ($size bytes), $n option sets (-p 1/2/4 x -l 1/6/9): round trip"
+        else fail "pgz -b $b: $what: ${#errs[@]}/$n failed: ${errs[0]}"; fi
+    done
+done
+
+for opts in "" "-p 1 -b 128 -l 6" "-p 2 -b 64 -l 1" "-p 4 -b 1024 -l 9" "-p 2 -b 1 -l 6" "-p 2 -b 7 -l 0"; do
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    if why=$(pgz_roundtrip "$corpus" $opts); then
+        t1=$(date +%s.%N)
+        ratio=$(awk -v a="$(stat -c %s "$W/out.gz")" -v b="$(stat -c %s "$corpus")" 'BEGIN { printf "%.3f", a / b }')
+        pass "pgz ${opts:-(defaults)}: 10 MB text+binary corpus round trip, ratio $ratio, $(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.2f", b - a }') s"
+    else
+        fail "pgz ${opts:-(defaults)}: 10 MB corpus: $why"
+    fi
+done
+
+# pigz-style blocks lose almost nothing to independent compression: within 1% of pigz itself.
+if command -v pigz >/dev/null; then
+    "$PGZ" -p 2 -b 128 -l 6 <"$corpus" >"$W/a.gz" && pigz -n -p 2 -b 128 -6 <"$corpus" >"$W/b.gz"
+    a=$(stat -c %s "$W/a.gz") b=$(stat -c %s "$W/b.gz")
+    if awk -v a=$a -v b=$b 'BEGIN { exit !(a <= b * 1.01 && a >= b * 0.99) }'; then
+        pass "pgz -p 2 -b 128 -l 6 output $a bytes vs pigz -b 128 -6 $b bytes (within 1%: dictionaries used)"
+    else
+        fail "pgz output $a bytes vs pigz $b bytes: more than 1% apart"
+    fi
+else
+    skip "pgz vs pigz size (pigz not installed)"
+fi
+
+"$PGZ" <"$W" >"$W/o" 2>"$W/e"; rc=$?
+if [ $rc = 1 ] && grep -q 'read error' "$W/e"; then pass "pgz < directory: read error reported ($(head -1 "$W/e")), exit 1"
+else fail "pgz < directory: exit $rc, stderr: $(head -c 200 "$W/e")"; fi
+
+"$PGZ" <"$corpus" >/dev/full 2>"$W/e"; rc=$?
+if [ $rc = 1 ] && grep -q 'write error' "$W/e"; then pass "pgz > /dev/full: write error reported ($(head -1 "$W/e")), exit 1"
+else fail "pgz > /dev/full: exit $rc, stderr: $(head -c 200 "$W/e")"; fi
+
+# ---- ocr ------------------------------------------------------------------------------------
+if [ $ocr_built = 0 ]; then
+    skip "ocr: Tesseract not installed: apt-get install libtesseract-dev tesseract-ocr-eng"
+    [ $fails = 0 ] && exit 77
+    exit 1
+fi
+export OMP_THREAD_LIMIT=1
+ulimit -c 0 # the crash test aborts a worker: no core file
+P=$W/pages
+if ! "$PYTHON" "$HERE/render_pages.py" "$P" --pages 6 --seed 1 >/dev/null; then
+    fail "ocr: render pages (python3 -m pip install pillow?)"
+    exit 1
+fi
+pages=("$P"/page{1..6}.png)
+
+# Workers are forked, not exec'd: every process of a run shows the run's command line, which
+# names the scratch directory. None may be left once ocr has exited.
+leftovers() { pgrep -f -- "$W" | grep -v "^$$\$" || true; }
+
+t0=$(date +%s.%N)
+"$OCR" -p 2 "${pages[@]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
+t1=$(date +%s.%N)
+secs=$(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.1f", b - a }')
+if [ $rc = 0 ] && why=$("$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" header "${pages[@]}"); then
+    pass "ocr -p 2, 6 pages as arguments: $why ($secs s)"
+else
+    fail "ocr -p 2, 6 pages: exit $rc: ${why:-} $(head -c 300 "$W/ocr.err")"
+fi
+
+printf '%s\n' "${pages[@]}" | "$OCR" -p 2 -F -P >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
+if [ $rc = 0 ] && why=$("$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" ff "${pages[@]}") \
+    && grep -q '\[6/6 pages\]' "$W/ocr.err"; then
+    pass "ocr -F -P, paths on stdin: form feeds, $why, progress line '[6/6 pages]' on stderr"
+else
+    fail "ocr -F -P, paths on stdin: exit $rc: ${why:-} stderr: $(head -c 300 "$W/ocr.err" | tr '\r' ' ')"
+fi
+
+t0=$(date +%s.%N)
+OCR_FAULT=crash:page3,hang:page4 "$OCR" -p 2 -t 3 "${pages[@]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
+t1=$(date +%s.%N)
+secs=$(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.1f", b - a }')
+sleep 0.2
+left=$(leftovers)
+expect=("${pages[@]}")
+expect[2]="!${pages[2]}" expect[3]="!${pages[3]}"
+why=$("$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" header "${expect[@]}"); ok=$?
+if [ $rc = 1 ] && [ $ok = 0 ] && grep -q 'page3.png crashed the OCR engine' "$W/ocr.err" \
+    && grep -q 'page4.png timed out' "$W/ocr.err" && grep -q '2 of 6 pages failed' "$W/ocr.err" \
+    && [ -z "$left" ]; then
+    pass "ocr OCR_FAULT=crash:page3,hang:page4 -t 3: page3 crashed, page4 timed out (stderr), $why, exit 1, no process left ($secs s)"
+else
+    fail "ocr with faults: exit $rc, check: $why, leftover pids: '${left}', stderr: $(head -c 600 "$W/ocr.err")"
+fi
+
+"$OCR" -p 2 "$W/missing.png" "${pages[0]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
+why=$("$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" header "!$W/missing.png" "${pages[0]}"); ok=$?
+if [ $rc = 1 ] && [ $ok = 0 ] && grep -q 'missing.png failed: .*cannot read the image' "$W/ocr.err"; then
+    pass "ocr on a missing image: that page fails alone with the task's message, the next is read"
+else
+    fail "ocr on a missing image: exit $rc, check: $why, stderr: $(head -c 300 "$W/ocr.err")"
+fi
+
+"$OCR" -p 2 -l no_such_language "${pages[0]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
+sleep 0.2
+left=$(leftovers)
+if [ $rc = 2 ] && grep -q "cannot start the OCR workers: .*cannot load language 'no_such_language'" "$W/ocr.err" \
+    && [ ! -s "$W/ocr.out" ] && [ -z "$left" ]; then
+    pass "ocr -l no_such_language: the initializer refuses, pool_create fails with its message, exit 2"
+else
+    fail "ocr -l no_such_language: exit $rc, leftover '$left', stderr: $(head -c 400 "$W/ocr.err")"
+fi
+
+bad=()
+for args in "-p 0" "-t 0" "-t x" "-p" "-q"; do
+    # shellcheck disable=SC2086
+    "$OCR" $args "${pages[0]}" </dev/null >/dev/null 2>"$W/e"; rc=$?
+    { [ $rc = 2 ] && grep -q '^usage: ocr' "$W/e"; } || bad+=("'$args' (exit $rc)")
+done
+"$OCR" </dev/null >/dev/null 2>"$W/e"; rc=$?
+{ [ $rc = 2 ] && grep -q 'no pages given' "$W/e"; } || bad+=("no pages (exit $rc)")
+OCR_FAULT=explode:page1 "$OCR" "${pages[0]}" >/dev/null 2>"$W/e"; rc=$?
+{ [ $rc = 2 ] && grep -q 'OCR_FAULT must be' "$W/e"; } || bad+=("bad OCR_FAULT (exit $rc)")
+if [ ${#bad[@]} = 0 ]; then pass "ocr: bad arguments, no pages and a bad OCR_FAULT are refused with exit 2"
+else fail "ocr: not refused properly: ${bad[*]}"; fi
+
+echo "$([ $fails = 0 ] && echo 'all checks passed' || echo "$fails check(s) FAILED")"
+[ $fails = 0 ]
