@@ -215,6 +215,29 @@ static double host_copy_floor(const long *in, long *out, size_t n) {
     return best;
 }
 
+/* The same squares, a block of items per call (pool_map_blocks). */
+static int square_block(const void *in, void *out, size_t count, size_t first, void *ctx) {
+    (void)first;
+    (void)ctx;
+    const long *a = in;
+    long *b = out;
+    for (size_t i = 0; i < count; i++) b[i] = a[i] * a[i];
+    return 0;
+}
+
+/* Median seconds of a block map of squares over in/out (checked). */
+static double w1_blocks(pool_t *pool, const long *in, long *out, size_t n, int reps, double *t, const char *what) {
+    for (int r = 0; r < reps; r++) {
+        memset(out, 0xff, n * sizeof(long));
+        double t0 = now_s();
+        check(pool_map_blocks(pool, square_block, in, sizeof(long), out, sizeof(long), n, NULL, NULL), what);
+        t[r] = now_s() - t0;
+        for (size_t i = 0; i < n; i++)
+            if (out[i] != (long)i * (long)i) die("W1 block map: wrong result");
+    }
+    return median(t, reps);
+}
+
 static void w1(size_t n, int reps) {
     pool_t *pool = make_pool();
     long *in = alloc_longs(n, 0), *out = alloc_longs(n, 1);
@@ -246,6 +269,8 @@ static void w1(size_t n, int reps) {
     probe_report(key, &pr);
     snprintf(key, sizeof key, "w1.diag.%zu.host_copy_floor_s", n);
     result(key, host_copy_floor(in, out, n));
+    snprintf(key, sizeof key, "w1.blocks.%zu.items_per_s", n);
+    result(key, (double)n / w1_blocks(pool, in, out, n, reps, t, "pool_map_blocks"));
 
     /* The same map with in and out in the pool's shared memory (pool_shm_alloc): no copies. */
     long *sin = pool_shm_alloc(pool, n * sizeof(long)), *sout = pool_shm_alloc(pool, n * sizeof(long));
@@ -284,6 +309,8 @@ static void w1(size_t n, int reps) {
     }
     snprintf(key, sizeof key, "w1.diag.shm.%zu.eight_per_item_s", n);
     result(key, median(t, reps));
+    snprintf(key, sizeof key, "w1.blocks_shm.%zu.items_per_s", n);
+    result(key, (double)n / w1_blocks(pool, sin, sout, n, reps, t, "pool_map_blocks (shm)"));
     check(pool_shm_free(pool, sin), "pool_shm_free");
     check(pool_shm_free(pool, sout), "pool_shm_free");
     pool_destroy(pool);

@@ -111,12 +111,21 @@ for kind, label in (("pool", "malloc buffers"), ("shm", "pool_shm_alloc buffers"
     p = get(f"w1.{kind}.{N1}.items_per_s")
     row(f"W1 map 1e6, {label}", "items/s", f_rate(p, "/s"), f_rate(py, "/s"), f_rate(om, "/s"), f_rate(se, "/s"),
         ratio(p, py), ratio(p, om), ratio(p, se), [("≥ 100× Python", ge(ratio(p, py), 100))])
+for kind, label in (("blocks", "malloc buffers"), ("blocks_shm", "pool_shm_alloc buffers")):
+    p = get(f"w1.{kind}.{N1}.items_per_s")
+    row(f"W1 block map 1e6, {label}", "items/s", f_rate(p, "/s"), f_rate(py, "/s"), f_rate(om, "/s"), f_rate(se, "/s"),
+        ratio(p, py), ratio(p, om), ratio(p, se), [("≥ 100× Python", ge(ratio(p, py), 100))])
 om, se = (get(f"w1.{w}.{N8}.items_per_s") for w in ("omp", "serial"))
 py_note = "not run" if py is None else f"not run (≈ {N8 / py:.0f} s/rep)"
 for kind, label in (("pool", "malloc buffers"), ("shm", "pool_shm_alloc buffers")):
     p = get(f"w1.{kind}.{N8}.items_per_s")
     row(f"W1 map 1e8, {label}", "items/s", f_rate(p, "/s"), None, f_rate(om, "/s"), f_rate(se, "/s"),
         None, ratio(p, om), ratio(p, se), [("≥ 1/3 of OpenMP", ge(ratio(p, om), 1 / 3))], note_py=py_note)
+for kind, label in (("blocks", "malloc buffers"), ("blocks_shm", "pool_shm_alloc buffers")):
+    p = get(f"w1.{kind}.{N8}.items_per_s")
+    goal = [("within 2× OpenMP", ge(ratio(p, om), 1 / 2))] if kind == "blocks_shm" else []
+    row(f"W1 block map 1e8, {label}", "items/s", f_rate(p, "/s"), None, f_rate(om, "/s"), f_rate(se, "/s"),
+        None, ratio(p, om), ratio(p, se), goal, note_py=py_note)
 # W2
 p, py, om = get("w2.pool.p50_s"), get("w2.py.p50_s"), get("w2.omp.p50_s")
 row("W2 round trip", "p50 latency", f_time(p), f_time(py), f_time(om), None,

@@ -513,8 +513,9 @@ impl Worker<'_> {
     fn window_onto(&mut self, out_off: u64, flags: u32, t: &TaskSlot, r: &TaskRun) -> *mut u8 {
         let len = (r.n as usize * r.osz).next_multiple_of(4096);
         let Ok(base) = self.window.window(self.v.heap_ptr(out_off), len) else { proc::exit_now(72) };
-        clear_unrun(base, flags, t, r);
+        // Fill the window's page tables in one call: a fault per page costs more.
         crate::sys::mem::populate(base, len, true);
+        clear_unrun(base, flags, t, r);
         base
     }
 
