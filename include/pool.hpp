@@ -339,6 +339,16 @@ public:
     /// Appends bytes to the task's result; throws pool::Error (POOL_ENOMEM past max_out).
     void write(const void* data, std::size_t len) { detail::check(pool_out_write(data, len), "pool_out_write"); }
     void write(std::string_view s) { write(s.data(), s.size()); }
+    /// Room to write the result in place: where it ends now and how many bytes are left (at
+    /// least `min_len`; throws pool::Error with POOL_ENOMEM if fewer are). Then commit().
+    std::pair<char*, std::size_t> reserve(std::size_t min_len) {
+        std::size_t avail = 0;
+        void* p = pool_out_reserve(min_len, &avail);
+        if (p == nullptr) detail::check(pool_last_status(), "pool_out_reserve");
+        return {static_cast<char*>(p), avail};
+    }
+    /// Appends the first `len` bytes written where reserve() pointed.
+    void commit(std::size_t len) { detail::check(pool_out_commit(len), "pool_out_commit"); }
 };
 
 namespace detail {
@@ -392,7 +402,138 @@ constexpr bool check_bytes_task() {
     return is_fn && ok;
 }
 
+// What a block task needs, copied with each call (ctx_size): the caller's function object (a
+// function pointer, or a lambda whose captures are trivially copyable: the bytes of the closure
+// cross to the worker, its code is already there) and where the caller's range starts.
+template <class F>
+struct BlockCtx {
+    F f;
+    std::size_t first;
+};
+
+// pool_block_fn for parallel_for: F is called as `f(std::size_t begin, std::size_t end)`.
+template <class F>
+int for_task(const void*, void*, std::size_t count, std::size_t first, void* ctx) noexcept {
+    try {
+        const auto* c = static_cast<const BlockCtx<F>*>(ctx);
+        std::size_t begin = c->first + first;
+        c->f(begin, begin + count);
+        return 0;
+    } catch (const std::exception& e) {
+        pool_task_error(e.what());
+        return task_exception;
+    } catch (...) {
+        pool_task_error("unknown exception");
+        return task_exception;
+    }
+}
+
+// pool_block_fn for map_blocks: F is called as `f(const In* in, Out* out, std::size_t count)`.
+template <class F, class In, class Out>
+int block_task(const void* in, void* out, std::size_t count, std::size_t, void* ctx) noexcept {
+    try {
+        static_cast<const BlockCtx<F>*>(ctx)->f(static_cast<const In*>(in), static_cast<Out*>(out), count);
+        return 0;
+    } catch (const std::exception& e) {
+        pool_task_error(e.what());
+        return task_exception;
+    } catch (...) {
+        pool_task_error("unknown exception");
+        return task_exception;
+    }
+}
+
+template <class F, class... Args>
+constexpr bool check_block_fn() {
+    using D = std::decay_t<F>;
+    constexpr bool copyable = std::is_trivially_copyable_v<D>;
+    static_assert(copyable,
+                  "pool: a loop body runs in worker processes: pass a function, a function pointer or a lambda "
+                  "whose captures are trivially copyable (capture pointers to pool shared memory, counts, "
+                  "plain values: not std::vector or std::string, whose heap the workers do not share)");
+    constexpr bool ok = std::is_invocable_v<const D&, Args...>;
+    static_assert(ok, "pool: the loop body cannot be called with these arguments");
+    return copyable && ok;
+}
+
+// pool_stream_source_fn over a std::function the caller gave.
+using SourceFn = std::function<std::size_t(std::size_t index, char* buf, std::size_t cap)>;
+inline int stream_source(void* buf, std::size_t cap, std::size_t* len, std::size_t index, void* ctx) noexcept {
+    try {
+        std::size_t n = (*static_cast<SourceFn*>(ctx))(index, static_cast<char*>(buf), cap);
+        if (n == static_cast<std::size_t>(-1)) return 1;  // end of input
+        *len = n;
+        return 0;
+    } catch (...) {
+        return 2;  // an error: pool_stream_next reports it after the last result
+    }
+}
+
 }  // namespace detail
+
+/// One result of a Stream: its item's index, and its bytes (valid until the next call to
+/// next() or the Stream's end) or, if it failed, its status and message.
+struct StreamItem {
+    std::size_t index = 0;
+    int status = POOL_OK;
+    std::string_view data;
+    std::string error;
+    bool ok() const noexcept { return status == POOL_OK; }
+};
+
+/// Results of Pool::stream one at a time, with a bounded number of items in flight.
+/// Move-only; destroying it cancels the work not yet read.
+class Stream {
+public:
+    /// What a source returns at the end of its input.
+    static constexpr std::size_t end = static_cast<std::size_t>(-1);
+
+    Stream(Stream&& o) noexcept
+        : s_(std::exchange(o.s_, nullptr)), items_(std::move(o.items_)), source_(std::move(o.source_)) {}
+    Stream& operator=(Stream&& o) noexcept {
+        if (this != &o) {
+            pool_stream_free(s_);
+            s_ = std::exchange(o.s_, nullptr);
+            items_ = std::move(o.items_);
+            source_ = std::move(o.source_);
+        }
+        return *this;
+    }
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+    ~Stream() { pool_stream_free(s_); }
+
+    /// The next result into `item`: true, or false once every result was returned. A failed
+    /// item comes back with its status (item.ok() false), and iteration goes on. Throws
+    /// pool::TimeoutError if nothing is ready within `timeout` seconds (negative: no limit),
+    /// pool::Error if the source failed.
+    bool next(StreamItem& item, double timeout = -1) {
+        const void* data = nullptr;
+        std::size_t len = 0, index = 0;
+        int s = pool_stream_next(s_, &data, &len, &index, timeout);
+        if (s == POOL_EDONE) return false;
+        if (index == static_cast<std::size_t>(-1)) detail::check(s, "pool_stream_next");
+        item.index = index;
+        item.status = s;
+        item.data = std::string_view(len ? static_cast<const char*>(data) : "", len);
+        item.error = s == POOL_OK ? std::string() : std::string(pool_last_error());
+        return true;
+    }
+    /// Results returned so far, and how many there will be (0 while a source runs).
+    std::pair<std::size_t, std::size_t> progress() const {
+        std::size_t done = 0, total = 0;
+        detail::check(pool_stream_progress(s_, &done, &total), "pool_stream_progress");
+        return {done, total};
+    }
+
+private:
+    friend class Pool;
+    Stream(pool_stream_t* s, std::shared_ptr<const void> items, std::unique_ptr<detail::SourceFn> source)
+        : s_(s), items_(std::move(items)), source_(std::move(source)) {}
+    pool_stream_t* s_;
+    std::shared_ptr<const void> items_;  // the buffer list, kept while the library reads it
+    std::unique_ptr<detail::SourceFn> source_;
+};
 
 /// Options of a Pool (pool_options_t).
 struct Options {
@@ -677,6 +818,106 @@ public:
             if (st->handle == nullptr) detail::raise_null(submit_status(), "pool_submit");
         }
         return A(std::move(st));
+    }
+
+    /// Runs `f` on each of `items` (as submit(): `R f(std::string_view)` or
+    /// `void f(std::string_view, pool::Output&)`), results one at a time through the Stream, in
+    /// item order or (ordered = false) as they complete, with at most `window` items in flight
+    /// (0: automatic). The bytes the views point to must outlive the Stream.
+    template <class F>
+    Stream stream(F f, std::vector<std::string_view> items, std::size_t max_out, bool ordered = true,
+                  std::size_t window = 0) {
+        auto bufs = std::make_shared<std::vector<pool_buf_t>>();
+        for (auto v : items) bufs->push_back(pool_buf_t{v.data(), v.size()});
+        pool_stream_t* s = nullptr;
+        if constexpr (detail::check_bytes_task<F>()) {
+            pool_stream_options_t o;
+            pool_stream_options_init(&o);
+            o.ordered = ordered;
+            o.window = window;
+            s = pool_stream(get(), &detail::bytes_task<detail::fn_ptr_t<F>>, bufs->data(), bufs->size(), max_out,
+                            detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f)), &o);
+            if (s == nullptr) detail::raise_null(pool_last_status(), "pool_stream");
+        }
+        return Stream(s, std::move(bufs), nullptr);
+    }
+
+    /// A stream whose input is produced on demand, in the thread calling next():
+    /// `source(index, buf, cap)` writes item `index` (at most `cap` = `max_in` bytes, straight
+    /// into shared memory) and returns its length, or Stream::end when there are no more.
+    template <class F>
+    Stream stream(F f, std::function<std::size_t(std::size_t, char*, std::size_t)> source, std::size_t max_in,
+                  std::size_t max_out, bool ordered = true, std::size_t window = 0) {
+        auto src = std::make_unique<detail::SourceFn>(std::move(source));
+        pool_stream_t* s = nullptr;
+        if constexpr (detail::check_bytes_task<F>()) {
+            pool_stream_options_t o;
+            pool_stream_options_init(&o);
+            o.ordered = ordered;
+            o.window = window;
+            s = pool_stream_source(get(), &detail::bytes_task<detail::fn_ptr_t<F>>, &detail::stream_source, src.get(),
+                                   max_in, max_out, detail::to_ctx(static_cast<detail::fn_ptr_t<F>>(f)), &o);
+            if (s == nullptr) detail::raise_null(pool_last_status(), "pool_stream_source");
+        }
+        return Stream(s, nullptr, std::move(src));
+    }
+
+    /// Runs `f(begin, end)` over [first, last) cut into blocks of `block` indices (0: a few
+    /// per worker), in the workers, and waits (BS::thread_pool's detach_loop + wait, or an
+    /// OpenMP parallel for). `f` is a function or a lambda whose captures are trivially
+    /// copyable: it is copied to the workers with each block. Workers are other processes:
+    /// what they write is seen here only in memory from shm_alloc() (capture its pointer). A
+    /// block that fails (throws, crashes, times out) fails alone; the call then throws
+    /// pool::Error for the lowest one, after every block has ended.
+    template <class F>
+    void parallel_for(std::size_t first, std::size_t last, F f, std::size_t block = 0) {
+        if (last <= first) return;
+        if constexpr (detail::check_block_fn<F, std::size_t, std::size_t>()) {
+            using D = std::decay_t<F>;
+            detail::BlockCtx<D> c{f, first};
+            pool_map_options_t o;
+            pool_map_options_init(&o);
+            o.chunksize = block;
+            o.ctx_size = sizeof c;
+            detail::check(pool_map_blocks(get(), &detail::for_task<D>, nullptr, 0, nullptr, 0, last - first, &c, &o),
+                          "pool_map_blocks");
+        }
+    }
+
+    /// A map over `n` items where `f(const In* in, Out* out, std::size_t count)` handles a
+    /// block of `count` consecutive items per call (`block` items; 0: automatic). `f` as for
+    /// parallel_for. `in` and `out` may be anywhere (buffers from shm_alloc() are used in place,
+    /// others copied). Throws pool::Error for the lowest failed block, after every block ended.
+    template <class F, class In, class Out>
+    void map_blocks(F f, const In* in, Out* out, std::size_t n, std::size_t block = 0) {
+        static_assert(detail::transferable_v<In> && detail::transferable_v<Out>,
+                      "pool: item types must be trivially copyable and not pointers");
+        if constexpr (detail::check_block_fn<F, const In*, Out*, std::size_t>()) {
+            using D = std::decay_t<F>;
+            detail::BlockCtx<D> c{f, 0};
+            pool_map_options_t o;
+            pool_map_options_init(&o);
+            o.chunksize = block;
+            o.ctx_size = sizeof c;
+            detail::check(pool_map_blocks(get(), &detail::block_task<D, In, Out>, in, sizeof(In), out, sizeof(Out), n,
+                                          &c, &o),
+                          "pool_map_blocks");
+        }
+    }
+
+    /// `n` objects of T in memory shared with the workers (pool_shm_alloc), at the same address
+    /// there: what tasks write into it is seen here. Uninitialised. Throws pool::Error when it
+    /// does not fit. Free with shm_free().
+    template <class T>
+    T* shm_alloc(std::size_t n) {
+        static_assert(std::is_trivially_copyable_v<T>, "pool: shared memory holds trivially copyable types");
+        void* p = pool_shm_alloc(get(), n * sizeof(T));
+        if (p == nullptr) detail::check(pool_last_status(), "pool_shm_alloc");
+        return static_cast<T*>(p);
+    }
+    template <class T>
+    void shm_free(T* p) {
+        detail::check(pool_shm_free(get(), p), "pool_shm_free");
     }
 
     /// Stops accepting work; work already submitted still finishes.

@@ -345,6 +345,90 @@ void next() {
     expect(callbacks_seen == 5 && callbacks_sum == 1 + 4 + 9 + 16 + 25, "a callback per result");
 }
 
+// Writes the input upper-cased in place (Output::reserve/commit); fails on "bad".
+void upper(std::string_view in, pool::Output& out) {
+    if (in == "bad") throw std::runtime_error("bad item");
+    auto [p, room] = out.reserve(in.size());
+    for (std::size_t i = 0; i < in.size(); i++) p[i] = static_cast<char>(in[i] >= 'a' && in[i] <= 'z' ? in[i] - 32 : in[i]);
+    (void)room;
+    out.commit(in.size());
+}
+
+void square_block(const long* in, long* out, std::size_t count) {
+    for (std::size_t i = 0; i < count; i++) out[i] = in[i] * in[i];
+}
+
+// Streams (array and source), parallel_for and map_blocks.
+void blocks_and_streams() {
+    pool::Pool p(2);
+    std::vector<std::string> words{"alpha", "bad", "", "gamma", std::string(10000, 'z')};
+    std::vector<std::string_view> views(words.begin(), words.end());
+    auto s = p.stream(upper, views, 20000);
+    pool::StreamItem it;
+    std::size_t n = 0, good = 0, bad = 0;
+    while (s.next(it)) {
+        expect(it.index == n, "stream: in order");
+        if (it.ok() && it.data.size() == words[n].size() &&
+            (it.data.empty() || it.data[0] == static_cast<char>(words[n][0] - 32)))
+            good++;
+        if (!it.ok() && it.status == POOL_ETASK && it.error.find("bad item") != std::string::npos) bad++;
+        n++;
+    }
+    expect(n == 5 && good == 4 && bad == 1, "stream: every item once, the bad one failed alone");
+    expect(s.progress().first == 5, "stream: progress");
+
+    std::size_t made = 0;
+    auto src = p.stream(
+        upper,
+        [&made](std::size_t index, char* buf, std::size_t cap) -> std::size_t {
+            if (index == 100) return pool::Stream::end;
+            made++;
+            int k = std::snprintf(buf, cap, "item %zu", index);
+            return static_cast<std::size_t>(k);
+        },
+        64, 64, false, 4);
+    std::size_t seen = 0, right_src = 0;
+    while (src.next(it)) {
+        seen++;
+        right_src += it.ok() && it.data == "ITEM " + std::to_string(it.index);
+    }
+    expect(seen == 100 && right_src == 100 && made == 100, "stream from a source, unordered");
+
+    // parallel_for: the closure (a pointer into shared memory) crosses to the workers.
+    const std::size_t N = 100000;
+    long* marks = p.shm_alloc<long>(N);
+    std::memset(marks, 0, N * sizeof(long));
+    p.parallel_for(10, N, [marks](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; i++) marks[i] += static_cast<long>(i) * 2;
+    });
+    std::size_t once = 0;
+    for (std::size_t i = 0; i < N; i++) once += marks[i] == (i < 10 ? 0 : static_cast<long>(i) * 2);
+    expect(once == N, "parallel_for: each index once, in shared memory");
+    bool threw = false;
+    try {
+        p.parallel_for(0, 1000, [](std::size_t b, std::size_t) {
+            if (b == 500) throw std::runtime_error("block 500");
+        }, 100);
+    } catch (const pool::Error& e) {
+        threw = e.status() == POOL_ETASK && std::string(e.what()).find("block 500") != std::string::npos;
+    }
+    expect(threw, "parallel_for: a throwing block fails the call with its message");
+    p.shm_free(marks);
+
+    // map_blocks with malloc'd buffers and a capturing lambda.
+    std::vector<long> xs(100000), ys(100000);
+    for (std::size_t i = 0; i < xs.size(); i++) xs[i] = static_cast<long>(i);
+    long offset = 7;
+    p.map_blocks([offset](const long* in, long* out, std::size_t count) {
+        for (std::size_t i = 0; i < count; i++) out[i] = in[i] * in[i] + offset;
+    }, xs.data(), ys.data(), xs.size());
+    std::size_t right = 0;
+    for (std::size_t i = 0; i < xs.size(); i++) right += ys[i] == xs[i] * xs[i] + 7;
+    expect(right == xs.size(), "map_blocks with a capturing lambda");
+    p.map_blocks(square_block, xs.data(), ys.data(), xs.size(), 1000);
+    expect(ys[999] == 999L * 999L, "map_blocks with a function and a block size");
+}
+
 }  // namespace
 
 int main() {
@@ -353,6 +437,7 @@ int main() {
         more();
         streaming();
         next();
+        blocks_and_streams();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "FAIL: unexpected exception: %s\n", e.what());
         return 1;
