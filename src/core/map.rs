@@ -387,7 +387,9 @@ fn collect_chunk(sh: &Shared, a: &MapArgs, c: &Chunk, job: &MapJob, first: &mut 
         };
         if outcomes.all_ok(units) {
             copy(0, c.len);
-            (0..c.len).for_each(|i| set_status(i, Status::Ok as i32));
+            if a.statuses != 0 {
+                (0..c.len).for_each(|i| set_status(i, Status::Ok as i32));
+            }
             return;
         }
         let mut ok_from: Option<usize> = None;
