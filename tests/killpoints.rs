@@ -48,6 +48,10 @@ const TIMED: std::ops::Range<i64> = 2000..2004;
 /// Sleepers, all cancelled: more than there are workers, so some are cancelled while queued.
 const CANCELLED: std::ops::Range<i64> = 3000..3004;
 const MAP_C: std::ops::Range<i64> = 3100..3400;
+/// A block map, blocks of BLOCK items; the block holding FAILING_BLOCK_ITEM returns nonzero.
+const BLOCKS: std::ops::Range<i64> = 3500..3740;
+const BLOCK: usize = 16;
+const FAILING_BLOCK_ITEM: i64 = 3550;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -64,6 +68,7 @@ enum Kind {
 
 fn kind(x: i64) -> Kind {
     match x {
+        _ if BLOCKS.contains(&x) && block_of(x) == block_of(FAILING_BLOCK_ITEM) => Kind::Fail,
         2000 => Kind::TermReturn,
         2002 => Kind::Hang,
         _ if CANCELLED.contains(&x) => Kind::Sleep,
@@ -81,6 +86,29 @@ fn expected(x: i64) -> Status {
         Kind::TermReturn | Kind::Hang => Status::TimedOut,
         Kind::Sleep => Status::Cancelled,
     }
+}
+
+/// Index of the block (of the block map) holding item `x`.
+fn block_of(x: i64) -> usize {
+    (x - BLOCKS.start) as usize / BLOCK
+}
+
+/// The block map's function: each item counted and computed as `probe` does; the failing block
+/// returns 7 after running all its items.
+unsafe extern "C" fn block_probe(i: *const c_void, o: *mut c_void, count: usize, _: usize, ctx: *mut c_void) -> c_int {
+    let mut rc = 0;
+    for k in 0..count {
+        let x = *(i as *const i64).add(k);
+        (*(ctx as *const AtomicU32).add(x as usize)).fetch_add(1, SeqCst);
+        if kind(x) == Kind::Fail {
+            rc = 7;
+        }
+        if x % 5 == 0 {
+            libc::usleep(100);
+        }
+        *(o as *mut i64).add(k) = 3 * x;
+    }
+    rc
 }
 
 static TERM: AtomicBool = AtomicBool::new(false);
@@ -162,6 +190,8 @@ struct Report {
     items: Vec<(i64, i32, i64)>,
     /// A call failed with a status other than the items' own (pool gone).
     errors: Vec<String>,
+    /// The block map's items, checked block by block.
+    blocks: Vec<(i64, i32, i64)>,
 }
 
 const HANG_GUARD: Duration = Duration::from_secs(60);
@@ -188,6 +218,8 @@ fn workload(p: &Pool) -> Report {
     let mut rep = Report::default();
     let mut a = Items::new(MAP_A);
     let ra = unsafe { p.map_async(a.args(8, None)) };
+    let mut blocks = Items::new(BLOCKS);
+    let rblocks = unsafe { p.map_async(MapArgs { func: MapFn::Blocks(block_probe), ..blocks.args(BLOCK, None) }) };
     let applies = apply_each(p, APPLIES);
     let text: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
     let var = unsafe { p.submit_var(echo, text.as_ptr(), text.len(), text.len(), 0, Default::default()) }.ok();
@@ -230,6 +262,13 @@ fn workload(p: &Pool) -> Report {
             None => rep.errors.push(format!("apply {x} not submitted")),
         }
     }
+    match rblocks {
+        Ok(r) => {
+            wait(&r);
+            rep.blocks.extend(blocks.xs.iter().zip(&blocks.st).zip(&blocks.ys).map(|((&x, &s), &y)| (x, s, y)));
+        }
+        Err(e) => rep.errors.push(format!("block map: {e}")),
+    }
     match &var {
         Some(v) => {
             if wait(v) == Status::Ok {
@@ -248,7 +287,7 @@ fn workload(p: &Pool) -> Report {
 /// item started twice.
 fn check_items(rep: &Report) {
     let c = counters();
-    for &(x, s, y) in &rep.items {
+    for &(x, s, y) in rep.items.iter().chain(&rep.blocks) {
         let st = Status::of(s).unwrap_or_else(|| panic!("item {x}: no status ({s})"));
         if st == Status::Ok {
             assert_eq!(y, 3 * x, "item {x}: OK with a wrong result");
@@ -263,10 +302,21 @@ fn check_items(rep: &Report) {
 fn check_worker_killed(p: &Pool, rep: &Report, what: &str) {
     assert!(rep.errors.is_empty(), "{what}: {:?}", rep.errors);
     check_items(rep);
+    // One item, or the items of one block, may have been changed by the kill, to a crash.
     let off: Vec<_> = rep.items.iter().filter(|&&(x, s, _)| s != expected(x) as i32).collect();
-    assert!(off.len() <= 1, "{what}: more than one item changed by one kill: {off:?}");
-    for &&(x, s, _) in &off {
+    let off_blocks: Vec<_> = rep.blocks.iter().filter(|&&(x, s, _)| s != expected(x) as i32).collect();
+    let changed_blocks: std::collections::BTreeSet<usize> = off_blocks.iter().map(|&&(x, ..)| block_of(x)).collect();
+    assert!(
+        off.len() + changed_blocks.len() <= 1,
+        "{what}: more than one item or block changed by one kill: {off:?} {off_blocks:?}"
+    );
+    for &&(x, s, _) in off.iter().chain(&off_blocks) {
         assert_eq!(s, Status::Crashed as i32, "{what}: item {x} ended {s:?}, expected {:?} or crashed", expected(x));
+    }
+    if let Some(&b) = changed_blocks.first() {
+        let whole =
+            rep.blocks.iter().filter(|&&(x, ..)| block_of(x) == b).all(|&(_, s, _)| s == Status::Crashed as i32);
+        assert!(whole, "{what}: a killed block must fail as a whole: {off_blocks:?}");
     }
     let mut c = Items::new(MAP_C);
     unsafe { p.map(c.args(0, None)) }.unwrap_or_else(|e| panic!("{what}: the pool does not work after the kill: {e}"));
