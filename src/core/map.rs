@@ -197,12 +197,19 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
             fail_rest(&a, job, &mut first, next, Error::new(Status::Cancelled, "cancelled"));
             next = a.n;
         }
+        let mut starved = false;
         while next < a.n && inflight.len() < window {
             let len = cs.min(a.n - next);
-            match submit_chunk(sh, &a, next, len, job) {
+            // Never wait for room here: ended chunks are collected below, which frees theirs.
+            match submit_chunk(sh, &a, next, len, job, Some(Instant::now())) {
                 Ok(c) => {
                     inflight.push_back(c);
                     next += len;
+                }
+                // No room now: what runs (ours or others') frees some as it ends.
+                Err(e) if e.status == Status::TimedOut || (e.status == Status::NoMem && !inflight.is_empty()) => {
+                    starved = true;
+                    break;
                 }
                 Err(e) => {
                     // Nothing more can be submitted: every remaining item fails with this.
@@ -213,8 +220,9 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
         }
         let before = inflight.len();
         inflight.retain(|c| !collect_chunk(sh, &a, c, job, &mut first));
-        if inflight.len() == before && !inflight.is_empty() {
-            sh.view.wait_event(seen, false, Some(Instant::now() + WATCH_SLICE));
+        if inflight.len() == before && (!inflight.is_empty() || starved) {
+            // Waiting for room, any task's end may make some: wake for all of them.
+            sh.view.wait_event(seen, starved, Some(Instant::now() + WATCH_SLICE));
             sh.watchdog();
         }
     }
@@ -244,7 +252,14 @@ fn fail_rest(a: &MapArgs, job: &MapJob, first: &mut FirstFailure, from: usize, e
 
 /// Copies a chunk's inputs into shared memory and queues it, unless the handle was freed (the
 /// copy runs under the handle's lock, so `async_free` never races with a read of the input).
-fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob) -> Result<Chunk> {
+fn submit_chunk(
+    sh: &Shared,
+    a: &MapArgs,
+    start: usize,
+    len: usize,
+    job: &MapJob,
+    deadline: Option<Instant>,
+) -> Result<Chunk> {
     let src = a.input + start * a.in_size;
     let dst_out = a.out + start * a.out_size;
     let shm_in = sh.shm_offset(src, len * a.in_size);
@@ -268,7 +283,7 @@ fn submit_chunk(sh: &Shared, a: &MapArgs, start: usize, len: usize, job: &MapJob
         shm_out,
         span,
     };
-    let sub = sh.submit(spec, None, |dst| {
+    let sub = sh.submit(spec, deadline, |dst| {
         job.with(|s| {
             if s.detached {
                 return 0;

@@ -11,7 +11,7 @@ use super::shm::*;
 use super::worker::VarFn;
 use std::collections::VecDeque;
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::Ordering::Acquire;
+use std::sync::atomic::{AtomicBool, Ordering::Acquire};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,8 +48,13 @@ pub struct StreamItem {
     pub result: std::result::Result<(*const u8, usize), Error>,
 }
 
+/// An item submitted, or one that failed before it could be (it is reported in its turn).
 struct InFlight {
     index: usize,
+    task: Result<Task>,
+}
+
+struct Task {
     slot: u32,
     block: Block,
     out_off: u64,
@@ -70,6 +75,9 @@ pub struct Stream {
     /// The block of the result handed out last: freed at the next call.
     lent: Option<Block>,
     returned: usize,
+    /// Set (from any thread) when the stream's handle is freed: a `next` waiting in another
+    /// thread gives up instead of handing out a result whose memory is about to go.
+    abandoned: Arc<AtomicBool>,
     _ctx: Option<Box<[u8]>>,
 }
 
@@ -83,6 +91,22 @@ impl Pool {
         let sh = self.shared().clone();
         sh.check_open(false)?;
         let snap = super::map::snapshot_ctx(&sh, a.ctx, a.ctx_size)?;
+        // What can never fit is refused now, not item by item.
+        let max_in = match input {
+            StreamInput::Source { max_in, .. } => max_in,
+            StreamInput::Array { .. } => 0,
+        };
+        if item_bytes(max_in, a.max_out, a.ctx_size).is_none_or(|b| b > sh.heap.capacity()) {
+            let what = if max_in > 0 { "max_in + max_out" } else { "max_out" };
+            return Err(Error::new(
+                Status::NoMem,
+                format!(
+                    "{what} ({max_in} + {} bytes) do not fit in the pool's {} byte shared heap",
+                    a.max_out,
+                    sh.heap.capacity()
+                ),
+            ));
+        }
         let a = StreamArgs { ctx: snap.as_ref().map_or(a.ctx, |s| s.as_ptr() as usize), ..a };
         let window = if a.window > 0 { a.window } else { 2 * sh.nworkers + 2 };
         Ok(Stream {
@@ -97,6 +121,7 @@ impl Pool {
             inflight: VecDeque::new(),
             lent: None,
             returned: 0,
+            abandoned: Arc::new(AtomicBool::new(false)),
             _ctx: snap,
         })
     }
@@ -112,9 +137,16 @@ impl Stream {
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
+            if self.abandoned.load(Acquire) {
+                return Err(Error::inval("the stream was freed while this call waited"));
+            }
             let seen = self.sh.view.event_seq();
-            self.feed(deadline);
-            let ended = |f: &InFlight| matches!(self.sh.task_state(f.slot), T_DONE | T_CLOSED);
+            // Feeding never waits for room: results already there come first, and handing
+            // them out is what frees room.
+            let starved = self.feed();
+            let ended = |f: &InFlight| {
+                f.task.as_ref().map_or(true, |t| matches!(self.sh.task_state(t.slot), T_DONE | T_CLOSED))
+            };
             let pick = if self.a.ordered {
                 self.inflight.front().is_some_and(ended).then_some(0)
             } else {
@@ -139,9 +171,15 @@ impl Stream {
                 return Err(Error::new(Status::TimedOut, "no result is ready yet"));
             }
             let slice = Instant::now() + WATCH_SLICE;
-            self.sh.view.wait_event(seen, false, Some(deadline.map_or(slice, |d| d.min(slice))));
+            // Waiting for room, any task's end may make some: wake for all of them.
+            self.sh.view.wait_event(seen, starved, Some(deadline.map_or(slice, |d| d.min(slice))));
             self.sh.watchdog();
         }
+    }
+
+    /// A flag that, once set, makes a waiting `next` return (see `abandoned`).
+    pub fn abandon_flag(&self) -> Arc<AtomicBool> {
+        self.abandoned.clone()
     }
 
     /// Results handed out so far, and how many there will be (0 while a source has not ended).
@@ -156,21 +194,25 @@ impl Stream {
 
     /// How an ended item went; its block is kept (lent) while its bytes are out.
     fn collect(&mut self, f: InFlight) -> StreamItem {
+        let t = match f.task {
+            Ok(t) => t,
+            Err(e) => return StreamItem { index: f.index, result: Err(e) },
+        };
         let sh = &self.sh;
-        let valid = sh.check_records(f.slot, 1, self.a.max_out);
-        let mut outcomes = ItemOutcomes::of(sh, f.slot, f.msgs, 1, false);
+        let valid = sh.check_records(t.slot, 1, self.a.max_out);
+        let mut outcomes = ItemOutcomes::of(sh, t.slot, t.msgs, 1, false);
         let rec = if valid { outcomes.at(0) } else { Some(Rec { status: Status::Corrupt as i32, ..Rec::default() }) };
         let info = outcomes.info(rec, f.index as u64);
-        let len = sh.view.task(f.slot).out_len.load(Acquire) as usize;
-        sh.free_slot(f.slot);
+        let len = sh.view.task(t.slot).out_len.load(Acquire) as usize;
+        sh.free_slot(t.slot);
         let result = match info.error() {
             Some(e) => {
-                sh.free_block(f.block);
+                sh.free_block(t.block);
                 Err(e)
             }
             None => {
-                self.lent = Some(f.block);
-                Ok((sh.view.heap_ptr(f.out_off) as *const u8, len))
+                self.lent = Some(t.block);
+                Ok((sh.view.heap_ptr(t.out_off) as *const u8, len))
             }
         };
         StreamItem { index: f.index, result }
@@ -199,9 +241,10 @@ impl Stream {
         }
     }
 
-    /// Submits items while fewer than the window are in flight, giving up for now at
-    /// `deadline` (the heap may be full). A pool that takes no more work ends the input.
-    fn feed(&mut self, deadline: Option<Instant>) {
+    /// Submits items while fewer than the window are in flight or unread, without waiting for
+    /// room in the heap. Returns true when it stopped for want of room (the caller then waits
+    /// for any task to end). A pool that takes no more work ends the input.
+    fn feed(&mut self) -> bool {
         while !self.exhausted && self.inflight.len() + usize::from(self.lent.is_some()) < self.window {
             let index = self.next;
             let in_cap = match self.input {
@@ -209,6 +252,16 @@ impl Stream {
                 StreamInput::Array { items, .. } => unsafe { (*(items as *const [usize; 2]).add(index))[1] },
                 StreamInput::Source { max_in, .. } => max_in,
             };
+            if item_bytes(in_cap, self.a.max_out, self.a.ctx_size).is_none_or(|b| b > self.sh.heap.capacity()) {
+                // An array item that can never fit fails alone (a source's size was checked).
+                let m = format!(
+                    "item {index}: its {in_cap} bytes of input and max_out of {} do not fit in the pool's {} byte shared heap",
+                    self.a.max_out,
+                    self.sh.heap.capacity()
+                );
+                self.push(index, Err(Error::new(Status::NoMem, m)));
+                continue;
+            }
             let spec = TaskSpec {
                 kind: K_VAR,
                 map_chunk: true,
@@ -225,7 +278,7 @@ impl Stream {
             };
             let mut ended: Option<std::result::Result<(), Error>> = None;
             let input = self.input;
-            let r = self.sh.submit_sized(spec, deadline, |dst| match input {
+            let r = self.sh.submit_sized(spec, Some(Instant::now()), |dst| match input {
                 StreamInput::Array { items, .. } => {
                     // SAFETY: item `index` points to `in_cap` readable bytes (caller's contract);
                     // the block's input area holds `in_cap` bytes.
@@ -266,29 +319,40 @@ impl Stream {
                 self.exhausted = true;
                 self.source_error = end.err();
             }
-            let sub = match r {
-                Ok(sub) => sub,
+            match r {
+                Ok(sub) => {
+                    let t = Task { slot: sub.slot, block: sub.block, out_off: sub.out_off, msgs: sub.msgs };
+                    self.push(index, Ok(t));
+                }
                 Err(_) if source_ended => break,
-                Err(e) if e.status == Status::TimedOut => break, // no room yet: the next call retries
+                // No room now: what is in flight (ours or others') frees some as it ends.
+                Err(e) if e.status == Status::TimedOut => return true,
+                // The heap is full of results nobody reads: ours free it as they are read.
+                Err(e) if e.status == Status::NoMem && !(self.inflight.is_empty() && self.lent.is_none()) => {
+                    return true
+                }
                 Err(e) => {
                     self.stop = Some(e);
                     self.exhausted = true;
                     break;
                 }
-            };
-            self.inflight.push_back(InFlight {
-                index,
-                slot: sub.slot,
-                block: sub.block,
-                out_off: sub.out_off,
-                msgs: sub.msgs,
-            });
-            self.next += 1;
-            if matches!(self.input, StreamInput::Array { n, .. } if self.next >= n) {
-                self.exhausted = true;
             }
         }
+        false
     }
+
+    fn push(&mut self, index: usize, task: Result<Task>) {
+        self.inflight.push_back(InFlight { index, task });
+        self.next += 1;
+        if matches!(self.input, StreamInput::Array { n, .. } if self.next >= n) {
+            self.exhausted = true;
+        }
+    }
+}
+
+/// Heap bytes one item may take, or None if that overflows.
+fn item_bytes(in_size: usize, max_out: usize, ctx_size: usize) -> Option<usize> {
+    BlockLayout::new(1, in_size, max_out, ctx_size).map(|l| l.total)
 }
 
 impl Drop for Stream {
@@ -300,9 +364,9 @@ impl Drop for Stream {
         if let Some(b) = self.lent.take() {
             self.sh.free_block(b);
         }
-        for f in self.inflight.drain(..) {
-            self.sh.cancel_task(f.slot);
-            self.sh.orphan(f.slot, f.block);
+        for t in self.inflight.drain(..).filter_map(|f| f.task.ok()) {
+            self.sh.cancel_task(t.slot);
+            self.sh.orphan(t.slot, t.block);
         }
     }
 }

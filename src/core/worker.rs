@@ -66,6 +66,9 @@ struct VarOut {
     staging: usize,
     /// Bytes the last `out_reserve` made room for (0: none outstanding).
     reserved: usize,
+    /// Whether what `out_reserve` hands out may still hold bytes of an earlier task (private
+    /// memory used before, or a block used before): cleared at the first reserve.
+    stale: bool,
 }
 static VAR_OUT: Mutex<Option<VarOut>> = Mutex::new(None);
 
@@ -114,6 +117,16 @@ pub fn out_reserve(min: usize) -> Result<(*mut u8, usize), (Status, String)> {
     }
     o.reserved = avail;
     let at = if o.staging != 0 { o.staging } else { o.base + o.len };
+    if o.stale {
+        // A task that commits bytes it never wrote must get zeros, never another task's data.
+        if o.staging != 0 {
+            // SAFETY: the private staging area holds `cap` >= `avail` bytes.
+            unsafe { std::ptr::write_bytes(at as *mut u8, 0, avail) };
+        } else {
+            crate::sys::mem::discard(at as *mut u8, avail);
+        }
+        o.stale = false;
+    }
     Ok((at as *mut u8, avail))
 }
 
@@ -430,7 +443,8 @@ impl Worker<'_> {
                 (v.heap_ptr(out_off) as usize, 0)
             };
             self.run_items(t, &r, NoOut, |_, _| {
-                let o = VarOut { base, cap: r.osz, len: 0, staging, reserved: 0 };
+                let stale = staging != 0 || flags & F_DIRTY != 0;
+                let o = VarOut { base, cap: r.osz, len: 0, staging, reserved: 0, stale };
                 *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
                 // SAFETY: calling the user's task on its input, as the contract says.
                 let rc = unsafe { f(ptr_or_null(r.input, r.isz), r.isz, r.ctx) };

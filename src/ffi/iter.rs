@@ -11,11 +11,6 @@ use crate::core::{Error, MapArgs, Status};
 use std::os::raw::{c_int, c_void};
 use std::sync::Mutex;
 
-thread_local! {
-    /// The iterator whose `pool_iter_next` runs on this thread (its source may call back in).
-    static NEXT_RUNNING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
 /// An iterator over the results of a map, one at a time (opaque).
 #[allow(non_camel_case_types)]
 pub struct pool_iter_t(Mutex<MapIter>);
@@ -171,16 +166,11 @@ pub extern "C" fn pool_iter_next(it: *mut pool_iter_t, out: *mut c_void, index: 
         require!(!out.is_null(), "out is NULL");
         let t = self::timeout(timeout)?;
         // A source runs inside pool_iter_next: calling it again on the same iterator from there
-        // would wait for itself.
-        require!(
-            NEXT_RUNNING.with(|n| n.get()) != token,
-            "pool_iter_next called from inside the same iterator's source (or a task it runs)"
-        );
+        // (even through another iterator's source) would wait for itself.
+        let _running = super::reentry::enter(token, "pool_iter_next")?;
         let mut guard = it.0.lock().unwrap_or_else(|e| e.into_inner());
-        let outer = NEXT_RUNNING.with(|n| n.replace(token));
         // SAFETY: `out` is non-NULL and the caller says it holds out_size bytes.
         let r = unsafe { guard.next(out as *mut u8, t) };
-        NEXT_RUNNING.with(|n| n.set(outer));
         match r? {
             None => Err(Error::new(Status::Done, "the iterator has returned every result")),
             Some(item) => {

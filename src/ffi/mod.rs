@@ -16,6 +16,7 @@ pub mod iter;
 pub mod options;
 pub mod pool;
 pub mod process;
+mod reentry;
 pub mod result;
 pub mod stream;
 pub mod transport;

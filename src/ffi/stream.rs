@@ -8,16 +8,13 @@ use super::result::timeout;
 use crate::core::stream::{Stream, StreamArgs, StreamInput};
 use crate::core::{Error, Status};
 use std::os::raw::{c_int, c_void};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
+use std::sync::{Arc, Mutex};
 
-thread_local! {
-    /// The stream whose `pool_stream_next` runs on this thread (its source may call back in).
-    static NEXT_RUNNING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// A stream of variable-size results, one at a time (opaque).
+/// A stream of variable-size results, one at a time (opaque), and its "freed" flag, which a
+/// free sets without waiting for a `pool_stream_next` running in another thread.
 #[allow(non_camel_case_types)]
-pub struct pool_stream_t(Mutex<Stream>);
+pub struct pool_stream_t(Mutex<Stream>, Arc<AtomicBool>);
 
 impl Handle for pool_stream_t {
     const NAME: &'static str = "pool_stream_t";
@@ -56,8 +53,9 @@ pub struct pool_stream_options_t {
     pub window: usize,
     /// Seconds each item may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
     pub task_timeout: f64,
-    /// As in `pool_map_options_t`: if > 0, `ctx_size` bytes at `ctx` are copied once when the
-    /// stream starts, and every item sees that copy.
+    /// As in `pool_map_options_t`: if > 0, `ctx_size` bytes at `ctx` are copied when the stream
+    /// starts, and every item sees those bytes (each item in flight carries a copy: keep it
+    /// small).
     pub ctx_size: usize,
 }
 
@@ -107,7 +105,9 @@ fn start(
     }
     // SAFETY: arguments checked; the caller keeps an array's buffers valid while the stream
     // lives, and a source writes at most `cap` bytes (its contract).
-    Ok(pool_stream_t(Mutex::new(unsafe { p.pool().stream(a, input) }?)))
+    let s = unsafe { p.pool().stream(a, input) }?;
+    let abandoned = s.abandon_flag();
+    Ok(pool_stream_t(Mutex::new(s), abandoned))
 }
 
 /// Runs `f` (a `pool_task_fn`) on each of the `n` buffers of `items` in the pool's workers and
@@ -115,9 +115,12 @@ fn start(
 /// output per item, at most `max_out` bytes of result each, written by the task with
 /// `pool_out_write` or `pool_out_reserve`/`pool_out_commit`. At most `opts->window` items are
 /// submitted and not yet handed back: a consumer slower than the workers holds them back
-/// (backpressure), so memory stays bounded for any `n`. Each buffer is copied into shared
-/// memory when its item is submitted. `opts` may be NULL (the defaults).
-/// Returns NULL on failure with `pool_last_error()` set.
+/// (backpressure), so memory stays bounded for any `n`; when the pool's shared memory is
+/// full, fewer items are in flight. Each buffer is copied into shared memory when its item is
+/// submitted; an item too big to ever fit fails alone (`POOL_ENOMEM`). `opts` may be NULL (the
+/// defaults).
+/// Returns NULL on failure with `pool_last_error()` set (`POOL_ENOMEM` if `max_out` can never
+/// fit).
 /// Ownership: `items` and the buffers it points to must stay valid until the stream is freed
 /// (with `pool_stream_free`). Thread safety: any thread.
 #[no_mangle]
@@ -151,8 +154,10 @@ pub extern "C" fn pool_stream(
 /// Like `pool_stream`, for input of any length produced on demand: `source` writes each item
 /// (up to `max_in` bytes) straight into the pool's shared memory as workers need more, so
 /// neither the input nor the results ever need to be in memory at once (about `window *
-/// (max_in + max_out)` bytes of shared memory at most). `opts` may be NULL.
-/// Returns NULL on failure with `pool_last_error()` set.
+/// (max_in + max_out)` bytes of shared memory at most; fewer items are in flight when the
+/// pool's shared memory holds fewer). `opts` may be NULL.
+/// Returns NULL on failure with `pool_last_error()` set (`POOL_ENOMEM` if one item's `max_in +
+/// max_out` can never fit in the pool's shared memory).
 /// Ownership: free with `pool_stream_free`. Thread safety: any thread.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
@@ -213,14 +218,15 @@ pub extern "C" fn pool_stream_next(
         let token = s as usize;
         let s = get(s)?;
         let t = self::timeout(timeout)?;
-        require!(
-            NEXT_RUNNING.with(|n| n.get()) != token,
-            "pool_stream_next called from inside the same stream's source"
-        );
+        // A source runs inside pool_stream_next: calling into the same stream from there (even
+        // through another stream's source) would wait for itself.
+        let _running = super::reentry::enter(token, "pool_stream_next")?;
         let mut guard = s.0.lock().unwrap_or_else(|e| e.into_inner());
-        let outer = NEXT_RUNNING.with(|n| n.replace(token));
         let r = guard.next(t);
-        NEXT_RUNNING.with(|n| n.set(outer));
+        // Freed meanwhile (by another thread): the result's memory goes with the stream.
+        if s.1.load(Acquire) {
+            return Err(Error::inval("the stream was freed while this call waited"));
+        }
         match r? {
             None => Err(Error::new(Status::Done, "the stream has returned every result")),
             Some(item) => match item.result {
@@ -243,7 +249,9 @@ pub extern "C" fn pool_stream_next(
 #[no_mangle]
 pub extern "C" fn pool_stream_progress(s: *mut pool_stream_t, done: *mut usize, total: *mut usize) -> c_int {
     status(|| {
+        let token = s as usize;
         let s = get(s)?;
+        super::reentry::check(token, "pool_stream_progress")?;
         let (d, t) = s.0.lock().unwrap_or_else(|e| e.into_inner()).progress();
         // SAFETY: each pointer is checked non-NULL; the caller says it is writable.
         unsafe {
@@ -259,10 +267,14 @@ pub extern "C" fn pool_stream_progress(s: *mut pool_stream_t, done: *mut usize, 
 }
 
 /// Frees a stream: work for results not yet handed back is cancelled, and the last result's
-/// bytes become invalid. NULL is a no-op.
+/// bytes become invalid. A `pool_stream_next` waiting in another thread returns `POOL_EINVAL`
+/// (within 0.2 s), handing out nothing; the cancel happens once it has returned. NULL is a no-op.
 /// Ownership: `s` is invalid afterwards (a later call with it reports `POOL_EINVAL`). In a
 /// forked child, only the child's copy of the handle is released. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_stream_free(s: *mut pool_stream_t) {
-    release(s, drop)
+    release(s, |s| {
+        s.1.store(true, Release); // a next() waiting in another thread returns soon
+        drop(s)
+    })
 }

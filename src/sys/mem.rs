@@ -119,6 +119,25 @@ pub fn populate(ptr: *const u8, len: usize, write: bool) {
 
 const PAGE: usize = 4096;
 
+/// Makes `[ptr, ptr+len)` of a shared read-write mapping read as zeros: whole pages are punched
+/// out of the file (they come back zeroed, and only if written), the partial pages at the ends
+/// are cleared.
+pub fn discard(ptr: *mut u8, len: usize) {
+    let (start, end) = (ptr as usize, ptr as usize + len);
+    let (a, b) = (start.next_multiple_of(PAGE), end & !(PAGE - 1));
+    // SAFETY: advisory call on whole pages of the caller's own shared mapping.
+    if b > a && unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_REMOVE) } == 0 {
+        // SAFETY: the partial pages at both ends lie inside the caller's range.
+        unsafe {
+            std::ptr::write_bytes(ptr, 0, a - start);
+            std::ptr::write_bytes(b as *mut u8, 0, end - b);
+        }
+    } else {
+        // SAFETY: the caller's range, writable.
+        unsafe { std::ptr::write_bytes(ptr, 0, len) };
+    }
+}
+
 /// `mremap` as the system call itself: libraries loaded into the host (UCX, under MPICH or Open
 /// MPI's UCX transport) hook the libc function and drop its fifth argument, the fixed address.
 ///

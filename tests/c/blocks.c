@@ -31,6 +31,14 @@ static int mark(const void *in, void *out, size_t count, size_t first, void *ctx
     return 0;
 }
 
+/* Copies a block of 4 MiB items. */
+static int copy_block(const void *in, void *out, size_t count, size_t first, void *ctx) {
+    (void)first;
+    (void)ctx;
+    memcpy(out, in, count << 22);
+    return 0;
+}
+
 /* Fails, crashes or hangs the blocks holding items 12345, 50000 and 70000. */
 static int faulty(const void *in, void *out, size_t count, size_t first, void *ctx) {
     (void)ctx;
@@ -139,6 +147,33 @@ int main(void) {
         bad = 0;
         for (long i = 0; i < N; i++) bad += out[i] != in[i] * in[i];
         CHECK_EQ(bad, 0);
+    }
+
+    SECTION("more blocks in the window than the heap holds: they wait for room, none fails");
+    {
+        pool_options_t po;
+        pool_options_init(&po);
+        po.shm_size = 32 << 20;
+        pool_t *small = pool_create(2, &po);
+        REQUIRE(small != NULL);
+        enum { K = 10 };
+        size_t item = (size_t)4 << 20;
+        unsigned char *bin = malloc(K * item), *bout = calloc(K, item);
+        REQUIRE(bin && bout);
+        for (size_t i = 0; i < K * item; i++) bin[i] = (unsigned char)(i * 31 + (i >> 20));
+        int st[K];
+        pool_map_options_t mo;
+        pool_map_options_init(&mo);
+        mo.chunksize = 1;
+        mo.statuses = st;
+        CHECK_ST(pool_map_blocks(small, copy_block, bin, item, bout, item, K, NULL, &mo), POOL_OK);
+        size_t okk = 0;
+        for (int i = 0; i < K; i++) okk += st[i] == POOL_OK;
+        CHECK_EQ(okk, K);
+        CHECK(memcmp(bin, bout, K * item) == 0);
+        free(bin);
+        free(bout);
+        pool_destroy(small);
     }
 
     SECTION("bad arguments");

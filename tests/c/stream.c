@@ -2,6 +2,7 @@
  * results written in place (pool_out_reserve / pool_out_commit). */
 #include "check.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #define KiB ((size_t)1 << 10)
@@ -107,6 +108,65 @@ static int overruns(const void *in, size_t len, void *ctx) {
     for (size_t j = 0; j < n; j++) p[j] = 0xAB;
     pool_out_commit(1);
     return 0;
+}
+
+/* Commits everything pool_out_reserve gave without writing it: must read as zeros. */
+static int commits_unwritten(const void *in, size_t len, void *ctx) {
+    (void)in;
+    (void)len;
+    (void)ctx;
+    size_t avail = 0;
+    if (pool_out_reserve(1, &avail) == NULL) return 1;
+    return pool_out_commit(avail);
+}
+
+/* Fills its whole result with 'S' in place. */
+static int fills(const void *in, size_t len, void *ctx) {
+    (void)in;
+    (void)len;
+    (void)ctx;
+    size_t avail = 0;
+    char *p = pool_out_reserve(1, &avail);
+    if (p == NULL) return 1;
+    memset(p, 'S', avail);
+    return pool_out_commit(avail);
+}
+
+/* Two streams whose sources call into each other: each must get EINVAL, never wait. */
+static pool_stream_t *nest_a, *nest_b;
+static int nest_status_a = -1, nest_status_b = -1;
+static int nest_source_a(void *buf, size_t cap, size_t *len, size_t index, void *ctx) {
+    (void)cap;
+    (void)ctx;
+    if (index == 1) return 1;
+    nest_status_a = pool_stream_next(nest_b, NULL, NULL, NULL, 1);
+    *(char *)buf = 'a';
+    *len = 1;
+    return 0;
+}
+static int nest_source_b(void *buf, size_t cap, size_t *len, size_t index, void *ctx) {
+    (void)cap;
+    (void)ctx;
+    if (index == 1) return 1;
+    nest_status_b = pool_stream_next(nest_a, NULL, NULL, NULL, 1);
+    if (nest_status_b == POOL_EINVAL && pool_stream_progress(nest_a, NULL, NULL) != POOL_EINVAL) nest_status_b = -2;
+    *(char *)buf = 'b';
+    *len = 1;
+    return 0;
+}
+
+struct waiter {
+    pool_stream_t *s;
+    int status;
+    double seconds;
+};
+
+static void *wait_next(void *arg) {
+    struct waiter *w = arg;
+    double t0 = now_s();
+    w->status = pool_stream_next(w->s, NULL, NULL, NULL, -1);
+    w->seconds = now_s() - t0;
+    return NULL;
 }
 
 static int echo(const void *in, size_t len, void *ctx) {
@@ -438,6 +498,94 @@ int main(void) {
     }
 
     pool_destroy(pool);
+
+    SECTION("a window bigger than the heap: fewer items in flight, none fails");
+    {
+        pool_options_t po;
+        pool_options_init(&po);
+        po.shm_size = 64 << 20;
+        pool_t *small = pool_create(2, &po);
+        REQUIRE(small != NULL);
+        pool_stream_options_init(&so);
+        so.window = 100;
+        s = pool_stream(small, echo, items, 200, 4 << 20, NULL, &so); /* 4 MiB of room per item */
+        REQUIRE(s != NULL);
+        size_t ok = 0, idx;
+        const void *d;
+        size_t len;
+        while ((st = pool_stream_next(s, &d, &len, &idx, 20)) != POOL_EDONE) {
+            if (st == POOL_ETIMEDOUT && idx == SIZE_MAX) break;
+            if (st == POOL_OK && len == items[idx].len && (len == 0 || memcmp(d, items[idx].data, len) == 0)) ok++;
+        }
+        CHECK_EQ(ok, 200);
+        pool_stream_free(s);
+
+        SECTION("an item that can never fit fails alone; max_out that can never fit is refused");
+        pool_buf_t four[4] = {items[1], {items[2].data, (size_t)100 << 20}, items[3], items[4]};
+        s = pool_stream(small, echo, four, 4, 5000, NULL, NULL);
+        REQUIRE(s != NULL);
+        int sts[4] = {-1, -1, -1, -1};
+        while ((st = pool_stream_next(s, NULL, NULL, &idx, 20)) != POOL_EDONE && idx < 4) sts[idx] = st;
+        CHECK(sts[0] == POOL_OK && sts[1] == POOL_ENOMEM && sts[2] == POOL_OK && sts[3] == POOL_OK);
+        pool_stream_free(s);
+        CHECK(pool_stream(small, echo, items, 4, (size_t)1 << 40, NULL, NULL) == NULL);
+        CHECK_EQ(pool_last_status(), POOL_ENOMEM);
+        CHECK(pool_stream_source(small, echo, source, &sc, (size_t)1 << 40, 16, NULL, NULL) == NULL);
+        CHECK_ERR_HAS("max_in");
+
+        SECTION("committed bytes never written read as zeros, never an earlier task's");
+        for (int z = 0; z < 2; z++) {
+            size_t max_out = z == 0 ? 1000 : 300 * KiB;
+            for (int round = 0; round < 2; round++) {
+                pool_buf_t one = {"x", 1};
+                s = pool_stream(small, round == 0 ? fills : commits_unwritten, &one, 1, max_out, NULL, NULL);
+                REQUIRE(s != NULL);
+                const void *d = NULL;
+                size_t len = 0;
+                CHECK_ST(pool_stream_next(s, &d, &len, NULL, 20), POOL_OK);
+                CHECK_EQ(len, max_out);
+                if (round == 1) {
+                    size_t leaked = 0;
+                    for (size_t j = 0; j < len; j++) leaked += ((const char *)d)[j] != 0;
+                    CHECK_EQ(leaked, 0);
+                }
+                pool_stream_free(s);
+            }
+        }
+        pool_destroy(small);
+    }
+
+    SECTION("sources calling into each other's streams: EINVAL, no deadlock");
+    {
+        pool_t *p2 = pool_create(1, NULL);
+        REQUIRE(p2 != NULL);
+        nest_a = pool_stream_source(p2, echo, nest_source_a, NULL, 16, 16, NULL, NULL);
+        nest_b = pool_stream_source(p2, echo, nest_source_b, NULL, 16, 16, NULL, NULL);
+        REQUIRE(nest_a && nest_b);
+        size_t got_a = 0;
+        while (pool_stream_next(nest_a, NULL, NULL, NULL, 10) == POOL_OK) got_a++;
+        CHECK_EQ(got_a, 1);
+        CHECK_EQ(nest_status_b, POOL_EINVAL);
+        CHECK(nest_status_a == POOL_OK || nest_status_a == POOL_ETIMEDOUT);
+        pool_stream_free(nest_a);
+        pool_stream_free(nest_b);
+
+        SECTION("a stream freed while another thread waits in pool_stream_next: the wait ends");
+        unsigned char slow[4] = {0xCC, 0, 0, 0};
+        pool_buf_t one = {slow, 4};
+        s = pool_stream(p2, reverse, &one, 1, 64, NULL, NULL);
+        REQUIRE(s != NULL);
+        struct waiter w = {s, -1, 0};
+        pthread_t th;
+        REQUIRE(pthread_create(&th, NULL, wait_next, &w) == 0);
+        sleep_s(0.2);
+        pool_stream_free(s);
+        pthread_join(th, NULL);
+        CHECK_EQ(w.status, POOL_EINVAL);
+        CHECK(w.seconds < 5);
+        pool_destroy(p2);
+    }
+
     for (size_t i = 0; i < N; i++) free(bufs[i]);
     return test_finish();
 }
