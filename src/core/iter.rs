@@ -106,7 +106,9 @@ impl MapIter {
                 return Ok(Some(item));
             }
             let seen = self.sh.view.event_seq();
-            self.feed(deadline);
+            // Feeding never waits for room: results already there come first, and reading
+            // them is what frees room.
+            let starved = self.feed();
             let done = |c: &Chunk| matches!(self.sh.task_state(c.slot), T_DONE | T_CLOSED);
             let pick = if self.ordered {
                 self.chunks.front().is_some_and(done).then_some(0)
@@ -133,7 +135,8 @@ impl MapIter {
                 return Err(Error::new(Status::TimedOut, "no result is ready yet"));
             }
             let slice = Instant::now() + WATCH_SLICE;
-            self.sh.view.wait_event(seen, false, Some(deadline.map_or(slice, |d| d.min(slice))));
+            // Waiting for room, any task's end may make some: wake for all of them.
+            self.sh.view.wait_event(seen, starved, Some(deadline.map_or(slice, |d| d.min(slice))));
             self.sh.watchdog();
         }
     }
@@ -157,9 +160,10 @@ impl MapIter {
         }
     }
 
-    /// Submits chunks while fewer than the window are waiting to be consumed, giving up for
-    /// now at `deadline` (the heap may be full). A pool that takes no more work ends the input.
-    fn feed(&mut self, deadline: Option<Instant>) {
+    /// Submits chunks while fewer than the window are waiting to be consumed, without waiting
+    /// for room in the heap: returns true when it stopped for want of room. A pool that takes
+    /// no more work ends the input.
+    fn feed(&mut self) -> bool {
         while !self.exhausted && self.chunks.len() + usize::from(self.cur.is_some()) < self.window {
             let len = match self.input {
                 Input::Array => self.chunksize.min(self.a.n - self.next),
@@ -181,7 +185,7 @@ impl MapIter {
             };
             let (start, isz) = (self.next, self.a.in_size);
             let mut ended: Option<c_int> = None;
-            let r = self.sh.submit(spec, deadline, |dst| match self.input {
+            let r = self.sh.submit(spec, Some(Instant::now()), |dst| match self.input {
                 Input::Array => {
                     // SAFETY: the caller keeps the input readable while the iterator lives.
                     unsafe { std::ptr::copy_nonoverlapping((self.a.input + start * isz) as *const u8, dst, len * isz) };
@@ -202,7 +206,10 @@ impl MapIter {
             let sub = match r {
                 Ok(sub) => sub,
                 Err(_) if ended.is_some() => break, // the source ended at a chunk boundary
-                Err(e) if e.status == Status::TimedOut => break, // no room yet: the next call retries
+                // No room now: what runs (ours or others') frees some as it ends, and ours as
+                // it is read.
+                Err(e) if e.status == Status::TimedOut => return true,
+                Err(e) if e.status == Status::NoMem && !(self.chunks.is_empty() && self.cur.is_none()) => return true,
                 Err(e) => {
                     self.stop = Some(e);
                     self.exhausted = true;
@@ -222,6 +229,7 @@ impl MapIter {
                 self.exhausted = true;
             }
         }
+        false
     }
 
     unsafe fn take_from_current(&mut self, out: *mut u8) -> Option<IterItem> {
