@@ -4,7 +4,7 @@ CC ?= cc
 CFLAGS ?= -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -Werror
 LIBDIR := $(CURDIR)/target/release
 
-.PHONY: all lib mpi demo test stress memcheck bench clean
+.PHONY: all lib mpi demo examples test stress memcheck bench clean
 
 all: lib
 
@@ -23,18 +23,26 @@ demo: lib
 	$(CC) $(CFLAGS) -Iinclude c_examples/seed.c -L$(LIBDIR) -lpool -Wl,-rpath,$(LIBDIR) -o $(LIBDIR)/seed
 	$(LIBDIR)/seed
 
+# The real jobs: c_examples/pgz.c (parallel gzip) and c_examples/ocr.c (Tesseract OCR) into
+# target/examples/. OCR needs libtesseract-dev and tesseract-ocr-eng: without them it says so
+# (POOL_INSTALL_DEPS=1 installs them with apt-get when run as root).
+examples: lib
+	bash tests/examples/build.sh
+
 # Steps print as they go; the long ones (sanitizers, valgrind, kill points) print per program.
 test:
-	@echo "== 1/5 Rust unit and integration tests, C programs (cargo test)"
+	@echo "== 1/6 Rust unit and integration tests, C programs (cargo test)"
 	$(CARGO) test -- --skip sanitizers --skip valgrind_memcheck
-	@echo "== 2/5 C programs under ASan+UBSan, then valgrind (every process)"
+	@echo "== 2/6 C programs under ASan+UBSan, then valgrind (every process)"
 	$(CARGO) test --test c_api -- --exact sanitizers valgrind_memcheck --nocapture
-	@echo "== 3/5 kill-point injection: every protocol step killed"
+	@echo "== 3/6 kill-point injection: every protocol step killed"
 	$(CARGO) test --features killpoints --test killpoints -- --nocapture
-	@echo "== 4/5 install + CMake/pkg-config consumer projects"
+	@echo "== 4/6 install + CMake/pkg-config consumer projects"
 	bash tests/consumers/run.sh
-	@echo "== 5/5 libpool_mpi under mpirun -np 4, Open MPI and MPICH"
+	@echo "== 5/6 libpool_mpi under mpirun -np 4, Open MPI and MPICH"
 	bash tests/mpi/run.sh
+	@echo "== 6/6 the real jobs: pgz against gzip -t and cmp, OCR of rendered pages (make examples)"
+	bash tests/examples/run.sh
 
 # Long soaks: the random kill storm (1 kill/ms) for a minute, five times, and the kill-point
 # scenarios ten times in a row. Prints a line per run.

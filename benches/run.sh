@@ -2,9 +2,11 @@
 # The benchmark of issue 5, in one command: builds libpool (release) and the C benchmark
 # programs, runs workloads W1..W7 against libpool, Python multiprocessing.Pool (fork, 2 workers),
 # OpenMP (2 threads) and serial C, and W8 (libpool_mpi over MPI ranks against a local pool and
-# mpi4py.futures), prints the comparison tables and regenerates BENCHMARKS.md.
+# mpi4py.futures), then the real jobs of c_examples (pgz against pigz, gzip and Python; ocr
+# against tesseract serially, with xargs -P2 and from Python), prints the comparison tables and
+# regenerates BENCHMARKS.md.
 #
-#   bash benches/run.sh            # ~2 minutes on a quiet 2-core machine, at most ~5 on a busy one
+#   bash benches/run.sh            # ~7 minutes on a quiet 2-core machine, ~10 on a busy one
 #
 # The machine may be shared: every step measures the CPU time *other* processes took while it
 # ran; a step disturbed by more than 10% waits for a quiet machine and runs again (up to
@@ -211,6 +213,15 @@ run_step w6 "W6 start-up: create -> first result -> destroy" w6
 # W7 measures memory, which other processes do not disturb: no retries.
 run_step w7 "W7 peak memory of all processes during a map" w7 0
 if [ "$HAVE_MPI" = 1 ]; then run_step w8 "W8 libpool_mpi over 1-4 ranks vs a local pool vs mpi4py.futures" w8; fi
+# The real jobs: pgz and ocr against pigz, gzip, xargs and Python (benches/jobs.sh retries its
+# own disturbed runs). Needs Tesseract and pigz; skipped with a message without them.
+echo "== real jobs: parallel gzip and OCR (benches/jobs.sh, ~4 minutes)" >&2
+rm -f "$OUT/jobs.txt" "$OUT/jobs-results.txt"
+if BENCH_OUT="$OUT" bash "$ROOT/benches/jobs.sh" >&2 && [ -s "$OUT/jobs-results.txt" ]; then
+    cp "$OUT/jobs-results.txt" "$OUT/step.zz_jobs.txt"
+else
+    echo "   (the real jobs did not run: see above)" >&2
+fi
 
 # ---- report ------------------------------------------------------------------------------------------
 END=$(date +%s.%N)

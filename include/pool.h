@@ -388,8 +388,9 @@ typedef struct {
    */
   double task_timeout;
   /**
-   * As in `pool_map_options_t`: if > 0, `ctx_size` bytes at `ctx` are copied once when the
-   * stream starts, and every item sees that copy.
+   * As in `pool_map_options_t`: if > 0, `ctx_size` bytes at `ctx` are copied when the stream
+   * starts, and every item sees those bytes (each item in flight carries a copy: keep it
+   * small).
    */
   size_t ctx_size;
 } pool_stream_options_t;
@@ -1212,9 +1213,12 @@ void pool_stream_options_init(pool_stream_options_t *opts);
  * output per item, at most `max_out` bytes of result each, written by the task with
  * `pool_out_write` or `pool_out_reserve`/`pool_out_commit`. At most `opts->window` items are
  * submitted and not yet handed back: a consumer slower than the workers holds them back
- * (backpressure), so memory stays bounded for any `n`. Each buffer is copied into shared
- * memory when its item is submitted. `opts` may be NULL (the defaults).
- * Returns NULL on failure with `pool_last_error()` set.
+ * (backpressure), so memory stays bounded for any `n`; when the pool's shared memory is
+ * full, fewer items are in flight. Each buffer is copied into shared memory when its item is
+ * submitted; an item too big to ever fit fails alone (`POOL_ENOMEM`). `opts` may be NULL (the
+ * defaults).
+ * Returns NULL on failure with `pool_last_error()` set (`POOL_ENOMEM` if `max_out` can never
+ * fit).
  * Ownership: `items` and the buffers it points to must stay valid until the stream is freed
  * (with `pool_stream_free`). Thread safety: any thread.
  */
@@ -1230,8 +1234,10 @@ pool_stream_t *pool_stream(pool_t *pool,
  * Like `pool_stream`, for input of any length produced on demand: `source` writes each item
  * (up to `max_in` bytes) straight into the pool's shared memory as workers need more, so
  * neither the input nor the results ever need to be in memory at once (about `window *
- * (max_in + max_out)` bytes of shared memory at most). `opts` may be NULL.
- * Returns NULL on failure with `pool_last_error()` set.
+ * (max_in + max_out)` bytes of shared memory at most; fewer items are in flight when the
+ * pool's shared memory holds fewer). `opts` may be NULL.
+ * Returns NULL on failure with `pool_last_error()` set (`POOL_ENOMEM` if one item's `max_in +
+ * max_out` can never fit in the pool's shared memory).
  * Ownership: free with `pool_stream_free`. Thread safety: any thread.
  */
 pool_stream_t *pool_stream_source(pool_t *pool,
@@ -1266,15 +1272,17 @@ int pool_stream_next(pool_stream_t *s,
                      double timeout);
 
 /**
- * Results handed back so far (`*done`) and how many there will be (`*total`: `n` for an
- * array; for a source, 0 until it has ended). Either pointer may be NULL.
+ * Items finished so far (`*done`: handed back, or ended and waiting their turn, so an ordered
+ * stream's progress moves on while an earlier item still runs) and how many there will be
+ * (`*total`: `n` for an array; for a source, 0 until it has ended). Either pointer may be NULL.
  * Thread safety: any thread (waits for a `pool_stream_next` running in another thread).
  */
 int pool_stream_progress(pool_stream_t *s, size_t *done, size_t *total);
 
 /**
  * Frees a stream: work for results not yet handed back is cancelled, and the last result's
- * bytes become invalid. NULL is a no-op.
+ * bytes become invalid. A `pool_stream_next` waiting in another thread returns `POOL_EINVAL`
+ * (within 0.2 s), handing out nothing; the cancel happens once it has returned. NULL is a no-op.
  * Ownership: `s` is invalid afterwards (a later call with it reports `POOL_EINVAL`). In a
  * forked child, only the child's copy of the handle is released. Thread safety: any thread.
  */

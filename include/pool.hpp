@@ -519,7 +519,8 @@ public:
         item.error = s == POOL_OK ? std::string() : std::string(pool_last_error());
         return true;
     }
-    /// Results returned so far, and how many there will be (0 while a source runs).
+    /// Items finished so far (returned, or ended and waiting their turn), and how many there
+    /// will be (0 while a source runs).
     std::pair<std::size_t, std::size_t> progress() const {
         std::size_t done = 0, total = 0;
         detail::check(pool_stream_progress(s_, &done, &total), "pool_stream_progress");

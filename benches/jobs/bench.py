@@ -167,6 +167,10 @@ def main():
     size = os.path.getsize(a.corpus)
     mb = size / 1e6
     lines = []
+    results = []  # RESULT lines for benches/report.py (make bench)
+
+    def result(key, value):
+        results.append(f"RESULT jobs.{key} {value:.6g}")
 
     def say(s=""):
         print(s, flush=True)
@@ -195,6 +199,9 @@ def main():
             sys.exit(f"bench.py: {name}: output does not round-trip")
         res[name] = (wall, cpu, dist, os.path.getsize(out))
     pgz_wall = res[next(iter(gz))][0]
+    for key, name in zip(("pgz", "pigz", "py", "gzip"), gz):
+        result(f"gz.{key}.mb_s", mb / res[name][0])
+        result(f"gz.{key}.disturbed", float(bool(res[name][2])))
     rows = []
     for name, (wall, cpu, dist, out_size) in res.items():
         rows.append([name, f"{wall:.2f}{'*' if dist else ''}", f"{mb / wall:.1f}", f"{cpu:.2f}",
@@ -221,6 +228,7 @@ def main():
         print(f"  ... memory: {name}", file=sys.stderr, flush=True)
         pss, rss = peak_memory(cmd, inp)
         rows.append([name, f"{pss:.1f}", f"{rss:.1f}"])
+        result(f"mem.{len(rows)}.pss_mib", pss)
     say("Memory: peak of the summed PSS of the process tree (shared pages counted once), and the")
     say("largest peak RSS (VmHWM) of one of its processes, sampled every 20 ms")
     for l in table(["", "tree PSS MiB", "max RSS MiB"], rows):
@@ -254,6 +262,10 @@ def main():
                 sys.exit(f"bench.py: ocr output wrong: {chk.stdout}")
             accuracy = chk.stdout.strip()
     serial = res["tesseract CLI, serial loop"][0]
+    for key, name in zip(("serial", "pool1", "pool2", "xargs", "py"), ocr_jobs):
+        result(f"ocr.{key}.pages_s", n / res[name][0])
+        result(f"ocr.{key}.disturbed", float(bool(res[name][2])))
+    result("ocr.pages", n)
     rows = []
     for name, (wall, cpu, dist) in res.items():
         rows.append([name, f"{wall:.2f}{'*' if dist else ''}", f"{n / wall:.2f}", f"{cpu:.1f}",
@@ -266,6 +278,8 @@ def main():
     say("* = other processes took more than 10% of the machine during the best run")
     with open(os.path.join(a.out, "jobs.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    with open(os.path.join(a.out, "jobs-results.txt"), "w") as f:
+        f.write("\n".join(results) + "\n")
     print(f"written to {os.path.join(a.out, 'jobs.txt')}", file=sys.stderr)
 
 

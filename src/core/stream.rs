@@ -182,14 +182,18 @@ impl Stream {
         self.abandoned.clone()
     }
 
-    /// Results handed out so far, and how many there will be (0 while a source has not ended).
+    /// Items finished (handed out, or ended and waiting to be), and how many there will be (0
+    /// while a source has not ended).
     pub fn progress(&self) -> (usize, usize) {
+        let ended =
+            |f: &InFlight| f.task.as_ref().map_or(true, |t| matches!(self.sh.task_state(t.slot), T_DONE | T_CLOSED));
+        let finished = self.returned + self.inflight.iter().filter(|f| ended(f)).count();
         let total = match self.input {
             StreamInput::Array { n, .. } => n,
             StreamInput::Source { .. } if self.exhausted => self.next,
             StreamInput::Source { .. } => 0,
         };
-        (self.returned, total)
+        (finished, total)
     }
 
     /// How an ended item went; its block is kept (lent) while its bytes are out.

@@ -243,8 +243,9 @@ pub extern "C" fn pool_stream_next(
     })
 }
 
-/// Results handed back so far (`*done`) and how many there will be (`*total`: `n` for an
-/// array; for a source, 0 until it has ended). Either pointer may be NULL.
+/// Items finished so far (`*done`: handed back, or ended and waiting their turn, so an ordered
+/// stream's progress moves on while an earlier item still runs) and how many there will be
+/// (`*total`: `n` for an array; for a source, 0 until it has ended). Either pointer may be NULL.
 /// Thread safety: any thread (waits for a `pool_stream_next` running in another thread).
 #[no_mangle]
 pub extern "C" fn pool_stream_progress(s: *mut pool_stream_t, done: *mut usize, total: *mut usize) -> c_int {
