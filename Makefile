@@ -42,7 +42,7 @@ test:
 	@echo "== 5/6 libpool_mpi under mpirun -np 4, Open MPI and MPICH"
 	bash tests/mpi/run.sh
 	@echo "== 6/6 the real jobs: pgz against gzip -t and cmp, OCR of rendered pages (make examples)"
-	bash tests/examples/run.sh
+	POOL_INSTALL_DEPS=1 bash tests/examples/run.sh
 
 # Long soaks: the random kill storm (1 kill/ms) for a minute, five times, and the kill-point
 # scenarios ten times in a row. Prints a line per run.

@@ -6,7 +6,8 @@
 #
 #   bash tests/examples/run.sh
 #
-# Environment: POOL_LIBDIR (a libpool build to use instead of target/release: then build.sh is
+# Environment: POOL_INSTALL_DEPS=1 (install zlib, Tesseract with apt-get when root, and Pillow
+# with pip, when missing: make test sets it), POOL_LIBDIR (a libpool build to use instead of target/release: then build.sh is
 # run directly instead of make examples), POOL_EXAMPLES_NOBUILD=1 (use the binaries already in
 # target/examples), PYTHON (default python3), KEEP=1 (keep the scratch directory).
 set -uo pipefail
@@ -171,6 +172,10 @@ fi
 export OMP_THREAD_LIMIT=1
 ulimit -c 0 # the crash test aborts a worker: no core file
 P=$W/pages
+# Pages are rendered with Pillow; POOL_INSTALL_DEPS=1 (make test) installs it when missing.
+if ! "$PYTHON" -c 'import PIL' 2>/dev/null && [ "${POOL_INSTALL_DEPS:-0}" = 1 ]; then
+    "$PYTHON" -m pip install -q pillow >&2 || true
+fi
 if ! "$PYTHON" "$HERE/render_pages.py" "$P" --pages 6 --seed 1 >/dev/null; then
     fail "ocr: render pages (python3 -m pip install pillow?)"
     exit 1
