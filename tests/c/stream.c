@@ -327,14 +327,14 @@ int main(void) {
         fb[17][0] = 0xDD;
         fb[29][0] = 0xCC;
         pool_stream_options_init(&so);
-        so.task_timeout = 0.5;
+        so.task_timeout = under_valgrind() ? 10 : 0.5; /* a crash takes seconds under valgrind */
         s = pool_stream(pool, reverse, fi, M, 16 + 8, NULL, &so);
         REQUIRE(s != NULL);
         size_t ok = 0;
         for (size_t i = 0; i < M; i++) {
             const void *d = (const void *)1;
             size_t len = 1, idx = 0;
-            st = pool_stream_next(s, &d, &len, &idx, 20);
+            st = pool_stream_next(s, &d, &len, &idx, 60);
             CHECK_EQ(idx, i);
             if (i == 5) {
                 CHECK_EQ(st, POOL_ETASK);
@@ -385,7 +385,8 @@ int main(void) {
     }
 
     SECTION("an overrun of what pool_out_reserve gave crashes its own item only");
-    for (int z = 0; z < 2; z++) {
+    /* Not under valgrind: workers write the pool's memory directly there (see README). */
+    for (int z = 0; z < 2 && !under_valgrind(); z++) {
         size_t max_out = z == 0 ? 4 * KiB : 512 * KiB;
         size_t over[1] = {max_out + 64 * KiB};
         pool_async_t *bad = pool_submit(pool, overruns, over, sizeof over, max_out, NULL);
