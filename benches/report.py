@@ -368,6 +368,16 @@ for n in (N1, N8):
     if first is not None:
         t += (f". The first map over new shared buffers takes {ms(first)}: each worker maps the pages into its "
               f"own page tables on first touch")
+    b, bz = get(f"w1.blocks.{n}.items_per_s"), get(f"w1.blocks_shm.{n}.items_per_s")
+    if b is not None and bz is not None:
+        t += (f". **Block maps** (`pool_map_blocks`: one call per block of consecutive items, so no per-item "
+              f"call or bookkeeping): {f_rate(bz, 'items/s')} with `pool_shm_alloc` buffers "
+              f"({x(ratio(bz, om))} OpenMP"
+              + (f", {x(ratio(bz, py))} Python" if n == N1 and py else "")
+              + f"), {f_rate(b, 'items/s')} with malloc'd buffers"
+              + (f" ({x(ratio(b, py))} Python)" if n == N1 and py else "")
+              + f": with copies a map can go no faster than the host's copies, whose floor alone is "
+              f"{ms(floor)} ({f_rate(n / floor, 'items/s')})")
     notes.append(t + ".")
 # W2
 p50, py50, p99, mx = get("w2.pool.p50_s"), get("w2.py.p50_s"), get("w2.pool.p99_s"), get("w2.pool.max_s")
