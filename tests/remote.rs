@@ -238,3 +238,63 @@ fn terminate_ends_remote_work_and_every_rank_returns() {
     end(p, servers);
     assert!(t0.elapsed() < Duration::from_secs(20));
 }
+
+/// The pid that ran each block of `block_maps_cross_ranks_with_their_span` (shared, like COUNTS).
+static mut BLOCK_PIDS: *const AtomicU32 = std::ptr::null();
+
+/// Squares a block of items (each counted); the block holding item 500 fails.
+unsafe extern "C" fn square_block(
+    i: *const c_void,
+    o: *mut c_void,
+    count: usize,
+    first: usize,
+    _: *mut c_void,
+) -> c_int {
+    (*BLOCK_PIDS.add(first / 100)).store(libc::getpid() as u32, SeqCst);
+    for k in 0..count {
+        let x = *(i as *const i64).add(k);
+        (*COUNTS.add(x as usize)).fetch_add(1, SeqCst);
+        *(o as *mut i64).add(k) = x * x;
+    }
+    libc::usleep(2_000); // long enough for every rank to get blocks
+    if (first..first + count).contains(&500) {
+        return 9;
+    }
+    0
+}
+
+#[test]
+fn block_maps_cross_ranks_with_their_span() {
+    let n = 4000;
+    let counts = shared_counters(n);
+    let pids = shared_counters(n / 100);
+    unsafe {
+        COUNTS = counts.as_ptr();
+        BLOCK_PIDS = pids.as_ptr();
+    }
+    let (p, servers) = cluster(3, 1, Options::default());
+    let xs: Vec<i64> = (0..n as i64).collect();
+    let mut ys = vec![-1i64; n];
+    let mut st = vec![-1i32; n];
+    let a = pool::core::MapArgs {
+        func: pool::core::map::MapFn::Blocks(square_block),
+        statuses: st.as_mut_ptr() as usize,
+        ..map_args(counted, &xs, &mut ys, 0, 100)
+    };
+    let err = unsafe { p.map(a) }.unwrap_err();
+    assert_eq!(err.status, Status::Task);
+    assert!(err.msg.starts_with("item 500:"), "{err}");
+    for x in 0..n {
+        assert_eq!(counts[x].load(SeqCst), 1, "item {x} ran {} times", counts[x].load(SeqCst));
+        let want = if (500..600).contains(&x) { Status::Task } else { Status::Ok };
+        assert_eq!(st[x], want as i32, "item {x}");
+        if want == Status::Ok {
+            assert_eq!(ys[x], (x * x) as i64, "item {x}");
+        }
+    }
+    let mut who: Vec<u32> = pids.iter().map(|p| p.load(SeqCst)).collect();
+    who.sort();
+    who.dedup();
+    assert!(who.len() >= 2, "blocks ran on other ranks too (their span crossed the wire): {who:?}");
+    end(p, servers);
+}

@@ -8,7 +8,8 @@ Every command's wall time, CPU time (its whole process tree, from wait4) and the
 other processes took on the machine meanwhile (from /proc/stat) are measured; a best run
 disturbed by more than 10% of the machine is retried once the machine is quiet (BENCH_RETRIES,
 2, within BENCH_BUDGET, 200 s), and flagged with '*' if it stays disturbed. Compressors: best of
-GZ_REPS (3) runs; OCR: best of OCR_REPS (2). Memory: one more run of each compressor, its
+GZ_REPS (3) runs, OCR: best of OCR_REPS (2), the contenders taking turns round by round (a
+shared VM's speed drifts: each contender sees the same drift). Memory: one more run of each compressor, its
 process tree sampled every 20 ms: the summed PSS (shared pages counted once) and the largest
 per-process peak RSS (VmHWM).
 """
@@ -66,28 +67,33 @@ def wait_quiet(limit=20.0):
             return
 
 
-def best(cmd, reps, stdin=None, stdout=None):
-    """Best of `reps` runs: (wall, CPU, disturbed). A best run that other processes disturbed
-    is retried on a quiet machine, up to BENCH_RETRIES times while the run is within
-    BENCH_BUDGET seconds."""
-    runs = []
+def best_of(jobs, reps):
+    """`jobs`: name -> (cmd, stdin, stdout). Runs them in turn, `reps` rounds, so that a machine
+    whose speed drifts (a shared VM) shifts every contender alike, and returns name -> best run
+    (wall, CPU, disturbed). A best run that other processes disturbed is retried on a quiet
+    machine, up to BENCH_RETRIES times while the run is within BENCH_BUDGET seconds."""
+    runs = {name: [] for name in jobs}
 
-    def one():
+    def one(name):
+        cmd, stdin, stdout = jobs[name]
+        print(f"  ... {name}", file=sys.stderr, flush=True)
         r = run(cmd, stdin, stdout)
         if r[3] != 0:
             sys.exit(f"bench.py: '{cmd}' exited {r[3]}")
-        runs.append((r[0], r[1], r[2] > 0.10 * r[0] * NCPU))
+        runs[name].append((r[0], r[1], r[2] > 0.10 * r[0] * NCPU))
 
     for _ in range(reps):
-        one()
-    for _ in range(RETRIES):
-        if not min(runs)[2] or time.perf_counter() - T_START > BUDGET:
-            break
-        print("      (disturbed by other processes: waiting for a quiet machine, again)",
-              file=sys.stderr, flush=True)
-        wait_quiet()
-        one()
-    return min(runs)
+        for name in jobs:
+            one(name)
+    for name in jobs:
+        for _ in range(RETRIES):
+            if not min(runs[name])[2] or time.perf_counter() - T_START > BUDGET:
+                break
+            print("      (disturbed by other processes: waiting for a quiet machine, again)",
+                  file=sys.stderr, flush=True)
+            wait_quiet()
+            one(name)
+    return {name: min(r) for name, r in runs.items()}
 
 
 def tree(root):
@@ -188,11 +194,11 @@ def main():
         "python Pool(2) + zlib, same scheme": f"{py} {q(os.path.join(HERE, 'py_gzip.py'))} -p 2 -b 128 -l 6",
         "gzip -6 (serial)": "gzip -n -6",
     }
+    outs = {name: os.path.join(scratch, f"out{i}.gz") for i, name in enumerate(gz)}
+    timed = best_of({name: (cmd, a.corpus, outs[name]) for name, cmd in gz.items()}, gz_reps)
     res = {}
-    for name, cmd in gz.items():
-        out = os.path.join(scratch, "out.gz")
-        print(f"  ... {name}", file=sys.stderr, flush=True)
-        wall, cpu, dist = best(cmd, gz_reps, a.corpus, out)
+    for name, (wall, cpu, dist) in timed.items():
+        out = outs[name]
         check = subprocess.run(f"gzip -t {q(out)} && gunzip -c {q(out)} | cmp -s - {q(a.corpus)}",
                                shell=True)
         if check.returncode:
@@ -250,17 +256,13 @@ def main():
         "xargs -P 2 tesseract": f"echo {pairs} | xargs -n 2 -P 2 sh -c 'tesseract \"$0\" \"$1\" 2>/dev/null'",
         "python Pool(2) + tesseract CLI": f"{py} {q(os.path.join(HERE, 'py_ocr.py'))} -p 2 {plist} 2>/dev/null",
     }
-    res = {}
-    for name, cmd in ocr_jobs.items():
-        print(f"  ... {name}", file=sys.stderr, flush=True)
-        out = os.path.join(scratch, "ocr.out")
-        res[name] = best(cmd, ocr_reps, None, out)
-        if name.startswith("ocr -p 2"):
-            chk = subprocess.run([sys.executable, os.path.join(ROOT, "tests/examples/check_ocr.py"),
-                                  out, "header"] + pages, capture_output=True, text=True)
-            if chk.returncode:
-                sys.exit(f"bench.py: ocr output wrong: {chk.stdout}")
-            accuracy = chk.stdout.strip()
+    outs = {name: os.path.join(scratch, f"ocr{i}.out") for i, name in enumerate(ocr_jobs)}
+    res = best_of({name: (cmd, None, outs[name]) for name, cmd in ocr_jobs.items()}, ocr_reps)
+    chk = subprocess.run([sys.executable, os.path.join(ROOT, "tests/examples/check_ocr.py"),
+                          outs["ocr -p 2 (libpool)"], "header"] + pages, capture_output=True, text=True)
+    if chk.returncode:
+        sys.exit(f"bench.py: ocr output wrong: {chk.stdout}")
+    accuracy = chk.stdout.strip()
     serial = res["tesseract CLI, serial loop"][0]
     for key, name in zip(("serial", "pool1", "pool2", "xargs", "py"), ocr_jobs):
         result(f"ocr.{key}.pages_s", n / res[name][0])
