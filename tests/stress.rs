@@ -330,6 +330,15 @@ fn random_kill_storm() {
             }
             assert!(apply_counts.iter().all(|c| c.load(Ordering::SeqCst) <= 1), "an apply started twice");
         });
+        // Stops the killer and the applier however this thread leaves the scope: a failed
+        // check below must fail the test, not leave the killer running forever.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let stopper = StopOnDrop(&stop);
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(secs) {
             counts.iter().for_each(|c| c.store(0, Ordering::SeqCst));
@@ -342,7 +351,7 @@ fn random_kill_storm() {
                 ..map_args(storm_task, &xs, &mut ys, counts.as_ptr() as usize, 16)
             };
             let r = unsafe { p.map_async(a) }.unwrap();
-            r.wait(Some(Duration::from_secs(300))).expect("a map hung in the storm");
+            r.wait(Some(Duration::from_secs(60))).expect("a map hung in the storm");
             for (i, &x) in xs.iter().enumerate() {
                 let runs = counts[i].load(Ordering::SeqCst);
                 assert!(runs <= 1, "round {rounds}: item {x} started {runs} times");
@@ -364,7 +373,7 @@ fn random_kill_storm() {
             rounds += 1;
             items += STORM_N as u64;
         }
-        stop.store(true, Ordering::SeqCst);
+        drop(stopper);
         kills = killer.join().unwrap();
         applier.join().unwrap();
     });
