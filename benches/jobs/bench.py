@@ -207,6 +207,7 @@ def main():
     pgz_wall = res[next(iter(gz))][0]
     for key, name in zip(("pgz", "pigz", "py", "gzip"), gz):
         result(f"gz.{key}.mb_s", mb / res[name][0])
+        result(f"gz.{key}.cpu_s", res[name][1])
         result(f"gz.{key}.disturbed", float(bool(res[name][2])))
     rows = []
     for name, (wall, cpu, dist, out_size) in res.items():
@@ -266,6 +267,7 @@ def main():
     serial = res["tesseract CLI, serial loop"][0]
     for key, name in zip(("serial", "pool1", "pool2", "xargs", "py"), ocr_jobs):
         result(f"ocr.{key}.pages_s", n / res[name][0])
+        result(f"ocr.{key}.cpu_s", res[name][1])
         result(f"ocr.{key}.disturbed", float(bool(res[name][2])))
     result("ocr.pages", n)
     rows = []
