@@ -18,11 +18,12 @@
  * A handle already freed (or destroyed), one of another type, or a pointer libpool never
  * returned gets POOL_EINVAL (NULL, false, 0 or -1 from functions returning those; void
  * functions only set pool_last_error()), never a crash or a hang. Inside a task (in a worker),
- * every function that takes or creates a pool, result, iterator or process handle answers
- * POOL_EINVAL: a task cannot drive its own pool (pool_out_write and pool_task_error are meant
- * for tasks). In a child forked by the host, such a handle inherited from the parent gets
- * POOL_EINVAL and leaves the parent's pool, results and processes untouched; freeing it releases
- * only the child's copy. The child can create and use pools and processes of its own.
+ * every function that takes or creates a pool, result, iterator, stream or process handle
+ * answers POOL_EINVAL: a task cannot drive its own pool (pool_out_write, pool_out_reserve,
+ * pool_out_commit and pool_task_error are meant for tasks). In a child forked by the host, such
+ * a handle inherited from the parent gets POOL_EINVAL and leaves the parent's pool, results and
+ * processes untouched; freeing it releases only the child's copy. The child can create and
+ * use pools and processes of its own.
  * Queues, locks and events (pool_queue_t, pool_lock_t, pool_event_t) are the exception, made to
  * be shared: their handles work in the host's threads, tasks, Process children and their forks.
  *
@@ -30,8 +31,8 @@
  * while blocked in one finishes the call, and the cancel takes effect at its next cancellation
  * point after the call returns. To cancel a waiting thread promptly, wait in a loop with a
  * timeout (async_get, pool_iter_next, process_join) and call pthread_testcancel between waits.
- * Callbacks run by the calling thread (a pool_imap_source source) run with cancellation
- * disabled.
+ * Callbacks run by the calling thread (a pool_imap_source or pool_stream_source source) run
+ * with cancellation disabled.
  */
 
 #include <stdbool.h>
