@@ -205,10 +205,25 @@ inline T load(const void* src) noexcept {
     return *std::launder(reinterpret_cast<T*>(buf));
 }
 
+// Runs a task's body: an exception fails the task with its message as pool_task_error.
+template <class B>
+int run_task(B&& body) noexcept {
+    try {
+        body();
+        return 0;
+    } catch (const std::exception& e) {
+        pool_task_error(e.what());
+        return task_exception;
+    } catch (...) {
+        pool_task_error("unknown exception");
+        return task_exception;
+    }
+}
+
 // pool_fn for a task P on items of type In (In = void: no input).
 template <class P, class In>
 int item_task(const void* in, void* out, void* ctx) noexcept {
-    try {
+    return run_task([&] {
         P f = reinterpret_cast<P>(ctx);
         if constexpr (std::is_void_v<In>) {
             (void)in;
@@ -219,14 +234,7 @@ int item_task(const void* in, void* out, void* ctx) noexcept {
             auto r = f(x);
             std::memcpy(out, &r, sizeof r);
         }
-        return 0;
-    } catch (const std::exception& e) {
-        pool_task_error(e.what());
-        return task_exception;
-    } catch (...) {
-        pool_task_error("unknown exception");
-        return task_exception;
-    }
+    });
 }
 
 inline void run_initializer(void* arg) noexcept {
@@ -357,7 +365,7 @@ namespace detail {
 // `void(std::string_view, Output&)`.
 template <class P>
 int bytes_task(const void* in, std::size_t len, void* ctx) noexcept {
-    try {
+    return run_task([&] {
         P f = reinterpret_cast<P>(ctx);
         std::string_view input(len ? static_cast<const char*>(in) : "", len);
         if constexpr (std::is_invocable_v<P, std::string_view, Output&>) {
@@ -368,14 +376,7 @@ int bytes_task(const void* in, std::size_t len, void* ctx) noexcept {
             std::string_view v(r);
             Output().write(v);
         }
-        return 0;
-    } catch (const std::exception& e) {
-        pool_task_error(e.what());
-        return task_exception;
-    } catch (...) {
-        pool_task_error("unknown exception");
-        return task_exception;
-    }
+    });
 }
 
 template <class F>
@@ -414,33 +415,19 @@ struct BlockCtx {
 // pool_block_fn for parallel_for: F is called as `f(std::size_t begin, std::size_t end)`.
 template <class F>
 int for_task(const void*, void*, std::size_t count, std::size_t first, void* ctx) noexcept {
-    try {
+    return run_task([&] {
         const auto* c = static_cast<const BlockCtx<F>*>(ctx);
         std::size_t begin = c->first + first;
         c->f(begin, begin + count);
-        return 0;
-    } catch (const std::exception& e) {
-        pool_task_error(e.what());
-        return task_exception;
-    } catch (...) {
-        pool_task_error("unknown exception");
-        return task_exception;
-    }
+    });
 }
 
 // pool_block_fn for map_blocks: F is called as `f(const In* in, Out* out, std::size_t count)`.
 template <class F, class In, class Out>
 int block_task(const void* in, void* out, std::size_t count, std::size_t, void* ctx) noexcept {
-    try {
+    return run_task([&] {
         static_cast<const BlockCtx<F>*>(ctx)->f(static_cast<const In*>(in), static_cast<Out*>(out), count);
-        return 0;
-    } catch (const std::exception& e) {
-        pool_task_error(e.what());
-        return task_exception;
-    } catch (...) {
-        pool_task_error("unknown exception");
-        return task_exception;
-    }
+    });
 }
 
 template <class F, class... Args>

@@ -144,13 +144,10 @@ impl Stream {
             // Feeding never waits for room: results already there come first, and handing
             // them out is what frees room.
             let starved = self.feed();
-            let ended = |f: &InFlight| {
-                f.task.as_ref().map_or(true, |t| matches!(self.sh.task_state(t.slot), T_DONE | T_CLOSED))
-            };
             let pick = if self.a.ordered {
-                self.inflight.front().is_some_and(ended).then_some(0)
+                self.inflight.front().is_some_and(|f| self.ended(f)).then_some(0)
             } else {
-                self.inflight.iter().position(ended)
+                self.inflight.iter().position(|f| self.ended(f))
             };
             if let Some(i) = pick {
                 let f = self.inflight.remove(i).expect("picked");
@@ -185,15 +182,18 @@ impl Stream {
     /// Items finished (handed out, or ended and waiting to be), and how many there will be (0
     /// while a source has not ended).
     pub fn progress(&self) -> (usize, usize) {
-        let ended =
-            |f: &InFlight| f.task.as_ref().map_or(true, |t| matches!(self.sh.task_state(t.slot), T_DONE | T_CLOSED));
-        let finished = self.returned + self.inflight.iter().filter(|f| ended(f)).count();
+        let finished = self.returned + self.inflight.iter().filter(|f| self.ended(f)).count();
         let total = match self.input {
             StreamInput::Array { n, .. } => n,
             StreamInput::Source { .. } if self.exhausted => self.next,
             StreamInput::Source { .. } => 0,
         };
         (finished, total)
+    }
+
+    /// Whether an item has ended (one that could not be submitted has).
+    fn ended(&self, f: &InFlight) -> bool {
+        f.task.as_ref().map_or(true, |t| matches!(self.sh.task_state(t.slot), T_DONE | T_CLOSED))
     }
 
     /// How an ended item went; its block is kept (lent) while its bytes are out.
@@ -252,8 +252,7 @@ impl Stream {
         while !self.exhausted && self.inflight.len() + usize::from(self.lent.is_some()) < self.window {
             let index = self.next;
             let in_cap = match self.input {
-                // SAFETY: the caller's array holds n pairs, readable while the stream lives.
-                StreamInput::Array { items, .. } => unsafe { (*(items as *const [usize; 2]).add(index))[1] },
+                StreamInput::Array { items, .. } => array_item(items, index).1,
                 StreamInput::Source { max_in, .. } => max_in,
             };
             if item_bytes(in_cap, self.a.max_out, self.a.ctx_size).is_none_or(|b| b > self.sh.heap.capacity()) {
@@ -284,14 +283,12 @@ impl Stream {
             let input = self.input;
             let r = self.sh.submit_sized(spec, Some(Instant::now()), |dst| match input {
                 StreamInput::Array { items, .. } => {
-                    // SAFETY: item `index` points to `in_cap` readable bytes (caller's contract);
-                    // the block's input area holds `in_cap` bytes.
-                    unsafe {
-                        let src = (*(items as *const [usize; 2]).add(index))[0] as *const u8;
-                        if in_cap > 0 {
-                            std::ptr::copy_nonoverlapping(src, dst, in_cap)
-                        }
-                    };
+                    if in_cap > 0 {
+                        let src = array_item(items, index).0 as *const u8;
+                        // SAFETY: item `index` points to `in_cap` readable bytes (caller's
+                        // contract); the block's input area holds `in_cap` bytes.
+                        unsafe { std::ptr::copy_nonoverlapping(src, dst, in_cap) };
+                    }
                     (1, in_cap)
                 }
                 StreamInput::Source { f, ctx, max_in } => {
@@ -352,6 +349,14 @@ impl Stream {
             self.exhausted = true;
         }
     }
+}
+
+/// Item `i` (address, length) of the caller's `pool_buf_t` array at `items`.
+fn array_item(items: usize, i: usize) -> (usize, usize) {
+    // SAFETY: the caller's array holds n pairs of words, readable while the stream lives, and
+    // the feed asks only for `i` < n.
+    let [data, len] = unsafe { *(items as *const [usize; 2]).add(i) };
+    (data, len)
 }
 
 /// Heap bytes one item may take, or None if that overflows.

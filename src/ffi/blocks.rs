@@ -1,9 +1,7 @@
 //! Block maps: a map whose function gets a block of consecutive items per call.
 
-use super::handles::get;
-use super::macros::{handle, status};
 use super::options::pool_map_options_t;
-use super::pool::{map_args_of, on_ready, pool_t};
+use super::pool::{map_and_wait, map_args_of, map_in_background, pool_t};
 use super::result::pool_async_t;
 use crate::core::map::MapFn;
 use crate::core::Error;
@@ -56,15 +54,8 @@ pub extern "C" fn pool_map_blocks(
     ctx: *mut c_void,
     opts: *const pool_map_options_t,
 ) -> c_int {
-    status(|| {
-        let p = get(pool)?;
-        let (a, cb) = block_args(f, input, in_size, out, out_size, n, ctx, opts)?;
-        require!(cb.is_none(), "callback: pool_map_blocks waits for its result; use pool_map_blocks_async");
-        if n == 0 {
-            return p.pool().shared().check_owner();
-        }
-        // SAFETY: arguments checked above; the caller keeps the buffers valid during the call.
-        unsafe { p.pool().map(a) }
+    map_and_wait(pool, "pool_map_blocks", "pool_map_blocks_async", || {
+        block_args(f, input, in_size, out, out_size, n, ctx, opts)
     })
 }
 
@@ -84,13 +75,5 @@ pub extern "C" fn pool_map_blocks_async(
     ctx: *mut c_void,
     opts: *const pool_map_options_t,
 ) -> *mut pool_async_t {
-    let mut cb = None;
-    let h = handle(|| {
-        let p = get(pool)?;
-        let (a, c) = block_args(f, input, in_size, out, out_size, n, ctx, opts)?;
-        cb = c;
-        // SAFETY: arguments checked; the caller keeps the buffers valid as documented.
-        Ok(pool_async_t::new(unsafe { p.pool().map_async(a) }?))
-    });
-    on_ready(pool, h, cb)
+    map_in_background(pool, || block_args(f, input, in_size, out, out_size, n, ctx, opts))
 }

@@ -177,14 +177,24 @@ pub extern "C" fn pool_map_ex(
     ctx: *mut c_void,
     opts: *const pool_map_options_t,
 ) -> c_int {
+    map_and_wait(pool, "pool_map_ex", "pool_map_async_ex", || map_args(f, input, in_size, out, out_size, n, ctx, opts))
+}
+
+/// A map that waits (`pool_map_ex`, `pool_map_blocks`), once `args` has checked its arguments.
+pub(super) fn map_and_wait(
+    pool: *mut pool_t,
+    name: &str,
+    async_name: &str,
+    args: impl FnOnce() -> Result<(MapArgs, Option<Callback>), Error>,
+) -> c_int {
     status(|| {
         let p = get(pool)?;
-        let (a, cb) = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
-        require!(cb.is_none(), "callback: pool_map_ex waits for its result; use pool_map_async_ex");
-        if n == 0 {
+        let (a, cb) = args()?;
+        require!(cb.is_none(), format!("callback: {name} waits for its result; use {async_name}"));
+        if a.n == 0 {
             return p.0.shared().check_owner();
         }
-        // SAFETY: arguments checked above; the caller keeps the buffers valid during the call.
+        // SAFETY: arguments checked by `args`; the caller keeps the buffers valid during the call.
         unsafe { p.0.map(a) }
     })
 }
@@ -224,12 +234,21 @@ pub extern "C" fn pool_map_async_ex(
     ctx: *mut c_void,
     opts: *const pool_map_options_t,
 ) -> *mut pool_async_t {
+    map_in_background(pool, || map_args(f, input, in_size, out, out_size, n, ctx, opts))
+}
+
+/// A map that returns a handle at once (`pool_map_async_ex`, `pool_map_blocks_async`), once
+/// `args` has checked its arguments; its callback, if any, is registered.
+pub(super) fn map_in_background(
+    pool: *mut pool_t,
+    args: impl FnOnce() -> Result<(MapArgs, Option<Callback>), Error>,
+) -> *mut pool_async_t {
     let mut cb = None;
     let h = handle(|| {
         let p = get(pool)?;
-        let (a, c) = map_args(f, input, in_size, out, out_size, n, ctx, opts)?;
+        let (a, c) = args()?;
         cb = c;
-        // SAFETY: arguments checked; the caller keeps the buffers valid as documented.
+        // SAFETY: arguments checked by `args`; the caller keeps the buffers valid as documented.
         Ok(pool_async_t::new(unsafe { p.0.map_async(a) }?))
     });
     on_ready(pool, h, cb)
@@ -237,7 +256,7 @@ pub extern "C" fn pool_map_async_ex(
 
 /// Registers the completion callback of a new result `h` (if there is one); if that fails the
 /// result is freed (its work cancelled if it writes in place) and the call fails.
-pub(super) fn on_ready(pool: *mut pool_t, h: *mut pool_async_t, cb: Option<Callback>) -> *mut pool_async_t {
+fn on_ready(pool: *mut pool_t, h: *mut pool_async_t, cb: Option<Callback>) -> *mut pool_async_t {
     let Some(cb) = cb.filter(|_| !h.is_null()) else { return h };
     value(std::ptr::null_mut(), || match get(pool).and_then(|p| p.1.add(h, cb)) {
         Ok(()) => Ok(h),
