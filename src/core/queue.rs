@@ -133,11 +133,20 @@ impl View {
         q.head.load(Acquire) == q.tail.load(Acquire)
     }
 
-    /// The number of entries in the ring, if the queue words are consistent.
-    pub fn queue_len(&self) -> Option<u32> {
+    /// Whether the queue indices are further apart than the ring holds (overwritten memory).
+    /// Safe without the lock: `head` is read on both sides of `tail`, so a pop and a push
+    /// between two reads can never make the queue look longer than the ring, or shorter than
+    /// empty. While `head` keeps moving the queue is in use and is not judged.
+    pub fn queue_overrun(&self) -> bool {
         let q = &self.header().queue;
-        let len = q.tail.load(Acquire).wrapping_sub(q.head.load(Acquire));
-        (len <= MAX_TASKS).then_some(len)
+        for _ in 0..16 {
+            let head = q.head.load(Acquire);
+            let tail = q.tail.load(Acquire);
+            if q.head.load(Acquire) == head {
+                return tail.wrapping_sub(head) > MAX_TASKS;
+            }
+        }
+        false
     }
 
     /// Worker `w` takes the next task: claims it (`claim`, then RUNNING(w)) before consuming
@@ -311,5 +320,54 @@ pub fn wait_final(w: &AtomicU32, deadline: Option<Instant>) -> Option<u32> {
             continue;
         }
         futex::wait(w, s | WAITER, deadline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::mem::Mapping;
+    use std::sync::atomic::AtomicBool;
+
+    /// A pop and a push between a checker's two reads of the queue indices once made a busy
+    /// pool look overwritten ("the queue indices"), and the zygote ended it: a kill storm in CI
+    /// found it. The check must hold however the reads interleave with lock holders.
+    #[test]
+    fn a_busy_queue_never_looks_overwritten() {
+        let layout = Layout::new(1, 0, 1 << 21);
+        let m = Mapping::new_anon_shared(layout.total).unwrap();
+        // SAFETY: a fresh zeroed mapping of the layout's size, alive until the end of the test.
+        let v = unsafe { View::new(m.base(), layout) };
+        let stop = AtomicBool::new(false);
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Relaxed);
+            }
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let q = &v.header().queue;
+                while !stop.load(Relaxed) {
+                    for _ in 0..2 {
+                        v.lock(TAG_HOST, || false);
+                        v.push_locked(0);
+                        v.unlock();
+                    }
+                    for _ in 0..2 {
+                        v.lock(TAG_HOST, || false);
+                        q.head.store(q.head.load(Relaxed).wrapping_add(1), Release);
+                        v.unlock();
+                    }
+                }
+            });
+            let _stop = StopOnDrop(&stop); // also when a check fails
+            let t0 = Instant::now();
+            let mut checks = 0u64;
+            while t0.elapsed() < Duration::from_millis(500) {
+                assert_eq!(v.corrupt(), None, "after {checks} checks");
+                checks += 1;
+            }
+        });
     }
 }

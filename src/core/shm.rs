@@ -402,8 +402,7 @@ impl View {
         if !valid {
             return Some("the queue lock");
         }
-        let len = h.queue.tail.load(Relaxed).wrapping_sub(h.queue.head.load(Relaxed));
-        (len > MAX_TASKS).then_some("the queue indices")
+        self.queue_overrun().then_some("the queue indices")
     }
 
     /// Whether heap offset `off` is in the user heap (writable by tasks).
