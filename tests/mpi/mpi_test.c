@@ -1,8 +1,9 @@
 /* libpool_mpi under mpirun -np 4 (tests/mpi/run.sh runs each mode, under Open MPI and MPICH).
  *   basic     maps, applies, submits across ranks: results equal to a local pool's, every item
  *             run exactly once (each run appends to a per-rank log), crash / error / timeout /
- *             cancel statuses of remote items with messages naming the rank; functions in the
- *             program, in a linked library and in a plugin; ctx by value and static; close/join
+ *             cancel statuses of remote items with messages naming the rank; streams and block
+ *             maps spread over the ranks, failing items alone; functions in the program, in a
+ *             linked library and in a plugin; ctx by value and static; close/join
  *   refused   a rank runs another build of this program (MPMD launch): every rank fails
  *   killrank  a task SIGKILLs its own rank's process mid-map: the job must end, non-zero
  *   level     MPI initialised with MPI_THREAD_SERIALIZED: every rank fails with a message
@@ -148,6 +149,156 @@ static int kill_my_rank(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* How many ranks ran some of the work (per_rank[r]: items rank r ran). */
+static int ranks_used(const int *per_rank, int nranks) {
+    int used = 0;
+    for (int r = 0; r < nranks && r < 64; r++) used += per_rank[r] > 0;
+    return used;
+}
+
+/* A stream item ("item N..."): "<rank>:" then the input upper-cased, written in place; items
+ * N % 100 == 13 crash.
+ * Items of "big" streams (max_out 1 MiB: a guarded window) add a 300 KB tail of 'x's. */
+static int stamp(const void *in, size_t len, void *ctx) {
+    const int big = ctx != NULL && *(const int *)ctx;
+    const char *s = in;
+    if (len > 5 && atoi(s + 5) % 100 == 13) raise(SIGSEGV);
+    size_t tail = big ? 300000 : 0, avail = 0;
+    char *out = pool_out_reserve(len + 16 + tail, &avail);
+    if (!out) return 2;
+    int n = snprintf(out, avail, "%d:", my_rank);
+    for (size_t i = 0; i < len; i++) out[n + i] = s[i] >= 'a' && s[i] <= 'z' ? (char)(s[i] - 32) : s[i];
+    memset(out + n + len, 'x', tail);
+    return pool_out_commit((size_t)n + len + tail) == POOL_OK ? 0 : 3;
+}
+
+/* Source items: item i is i % 200 bytes of (char)i, 2000 items. */
+static int source_bytes(void *buf, size_t cap, size_t *len, size_t index, void *ctx) {
+    (void)ctx;
+    if (index >= 2000) return 1;
+    *len = index % 200;
+    if (*len > cap) return 2;
+    memset(buf, (char)index, *len);
+    return 0;
+}
+
+/* Its rank, then its input. */
+static int rank_and_echo(const void *in, size_t len, void *ctx) {
+    (void)ctx;
+    int64_t r = my_rank;
+    return pool_out_write(&r, sizeof r) == POOL_OK && pool_out_write(in, len) == POOL_OK ? 0 : 1;
+}
+
+/* A block map's function: out[j] = {2 * in[j], rank}, after 2 ms (work fast enough to stay on
+ * the root would not spread); checks it got its own span; the block holding item 777 fails. */
+static int double_block(const void *in, void *out, size_t count, size_t first, void *ctx) {
+    (void)ctx;
+    usleep(2000);
+    const int64_t *x = in;
+    int64_t(*y)[2] = out;
+    for (size_t j = 0; j < count; j++) {
+        if (x[j] != (int64_t)(first + j)) return 9; /* not the block it was told */
+        y[j][0] = 2 * x[j];
+        y[j][1] = my_rank;
+    }
+    return first <= 777 && 777 < first + count ? 5 : 0;
+}
+
+/* Streams across ranks: ordered results written in place (staged and windowed), a crashing
+ * item failing alone, an unordered source stream; then a block map with a failing block. Work
+ * runs on several ranks; each result comes back once, in its turn when ordered. */
+static void streams_and_blocks(pool_t *pool, int nranks) {
+    for (int big = 0; big <= 1; big++) {
+        enum { NS = 240 };
+        static char text[NS][32];
+        pool_buf_t bufs[NS];
+        for (int i = 0; i < NS; i++) {
+            bufs[i].len = (size_t)snprintf(text[i], sizeof text[i], "item %d%s", i, i % 3 ? "" : " abc");
+            bufs[i].data = text[i];
+        }
+        pool_stream_options_t so;
+        pool_stream_options_init(&so);
+        so.ctx_size = sizeof big;
+        pool_stream_t *s = pool_stream(pool, stamp, bufs, NS, big ? 1 << 20 : 64, &big, &so);
+        CHECK(s != NULL);
+        int per_rank[64] = {0}, next = 0, rc;
+        const void *data;
+        size_t len, idx;
+        while (s && (rc = pool_stream_next(s, &data, &len, &idx, 60)) != POOL_EDONE && rc != POOL_ETIMEDOUT) {
+            CHECK(idx == (size_t)next);
+            if (idx % 100 == 13) {
+                CHECK(rc == POOL_ECRASHED && data == NULL);
+            } else if (rc == POOL_OK) {
+                const char *d = data, *colon = memchr(d, ':', len < 4 ? len : 4);
+                int r = atoi(d);
+                CHECK(colon != NULL && r >= 0 && r < nranks);
+                if (r >= 0 && r < 64) per_rank[r]++;
+                size_t tail = big ? 300000 : 0, head = colon ? (size_t)(colon - d) + 1 : 0;
+                CHECK(len == head + bufs[idx].len + tail);
+                for (size_t i = 0; colon && i < bufs[idx].len && head + i < len; i++) {
+                    char c = text[idx][i];
+                    CHECK(d[head + i] == (c >= 'a' && c <= 'z' ? c - 32 : c));
+                }
+                for (size_t i = len - tail; i < len; i++)
+                    if (d[i] != 'x') { CHECK(d[i] == 'x'); break; }
+            } else {
+                fprintf(stderr, "rank 0: stream item %zu: %d %s\n", idx, rc, pool_last_error());
+                CHECK(rc == POOL_OK);
+            }
+            next++;
+        }
+        CHECK(next == NS);
+        pool_stream_free(s);
+        int used = ranks_used(per_rank, nranks);
+        printf("stream (%s results): items ran on %d ranks\n", big ? "1 MiB" : "small", used);
+        CHECK(used >= 2);
+    }
+
+    pool_stream_options_t so;
+    pool_stream_options_init(&so);
+    so.ordered = false;
+    pool_stream_t *s = pool_stream_source(pool, rank_and_echo, source_bytes, NULL, 256, 512, NULL, &so);
+    CHECK(s != NULL);
+    static char seen[2000];
+    memset(seen, 0, sizeof seen);
+    int got = 0, rc;
+    const void *data;
+    size_t len, idx;
+    while (s && (rc = pool_stream_next(s, &data, &len, &idx, 60)) == POOL_OK) {
+        CHECK(idx < 2000 && !seen[idx]++);
+        CHECK(len == 8 + idx % 200);
+        const unsigned char *d = data;
+        for (size_t i = 8; i < len; i++)
+            if (d[i] != (unsigned char)idx) { CHECK(d[i] == (unsigned char)idx); break; }
+        got++;
+    }
+    CHECK(s == NULL || rc == POOL_EDONE);
+    CHECK(got == 2000);
+    pool_stream_free(s);
+
+    enum { NB = 5000 };
+    static int64_t in[NB], out[NB][2];
+    static int st[NB];
+    for (int i = 0; i < NB; i++) in[i] = i;
+    pool_map_options_t mo;
+    pool_map_options_init(&mo);
+    mo.chunksize = 50;
+    mo.statuses = st;
+    CHECK(pool_map_blocks(pool, double_block, in, sizeof in[0], out, sizeof out[0], NB, NULL, &mo) == POOL_ETASK);
+    int per_rank[64] = {0};
+    for (int i = 0; i < NB; i++) {
+        int failing = i / 50 == 777 / 50;
+        CHECK(st[i] == (failing ? POOL_ETASK : POOL_OK));
+        if (!failing) {
+            CHECK(out[i][0] == 2 * i);
+            if (out[i][1] >= 0 && out[i][1] < 64) per_rank[out[i][1]]++;
+        }
+    }
+    int used = ranks_used(per_rank, nranks);
+    printf("block map: blocks ran on %d ranks\n", used);
+    CHECK(used >= 2);
+}
+
 /* How many times item x ran, over every rank's log. */
 static void count_runs(int n, int *runs, int nranks) {
     memset(runs, 0, sizeof(int) * (size_t)n);
@@ -286,6 +437,8 @@ static void basic(pool_t *pool, int nranks) {
         CHECK(async_result(v[i], &data, &len) == POOL_OK && len == 11 && memcmp(data, "HELLO RANKS", 11) == 0);
         async_free(v[i]);
     }
+
+    streams_and_blocks(pool, nranks);
 
     /* Iterators (bounded windows over every rank), progress and the event fd. */
     mo.chunksize = 5;
