@@ -115,8 +115,8 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 
 struct TaskState {
     phase: Phase,
-    /// Threads inside `wait`: while any is, the slot is kept (they may be asleep on its word),
-    /// and the last one out frees it.
+    /// Threads inside `wait` or `cancel`: while any is, the slot is kept (they may be asleep on
+    /// its word, or about to cancel it), and the last one out frees it.
     waiters: u32,
     slot_held: bool,
 }
@@ -226,21 +226,36 @@ impl TaskJob {
                 break self.try_collect();
             }
         };
+        self.unpin();
+        r
+    }
+
+    /// Ends a `waiters` pin on the slot; the last one out frees it if a collect kept it.
+    fn unpin(&self) {
         let mut st = lock(&self.st);
         st.waiters -= 1;
         if st.waiters == 0 && st.slot_held {
             st.slot_held = false;
             self.sh.free_slot(self.slot);
         }
-        r
     }
 
-    /// Cancels the task (killing its worker if it runs) and waits until it has ended.
+    /// Cancels the task (killing its worker if it runs) and waits until it has ended. The slot
+    /// is pinned first: another thread may collect the result meanwhile, and an unpinned slot
+    /// could then be freed and reused, and the cancel would land on somebody else's task.
     fn cancel(&self) {
-        if matches!(lock(&self.st).phase, Phase::Pending) {
-            self.sh.cancel_task(self.slot);
-            self.wait(None);
+        {
+            let mut st = lock(&self.st);
+            if !matches!(st.phase, Phase::Pending) {
+                return;
+            }
+            st.waiters += 1;
         }
+        #[cfg(test)]
+        tests::pause(&tests::CANCEL_PAUSE);
+        self.sh.cancel_task(self.slot);
+        self.wait(None);
+        self.unpin();
     }
 
     /// The bytes a variable-size task wrote (zero copy: they stay in shared memory).
@@ -463,5 +478,91 @@ impl Drop for AsyncResult {
                 m.wait(None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::pool::{Options, Pool};
+    use std::os::raw::{c_int, c_void};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// Test-only stand-ins for a preemption at a racy instant (a test sets one, the code sleeps).
+    pub(crate) static CANCEL_PAUSE: AtomicBool = AtomicBool::new(false);
+    pub(crate) static RESERVE_PAUSE: AtomicBool = AtomicBool::new(false);
+
+    pub(crate) fn pause(at: &AtomicBool) {
+        if at.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    unsafe extern "C" fn quick(_: *const c_void, _: *mut c_void, _: *mut c_void) -> c_int {
+        0
+    }
+    unsafe extern "C" fn brief(_: *const c_void, _: *mut c_void, _: *mut c_void) -> c_int {
+        // SAFETY: plain sleep.
+        unsafe { libc::usleep(50_000) };
+        0
+    }
+    unsafe extern "C" fn slow(_: *const c_void, _: *mut c_void, _: *mut c_void) -> c_int {
+        // SAFETY: plain sleep.
+        unsafe { libc::usleep(300_000) };
+        0
+    }
+
+    /// Found by review: thread A cancels result X; thread B collects X meanwhile (freeing its
+    /// slot) and submits Y, which reuses the slot; A's cancel then landed on Y. The slot is now
+    /// pinned for the cancel.
+    #[test]
+    fn a_cancel_never_lands_on_the_next_task_in_its_slot() {
+        let p = Pool::new(1, Options::default()).unwrap();
+        let (x, mut y) = (1i64, 0i64);
+        // SAFETY: buffers outlive the results (waited for below).
+        let rx = unsafe { p.apply_async(quick, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
+            .unwrap();
+        let t0 = Instant::now(); // X, the pool's first task, is in slot 0
+        while p.shared().task_state(0) != crate::core::shm::T_DONE && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (x2, mut y2) = (2i64, 0i64);
+        CANCEL_PAUSE.store(true, SeqCst);
+        let y_outcome = std::thread::scope(|s| {
+            let a = s.spawn(|| rx.cancel()); // sees X pending, then "is preempted"
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(rx.poll().is_some()); // B collects X
+                                          // SAFETY: as above.
+            let ry =
+                unsafe { p.apply_async(slow, &x2 as *const i64 as *const u8, 8, &mut y2 as *mut i64 as *mut u8, 8, 0) }
+                    .unwrap();
+            a.join().unwrap();
+            ry.wait(None).unwrap()
+        });
+        CANCEL_PAUSE.store(false, SeqCst);
+        assert_eq!(y_outcome.status(), crate::core::Status::Ok, "Y was cancelled: {:?}", y_outcome.err);
+    }
+
+    /// Found by review: a submit found the heap full while X ran; X ended and was collected
+    /// (its block freed) before the submit looked for running work: it failed with NoMem
+    /// although there was room.
+    #[test]
+    fn a_full_heap_freed_during_the_check_is_not_reported_full() {
+        let p = Pool::new(1, Options { shm_size: 16 << 20, ..Options::default() }).unwrap();
+        let big = vec![7u8; 10 << 20];
+        let (mut y, mut y2) = (0i64, 0i64);
+        // SAFETY: buffers outlive the results.
+        let rx = unsafe { p.apply_async(brief, big.as_ptr(), big.len(), &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+        let y2p = &mut y2 as *mut i64 as usize;
+        RESERVE_PAUSE.store(true, SeqCst);
+        let second = std::thread::scope(|s| {
+            // SAFETY: as above.
+            let t =
+                s.spawn(|| unsafe { p.apply_async(quick, big.as_ptr(), big.len(), y2p as *mut u8, 8, 0) }.map(drop));
+            assert!(rx.wait(None).unwrap().err.is_none()); // X ends; collecting it frees its block
+            t.join().unwrap()
+        });
+        RESERVE_PAUSE.store(false, SeqCst);
+        assert!(second.is_ok(), "the second submit failed although X's block was free: {:?}", second.err());
     }
 }

@@ -204,16 +204,28 @@ impl Shared {
                 format!("{bytes} bytes do not fit in the pool's {} byte shared heap", self.heap.capacity()),
             ));
         }
+        let take = || {
+            let slot = self.alloc_slot()?;
+            let b = self.heap.alloc(bytes.max(1));
+            if b.is_none() {
+                self.free_slot(slot);
+            }
+            Some(slot).zip(b)
+        };
         loop {
             let seen = self.view.event_seq();
             self.reclaim_orphans();
-            if let Some(slot) = self.alloc_slot() {
-                match self.heap.alloc(bytes.max(1)) {
-                    Some(b) => return Ok((slot, b)),
-                    None => self.free_slot(slot),
-                }
+            if let Some(got) = take() {
+                return Ok(got);
             }
+            #[cfg(test)]
+            crate::core::job::tests::pause(&crate::core::job::tests::RESERVE_PAUSE);
             if !self.anything_running() {
+                // Work that ended after the attempt may have been collected during the scan,
+                // its memory freed: try once more before calling the pool full.
+                if let Some(got) = take() {
+                    return Ok(got);
+                }
                 return Err(Error::new(
                     Status::NoMem,
                     "the pool's shared memory is full of unclaimed results; free or collect some",
