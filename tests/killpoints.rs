@@ -460,3 +460,23 @@ fn host_child() {
     let _ = unsafe { p.map(c.args(0, None)) };
     // Still alive: the point was not reached. The parent reports it.
 }
+
+/// A worker killed after it finished a task but before it made the pool's event fd readable:
+/// the zygote does it instead, so an event loop sleeping on the fd does not miss that result.
+#[test]
+fn event_fd_after_a_death_between_finish_and_notify() {
+    let _g = serial();
+    counters().iter().for_each(|c| c.store(0, SeqCst));
+    killpoint::arm(&[(Point::WorkerTaskFinished, 1)]);
+    let p = Pool::new(1, Options::default()).unwrap();
+    let fd = p.event_fd().unwrap();
+    let mut r = apply_each(&p, 0..1);
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    killpoint::disarm();
+    assert_eq!(ready, 1, "the event fd stayed silent although the task had finished");
+    let (_, y, h) = r.pop().unwrap();
+    assert_eq!(wait(h.as_ref().unwrap()), Status::Ok);
+    assert_eq!(*y, 0);
+}

@@ -327,7 +327,12 @@ impl Zygote {
                 if t.epoch.load(SeqCst) == epoch && t.state.load(SeqCst) & !WAITER == running(w) {
                     self.recover(idx, w, exit, claim & CLAIM_KILL != 0);
                 } else {
-                    v.wake_task(t); // it ended before the death, maybe before waking its waiters
+                    // It ended before the death, maybe before waking its waiters or making the
+                    // event fd readable (a spurious wake-up is harmless; a lost one is not).
+                    v.wake_task(t);
+                    if t.flags.load(SeqCst) & F_NOTIFY == 0 {
+                        self.notify_event_fd();
+                    }
                 }
             }
         }

@@ -129,9 +129,13 @@ impl Shared {
         let fresh = lock(&self.slots).fresh;
         for i in 0..fresh {
             let t = self.view.task(i);
-            let s = t.state.load(SeqCst) & !WAITER;
-            if matches!(phase(s), T_QUEUED | T_RUNNING) {
-                self.view.finish(t, s, T_CLOSED);
+            // Until final: a remote runner may still take a queued task between our read and
+            // the change (it pops without the runner gate), and a task it took must close too.
+            loop {
+                let s = t.state.load(SeqCst) & !WAITER;
+                if !matches!(phase(s), T_QUEUED | T_RUNNING) || self.view.finish(t, s, T_CLOSED) {
+                    break;
+                }
             }
         }
         self.notify_event_fd(); // an event loop learns that everything pending has ended
