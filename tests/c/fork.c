@@ -57,23 +57,17 @@ static int wait_child(pid_t pid, double secs) {
 #endif
 
 #ifdef UNDER_ASAN
-/* Every thread but this one is asleep ('S') in /proc. */
+/* Every thread but this one is asleep ('S'; /proc/<tid> names a thread too). */
 static int others_asleep(void) {
-    char self[32], path[300], buf[512];
-    snprintf(self, sizeof self, "%ld", (long)syscall(SYS_gettid));
+    long self = (long)syscall(SYS_gettid);
     DIR *d = opendir("/proc/self/task");
     if (!d) return 1;
     int asleep = 1;
     for (struct dirent *e; asleep && (e = readdir(d));) {
-        if (e->d_name[0] == '.' || strcmp(e->d_name, self) == 0) continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue; /* it has just exited */
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        const char *p = strrchr(buf, ')');
-        asleep = p && p[1] == ' ' && p[2] == 'S';
+        long tid = atol(e->d_name);
+        if (tid <= 0 || tid == self) continue;
+        char st = proc_state((pid_t)tid);
+        asleep = st == 0 || st == 'S'; /* 0: it has just exited */
     }
     closedir(d);
     return asleep;
@@ -82,8 +76,11 @@ static int others_asleep(void) {
 
 static pid_t fork_settled(void) {
 #ifdef UNDER_ASAN
-    for (double t0 = now_s(); now_s() - t0 < 2 && !(others_asleep() && (sleep_s(0.001), others_asleep()));)
+    int calm = 0; /* asleep at consecutive looks, 1 ms apart */
+    for (double t0 = now_s(); calm < 2 && now_s() - t0 < 2;) {
         sleep_s(0.001);
+        calm = others_asleep() ? calm + 1 : 0; /* the fork follows the last look at once */
+    }
 #endif
     return fork();
 }
