@@ -156,12 +156,13 @@ static int ranks_used(const int *per_rank, int nranks) {
     return used;
 }
 
-/* A stream item ("item N..."): "<rank>:" then the input upper-cased, written in place; items
- * N % 100 == 13 crash.
+/* A stream item ("item N..."): "<rank>:" then the input upper-cased, written in place, after
+ * 2 ms (faster items can all stay on the root's own workers); items N % 100 == 13 crash.
  * Items of "big" streams (max_out 1 MiB: a guarded window) add a 300 KB tail of 'x's. */
 static int stamp(const void *in, size_t len, void *ctx) {
     const int big = ctx != NULL && *(const int *)ctx;
     const char *s = in;
+    usleep(2000);
     if (len > 5 && atoi(s + 5) % 100 == 13) raise(SIGSEGV);
     size_t tail = big ? 300000 : 0, avail = 0;
     char *out = pool_out_reserve(len + 16 + tail, &avail);
