@@ -95,7 +95,7 @@ static void measure(pool_t *pool, const char *prefix, int remote) {
             nh++;
         }
         for (int i = 0; i < nh; i++)
-            if (i != root_hog) async_cancel(hogs[i]);
+            if (i != root_hog) pool_async_cancel(hogs[i]);
         for (int i = 0; i < CALLS; i++) {
             long y = 0, v = i;
             double t0 = now_s();
@@ -105,8 +105,8 @@ static void measure(pool_t *pool, const char *prefix, int remote) {
         snprintf(key, sizeof key, "%s.remote_rt_p50_s", prefix);
         result(key, median(lat, CALLS));
         for (int i = 0; i < nh; i++) {
-            async_cancel(hogs[i]);
-            async_free(hogs[i]);
+            pool_async_cancel(hogs[i]);
+            pool_async_free(hogs[i]);
             pool_event_free(on_root[i]);
         }
     }

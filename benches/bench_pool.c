@@ -1,6 +1,6 @@
 /* libpool side of the benchmark (issue 5, workloads W1..W7). Usage:
  *   bench_pool w1 N REPS          map of squares over N longs
- *   bench_pool w2 CALLS RUNS      apply_async + async_get round trips, one at a time
+ *   bench_pool w2 CALLS RUNS      apply_async + pool_async_get round trips, one at a time
  *   bench_pool w3 N REPS          N apply_async submitted, then collected
  *   bench_pool w4 ITERS REPS      64 tasks of busy(ITERS) (~10 ms each): map and apply_async
  *   bench_pool w5 REPS            256 tasks of 1 MiB in / 1 MiB out: copies, and pool_shm_alloc
@@ -342,8 +342,8 @@ static void w2(int calls, int runs) {
             double t0 = now_s();
             pool_async_t *a = pool_apply_async(pool, square, &x, sizeof x, &y, sizeof y, NULL);
             if (!a) check(pool_last_status(), "pool_apply_async");
-            check(async_get(a, -1), "async_get");
-            async_free(a);
+            check(pool_async_get(a, -1), "pool_async_get");
+            pool_async_free(a);
             lat[i] = now_s() - t0;
             if (y != x * x) die("W2: wrong result");
         }
@@ -376,8 +376,8 @@ static void w3(size_t n, int reps) {
             if (!h[i]) check(pool_last_status(), "pool_apply_async");
         }
         for (size_t i = 0; i < n; i++) {
-            check(async_get(h[i], -1), "async_get");
-            async_free(h[i]);
+            check(pool_async_get(h[i], -1), "pool_async_get");
+            pool_async_free(h[i]);
         }
         double dt = now_s() - t0;
         if (r >= 0) t[r] = dt;
@@ -419,8 +419,8 @@ static void w4(unsigned long iters, int reps) {
             if (!h[i]) check(pool_last_status(), "pool_apply_async");
         }
         for (int i = 0; i < W4_TASKS; i++) {
-            check(async_get(h[i], -1), "async_get");
-            async_free(h[i]);
+            check(pool_async_get(h[i], -1), "pool_async_get");
+            pool_async_free(h[i]);
         }
         ta[r] = now_s() - t0;
         if (memcmp(out, want, sizeof out)) die("W4: wrong apply_async result");
@@ -463,8 +463,8 @@ static double w5_pass(pool_t *pool, const unsigned char *in, unsigned char *out,
             h[next] = pool_apply_async(pool, xor_task, in + next * MIB, MIB, out + next * MIB, MIB, ctx);
             if (!h[next]) check(pool_last_status(), "pool_apply_async");
         }
-        check(async_get(h[done], -1), "async_get");
-        async_free(h[done++]);
+        check(pool_async_get(h[done], -1), "pool_async_get");
+        pool_async_free(h[done++]);
     }
     return now_s() - t0;
 }

@@ -384,7 +384,7 @@ p50, py50, p99, mx = get("w2.pool.p50_s"), get("w2.py.p50_s"), get("w2.pool.p99_
 if None not in (p50, py50, p99):
     notes.append(f"**W2 ({status_of('W2')}).** p50 {f_time(p50)} against Python's {f_time(py50)}; p99 "
                  f"{f_time(p99)}: the worker polls ~50 µs after a task (yielding the CPU after 5 µs) and the "
-                 f"caller spins ~30 µs in `async_get` "
+                 f"caller spins ~30 µs in `pool_async_get` "
                  f"before sleeping on a futex, so a call that follows another rarely pays a cross-CPU wake-up "
                  f"(~40 µs here; \"bounded\" is read as at most two of them, 100 µs). From run to run the p99 "
                  f"is either ~2 µs or ~60 µs: in the latter about 1% of calls find the worker asleep. The worst "
@@ -614,11 +614,11 @@ the OCR text matches the rendered words).
   also use the CPU time of the host thread (`getrusage`) and of the workers (`/proc/<pid>/stat`)
   over extra maps, a "host copy floor" (the host's copies alone, on one thread), the same squares
   done as n/8 items of 8 longs, and the copying map with a single worker.
-- **W2** one `pool_apply_async` + `async_get` + `async_free` at a time (Python:
+- **W2** one `pool_apply_async` + `pool_async_get` + `pool_async_free` at a time (Python:
   `apply_async(...).get()`), 10,000 calls per run, 5 runs; p50/p99 per run, median over runs.
   W2 worst single libpool call: {f_time(mx) if mx else '?'}. The OpenMP column is two threads
   handing a value over through a spinning flag: the floor of a cross-core round trip.
-- **W3** 100,000 `pool_apply_async` submitted, then each `async_get` + `async_free`; 5 reps for
+- **W3** 100,000 `pool_apply_async` submitted, then each `pool_async_get` + `pool_async_free`; 5 reps for
   libpool (after one warm-up), 3 for Python. OpenMP: 100,000 `omp task`s from one thread.
 - **W4** 64 tasks of a calibrated LCG loop of ~{k('w4.serial.task_ms', lambda v: f'{v:.3g}')} ms
   each on one core (Python: a pure-Python loop calibrated to 10 ms, its speedup is over serial

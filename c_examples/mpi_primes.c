@@ -71,8 +71,8 @@ int main(int argc, char **argv) {
         r[i] = pool_apply_async(pool, square, &in[i], sizeof in[i], &out[i], sizeof out[i], NULL);
     }
     for (int i = 0; i < 100; i++) {
-        async_get(r[i], -1);
-        async_free(r[i]);
+        pool_async_get(r[i], -1);
+        pool_async_free(r[i]);
     }
     print_longs(out, 100);
 

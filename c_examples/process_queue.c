@@ -41,8 +41,8 @@ int main(void) {
     int ids[] = {100, 0, 1};
     pool_process_t *p[3];
     for (int i = 0; i < 3; i++) {
-        p[i] = process_create(run, &ids[i]);
-        check(process_start(p[i]), "process_start");
+        p[i] = pool_process_create(run, &ids[i]);
+        check(pool_process_start(p[i]), "pool_process_start");
     }
     check(pool_event_set(start), "pool_event_set"); /* all three go */
     long sum = 0;
@@ -53,8 +53,8 @@ int main(void) {
         sum += r[1];
     }
     for (int i = 0; i < 3; i++) {
-        check(process_join(p[i], -1), "process_join");
-        process_free(p[i]);
+        check(pool_process_join(p[i], -1), "pool_process_join");
+        pool_process_free(p[i]);
     }
     printf("sum of squares from the processes: %ld\n", sum);
     pool_queue_free(results);

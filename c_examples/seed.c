@@ -27,10 +27,10 @@ static void check(int status, const char *what) {
 }
 
 static void start_and_join(int id) {
-    pool_process_t *p = process_create(run, &id);
-    check(process_start(p), "process_start");
-    check(process_join(p, -1), "process_join");
-    process_free(p);
+    pool_process_t *p = pool_process_create(run, &id);
+    check(pool_process_start(p), "pool_process_start");
+    check(pool_process_join(p, -1), "pool_process_join");
+    pool_process_free(p);
 }
 
 static void print_longs(const long *v, int n) {
@@ -56,8 +56,8 @@ int main(void) {
     pool_async_t *a = pool_map_async(pool, square, xs, sizeof xs[0], zs, sizeof zs[0], 4, NULL);
     if (!a) { fprintf(stderr, "pool_map_async: %s\n", pool_last_error()); return 1; }
     print_longs(ys, 4);
-    check(async_get(a, -1), "async_get");
-    async_free(a);
+    check(pool_async_get(a, -1), "pool_async_get");
+    pool_async_free(a);
     print_longs(zs, 4);
 
     long in[100], out[100];
@@ -68,8 +68,8 @@ int main(void) {
         if (!r[i]) { fprintf(stderr, "pool_apply_async: %s\n", pool_last_error()); return 1; }
     }
     for (int i = 0; i < 100; i++) {
-        check(async_get(r[i], -1), "async_get");
-        async_free(r[i]);
+        check(pool_async_get(r[i], -1), "pool_async_get");
+        pool_async_free(r[i]);
     }
     print_longs(out, 100);
     printf("%d\n", 99 * 99);

@@ -30,7 +30,7 @@
  * Cancellation: no libpool function is a cancellation point. A thread cancelled (pthread_cancel)
  * while blocked in one finishes the call, and the cancel takes effect at its next cancellation
  * point after the call returns. To cancel a waiting thread promptly, wait in a loop with a
- * timeout (async_get, pool_iter_next, process_join) and call pthread_testcancel between waits.
+ * timeout (pool_async_get, pool_iter_next, pool_process_join) and call pthread_testcancel between waits.
  * Callbacks run by the calling thread (a pool_imap_source or pool_stream_source source) run
  * with cancellation disabled.
  */
@@ -48,12 +48,6 @@ typedef struct pool_queue_s pool_queue_t;
 typedef struct pool_lock_s pool_lock_t;
 typedef struct pool_event_s pool_event_t;
 
-
-#define QUEUE 1364542805
-
-#define LOCK 1280262987
-
-#define EVENT 1163284052
 
 /**
  * Library version, kept equal to Cargo.toml by a test.
@@ -111,7 +105,7 @@ typedef enum {
    */
   POOL_EPANIC = 8,
   /**
-   * The work was cancelled with `async_cancel`.
+   * The work was cancelled with `pool_async_cancel`.
    */
   POOL_ECANCELLED = 9,
   /**
@@ -141,13 +135,13 @@ typedef int (*pool_block_fn)(const void *input, void *out, size_t count, size_t 
 
 /**
  * A completion callback: `a` is the result that became ready, `status` its status (as
- * `async_get` would return it; on failure `pool_last_error()` holds the message), `arg` the
+ * `pool_async_get` would return it; on failure `pool_last_error()` holds the message), `arg` the
  * `callback_arg` given with it. Called once per result, from the pool's callback thread (one
  * per pool, started on first use), one callback at a time for a pool, in the order results
- * are found ready. During the call `a` is valid: `async_result`, `async_info` work, and the
- * callback may `async_free` it. A result freed before its callback started gets none; an
- * `async_free` from another thread while the callback runs waits for it to return, so what
- * the callback reads may be freed once `async_free` returns. Keep callbacks short: the next
+ * are found ready. During the call `a` is valid: `pool_async_result`, `pool_async_info` work, and the
+ * callback may `pool_async_free` it. A result freed before its callback started gets none; an
+ * `pool_async_free` from another thread while the callback runs waits for it to return, so what
+ * the callback reads may be freed once `pool_async_free` returns. Keep callbacks short: the next
  * waits. A callback may submit work, even to its own pool, and may destroy any pool (the
  * callbacks still pending then get `POOL_ECLOSED`; `pool_destroy` called from a callback
  * does not wait for the destroyed pool's callback thread).
@@ -170,7 +164,7 @@ typedef struct {
   /**
    * If not NULL, an array of `n` ints that receives every item's status (`POOL_OK`,
    * `POOL_ETASK`, `POOL_ECRASHED`, ...), so one bad item never hides the others. Written by
-   * the time the map returns or its result is ready; never after `async_free`.
+   * the time the map returns or its result is ready; never after `pool_async_free`.
    */
   int *statuses;
   /**
@@ -299,29 +293,29 @@ typedef struct {
 typedef int (*pool_task_fn)(const void *input, size_t in_len, void *ctx);
 
 /**
- * A function run in a child process by `process_start`; its return value (0-255) is the
+ * A function run in a child process by `pool_process_start`; its return value (0-255) is the
  * child's exit status.
  */
-typedef int (*process_fn)(void *arg);
+typedef int (*pool_process_fn)(void *arg);
 
 /**
- * Options for `process_create_ex`. Call `process_options_init` first.
+ * Options for `pool_process_create_ex`. Call `pool_process_options_init` first.
  */
 typedef struct {
   /**
-   * sizeof(pool_process_options_t) as the caller was compiled; set by `process_options_init`.
+   * sizeof(pool_process_options_t) as the caller was compiled; set by `pool_process_options_init`.
    */
   size_t struct_size;
   /**
    * A daemon child is killed (SIGKILL) when the host process ends, however it ends (even by
    * SIGKILL), as Python's `daemon=True` processes are; a plain child outlives its parent.
-   * (Linux ties this to the thread that called `process_start`: start daemons from a thread
+   * (Linux ties this to the thread that called `pool_process_start`: start daemons from a thread
    * that lives as long as the process, such as the main thread.)
    */
   bool daemon;
   /**
    * The child's name in `ps` and `/proc/<pid>/comm` (the first 15 bytes), or NULL to keep
-   * the host's. Copied by `process_create_ex`.
+   * the host's. Copied by `pool_process_create_ex`.
    */
   const char *name;
 } pool_process_options_t;
@@ -495,7 +489,7 @@ int pool_map_blocks(pool_t *pool,
  * `pool_map_blocks` returning at once with a handle (as `pool_map_async_ex`: buffers and
  * `statuses` stay valid until the result is ready or the handle freed; a `callback` in `opts`
  * is called when it is ready).
- * Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+ * Ownership: the caller frees the handle with `pool_async_free`. Thread safety: any thread.
  */
 pool_async_t *pool_map_blocks_async(pool_t *pool,
                                     pool_block_fn f,
@@ -811,12 +805,12 @@ int pool_map_ex(pool_t *pool,
                 const pool_map_options_t *opts);
 
 /**
- * Like `pool_map` but returns at once with a handle to wait on (`async_get`). `in` and `out`
+ * Like `pool_map` but returns at once with a handle to wait on (`pool_async_get`). `in` and `out`
  * must stay valid until the result is ready or the handle freed; `out` is never written after
- * `async_free` returns. `n == 0` gives a handle that is already ready.
+ * `pool_async_free` returns. `n == 0` gives a handle that is already ready.
  *
  * Returns NULL on failure (bad argument, closed pool) with `pool_last_error()` set.
- * Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+ * Ownership: the caller frees the handle with `pool_async_free`. Thread safety: any thread.
  */
 pool_async_t *pool_map_async(pool_t *pool,
                              pool_fn f,
@@ -830,7 +824,7 @@ pool_async_t *pool_map_async(pool_t *pool,
 /**
  * `pool_map_async` with per-call options (`opts` may be NULL; a `statuses` array must stay
  * valid like `out`).
- * Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+ * Ownership: the caller frees the handle with `pool_async_free`. Thread safety: any thread.
  */
 pool_async_t *pool_map_async_ex(pool_t *pool,
                                 pool_fn f,
@@ -875,7 +869,7 @@ int pool_apply_ex(pool_t *pool,
  * returns; `out` must stay valid until the result is ready or the handle freed.
  *
  * Returns NULL on failure with `pool_last_error()` set.
- * Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+ * Ownership: the caller frees the handle with `pool_async_free`. Thread safety: any thread.
  */
 pool_async_t *pool_apply_async(pool_t *pool,
                                pool_fn f,
@@ -902,11 +896,11 @@ pool_async_t *pool_apply_async_ex(pool_t *pool,
  * Submits a variable-size task: `in_len` bytes of input (any length the pool's shared memory
  * holds, 1 GiB and more), a result whose length the task decides as it runs, written with
  * `pool_out_write`, up to `max_out` bytes. Only the pages actually written cost memory.
- * Get the result with `async_result` (zero copy: it stays valid until `async_free`).
+ * Get the result with `pool_async_result` (zero copy: it stays valid until `pool_async_free`).
  *
  * Returns NULL on failure with `pool_last_error()` set.
  * Ownership: the input is copied before this returns; the caller frees the handle with
- * `async_free`. Thread safety: any thread.
+ * `pool_async_free`. Thread safety: any thread.
  */
 pool_async_t *pool_submit(pool_t *pool,
                           pool_task_fn f,
@@ -931,7 +925,7 @@ pool_async_t *pool_submit_ex(pool_t *pool,
  * Called from inside a task, before it returns nonzero: attaches `message` (a NUL-terminated
  * string; at most 255 bytes are kept) to the task's failure. The caller then finds it in
  * `pool_last_error()` (after the item index and the task's code, for maps and iterators) and
- * in `async_info`'s `message`. A task that succeeds drops it; the first 16 failing items of a
+ * in `pool_async_info`'s `message`. A task that succeeds drops it; the first 16 failing items of a
  * map chunk carry one each. Returns `POOL_EINVAL` outside a task or for NULL.
  * Thread safety: call only from the task's own worker process.
  */
@@ -1026,7 +1020,7 @@ int pool_shm_free(pool_t *pool, void *ptr);
  * this pool became ready since it was last read, and when the pool ends (terminated,
  * destroyed, or its zygote killed from outside: a watcher thread started by the first call
  * notices). Read 8 bytes from it to reset it (it is an eventfd), then look at your handles
- * with `async_ready`. Returns -1 with `pool_last_error()` set on failure. Until the first call,
+ * with `pool_async_ready`. Returns -1 with `pool_last_error()` set on failure. Until the first call,
  * the workers do not signal it (no cost).
  * Ownership: the pool owns the descriptor; do not close it. It stays valid while the pool or
  * any of its async handles lives. Thread safety: any thread.
@@ -1036,57 +1030,59 @@ int pool_event_fd(pool_t *pool);
 /**
  * Creates a process object that will run `fn(arg)`; nothing is started yet. Returns NULL (with
  * `pool_last_error()`) if `fn` is NULL.
- * Ownership: the caller frees it with `process_free`. Thread safety: any thread.
+ * Ownership: the caller frees it with `pool_process_free`. Thread safety: any thread.
  */
-pool_process_t *process_create(process_fn f, void *arg);
+pool_process_t *pool_process_create(pool_process_fn f, void *arg);
 
 /**
  * Fills `opts` with the defaults (not a daemon, the host's name) and stamps its size. NULL is
  * a no-op. Thread safety: any thread on distinct structs.
  */
-void process_options_init(pool_process_options_t *opts);
+void pool_process_options_init(pool_process_options_t *opts);
 
 /**
- * `process_create` with options (`opts` NULL: the defaults). Returns NULL (with
+ * `pool_process_create` with options (`opts` NULL: the defaults). Returns NULL (with
  * `pool_last_error()`) if `fn` is NULL or `opts` was not initialised with
- * `process_options_init`. Ownership: free it with `process_free`; `opts` stays the caller's.
+ * `pool_process_options_init`. Ownership: free it with `pool_process_free`; `opts` stays the caller's.
  * Thread safety: any thread.
  */
-pool_process_t *process_create_ex(process_fn f, void *arg, const pool_process_options_t *opts);
+pool_process_t *pool_process_create_ex(pool_process_fn f,
+                                       void *arg,
+                                       const pool_process_options_t *opts);
 
 /**
  * Forks: the child runs `fn(arg)`, flushes stdio and exits with the return value. Starting
  * twice is `POOL_EINVAL`. stdio is flushed before the fork so no output is duplicated.
  * Thread safety: any thread (safe in a host running many threads).
  */
-int process_start(pool_process_t *p);
+int pool_process_start(pool_process_t *p);
 
 /**
  * Waits up to `timeout` seconds (negative: forever) for the child to exit and reaps it.
- * `POOL_ETIMEDOUT` while it still runs; `POOL_EINVAL` before `process_start`.
+ * `POOL_ETIMEDOUT` while it still runs; `POOL_EINVAL` before `pool_process_start`.
  * Thread safety: any thread. Not a cancellation point: a cancel takes effect after it
  * returns; to cancel a waiting thread promptly, wait in a loop with a timeout and call
  * `pthread_testcancel` between waits.
  */
-int process_join(pool_process_t *p, double timeout);
+int pool_process_join(pool_process_t *p, double timeout);
 
 /**
  * True while the child runs; false before start, once it has exited (no join needed), for
  * NULL, and (with `pool_last_error()` set) if `p` is not a live handle. Thread safety: any thread.
  */
-bool process_is_alive(pool_process_t *p);
+bool pool_process_is_alive(pool_process_t *p);
 
 /**
  * Sends SIGTERM to the child (a no-op once it has exited). `POOL_EINVAL` before start.
  * Thread safety: any thread.
  */
-int process_terminate(pool_process_t *p);
+int pool_process_terminate(pool_process_t *p);
 
 /**
  * Sends SIGKILL to the child (a no-op once it has exited). `POOL_EINVAL` before start.
  * Thread safety: any thread.
  */
-int process_kill(pool_process_t *p);
+int pool_process_kill(pool_process_t *p);
 
 /**
  * Once the child has finished: `POOL_OK` and `*code` = its exit status, or `-N` if it was
@@ -1094,24 +1090,24 @@ int process_kill(pool_process_t *p);
  * (not started, NULL `code`); `*code` is written only on success.
  * Thread safety: any thread.
  */
-int process_exitcode(const pool_process_t *p, int *code);
+int pool_process_exitcode(const pool_process_t *p, int *code);
 
 /**
- * The child's pid, or -1 before `process_start`, for NULL, and (with `pool_last_error()` set)
+ * The child's pid, or -1 before `pool_process_start`, for NULL, and (with `pool_last_error()` set)
  * if `p` is not a live handle. Thread safety: any thread.
  */
-int process_pid(const pool_process_t *p);
+int pool_process_pid(const pool_process_t *p);
 
 /**
  * Frees the process object. A child still running is killed and reaped (no zombie is left),
- * once calls on the object still running in other threads (a `process_join`) have returned.
+ * once calls on the object still running in other threads (a `pool_process_join`) have returned.
  * NULL is a no-op.
- * Ownership: `p` is invalid afterwards: any later call with it (a second `process_free`
+ * Ownership: `p` is invalid afterwards: any later call with it (a second `pool_process_free`
  * included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
  * only the child's copy of the object is released (the parent's child process is untouched).
  * Thread safety: any thread.
  */
-void process_free(pool_process_t *p);
+void pool_process_free(pool_process_t *p);
 
 /**
  * Waits up to `timeout` seconds (negative: forever) and returns the result's status: the same
@@ -1121,85 +1117,85 @@ void process_free(pool_process_t *p);
  * point: a cancel takes effect after it returns; to cancel a waiting thread promptly, wait in
  * a loop with a timeout and call `pthread_testcancel` between waits.
  */
-int async_get(pool_async_t *a, double timeout);
+int pool_async_get(pool_async_t *a, double timeout);
 
 /**
  * Waits up to `timeout` seconds (negative: forever): `POOL_OK` once the result is ready,
  * whatever its status; `POOL_ETIMEDOUT` otherwise.
- * Thread safety: any thread. Not a cancellation point (as `async_get`).
+ * Thread safety: any thread. Not a cancellation point (as `pool_async_get`).
  */
-int async_wait(pool_async_t *a, double timeout);
+int pool_async_wait(pool_async_t *a, double timeout);
 
 /**
  * True once the result is ready (false for NULL; false with `pool_last_error()` set if `a` is
  * not a live handle). Never blocks.
  * Thread safety: any thread.
  */
-bool async_ready(const pool_async_t *a);
+bool pool_async_ready(const pool_async_t *a);
 
 /**
  * Waits up to `timeout` seconds (negative: forever; 0: not at all) until one of the `n`
  * results in `handles` is ready, and sets `*index` to the first ready one (lowest index).
- * `POOL_OK` then (collect it with `async_get`); `POOL_ETIMEDOUT` if none was ready in time;
+ * `POOL_OK` then (collect it with `pool_async_get`); `POOL_ETIMEDOUT` if none was ready in time;
  * `POOL_EINVAL` if `handles` or `index` is NULL, `n` is 0, or an entry is not a live result
  * (the message names its index). Results of several pools may be mixed. Waits by polling: the
  * first microseconds spinning, then sleeping 50 µs to 1 ms between looks, so a result is
  * seen within a millisecond. Thread safety: any thread; the handles may be waited on by other
  * threads too. Not a cancellation point.
  */
-int async_wait_any(pool_async_t *const *handles, size_t n, double timeout, size_t *index);
+int pool_async_wait_any(pool_async_t *const *handles, size_t n, double timeout, size_t *index);
 
 /**
  * True if the result is ready and succeeded (false if not ready or NULL; false with
  * `pool_last_error()` set if `a` is not a live handle). Never blocks.
  * Thread safety: any thread.
  */
-bool async_successful(const pool_async_t *a);
+bool pool_async_successful(const pool_async_t *a);
 
 /**
  * The result of a `pool_submit` task once it succeeded: `*data` points to `*len` bytes that
- * stay valid, unchanged, until `async_free`. Does not wait: returns `POOL_ETIMEDOUT` if not
+ * stay valid, unchanged, until `pool_async_free`. Does not wait: returns `POOL_ETIMEDOUT` if not
  * ready, the task's failure status if it failed, `POOL_EINVAL` for other kinds of results.
  * `data` and `len` are written only on success.
  * Ownership: the bytes belong to the handle. Thread safety: any thread.
  */
-int async_result(pool_async_t *a, const void **data, size_t *len);
+int pool_async_result(pool_async_t *a, const void **data, size_t *len);
 
 /**
  * Cancels the work behind `a`: what has not started is dropped, what runs is killed (its
  * worker is replaced), and it ends with `POOL_ECANCELLED`; for a map, every item not yet done.
  * Returns `POOL_OK` once the result is ready (work that had already finished keeps its own
- * status, which `async_get` reports).
+ * status, which `pool_async_get` reports).
  * Thread safety: any thread. Not a cancellation point.
  */
-int async_cancel(pool_async_t *a);
+int pool_async_cancel(pool_async_t *a);
 
 /**
  * Fills `*info` (`info_size` = sizeof(pool_task_info_t)) once the result is ready.
  * `POOL_ETIMEDOUT` if not ready (nothing written), `POOL_EINVAL` for NULL or a short struct.
  * Thread safety: any thread.
  */
-int async_info(pool_async_t *a, pool_task_info_t *info, size_t info_size);
+int pool_async_info(pool_async_t *a, pool_task_info_t *info, size_t info_size);
 
 /**
  * A map's progress: `*done` items have ended out of `*total` (a single task counts as one
  * item; a map of 0 items reports 0 of 0). Never blocks; out-params written only on success.
  * Thread safety: any thread.
  */
-int async_progress(const pool_async_t *a, size_t *done, size_t *total);
+int pool_async_progress(const pool_async_t *a, size_t *done, size_t *total);
 
 /**
  * Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
  * `out` is never written after this returns). If its results are written in place into
  * `pool_shm_alloc` memory, the work is cancelled and this waits until nothing writes there any
  * more (so that memory can be reused at once). A call on the handle still running in another
- * thread (an `async_get`) is not cut short: it finishes, may still collect the result into
+ * thread (an `pool_async_get`) is not cut short: it finishes, may still collect the result into
  * `out`, and the handle goes when it returns. NULL is a no-op.
- * Ownership: `a` is invalid afterwards: any later call with it (a second `async_free`
+ * Ownership: `a` is invalid afterwards: any later call with it (a second `pool_async_free`
  * included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
  * only the child's copy of the handle is released. Thread safety: any thread.
  */
-void async_free(pool_async_t *a);
+void pool_async_free(pool_async_t *a);
 
 /**
  * Fills `opts` with the defaults (ordered, automatic window, the pool's timeout, `ctx` passed
@@ -1309,8 +1305,6 @@ void pool_stream_free(pool_stream_t *s);
 pool_t *pool_create_distributed(const pool_transport_t *transport,
                                 int workers_per_rank,
                                 const pool_options_t *opts);
-
-extern int pthread_setcancelstate(int state, int *oldstate);
 
 #ifdef __cplusplus
 }  // extern "C"

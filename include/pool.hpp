@@ -274,24 +274,24 @@ public:
     /// Waits up to `timeout` seconds (negative: no limit); true once the result is ready
     /// (whether it succeeded or not).
     bool wait(double timeout = -1) const {
-        int s = async_wait(handle(), timeout);
+        int s = pool_async_wait(handle(), timeout);
         if (s == POOL_ETIMEDOUT) return false;
-        detail::check(s, "async_wait");
+        detail::check(s, "pool_async_wait");
         return true;
     }
     /// True once the result is ready. Never blocks.
-    bool ready() const noexcept { return st_ && async_ready(st_->handle); }
+    bool ready() const noexcept { return st_ && pool_async_ready(st_->handle); }
     /// True once the result is ready and succeeded. Never blocks.
-    bool successful() const noexcept { return st_ && async_successful(st_->handle); }
+    bool successful() const noexcept { return st_ && pool_async_successful(st_->handle); }
 
     /// Cancels the work (queued work is dropped, running work killed); returns once the result
     /// is ready. get() then throws pool::Error with POOL_ECANCELLED unless it had finished.
-    void cancel() { detail::check(async_cancel(handle()), "async_cancel"); }
+    void cancel() { detail::check(pool_async_cancel(handle()), "pool_async_cancel"); }
 
     /// Items ended so far and in all (a map's progress; a single call counts as one item).
     std::pair<std::size_t, std::size_t> progress() const {
         std::size_t done = 0, total = 0;
-        detail::check(async_progress(handle(), &done, &total), "async_progress");
+        detail::check(pool_async_progress(handle(), &done, &total), "pool_async_progress");
         return {done, total};
     }
 
@@ -299,7 +299,7 @@ public:
     /// the failing item); throws pool::TimeoutError if not ready.
     pool_task_info_t info() const {
         pool_task_info_t i{};
-        detail::check(async_info(handle(), &i, sizeof i), "async_info");
+        detail::check(pool_async_info(handle(), &i, sizeof i), "pool_async_info");
         return i;
     }
 
@@ -323,7 +323,7 @@ private:
         State() = default;
         State(const State&) = delete;
         State& operator=(const State&) = delete;
-        ~State() { async_free(handle); }  // first: the library never writes `value` after this
+        ~State() { pool_async_free(handle); }  // first: the library never writes `value` after this
     };
 
     explicit Async(std::unique_ptr<State> st) : st_(std::move(st)) {}
@@ -334,7 +334,7 @@ private:
     }
 
     void finish(double timeout) {
-        detail::check(async_get(handle(), timeout), "async_get");
+        detail::check(pool_async_get(handle(), timeout), "pool_async_get");
         if (st_->convert) std::call_once(st_->converted, st_->convert, *st_);
     }
 
@@ -798,7 +798,7 @@ public:
             st->convert = [](A::State& s) {
                 const void* data = nullptr;
                 std::size_t len = 0;
-                detail::check(async_result(s.handle, &data, &len), "async_result");
+                detail::check(pool_async_result(s.handle, &data, &len), "pool_async_result");
                 s.value.assign(static_cast<const char*>(data), len);
             };
             st->handle = pool_submit(get(), &detail::bytes_task<detail::fn_ptr_t<F>>, input.data(), input.size(),
@@ -946,9 +946,9 @@ std::optional<std::size_t> wait_any(const std::vector<Async<T>>& results, double
     std::vector<pool_async_t*> hs;
     for (const auto& r : results) hs.push_back(r.native_handle());
     std::size_t i = 0;
-    int s = async_wait_any(hs.data(), hs.size(), timeout, &i);
+    int s = pool_async_wait_any(hs.data(), hs.size(), timeout, &i);
     if (s == POOL_ETIMEDOUT) return std::nullopt;
-    detail::check(s, "async_wait_any");
+    detail::check(s, "pool_async_wait_any");
     return i;
 }
 
@@ -983,7 +983,7 @@ public:
             std::vector<pool_async_t*> hs;
             for (auto& e : left) hs.push_back(e.first);
             std::size_t i = 0;
-            detail::check(async_wait_any(hs.data(), hs.size(), -1, &i), "async_wait_any");
+            detail::check(pool_async_wait_any(hs.data(), hs.size(), -1, &i), "pool_async_wait_any");
             cur_ = left[i].second;
             left.erase(left.begin() + static_cast<std::ptrdiff_t>(i));
         }
@@ -1192,14 +1192,14 @@ public:
                       return static_cast<int>(std::apply(f, tup));
                   }
               })) {
-        p_ = process_create(&Process::run, target_.get());
-        if (p_ == nullptr) detail::raise_null(POOL_EINVAL, "process_create");
+        p_ = pool_process_create(&Process::run, target_.get());
+        if (p_ == nullptr) detail::raise_null(POOL_EINVAL, "pool_process_create");
     }
     Process(Process&& other) noexcept
         : target_(std::move(other.target_)), p_(std::exchange(other.p_, nullptr)) {}
     Process& operator=(Process&& other) noexcept {
         if (this != &other) {
-            process_free(p_);
+            pool_process_free(p_);
             p_ = std::exchange(other.p_, nullptr);
             target_ = std::move(other.target_);
         }
@@ -1207,33 +1207,33 @@ public:
     }
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
-    ~Process() { process_free(p_); }
+    ~Process() { pool_process_free(p_); }
 
     /// Forks the child (once).
-    void start() { detail::check(process_start(get()), "process_start"); }
+    void start() { detail::check(pool_process_start(get()), "pool_process_start"); }
     /// Waits up to `timeout` seconds (negative: no limit); true once the child has exited.
     bool join(double timeout = -1) {
-        int s = process_join(get(), timeout);
+        int s = pool_process_join(get(), timeout);
         if (s == POOL_ETIMEDOUT) return false;
-        detail::check(s, "process_join");
+        detail::check(s, "pool_process_join");
         return true;
     }
     /// True while the child runs.
-    bool is_alive() const noexcept { return process_is_alive(p_); }
+    bool is_alive() const noexcept { return pool_process_is_alive(p_); }
     /// Sends SIGTERM (no-op once it has exited).
-    void terminate() { detail::check(process_terminate(get()), "process_terminate"); }
+    void terminate() { detail::check(pool_process_terminate(get()), "pool_process_terminate"); }
     /// Sends SIGKILL (no-op once it has exited).
-    void kill() { detail::check(process_kill(get()), "process_kill"); }
+    void kill() { detail::check(pool_process_kill(get()), "pool_process_kill"); }
     /// The exit status, or -N if killed by signal N; empty while running or before start().
     std::optional<int> exitcode() const {
         int code = 0;
-        int s = process_exitcode(get(), &code);
+        int s = pool_process_exitcode(get(), &code);
         if (s == POOL_OK) return code;
         if (s == POOL_ETIMEDOUT || s == POOL_EINVAL) return std::nullopt;
-        detail::raise(s, "process_exitcode");
+        detail::raise(s, "pool_process_exitcode");
     }
     /// The child's pid, or -1 before start().
-    int pid() const noexcept { return process_pid(p_); }
+    int pid() const noexcept { return pool_process_pid(p_); }
 
     /// The C handle, owned by this object.
     pool_process_t* native_handle() const noexcept { return p_; }

@@ -689,7 +689,7 @@ fn valgrind_command(exe: &Path, logdir: &Path) -> Command {
         "--leak-check=full",
         "--show-leak-kinds=definite",
         // Leaks fail the run by the log (in the host only), not by exit status: a forked child
-        // exiting with 99 would fail the check of its exit status (threads.c, process_start).
+        // exiting with 99 would fail the check of its exit status (threads.c, pool_process_start).
         "--errors-for-leak-kinds=none",
         "--trace-children=no",
         "--num-callers=40",
@@ -975,10 +975,10 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "worker-ub") == 0) {
         st = pool_apply(pool, ub_task, &big, sizeof big, NULL, 0, NULL);
     } else if (strcmp(mode, "child-leak") == 0) {
-        pool_process_t *c = process_create(leaky_child, NULL);
-        st = process_start(c);
-        if (st == POOL_OK) st = process_join(c, -1);
-        process_free(c);
+        pool_process_t *c = pool_process_create(leaky_child, NULL);
+        st = pool_process_start(c);
+        if (st == POOL_OK) st = pool_process_join(c, -1);
+        pool_process_free(c);
     } else if (strcmp(mode, "host-leak") == 0) {
         char *volatile p = malloc(4242);
         p[0] = 1;

@@ -251,7 +251,7 @@ fn fail_rest(a: &MapArgs, job: &MapJob, first: &mut FirstFailure, from: usize, e
 }
 
 /// Copies a chunk's inputs into shared memory and queues it, unless the handle was freed (the
-/// copy runs under the handle's lock, so `async_free` never races with a read of the input).
+/// copy runs under the handle's lock, so `pool_async_free` never races with a read of the input).
 fn submit_chunk(
     sh: &Shared,
     a: &MapArgs,

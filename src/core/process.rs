@@ -62,7 +62,7 @@ impl Process {
     fn started(&self, what: &str) -> Result<MutexGuard<'_, State>> {
         let st = self.lock();
         match st.pid {
-            None => Err(Error::inval(format!("{what} before process_start"))),
+            None => Err(Error::inval(format!("{what} before pool_process_start"))),
             Some(pid) if proc::getpid() != st.parent => Err(Error::inval(format!(
                 "process {pid} is the child of process {}, not of this one (a forked copy cannot use it)",
                 st.parent
@@ -133,7 +133,7 @@ impl Process {
     /// other threads may signal or look at the process meanwhile.
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
         let h = {
-            let st = self.started("process_join called")?;
+            let st = self.started("pool_process_join called")?;
             st.handle.clone().filter(|_| st.running())
         };
         if let Some(h) = h {
@@ -158,7 +158,7 @@ impl Process {
 
     /// The exit code once finished: the status, or -N if killed by signal N.
     pub fn exitcode(&self) -> Result<i32> {
-        let mut st = self.started("process_exitcode called")?;
+        let mut st = self.started("pool_process_exitcode called")?;
         Self::poll_exit(&mut st, 0);
         match (st.pid, st.exit, st.lost) {
             (_, Some(e), _) => Ok(e.python_code()),

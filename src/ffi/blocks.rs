@@ -62,7 +62,7 @@ pub extern "C" fn pool_map_blocks(
 /// `pool_map_blocks` returning at once with a handle (as `pool_map_async_ex`: buffers and
 /// `statuses` stay valid until the result is ready or the handle freed; a `callback` in `opts`
 /// is called when it is ready).
-/// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+/// Ownership: the caller frees the handle with `pool_async_free`. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_map_blocks_async(
     pool: *mut pool_t,

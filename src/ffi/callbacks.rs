@@ -18,7 +18,7 @@ thread_local! {
     static IN_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Per result: whether its callback runs now, and whether it was freed. `async_free` waits for a
+/// Per result: whether its callback runs now, and whether it was freed. `pool_async_free` waits for a
 /// running callback (unless called from a callback thread), so that once it returns the
 /// callback neither runs nor will run: what it reads can be freed.
 #[derive(Default)]
@@ -137,7 +137,7 @@ fn run(rx: Receiver<Pending>) {
         pending.retain(|p| {
             let Some(obj) = p.obj.upgrade() else { return false }; // freed: no callback
             let Some(outcome) = obj.0.poll() else { return true };
-            // Not freed (the gate decides, against async_free): `obj` keeps it valid meanwhile.
+            // Not freed (the gate decides, against pool_async_free): `obj` keeps it valid meanwhile.
             if obj.1.enter() {
                 let status = outcome.err.as_ref().map_or(0, |e| {
                     set_last_error(e);

@@ -27,7 +27,7 @@ pub enum pool_status {
     POOL_ECLOSED = 7,
     /// An internal error was caught at the library boundary (a bug in libpool).
     POOL_EPANIC = 8,
-    /// The work was cancelled with `async_cancel`.
+    /// The work was cancelled with `pool_async_cancel`.
     POOL_ECANCELLED = 9,
     /// An iterator has returned every result (`pool_iter_next`).
     POOL_EDONE = 10,

@@ -52,7 +52,7 @@ pub struct pool_map_options_t {
     pub chunksize: usize,
     /// If not NULL, an array of `n` ints that receives every item's status (`POOL_OK`,
     /// `POOL_ETASK`, `POOL_ECRASHED`, ...), so one bad item never hides the others. Written by
-    /// the time the map returns or its result is ready; never after `async_free`.
+    /// the time the map returns or its result is ready; never after `pool_async_free`.
     pub statuses: *mut std::os::raw::c_int,
     /// Seconds each item may run, overriding the pool's `task_timeout`; <= 0 keeps the pool's.
     pub task_timeout: f64,
@@ -90,13 +90,13 @@ pub struct pool_call_options_t {
 }
 
 /// A completion callback: `a` is the result that became ready, `status` its status (as
-/// `async_get` would return it; on failure `pool_last_error()` holds the message), `arg` the
+/// `pool_async_get` would return it; on failure `pool_last_error()` holds the message), `arg` the
 /// `callback_arg` given with it. Called once per result, from the pool's callback thread (one
 /// per pool, started on first use), one callback at a time for a pool, in the order results
-/// are found ready. During the call `a` is valid: `async_result`, `async_info` work, and the
-/// callback may `async_free` it. A result freed before its callback started gets none; an
-/// `async_free` from another thread while the callback runs waits for it to return, so what
-/// the callback reads may be freed once `async_free` returns. Keep callbacks short: the next
+/// are found ready. During the call `a` is valid: `pool_async_result`, `pool_async_info` work, and the
+/// callback may `pool_async_free` it. A result freed before its callback started gets none; an
+/// `pool_async_free` from another thread while the callback runs waits for it to return, so what
+/// the callback reads may be freed once `pool_async_free` returns. Keep callbacks short: the next
 /// waits. A callback may submit work, even to its own pool, and may destroy any pool (the
 /// callbacks still pending then get `POOL_ECLOSED`; `pool_destroy` called from a callback
 /// does not wait for the destroyed pool's callback thread).

@@ -199,12 +199,12 @@ pub(super) fn map_and_wait(
     })
 }
 
-/// Like `pool_map` but returns at once with a handle to wait on (`async_get`). `in` and `out`
+/// Like `pool_map` but returns at once with a handle to wait on (`pool_async_get`). `in` and `out`
 /// must stay valid until the result is ready or the handle freed; `out` is never written after
-/// `async_free` returns. `n == 0` gives a handle that is already ready.
+/// `pool_async_free` returns. `n == 0` gives a handle that is already ready.
 ///
 /// Returns NULL on failure (bad argument, closed pool) with `pool_last_error()` set.
-/// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+/// Ownership: the caller frees the handle with `pool_async_free`. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_map_async(
     pool: *mut pool_t,
@@ -221,7 +221,7 @@ pub extern "C" fn pool_map_async(
 
 /// `pool_map_async` with per-call options (`opts` may be NULL; a `statuses` array must stay
 /// valid like `out`).
-/// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+/// Ownership: the caller frees the handle with `pool_async_free`. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_map_async_ex(
     pool: *mut pool_t,
@@ -261,7 +261,7 @@ fn on_ready(pool: *mut pool_t, h: *mut pool_async_t, cb: Option<Callback>) -> *m
     value(std::ptr::null_mut(), || match get(pool).and_then(|p| p.1.add(h, cb)) {
         Ok(()) => Ok(h),
         Err(e) => {
-            super::result::async_free(h);
+            super::result::pool_async_free(h);
             Err(e)
         }
     })
@@ -316,7 +316,7 @@ pub extern "C" fn pool_apply_ex(
 /// returns; `out` must stay valid until the result is ready or the handle freed.
 ///
 /// Returns NULL on failure with `pool_last_error()` set.
-/// Ownership: the caller frees the handle with `async_free`. Thread safety: any thread.
+/// Ownership: the caller frees the handle with `pool_async_free`. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_apply_async(
     pool: *mut pool_t,
@@ -361,11 +361,11 @@ pub extern "C" fn pool_apply_async_ex(
 /// Submits a variable-size task: `in_len` bytes of input (any length the pool's shared memory
 /// holds, 1 GiB and more), a result whose length the task decides as it runs, written with
 /// `pool_out_write`, up to `max_out` bytes. Only the pages actually written cost memory.
-/// Get the result with `async_result` (zero copy: it stays valid until `async_free`).
+/// Get the result with `pool_async_result` (zero copy: it stays valid until `pool_async_free`).
 ///
 /// Returns NULL on failure with `pool_last_error()` set.
 /// Ownership: the input is copied before this returns; the caller frees the handle with
-/// `async_free`. Thread safety: any thread.
+/// `pool_async_free`. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_submit(
     pool: *mut pool_t,
@@ -406,7 +406,7 @@ pub extern "C" fn pool_submit_ex(
 /// Called from inside a task, before it returns nonzero: attaches `message` (a NUL-terminated
 /// string; at most 255 bytes are kept) to the task's failure. The caller then finds it in
 /// `pool_last_error()` (after the item index and the task's code, for maps and iterators) and
-/// in `async_info`'s `message`. A task that succeeds drops it; the first 16 failing items of a
+/// in `pool_async_info`'s `message`. A task that succeeds drops it; the first 16 failing items of a
 /// map chunk carry one each. Returns `POOL_EINVAL` outside a task or for NULL.
 /// Thread safety: call only from the task's own worker process.
 #[no_mangle]
@@ -536,7 +536,7 @@ pub extern "C" fn pool_shm_free(pool: *mut pool_t, ptr: *mut c_void) -> c_int {
 /// this pool became ready since it was last read, and when the pool ends (terminated,
 /// destroyed, or its zygote killed from outside: a watcher thread started by the first call
 /// notices). Read 8 bytes from it to reset it (it is an eventfd), then look at your handles
-/// with `async_ready`. Returns -1 with `pool_last_error()` set on failure. Until the first call,
+/// with `pool_async_ready`. Returns -1 with `pool_last_error()` set on failure. Until the first call,
 /// the workers do not signal it (no cost).
 /// Ownership: the pool owns the descriptor; do not close it. It stays valid while the pool or
 /// any of its async handles lives. Thread safety: any thread.

@@ -37,7 +37,7 @@ pub(crate) fn timeout(secs: f64) -> Result<Option<Duration>, Error> {
 /// point: a cancel takes effect after it returns; to cancel a waiting thread promptly, wait in
 /// a loop with a timeout and call `pthread_testcancel` between waits.
 #[no_mangle]
-pub extern "C" fn async_get(a: *mut pool_async_t, timeout: f64) -> c_int {
+pub extern "C" fn pool_async_get(a: *mut pool_async_t, timeout: f64) -> c_int {
     status(|| {
         let a = get(a)?;
         match a.0.wait(self::timeout(timeout)?) {
@@ -49,9 +49,9 @@ pub extern "C" fn async_get(a: *mut pool_async_t, timeout: f64) -> c_int {
 
 /// Waits up to `timeout` seconds (negative: forever): `POOL_OK` once the result is ready,
 /// whatever its status; `POOL_ETIMEDOUT` otherwise.
-/// Thread safety: any thread. Not a cancellation point (as `async_get`).
+/// Thread safety: any thread. Not a cancellation point (as `pool_async_get`).
 #[no_mangle]
-pub extern "C" fn async_wait(a: *mut pool_async_t, timeout: f64) -> c_int {
+pub extern "C" fn pool_async_wait(a: *mut pool_async_t, timeout: f64) -> c_int {
     status(|| {
         let a = get(a)?;
         match a.0.wait(self::timeout(timeout)?) {
@@ -65,20 +65,20 @@ pub extern "C" fn async_wait(a: *mut pool_async_t, timeout: f64) -> c_int {
 /// not a live handle). Never blocks.
 /// Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn async_ready(a: *const pool_async_t) -> bool {
+pub extern "C" fn pool_async_ready(a: *const pool_async_t) -> bool {
     value(false, || Ok(get_opt(a)?.is_some_and(|a| a.0.poll().is_some())))
 }
 
 /// Waits up to `timeout` seconds (negative: forever; 0: not at all) until one of the `n`
 /// results in `handles` is ready, and sets `*index` to the first ready one (lowest index).
-/// `POOL_OK` then (collect it with `async_get`); `POOL_ETIMEDOUT` if none was ready in time;
+/// `POOL_OK` then (collect it with `pool_async_get`); `POOL_ETIMEDOUT` if none was ready in time;
 /// `POOL_EINVAL` if `handles` or `index` is NULL, `n` is 0, or an entry is not a live result
 /// (the message names its index). Results of several pools may be mixed. Waits by polling: the
 /// first microseconds spinning, then sleeping 50 µs to 1 ms between looks, so a result is
 /// seen within a millisecond. Thread safety: any thread; the handles may be waited on by other
 /// threads too. Not a cancellation point.
 #[no_mangle]
-pub extern "C" fn async_wait_any(
+pub extern "C" fn pool_async_wait_any(
     handles: *const *mut pool_async_t,
     n: usize,
     timeout: f64,
@@ -130,17 +130,17 @@ pub extern "C" fn async_wait_any(
 /// `pool_last_error()` set if `a` is not a live handle). Never blocks.
 /// Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn async_successful(a: *const pool_async_t) -> bool {
+pub extern "C" fn pool_async_successful(a: *const pool_async_t) -> bool {
     value(false, || Ok(get_opt(a)?.is_some_and(|a| a.0.poll().is_some_and(|o| o.err.is_none()))))
 }
 
 /// The result of a `pool_submit` task once it succeeded: `*data` points to `*len` bytes that
-/// stay valid, unchanged, until `async_free`. Does not wait: returns `POOL_ETIMEDOUT` if not
+/// stay valid, unchanged, until `pool_async_free`. Does not wait: returns `POOL_ETIMEDOUT` if not
 /// ready, the task's failure status if it failed, `POOL_EINVAL` for other kinds of results.
 /// `data` and `len` are written only on success.
 /// Ownership: the bytes belong to the handle. Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn async_result(a: *mut pool_async_t, data: *mut *const c_void, len: *mut usize) -> c_int {
+pub extern "C" fn pool_async_result(a: *mut pool_async_t, data: *mut *const c_void, len: *mut usize) -> c_int {
     status(|| {
         let a = get(a)?;
         require!(!data.is_null() && !len.is_null(), "data or len is NULL");
@@ -157,10 +157,10 @@ pub extern "C" fn async_result(a: *mut pool_async_t, data: *mut *const c_void, l
 /// Cancels the work behind `a`: what has not started is dropped, what runs is killed (its
 /// worker is replaced), and it ends with `POOL_ECANCELLED`; for a map, every item not yet done.
 /// Returns `POOL_OK` once the result is ready (work that had already finished keeps its own
-/// status, which `async_get` reports).
+/// status, which `pool_async_get` reports).
 /// Thread safety: any thread. Not a cancellation point.
 #[no_mangle]
-pub extern "C" fn async_cancel(a: *mut pool_async_t) -> c_int {
+pub extern "C" fn pool_async_cancel(a: *mut pool_async_t) -> c_int {
     status(|| {
         get(a)?.0.cancel();
         Ok(())
@@ -195,7 +195,7 @@ pub struct pool_task_info_t {
 /// `POOL_ETIMEDOUT` if not ready (nothing written), `POOL_EINVAL` for NULL or a short struct.
 /// Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, info_size: usize) -> c_int {
+pub extern "C" fn pool_async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, info_size: usize) -> c_int {
     status(|| {
         let a = get(a)?;
         require!(!info.is_null(), "info is NULL");
@@ -235,7 +235,7 @@ pub extern "C" fn async_info(a: *mut pool_async_t, info: *mut pool_task_info_t, 
 /// item; a map of 0 items reports 0 of 0). Never blocks; out-params written only on success.
 /// Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn async_progress(a: *const pool_async_t, done: *mut usize, total: *mut usize) -> c_int {
+pub extern "C" fn pool_async_progress(a: *const pool_async_t, done: *mut usize, total: *mut usize) -> c_int {
     status(|| {
         let a = get(a)?;
         require!(!done.is_null() && !total.is_null(), "done or total is NULL");
@@ -253,12 +253,12 @@ pub extern "C" fn async_progress(a: *const pool_async_t, done: *mut usize, total
 /// `out` is never written after this returns). If its results are written in place into
 /// `pool_shm_alloc` memory, the work is cancelled and this waits until nothing writes there any
 /// more (so that memory can be reused at once). A call on the handle still running in another
-/// thread (an `async_get`) is not cut short: it finishes, may still collect the result into
+/// thread (an `pool_async_get`) is not cut short: it finishes, may still collect the result into
 /// `out`, and the handle goes when it returns. NULL is a no-op.
-/// Ownership: `a` is invalid afterwards: any later call with it (a second `async_free`
+/// Ownership: `a` is invalid afterwards: any later call with it (a second `pool_async_free`
 /// included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
 /// only the child's copy of the handle is released. Thread safety: any thread.
 #[no_mangle]
-pub extern "C" fn async_free(a: *mut pool_async_t) {
+pub extern "C" fn pool_async_free(a: *mut pool_async_t) {
     release(a, |obj| obj.1.freed()) // a callback running on it finishes first
 }

@@ -1,5 +1,5 @@
 /* The extended API: pool_last_status, pool_map_ex / pool_map_async_ex (chunksize, per-item
- * statuses, per-call timeout), async_info, async_cancel, max_rss, options ABI. */
+ * statuses, per-call timeout), pool_async_info, pool_async_cancel, max_rss, options ABI. */
 #include "check.h"
 
 #include <pthread.h>
@@ -173,14 +173,14 @@ static void test_map_ex(pool_t *pool) {
         if (i != 5 && out[i] != (long)i * i) { CHECK_EQ(out[i], (long)i * i); break; }
     }
 
-    SECTION("pool_map_async_ex with statuses and async_info");
+    SECTION("pool_map_async_ex with statuses and pool_async_info");
     reset_runs();
     pool_map_options_init(&mo);
     mo.statuses = st;
     for (size_t i = 0; i < 200; i++) out[i] = -1, st[i] = -1;
     pool_async_t *a = pool_map_async_ex(pool, faulty, in, sizeof(long), out, sizeof(long), 200, NULL, &mo);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(a, 20), POOL_ECRASHED);
     CHECK_EQ(st[17], POOL_ECRASHED);
     CHECK_EQ(st[60], POOL_ETASK);
     CHECK_EQ(st[90], POOL_ECRASHED);
@@ -188,22 +188,22 @@ static void test_map_ex(pool_t *pool) {
     CHECK_EQ(st[199], POOL_OK);
     pool_task_info_t info;
     memset(&info, 0x55, sizeof info);
-    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_ECRASHED);
     CHECK_EQ(info.item, 17);
     CHECK_EQ(info.signal, SIGSEGV);
     CHECK_EQ(info.exit_code, -1);
     CHECK(info.pid > 0 && info.pid != getpid());
-    async_free(a);
+    pool_async_free(a);
 
-    SECTION("async_info of a successful map");
+    SECTION("pool_async_info of a successful map");
     a = pool_map_async_ex(pool, square, in, sizeof(long), out, sizeof(long), 100, NULL, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 20), POOL_OK);
-    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_ST(pool_async_get(a, 20), POOL_OK);
+    CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_OK);
     CHECK_EQ(info.item, -1);
-    async_free(a);
+    pool_async_free(a);
 
     free(in);
     free(out);
@@ -213,87 +213,87 @@ static void test_map_ex(pool_t *pool) {
 static void test_info(pool_t *pool) {
     pool_task_info_t info;
 
-    SECTION("async_info: success");
+    SECTION("pool_async_info: success");
     int pid = -1;
     pool_async_t *a = pool_apply_async(pool, getpid_task, NULL, 0, &pid, sizeof pid, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 20), POOL_OK);
+    CHECK_ST(pool_async_get(a, 20), POOL_OK);
     memset(&info, 0x55, sizeof info);
-    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_OK);
     CHECK_EQ(info.pid, pid);
     CHECK_EQ(info.exit_code, -1);
     CHECK_EQ(info.signal, 0);
     CHECK(!info.core_dumped);
     CHECK_EQ(info.item, -1);
-    CHECK_ST(async_info(a, &info, offsetof(pool_task_info_t, message) - 1), POOL_EINVAL); /* short struct */
-    CHECK_ST(async_info(a, NULL, sizeof info), POOL_EINVAL);
-    async_free(a);
+    CHECK_ST(pool_async_info(a, &info, offsetof(pool_task_info_t, message) - 1), POOL_EINVAL); /* short struct */
+    CHECK_ST(pool_async_info(a, NULL, sizeof info), POOL_EINVAL);
+    pool_async_free(a);
 
-    SECTION("async_info: task returned 7");
+    SECTION("pool_async_info: task returned 7");
     a = pool_apply_async(pool, returns_7, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 20), POOL_ETASK);
-    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_ST(pool_async_get(a, 20), POOL_ETASK);
+    CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_ETASK);
     CHECK_EQ(info.task_code, 7);
     CHECK(info.pid > 0);
     CHECK_EQ(info.signal, 0);
     CHECK_EQ(info.exit_code, -1);
-    async_free(a);
+    pool_async_free(a);
 
-    SECTION("async_info: worker killed by SIGSEGV");
+    SECTION("pool_async_info: worker killed by SIGSEGV");
     a = pool_apply_async(pool, segfaults, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 20), POOL_ECRASHED);
-    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_ST(pool_async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_ECRASHED);
     CHECK_EQ(info.signal, SIGSEGV);
     CHECK_EQ(info.exit_code, -1);
     CHECK(info.pid > 0);
-    async_free(a);
+    pool_async_free(a);
 
-    SECTION("async_info: worker called _exit(3)");
+    SECTION("pool_async_info: worker called _exit(3)");
     a = pool_apply_async(pool, exits_3, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 20), POOL_ECRASHED);
-    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_ST(pool_async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_ECRASHED);
     CHECK_EQ(info.exit_code, 3);
     CHECK_EQ(info.signal, 0);
-    async_free(a);
+    pool_async_free(a);
 
-    SECTION("async_info before the result is ready: ETIMEDOUT, nothing written");
+    SECTION("pool_async_info before the result is ready: ETIMEDOUT, nothing written");
     double secs = 0.3;
     a = pool_apply_async(pool, sleeps, &secs, sizeof secs, NULL, 0, NULL);
     REQUIRE(a != NULL);
     memset(&info, 0x55, sizeof info);
     pool_task_info_t copy = info;
-    CHECK_ST(async_info(a, &info, sizeof info), POOL_ETIMEDOUT);
+    CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_ETIMEDOUT);
     CHECK(memcmp(&copy, &info, sizeof info) == 0);
-    CHECK_ST(async_get(a, 20), POOL_OK);
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 20), POOL_OK);
+    pool_async_free(a);
 }
 
 static void test_cancel(pool_t *pool) {
-    SECTION("async_cancel of a running apply");
+    SECTION("pool_async_cancel of a running apply");
     double secs = 30;
     long out = -1;
     pool_async_t *a = pool_apply_async(pool, sleeps, &secs, sizeof secs, &out, sizeof out, NULL);
     REQUIRE(a != NULL);
     sleep_s(0.1);
     double t0 = now_s();
-    CHECK_ST(async_cancel(a), POOL_OK);
+    CHECK_ST(pool_async_cancel(a), POOL_OK);
     CHECK(now_s() - t0 < 5);
-    CHECK(async_ready(a));
-    CHECK(!async_successful(a));
-    CHECK_ST(async_get(a, 0), POOL_ECANCELLED);
-    CHECK_ST(async_get(a, 0), POOL_ECANCELLED);
+    CHECK(pool_async_ready(a));
+    CHECK(!pool_async_successful(a));
+    CHECK_ST(pool_async_get(a, 0), POOL_ECANCELLED);
+    CHECK_ST(pool_async_get(a, 0), POOL_ECANCELLED);
     CHECK_EQ(out, -1);
-    CHECK_ST(async_cancel(a), POOL_OK); /* again: harmless */
-    async_free(a);
+    CHECK_ST(pool_async_cancel(a), POOL_OK); /* again: harmless */
+    pool_async_free(a);
 
-    SECTION("async_cancel of a queued apply (never starts)");
+    SECTION("pool_async_cancel of a queued apply (never starts)");
     pool_async_t *busy[2];
     for (int i = 0; i < 2; i++) {
         busy[i] = pool_apply_async(pool, sleeps, &secs, sizeof secs, NULL, 0, NULL);
@@ -303,26 +303,26 @@ static void test_cancel(pool_t *pool) {
     double zero = 0;
     pool_async_t *queued = pool_apply_async(pool, sleeps, &zero, sizeof zero, &q_out, sizeof q_out, NULL);
     REQUIRE(queued != NULL);
-    CHECK_ST(async_cancel(queued), POOL_OK);
-    CHECK_ST(async_get(queued, 0), POOL_ECANCELLED);
+    CHECK_ST(pool_async_cancel(queued), POOL_OK);
+    CHECK_ST(pool_async_get(queued, 0), POOL_ECANCELLED);
     for (int i = 0; i < 2; i++) {
-        CHECK_ST(async_cancel(busy[i]), POOL_OK);
-        CHECK_ST(async_get(busy[i], 5), POOL_ECANCELLED);
-        async_free(busy[i]);
+        CHECK_ST(pool_async_cancel(busy[i]), POOL_OK);
+        CHECK_ST(pool_async_get(busy[i], 5), POOL_ECANCELLED);
+        pool_async_free(busy[i]);
     }
     sleep_s(0.2);
     CHECK_EQ(q_out, -1);
-    async_free(queued);
+    pool_async_free(queued);
 
-    SECTION("async_cancel of a finished apply keeps its status");
+    SECTION("pool_async_cancel of a finished apply keeps its status");
     long x = 6, y = 0;
     a = pool_apply_async(pool, square, &x, sizeof x, &y, sizeof y, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_wait(a, 20), POOL_OK);
-    CHECK_ST(async_cancel(a), POOL_OK);
-    CHECK_ST(async_get(a, 0), POOL_OK);
+    CHECK_ST(pool_async_wait(a, 20), POOL_OK);
+    CHECK_ST(pool_async_cancel(a), POOL_OK);
+    CHECK_ST(pool_async_get(a, 0), POOL_OK);
     CHECK_EQ(y, 36);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("the pool works after cancellations");
     long in[1000], o[1000];
@@ -330,7 +330,7 @@ static void test_cancel(pool_t *pool) {
     CHECK_ST(pool_map(pool, square, in, sizeof in[0], o, sizeof o[0], 1000, NULL), POOL_OK);
     check_squares(o, 1000, "map after cancel");
 
-    SECTION("async_cancel of a map_async: done items kept, the rest ECANCELLED");
+    SECTION("pool_async_cancel of a map_async: done items kept, the rest ECANCELLED");
     reset_runs();
     size_t n = 2000; /* 2000 x 10 ms on 2 workers: 10 s */
     long *min = malloc(n * sizeof(long)), *mout = malloc(n * sizeof(long));
@@ -344,10 +344,10 @@ static void test_cancel(pool_t *pool) {
     REQUIRE(a != NULL);
     sleep_s(0.3);
     double t0b = now_s();
-    CHECK_ST(async_cancel(a), POOL_OK);
+    CHECK_ST(pool_async_cancel(a), POOL_OK);
     CHECK(now_s() - t0b < 5);
-    CHECK(async_ready(a));
-    CHECK_ST(async_get(a, 0), POOL_ECANCELLED);
+    CHECK(pool_async_ready(a));
+    CHECK_ST(pool_async_get(a, 0), POOL_ECANCELLED);
     size_t ok = 0, cancelled = 0;
     for (size_t i = 0; i < n; i++) {
         if (st[i] == POOL_OK) {
@@ -365,25 +365,25 @@ static void test_cancel(pool_t *pool) {
     CHECK(cancelled > 0);
     long snapshot[100];
     memcpy(snapshot, mout + n - 100, sizeof snapshot);
-    async_free(a);
+    pool_async_free(a);
     sleep_s(0.2);
     CHECK(memcmp(snapshot, mout + n - 100, sizeof snapshot) == 0);
     free(min);
     free(mout);
     free(st);
 
-    SECTION("async_cancel of a pool_submit task");
+    SECTION("pool_async_cancel of a pool_submit task");
     a = pool_submit(pool, slow_echo, "abc", 3, 3, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_cancel(a), POOL_OK);
-    CHECK_ST(async_get(a, 0), POOL_ECANCELLED);
+    CHECK_ST(pool_async_cancel(a), POOL_OK);
+    CHECK_ST(pool_async_get(a, 0), POOL_ECANCELLED);
     const void *d;
     size_t l;
-    CHECK_ST(async_result(a, &d, &l), POOL_ECANCELLED);
-    async_free(a);
+    CHECK_ST(pool_async_result(a, &d, &l), POOL_ECANCELLED);
+    pool_async_free(a);
 
-    SECTION("async_cancel(NULL)");
-    CHECK_ST(async_cancel(NULL), POOL_EINVAL);
+    SECTION("pool_async_cancel(NULL)");
+    CHECK_ST(pool_async_cancel(NULL), POOL_EINVAL);
 
     SECTION("the pool works after all cancellations");
     for (int i = 0; i < 1000; i++) o[i] = -1;

@@ -143,47 +143,47 @@ enum kind {
     X(terminate_null, ST, pool_terminate(NULL), POOL_EINVAL, -1)                                              \
     X(join_null, ST, pool_join(NULL), POOL_EINVAL, -1)                                                        \
     X(join_open_pool, ST, pool_join(g_pool), POOL_EINVAL, -1)                                                 \
-    X(get_null, ST, async_get(NULL, -1), POOL_EINVAL, -1)                                                     \
-    X(get_null_0, ST, async_get(NULL, 0), POOL_EINVAL, -1)                                                    \
-    X(get_nan, ST, async_get(g_apply, NAN), POOL_EINVAL, -1)                                                  \
-    X(wait_null, ST, async_wait(NULL, -1), POOL_EINVAL, -1)                                                   \
-    X(wait_nan, ST, async_wait(g_apply, NAN), POOL_EINVAL, -1)                                                \
-    X(wait_map_nan, ST, async_wait(g_map, NAN), POOL_EINVAL, -1)                                              \
-    X(ready_null, VAL, async_ready(NULL), 0, -1)                                                              \
-    X(successful_null, VAL, async_successful(NULL), 0, -1)                                                    \
-    X(result_null, ST, async_result(NULL, &g_data, &g_len), POOL_EINVAL, -1)                                  \
-    X(result_null_data, ST, async_result(g_var, NULL, &g_len), POOL_EINVAL, -1)                               \
-    X(result_null_len, ST, async_result(g_var, &g_data, NULL), POOL_EINVAL, -1)                               \
-    X(result_apply, ST, async_result(g_apply, &g_data, &g_len), POOL_EINVAL, -1)                              \
-    X(result_map, ST, async_result(g_map, &g_data, &g_len), POOL_EINVAL, -1)                                  \
-    X(cancel_null, ST, async_cancel(NULL), POOL_EINVAL, -1)                                                   \
-    X(info_null, ST, async_info(NULL, &g_info, sizeof g_info), POOL_EINVAL, -1)                               \
-    X(info_null_info, ST, async_info(g_apply, NULL, sizeof g_info), POOL_EINVAL, -1)                          \
-    X(info_short, ST, async_info(g_apply, &g_info, offsetof(pool_task_info_t, message) - 1), POOL_EINVAL, -1)                       \
-    X(info_zero_size, ST, async_info(g_apply, &g_info, 0), POOL_EINVAL, -1)                                   \
-    X(free_null, VOID, (async_free(NULL), 0), 0, -1)                                                          \
+    X(get_null, ST, pool_async_get(NULL, -1), POOL_EINVAL, -1)                                                     \
+    X(get_null_0, ST, pool_async_get(NULL, 0), POOL_EINVAL, -1)                                                    \
+    X(get_nan, ST, pool_async_get(g_apply, NAN), POOL_EINVAL, -1)                                                  \
+    X(wait_null, ST, pool_async_wait(NULL, -1), POOL_EINVAL, -1)                                                   \
+    X(wait_nan, ST, pool_async_wait(g_apply, NAN), POOL_EINVAL, -1)                                                \
+    X(wait_map_nan, ST, pool_async_wait(g_map, NAN), POOL_EINVAL, -1)                                              \
+    X(ready_null, VAL, pool_async_ready(NULL), 0, -1)                                                              \
+    X(successful_null, VAL, pool_async_successful(NULL), 0, -1)                                                    \
+    X(result_null, ST, pool_async_result(NULL, &g_data, &g_len), POOL_EINVAL, -1)                                  \
+    X(result_null_data, ST, pool_async_result(g_var, NULL, &g_len), POOL_EINVAL, -1)                               \
+    X(result_null_len, ST, pool_async_result(g_var, &g_data, NULL), POOL_EINVAL, -1)                               \
+    X(result_apply, ST, pool_async_result(g_apply, &g_data, &g_len), POOL_EINVAL, -1)                              \
+    X(result_map, ST, pool_async_result(g_map, &g_data, &g_len), POOL_EINVAL, -1)                                  \
+    X(cancel_null, ST, pool_async_cancel(NULL), POOL_EINVAL, -1)                                                   \
+    X(info_null, ST, pool_async_info(NULL, &g_info, sizeof g_info), POOL_EINVAL, -1)                               \
+    X(info_null_info, ST, pool_async_info(g_apply, NULL, sizeof g_info), POOL_EINVAL, -1)                          \
+    X(info_short, ST, pool_async_info(g_apply, &g_info, offsetof(pool_task_info_t, message) - 1), POOL_EINVAL, -1)                       \
+    X(info_zero_size, ST, pool_async_info(g_apply, &g_info, 0), POOL_EINVAL, -1)                                   \
+    X(free_null, VOID, (pool_async_free(NULL), 0), 0, -1)                                                          \
     X(destroy_null, VOID, (pool_destroy(NULL), 0), 0, -1)                                                     \
     X(options_init_null, VOID, (pool_options_init(NULL), 0), 0, -1)                                           \
-    X(process_create_null, PTR, process_create(NULL, NULL), 0, -1)                                            \
-    X(process_create_null_arg, PTR, process_create(NULL, &g_code), 0, -1)                                     \
-    X(process_start_null, ST, process_start(NULL), POOL_EINVAL, -1)                                           \
-    X(process_start_twice, ST, process_start(g_done), POOL_EINVAL, -1)                                        \
-    X(process_join_null, ST, process_join(NULL, -1), POOL_EINVAL, -1)                                         \
-    X(process_join_new, ST, process_join(g_new, -1), POOL_EINVAL, -1)                                         \
-    X(process_join_new_0, ST, process_join(g_new, 0), POOL_EINVAL, -1)                                        \
-    X(process_join_nan, ST, process_join(g_done, NAN), POOL_EINVAL, -1)                                       \
-    X(process_alive_null, VAL, process_is_alive(NULL), 0, -1)                                                 \
-    X(process_alive_new, VAL, process_is_alive(g_new), 0, -1)                                                 \
-    X(process_terminate_null, ST, process_terminate(NULL), POOL_EINVAL, -1)                                   \
-    X(process_terminate_new, ST, process_terminate(g_new), POOL_EINVAL, -1)                                   \
-    X(process_kill_null, ST, process_kill(NULL), POOL_EINVAL, -1)                                             \
-    X(process_kill_new, ST, process_kill(g_new), POOL_EINVAL, -1)                                             \
-    X(process_exitcode_null, ST, process_exitcode(NULL, &g_code), POOL_EINVAL, -1)                            \
-    X(process_exitcode_new, ST, process_exitcode(g_new, &g_code), POOL_EINVAL, -1)                            \
-    X(process_exitcode_null_code, ST, process_exitcode(g_done, NULL), POOL_EINVAL, -1)                        \
-    X(process_pid_null, VAL, process_pid(NULL), -1, -1)                                                       \
-    X(process_pid_new, VAL, process_pid(g_new), -1, -1)                                                       \
-    X(process_free_null, VOID, (process_free(NULL), 0), 0, -1)
+    X(process_create_null, PTR, pool_process_create(NULL, NULL), 0, -1)                                            \
+    X(process_create_null_arg, PTR, pool_process_create(NULL, &g_code), 0, -1)                                     \
+    X(process_start_null, ST, pool_process_start(NULL), POOL_EINVAL, -1)                                           \
+    X(process_start_twice, ST, pool_process_start(g_done), POOL_EINVAL, -1)                                        \
+    X(process_join_null, ST, pool_process_join(NULL, -1), POOL_EINVAL, -1)                                         \
+    X(process_join_new, ST, pool_process_join(g_new, -1), POOL_EINVAL, -1)                                         \
+    X(process_join_new_0, ST, pool_process_join(g_new, 0), POOL_EINVAL, -1)                                        \
+    X(process_join_nan, ST, pool_process_join(g_done, NAN), POOL_EINVAL, -1)                                       \
+    X(process_alive_null, VAL, pool_process_is_alive(NULL), 0, -1)                                                 \
+    X(process_alive_new, VAL, pool_process_is_alive(g_new), 0, -1)                                                 \
+    X(process_terminate_null, ST, pool_process_terminate(NULL), POOL_EINVAL, -1)                                   \
+    X(process_terminate_new, ST, pool_process_terminate(g_new), POOL_EINVAL, -1)                                   \
+    X(process_kill_null, ST, pool_process_kill(NULL), POOL_EINVAL, -1)                                             \
+    X(process_kill_new, ST, pool_process_kill(g_new), POOL_EINVAL, -1)                                             \
+    X(process_exitcode_null, ST, pool_process_exitcode(NULL, &g_code), POOL_EINVAL, -1)                            \
+    X(process_exitcode_new, ST, pool_process_exitcode(g_new, &g_code), POOL_EINVAL, -1)                            \
+    X(process_exitcode_null_code, ST, pool_process_exitcode(g_done, NULL), POOL_EINVAL, -1)                        \
+    X(process_pid_null, VAL, pool_process_pid(NULL), -1, -1)                                                       \
+    X(process_pid_new, VAL, pool_process_pid(g_new), -1, -1)                                                       \
+    X(process_free_null, VOID, (pool_process_free(NULL), 0), 0, -1)
 
 #define DEFINE_CASE(name, kind, call, want, want2) \
     static intptr_t case_##name(void) { return (intptr_t)(call); }
@@ -203,7 +203,7 @@ static const struct bad_case table[] = {CASES(ROW)};
 /* Two failures with distinct, known messages: a case's message is fresh (its own) if it
  * differs from the marker set just before it, for one of the two markers. */
 static void marker(int which, char *msg, size_t cap) {
-    int st = which == 0 ? process_start(NULL) : pool_close(NULL);
+    int st = which == 0 ? pool_process_start(NULL) : pool_close(NULL);
     if (st != POOL_EINVAL) {
         fprintf(stderr, "marker %d returned %d\n", which, st);
         CHECK(st == POOL_EINVAL);
@@ -323,19 +323,19 @@ int main(void) {
     long x = 3, y = 0;
     g_apply = pool_apply_async(g_pool, square, &x, sizeof x, &y, sizeof y, NULL);
     REQUIRE(g_apply != NULL);
-    REQUIRE(async_get(g_apply, -1) == POOL_OK);
+    REQUIRE(pool_async_get(g_apply, -1) == POOL_OK);
     g_map = pool_map_async(g_pool, square, g_in, sizeof g_in[0], g_out, sizeof g_out[0], 4, NULL);
     REQUIRE(g_map != NULL);
-    REQUIRE(async_get(g_map, -1) == POOL_OK);
+    REQUIRE(pool_async_get(g_map, -1) == POOL_OK);
     g_var = pool_submit(g_pool, echo_task, "abc", 3, 16, NULL);
     REQUIRE(g_var != NULL);
-    REQUIRE(async_get(g_var, -1) == POOL_OK);
-    g_new = process_create(returns_0, NULL);
+    REQUIRE(pool_async_get(g_var, -1) == POOL_OK);
+    g_new = pool_process_create(returns_0, NULL);
     REQUIRE(g_new != NULL);
-    g_done = process_create(returns_0, NULL);
+    g_done = pool_process_create(returns_0, NULL);
     REQUIRE(g_done != NULL);
-    REQUIRE(process_start(g_done) == POOL_OK);
-    REQUIRE(process_join(g_done, -1) == POOL_OK);
+    REQUIRE(pool_process_start(g_done) == POOL_OK);
+    REQUIRE(pool_process_join(g_done, -1) == POOL_OK);
 
     SECTION("the table");
     size_t n = sizeof table / sizeof table[0];
@@ -350,22 +350,22 @@ int main(void) {
 
     SECTION("outputs are written only on success");
     g_code = 12345;
-    CHECK_ST(process_exitcode(g_new, &g_code), POOL_EINVAL);
+    CHECK_ST(pool_process_exitcode(g_new, &g_code), POOL_EINVAL);
     CHECK_EQ(g_code, 12345);
     g_data = &g_code;
     g_len = 777;
-    CHECK_ST(async_result(g_apply, &g_data, &g_len), POOL_EINVAL);
+    CHECK_ST(pool_async_result(g_apply, &g_data, &g_len), POOL_EINVAL);
     CHECK(g_data == &g_code);
     CHECK_EQ(g_len, 777);
-    CHECK_ST(process_exitcode(g_done, &g_code), POOL_OK);
+    CHECK_ST(pool_process_exitcode(g_done, &g_code), POOL_OK);
     CHECK_EQ(g_code, 0);
     CHECK_EQ(g_out[0], 1);
     CHECK_EQ(g_out[3], 16);
 
     SECTION("failed calls left everything usable");
-    CHECK_ST(async_get(g_apply, 0), POOL_OK);
+    CHECK_ST(pool_async_get(g_apply, 0), POOL_OK);
     CHECK_EQ(y, 9);
-    CHECK_ST(async_result(g_var, &g_data, &g_len), POOL_OK);
+    CHECK_ST(pool_async_result(g_var, &g_data, &g_len), POOL_OK);
     CHECK_EQ(g_len, 3);
     CHECK(g_len == 3 && memcmp(g_data, "abc", 3) == 0);
     long in[1000], out[1000];
@@ -374,16 +374,16 @@ int main(void) {
     for (int i = 0; i < 1000; i++)
         if (out[i] != (long)i * i) { CHECK_EQ(out[i], (long)i * i); break; }
     CHECK_EQ(pool_workers(g_pool), 2);
-    CHECK(!process_is_alive(g_done));
-    CHECK(process_pid(g_done) > 0);
+    CHECK(!pool_process_is_alive(g_done));
+    CHECK(pool_process_pid(g_done) > 0);
 
     SECTION("edge values that are valid: infinite and huge timeouts");
-    CHECK_ST(async_get(g_apply, INFINITY), POOL_OK);
-    CHECK_ST(async_get(g_apply, -INFINITY), POOL_OK);
-    CHECK_ST(async_wait(g_apply, 1e300), POOL_OK);
-    CHECK_ST(async_get(g_map, INFINITY), POOL_OK);
-    CHECK_ST(process_join(g_done, INFINITY), POOL_OK);
-    CHECK_ST(process_join(g_done, 1e300), POOL_OK);
+    CHECK_ST(pool_async_get(g_apply, INFINITY), POOL_OK);
+    CHECK_ST(pool_async_get(g_apply, -INFINITY), POOL_OK);
+    CHECK_ST(pool_async_wait(g_apply, 1e300), POOL_OK);
+    CHECK_ST(pool_async_get(g_map, INFINITY), POOL_OK);
+    CHECK_ST(pool_process_join(g_done, INFINITY), POOL_OK);
+    CHECK_ST(pool_process_join(g_done, 1e300), POOL_OK);
     pool_options_t o;
     pool_options_init(&o);
     o.task_timeout = INFINITY;
@@ -406,15 +406,15 @@ int main(void) {
 
     SECTION("a timeout of NaN on a pending result is rejected at once");
     double t0 = now_s();
-    CHECK_ST(async_get(g_map, NAN), POOL_EINVAL);
+    CHECK_ST(pool_async_get(g_map, NAN), POOL_EINVAL);
     CHECK(now_s() - t0 < 1);
 
     SECTION("teardown");
-    async_free(g_apply);
-    async_free(g_map);
-    async_free(g_var);
-    process_free(g_new);
-    process_free(g_done);
+    pool_async_free(g_apply);
+    pool_async_free(g_map);
+    pool_async_free(g_var);
+    pool_process_free(g_new);
+    pool_process_free(g_done);
     CHECK_ST(pool_close(g_pool), POOL_OK);
     CHECK_ST(pool_join(g_pool), POOL_OK);
     pool_destroy(g_pool);

@@ -129,8 +129,8 @@ static void test_version_and_strings(void) {
 
     SECTION("NULL no-ops");
     pool_destroy(NULL);
-    async_free(NULL);
-    process_free(NULL);
+    pool_async_free(NULL);
+    pool_process_free(NULL);
     CHECK_EQ(pool_workers(NULL), 0);
     /* None of the above is a failure. */
     CHECK(strcmp(pool_last_error(), "") == 0);
@@ -182,11 +182,11 @@ static void test_map(pool_t *pool) {
     pool_async_t *z = pool_map_async(pool, square, NULL, sizeof(long), NULL, sizeof(long), 0, NULL);
     CHECK(z != NULL);
     if (z) {
-        CHECK(async_ready(z));
-        CHECK(async_successful(z));
-        CHECK_ST(async_get(z, 0), POOL_OK);
-        CHECK_ST(async_wait(z, 0), POOL_OK);
-        async_free(z);
+        CHECK(pool_async_ready(z));
+        CHECK(pool_async_successful(z));
+        CHECK_ST(pool_async_get(z, 0), POOL_OK);
+        CHECK_ST(pool_async_wait(z, 0), POOL_OK);
+        pool_async_free(z);
     }
 
     SECTION("map of 1 item");
@@ -242,27 +242,27 @@ static void test_map(pool_t *pool) {
     for (size_t i = 0; i < n; i++) big_out[i] = -1;
     pool_async_t *a = pool_map_async(pool, square, big_in, sizeof(long), big_out, sizeof(long), n, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_wait(a, -1), POOL_OK);
-    CHECK(async_ready(a));
-    CHECK(async_successful(a));
-    CHECK_ST(async_get(a, -1), POOL_OK);
-    CHECK_ST(async_get(a, 0), POOL_OK); /* same status every time */
-    CHECK_ST(async_get(a, 0.5), POOL_OK);
-    async_free(a);
+    CHECK_ST(pool_async_wait(a, -1), POOL_OK);
+    CHECK(pool_async_ready(a));
+    CHECK(pool_async_successful(a));
+    CHECK_ST(pool_async_get(a, -1), POOL_OK);
+    CHECK_ST(pool_async_get(a, 0), POOL_OK); /* same status every time */
+    CHECK_ST(pool_async_get(a, 0.5), POOL_OK);
+    pool_async_free(a);
     check_squares(big_out, n, "map_async of 100000");
 
     SECTION("map_async: not ready at once, then ready");
     for (size_t i = 0; i < 2000; i++) big_out[i] = -1;
     a = pool_map_async(pool, slow_square, big_in, sizeof(long), big_out, sizeof(long), 2000, NULL);
     REQUIRE(a != NULL);
-    CHECK(!async_ready(a)); /* 2000 x 1 ms on a few workers cannot be done yet */
-    CHECK(!async_successful(a));
-    CHECK_ST(async_wait(a, 0.01), POOL_ETIMEDOUT);
-    CHECK_ST(async_get(a, 0), POOL_ETIMEDOUT);
-    CHECK_ST(async_get(a, -1), POOL_OK);
-    CHECK(async_ready(a));
-    CHECK(async_successful(a));
-    async_free(a);
+    CHECK(!pool_async_ready(a)); /* 2000 x 1 ms on a few workers cannot be done yet */
+    CHECK(!pool_async_successful(a));
+    CHECK_ST(pool_async_wait(a, 0.01), POOL_ETIMEDOUT);
+    CHECK_ST(pool_async_get(a, 0), POOL_ETIMEDOUT);
+    CHECK_ST(pool_async_get(a, -1), POOL_OK);
+    CHECK(pool_async_ready(a));
+    CHECK(pool_async_successful(a));
+    pool_async_free(a);
     check_squares(big_out, 2000, "slow map_async");
 
     SECTION("several map_async at once");
@@ -276,8 +276,8 @@ static void test_map(pool_t *pool) {
     }
     for (int k = 0; k < 4; k++) {
         if (!m[k]) continue;
-        CHECK_ST(async_get(m[k], -1), POOL_OK);
-        async_free(m[k]);
+        CHECK_ST(pool_async_get(m[k], -1), POOL_OK);
+        pool_async_free(m[k]);
         check_squares(outs[k], 5000, "concurrent map_async");
         free(outs[k]);
     }
@@ -309,54 +309,54 @@ static void test_apply(pool_t *pool) {
     pool_async_t *a = pool_apply_async(pool, square, &in2, sizeof in2, &out2, sizeof out2, NULL);
     REQUIRE(a != NULL);
     in2 = 1000; /* the input was copied at submission */
-    CHECK_ST(async_get(a, -1), POOL_OK);
+    CHECK_ST(pool_async_get(a, -1), POOL_OK);
     CHECK_EQ(out2, 121);
-    CHECK(async_ready(a));
-    CHECK(async_successful(a));
-    CHECK_ST(async_get(a, -1), POOL_OK);
-    CHECK_ST(async_wait(a, 0), POOL_OK);
-    async_free(a);
+    CHECK(pool_async_ready(a));
+    CHECK(pool_async_successful(a));
+    CHECK_ST(pool_async_get(a, -1), POOL_OK);
+    CHECK_ST(pool_async_wait(a, 0), POOL_OK);
+    pool_async_free(a);
 
     SECTION("apply_async with NULL in/out and sizes 0");
     a = pool_apply_async(pool, expects_nulls, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 5), POOL_OK);
-    CHECK(async_successful(a));
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 5), POOL_OK);
+    CHECK(pool_async_successful(a));
+    pool_async_free(a);
 
-    SECTION("async_get repeated on a failed result");
+    SECTION("pool_async_get repeated on a failed result");
     a = pool_apply_async(pool, returns_5, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_wait(a, -1), POOL_OK); /* ready, whatever the status */
-    CHECK(async_ready(a));
-    CHECK(!async_successful(a));
+    CHECK_ST(pool_async_wait(a, -1), POOL_OK); /* ready, whatever the status */
+    CHECK(pool_async_ready(a));
+    CHECK(!pool_async_successful(a));
     for (int i = 0; i < 3; i++) {
-        CHECK_ST(async_get(a, -1), POOL_ETASK);
+        CHECK_ST(pool_async_get(a, -1), POOL_ETASK);
         CHECK_ERR_HAS("5");
-        CHECK_ST(async_get(a, 0), POOL_ETASK);
+        CHECK_ST(pool_async_get(a, 0), POOL_ETASK);
     }
-    async_free(a);
+    pool_async_free(a);
 
-    SECTION("async_wait / async_ready / async_successful on a slow task");
+    SECTION("pool_async_wait / pool_async_ready / pool_async_successful on a slow task");
     double secs = 0.4;
     long sout = 0;
     double t0 = now_s();
     a = pool_apply_async(pool, slow, &secs, sizeof secs, &sout, sizeof sout, NULL);
     REQUIRE(a != NULL);
-    CHECK(!async_ready(a));
-    CHECK(!async_successful(a));
-    CHECK_ST(async_wait(a, 0), POOL_ETIMEDOUT);
-    CHECK_ST(async_wait(a, 0.05), POOL_ETIMEDOUT);
-    CHECK_ST(async_get(a, 0.05), POOL_ETIMEDOUT);
+    CHECK(!pool_async_ready(a));
+    CHECK(!pool_async_successful(a));
+    CHECK_ST(pool_async_wait(a, 0), POOL_ETIMEDOUT);
+    CHECK_ST(pool_async_wait(a, 0.05), POOL_ETIMEDOUT);
+    CHECK_ST(pool_async_get(a, 0.05), POOL_ETIMEDOUT);
     CHECK(now_s() - t0 >= 0.09); /* the timeouts waited */
     CHECK_EQ(sout, 0);
-    CHECK_ST(async_wait(a, 10), POOL_OK);
+    CHECK_ST(pool_async_wait(a, 10), POOL_OK);
     CHECK(now_s() - t0 >= 0.35);
-    CHECK(async_ready(a));
-    CHECK(async_successful(a));
-    CHECK_ST(async_get(a, 0), POOL_OK);
+    CHECK(pool_async_ready(a));
+    CHECK(pool_async_successful(a));
+    CHECK_ST(pool_async_get(a, 0), POOL_OK);
     CHECK_EQ(sout, 1234);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("100 apply_async, then get in reverse order");
     long ins[100], outs[100];
@@ -369,8 +369,8 @@ static void test_apply(pool_t *pool) {
     }
     for (int i = 99; i >= 0; i--) {
         if (!h[i]) continue;
-        CHECK_ST(async_get(h[i], -1), POOL_OK);
-        async_free(h[i]);
+        CHECK_ST(pool_async_get(h[i], -1), POOL_OK);
+        pool_async_free(h[i]);
     }
     check_squares(outs, 100, "100 apply_async");
 }
@@ -418,15 +418,15 @@ static void test_lifecycle(void) {
     CHECK_ST(pool_join(pool), POOL_OK);
     for (int i = 0; i < 3; i++) {
         if (!pend[i]) continue;
-        CHECK(async_ready(pend[i]));
-        CHECK_ST(async_get(pend[i], 5), POOL_OK);
+        CHECK(pool_async_ready(pend[i]));
+        CHECK_ST(pool_async_get(pend[i], 5), POOL_OK);
         CHECK_EQ(sout[i], 1234);
-        async_free(pend[i]);
+        pool_async_free(pend[i]);
     }
     if (m) {
-        CHECK(async_ready(m));
-        CHECK_ST(async_get(m, 5), POOL_OK);
-        async_free(m);
+        CHECK(pool_async_ready(m));
+        CHECK_ST(pool_async_get(m, 5), POOL_OK);
+        pool_async_free(m);
         check_squares(out, 400, "map_async submitted before close");
     }
     CHECK_ST(pool_join(pool), POOL_OK); /* joining again is harmless */
@@ -440,8 +440,8 @@ static void test_lifecycle(void) {
     m = pool_map_async(pool, square, in, sizeof(long), out, sizeof(long), n, NULL);
     REQUIRE(m != NULL);
     CHECK_ST(pool_close(pool), POOL_OK);
-    CHECK_ST(async_get(m, 20), POOL_OK);
-    async_free(m);
+    CHECK_ST(pool_async_get(m, 20), POOL_OK);
+    pool_async_free(m);
     check_squares(out, n, "large map_async submitted before close");
     CHECK_ST(pool_join(pool), POOL_OK);
     pool_destroy(pool);
@@ -463,10 +463,10 @@ static void test_lifecycle(void) {
     long seven = 7;
     pool_async_t *done = pool_apply_async(pool, square, &seven, sizeof seven, &done_out, sizeof done_out, NULL);
     REQUIRE(done != NULL);
-    CHECK_ST(async_wait(done, -1), POOL_OK);
+    CHECK_ST(pool_async_wait(done, -1), POOL_OK);
     pool_async_t *mdone = pool_map_async(pool, square, in, sizeof(long), out, sizeof(long), 100, NULL);
     REQUIRE(mdone != NULL);
-    CHECK_ST(async_wait(mdone, -1), POOL_OK);
+    CHECK_ST(pool_async_wait(mdone, -1), POOL_OK);
     double long_secs = 30;
     pool_async_t *pending = pool_apply_async(pool, slow, &long_secs, sizeof long_secs, &pend_out, sizeof pend_out, NULL);
     REQUIRE(pending != NULL);
@@ -477,26 +477,26 @@ static void test_lifecycle(void) {
     double t0 = now_s();
     pool_destroy(pool);
     CHECK(now_s() - t0 < 5); /* terminated, not waited for */
-    CHECK_ST(async_get(mpending, 10), POOL_ECLOSED); /* queued behind the 30 s task */
-    CHECK(async_ready(mpending));
+    CHECK_ST(pool_async_get(mpending, 10), POOL_ECLOSED); /* queued behind the 30 s task */
+    CHECK(pool_async_ready(mpending));
     for (int i = 0; i < 50; i++) CHECK_EQ(slow_out[i], -1);
-    async_free(mpending);
-    CHECK(async_ready(done));
-    CHECK(async_successful(done));
-    CHECK_ST(async_get(done, -1), POOL_OK);
+    pool_async_free(mpending);
+    CHECK(pool_async_ready(done));
+    CHECK(pool_async_successful(done));
+    CHECK_ST(pool_async_get(done, -1), POOL_OK);
     CHECK_EQ(done_out, 49);
-    CHECK_ST(async_get(mdone, -1), POOL_OK);
-    CHECK(async_successful(mdone));
+    CHECK_ST(pool_async_get(mdone, -1), POOL_OK);
+    CHECK(pool_async_successful(mdone));
     check_squares(out, 100, "map_async done before destroy");
-    CHECK_ST(async_get(pending, 10), POOL_ECLOSED);
+    CHECK_ST(pool_async_get(pending, 10), POOL_ECLOSED);
     CHECK_ERR_SET();
-    CHECK(async_ready(pending));
-    CHECK(!async_successful(pending));
-    CHECK_ST(async_wait(pending, 0), POOL_OK);
+    CHECK(pool_async_ready(pending));
+    CHECK(!pool_async_successful(pending));
+    CHECK_ST(pool_async_wait(pending, 0), POOL_OK);
     CHECK_EQ(pend_out, -1);
-    async_free(done);
-    async_free(mdone);
-    async_free(pending);
+    pool_async_free(done);
+    pool_async_free(mdone);
+    pool_async_free(pending);
 
     SECTION("pool_destroy of a closed pool waits for its work");
     pool = pool_create(1, NULL);
@@ -507,9 +507,9 @@ static void test_lifecycle(void) {
     REQUIRE(pending != NULL);
     CHECK_ST(pool_close(pool), POOL_OK);
     pool_destroy(pool);
-    CHECK_ST(async_get(pending, 10), POOL_OK);
+    CHECK_ST(pool_async_get(pending, 10), POOL_OK);
     CHECK_EQ(closed_out, 1234);
-    async_free(pending);
+    pool_async_free(pending);
 
     free(in);
     free(out);

@@ -138,12 +138,12 @@ int main(void) {
     {
         pool_async_t *a = pool_map_blocks_async(pool, square_block, in, sizeof(long), out, sizeof(long), N, NULL, NULL);
         REQUIRE(a != NULL);
-        CHECK_ST(async_get(a, 20), POOL_OK);
+        CHECK_ST(pool_async_get(a, 20), POOL_OK);
         size_t done = 0, total = 0;
-        CHECK_ST(async_progress(a, &done, &total), POOL_OK);
+        CHECK_ST(pool_async_progress(a, &done, &total), POOL_OK);
         CHECK_EQ(done, N);
         CHECK_EQ(total, N);
-        async_free(a);
+        pool_async_free(a);
         bad = 0;
         for (long i = 0; i < N; i++) bad += out[i] != in[i] * in[i];
         CHECK_EQ(bad, 0);

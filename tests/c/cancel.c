@@ -14,8 +14,8 @@ static int waits_then_3(void *arg) {
 }
 
 enum call { ASYNC_GET, POOL_MAP, ITER_NEXT, POOL_JOIN, PROCESS_JOIN, CALLS };
-static const char *const names[] = {"async_get(-1)", "pool_map", "pool_iter_next(-1)", "pool_join",
-                                    "process_join(-1)"};
+static const char *const names[] = {"pool_async_get(-1)", "pool_map", "pool_iter_next(-1)", "pool_join",
+                                    "pool_process_join(-1)"};
 
 struct job {
     enum call call;
@@ -33,11 +33,11 @@ static void *blocked_thread(void *arg) {
     struct job *j = arg;
     atomic_store(&j->entering, 1); /* no cancellation point from here into the call */
     switch (j->call) {
-    case ASYNC_GET: j->st = async_get(j->a, -1); break;
+    case ASYNC_GET: j->st = pool_async_get(j->a, -1); break;
     case POOL_MAP: j->st = pool_map(j->pool, blocks, j->in, sizeof j->in[0], j->out, sizeof j->out[0], 2, NULL); break;
     case ITER_NEXT: j->st = pool_iter_next(j->it, &j->out[0], NULL, -1); break;
     case POOL_JOIN: j->st = pool_join(j->pool); break;
-    case PROCESS_JOIN: j->st = process_join(j->p, -1); break;
+    case PROCESS_JOIN: j->st = pool_process_join(j->p, -1); break;
     case CALLS: break;
     }
     pthread_testcancel(); /* the cancel that arrived during the call acts here */
@@ -66,9 +66,9 @@ static void run_case(enum call c) {
         REQUIRE(j.it != NULL);
         break;
     case PROCESS_JOIN:
-        j.p = process_create(waits_then_3, NULL);
+        j.p = pool_process_create(waits_then_3, NULL);
         REQUIRE(j.p != NULL);
-        CHECK_ST(process_start(j.p), POOL_OK);
+        CHECK_ST(pool_process_start(j.p), POOL_OK);
         started = 0;
         break;
     case CALLS: break;
@@ -92,11 +92,11 @@ static void run_case(enum call c) {
     case POOL_MAP: CHECK(j.out[0] == 9 && j.out[1] == 16); break;
     case ITER_NEXT: CHECK_EQ(j.out[0], 9); break;
     case POOL_JOIN:
-        CHECK_ST(async_get(j.a, 0), POOL_OK);
+        CHECK_ST(pool_async_get(j.a, 0), POOL_OK);
         CHECK_EQ(j.out[0], 9);
         break;
     case PROCESS_JOIN:
-        CHECK_ST(process_exitcode(j.p, &code), POOL_OK);
+        CHECK_ST(pool_process_exitcode(j.p, &code), POOL_OK);
         CHECK_EQ(code, 3);
         break;
     case CALLS: break;
@@ -106,9 +106,9 @@ static void run_case(enum call c) {
         CHECK_ST(pool_apply(j.pool, square, &x, sizeof x, &y, sizeof y, NULL), POOL_OK);
         CHECK_EQ(y, 36);
     }
-    async_free(j.a);
+    pool_async_free(j.a);
     pool_iter_free(j.it);
-    process_free(j.p);
+    pool_process_free(j.p);
     pool_destroy(j.pool);
 }
 

@@ -1,5 +1,5 @@
 /* How pools end under attack (from hostile testing): submissions racing pool_terminate and
- * pool_destroy, iterators whose feeding stops, async_free of work that writes in place into
+ * pool_destroy, iterators whose feeding stops, pool_async_free of work that writes in place into
  * pool_shm_alloc memory, the event fd when the pool ends, the zygote killed from outside (what
  * tasks left behind must die with it) or stopped, a worker stopped while it holds the queue
  * lock, a host that execs another program, an iterator driven from inside its own source, and
@@ -185,7 +185,7 @@ static void *async_submitter(void *arg) {
             break;
         }
         s->h[s->n++] = a;
-        if (s->n >= OUTSTANDING && async_wait(s->h[s->n - OUTSTANDING], 10) == POOL_ETIMEDOUT) s->waits_timed_out++;
+        if (s->n >= OUTSTANDING && pool_async_wait(s->h[s->n - OUTSTANDING], 10) == POOL_ETIMEDOUT) s->waits_timed_out++;
     }
     atomic_store(&s->done, 1);
     return NULL;
@@ -216,18 +216,18 @@ static void async_round(int how, double delay, int *ended_ok, int *ended_closed)
             CHECK(!"submissions after the end are refused with POOL_ECLOSED");
         }
         for (int k = 0; k < s->n; k++) {
-            int st = async_get(s->h[k], 10);
+            int st = pool_async_get(s->h[k], 10);
             if (st == POOL_OK) {
                 ++*ended_ok;
                 if (s->out[k] != 1) CHECK_EQ(s->out[k], 1);
             } else if (st == POOL_ECLOSED) {
                 ++*ended_closed;
             } else {
-                fprintf(stderr, "  submitter %d handle %d: async_get returned %d (%s)\n", i, k, st, pool_strerror(st));
+                fprintf(stderr, "  submitter %d handle %d: pool_async_get returned %d (%s)\n", i, k, st, pool_strerror(st));
                 CHECK(!"every handle ends with POOL_OK or POOL_ECLOSED");
             }
-            CHECK(async_ready(s->h[k]));
-            async_free(s->h[k]);
+            CHECK(pool_async_ready(s->h[k]));
+            pool_async_free(s->h[k]);
         }
     }
     if (how == 0) pool_destroy(race_pool);
@@ -356,7 +356,7 @@ static void iter_feeding_stops(int mode, int ordered) {
     free(seen);
 }
 
-/* ---- 3. async_free of work writing in place into pool_shm_alloc memory ----------------------- */
+/* ---- 3. pool_async_free of work writing in place into pool_shm_alloc memory ----------------------- */
 
 /* Keeps (re)writing its 64-byte result for 200 ms, as a long computation would. */
 static int rewrites_result(const void *in, void *out, void *ctx) {
@@ -369,9 +369,9 @@ static int rewrites_result(const void *in, void *out, void *ctx) {
 }
 
 static void test_in_place_free(int mode) {
-    SECTION(mode == 0 ? "async_free of a pool_apply_async writing in place into pool_shm_alloc memory: nothing "
+    SECTION(mode == 0 ? "pool_async_free of a pool_apply_async writing in place into pool_shm_alloc memory: nothing "
                         "writes there afterwards"
-                      : "async_free of a pool_map_async writing in place into pool_shm_alloc memory: nothing "
+                      : "pool_async_free of a pool_map_async writing in place into pool_shm_alloc memory: nothing "
                         "writes there afterwards");
     pool_t *pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
@@ -386,7 +386,7 @@ static void test_in_place_free(int mode) {
     double t0 = now_s();
     while (out[0] != 0xab && now_s() - t0 < 10) sleep_s(0.001);
     CHECK(out[0] == 0xab);
-    async_free(a);
+    pool_async_free(a);
     memset((void *)out, 0, 4 * 64); /* the caller reuses its buffer at once */
     sleep_s(0.4);                   /* twice as long as the tasks write */
     int dirty = 0;
@@ -446,12 +446,12 @@ static void test_event_fd_at_end(int mode) {
     CHECK(v >= 1);
     /* ... and finds its handle ended. */
     t0 = now_s();
-    while (!async_ready(a) && now_s() - t0 < 10) sleep_s(0.01);
-    CHECK(async_ready(a));
-    CHECK_ST(async_get(a, 0), POOL_ECLOSED);
+    while (!pool_async_ready(a) && now_s() - t0 < 10) sleep_s(0.01);
+    CHECK(pool_async_ready(a));
+    CHECK_ST(pool_async_get(a, 0), POOL_ECLOSED);
     if (mode == 0) CHECK_ERR_HAS("zygote");
     if (mode == 1) pthread_join(t, NULL);
-    async_free(a);
+    pool_async_free(a);
     pool_destroy(efd_pool);
 }
 
@@ -500,9 +500,9 @@ static void test_zygote_killed_leftovers(void) {
     REQUIRE(z > 0);
     /* A child of the host's own, started after the pool: it maps the pool's memory once and
      * must be left alone. */
-    pool_process_t *mine = process_create(sleeps_forever, NULL);
+    pool_process_t *mine = pool_process_create(sleeps_forever, NULL);
     REQUIRE(mine != NULL);
-    CHECK_ST(process_start(mine), POOL_OK);
+    CHECK_ST(pool_process_start(mine), POOL_OK);
     /* The host, and a child it forks, split their mapping of the pool's memory (mprotect of a
      * page of their own buffer): they map it more than once now, and must still be spared. */
     char *buf = pool_shm_alloc(pool, 4 * 4096);
@@ -530,23 +530,23 @@ static void test_zygote_killed_leftovers(void) {
     REQUIRE(worker > 0); /* written after the prctl */
 
     CHECK(kill(z, SIGKILL) == 0);
-    CHECK_ST(async_get(a, 10), POOL_ECLOSED);
+    CHECK_ST(pool_async_get(a, 10), POOL_ECLOSED);
     CHECK_ERR_HAS("zygote");
     CHECK(dies_within(worker, 5));
-    async_free(a);
+    pool_async_free(a);
     pool_destroy(pool);
     CHECK(dies_within(child, 5));
-    CHECK(process_is_alive(mine)); /* never the host's own children */
-    CHECK(!is_dead(process_pid(mine)));
+    CHECK(pool_process_is_alive(mine)); /* never the host's own children */
+    CHECK(!is_dead(pool_process_pid(mine)));
     CHECK(!is_dead(splitter));
     kill(splitter, SIGKILL);
     waitpid(splitter, NULL, 0);
     /* Leave nothing behind if the checks failed. */
     if (!is_dead(worker)) kill(worker, SIGKILL);
     if (!is_dead(child)) kill(child, SIGKILL);
-    CHECK_ST(process_kill(mine), POOL_OK);
-    CHECK_ST(process_join(mine, 10), POOL_OK);
-    process_free(mine);
+    CHECK_ST(pool_process_kill(mine), POOL_OK);
+    CHECK_ST(pool_process_join(mine, 10), POOL_OK);
+    pool_process_free(mine);
 }
 
 /* ---- 6. a worker stopped while it holds the queue lock --------------------------------------- */
@@ -703,11 +703,11 @@ static void test_stopped_zygote(void) {
     double took = now_s() - t0;
     fprintf(stderr, "  pool_destroy took %.2f s\n", took);
     CHECK(took < 5);
-    CHECK_ST(async_get(sleeping, 5), POOL_ECLOSED);
-    int st = async_get(crashing, 5);
+    CHECK_ST(pool_async_get(sleeping, 5), POOL_ECLOSED);
+    int st = pool_async_get(crashing, 5);
     if (st != POOL_ECLOSED && st != POOL_ECRASHED) CHECK_ST(st, POOL_ECLOSED);
-    async_free(sleeping);
-    async_free(crashing);
+    pool_async_free(sleeping);
+    pool_async_free(crashing);
     CHECK(dies_within(z, 5));
     for (int i = 0; i < 2; i++) CHECK(dies_within(w[i], 5));
 }
@@ -903,34 +903,34 @@ static void test_leftover_thread(void) {
 
     pool_async_t *a = pool_submit(pool, starts_a_thread, "x", 1, 16, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 10), POOL_OK);
-    CHECK(async_result(a, &data, &len) == POOL_OK && len == 1 && memcmp(data, "A", 1) == 0);
-    CHECK_ST(async_info(a, &info[0], sizeof info[0]), POOL_OK);
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 10), POOL_OK);
+    CHECK(pool_async_result(a, &data, &len) == POOL_OK && len == 1 && memcmp(data, "A", 1) == 0);
+    CHECK_ST(pool_async_info(a, &info[0], sizeof info[0]), POOL_OK);
+    pool_async_free(a);
 
     a = pool_submit(pool, lets_it_write, "x", 1, 16, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 10), POOL_OK);
-    CHECK(async_result(a, &data, &len) == POOL_OK);
+    CHECK_ST(pool_async_get(a, 10), POOL_OK);
+    CHECK(pool_async_result(a, &data, &len) == POOL_OK);
     if (!(len == 1 && memcmp(data, "B", 1) == 0)) {
         fprintf(stderr, "  the result is %zu bytes: \"%.*s\"\n", len, (int)len, (const char *)data);
         CHECK(!"the result holds only what the task wrote");
     }
-    CHECK_ST(async_info(a, &info[1], sizeof info[1]), POOL_OK);
+    CHECK_ST(pool_async_info(a, &info[1], sizeof info[1]), POOL_OK);
     CHECK_EQ(info[1].message[0], '\0');
-    async_free(a);
+    pool_async_free(a);
     CHECK_EQ(atomic_load(&lo->done), 1);
     check_refused(1);
 
     long x = 0;
     a = pool_apply_async(pool, lets_it_fail, &x, sizeof x, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 10), POOL_ETASK);
+    CHECK_ST(pool_async_get(a, 10), POOL_ETASK);
     CHECK(strstr(pool_last_error(), "left behind") == NULL);
-    CHECK_ST(async_info(a, &info[2], sizeof info[2]), POOL_OK);
+    CHECK_ST(pool_async_info(a, &info[2], sizeof info[2]), POOL_OK);
     CHECK_EQ(info[2].task_code, 3);
     CHECK_EQ(info[2].message[0], '\0'); /* not the thread's message */
-    async_free(a);
+    pool_async_free(a);
     CHECK_EQ(atomic_load(&lo->done), 2);
     check_refused(2);
     /* The same worker ran all three, beside the thread. */
@@ -938,9 +938,9 @@ static void test_leftover_thread(void) {
 
     a = pool_submit(pool, echo_task, "hello", 5, 16, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 10), POOL_OK);
-    CHECK(async_result(a, &data, &len) == POOL_OK && len == 5 && memcmp(data, "hello", 5) == 0);
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 10), POOL_OK);
+    CHECK(pool_async_result(a, &data, &len) == POOL_OK && len == 5 && memcmp(data, "hello", 5) == 0);
+    pool_async_free(a);
     pool_destroy(pool);
 }
 

@@ -130,9 +130,9 @@ static void test_task_failures(void) {
     CHECK_ERR_HAS("7");
     pool_async_t *a = pool_apply_async(pool, returns_7, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 10), POOL_ETASK);
+    CHECK_ST(pool_async_get(a, 10), POOL_ETASK);
     CHECK_ERR_HAS("7");
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("task segfaults -> ECRASHED");
     double t0 = now_s();
@@ -155,20 +155,20 @@ static void test_task_failures(void) {
     SECTION("crash through apply_async");
     a = pool_apply_async(pool, segfaults, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 10), POOL_ECRASHED);
-    CHECK(async_ready(a));
-    CHECK(!async_successful(a));
-    CHECK_ST(async_get(a, 0), POOL_ECRASHED);
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 10), POOL_ECRASHED);
+    CHECK(pool_async_ready(a));
+    CHECK(!pool_async_successful(a));
+    CHECK_ST(pool_async_get(a, 0), POOL_ECRASHED);
+    pool_async_free(a);
 
     SECTION("both workers crash at once, then the pool still works");
     pool_async_t *c1 = pool_apply_async(pool, segfaults, NULL, 0, NULL, 0, NULL);
     pool_async_t *c2 = pool_apply_async(pool, aborts, NULL, 0, NULL, 0, NULL);
     REQUIRE(c1 && c2);
-    CHECK_ST(async_get(c1, 10), POOL_ECRASHED);
-    CHECK_ST(async_get(c2, 10), POOL_ECRASHED);
-    async_free(c1);
-    async_free(c2);
+    CHECK_ST(pool_async_get(c1, 10), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(c2, 10), POOL_ECRASHED);
+    pool_async_free(c1);
+    pool_async_free(c2);
     check_map_works(pool, 1000, "map after two crashes");
 
     SECTION("map of 200 with crashes at items 17 and 150 and an error at 60");
@@ -197,9 +197,9 @@ static void test_task_failures(void) {
     for (int i = 0; i < 200; i++) out[i] = -1;
     a = pool_map_async(pool, faulty, in + 100, sizeof in[0], out + 100, sizeof out[0], 100, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(a, 20), POOL_ECRASHED);
     CHECK_ERR_HAS("item 50"); /* item 150 is index 50 of this map */
-    async_free(a);
+    pool_async_free(a);
     for (int i = 100; i < 200; i++) {
         if (i == 150) continue;
         CHECK_EQ(atomic_load(&runs[i]), 1);
@@ -264,9 +264,9 @@ static void test_timeout(void) {
     secs = 10;
     pool_async_t *a = pool_apply_async(pool, sleeps, &secs, sizeof secs, &out, sizeof out, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 5), POOL_ETIMEDOUT);
-    CHECK(async_ready(a));
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 5), POOL_ETIMEDOUT);
+    CHECK(pool_async_ready(a));
+    pool_async_free(a);
     check_map_works(pool, 100, "map after an async timeout");
     pool_destroy(pool);
 }
@@ -379,19 +379,19 @@ static void test_terminate(void) {
     double t0 = now_s();
     CHECK_ST(pool_terminate(pool), POOL_OK);
     for (int i = 0; i < 6; i++) {
-        CHECK_ST(async_get(h[i], 10), POOL_ECLOSED);
+        CHECK_ST(pool_async_get(h[i], 10), POOL_ECLOSED);
         CHECK_ERR_SET();
-        CHECK(async_ready(h[i]));
-        CHECK(!async_successful(h[i]));
+        CHECK(pool_async_ready(h[i]));
+        CHECK(!pool_async_successful(h[i]));
         CHECK_EQ(outs[i], -1);
-        async_free(h[i]);
+        pool_async_free(h[i]);
     }
     CHECK(now_s() - t0 < 5);
     CHECK_ST(pool_terminate(pool), POOL_OK); /* again: harmless */
     CHECK_ST(pool_join(pool), POOL_OK);
     pool_destroy(pool);
 
-    SECTION("long map_async, then terminate -> async_get returns ECLOSED, no hang");
+    SECTION("long map_async, then terminate -> pool_async_get returns ECLOSED, no hang");
     pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
     size_t n = 2000; /* 2000 x 10 ms on 2 workers: 10 s */
@@ -403,9 +403,9 @@ static void test_terminate(void) {
     sleep_s(0.2);
     t0 = now_s();
     CHECK_ST(pool_terminate(pool), POOL_OK);
-    CHECK_ST(async_get(m, 10), POOL_ECLOSED);
+    CHECK_ST(pool_async_get(m, 10), POOL_ECLOSED);
     CHECK(now_s() - t0 < 5);
-    CHECK(async_ready(m));
+    CHECK(pool_async_ready(m));
     CHECK_ST(pool_join(pool), POOL_OK);
     /* Whatever finished is correct; the rest untouched. */
     size_t done = 0;
@@ -415,17 +415,17 @@ static void test_terminate(void) {
         if (out[i] != (long)(i * i)) { CHECK_EQ(out[i], (long)(i * i)); break; }
     }
     CHECK(done < n);
-    async_free(m);
+    pool_async_free(m);
     pool_destroy(pool);
 
-    SECTION("async_free of a pending apply_async: out is never written afterwards");
+    SECTION("pool_async_free of a pending apply_async: out is never written afterwards");
     pool = pool_create(1, NULL);
     REQUIRE(pool != NULL);
     secs = 0.3;
     long target = -1;
     pool_async_t *a = pool_apply_async(pool, sleeps, &secs, sizeof secs, &target, sizeof target, NULL);
     REQUIRE(a != NULL);
-    async_free(a);
+    pool_async_free(a);
     /* The task goes on; once the worker is free again it has certainly finished. */
     double zero = 0;
     long after = 0;
@@ -434,13 +434,13 @@ static void test_terminate(void) {
     sleep_s(0.1);
     CHECK_EQ(target, -1);
 
-    SECTION("async_free of a pending map_async: out is never written afterwards");
+    SECTION("pool_async_free of a pending map_async: out is never written afterwards");
     reset_runs();
     for (size_t i = 0; i < 200; i++) out[i] = -1;
     m = pool_map_async(pool, counting_slow_square, in, sizeof(long), out, sizeof(long), 200, NULL);
     REQUIRE(m != NULL);
     sleep_s(0.05);
-    async_free(m);
+    pool_async_free(m);
     long snapshot[200];
     memcpy(snapshot, out, sizeof snapshot);
     /* The items go on running (detached): wait until every one has run, then a little more
@@ -453,7 +453,7 @@ static void test_terminate(void) {
     CHECK(memcmp(snapshot, out, sizeof snapshot) == 0);
     size_t changed = 0;
     for (int i = 0; i < 200; i++) changed += snapshot[i] != out[i];
-    if (changed) fprintf(stderr, "  %zu results written after async_free\n", changed);
+    if (changed) fprintf(stderr, "  %zu results written after pool_async_free\n", changed);
     check_map_works(pool, 100, "map after freeing pending handles");
     pool_destroy(pool);
     free(in);

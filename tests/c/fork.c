@@ -106,14 +106,14 @@ static void setup(void) {
     h.done_in = 3;
     h.done = pool_apply_async(h.pool, square, &h.done_in, sizeof(long), &h.done_out, sizeof(long), NULL);
     REQUIRE(h.done != NULL);
-    CHECK_ST(async_get(h.done, -1), POOL_OK);
+    CHECK_ST(pool_async_get(h.done, -1), POOL_OK);
     h.var = pool_submit(h.pool, echo, "abc", 3, 16, NULL);
     REQUIRE(h.var != NULL);
-    CHECK_ST(async_get(h.var, -1), POOL_OK);
+    CHECK_ST(pool_async_get(h.var, -1), POOL_OK);
     for (int i = 0; i < ITEMS; i++) h.items[i] = i;
     h.map_done = pool_map_async(h.pool, square, h.items, sizeof(long), h.map_outs, sizeof(long), ITEMS, NULL);
     REQUIRE(h.map_done != NULL);
-    CHECK_ST(async_get(h.map_done, -1), POOL_OK);
+    CHECK_ST(pool_async_get(h.map_done, -1), POOL_OK);
     h.it = pool_imap(h.pool, square, h.items, sizeof(long), sizeof(long), ITEMS, NULL, NULL);
     REQUIRE(h.it != NULL);
     for (; h.read < 10; h.read++) {
@@ -137,10 +137,10 @@ static void setup(void) {
     REQUIRE(h.shm != NULL);
     memset(h.shm, 0x5a, 64);
     CHECK(pool_event_fd(h.pool) >= 0);
-    h.proc = process_create(waits_then_7, NULL);
-    h.unstarted = process_create(returns_0, NULL);
+    h.proc = pool_process_create(waits_then_7, NULL);
+    h.unstarted = pool_process_create(returns_0, NULL);
     REQUIRE(h.proc != NULL && h.unstarted != NULL);
-    CHECK_ST(process_start(h.proc), POOL_OK);
+    CHECK_ST(pool_process_start(h.proc), POOL_OK);
 }
 
 /* In the child: every call on what it inherited is refused; releasing it touches nothing. */
@@ -155,16 +155,16 @@ static void child_calls_everything(void) {
         const void *data;
         size_t len, done, total;
         pool_task_info_t info;
-        CHECK_ST_MSG(async_get(a, 0), POOL_EINVAL, FOREIGN);
-        CHECK_ST(async_get(a, -1), POOL_EINVAL);
-        CHECK_ST(async_wait(a, -1), POOL_EINVAL);
-        CHECK(!async_ready(a));
+        CHECK_ST_MSG(pool_async_get(a, 0), POOL_EINVAL, FOREIGN);
+        CHECK_ST(pool_async_get(a, -1), POOL_EINVAL);
+        CHECK_ST(pool_async_wait(a, -1), POOL_EINVAL);
+        CHECK(!pool_async_ready(a));
         CHECK_ERR_HAS(FOREIGN);
-        CHECK(!async_successful(a));
-        CHECK_ST(async_cancel(a), POOL_EINVAL);
-        CHECK_ST(async_info(a, &info, sizeof info), POOL_EINVAL);
-        CHECK_ST(async_progress(a, &done, &total), POOL_EINVAL);
-        CHECK_ST(async_result(a, &data, &len), POOL_EINVAL);
+        CHECK(!pool_async_successful(a));
+        CHECK_ST(pool_async_cancel(a), POOL_EINVAL);
+        CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_EINVAL);
+        CHECK_ST(pool_async_progress(a, &done, &total), POOL_EINVAL);
+        CHECK_ST(pool_async_result(a, &data, &len), POOL_EINVAL);
     }
 
     SECTION("child: the inherited iterator");
@@ -193,30 +193,30 @@ static void child_calls_everything(void) {
 
     SECTION("child: the inherited process objects");
     int code = 1234;
-    CHECK_ST_MSG(process_join(h.proc, 0), POOL_EINVAL, "not the parent of its process");
-    CHECK_ST(process_join(h.proc, -1), POOL_EINVAL);
-    CHECK_ST(process_terminate(h.proc), POOL_EINVAL);
-    CHECK_ST(process_kill(h.proc), POOL_EINVAL);
-    CHECK(!process_is_alive(h.proc));
-    CHECK_ST(process_exitcode(h.proc, &code), POOL_EINVAL);
+    CHECK_ST_MSG(pool_process_join(h.proc, 0), POOL_EINVAL, "not the parent of its process");
+    CHECK_ST(pool_process_join(h.proc, -1), POOL_EINVAL);
+    CHECK_ST(pool_process_terminate(h.proc), POOL_EINVAL);
+    CHECK_ST(pool_process_kill(h.proc), POOL_EINVAL);
+    CHECK(!pool_process_is_alive(h.proc));
+    CHECK_ST(pool_process_exitcode(h.proc, &code), POOL_EINVAL);
     CHECK_EQ(code, 1234);
-    CHECK_EQ(process_pid(h.proc), -1);
-    CHECK_ST(process_start(h.unstarted), POOL_EINVAL);
+    CHECK_EQ(pool_process_pid(h.proc), -1);
+    CHECK_ST(pool_process_start(h.unstarted), POOL_EINVAL);
 
     SECTION("child: releasing what it inherited releases only its copies");
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         CHECK_ST(pool_close(NULL), POOL_EINVAL); /* resets the message */
-        async_free(all[i]);
+        pool_async_free(all[i]);
         CHECK_ERR_HAS(FOREIGN);
     }
     pool_iter_free(h.it);
     CHECK_ERR_HAS(FOREIGN);
-    process_free(h.proc);
+    pool_process_free(h.proc);
     CHECK_ERR_HAS(FOREIGN);
-    process_free(h.unstarted);
+    pool_process_free(h.unstarted);
     pool_destroy(p);
     CHECK_ERR_HAS(FOREIGN);
-    CHECK_ST_MSG(async_get(h.running, 0), POOL_EINVAL, NOT_LIVE);
+    CHECK_ST_MSG(pool_async_get(h.running, 0), POOL_EINVAL, NOT_LIVE);
     pool_destroy(p); /* twice */
     CHECK_ERR_HAS(NOT_LIVE);
 
@@ -229,38 +229,38 @@ static void child_calls_everything(void) {
         CHECK_EQ(y, 81);
         pool_destroy(mine);
     }
-    pool_process_t *child = process_create(returns_0, NULL);
+    pool_process_t *child = pool_process_create(returns_0, NULL);
     CHECK(child != NULL);
-    CHECK_ST(process_start(child), POOL_OK);
-    CHECK_ST(process_join(child, 20), POOL_OK);
-    process_free(child);
+    CHECK_ST(pool_process_start(child), POOL_OK);
+    CHECK_ST(pool_process_join(child, 20), POOL_OK);
+    pool_process_free(child);
     _exit(test_finish());
 }
 
 static void parent_checks(void) {
     SECTION("parent: the pool, its work and the process were left alone");
-    CHECK(process_is_alive(h.proc));
-    CHECK(!async_ready(h.running));
+    CHECK(pool_process_is_alive(h.proc));
+    CHECK(!pool_async_ready(h.running));
     CHECK_EQ(pool_workers(h.pool), 2);
     int intact = 1;
     for (int i = 0; i < 64; i++) intact &= h.shm[i] == 0x5a;
     CHECK(intact);
     atomic_store(&gate->release, 1);
     pool_task_info_t info;
-    CHECK_ST(async_get(h.running, 30), POOL_OK); /* not ECRASHED, ECLOSED or ECANCELLED */
+    CHECK_ST(pool_async_get(h.running, 30), POOL_OK); /* not ECRASHED, ECLOSED or ECANCELLED */
     CHECK_EQ(h.running_out, 25);
-    CHECK_ST(async_info(h.running, &info, sizeof info), POOL_OK);
+    CHECK_ST(pool_async_info(h.running, &info, sizeof info), POOL_OK);
     CHECK(info.pid > 0);
-    CHECK_ST(async_get(h.running_map, 30), POOL_OK);
+    CHECK_ST(pool_async_get(h.running_map, 30), POOL_OK);
     CHECK_EQ(h.map_out, 36);
-    CHECK_ST(async_get(h.queued, 30), POOL_OK);
+    CHECK_ST(pool_async_get(h.queued, 30), POOL_OK);
     CHECK_EQ(h.queued_out, 16);
-    CHECK_ST(async_get(h.done, 0), POOL_OK);
-    CHECK_ST(async_get(h.map_done, 0), POOL_OK);
+    CHECK_ST(pool_async_get(h.done, 0), POOL_OK);
+    CHECK_ST(pool_async_get(h.map_done, 0), POOL_OK);
     CHECK_EQ(h.map_outs[ITEMS - 1], (ITEMS - 1) * (ITEMS - 1));
     const void *data;
     size_t len;
-    CHECK_ST(async_result(h.var, &data, &len), POOL_OK);
+    CHECK_ST(pool_async_result(h.var, &data, &len), POOL_OK);
     CHECK(len == 3 && memcmp(data, "abc", 3) == 0);
     for (; h.read < ITEMS; h.read++) {
         long out = -1;
@@ -277,17 +277,17 @@ static void parent_checks(void) {
     CHECK_EQ(ys[ITEMS - 1], (long)ITEMS * ITEMS);
     CHECK_ST(pool_shm_free(h.pool, h.shm), POOL_OK);
     int code = -1;
-    CHECK_ST(process_join(h.proc, 30), POOL_OK);
-    CHECK_ST(process_exitcode(h.proc, &code), POOL_OK);
+    CHECK_ST(pool_process_join(h.proc, 30), POOL_OK);
+    CHECK_ST(pool_process_exitcode(h.proc, &code), POOL_OK);
     CHECK_EQ(code, 7); /* not killed */
-    CHECK_ST(process_start(h.unstarted), POOL_OK);
-    CHECK_ST(process_join(h.unstarted, 30), POOL_OK);
+    CHECK_ST(pool_process_start(h.unstarted), POOL_OK);
+    CHECK_ST(pool_process_join(h.unstarted, 30), POOL_OK);
 
     pool_async_t *all[] = {h.running, h.running_map, h.queued, h.done, h.map_done, h.var};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) async_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pool_async_free(all[i]);
     pool_iter_free(h.it);
-    process_free(h.proc);
-    process_free(h.unstarted);
+    pool_process_free(h.proc);
+    pool_process_free(h.unstarted);
     CHECK_ST(pool_close(h.pool), POOL_OK);
     CHECK_ST(pool_join(h.pool), POOL_OK);
     pool_destroy(h.pool);
@@ -302,9 +302,9 @@ static pool_t *churn_pool;
 static void *process_loop(void *arg) {
     (void)arg;
     while (!atomic_load(&stop)) {
-        pool_process_t *p = process_create(returns_0, NULL);
-        if (!p || process_start(p) != POOL_OK || process_join(p, -1) != POOL_OK) atomic_fetch_add(&loop_failures, 1);
-        process_free(p);
+        pool_process_t *p = pool_process_create(returns_0, NULL);
+        if (!p || pool_process_start(p) != POOL_OK || pool_process_join(p, -1) != POOL_OK) atomic_fetch_add(&loop_failures, 1);
+        pool_process_free(p);
     }
     return NULL;
 }
@@ -314,19 +314,19 @@ static void *async_loop(void *arg) {
     while (!atomic_load(&stop)) {
         long x = 3, y = 0;
         pool_async_t *a = pool_apply_async(churn_pool, square, &x, sizeof x, &y, sizeof y, NULL);
-        if (!a || async_get(a, -1) != POOL_OK || y != 9) atomic_fetch_add(&loop_failures, 1);
-        async_free(a);
+        if (!a || pool_async_get(a, -1) != POOL_OK || y != 9) atomic_fetch_add(&loop_failures, 1);
+        pool_async_free(a);
     }
     return NULL;
 }
 
 /* A child forked at any moment: uses the library from scratch. Exit status 0 if all worked. */
 static int child_starts_afresh(void) {
-    pool_process_t *p = process_create(returns_0, NULL);
+    pool_process_t *p = pool_process_create(returns_0, NULL);
     if (!p) return 2;
-    if (process_start(p) != POOL_OK) return 3;
-    if (process_join(p, -1) != POOL_OK) return 4;
-    process_free(p);
+    if (pool_process_start(p) != POOL_OK) return 3;
+    if (pool_process_join(p, -1) != POOL_OK) return 4;
+    pool_process_free(p);
     pool_t *pool = pool_create(1, NULL);
     if (!pool) return 5;
     long x = 7, y = 0;

@@ -1,4 +1,4 @@
-/* What Python users reach for next: async_wait_any over results of several pools, and queues,
+/* What Python users reach for next: pool_async_wait_any over results of several pools, and queues,
  * locks and events (pool_queue_t, pool_lock_t, pool_event_t): normal use between
  * threads, Process children and pool tasks; and faults: full and empty queues with timeouts,
  * messages too long or that can never fit, close, free while others wait, handles misused, and
@@ -159,8 +159,8 @@ static void test_processes_and_tasks(void) {
     REQUIRE(results != NULL);
     pool_process_t *p[4];
     for (int i = 0; i < 4; i++) {
-        p[i] = process_create(child_work, (void *)(intptr_t)(i + 1));
-        CHECK_ST(process_start(p[i]), POOL_OK);
+        p[i] = pool_process_create(child_work, (void *)(intptr_t)(i + 1));
+        CHECK_ST(pool_process_start(p[i]), POOL_OK);
     }
     long sum = 0, v;
     size_t len;
@@ -170,11 +170,11 @@ static void test_processes_and_tasks(void) {
     }
     CHECK_EQ(sum, 1 + 4 + 9 + 16);
     for (int i = 0; i < 4; i++) {
-        CHECK_ST(process_join(p[i], 10), POOL_OK);
+        CHECK_ST(pool_process_join(p[i], 10), POOL_OK);
         int code = -1;
-        process_exitcode(p[i], &code);
+        pool_process_exitcode(p[i], &code);
         CHECK_EQ(code, 0);
-        process_free(p[i]);
+        pool_process_free(p[i]);
     }
     long in[20], out[20];
     for (int i = 0; i < 20; i++) in[i] = i;
@@ -368,7 +368,7 @@ static void test_event(void) {
     pool_event_free(NULL);
 }
 
-/* ---- 7. async_wait_any --------------------------------------------------------------------- */
+/* ---- 7. pool_async_wait_any --------------------------------------------------------------------- */
 
 static int sleeps_ms(const void *in, void *out, void *ctx) {
     (void)ctx;
@@ -378,7 +378,7 @@ static int sleeps_ms(const void *in, void *out, void *ctx) {
 }
 
 static void test_wait_any(void) {
-    SECTION("async_wait_any: the first ready of several pools' results; timeout; misuse");
+    SECTION("pool_async_wait_any: the first ready of several pools' results; timeout; misuse");
     pool_t *a = pool_create(2, NULL), *b = pool_create(1, NULL);
     REQUIRE(a && b);
     long ms[3] = {600, 100, 350}, out[3];
@@ -388,15 +388,15 @@ static void test_wait_any(void) {
         pool_apply_async(a, sleeps_ms, &ms[2], sizeof ms[2], &out[2], sizeof out[2], NULL),
     };
     size_t idx = 99;
-    CHECK_ST(async_wait_any(h, 3, 0, &idx), POOL_ETIMEDOUT);
+    CHECK_ST(pool_async_wait_any(h, 3, 0, &idx), POOL_ETIMEDOUT);
     int order[3], k = 0;
     pool_async_t *left[3] = {h[0], h[1], h[2]};
     size_t n = 3;
     int map[3] = {0, 1, 2};
     while (n > 0) {
-        CHECK_ST(async_wait_any(left, n, 5, &idx), POOL_OK);
+        CHECK_ST(pool_async_wait_any(left, n, 5, &idx), POOL_OK);
         REQUIRE(idx < n);
-        CHECK_ST(async_get(left[idx], 0), POOL_OK);
+        CHECK_ST(pool_async_get(left[idx], 0), POOL_OK);
         order[k++] = map[idx];
         left[idx] = left[n - 1];
         map[idx] = map[n - 1];
@@ -406,19 +406,19 @@ static void test_wait_any(void) {
     double t0 = now_s();
     long slow = 2000, o;
     pool_async_t *s1 = pool_apply_async(b, sleeps_ms, &slow, sizeof slow, &o, sizeof o, NULL);
-    CHECK_ST(async_wait_any(&s1, 1, 0.2, &idx), POOL_ETIMEDOUT);
+    CHECK_ST(pool_async_wait_any(&s1, 1, 0.2, &idx), POOL_ETIMEDOUT);
     CHECK(now_s() - t0 < 1.5 * slack());
-    CHECK_ST(async_wait_any(NULL, 1, 0, &idx), POOL_EINVAL);
-    CHECK_ST(async_wait_any(&s1, 0, 0, &idx), POOL_EINVAL);
-    CHECK_ST(async_wait_any(&s1, 1, 0, NULL), POOL_EINVAL);
-    async_free(h[1]);
+    CHECK_ST(pool_async_wait_any(NULL, 1, 0, &idx), POOL_EINVAL);
+    CHECK_ST(pool_async_wait_any(&s1, 0, 0, &idx), POOL_EINVAL);
+    CHECK_ST(pool_async_wait_any(&s1, 1, 0, NULL), POOL_EINVAL);
+    pool_async_free(h[1]);
     pool_async_t *mixed[2] = {s1, h[1]}; /* h[1] freed */
-    CHECK_ST(async_wait_any(mixed, 2, 0, &idx), POOL_EINVAL);
+    CHECK_ST(pool_async_wait_any(mixed, 2, 0, &idx), POOL_EINVAL);
     CHECK_ERR_HAS("handles[1]");
-    async_cancel(s1);
-    async_free(s1);
-    async_free(h[0]);
-    async_free(h[2]);
+    pool_async_cancel(s1);
+    pool_async_free(s1);
+    pool_async_free(h[0]);
+    pool_async_free(h[2]);
     pool_destroy(a);
     pool_destroy(b);
 }
@@ -498,16 +498,16 @@ static void test_process_options(void) {
     pid_t host = fork();
     if (host == 0) {
         pool_process_options_t po;
-        process_options_init(&po);
+        pool_process_options_init(&po);
         po.daemon = true;
         po.name = "pool-daemon-t";
-        pool_process_t *d = process_create_ex(naps, NULL, &po);
+        pool_process_t *d = pool_process_create_ex(naps, NULL, &po);
         po.daemon = false;
         po.name = "pool-plain-t";
-        pool_process_t *k = process_create_ex(naps, NULL, &po);
-        if (!d || !k || process_start(d) != POOL_OK || process_start(k) != POOL_OK) _exit(1);
-        pids[0] = process_pid(d);
-        pids[1] = process_pid(k);
+        pool_process_t *k = pool_process_create_ex(naps, NULL, &po);
+        if (!d || !k || pool_process_start(d) != POOL_OK || pool_process_start(k) != POOL_OK) _exit(1);
+        pids[0] = pool_process_pid(d);
+        pids[1] = pool_process_pid(k);
         for (;;) pause();
     }
     for (double t0 = now_s(); (pids[0] == 0 || pids[1] == 0) && now_s() - t0 < 10 * slack();) sleep_s(0.01);
@@ -530,8 +530,8 @@ static void test_process_options(void) {
     kill(pids[1], SIGKILL);
     pool_process_options_t bad;
     memset(&bad, 0, sizeof bad);
-    CHECK(process_create_ex(naps, NULL, &bad) == NULL && pool_last_status() == POOL_EINVAL);
-    CHECK(process_create_ex(NULL, NULL, NULL) == NULL);
+    CHECK(pool_process_create_ex(naps, NULL, &bad) == NULL && pool_last_status() == POOL_EINVAL);
+    CHECK(pool_process_create_ex(NULL, NULL, NULL) == NULL);
 }
 
 /* ---- 10. completion callbacks ----------------------------------------------------------------- */
@@ -549,9 +549,9 @@ static int fails_on_odd(const void *in, void *out, void *ctx) {
 static void on_done(pool_async_t *a, int status, void *arg) {
     if (atomic_fetch_add(&cb_inside, 1) != 0) atomic_fetch_add(&cb_overlap, 1);
     pool_task_info_t info;
-    if (async_info(a, &info, sizeof info) != POOL_OK || info.status != status) atomic_fetch_add(&cb_bad_handle, 1);
+    if (pool_async_info(a, &info, sizeof info) != POOL_OK || info.status != status) atomic_fetch_add(&cb_bad_handle, 1);
     atomic_fetch_add(&cb_status_sum, status);
-    if (arg) async_free(a); /* the callback may free its handle */
+    if (arg) pool_async_free(a); /* the callback may free its handle */
     atomic_fetch_add(&cb_calls, 1);
     atomic_fetch_sub(&cb_inside, 1);
 }
@@ -560,7 +560,7 @@ static void on_submit(pool_async_t *a, int status, void *arg) {
     (void)arg;
     const void *data;
     size_t len;
-    if (status == POOL_OK && async_result(a, &data, &len) == POOL_OK && len == 5 && memcmp(data, "hello", 5) == 0)
+    if (status == POOL_OK && pool_async_result(a, &data, &len) == POOL_OK && len == 5 && memcmp(data, "hello", 5) == 0)
         atomic_fetch_add(&cb_len_ok, 1);
     atomic_fetch_add(&cb_calls, 1);
 }
@@ -591,7 +591,7 @@ static void test_callbacks(void) {
     CHECK_EQ(atomic_load(&cb_bad_handle), 0);
     CHECK_EQ(atomic_load(&cb_status_sum), (N / 2) * POOL_ETASK);
     for (int i = 0; i < N; i++)
-        if (i % 4 != 0) async_free(h[i]);
+        if (i % 4 != 0) pool_async_free(h[i]);
     /* A map. */
     atomic_store(&cb_calls, 0);
     atomic_store(&cb_status_sum, 0);
@@ -603,14 +603,14 @@ static void test_callbacks(void) {
     wait_calls(1);
     CHECK_EQ(atomic_load(&cb_calls), 1);
     CHECK_EQ(atomic_load(&cb_status_sum), POOL_ETASK);
-    async_free(m);
+    pool_async_free(m);
     /* A submit: the variable-size result is readable in the callback. */
     atomic_store(&cb_calls, 0);
     co.callback = on_submit;
     pool_async_t *v = pool_submit_ex(p, echo_task, "hello", 5, 64, NULL, &co);
     wait_calls(1);
     CHECK_EQ(atomic_load(&cb_len_ok), 1);
-    async_free(v);
+    pool_async_free(v);
     /* Freed before ready: no callback. */
     atomic_store(&cb_calls, 0);
     long slow = 4;
@@ -619,7 +619,7 @@ static void test_callbacks(void) {
     pool_async_t *f = pool_apply_async_ex(p, sleeps_ms, &slow, sizeof slow, NULL, 0, NULL, &co);
     long slow2 = 300, o2;
     pool_async_t *g = pool_apply_async_ex(p, sleeps_ms, &slow2, sizeof slow2, &o2, sizeof o2, NULL, &co);
-    async_free(f);
+    pool_async_free(f);
     sleep_s(0.1);
     CHECK_EQ(atomic_load(&cb_calls), 0);
     /* Pending at destroy: the callback comes, with POOL_ECLOSED. */
@@ -628,7 +628,7 @@ static void test_callbacks(void) {
     wait_calls(1);
     CHECK_EQ(atomic_load(&cb_calls), 1);
     CHECK_EQ(atomic_load(&cb_status_sum), POOL_ECLOSED);
-    async_free(g);
+    pool_async_free(g);
     /* Synchronous calls and iterators refuse a callback. */
     p = pool_create(1, NULL);
     long x = 1, y;
@@ -756,17 +756,17 @@ static void test_hostile_findings(void) {
     CHECK(huge != NULL);
     pool_queue_free(huge);
 
-    SECTION("hostile findings: callbacks vs async_free and cross destroy; initializer messages; busy queues");
-    /* async_free waits for a callback running on the result: what it reads may be freed after. */
+    SECTION("hostile findings: callbacks vs pool_async_free and cross destroy; initializer messages; busy queues");
+    /* pool_async_free waits for a callback running on the result: what it reads may be freed after. */
     pool_t *p = pool_create(1, NULL);
     pool_call_options_t co;
     pool_call_options_init(&co);
     co.callback = slow_callback;
     long x = 1, y;
     pool_async_t *a = pool_apply_async_ex(p, fails_on_odd, &x, sizeof x, &y, sizeof y, NULL, &co);
-    CHECK_ST(async_wait(a, 5), POOL_OK);
+    CHECK_ST(pool_async_wait(a, 5), POOL_OK);
     sleep_s(0.05); /* the callback is running now */
-    async_free(a);
+    pool_async_free(a);
     CHECK_EQ(atomic_load(&slow_cb_done), 1);
     pool_destroy(p);
     /* Two pools whose callbacks destroy each other's pool: no deadlock. (Skipped under valgrind,
@@ -790,11 +790,11 @@ static void test_hostile_findings(void) {
     p = pool_create(1, &o);
     REQUIRE(p != NULL);
     pool_async_t *r = pool_apply_async(p, returns_5, &x, sizeof x, NULL, 0, NULL);
-    CHECK_ST(async_get(r, 10), POOL_ETASK);
+    CHECK_ST(pool_async_get(r, 10), POOL_ETASK);
     pool_task_info_t info;
-    CHECK_ST(async_info(r, &info, sizeof info), POOL_OK);
+    CHECK_ST(pool_async_info(r, &info, sizeof info), POOL_OK);
     CHECK(strstr(info.message, "initializer") == NULL);
-    async_free(r);
+    pool_async_free(r);
     pool_destroy(p);
     /* A busy queue is not a full one: zero-timeout puts by one thread while another hammers it. */
     busy_q = pool_queue_create(1 << 20);

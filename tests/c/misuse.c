@@ -59,18 +59,18 @@ static int misuse_from_task(pool_t *h) {
     TASK_EXPECT(pool_join(h) == POOL_EINVAL);
     pool_destroy(h);
     TASK_EXPECT(1);
-    TASK_EXPECT(async_get(sh->async, 0) == POOL_EINVAL);
-    TASK_EXPECT(async_wait(sh->async, 0) == POOL_EINVAL);
-    TASK_EXPECT(!async_ready(sh->async));
-    TASK_EXPECT(async_cancel(sh->async) == POOL_EINVAL);
-    TASK_EXPECT(async_info(sh->async, &info, sizeof info) == POOL_EINVAL);
-    TASK_EXPECT(async_result(sh->async, &data, &len) == POOL_EINVAL);
-    async_free(sh->async);
+    TASK_EXPECT(pool_async_get(sh->async, 0) == POOL_EINVAL);
+    TASK_EXPECT(pool_async_wait(sh->async, 0) == POOL_EINVAL);
+    TASK_EXPECT(!pool_async_ready(sh->async));
+    TASK_EXPECT(pool_async_cancel(sh->async) == POOL_EINVAL);
+    TASK_EXPECT(pool_async_info(sh->async, &info, sizeof info) == POOL_EINVAL);
+    TASK_EXPECT(pool_async_result(sh->async, &data, &len) == POOL_EINVAL);
+    pool_async_free(sh->async);
     TASK_EXPECT(1);
     TASK_EXPECT(pool_iter_next(sh->iter, &y, &idx, 0) == POOL_EINVAL);
     pool_iter_free(sh->iter);
     TASK_EXPECT(1);
-    TASK_EXPECT(process_create(returns_0, NULL) == NULL);
+    TASK_EXPECT(pool_process_create(returns_0, NULL) == NULL);
     TASK_EXPECT(pool_create(1, NULL) == NULL);
     return 0;
 }
@@ -115,7 +115,7 @@ static void *map_thread(void *p) {
 static void *get_thread(void *p) {
     struct blocked *b = p;
     atomic_store(&b->entering, 1);
-    b->st = async_get(b->a, -1);
+    b->st = pool_async_get(b->a, -1);
     return NULL;
 }
 
@@ -131,28 +131,28 @@ static void wait_for(atomic_int *v, int at_least) {
 }
 
 static void test_freed_handles(pool_t *pool) {
-    SECTION("async handles used after async_free");
+    SECTION("async handles used after pool_async_free");
     long x = 3, y = 0;
     pool_async_t *a = pool_apply_async(pool, square, &x, sizeof x, &y, sizeof y, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, -1), POOL_OK);
-    async_free(a);
+    CHECK_ST(pool_async_get(a, -1), POOL_OK);
+    pool_async_free(a);
     /* EINVAL at once: not ETIMEDOUT after waiting, and no hang with -1. */
-    CHECK_ST_MSG(async_get(a, 1), POOL_EINVAL, "async result is " NOT_LIVE);
-    CHECK_ST(async_get(a, -1), POOL_EINVAL);
-    CHECK_ST_MSG(async_wait(a, -1), POOL_EINVAL, NOT_LIVE);
-    CHECK(!async_ready(a));
+    CHECK_ST_MSG(pool_async_get(a, 1), POOL_EINVAL, "async result is " NOT_LIVE);
+    CHECK_ST(pool_async_get(a, -1), POOL_EINVAL);
+    CHECK_ST_MSG(pool_async_wait(a, -1), POOL_EINVAL, NOT_LIVE);
+    CHECK(!pool_async_ready(a));
     CHECK_ERR_HAS(NOT_LIVE);
-    CHECK(!async_successful(a));
+    CHECK(!pool_async_successful(a));
     const void *data;
     size_t len, done, total;
     pool_task_info_t info;
-    CHECK_ST(async_result(a, &data, &len), POOL_EINVAL);
-    CHECK_ST(async_cancel(a), POOL_EINVAL);
-    CHECK_ST(async_info(a, &info, sizeof info), POOL_EINVAL);
-    CHECK_ST(async_progress(a, &done, &total), POOL_EINVAL);
+    CHECK_ST(pool_async_result(a, &data, &len), POOL_EINVAL);
+    CHECK_ST(pool_async_cancel(a), POOL_EINVAL);
+    CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_EINVAL);
+    CHECK_ST(pool_async_progress(a, &done, &total), POOL_EINVAL);
     CHECK_ST(pool_close(NULL), POOL_EINVAL); /* resets the message */
-    async_free(a);                           /* twice */
+    pool_async_free(a);                           /* twice */
     CHECK_ERR_HAS(NOT_LIVE);
     CHECK_EQ(pool_last_status(), POOL_EINVAL);
 
@@ -160,12 +160,12 @@ static void test_freed_handles(pool_t *pool) {
     double secs = 0.2;
     a = pool_apply_async(pool, sleeps, &secs, sizeof secs, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    async_free(a);
-    CHECK_ST(async_get(a, -1), POOL_EINVAL);
+    pool_async_free(a);
+    CHECK_ST(pool_async_get(a, -1), POOL_EINVAL);
     pool_async_t *m = pool_map_async(pool, square, &x, sizeof x, &y, sizeof y, 1, NULL);
     REQUIRE(m != NULL);
-    async_free(m);
-    CHECK_ST(async_wait(m, -1), POOL_EINVAL);
+    pool_async_free(m);
+    CHECK_ST(pool_async_wait(m, -1), POOL_EINVAL);
 
     SECTION("iterators used after pool_iter_free");
     long in[4] = {1, 2, 3, 4}, out = 0;
@@ -180,23 +180,23 @@ static void test_freed_handles(pool_t *pool) {
     pool_iter_free(it); /* twice */
     CHECK_ERR_HAS(NOT_LIVE);
 
-    SECTION("process objects used after process_free");
-    pool_process_t *p = process_create(returns_0, NULL);
+    SECTION("process objects used after pool_process_free");
+    pool_process_t *p = pool_process_create(returns_0, NULL);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
-    CHECK_ST(process_join(p, -1), POOL_OK);
-    process_free(p);
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    CHECK_ST(pool_process_join(p, -1), POOL_OK);
+    pool_process_free(p);
     int code = 1234;
-    CHECK_ST_MSG(process_start(p), POOL_EINVAL, "process is " NOT_LIVE);
-    CHECK_ST(process_join(p, -1), POOL_EINVAL);
-    CHECK_ST(process_terminate(p), POOL_EINVAL);
-    CHECK_ST(process_kill(p), POOL_EINVAL);
-    CHECK_ST(process_exitcode(p, &code), POOL_EINVAL);
+    CHECK_ST_MSG(pool_process_start(p), POOL_EINVAL, "process is " NOT_LIVE);
+    CHECK_ST(pool_process_join(p, -1), POOL_EINVAL);
+    CHECK_ST(pool_process_terminate(p), POOL_EINVAL);
+    CHECK_ST(pool_process_kill(p), POOL_EINVAL);
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_EINVAL);
     CHECK_EQ(code, 1234);
-    CHECK(!process_is_alive(p));
+    CHECK(!pool_process_is_alive(p));
     CHECK_ERR_HAS(NOT_LIVE);
-    CHECK_EQ(process_pid(p), -1);
-    process_free(p); /* twice */
+    CHECK_EQ(pool_process_pid(p), -1);
+    pool_process_free(p); /* twice */
     CHECK_ERR_HAS(NOT_LIVE);
 }
 
@@ -240,50 +240,50 @@ static void test_wrong_types(pool_t *pool) {
     long in[3] = {1, 2, 3};
     pool_iter_t *it = pool_imap(pool, square, in, sizeof in[0], sizeof out, 3, NULL, NULL);
     REQUIRE(it != NULL);
-    pool_process_t *p = process_create(returns_0, NULL);
+    pool_process_t *p = pool_process_create(returns_0, NULL);
     REQUIRE(p != NULL);
     void *pv = pool, *av = a, *iv = it, *prv = p;
 
-    CHECK_ST_MSG(async_get(pv, 0), POOL_EINVAL, "async result is a pool_t handle, not a pool_async_t");
+    CHECK_ST_MSG(pool_async_get(pv, 0), POOL_EINVAL, "async result is a pool_t handle, not a pool_async_t");
     CHECK_ST_MSG(pool_map(av, square, &x, sizeof x, &y, sizeof y, 1, NULL), POOL_EINVAL,
                  "pool is a pool_async_t handle, not a pool_t");
     CHECK_ST_MSG(pool_iter_next(prv, &out, NULL, 0), POOL_EINVAL, "pool_process_t");
-    CHECK_ST_MSG(process_join(iv, 0), POOL_EINVAL, "pool_iter_t");
+    CHECK_ST_MSG(pool_process_join(iv, 0), POOL_EINVAL, "pool_iter_t");
     CHECK_ST(pool_close(iv), POOL_EINVAL);
-    CHECK(!async_ready(prv));
+    CHECK(!pool_async_ready(prv));
     CHECK_EQ(pool_workers(av), 0);
     /* Freeing through the wrong function frees nothing. */
-    async_free(pv);
+    pool_async_free(pv);
     CHECK_ERR_HAS("pool_t");
     pool_destroy(av);
     CHECK_ERR_HAS("pool_async_t");
     pool_iter_free(prv);
-    process_free(iv);
-    CHECK_ST(async_get(a, -1), POOL_OK);
+    pool_process_free(iv);
+    CHECK_ST(pool_async_get(a, -1), POOL_OK);
     CHECK_EQ(y, 9);
     CHECK_ST(pool_iter_next(it, &out, NULL, -1), POOL_OK);
     CHECK_EQ(out, 1);
-    CHECK_ST(process_start(p), POOL_OK);
-    CHECK_ST(process_join(p, -1), POOL_OK);
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    CHECK_ST(pool_process_join(p, -1), POOL_OK);
     CHECK_ST(pool_apply(pool, square, &x, sizeof x, &y, sizeof y, NULL), POOL_OK);
-    async_free(a);
+    pool_async_free(a);
     pool_iter_free(it);
-    process_free(p);
+    pool_process_free(p);
 
     SECTION("pointers libpool never returned");
     long junk[8] = {0};
     void *j = junk;
-    CHECK_ST_MSG(async_get(j, 0), POOL_EINVAL, NOT_LIVE);
+    CHECK_ST_MSG(pool_async_get(j, 0), POOL_EINVAL, NOT_LIVE);
     CHECK_ST(pool_map(j, square, &x, sizeof x, &y, sizeof y, 1, NULL), POOL_EINVAL);
-    CHECK_ST(process_join(j, 0), POOL_EINVAL);
+    CHECK_ST(pool_process_join(j, 0), POOL_EINVAL);
     CHECK_ST(pool_iter_next(j, &out, NULL, 0), POOL_EINVAL);
     void *one = (void *)(uintptr_t)1, *big = (void *)(uintptr_t)0xdeadbeef0;
     CHECK_ST(pool_close(one), POOL_EINVAL);
-    CHECK_ST(async_wait(big, -1), POOL_EINVAL);
-    async_free(j);
+    CHECK_ST(pool_async_wait(big, -1), POOL_EINVAL);
+    pool_async_free(j);
     pool_destroy(one);
     pool_iter_free(big);
-    process_free(j);
+    pool_process_free(j);
     CHECK_ERR_HAS(NOT_LIVE);
 }
 
@@ -303,7 +303,7 @@ static void test_inside_task(pool_t *pool) {
 
     SECTION("after the tasks' attempts, the pool and its handles are intact");
     atomic_store(&gate->release, 1);
-    CHECK_ST(async_get(sh->async, 30), POOL_OK);
+    CHECK_ST(pool_async_get(sh->async, 30), POOL_OK);
     CHECK_EQ(y, 16);
     for (int i = 0; i < 3; i++) {
         size_t idx = 99;
@@ -312,7 +312,7 @@ static void test_inside_task(pool_t *pool) {
         CHECK_EQ(out, in[i] * in[i]);
     }
     CHECK_ST(pool_iter_next(sh->iter, &out, NULL, 30), POOL_EDONE);
-    async_free(sh->async);
+    pool_async_free(sh->async);
     pool_iter_free(sh->iter);
     long xs[100], ys[100];
     for (int i = 0; i < 100; i++) xs[i] = i;
@@ -362,15 +362,15 @@ static void test_destroy_while_blocked(void) {
     CHECK_ST(get.st, POOL_ECLOSED);
     CHECK_ST(next.st, POOL_ECLOSED);
     /* The handles outlive the pool. */
-    CHECK_ST(async_get(get.a, 0), POOL_ECLOSED);
-    async_free(get.a);
+    CHECK_ST(pool_async_get(get.a, 0), POOL_ECLOSED);
+    pool_async_free(get.a);
     pool_iter_free(next.it);
     CHECK_ST(pool_close(pool), POOL_EINVAL);
     atomic_store(&gate->release, 1);
 }
 
 static void test_free_while_waiting(pool_t *pool) {
-    SECTION("async_free while another thread waits on the handle: the wait finishes");
+    SECTION("pool_async_free while another thread waits on the handle: the wait finishes");
     atomic_store(&gate->release, 0);
     atomic_store(&gate->started, 0);
     long x = 8, y = 0;
@@ -380,8 +380,8 @@ static void test_free_while_waiting(pool_t *pool) {
     REQUIRE(pthread_create(&get.t, NULL, get_thread, &get) == 0);
     wait_for(&get.entering, 1);
     wait_for(&gate->started, 1);
-    sleep_s(0.1); /* most likely waiting by now (if not, its async_get is EINVAL: checked below) */
-    async_free(get.a);
+    sleep_s(0.1); /* most likely waiting by now (if not, its pool_async_get is EINVAL: checked below) */
+    pool_async_free(get.a);
     atomic_store(&gate->release, 1);
     pthread_join(get.t, NULL);
     if (get.st == POOL_OK) {
@@ -390,7 +390,7 @@ static void test_free_while_waiting(pool_t *pool) {
         CHECK_ST(get.st, POOL_EINVAL); /* the free came first */
         fprintf(stderr, "misuse: note: the waiting thread had not started waiting\n");
     }
-    CHECK_ST(async_get(get.a, 0), POOL_EINVAL);
+    CHECK_ST(pool_async_get(get.a, 0), POOL_EINVAL);
     CHECK_ST(pool_apply(pool, square, &x, sizeof x, &y, sizeof y, NULL), POOL_OK);
     CHECK_EQ(y, 64);
 }

@@ -54,7 +54,7 @@ static int writes_shared(void *arg) {
  * or -1 after `limit` seconds. */
 static double wait_not_alive(pool_process_t *p, double limit) {
     double t0 = now_s();
-    while (process_is_alive(p)) {
+    while (pool_process_is_alive(p)) {
         if (now_s() - t0 > limit) return -1;
         sleep_s(0.01);
     }
@@ -92,145 +92,145 @@ static void check_no_child(int pid, const char *what) {
 }
 
 static void test_lifecycle(void) {
-    SECTION("process_create(NULL)");
-    CHECK(process_create(NULL, NULL) == NULL);
+    SECTION("pool_process_create(NULL)");
+    CHECK(pool_process_create(NULL, NULL) == NULL);
     CHECK_ERR_SET();
 
     SECTION("before start");
     int arg = 42;
-    pool_process_t *p = process_create(returns_arg, &arg);
+    pool_process_t *p = pool_process_create(returns_arg, &arg);
     REQUIRE(p != NULL);
-    CHECK_EQ(process_pid(p), -1);
-    CHECK(!process_is_alive(p));
-    CHECK_ST(process_join(p, -1), POOL_EINVAL);
+    CHECK_EQ(pool_process_pid(p), -1);
+    CHECK(!pool_process_is_alive(p));
+    CHECK_ST(pool_process_join(p, -1), POOL_EINVAL);
     CHECK_ERR_SET();
-    CHECK_ST(process_join(p, 0), POOL_EINVAL);
+    CHECK_ST(pool_process_join(p, 0), POOL_EINVAL);
     int code = 999;
-    CHECK_ST(process_exitcode(p, &code), POOL_EINVAL);
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_EINVAL);
     CHECK_EQ(code, 999);
-    CHECK_ST(process_terminate(p), POOL_EINVAL);
-    CHECK_ST(process_kill(p), POOL_EINVAL);
+    CHECK_ST(pool_process_terminate(p), POOL_EINVAL);
+    CHECK_ST(pool_process_kill(p), POOL_EINVAL);
 
     SECTION("start, exit code = return value");
-    CHECK_ST(process_start(p), POOL_OK);
-    int pid = process_pid(p);
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    int pid = pool_process_pid(p);
     CHECK(pid > 0 && pid != getpid());
-    CHECK_ST(process_start(p), POOL_EINVAL); /* twice */
+    CHECK_ST(pool_process_start(p), POOL_EINVAL); /* twice */
     CHECK_ERR_SET();
-    CHECK_EQ(process_pid(p), pid);
-    CHECK_ST(process_join(p, -1), POOL_OK);
-    CHECK(!process_is_alive(p));
-    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_EQ(pool_process_pid(p), pid);
+    CHECK_ST(pool_process_join(p, -1), POOL_OK);
+    CHECK(!pool_process_is_alive(p));
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_OK);
     CHECK_EQ(code, 42);
-    CHECK_ST(process_join(p, -1), POOL_OK); /* again: fine */
-    CHECK_ST(process_join(p, 0), POOL_OK);
-    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_ST(pool_process_join(p, -1), POOL_OK); /* again: fine */
+    CHECK_ST(pool_process_join(p, 0), POOL_OK);
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_OK);
     CHECK_EQ(code, 42);
-    CHECK_ST(process_terminate(p), POOL_OK); /* exited: no-op */
-    CHECK_ST(process_kill(p), POOL_OK);
-    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_ST(pool_process_terminate(p), POOL_OK); /* exited: no-op */
+    CHECK_ST(pool_process_kill(p), POOL_OK);
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_OK);
     CHECK_EQ(code, 42);
-    CHECK_EQ(process_pid(p), pid);
-    CHECK_ST(process_start(p), POOL_EINVAL); /* still no restart after it ended */
-    process_free(p);
+    CHECK_EQ(pool_process_pid(p), pid);
+    CHECK_ST(pool_process_start(p), POOL_EINVAL); /* still no restart after it ended */
+    pool_process_free(p);
     check_no_child(pid, "joined child");
 
     SECTION("exit code 0 and 255");
     int vals[] = {0, 1, 255};
     for (int i = 0; i < 3; i++) {
-        p = process_create(returns_arg, &vals[i]);
+        p = pool_process_create(returns_arg, &vals[i]);
         REQUIRE(p != NULL);
-        CHECK_ST(process_start(p), POOL_OK);
-        CHECK_ST(process_join(p, 10), POOL_OK);
-        CHECK_ST(process_exitcode(p, &code), POOL_OK);
+        CHECK_ST(pool_process_start(p), POOL_OK);
+        CHECK_ST(pool_process_join(p, 10), POOL_OK);
+        CHECK_ST(pool_process_exitcode(p, &code), POOL_OK);
         CHECK_EQ(code, vals[i]);
-        process_free(p);
+        pool_process_free(p);
     }
 
     SECTION("is_alive while running, false after exit without join");
-    p = process_create(sleeps_half, NULL);
+    p = pool_process_create(sleeps_half, NULL);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
-    CHECK(process_is_alive(p));
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    CHECK(pool_process_is_alive(p));
     code = 999;
-    CHECK_ST(process_exitcode(p, &code), POOL_ETIMEDOUT);
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_ETIMEDOUT);
     CHECK_EQ(code, 999);
     double t0 = now_s();
-    CHECK_ST(process_join(p, 0.1), POOL_ETIMEDOUT);
+    CHECK_ST(pool_process_join(p, 0.1), POOL_ETIMEDOUT);
     double took = now_s() - t0;
     CHECK(took >= 0.09 && took < 2);
-    CHECK_ST(process_join(p, 0), POOL_ETIMEDOUT);
-    CHECK(process_is_alive(p));
+    CHECK_ST(pool_process_join(p, 0), POOL_ETIMEDOUT);
+    CHECK(pool_process_is_alive(p));
     double gone = wait_not_alive(p, 10);
     CHECK(gone >= 0);
-    CHECK(!process_is_alive(p));
-    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK(!pool_process_is_alive(p));
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_OK);
     CHECK_EQ(code, 5);
-    CHECK_ST(process_join(p, 0), POOL_OK);
-    process_free(p);
+    CHECK_ST(pool_process_join(p, 0), POOL_OK);
+    pool_process_free(p);
 }
 
-static void expect_death(process_fn fn, int want, const char *what, int how) {
+static void expect_death(pool_process_fn fn, int want, const char *what, int how) {
     SECTION(what);
-    pool_process_t *p = process_create(fn, NULL);
+    pool_process_t *p = pool_process_create(fn, NULL);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
-    if (how == SIGTERM) CHECK_ST(process_terminate(p), POOL_OK);
-    if (how == SIGKILL) CHECK_ST(process_kill(p), POOL_OK);
-    CHECK_ST(process_join(p, 10), POOL_OK);
-    CHECK(!process_is_alive(p));
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    if (how == SIGTERM) CHECK_ST(pool_process_terminate(p), POOL_OK);
+    if (how == SIGKILL) CHECK_ST(pool_process_kill(p), POOL_OK);
+    CHECK_ST(pool_process_join(p, 10), POOL_OK);
+    CHECK(!pool_process_is_alive(p));
     int code = 999;
-    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_OK);
     CHECK_EQ(code, want);
-    int pid = process_pid(p);
-    process_free(p);
+    int pid = pool_process_pid(p);
+    pool_process_free(p);
     check_no_child(pid, what);
 }
 
 static void test_deaths(void) {
-    expect_death(sleeps_30, -SIGTERM, "process_terminate -> -15", SIGTERM);
-    expect_death(sleeps_30, -SIGKILL, "process_kill -> -9", SIGKILL);
+    expect_death(sleeps_30, -SIGTERM, "pool_process_terminate -> -15", SIGTERM);
+    expect_death(sleeps_30, -SIGKILL, "pool_process_kill -> -9", SIGKILL);
     expect_death(segfaults, -SIGSEGV, "segfault -> -11", 0);
     expect_death(aborts, -SIGABRT, "abort -> -6", 0);
     expect_death(exits_7, 7, "_exit(7) -> 7", 0);
 
     SECTION("terminate, then is_alive turns false without join");
-    pool_process_t *p = process_create(sleeps_30, NULL);
+    pool_process_t *p = pool_process_create(sleeps_30, NULL);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
+    CHECK_ST(pool_process_start(p), POOL_OK);
     sleep_s(0.05);
-    CHECK(process_is_alive(p));
-    CHECK_ST(process_terminate(p), POOL_OK);
+    CHECK(pool_process_is_alive(p));
+    CHECK_ST(pool_process_terminate(p), POOL_OK);
     CHECK(wait_not_alive(p, 10) >= 0);
     int code = 0;
-    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_OK);
     CHECK_EQ(code, -SIGTERM);
-    CHECK_ST(process_kill(p), POOL_OK); /* exited: no-op */
-    process_free(p);
+    CHECK_ST(pool_process_kill(p), POOL_OK); /* exited: no-op */
+    pool_process_free(p);
 
-    SECTION("process_free of a running child leaves no zombie");
-    p = process_create(sleeps_30, NULL);
+    SECTION("pool_process_free of a running child leaves no zombie");
+    p = pool_process_create(sleeps_30, NULL);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
-    int pid = process_pid(p);
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    int pid = pool_process_pid(p);
     CHECK(pid > 0);
     double t0 = now_s();
-    process_free(p);
+    pool_process_free(p);
     CHECK(now_s() - t0 < 5);
-    check_no_child(pid, "process_free of a running child");
+    check_no_child(pid, "pool_process_free of a running child");
 
-    SECTION("process_free of an exited, never joined child leaves no zombie");
+    SECTION("pool_process_free of an exited, never joined child leaves no zombie");
     int zero = 0;
-    p = process_create(returns_arg, &zero);
+    p = pool_process_create(returns_arg, &zero);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
-    pid = process_pid(p);
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    pid = pool_process_pid(p);
     sleep_s(0.2);
-    process_free(p);
-    check_no_child(pid, "process_free of an exited child");
+    pool_process_free(p);
+    check_no_child(pid, "pool_process_free of an exited child");
 
-    SECTION("process_free of a never started process");
-    process_free(process_create(returns_arg, &zero));
+    SECTION("pool_process_free of a never started process");
+    pool_process_free(pool_process_create(returns_arg, &zero));
 }
 
 static void test_many_and_io(void) {
@@ -240,25 +240,25 @@ static void test_many_and_io(void) {
     pool_process_t *ps[20];
     for (int i = 0; i < 20; i++) {
         args[i] = i + 100;
-        ps[i] = process_create(returns_arg, &args[i]);
+        ps[i] = pool_process_create(returns_arg, &args[i]);
         REQUIRE(ps[i] != NULL);
-        CHECK_ST(process_start(ps[i]), POOL_OK);
+        CHECK_ST(pool_process_start(ps[i]), POOL_OK);
     }
     for (int i = 19; i >= 0; i--) {
-        CHECK_ST(process_join(ps[i], 10), POOL_OK);
+        CHECK_ST(pool_process_join(ps[i], 10), POOL_OK);
         int code = -1;
-        CHECK_ST(process_exitcode(ps[i], &code), POOL_OK);
+        CHECK_ST(pool_process_exitcode(ps[i], &code), POOL_OK);
         CHECK_EQ(code, i + 100);
-        process_free(ps[i]);
+        pool_process_free(ps[i]);
     }
 
     SECTION("the child sees its argument (shared memory)");
-    pool_process_t *p = process_create(writes_shared, &slots[3]);
+    pool_process_t *p = pool_process_create(writes_shared, &slots[3]);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
-    CHECK_ST(process_join(p, 10), POOL_OK);
-    CHECK_EQ(slots[3], process_pid(p));
-    process_free(p);
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    CHECK_ST(pool_process_join(p, 10), POOL_OK);
+    CHECK_EQ(slots[3], pool_process_pid(p));
+    pool_process_free(p);
 
     SECTION("stdio: buffered output is neither duplicated nor lost");
     int fds[2];
@@ -267,14 +267,14 @@ static void test_many_and_io(void) {
     REQUIRE(w != NULL);
     setvbuf(w, NULL, _IOFBF, 4096);
     fputs("parent-", w); /* still in the buffer at fork */
-    p = process_create(writes_to_file, w);
+    p = pool_process_create(writes_to_file, w);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
-    CHECK_ST(process_join(p, 10), POOL_OK);
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    CHECK_ST(pool_process_join(p, 10), POOL_OK);
     int code = -1;
-    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_OK);
     CHECK_EQ(code, 0);
-    process_free(p);
+    pool_process_free(p);
     fputs("-end", w);
     fclose(w);
     char buf[256];
@@ -303,7 +303,7 @@ static int join_status = -1;
 
 static void *joins_forever(void *arg) {
     (void)arg;
-    join_status = process_join(raced, -1);
+    join_status = pool_process_join(raced, -1);
     atomic_store(&join_done, 1);
     return NULL;
 }
@@ -316,19 +316,19 @@ struct terminator {
 static void *terminates(void *arg) {
     struct terminator *t = arg;
     double t0 = now_s();
-    t->alive = process_is_alive(raced);
-    t->pid = process_pid(raced);
+    t->alive = pool_process_is_alive(raced);
+    t->pid = pool_process_pid(raced);
     t->took = now_s() - t0;
-    t->status = process_terminate(raced);
+    t->status = pool_process_terminate(raced);
     return NULL;
 }
 
 static void test_terminate_during_join(void) {
-    SECTION("process_terminate from another thread while one waits in process_join(-1): both return");
-    raced = process_create(pauses_forever, NULL);
+    SECTION("pool_process_terminate from another thread while one waits in pool_process_join(-1): both return");
+    raced = pool_process_create(pauses_forever, NULL);
     REQUIRE(raced != NULL);
-    CHECK_ST(process_start(raced), POOL_OK);
-    int pid = process_pid(raced);
+    CHECK_ST(pool_process_start(raced), POOL_OK);
+    int pid = pool_process_pid(raced);
     REQUIRE(pid > 0);
     atomic_store(&join_done, 0);
     pthread_t j, t;
@@ -349,10 +349,10 @@ static void test_terminate_during_join(void) {
     CHECK_ST(term.status, POOL_OK);
     CHECK_ST(join_status, POOL_OK);
     int code = 0;
-    CHECK_ST(process_exitcode(raced, &code), POOL_OK);
+    CHECK_ST(pool_process_exitcode(raced, &code), POOL_OK);
     CHECK_EQ(code, -SIGTERM);
-    CHECK(!process_is_alive(raced));
-    process_free(raced);
+    CHECK(!pool_process_is_alive(raced));
+    pool_process_free(raced);
     check_no_child(pid, "terminated during a join");
 }
 
@@ -373,10 +373,10 @@ static void *ticks(void *arg) {
 }
 
 static void test_join_timeout_under_signals(void) {
-    SECTION("process_join(p, 1.0) interrupted by a signal every 20 ms still returns after about 1 s");
-    pool_process_t *p = process_create(pauses_forever, NULL);
+    SECTION("pool_process_join(p, 1.0) interrupted by a signal every 20 ms still returns after about 1 s");
+    pool_process_t *p = pool_process_create(pauses_forever, NULL);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
+    CHECK_ST(pool_process_start(p), POOL_OK);
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_usr1; /* no SA_RESTART: every signal interrupts the wait */
@@ -386,17 +386,17 @@ static void test_join_timeout_under_signals(void) {
     pthread_t self = pthread_self(), t;
     REQUIRE(pthread_create(&t, NULL, ticks, &self) == 0);
     double t0 = now_s();
-    CHECK_ST(process_join(p, 1.0), POOL_ETIMEDOUT);
+    CHECK_ST(pool_process_join(p, 1.0), POOL_ETIMEDOUT);
     double took = now_s() - t0;
     atomic_store(&stop_ticking, 1);
     pthread_join(t, NULL);
-    fprintf(stderr, "  process_join(p, 1.0) returned after %.2f s\n", took);
+    fprintf(stderr, "  pool_process_join(p, 1.0) returned after %.2f s\n", took);
     CHECK(took >= 0.9 && took < 5); /* not restarted with the full timeout at every signal */
-    CHECK(process_is_alive(p));
-    CHECK_ST(process_kill(p), POOL_OK);
-    CHECK_ST(process_join(p, 10), POOL_OK);
+    CHECK(pool_process_is_alive(p));
+    CHECK_ST(pool_process_kill(p), POOL_OK);
+    CHECK_ST(pool_process_join(p, 10), POOL_OK);
     sigaction(SIGUSR1, &old, NULL);
-    process_free(p);
+    pool_process_free(p);
 }
 
 int main(void) {

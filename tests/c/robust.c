@@ -276,13 +276,13 @@ static void test_zygote_killed(void) {
     sleep_s(0.1);
     CHECK(kill(z, SIGKILL) == 0);
     double t0 = now_s();
-    CHECK_ST(async_get(a, 20), POOL_ECLOSED);
+    CHECK_ST(pool_async_get(a, 20), POOL_ECLOSED);
     CHECK_ERR_HAS("zygote");
     CHECK(now_s() - t0 < 10);
     long xs[4] = {1, 2, 3, 4}, ys[4];
     CHECK_ST(pool_map(pool, square, xs, sizeof xs[0], ys, sizeof ys[0], 4, NULL), POOL_ECLOSED);
     CHECK_ERR_HAS("zygote");
-    async_free(a);
+    pool_async_free(a);
     pool_destroy(pool);
     for (int i = 0; i < 2; i++) CHECK(w[i] > 0 && is_dead(w[i]));
 }

@@ -372,16 +372,16 @@ int main(void) {
     for (int z = 0; z < 2; z++) {
         pool_async_t *a = pool_submit(pool, in_place, sizes[z], sizeof sizes[z], sizes[z][1], NULL);
         REQUIRE(a != NULL);
-        CHECK_ST(async_get(a, 20), POOL_OK);
+        CHECK_ST(pool_async_get(a, 20), POOL_OK);
         const void *d = NULL;
         size_t len = 0;
-        CHECK_ST(async_result(a, &d, &len), POOL_OK);
+        CHECK_ST(pool_async_result(a, &d, &len), POOL_OK);
         CHECK_EQ(len, sizes[z][0]);
         size_t bad = 0;
         for (size_t j = 0; j < len; j++)
             if (((const unsigned char *)d)[j] != (unsigned char)(j * 7)) bad++;
         CHECK_EQ(bad, 0);
-        async_free(a);
+        pool_async_free(a);
     }
 
     SECTION("an overrun of what pool_out_reserve gave crashes its own item only");
@@ -393,8 +393,8 @@ int main(void) {
         REQUIRE(bad != NULL);
         pool_stream_t *es = pool_stream(pool, echo, items, 60, 5000, NULL, NULL);
         REQUIRE(es != NULL);
-        CHECK_ST(async_get(bad, 20), POOL_ECRASHED);
-        async_free(bad);
+        CHECK_ST(pool_async_get(bad, 20), POOL_ECRASHED);
+        pool_async_free(bad);
         size_t same = 0;
         for (size_t i = 0; i < 60; i++) {
             const void *d = NULL;

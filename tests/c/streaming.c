@@ -1,5 +1,5 @@
 /* The speed features through the C API: pool_shm_alloc (zero copy), pool_imap and
- * pool_imap_unordered, async_progress, pool_event_fd, chunksize. */
+ * pool_imap_unordered, pool_async_progress, pool_event_fd, chunksize. */
 #include "check.h"
 
 #include <poll.h>
@@ -96,7 +96,7 @@ static void test_imap_source(pool_t *pool) {
 }
 
 static void test_progress_and_fd(pool_t *pool) {
-    SECTION("async_progress and pool_event_fd");
+    SECTION("pool_async_progress and pool_event_fd");
     int fd = pool_event_fd(pool);
     REQUIRE(fd >= 0);
     CHECK_EQ(pool_event_fd(NULL), -1);
@@ -107,16 +107,16 @@ static void test_progress_and_fd(pool_t *pool) {
     REQUIRE(a != NULL);
     struct pollfd p = {.fd = fd, .events = POLLIN};
     CHECK_EQ(poll(&p, 1, 20000), 1);
-    CHECK_ST(async_wait(a, 20), POOL_OK);
+    CHECK_ST(pool_async_wait(a, 20), POOL_OK);
     size_t done = 0, total = 0;
-    CHECK_ST(async_progress(a, &done, &total), POOL_OK);
+    CHECK_ST(pool_async_progress(a, &done, &total), POOL_OK);
     CHECK_EQ(done, N);
     CHECK_EQ(total, N);
-    CHECK_ST(async_progress(a, NULL, &total), POOL_EINVAL);
-    CHECK_ST(async_progress(NULL, &done, &total), POOL_EINVAL);
+    CHECK_ST(pool_async_progress(a, NULL, &total), POOL_EINVAL);
+    CHECK_ST(pool_async_progress(NULL, &done, &total), POOL_EINVAL);
     unsigned long long v;
     CHECK_EQ(read(fd, &v, sizeof v), 8);
-    async_free(a);
+    pool_async_free(a);
 }
 
 int main(void) {

@@ -37,7 +37,7 @@ static int nested(const void *in, void *out, void *ctx) {
     r->map_st = pool_map(global_pool, square, &x, sizeof x, &y, sizeof y, 1, NULL);
     pool_async_t *a = pool_apply_async(global_pool, square, &x, sizeof x, &y, sizeof y, NULL);
     r->apply_async_null = a == NULL;
-    async_free(a);
+    pool_async_free(a);
     r->close_st = pool_close(global_pool);
     return 0;
 }
@@ -70,7 +70,7 @@ static void *host_thread(void *p) {
     }
 
     /* Everyone waits on the same handle. */
-    CHECK_ST(async_get(w->shared, 5), POOL_OK); /* 0.3 s task */
+    CHECK_ST(pool_async_get(w->shared, 5), POOL_OK); /* 0.3 s task */
     CHECK_EQ(*w->shared_out, 42);
 
     long in[APPLIES], out[APPLIES];
@@ -83,8 +83,8 @@ static void *host_thread(void *p) {
     }
     for (int i = 0; i < APPLIES; i++) {
         if (!h[i]) continue;
-        CHECK_ST(async_get(h[i], 30), POOL_OK);
-        async_free(h[i]);
+        CHECK_ST(pool_async_get(h[i], 30), POOL_OK);
+        pool_async_free(h[i]);
         if (out[i] != in[i] * in[i]) CHECK_EQ(out[i], in[i] * in[i]);
     }
 
@@ -94,8 +94,8 @@ static void *host_thread(void *p) {
         pool_async_t *a = pool_apply_async(global_pool, square, &x, sizeof x, &y, sizeof y, NULL);
         CHECK(a != NULL);
         if (!a) continue;
-        CHECK_ST(async_get(a, 30), POOL_OK);
-        async_free(a);
+        CHECK_ST(pool_async_get(a, 30), POOL_OK);
+        pool_async_free(a);
         if (y != x * x) CHECK_EQ(y, x * x);
     }
 
@@ -106,8 +106,8 @@ static void *host_thread(void *p) {
         if (round == 1) {
             pool_async_t *m = pool_map_async(global_pool, square, min, sizeof(long), mout, sizeof(long), MAP_N, NULL);
             CHECK(m != NULL);
-            if (m) CHECK_ST(async_get(m, 30), POOL_OK);
-            async_free(m);
+            if (m) CHECK_ST(pool_async_get(m, 30), POOL_OK);
+            pool_async_free(m);
         } else {
             CHECK_ST(pool_map(global_pool, square, min, sizeof(long), mout, sizeof(long), MAP_N, NULL), POOL_OK);
         }
@@ -124,10 +124,10 @@ static void *host_thread(void *p) {
     if (s) {
         const void *d;
         size_t l;
-        CHECK_ST(async_get(s, 30), POOL_OK);
-        CHECK_ST(async_result(s, &d, &l), POOL_OK);
+        CHECK_ST(pool_async_get(s, 30), POOL_OK);
+        CHECK_ST(pool_async_result(s, &d, &l), POOL_OK);
         CHECK(l == (size_t)n && memcmp(d, msg, (size_t)n) == 0);
-        async_free(s);
+        pool_async_free(s);
     }
 
     /* This thread's failure message is its own. */
@@ -165,17 +165,17 @@ static void *process_thread(void *p) {
     pool_process_t *ps[10];
     for (int i = 0; i < 10; i++) {
         codes[i] = w->id * 20 + i;
-        ps[i] = process_create(returns_arg, &codes[i]);
+        ps[i] = pool_process_create(returns_arg, &codes[i]);
         CHECK(ps[i] != NULL);
-        if (ps[i]) CHECK_ST(process_start(ps[i]), POOL_OK);
+        if (ps[i]) CHECK_ST(pool_process_start(ps[i]), POOL_OK);
     }
     for (int i = 0; i < 10; i++) {
         if (!ps[i]) continue;
         int code = -1;
-        CHECK_ST(process_join(ps[i], 10), POOL_OK);
-        CHECK_ST(process_exitcode(ps[i], &code), POOL_OK);
+        CHECK_ST(pool_process_join(ps[i], 10), POOL_OK);
+        CHECK_ST(pool_process_exitcode(ps[i], &code), POOL_OK);
         CHECK_EQ(code, codes[i]);
-        process_free(ps[i]);
+        pool_process_free(ps[i]);
     }
     return NULL;
 }
@@ -184,10 +184,10 @@ static void *process_thread(void *p) {
 static void *waiter_thread(void *p) {
     struct worker_arg *w = p;
     double t0 = now_s();
-    if (!CHECK_ST(async_get(w->shared, 2), POOL_OK))
-        fprintf(stderr, "  waiter %d: async_get gave up after %.2f s although the task takes 0.2 s\n", w->id, now_s() - t0);
-    CHECK(async_ready(w->shared));
-    CHECK(async_successful(w->shared));
+    if (!CHECK_ST(pool_async_get(w->shared, 2), POOL_OK))
+        fprintf(stderr, "  waiter %d: pool_async_get gave up after %.2f s although the task takes 0.2 s\n", w->id, now_s() - t0);
+    CHECK(pool_async_ready(w->shared));
+    CHECK(pool_async_successful(w->shared));
     return NULL;
 }
 
@@ -227,7 +227,7 @@ int main(void) {
         REQUIRE(pthread_create(&th[i], NULL, host_thread, &args[i]) == 0);
     }
     for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
-    async_free(shared);
+    pool_async_free(shared);
 
     SECTION("4 threads wait on one handle at once, 3 rounds");
     for (int round = 0; round < 3; round++) {
@@ -241,7 +241,7 @@ int main(void) {
         }
         for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
         CHECK_EQ(shared_out, 42);
-        async_free(shared);
+        pool_async_free(shared);
     }
 
     SECTION("the main thread's pool_last_error() was not touched by the others");
@@ -262,14 +262,14 @@ int main(void) {
     CHECK_EQ(nr.close_st, POOL_EINVAL);
 
     SECTION("using the parent's pool from a child process: an error, not a hang");
-    pool_process_t *p = process_create(child_uses_pool, NULL);
+    pool_process_t *p = pool_process_create(child_uses_pool, NULL);
     REQUIRE(p != NULL);
-    CHECK_ST(process_start(p), POOL_OK);
-    CHECK_ST(process_join(p, 10), POOL_OK);
+    CHECK_ST(pool_process_start(p), POOL_OK);
+    CHECK_ST(pool_process_join(p, 10), POOL_OK);
     int code = -1;
-    CHECK_ST(process_exitcode(p, &code), POOL_OK);
+    CHECK_ST(pool_process_exitcode(p, &code), POOL_OK);
     CHECK_EQ(code, POOL_EINVAL);
-    process_free(p);
+    pool_process_free(p);
 
     SECTION("the pool still works after all that");
     long x = 9, y = 0;
@@ -299,7 +299,7 @@ int main(void) {
     CHECK_ST(pool_join(pool), POOL_OK);
     pool_destroy(pool);
 
-    SECTION("pool_terminate from another thread unblocks async_get");
+    SECTION("pool_terminate from another thread unblocks pool_async_get");
     pool = pool_create(1, NULL);
     REQUIRE(pool != NULL);
     secs = 20;
@@ -308,10 +308,10 @@ int main(void) {
     ta.pool = pool;
     REQUIRE(pthread_create(&tt, NULL, terminator, &ta) == 0);
     t0 = now_s();
-    CHECK_ST(async_get(a, -1), POOL_ECLOSED);
+    CHECK_ST(pool_async_get(a, -1), POOL_ECLOSED);
     CHECK(now_s() - t0 < 5);
     pthread_join(tt, NULL);
-    async_free(a);
+    pool_async_free(a);
     pool_destroy(pool);
 
     SECTION("pools created, used and destroyed concurrently from 4 threads");

@@ -1,7 +1,7 @@
 /* Values, not stale snapshots, and errors that say why: ctx copied with the call (ctx_size) for
  * maps, iterators, applies and variable-size tasks, seen as it was at the call; a ctx the
  * workers do not have refused; per-call timeouts for applies and pool_submit; task messages
- * (pool_task_error) in pool_last_error() and async_info; option and info structs of an older,
+ * (pool_task_error) in pool_last_error() and pool_async_info; option and info structs of an older,
  * smaller size still accepted. */
 #include "check.h"
 
@@ -80,9 +80,9 @@ int main(void) {
     pool_async_t *a = pool_apply_async_ex(pool, add_ctx, &x, sizeof x, &y, sizeof y, late, &co);
     REQUIRE(a != NULL);
     *late = -1; /* after the call: the task must not see it */
-    CHECK_ST(async_get(a, 30), POOL_OK);
+    CHECK_ST(pool_async_get(a, 30), POOL_OK);
     CHECK_EQ(y, 1005);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("a map with ctx_size sees ctx as it was at the call, in every chunk");
     enum { N = 20000 };
@@ -96,11 +96,11 @@ int main(void) {
     a = pool_map_async_ex(pool, add_ctx, in, sizeof in[0], out, sizeof out[0], N, late, &mo);
     REQUIRE(a != NULL);
     *late = -1;
-    CHECK_ST(async_get(a, 30), POOL_OK);
+    CHECK_ST(pool_async_get(a, 30), POOL_OK);
     int wrong = 0;
     for (long i = 0; i < N; i++) wrong += out[i] != i + 7;
     CHECK_EQ(wrong, 0);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("an iterator with ctx_size");
     *late = 11;
@@ -121,12 +121,12 @@ int main(void) {
     a = pool_submit_ex(pool, echo_ctx, NULL, 0, 100, text, &co);
     REQUIRE(a != NULL);
     strcpy(text, "changed");
-    CHECK_ST(async_get(a, 30), POOL_OK);
+    CHECK_ST(pool_async_get(a, 30), POOL_OK);
     const void *data;
     size_t len;
-    CHECK_ST(async_result(a, &data, &len), POOL_OK);
+    CHECK_ST(pool_async_result(a, &data, &len), POOL_OK);
     CHECK(len == 17 && memcmp(data, "hello from a copy", 17) == 0);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("per-call timeouts for pool_apply_ex and pool_submit_ex");
     pool_call_options_init(&co);
@@ -135,23 +135,23 @@ int main(void) {
     CHECK_ST(pool_apply_ex(pool, sleeps_long, &x, sizeof x, &y, sizeof y, NULL, &co), POOL_ETIMEDOUT);
     a = pool_submit_ex(pool, hangs, NULL, 0, 10, NULL, &co);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_ETIMEDOUT);
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 30), POOL_ETIMEDOUT);
+    pool_async_free(a);
     CHECK(now_s() - t0 < 20);
 
-    SECTION("pool_task_error: the message reaches pool_last_error() and async_info");
+    SECTION("pool_task_error: the message reaches pool_last_error() and pool_async_info");
     x = 13;
     CHECK_ST(pool_apply(pool, explains, &x, sizeof x, &y, sizeof y, NULL), POOL_ETASK);
     CHECK_ERR_HAS("task returned 3: item 13 ends in 3");
     a = pool_submit(pool, var_explains, NULL, 0, 10, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_ETASK);
+    CHECK_ST(pool_async_get(a, 30), POOL_ETASK);
     CHECK_ERR_HAS("the input was not a PNG");
     pool_task_info_t info;
-    CHECK_ST(async_info(a, &info, sizeof info), POOL_OK);
+    CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK(strcmp(info.message, "the input was not a PNG") == 0);
     CHECK_EQ(info.task_code, 2);
-    async_free(a);
+    pool_async_free(a);
     CHECK_ST(pool_map(pool, explains, in, sizeof in[0], out, sizeof out[0], 100, NULL), POOL_ETASK);
     CHECK_ERR_HAS("item 3: task returned 3: item 3 ends in 3");
     it = pool_imap(pool, explains, in, sizeof in[0], sizeof out[0], 100, NULL, NULL);
@@ -183,13 +183,13 @@ int main(void) {
     CHECK_ST(pool_map_ex(pool, explains, in, sizeof in[0], out, sizeof out[0], 3, NULL, &mo), POOL_OK);
     a = pool_apply_async(pool, explains, &x, sizeof x, &y, sizeof y, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_ETASK);
+    CHECK_ST(pool_async_get(a, 30), POOL_ETASK);
     memset(&info, 0x55, sizeof info);
-    CHECK_ST(async_info(a, &info, offsetof(pool_task_info_t, message)), POOL_OK);
+    CHECK_ST(pool_async_info(a, &info, offsetof(pool_task_info_t, message)), POOL_OK);
     CHECK_EQ(info.task_code, 3);
     CHECK((unsigned char)info.message[0] == 0x55); /* beyond the caller's size: untouched */
-    CHECK_ST(async_info(a, &info, offsetof(pool_task_info_t, message) - 1), POOL_EINVAL);
-    async_free(a);
+    CHECK_ST(pool_async_info(a, &info, offsetof(pool_task_info_t, message) - 1), POOL_EINVAL);
+    pool_async_free(a);
 
     pool_destroy(pool);
     munmap(late, 1 << 22);

@@ -1,4 +1,4 @@
-/* Variable-size tasks: pool_submit, pool_out_write, async_result. */
+/* Variable-size tasks: pool_submit, pool_out_write, pool_async_result. */
 #include "check.h"
 
 #define MiB ((size_t)1 << 20)
@@ -131,10 +131,10 @@ static int writes_from_apply(const void *in, void *out, void *ctx) {
 
 /* Waits and fetches a pool_submit result; returns its length or -1. */
 static long get_bytes(pool_async_t *a, const void **data) {
-    if (!CHECK_ST(async_get(a, 30), POOL_OK)) return -1;
+    if (!CHECK_ST(pool_async_get(a, 30), POOL_OK)) return -1;
     size_t len = 12345;
     *data = NULL;
-    if (!CHECK_ST(async_result(a, data, &len), POOL_OK)) return -1;
+    if (!CHECK_ST(pool_async_result(a, data, &len), POOL_OK)) return -1;
     return (long)len;
 }
 
@@ -154,11 +154,11 @@ int main(void) {
     CHECK(len == 3 && memcmp(data, "cba", 3) == 0);
     const void *data2 = NULL;
     size_t len2 = 0;
-    CHECK_ST(async_result(a, &data2, &len2), POOL_OK); /* again: the same bytes */
+    CHECK_ST(pool_async_result(a, &data2, &len2), POOL_OK); /* again: the same bytes */
     CHECK(data2 == data);
     CHECK_EQ(len2, 3);
-    CHECK(async_successful(a));
-    async_free(a);
+    CHECK(pool_async_successful(a));
+    pool_async_free(a);
 
     SECTION("max_out larger than what is written");
     a = pool_submit(pool, reverse, "hello", 5, 1000, NULL);
@@ -166,46 +166,46 @@ int main(void) {
     len = get_bytes(a, &data);
     CHECK_EQ(len, 5);
     CHECK(len == 5 && memcmp(data, "olleh", 5) == 0);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("empty input: the task gets NULL and 0");
     a = pool_submit(pool, empty_input, NULL, 0, 16, NULL);
     REQUIRE(a != NULL);
     len = get_bytes(a, &data);
     CHECK(len == 5 && memcmp(data, "empty", 5) == 0);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("empty output, max_out 0");
     a = pool_submit(pool, writes_nothing, "x", 1, 0, NULL);
     REQUIRE(a != NULL);
     len = get_bytes(a, &data);
     CHECK_EQ(len, 0);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("writing past max_out -> POOL_ENOMEM in the task");
     a = pool_submit(pool, overflows, NULL, 0, 4, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_ETASK);
+    CHECK_ST(pool_async_get(a, 30), POOL_ETASK);
     CHECK_ERR_HAS("77"); /* 77: every pool_out_write returned what it should */
     size_t l = 999;
     data = NULL;
-    CHECK_ST(async_result(a, &data, &l), POOL_ETASK); /* the task's failure */
+    CHECK_ST(pool_async_result(a, &data, &l), POOL_ETASK); /* the task's failure */
     CHECK(data == NULL);
     CHECK_EQ(l, 999);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("filling max_out exactly");
     a = pool_submit(pool, fills_exactly, NULL, 0, 4, NULL);
     REQUIRE(a != NULL);
     len = get_bytes(a, &data);
     CHECK(len == 4 && memcmp(data, "abcd", 4) == 0);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("pool_out_write(NULL, 1) in a task -> EINVAL");
     a = pool_submit(pool, null_data, NULL, 0, 4, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_OK);
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 30), POOL_OK);
+    pool_async_free(a);
 
     SECTION("pool_out_write from the host -> EINVAL");
     CHECK_ST(pool_out_write("abc", 3), POOL_EINVAL);
@@ -217,34 +217,34 @@ int main(void) {
     CHECK_ST(pool_apply(pool, writes_from_apply, NULL, 0, &st, sizeof st, NULL), POOL_OK);
     CHECK_EQ(st, POOL_EINVAL);
 
-    SECTION("a failing task: ETASK with its code; async_result gives the failure");
+    SECTION("a failing task: ETASK with its code; pool_async_result gives the failure");
     a = pool_submit(pool, returns_9, NULL, 0, 64, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_ETASK);
+    CHECK_ST(pool_async_get(a, 30), POOL_ETASK);
     CHECK_ERR_HAS("9");
-    CHECK_ST(async_result(a, &data, &l), POOL_ETASK);
-    async_free(a);
+    CHECK_ST(pool_async_result(a, &data, &l), POOL_ETASK);
+    pool_async_free(a);
 
     SECTION("a crashing task: ECRASHED");
     a = pool_submit(pool, crashes, "x", 1, 64, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_ECRASHED);
-    CHECK_ST(async_result(a, &data, &l), POOL_ECRASHED);
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 30), POOL_ECRASHED);
+    CHECK_ST(pool_async_result(a, &data, &l), POOL_ECRASHED);
+    pool_async_free(a);
 
-    SECTION("async_result before the result is ready -> ETIMEDOUT (no wait)");
+    SECTION("pool_async_result before the result is ready -> ETIMEDOUT (no wait)");
     a = pool_submit(pool, slow_echo, "slow", 4, 4, NULL);
     REQUIRE(a != NULL);
     data = NULL;
     l = 999;
     double t0 = now_s();
-    CHECK_ST(async_result(a, &data, &l), POOL_ETIMEDOUT);
+    CHECK_ST(pool_async_result(a, &data, &l), POOL_ETIMEDOUT);
     CHECK(now_s() - t0 < 0.2);
     CHECK(data == NULL);
     CHECK_EQ(l, 999);
     len = get_bytes(a, &data);
     CHECK(len == 4 && memcmp(data, "slow", 4) == 0);
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("64 MiB input -> its 8-byte checksum");
     size_t big = 64 * MiB;
@@ -262,7 +262,7 @@ int main(void) {
         memcpy(&got, data, 8);
         CHECK(got == want);
     }
-    async_free(a);
+    pool_async_free(a);
     free(in);
 
     SECTION("64 MiB output");
@@ -277,7 +277,7 @@ int main(void) {
         for (size_t i = 0; i < 64 * MiB; i++) bad += b[i] != pattern(i, seed);
         CHECK_EQ(bad, 0);
     }
-    async_free(a);
+    pool_async_free(a);
 
     SECTION("200 outstanding submits, checked in order");
     pool_async_t *h[200];
@@ -298,45 +298,45 @@ int main(void) {
         }
     }
     /* Results stay valid until their own handle is freed, whatever happens to others. */
-    for (int i = 0; i < 200; i += 2) async_free(h[i]);
+    for (int i = 0; i < 200; i += 2) pool_async_free(h[i]);
     for (int i = 1; i < 200; i += 2) {
         if (!h[i]) continue;
         size_t ln = 0;
-        CHECK_ST(async_result(h[i], &data, &ln), POOL_OK);
+        CHECK_ST(pool_async_result(h[i], &data, &ln), POOL_OK);
         char s[32];
         int n = snprintf(s, sizeof s, "%d", vals[i]);
         CHECK(ln == (size_t)n && memcmp(data, s, (size_t)n) == 0);
-        async_free(h[i]);
+        pool_async_free(h[i]);
     }
 
-    SECTION("async_result on apply and map handles -> EINVAL");
+    SECTION("pool_async_result on apply and map handles -> EINVAL");
     long x = 4, y = 0, ys[3], xs[3] = {1, 2, 3};
     a = pool_apply_async(pool, square, &x, sizeof x, &y, sizeof y, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_OK);
+    CHECK_ST(pool_async_get(a, 30), POOL_OK);
     CHECK_EQ(y, 16);
-    CHECK_ST(async_result(a, &data, &l), POOL_EINVAL);
+    CHECK_ST(pool_async_result(a, &data, &l), POOL_EINVAL);
     CHECK_ERR_SET();
-    async_free(a);
+    pool_async_free(a);
     a = pool_map_async(pool, square, xs, sizeof xs[0], ys, sizeof ys[0], 3, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_OK);
-    CHECK_ST(async_result(a, &data, &l), POOL_EINVAL);
-    async_free(a);
+    CHECK_ST(pool_async_get(a, 30), POOL_OK);
+    CHECK_ST(pool_async_result(a, &data, &l), POOL_EINVAL);
+    pool_async_free(a);
 
     SECTION("a submit result outlives pool_destroy");
     a = pool_submit(pool, reverse, "xyz", 3, 3, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(async_get(a, 30), POOL_OK);
+    CHECK_ST(pool_async_get(a, 30), POOL_OK);
     CHECK_ST(pool_close(pool), POOL_OK);
     CHECK(pool_submit(pool, reverse, "xyz", 3, 3, NULL) == NULL); /* closed */
     CHECK_ERR_SET();
     CHECK_ST(pool_join(pool), POOL_OK);
     pool_destroy(pool);
     size_t ln = 0;
-    CHECK_ST(async_result(a, &data, &ln), POOL_OK);
+    CHECK_ST(pool_async_result(a, &data, &ln), POOL_OK);
     CHECK(ln == 3 && memcmp(data, "zyx", 3) == 0);
-    async_free(a);
+    pool_async_free(a);
 
     return test_finish();
 }

@@ -349,12 +349,12 @@ static void basic(pool_t *pool, int nranks) {
     for (int i = 0; i < 300; i++) {
         int64_t x = 15;
         pool_async_t *a = pool_apply_async(pool, work, &x, sizeof x, NULL, 0, NULL);
-        CHECK(async_get(a, 30) == POOL_ETASK);
+        CHECK(pool_async_get(a, 30) == POOL_ETASK);
         pool_task_info_t info;
-        CHECK(async_info(a, &info, sizeof info) == POOL_OK);
+        CHECK(pool_async_info(a, &info, sizeof info) == POOL_OK);
         CHECK(info.task_code == 7 && strstr(info.message, "fifteen"));
         if (strstr(info.message, "on rank ")) remote_msgs++;
-        async_free(a);
+        pool_async_free(a);
     }
     (void)remote_msgs; /* applies one at a time mostly stay on the root: no claim on the count */
 
@@ -379,17 +379,17 @@ static void basic(pool_t *pool, int nranks) {
     for (int i = 0; i < 12; i++) h[i] = pool_apply_async_ex(pool, hang, in, sizeof in[0], NULL, 0, NULL, &co);
     int remote_timeouts = 0;
     for (int i = 0; i < 12; i++) {
-        CHECK(async_get(h[i], 30) == POOL_ETIMEDOUT);
+        CHECK(pool_async_get(h[i], 30) == POOL_ETIMEDOUT);
         if (strstr(pool_last_error(), "on rank ")) remote_timeouts++;
-        async_free(h[i]);
+        pool_async_free(h[i]);
     }
     CHECK(remote_timeouts > 0);
     for (int i = 0; i < 12; i++) h[i] = pool_apply_async(pool, hang, in, sizeof in[0], NULL, 0, NULL);
     usleep(300000);
     for (int i = 0; i < 12; i++) {
-        CHECK(async_cancel(h[i]) == POOL_OK);
-        CHECK(async_get(h[i], 30) == POOL_ECANCELLED);
-        async_free(h[i]);
+        CHECK(pool_async_cancel(h[i]) == POOL_OK);
+        CHECK(pool_async_get(h[i], 30) == POOL_ECANCELLED);
+        pool_async_free(h[i]);
     }
 
     /* Functions in a linked library and in a plugin; ctx copied and static; variable size. */
@@ -434,9 +434,9 @@ static void basic(pool_t *pool, int nranks) {
     for (int i = 0; i < 40; i++) {
         const void *data;
         size_t len;
-        CHECK(async_get(v[i], 30) == POOL_OK);
-        CHECK(async_result(v[i], &data, &len) == POOL_OK && len == 11 && memcmp(data, "HELLO RANKS", 11) == 0);
-        async_free(v[i]);
+        CHECK(pool_async_get(v[i], 30) == POOL_OK);
+        CHECK(pool_async_result(v[i], &data, &len) == POOL_OK && len == 11 && memcmp(data, "HELLO RANKS", 11) == 0);
+        pool_async_free(v[i]);
     }
 
     streams_and_blocks(pool, nranks);
@@ -474,14 +474,14 @@ static void basic(pool_t *pool, int nranks) {
     pool_async_t *pm = pool_map_async_ex(pool, slow_rank, in, sizeof in[0], out, sizeof out[0], 300, NULL, &mo);
     size_t done = 0, total = 0;
     int progressed = 0;
-    while (!async_ready(pm)) {
-        CHECK(async_progress(pm, &done, &total) == POOL_OK && total == 300 && done <= 300);
+    while (!pool_async_ready(pm)) {
+        CHECK(pool_async_progress(pm, &done, &total) == POOL_OK && total == 300 && done <= 300);
         progressed |= done > 0 && done < 300;
         usleep(5000);
     }
     CHECK(progressed);
-    CHECK(async_get(pm, 0) == POOL_OK);
-    async_free(pm);
+    CHECK(pool_async_get(pm, 0) == POOL_OK);
+    pool_async_free(pm);
     struct pollfd pfd = {efd, POLLIN, 0};
     CHECK(poll(&pfd, 1, 5000) == 1);
 
@@ -520,8 +520,8 @@ static void basic(pool_t *pool, int nranks) {
     pool_async_t *m = pool_map_async_ex(pool, slow_rank, in, sizeof in[0], j_out, sizeof j_out[0], 200, NULL, &mo);
     CHECK(pool_close(pool) == POOL_OK);
     CHECK(pool_join(pool) == POOL_OK);
-    CHECK(async_get(m, 0) == POOL_OK);
-    async_free(m);
+    CHECK(pool_async_get(m, 0) == POOL_OK);
+    pool_async_free(m);
     if (plugin) dlclose(plugin);
 }
 

@@ -65,9 +65,9 @@ struct Block {
 /// Object kinds. A block is FREE while on the free list, 0 while being freed (or left unused
 /// for good because someone is stuck inside it).
 const FREE: u32 = 0x4652_4545;
-pub const QUEUE: u32 = 0x5155_4555;
-pub const LOCK: u32 = 0x4c4f_434b;
-pub const EVENT: u32 = 0x4556_4e54;
+pub(crate) const QUEUE: u32 = 0x5155_4555;
+pub(crate) const LOCK: u32 = 0x4c4f_434b;
+pub(crate) const EVENT: u32 = 0x4556_4e54;
 
 pub struct Arena {
     map: Mapping,

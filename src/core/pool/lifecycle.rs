@@ -141,7 +141,7 @@ impl Shared {
         self.notify_event_fd(); // an event loop learns that everything pending has ended
     }
 
-    /// For calls that do not wait (`async_ready`...): the watchdog, at most every
+    /// For calls that do not wait (`pool_async_ready`...): the watchdog, at most every
     /// `WATCH_SLICE`, so that a loop that only polls still sees a dead zygote end the pool.
     pub(crate) fn watchdog_now_and_then(&self) {
         let now = proc::monotonic_ns();

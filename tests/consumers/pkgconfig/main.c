@@ -56,15 +56,15 @@ int main(void) {
 
     int ids[] = {100, 0, 1};
     for (int i = 0; i < 3; i++) {
-        pool_process_t *p = process_create(run, &ids[i]);
-        expect(p != NULL, "process_create");
+        pool_process_t *p = pool_process_create(run, &ids[i]);
+        expect(p != NULL, "pool_process_create");
         if (!p) return 1;
-        check(process_start(p), "process_start");
-        check(process_join(p, -1), "process_join");
+        check(pool_process_start(p), "pool_process_start");
+        check(pool_process_join(p, -1), "pool_process_join");
         int code = -1;
-        check(process_exitcode(p, &code), "process_exitcode");
+        check(pool_process_exitcode(p, &code), "pool_process_exitcode");
         expect(code == 0, "process exit code 0");
-        process_free(p);
+        pool_process_free(p);
     }
 
     pool_t *all = pool_create(0, NULL);
@@ -81,9 +81,9 @@ int main(void) {
     pool_async_t *a = pool_map_async(pool, square, xs, sizeof xs[0], zs, sizeof zs[0], 4, NULL);
     if (!a) { fprintf(stderr, "FAIL: pool_map_async: %s\n", pool_last_error()); return 1; }
     print_longs(ys, 4);
-    check(async_get(a, -1), "async_get");
-    expect(async_ready(a) && async_successful(a), "map_async ready and successful");
-    async_free(a);
+    check(pool_async_get(a, -1), "pool_async_get");
+    expect(pool_async_ready(a) && pool_async_successful(a), "map_async ready and successful");
+    pool_async_free(a);
     print_longs(zs, 4);
     for (int i = 0; i < 4; i++) expect(ys[i] == xs[i] * xs[i] && zs[i] == xs[i] * xs[i], "map results");
 
@@ -95,8 +95,8 @@ int main(void) {
         if (!r[i]) { fprintf(stderr, "FAIL: pool_apply_async: %s\n", pool_last_error()); return 1; }
     }
     for (int i = 0; i < 100; i++) {
-        check(async_get(r[i], -1), "async_get");
-        async_free(r[i]);
+        check(pool_async_get(r[i], -1), "pool_async_get");
+        pool_async_free(r[i]);
         expect(out[i] == (long)i * i, "apply_async result");
     }
     print_longs(out, 100);
