@@ -574,7 +574,10 @@ int pool_queue_close(pool_queue_t *q);
 
 /**
  * Frees the queue. Calls waiting in it (in any process) return `POOL_EINVAL`, as does any
- * later use of the handle, in every process; its memory is reused once no call is inside it.
+ * later use of the handle, in every process. Its memory is reused once no live process is
+ * inside a call on it: processes that died inside calls (any number, SIGKILL included) do not
+ * count; one stopped inside (SIGSTOP, a debugger) delays the reuse until it has left, without
+ * delaying this call more than a fraction of a second.
  * NULL is a no-op; a handle already freed sets `pool_last_error()` and does nothing.
  */
 void pool_queue_free(pool_queue_t *q);
@@ -602,7 +605,8 @@ int pool_lock_acquire(pool_lock_t *l, double timeout);
 int pool_lock_release(pool_lock_t *l);
 
 /**
- * Frees the lock (see `pool_queue_free`). NULL is a no-op.
+ * Frees the lock (see `pool_queue_free`). NULL is a no-op. Its memory is reused only once no
+ * thread holds it (a holder that dies releases it).
  */
 void pool_lock_free(pool_lock_t *l);
 
@@ -614,7 +618,11 @@ void pool_lock_free(pool_lock_t *l);
 pool_event_t *pool_event_create(void);
 
 /**
- * Sets the event: every waiter wakes, and later waits return at once until it is cleared.
+ * Sets the event: every thread and process waiting in `pool_event_wait` wakes and gets
+ * `POOL_OK`, even if the event is cleared before it runs again (as Python's `Event.wait`
+ * returns True to every thread a `set()` woke); later waits return at once until it is
+ * cleared. A setter killed inside this call leaves the event set or not set, and waiters
+ * notice a set within a fraction of a second even if the wake-up was lost with it.
  */
 int pool_event_set(pool_event_t *e);
 
@@ -629,8 +637,9 @@ int pool_event_clear(pool_event_t *e);
 bool pool_event_is_set(pool_event_t *e);
 
 /**
- * Waits up to `timeout` seconds (negative: forever) until the event is set: `POOL_OK`, or
- * `POOL_ETIMEDOUT`. Not a cancellation point.
+ * Waits up to `timeout` seconds (negative: forever) until the event is set: `POOL_OK` if it
+ * is set, or was set while this call waited (even if cleared since); else `POOL_ETIMEDOUT`.
+ * Not a cancellation point.
  */
 int pool_event_wait(pool_event_t *e, double timeout);
 

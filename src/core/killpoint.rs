@@ -12,12 +12,15 @@ pub enum Role {
     Host = 0,
     Zygote = 1,
     Worker = 2,
+    /// A process using queues, locks and events, named so by the test that made it
+    /// (`set_role`): the IPC objects' points fire only there.
+    Peer = 3,
 }
 
 static ROLE: AtomicU8 = AtomicU8::new(Role::Host as u8);
 
-/// Set once by the zygote and by each worker as it starts.
-pub(crate) fn set_role(r: Role) {
+/// Set once by the zygote and by each worker as it starts (and by tests, in peers they fork).
+pub fn set_role(r: Role) {
     ROLE.store(r as u8, Relaxed);
 }
 
@@ -64,6 +67,12 @@ points! {
     Host HostPushed,
     Host HostCancelLocked,
     Host HostCollected,
+    Peer ArenaLocked,
+    Peer ArenaTaken,
+    Peer ArenaCreated,
+    Peer ArenaEntered,
+    Peer ArenaFreeing,
+    Peer ArenaFreeWaited,
 }
 
 #[cfg(feature = "killpoints")]

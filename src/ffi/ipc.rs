@@ -130,7 +130,10 @@ pub extern "C" fn pool_queue_close(q: *mut pool_queue_t) -> c_int {
 }
 
 /// Frees the queue. Calls waiting in it (in any process) return `POOL_EINVAL`, as does any
-/// later use of the handle, in every process; its memory is reused once no call is inside it.
+/// later use of the handle, in every process. Its memory is reused once no live process is
+/// inside a call on it: processes that died inside calls (any number, SIGKILL included) do not
+/// count; one stopped inside (SIGSTOP, a debugger) delays the reuse until it has left, without
+/// delaying this call more than a fraction of a second.
 /// NULL is a no-op; a handle already freed sets `pool_last_error()` and does nothing.
 #[no_mangle]
 pub extern "C" fn pool_queue_free(q: *mut pool_queue_t) {
@@ -171,7 +174,8 @@ pub extern "C" fn pool_lock_release(l: *mut pool_lock_t) -> c_int {
     status(|| Lock(token(l, "lock")?).release())
 }
 
-/// Frees the lock (see `pool_queue_free`). NULL is a no-op.
+/// Frees the lock (see `pool_queue_free`). NULL is a no-op. Its memory is reused only once no
+/// thread holds it (a holder that dies releases it).
 #[no_mangle]
 pub extern "C" fn pool_lock_free(l: *mut pool_lock_t) {
     free_handle(l, |t| Lock(t).free());
@@ -185,7 +189,11 @@ pub extern "C" fn pool_event_create() -> *mut pool_event_t {
     value(std::ptr::null_mut(), || Ok(handle(Event::create()?.0)))
 }
 
-/// Sets the event: every waiter wakes, and later waits return at once until it is cleared.
+/// Sets the event: every thread and process waiting in `pool_event_wait` wakes and gets
+/// `POOL_OK`, even if the event is cleared before it runs again (as Python's `Event.wait`
+/// returns True to every thread a `set()` woke); later waits return at once until it is
+/// cleared. A setter killed inside this call leaves the event set or not set, and waiters
+/// notice a set within a fraction of a second even if the wake-up was lost with it.
 #[no_mangle]
 pub extern "C" fn pool_event_set(e: *mut pool_event_t) -> c_int {
     status(|| Event(token(e, "event")?).set())
@@ -203,8 +211,9 @@ pub extern "C" fn pool_event_is_set(e: *mut pool_event_t) -> bool {
     value(false, || Event(token(e, "event")?).is_set())
 }
 
-/// Waits up to `timeout` seconds (negative: forever) until the event is set: `POOL_OK`, or
-/// `POOL_ETIMEDOUT`. Not a cancellation point.
+/// Waits up to `timeout` seconds (negative: forever) until the event is set: `POOL_OK` if it
+/// is set, or was set while this call waited (even if cleared since); else `POOL_ETIMEDOUT`.
+/// Not a cancellation point.
 #[no_mangle]
 pub extern "C" fn pool_event_wait(e: *mut pool_event_t, timeout: f64) -> c_int {
     status(|| Event(token(e, "event")?).wait(deadline(timeout)?))

@@ -293,7 +293,12 @@ pub fn own_children() -> Vec<libc::pid_t> {
 
 /// True once `pid` has exited (gone, or a zombie).
 pub fn is_dead(pid: libc::pid_t) -> bool {
-    state(pid).is_none_or(|c| c == 'Z' || c == 'X')
+    match state(pid) {
+        Some(c) => c == 'Z' || c == 'X',
+        // Gone, or /proc unreadable here (a sandbox): only a failed kill(0) says gone.
+        // SAFETY: signal 0 only checks that the process exists.
+        None => (unsafe { libc::kill(pid, 0) }) != 0 && errno() == libc::ESRCH,
+    }
 }
 
 /// Whether `pid` is stopped by a signal (SIGSTOP, SIGTSTP...), not by a debugger.

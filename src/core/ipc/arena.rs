@@ -11,12 +11,14 @@
 //! process, and a token stays valid in the processes that inherit it.
 //!
 //! The allocator lives in the arena too (any process may create or free objects), under a
-//! robust mutex: a process killed inside it leaves the lists consistent (every change is
-//! published by one store), at worst leaking the block it was taking. A freed object's memory
-//! is reused only once no live process is inside a call on it (calls register their process
-//! in the block; a process that died inside does not count), and only if the object agrees (a
-//! lock still held by a thread is never reused: glibc still lists it for that thread).
+//! robust mutex; PROTOCOL.md ("The IPC arena") gives each step and what a death there leaves.
+//! A freed object's memory is reused only once no live process is inside a call on it (calls
+//! count themselves in `callers`, where a process that died inside stops counting) and, for a
+//! lock, once no thread holds it (glibc lists a held robust mutex for its thread and would
+//! write into whatever the memory became). A block whose freeing had to wait longer, or whose
+//! allocator or freer died halfway, is taken back by the next allocation that finds no room.
 
+use super::callers::Callers;
 use crate::core::error::{Error, Result, Status};
 use crate::sys::mem::Mapping;
 use crate::sys::proc;
@@ -32,8 +34,10 @@ const MAX_LEN: usize = 4 << 30;
 const ALIGN: u64 = 64;
 /// A free block is split when the rest would hold at least this much.
 const MIN_SPLIT: u64 = 2 * ALIGN;
-/// Processes tracked per object while inside calls; more at once are counted without a pid.
-const USER_SLOTS: usize = 4;
+/// How long `free` waits for the calls inside to leave before it leaves the block to be taken
+/// back later (more than the waiters' polling slices, so that even one that missed its wake-up
+/// has left by then).
+const FREE_WAIT: Duration = Duration::from_millis(250);
 
 #[repr(C)]
 struct Header {
@@ -44,27 +48,33 @@ struct Header {
     free: AtomicU64,
     /// The last generation handed out.
     generation: AtomicU32,
-    /// Where the blocks begin (after this header and the bitmap of block starts).
+    /// Where the blocks begin (after this header, the callers and the bitmap of block starts).
     first: AtomicU64,
+    callers: Callers,
 }
 
-/// In front of every object: its size, the free-list link, who it is now, who is inside.
+/// In front of every object: its size, the free-list link, what it is now.
 #[repr(C)]
 struct Block {
     size: AtomicU64,
     next: AtomicU64,
-    /// The object's kind (0 while free) and generation: a token names one incarnation.
+    /// FREE, TAKEN, FREEING or the kind of the live object.
     kind: AtomicU32,
+    /// The object's generation: a token names one incarnation.
     generation: AtomicU32,
-    /// Processes inside a call on the object: `pid << 32 | calls` each.
-    users: [AtomicU64; USER_SLOTS],
-    /// Calls by processes that found no free slot.
-    others: AtomicU64,
+    /// TAKEN: the allocating process. FREEING: the freeing process, 0 once it left the block
+    /// to be taken back by others.
+    owner: AtomicU32,
+    /// FREEING: the kind the object had.
+    was: AtomicU32,
 }
 
-/// Object kinds. A block is FREE while on the free list, 0 while being freed (or left unused
-/// for good because someone is stuck inside it).
+/// Block states: on the free list; taken off it by an allocation not yet finished; being
+/// freed. Live objects have their kind.
 const FREE: u32 = 0x4652_4545;
+const TAKEN: u32 = 0x5441_4b4e;
+const FREEING: u32 = 0x4652_4e47;
+/// Object kinds.
 pub(crate) const QUEUE: u32 = 0x5155_4555;
 pub(crate) const LOCK: u32 = 0x4c4f_434b;
 pub(crate) const EVENT: u32 = 0x4556_4e54;
@@ -111,6 +121,26 @@ pub fn ensure() {
     let _ = get();
 }
 
+/// Whether the memory of a freed object of `kind` may be reused (its payload at `p`): a lock
+/// still held by a thread may not (its payload is the lock's robust mutex).
+fn reusable(kind: u32, p: *mut u8) -> bool {
+    if kind != LOCK {
+        return true;
+    }
+    // SAFETY: a lock object's payload is its robust mutex, initialised at creation.
+    let m = unsafe { &*(p as *const RobustMutex) };
+    m.lock(Some(Instant::now())).is_ok() && m.unlock().is_ok()
+}
+
+/// What the arena holds (for tests and diagnostics): live objects, blocks held by an
+/// allocation or a freeing under way (or abandoned by a death), and bytes free for new objects.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    pub live: usize,
+    pub pending: usize,
+    pub free_bytes: u64,
+}
+
 impl Arena {
     fn header(&self) -> &Header {
         // SAFETY: offset 0 of the mapping holds the header, initialised in `get`.
@@ -133,6 +163,10 @@ impl Arena {
         self.start_word(off).fetch_or(1 << ((off / ALIGN) % 64), SeqCst);
     }
 
+    fn unmark_start(&self, off: u64) {
+        self.start_word(off).fetch_and(!(1 << ((off / ALIGN) % 64)), SeqCst);
+    }
+
     fn block(&self, off: u64) -> &Block {
         // SAFETY: callers pass offsets of blocks inside the mapping (checked by `check` for
         // outside tokens).
@@ -149,6 +183,7 @@ impl Arena {
         let h = self.header();
         match h.lock.lock(None) {
             Ok(_) => {
+                kp!(ArenaLocked);
                 let r = f(h);
                 let _ = h.lock.unlock();
                 Ok(r)
@@ -180,76 +215,94 @@ impl Arena {
             })
         })?;
         let (off, generation) = taken.ok_or_else(too_big)?;
+        kp!(ArenaTaken);
         let b = self.block(off);
-        self.clear_users(b);
-        // SAFETY: the payload of a block we now own.
+        // SAFETY: the payload of a block we now own (TAKEN by this process).
         unsafe {
             std::ptr::write_bytes(self.payload(off), 0, (b.size.load(SeqCst) as usize) - std::mem::size_of::<Block>())
         };
         b.generation.store(generation, SeqCst);
         b.kind.store(kind, SeqCst);
+        kp!(ArenaCreated);
         Ok((generation as u64) << 32 | off)
     }
 
-    /// A block of `need` bytes (under the lock) and its generation: first fit on the free list,
-    /// else fresh memory.
+    /// A block of `need` bytes, TAKEN by this process (under the lock), and its generation:
+    /// first fit on the free list, else fresh memory.
     fn take(&self, h: &Header, need: u64) -> Option<(u64, u32)> {
         let len = self.map.len() as u64;
-        {
-            // First fit in the free list, unlinked with one store; the rest of a big block is
-            // split off as a free block of its own, linked in its place.
-            let mut prev: Option<&AtomicU64> = None;
-            let mut cur = h.free.load(SeqCst);
-            while cur != 0 {
-                let b = self.block(cur);
-                let have = b.size.load(SeqCst);
-                if have >= need {
-                    let next = b.next.load(SeqCst);
-                    let link = prev.unwrap_or(&h.free);
-                    if have - need >= MIN_SPLIT {
-                        let rest = cur + need;
-                        let r = self.block(rest);
-                        r.kind.store(FREE, SeqCst);
-                        r.size.store(have - need, SeqCst);
-                        r.next.store(next, SeqCst);
-                        self.clear_users(r);
-                        self.mark_start(rest);
-                        b.size.store(need, SeqCst);
-                        link.store(rest, SeqCst);
-                    } else {
-                        link.store(next, SeqCst);
-                    }
-                    return Some((cur, h.generation.fetch_add(1, SeqCst).wrapping_add(1).max(1)));
+        let mine = |b: &Block| {
+            b.owner.store(proc::getpid() as u32, SeqCst);
+            b.kind.store(TAKEN, SeqCst);
+        };
+        let generation = || h.generation.fetch_add(1, SeqCst).wrapping_add(1).max(1);
+        // First fit in the free list, unlinked with one store; the rest of a big block is split
+        // off as a free block of its own, linked in its place. Until the block is marked TAKEN
+        // it is FREE and whole, so a death anywhere here leaves a block the next defragment
+        // lists again.
+        let mut prev: Option<&AtomicU64> = None;
+        let mut cur = h.free.load(SeqCst);
+        while cur != 0 {
+            let b = self.block(cur);
+            let have = b.size.load(SeqCst);
+            if have >= need {
+                let next = b.next.load(SeqCst);
+                let link = prev.unwrap_or(&h.free);
+                if have - need >= MIN_SPLIT {
+                    let rest = cur + need;
+                    let r = self.block(rest);
+                    r.kind.store(FREE, SeqCst);
+                    r.size.store(have - need, SeqCst);
+                    r.next.store(next, SeqCst);
+                    self.mark_start(rest);
+                    link.store(rest, SeqCst);
+                    b.size.store(need, SeqCst);
+                } else {
+                    link.store(next, SeqCst);
                 }
-                prev = Some(&b.next);
-                cur = b.next.load(SeqCst);
+                mine(b);
+                return Some((cur, generation()));
             }
-            let at = h.bump.load(SeqCst);
-            (at + need <= len).then(|| {
-                self.block(at).size.store(need, SeqCst);
-                self.mark_start(at);
-                h.bump.store(at + need, SeqCst);
-                (at, h.generation.fetch_add(1, SeqCst).wrapping_add(1).max(1))
-            })
+            prev = Some(&b.next);
+            cur = b.next.load(SeqCst);
         }
+        let at = h.bump.load(SeqCst);
+        (at + need <= len).then(|| {
+            let b = self.block(at);
+            mine(b);
+            b.size.store(need, SeqCst);
+            self.mark_start(at);
+            h.bump.store(at + need, SeqCst);
+            (at, generation())
+        })
     }
 
-    /// Merges neighbouring free blocks and gives a free run at the end back to fresh memory,
-    /// then rebuilds the free list (under the lock; only when an allocation found no room).
-    /// Blocks tile the memory from `first` to `bump`, so one walk by their sizes sees them all.
+    /// Takes back what can be (blocks whose allocator died before finishing, blocks freed
+    /// whose callers have all left), merges neighbouring free blocks, gives a free run at the
+    /// end back to fresh memory, then rebuilds the free list (under the lock; only when an
+    /// allocation found no room). Blocks tile the memory from `first` to `bump`, so one walk by
+    /// their sizes sees them all; a death anywhere in here leaves blocks that the next walk
+    /// lists again.
     fn defragment(&self, h: &Header) {
         let (first, bump) = (h.first.load(SeqCst), h.bump.load(SeqCst));
-        let unmark = |off: u64| {
-            self.start_word(off).fetch_and(!(1 << ((off / ALIGN) % 64)), SeqCst);
-        };
+        let busy = h.callers.busy(None);
+        let mut off = first;
+        while off < bump {
+            let b = self.block(off);
+            let size = b.size.load(SeqCst);
+            if size == 0 || off + size > bump {
+                return; // not a tiling we understand (memory overwritten): leave everything as is
+            }
+            if self.abandoned(b) && busy.binary_search(&(off / ALIGN)).is_err() && self.ends_freeing(off) {
+                b.kind.store(FREE, SeqCst);
+            }
+            off += size;
+        }
         let mut free = Vec::new();
         let mut off = first;
         while off < bump {
             let b = self.block(off);
             let mut size = b.size.load(SeqCst);
-            if size == 0 || off + size > bump {
-                return; // not a tiling we understand (memory overwritten): leave everything as is
-            }
             if b.kind.load(SeqCst) == FREE {
                 while off + size < bump && self.block(off + size).kind.load(SeqCst) == FREE {
                     let next = off + size;
@@ -257,7 +310,7 @@ impl Arena {
                     if n == 0 || next + n > bump {
                         break;
                     }
-                    unmark(next);
+                    self.unmark_start(next);
                     size += n;
                 }
                 b.size.store(size, SeqCst);
@@ -271,7 +324,7 @@ impl Arena {
         if let Some(&last) = free.last() {
             if last + self.block(last).size.load(SeqCst) == bump {
                 free.pop();
-                unmark(last);
+                self.unmark_start(last);
                 h.bump.store(last, SeqCst);
             }
         }
@@ -281,9 +334,20 @@ impl Arena {
         }
     }
 
-    fn clear_users(&self, b: &Block) {
-        b.users.iter().for_each(|u| u.store(0, SeqCst));
-        b.others.store(0, SeqCst);
+    /// A block TAKEN by a process that died, or FREEING with nobody freeing it any more.
+    fn abandoned(&self, b: &Block) -> bool {
+        let owner = b.owner.load(SeqCst) as libc::pid_t;
+        match b.kind.load(SeqCst) {
+            TAKEN => proc::is_dead(owner),
+            FREEING => owner == 0 || proc::is_dead(owner),
+            _ => false,
+        }
+    }
+
+    /// Whether a block may become FREE: any but a FREEING one whose object says no.
+    fn ends_freeing(&self, off: u64) -> bool {
+        let b = self.block(off);
+        b.kind.load(SeqCst) != FREEING || reusable(b.was.load(SeqCst), self.payload(off))
     }
 
     /// Whether `token` names a live object of `kind`: its offset if so.
@@ -300,92 +364,85 @@ impl Arena {
         (b.kind.load(SeqCst) == kind && b.generation.load(SeqCst) == (token >> 32) as u32).then_some(off)
     }
 
-    /// Enters the live object of `kind` that `token` names (`what` names it in messages); it
-    /// is not recycled while the returned guard lives.
+    /// Enters the live object of `kind` that `token` names (`what` names it in messages); its
+    /// memory is not reused while the returned guard lives.
     pub fn enter(&self, token: u64, kind: u32, what: &str) -> Result<Obj<'_>> {
         let refused =
             || Error::inval(format!("{what} is not a live {what} (freed, of another kind, or never created)"));
         let off = self.check(token, kind).ok_or_else(refused)?;
-        let slot = self.register(self.block(off));
-        let obj = Obj { arena: self, off, token, kind, slot };
+        let entry = self.header().callers.enter(off / ALIGN)?;
+        kp!(ArenaEntered);
+        let obj = Obj { arena: self, off, token, kind, entry };
+        // Counted in before this second look, as `free` marks before it counts: one of the two
+        // sees the other.
         if !obj.alive() {
-            return Err(refused()); // freed between the check and the registration (the guard leaves)
+            return Err(refused()); // freed between the check and the count (the guard leaves)
         }
         Ok(obj)
     }
 
-    /// Counts this process in: in a slot with its pid if one is free or already its own, else
-    /// among the others. Returns the slot used (USER_SLOTS: the others).
-    fn register(&self, b: &Block) -> usize {
-        let me = proc::getpid() as u64;
-        for (i, u) in b.users.iter().enumerate() {
-            let mut cur = u.load(SeqCst);
-            loop {
-                let (pid, calls) = (cur >> 32, cur & 0xffff_ffff);
-                let next = if pid == me && calls < 0xffff_ffff {
-                    cur + 1
-                } else if calls == 0 {
-                    me << 32 | 1
-                } else {
-                    break;
-                };
-                match u.compare_exchange(cur, next, SeqCst, SeqCst) {
-                    Ok(_) => return i,
-                    Err(c) => cur = c,
-                }
-            }
-        }
-        b.others.fetch_add(1, SeqCst);
-        USER_SLOTS
-    }
-
-    /// True while a live process is inside a call on the block (a process that died inside
-    /// does not count; calls without a slot always do).
-    fn in_use(&self, b: &Block) -> bool {
-        b.others.load(SeqCst) != 0
-            || b.users.iter().any(|u| {
-                let v = u.load(SeqCst);
-                v & 0xffff_ffff != 0 && !proc::is_dead((v >> 32) as libc::pid_t)
-            })
-    }
-
     /// Frees the object `token` names: new calls on it are refused at once; calls inside it
-    /// are woken by `wake` (they see it gone) and its memory is reused once none is inside and
-    /// `reusable` agrees. A process stopped inside a call, or an object that says no, leaves
-    /// the block unused for good: it is never reused under someone.
-    pub fn free(
-        &self,
-        token: u64,
-        kind: u32,
-        what: &str,
-        wake: impl Fn(*mut u8),
-        reusable: impl Fn(*mut u8) -> bool,
-    ) -> Result<()> {
+    /// are woken by `wake` (they see it gone). Its memory is reused once no live process is
+    /// inside a call on it (and, for a lock, no thread holds it): now if they leave soon, else
+    /// by a later allocation that finds no room.
+    pub fn free(&self, token: u64, kind: u32, what: &str, wake: impl Fn(*mut u8)) -> Result<()> {
         let off = self
             .locked(|_| {
                 let off = self.check(token, kind)?;
-                self.block(off).kind.store(0, SeqCst);
+                let b = self.block(off);
+                b.was.store(kind, SeqCst);
+                b.owner.store(proc::getpid() as u32, SeqCst);
+                b.kind.store(FREEING, SeqCst);
                 Some(off)
             })?
             .ok_or_else(|| {
                 Error::inval(format!("{what} is not a live {what} (already freed, of another kind, or never created)"))
             })?;
-        let b = self.block(off);
-        let until = Instant::now() + Duration::from_secs(2);
-        while self.in_use(b) {
+        kp!(ArenaFreeing);
+        let (b, callers) = (self.block(off), &self.header().callers);
+        let until = Instant::now() + FREE_WAIT;
+        let mut left = false;
+        while !left && Instant::now() < until {
             wake(self.payload(off));
-            if Instant::now() >= until {
-                return Ok(());
+            left = callers.busy(Some(off / ALIGN)).is_empty();
+            if !left {
+                std::thread::sleep(Duration::from_millis(1));
             }
-            std::thread::sleep(Duration::from_millis(1));
         }
-        if !reusable(self.payload(off)) {
-            return Ok(());
-        }
+        callers.clear_dead(Some(off / ALIGN));
+        kp!(ArenaFreeWaited);
         self.locked(|h| {
-            b.kind.store(FREE, SeqCst);
-            b.next.store(h.free.load(SeqCst), SeqCst);
-            h.free.store(off, SeqCst);
+            // Still ours to finish (a defragment takes only blocks whose freer left or died).
+            if left && self.ends_freeing(off) {
+                b.kind.store(FREE, SeqCst);
+                b.next.store(h.free.load(SeqCst), SeqCst);
+                h.free.store(off, SeqCst);
+            } else {
+                b.owner.store(0, SeqCst); // left to a later defragment
+            }
+        })
+    }
+
+    /// Counts what the arena holds (walks every block under the lock).
+    pub fn census(&self) -> Result<Census> {
+        self.locked(|h| {
+            let (first, bump) = (h.first.load(SeqCst), h.bump.load(SeqCst));
+            let mut c = Census { free_bytes: self.map.len() as u64 - bump, ..Census::default() };
+            let mut off = first;
+            while off < bump {
+                let b = self.block(off);
+                let size = b.size.load(SeqCst);
+                if size == 0 || off + size > bump {
+                    break;
+                }
+                match b.kind.load(SeqCst) {
+                    FREE => c.free_bytes += size,
+                    TAKEN | FREEING => c.pending += 1,
+                    _ => c.live += 1,
+                }
+                off += size;
+            }
+            c
         })
     }
 }
@@ -396,8 +453,8 @@ pub struct Obj<'a> {
     off: u64,
     token: u64,
     kind: u32,
-    /// Where this call is counted (`Arena::register`).
-    slot: usize,
+    /// Where this call is counted (`Callers::enter`).
+    entry: usize,
 }
 
 impl Obj<'_> {
@@ -413,10 +470,6 @@ impl Obj<'_> {
 
 impl Drop for Obj<'_> {
     fn drop(&mut self) {
-        let b = self.arena.block(self.off);
-        match b.users.get(self.slot) {
-            Some(u) => u.fetch_sub(1, SeqCst),
-            None => b.others.fetch_sub(1, SeqCst),
-        };
+        self.arena.header().callers.leave(self.entry);
     }
 }

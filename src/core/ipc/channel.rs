@@ -249,7 +249,6 @@ impl Queue {
                     futex::wake(s, i32::MAX);
                 }
             },
-            |_| true,
         )
     }
 }

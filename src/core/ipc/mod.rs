@@ -2,5 +2,6 @@
 //! events, in one shared memory arena. Each is safe against a peer killed at any instruction.
 
 pub mod arena;
+mod callers;
 pub mod channel;
 pub mod sync;

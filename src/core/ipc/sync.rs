@@ -60,15 +60,9 @@ impl Lock {
         mutex(&o).unlock().map_err(|_| Error::inval("the calling thread does not hold the lock"))
     }
 
+    /// Frees the lock; its memory is reused only once no thread holds it (see `arena`).
     pub fn free(self) -> Result<()> {
-        // A lock still held by a thread is never reused: glibc keeps it in that thread's list
-        // of robust mutexes, and would write into whatever the memory became.
-        let not_held = |p: *mut u8| {
-            // SAFETY: the payload of the lock being freed still holds its mutex.
-            let m = unsafe { &*(p as *const RobustMutex) };
-            m.lock(Some(Instant::now())).is_ok() && m.unlock().is_ok()
-        };
-        arena::get()?.free(self.0, arena::LOCK, "lock", |_| {}, not_held)
+        arena::get()?.free(self.0, arena::LOCK, "lock", |_| {})
     }
 }
 
@@ -113,17 +107,24 @@ impl Event {
         Ok(event(&o).set.load(SeqCst) != 0)
     }
 
-    /// Waits until the event is set, at most until `deadline` (`TimedOut`).
+    /// Waits until the event is set, at most until `deadline` (`TimedOut`). As Python's
+    /// `Event.wait`, a wait that a `set` ended returns `Ok` even if the event was cleared
+    /// before this thread ran again: every `set` bumps `seq`, so a `seq` other than the one
+    /// seen at the start means a `set` happened during the wait (or the event was freed).
     pub fn wait(&self, deadline: Option<Instant>) -> Result<()> {
         let o = arena::get()?.enter(self.0, arena::EVENT, "event")?;
         let e = event(&o);
+        let start = e.seq.load(SeqCst);
+        if e.set.load(SeqCst) != 0 {
+            return Ok(());
+        }
         loop {
             let seen = e.seq.load(SeqCst);
-            if e.set.load(SeqCst) != 0 {
-                return Ok(());
-            }
             if !o.alive() {
                 return Err(Error::inval("the event was freed while this call waited"));
+            }
+            if seen != start || e.set.load(SeqCst) != 0 {
+                return Ok(()); // (set, with `seq` not bumped: its setter died between the two)
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::new(Status::TimedOut, "the event was not set before the timeout"));
@@ -144,7 +145,6 @@ impl Event {
                 e.seq.fetch_add(1, SeqCst);
                 futex::wake(&e.seq, i32::MAX);
             },
-            |_| true,
         )
     }
 }
