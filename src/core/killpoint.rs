@@ -73,6 +73,15 @@ points! {
     Peer ArenaEntered,
     Peer ArenaFreeing,
     Peer ArenaFreeWaited,
+    Peer QueueLocked,
+    Peer QueuePutWritten,
+    Peer QueuePutPublished,
+    Peer QueueGetCopied,
+    Peer QueueGetConsumed,
+    Peer QueueClosed,
+    Peer LockAcquired,
+    Peer EventSetFlagged,
+    Peer EventSetCounted,
 }
 
 #[cfg(feature = "killpoints")]

@@ -140,6 +140,7 @@ impl Queue {
                 Ok(Locked::Clean | Locked::OwnerDied) => {}
                 Err(e) => return Err(lock_failed(e)),
             }
+            kp!(QueueLocked);
             let r = step(&q);
             let _ = q.head().lock.unlock();
             if let Some(r) = r {
@@ -184,7 +185,9 @@ impl Queue {
                 }
                 q.write(tail, &(data.len() as u64).to_le_bytes());
                 q.write(tail + 8, data);
+                kp!(QueuePutWritten);
                 h.tail.store(tail + rec, SeqCst); // published: whole, or (killed before) not at all
+                kp!(QueuePutPublished);
                 h.put_seq.fetch_add(1, SeqCst);
                 futex::wake(&h.put_seq, i32::MAX);
                 Some(Ok(()))
@@ -214,7 +217,9 @@ impl Queue {
                     return Some(Ok(Got::TooLong(len)));
                 }
                 q.read(head + 8, &mut buf[..len]);
+                kp!(QueueGetCopied);
                 h.head.store(head + record(len), SeqCst); // consumed
+                kp!(QueueGetConsumed);
                 h.get_seq.fetch_add(1, SeqCst);
                 futex::wake(&h.get_seq, i32::MAX);
                 Some(Ok(Got::Message(len)))
@@ -228,6 +233,7 @@ impl Queue {
         let q = self.enter()?;
         let h = q.head();
         h.closed.store(1, SeqCst);
+        kp!(QueueClosed);
         for s in [&h.put_seq, &h.get_seq] {
             s.fetch_add(1, SeqCst);
             futex::wake(s, i32::MAX);

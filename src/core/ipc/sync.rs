@@ -37,8 +37,14 @@ impl Lock {
             // Bounded slices, so that a lock freed while we wait is noticed.
             let slice = Instant::now() + Duration::from_millis(200);
             match mutex(&o).lock(Some(deadline.map_or(slice, |d| d.min(slice)))) {
-                Ok(Locked::Clean) => return Ok(false),
-                Ok(Locked::OwnerDied) => return Ok(true),
+                Ok(Locked::Clean) => {
+                    kp!(LockAcquired);
+                    return Ok(false);
+                }
+                Ok(Locked::OwnerDied) => {
+                    kp!(LockAcquired);
+                    return Ok(true);
+                }
                 Err(LockError::TimedOut) if deadline.is_some_and(|d| Instant::now() >= d) => {
                     return Err(Error::new(Status::TimedOut, "the lock was still held at the timeout"))
                 }
@@ -91,7 +97,9 @@ impl Event {
         let o = arena::get()?.enter(self.0, arena::EVENT, "event")?;
         let e = event(&o);
         e.set.store(1, SeqCst);
+        kp!(EventSetFlagged);
         e.seq.fetch_add(1, SeqCst);
+        kp!(EventSetCounted);
         futex::wake(&e.seq, i32::MAX);
         Ok(())
     }
