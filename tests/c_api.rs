@@ -72,6 +72,7 @@ const C_TESTS: &[&str] = &[
     "values",
     "ipc",
     "ipc_recovery",
+    "callbacks",
 ];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
@@ -418,6 +419,11 @@ fn c_values() {
 #[test]
 fn c_ipc() {
     compile_and_run("ipc", Link::Shared);
+}
+
+#[test]
+fn c_callbacks() {
+    compile_and_run("callbacks", Link::Shared);
 }
 
 #[test]

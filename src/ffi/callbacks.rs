@@ -8,6 +8,7 @@ use crate::core::Error;
 use std::os::raw::{c_int, c_void};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, Weak};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 /// `void callback(pool_async_t *a, int status, void *arg)`
@@ -18,45 +19,84 @@ thread_local! {
     static IN_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Per result: whether its callback runs now, and whether it was freed. `pool_async_free` waits for a
-/// running callback (unless called from a callback thread), so that once it returns the
-/// callback neither runs nor will run: what it reads can be freed.
+/// Per result: which thread runs its callback now, if one does, and whether it was freed.
+/// `pool_async_free` waits for a running callback (unless called from that callback itself),
+/// so that once it returns the callback neither runs nor will run: what it reads can be freed.
 #[derive(Default)]
 pub struct Gate {
-    st: Mutex<(bool, bool)>, // (running, freed)
+    st: Mutex<(Option<ThreadId>, bool)>, // (running on, freed)
     cv: std::sync::Condvar,
 }
 
 impl Gate {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<ThreadId>, bool)> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The result was freed: no callback starts any more; one running is waited for.
+    /// The result was freed: no callback starts any more; one running is waited for, from any
+    /// thread but its own (a callback freeing its own result), and unless the wait would close
+    /// a circle of callbacks waiting for each other (two pools' callbacks freeing each other's
+    /// results at once), where it returns at once.
     pub fn freed(&self) {
+        let me = std::thread::current().id();
         let mut g = self.lock();
         g.1 = true;
-        if IN_CALLBACK.with(|c| c.get()) {
-            return; // a callback freeing a result (maybe its own): never wait for ourselves
-        }
-        while g.0 {
+        while let Some(runner) = g.0 {
+            if runner == me || !waits::begin(me, runner) {
+                return;
+            }
             g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+            waits::end(me);
         }
     }
 
-    /// Starts the callback unless the result was freed.
+    /// Starts the callback on this thread unless the result was freed.
     fn enter(&self) -> bool {
         let mut g = self.lock();
         if g.1 {
             return false;
         }
-        g.0 = true;
+        g.0 = Some(std::thread::current().id());
         true
     }
 
     fn leave(&self) {
-        self.lock().0 = false;
+        self.lock().0 = None;
         self.cv.notify_all();
+    }
+}
+
+/// Which thread waits in `pool_async_free` for a callback running on which other thread: a
+/// wait that would close a circle is refused (each thread in it would wait for the next).
+mod waits {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::thread::ThreadId;
+
+    static EDGES: Mutex<Option<HashMap<ThreadId, ThreadId>>> = Mutex::new(None);
+
+    /// `me` is about to wait for `runner`; false if `runner` waits (through others) for `me`.
+    pub(super) fn begin(me: ThreadId, runner: ThreadId) -> bool {
+        let mut g = EDGES.lock().unwrap_or_else(|e| e.into_inner());
+        let edges = g.get_or_insert_with(HashMap::new);
+        let mut cur = runner;
+        for _ in 0..=edges.len() {
+            if cur == me {
+                return false;
+            }
+            match edges.get(&cur) {
+                Some(&next) => cur = next,
+                None => break,
+            }
+        }
+        edges.insert(me, runner);
+        true
+    }
+
+    pub(super) fn end(me: ThreadId) {
+        if let Some(edges) = EDGES.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            edges.remove(&me);
+        }
     }
 }
 

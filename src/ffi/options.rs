@@ -95,8 +95,11 @@ pub struct pool_call_options_t {
 /// per pool, started on first use), one callback at a time for a pool, in the order results
 /// are found ready. During the call `a` is valid: `pool_async_result`, `pool_async_info` work, and the
 /// callback may `pool_async_free` it. A result freed before its callback started gets none; an
-/// `pool_async_free` from another thread while the callback runs waits for it to return, so what
-/// the callback reads may be freed once `pool_async_free` returns. Keep callbacks short: the next
+/// `pool_async_free` from another thread while the callback runs (any other thread: the
+/// caller's, or another pool's callback thread) waits for it to return, so what the callback
+/// reads may be freed once `pool_async_free` returns. The one exception is a wait that would
+/// deadlock: two callbacks that free each other's results at the same time (or a longer circle
+/// of them) do not wait for each other. Keep callbacks short: the next
 /// waits. A callback may submit work, even to its own pool, and may destroy any pool (the
 /// callbacks still pending then get `POOL_ECLOSED`; `pool_destroy` called from a callback
 /// does not wait for the destroyed pool's callback thread).
