@@ -73,6 +73,7 @@ const C_TESTS: &[&str] = &[
     "ipc",
     "ipc_recovery",
     "callbacks",
+    "heap_full",
 ];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
@@ -419,6 +420,11 @@ fn c_values() {
 #[test]
 fn c_ipc() {
     compile_and_run("ipc", Link::Shared);
+}
+
+#[test]
+fn c_heap_full() {
+    compile_and_run("heap_full", Link::Shared);
 }
 
 #[test]

@@ -137,7 +137,10 @@ pub extern "C" fn pool_workers(pool: *const pool_t) -> c_int {
 
 /// Applies `fn` to `n` items in parallel and waits: item i is read from `in + i*in_size` and
 /// its result written to `out + i*out_size`. Items are cut into chunks automatically and
-/// streamed through shared memory, so memory stays bounded for any `n`.
+/// streamed through shared memory, so memory stays bounded for any `n`. When the pool's shared
+/// memory is full (of running work, or of other calls' results not yet read), fewer chunks
+/// are in flight and the map waits for room; only a chunk that can never fit fails
+/// (`POOL_ENOMEM`). So do block maps, iterators and streams.
 ///
 /// Returns `POOL_OK` when every item succeeded; otherwise the status of the lowest-index
 /// failure (`POOL_ETASK`, `POOL_ECRASHED`, `POOL_ETIMEDOUT`, `POOL_ECLOSED`), with
@@ -315,7 +318,9 @@ pub extern "C" fn pool_apply_ex(
 /// Like `pool_apply` but returns at once with a handle. The input is copied before this
 /// returns; `out` must stay valid until the result is ready or the handle freed.
 ///
-/// Returns NULL on failure with `pool_last_error()` set.
+/// Returns NULL on failure with `pool_last_error()` set: `POOL_ENOMEM` when the pool's shared
+/// memory is full of results nobody has collected and no running work will free any (this
+/// call waits for running work to free room, not for readers).
 /// Ownership: the caller frees the handle with `pool_async_free`. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_apply_async(

@@ -196,8 +196,10 @@ impl Shared {
     }
 
     /// A free slot and a heap block of `bytes`, waiting for running work to free some if the
-    /// pool is full (backpressure).
-    pub(super) fn reserve(&self, bytes: usize, draining: bool, deadline: Option<Instant>) -> Result<(u32, Block)> {
+    /// pool is full (backpressure). A `feeder` (a map, iterator or stream submitting as room
+    /// comes) also waits while the heap is full of other calls' results that nobody has read
+    /// yet (their readers free it); any other call is told the pool is full (`NoMem`).
+    pub(super) fn reserve(&self, bytes: usize, feeder: bool, deadline: Option<Instant>) -> Result<(u32, Block)> {
         if bytes > self.heap.capacity() {
             return Err(Error::new(
                 Status::NoMem,
@@ -226,6 +228,8 @@ impl Shared {
                 if let Some(got) = take() {
                     return Ok(got);
                 }
+            }
+            if !feeder && !self.anything_running() {
                 return Err(Error::new(
                     Status::NoMem,
                     "the pool's shared memory is full of unclaimed results; free or collect some",
@@ -237,7 +241,7 @@ impl Shared {
             let slice = Instant::now() + WATCH_SLICE;
             self.view.wait_event(seen, true, Some(deadline.map_or(slice, |d| d.min(slice))));
             self.watchdog();
-            self.check_open(draining)?;
+            self.check_open(feeder)?;
         }
     }
 
@@ -262,6 +266,7 @@ impl Shared {
         if let Some((off, len)) = heap.free(b) {
             self.map.release(self.view.heap_offset() + off, len);
         }
+        self.view.signal_event(false); // wakes calls waiting for room (only if there are some)
     }
 
     /// Takes back a task whose handle was freed before it ended.
