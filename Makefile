@@ -36,7 +36,7 @@ test:
 	@echo "== 2/6 C programs under ASan+UBSan, then valgrind (every process)"
 	$(CARGO) test --test c_api -- --exact sanitizers valgrind_memcheck --nocapture
 	@echo "== 3/6 kill-point injection: every protocol step killed"
-	$(CARGO) test --features killpoints --test killpoints --test killpoints_ipc -- --nocapture
+	$(CARGO) test --features killpoints --test killpoints --test killpoints_ipc --test killpoints_calls -- --nocapture
 	@echo "== 4/6 install + CMake/pkg-config consumer projects"
 	bash tests/consumers/run.sh
 	@echo "== 5/6 libpool_mpi under mpirun -np 4, Open MPI and MPICH"
@@ -49,7 +49,7 @@ test:
 STRESS_STORM_SECS ?= 60
 stress:
 	for i in 1 2 3 4 5; do POOL_STORM_SECS=$(STRESS_STORM_SECS) $(CARGO) test --release --test stress random_kill_storm -- --nocapture || exit 1; done
-	for i in 1 2 3 4 5 6 7 8 9 10; do $(CARGO) test --release --features killpoints --test killpoints --test killpoints_ipc -- --nocapture || exit 1; done
+	for i in 1 2 3 4 5 6 7 8 9 10; do $(CARGO) test --release --features killpoints --test killpoints --test killpoints_ipc --test killpoints_calls -- --nocapture || exit 1; done
 
 memcheck:
 	POOL_TEST_SANITIZE=1 POOL_TEST_VALGRIND=all $(CARGO) test --test c_api -- --nocapture sanitizers valgrind
