@@ -695,9 +695,10 @@ pool_iter_t *pool_imap_unordered(pool_t *pool,
  * failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
  * untouched and `pool_last_error()` saying why; the next call goes on with the other items.
  * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. If the pool
- * stops taking work before the input ends (joined, terminated, zygote killed), what was
- * submitted still comes back, then each array item never submitted with that status
- * (`POOL_ECLOSED`) and its index (a source: the status once), then `POOL_EDONE`. Called from
+ * stops taking work before the input ends (joined, terminated, zygote killed, or found
+ * corrupt), what was submitted still comes back, then each array item never submitted with
+ * `POOL_ECLOSED` ("never run" after `POOL_ECORRUPT`) and its index (a source: the status
+ * once), then `POOL_EDONE`. Called from
  * inside the same iterator's source, returns `POOL_EINVAL` (it would wait for itself).
  * `index` may be NULL. Thread safety: one consumer at a time (calls are serialised). Not a
  * cancellation point: a cancel takes effect after it returns; to cancel a waiting thread
@@ -898,7 +899,8 @@ pool_async_t *pool_apply_async_ex(pool_t *pool,
  * `pool_out_write`, up to `max_out` bytes. Only the pages actually written cost memory.
  * Get the result with `pool_async_result` (zero copy: it stays valid until `pool_async_free`).
  *
- * Returns NULL on failure with `pool_last_error()` set.
+ * Returns NULL on failure with `pool_last_error()` set (sizes that never fit: `POOL_EINVAL`
+ * or `POOL_ENOMEM`, naming `in_len` or `max_out`).
  * Ownership: the input is copied before this returns; the caller frees the handle with
  * `pool_async_free`. Thread safety: any thread.
  */
@@ -934,7 +936,10 @@ int pool_task_error(const char *message);
 /**
  * Called from inside a task started with `pool_submit`: appends `len` bytes to its result.
  * Returns `POOL_ENOMEM` if the result would exceed the task's `max_out`, `POOL_EINVAL`
- * outside such a task or for NULL `data` with `len > 0`.
+ * outside such a task or for NULL `data` with `len > 0`. A refusal (of this, of
+ * `pool_out_reserve` or `pool_out_commit`) also becomes the task's message unless it gave one
+ * (`pool_task_error`): a task that then fails, say by returning the status it got, fails with
+ * the reason ("task returned 2: pool_out_write of ... bytes refused: ... max_out ...").
  * Thread safety: call only from the task's own worker process.
  */
 int pool_out_write(const void *data, size_t len);
@@ -957,8 +962,9 @@ void *pool_out_reserve(size_t min_len,
 /**
  * Appends to the task's result the first `len` bytes written where the last
  * `pool_out_reserve` pointed; that reservation then ends (reserve again to write more).
- * Returns `POOL_EINVAL` if `len` is more than it gave room for, if there was none, or outside
- * a task of `pool_submit` or `pool_stream`.
+ * Returns `POOL_EINVAL`, even for `len` 0, if no reservation is open (none was made, or the
+ * last one already ended with a commit or a `pool_out_write`), if `len` is more than it gave
+ * room for, or outside a task of `pool_submit` or `pool_stream`.
  * Thread safety: call only from the task's own worker process and thread.
  */
 int pool_out_commit(size_t len);
@@ -1256,9 +1262,9 @@ pool_stream_t *pool_stream_source(pool_t *pool,
  * `POOL_ETIMEDOUT` with `*index` set to `SIZE_MAX` (an item that timed out has its own index).
  * `POOL_EDONE`: every result was returned. A source that failed: its status (`POOL_ETASK`,
  * `POOL_EINVAL` for a length over `max_in`) once after the last result, then `POOL_EDONE`.
- * If the pool stops taking work before the input ends, what was submitted still comes back,
- * then each array item never submitted with `POOL_ECLOSED` and its index (a source: the
- * status once), then `POOL_EDONE`. Called from inside the same stream's source: `POOL_EINVAL`.
+ * If the pool stops taking work before the input ends (even because it was found corrupt),
+ * what was submitted still comes back, then each array item never submitted with
+ * `POOL_ECLOSED` and its index (a source: the status once), then `POOL_EDONE`. Called from inside the same stream's source: `POOL_EINVAL`.
  * `data`, `len` and `index` may be NULL. Thread safety: one consumer at a time (calls are
  * serialised). Not a cancellation point (see `pool_iter_next`).
  */

@@ -612,12 +612,16 @@ public:
         p_ = pool_create(workers, &o);
         if (p_ == nullptr) detail::raise_null(POOL_ESYS, "pool_create");
     }
-    Pool(Pool&& other) noexcept : p_(std::exchange(other.p_, nullptr)), closed_(other.closed_) {}
+    Pool(Pool&& other) noexcept
+        : p_(std::exchange(other.p_, nullptr)),
+          closed_(other.closed_),
+          moved_(std::exchange(other.moved_, true)) {}
     Pool& operator=(Pool&& other) noexcept {
         if (this != &other) {
             pool_destroy(p_);
             p_ = std::exchange(other.p_, nullptr);
             closed_ = other.closed_;
+            moved_ = std::exchange(other.moved_, true);
         }
         return *this;
     }
@@ -926,7 +930,15 @@ public:
 
 private:
     pool_t* get() const {
-        if (p_ == nullptr) throw Error(POOL_EINVAL, "pool::Pool: moved from");
+        if (p_ == nullptr && moved_) throw Error(POOL_EINVAL, "pool::Pool: moved from");
+        if (p_ == nullptr) {
+            // Not moved from, yet no handle: a copy made by fork inside the constructor, before
+            // it stored the handle, i.e. the pool's own worker. (A copy of a Pool that has its
+            // handle goes to the library, which refuses it in tasks with the same words.)
+            throw Error(POOL_EINVAL,
+                        "pool::Pool: used inside a task (or a worker's initializer), where pools cannot be used, "
+                        "not even the task's own");
+        }
         return p_;
     }
     // The C API returns NULL without a status when a submission fails; after the checks above
@@ -935,6 +947,7 @@ private:
 
     pool_t* p_ = nullptr;
     bool closed_ = false;
+    bool moved_ = false;  // a move took its handle
 };
 
 /// Waits up to `timeout` seconds (negative: no limit) until one of `results` is ready and

@@ -30,6 +30,15 @@ const MIN_HEAP_LEN: usize = 16 << 20;
 const ZYGOTE_EXIT_WAIT: Duration = Duration::from_secs(10);
 pub(crate) const CORRUPT: &str = "the pool's shared memory was found overwritten (by a task that wrote where it \
      had to look for memory to write); results in flight cannot be trusted and the pool is terminated";
+/// The error for items a map, iterator or stream never submitted, from the one that stopped
+/// their submission: a pool found corrupt never had them (their data never was in the damaged
+/// memory, unlike work in flight), so they end as never run (`Closed`), not as `Corrupt`.
+pub(crate) fn unsubmitted(e: Error) -> Error {
+    if e.status != Status::Corrupt {
+        return e;
+    }
+    Error::closed("never run: the pool was terminated when its shared memory was found overwritten")
+}
 pub(crate) const ZYGOTE_DIED: &str = "the pool's zygote process died (killed from outside?); the pool is terminated";
 /// How often a blocked waiter checks that the pool's zygote is still alive.
 pub(crate) const WATCH_SLICE: Duration = Duration::from_millis(200);
@@ -521,7 +530,14 @@ impl Shared {
                 "the pool is closed"
             }));
         }
-        if self.view.header().control.broken.load(Relaxed) != 0 {
+        let ctl = &self.view.header().control;
+        if ctl.broken.load(Relaxed) != 0 {
+            if self.view.corrupt().is_some() {
+                // Not broken: overwritten (a garbage flag reads as set). Waiters end the pool.
+                self.corrupt.store(true, SeqCst);
+                self.ring_zygote();
+                return Err(Error::new(Status::Corrupt, CORRUPT));
+            }
             return Err(Error::new(Status::Crashed, "the pool is broken: its workers keep dying in the initializer"));
         }
         Ok(())
