@@ -254,6 +254,18 @@ typedef struct {
    * initializers. NULL for none.
    */
   int (*initializer_ex)(void *initarg);
+  /**
+   * Seconds a worker may take to start (its initializer, if any, included) before it is
+   * killed; 0 for the default (300 s), < 0 for no bound. At `pool_create`, a worker still
+   * starting then makes `pool_create` fail with `POOL_ETIMEDOUT` and a message naming the
+   * initializer and the bound; every worker is gone by then (no process, descriptor or
+   * mapping is left). A replacement worker (after a crash, `max_tasks_per_child`, `max_rss`)
+   * past the bound is killed too and counts as a death in the initializer: after three in a
+   * row the pool reports itself broken (`POOL_ECRASHED`, naming the hang), so queued and
+   * later work fails instead of waiting forever. Size it for the slowest start you accept,
+   * tools included: valgrind makes start-up 20 to 50 times slower.
+   */
+  double start_timeout;
 } pool_options_t;
 
 /**
@@ -716,8 +728,8 @@ int pool_iter_next(pool_iter_t *it, void *out, size_t *index, double timeout);
 void pool_iter_free(pool_iter_t *it);
 
 /**
- * Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and
- * stamps its size. NULL is a no-op.
+ * Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout, the
+ * default start-up bound) and stamps its size. NULL is a no-op.
  *
  * Thread safety: safe from any thread on distinct structs.
  */
@@ -751,8 +763,11 @@ void pool_call_options_init(pool_call_options_t *opts);
  * calling thread's stack (fork semantics): create pools from a thread whose stack is big
  * enough for the tasks (the main thread's, or a default-sized thread stack).
  *
- * Returns NULL on failure (fork, shared memory, an initializer that crashed) with
- * `pool_last_error()` saying why.
+ * Returns NULL on failure with `pool_last_error()` saying why: fork or shared memory
+ * (`POOL_ESYS`), an initializer that crashed or exited (`POOL_ECRASHED`), refused
+ * (`initializer_ex`: `POOL_ETASK`) or did not return within `start_timeout` (`POOL_ETIMEDOUT`;
+ * the default bound is 300 s). Whatever the failure, no process, descriptor or mapping of the
+ * pool is left.
  * Ownership: the caller owns the pool and releases it with `pool_destroy`.
  * Thread safety: safe from any thread; the pool may be used from any thread.
  */
@@ -1298,8 +1313,10 @@ void pool_stream_free(pool_stream_t *s);
  * included). On every other rank it runs the tasks it is sent in local workers of its own,
  * until the root's pool is destroyed, then returns NULL with `pool_last_status() ==
  * POOL_EDONE`; any other status is a real failure (on every rank, e.g. ranks that run
- * different programs). Each rank uses its own `opts` (initializer, limits), except
- * `task_timeout`: the root's applies to every item.
+ * different programs). Each rank uses its own `opts` (initializer, limits, `start_timeout`),
+ * except `task_timeout`: the root's applies to every item. A rank whose workers fail to start
+ * (an initializer that crashed, refused or hung past its `start_timeout`) fails every rank
+ * with its status and a message naming it.
  *
  * Functions cross ranks as (build-id of the object holding them, offset), so they must be in
  * the program, a library it links, or a plugin loaded on every rank before this call; `ctx`

@@ -539,6 +539,10 @@ struct Options {
     /// Virtual size of the pool's shared memory in bytes; 0 for the default (32 GiB, or the
     /// POOL_SHM_SIZE environment variable).
     std::size_t shm_size = 0;
+    /// Seconds a worker may take to start, its initializer included; 0 for the default (300 s),
+    /// < 0 for no bound. Past it the constructor throws pool::TimeoutError (POOL_ETIMEDOUT);
+    /// a replacement worker past it counts as a death in the initializer (pool_options_t).
+    double start_timeout = 0;
 };
 
 /// What try_map returns: every item's result and status, in item order.
@@ -605,6 +609,7 @@ public:
         o.task_timeout = options.task_timeout;
         o.max_rss = options.max_rss;
         o.shm_size = options.shm_size;
+        o.start_timeout = options.start_timeout;
         if (options.initializer) {
             o.initializer = &detail::run_initializer;
             o.initarg = const_cast<std::function<void()>*>(&options.initializer);

@@ -71,6 +71,7 @@ const C_TESTS: &[&str] = &[
     "isolation",
     "values",
     "ipc",
+    "startup",
 ];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
@@ -417,6 +418,11 @@ fn c_values() {
 #[test]
 fn c_ipc() {
     compile_and_run("ipc", Link::Shared);
+}
+
+#[test]
+fn c_startup() {
+    compile_and_run("startup", Link::Shared);
 }
 
 /// Every tests/c/*.c has a #[test] above (C_TESTS), so none is silently skipped.

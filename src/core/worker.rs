@@ -236,7 +236,9 @@ fn run(cfg: &WorkerConfig) -> i32 {
     proc::own_process_group();
     proc::set_name("pool-worker");
     let me = cfg.view.worker(cfg.index);
-    me.state.store(W_INIT, SeqCst);
+    if me.state.compare_exchange(W_STARTING, W_INIT, SeqCst, SeqCst).is_err() {
+        park(); // past the start-up bound already (W_HUNG): the zygote's kill is on its way
+    }
     // Without the alias (valgrind cannot duplicate a mapping; no address space left), the worker
     // runs as libpool did before: tasks can write the pool's memory (the README says so).
     let (v, protected) = match cfg.view.aliased() {
@@ -270,7 +272,11 @@ fn run(cfg: &WorkerConfig) -> i32 {
         v.record_init_refusal(refused, msg.as_deref().unwrap_or_default());
         return EXIT_INIT_REFUSED;
     }
-    me.state.store(W_READY, SeqCst);
+    // By CAS: a worker the zygote gave up on (start-up bound) never takes work, so its kill
+    // cannot reach a task.
+    if me.state.compare_exchange(W_INIT, W_READY, SeqCst, SeqCst).is_err() {
+        park();
+    }
     ctl.ready.fetch_add(1, SeqCst);
     crate::sys::futex::wake(&ctl.ready, i32::MAX);
 

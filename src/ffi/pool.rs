@@ -114,8 +114,11 @@ fn apply_args(
 /// calling thread's stack (fork semantics): create pools from a thread whose stack is big
 /// enough for the tasks (the main thread's, or a default-sized thread stack).
 ///
-/// Returns NULL on failure (fork, shared memory, an initializer that crashed) with
-/// `pool_last_error()` saying why.
+/// Returns NULL on failure with `pool_last_error()` saying why: fork or shared memory
+/// (`POOL_ESYS`), an initializer that crashed or exited (`POOL_ECRASHED`), refused
+/// (`initializer_ex`: `POOL_ETASK`) or did not return within `start_timeout` (`POOL_ETIMEDOUT`;
+/// the default bound is 300 s). Whatever the failure, no process, descriptor or mapping of the
+/// pool is left.
 /// Ownership: the caller owns the pool and releases it with `pool_destroy`.
 /// Thread safety: safe from any thread; the pool may be used from any thread.
 #[no_mangle]

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 namespace {
 
 int failures = 0;
@@ -458,6 +460,24 @@ void inside_a_task() {
     self->~Pool();
 }
 
+// An initializer that never returns ends at start_timeout: the constructor throws.
+void start_bound() {
+    pool::Options o;
+    o.initializer = [] {
+        for (;;) pause();
+    };
+    o.start_timeout = 1;
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        pool::Pool hangs(1, o);
+        expect(false, "an initializer that never returns fails the constructor");
+    } catch (const pool::TimeoutError& e) {
+        expect(e.status() == POOL_ETIMEDOUT && std::strstr(e.what(), "start_timeout"),
+               "a hung initializer: pool::TimeoutError naming start_timeout");
+    }
+    expect(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30), "start_timeout: no hang");
+}
+
 }  // namespace
 
 int main() {
@@ -468,6 +488,7 @@ int main() {
         next();
         blocks_and_streams();
         inside_a_task();
+        start_bound();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "FAIL: unexpected exception: %s\n", e.what());
         return 1;
