@@ -257,6 +257,18 @@ typedef struct {
    * initializers. NULL for none.
    */
   int (*initializer_ex)(void *initarg);
+  /**
+   * Seconds a worker may take to start (its initializer, if any, included) before it is
+   * killed; 0 for the default (300 s), < 0 for no bound. At `pool_create`, a worker still
+   * starting then makes `pool_create` fail with `POOL_ETIMEDOUT` and a message naming the
+   * initializer and the bound; every worker is gone by then (no process, descriptor or
+   * mapping is left). A replacement worker (after a crash, `max_tasks_per_child`, `max_rss`)
+   * past the bound is killed too and counts as a death in the initializer: after three in a
+   * row the pool reports itself broken (`POOL_ECRASHED`, naming the hang), so queued and
+   * later work fails instead of waiting forever. Size it for the slowest start you accept,
+   * tools included: valgrind makes start-up 20 to 50 times slower.
+   */
+  double start_timeout;
 } pool_options_t;
 
 /**
@@ -707,9 +719,10 @@ pool_iter_t *pool_imap_unordered(pool_t *pool,
  * failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
  * untouched and `pool_last_error()` saying why; the next call goes on with the other items.
  * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. If the pool
- * stops taking work before the input ends (joined, terminated, zygote killed), what was
- * submitted still comes back, then each array item never submitted with that status
- * (`POOL_ECLOSED`) and its index (a source: the status once), then `POOL_EDONE`. Called from
+ * stops taking work before the input ends (joined, terminated, zygote killed, or found
+ * corrupt), what was submitted still comes back, then each array item never submitted with
+ * `POOL_ECLOSED` ("never run" after `POOL_ECORRUPT`) and its index (a source: the status
+ * once), then `POOL_EDONE`. Called from
  * inside the same iterator's source, returns `POOL_EINVAL` (it would wait for itself).
  * `index` may be NULL. Thread safety: one consumer at a time (calls are serialised). Not a
  * cancellation point: a cancel takes effect after it returns; to cancel a waiting thread
@@ -727,8 +740,8 @@ int pool_iter_next(pool_iter_t *it, void *out, size_t *index, double timeout);
 void pool_iter_free(pool_iter_t *it);
 
 /**
- * Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and
- * stamps its size. NULL is a no-op.
+ * Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout, the
+ * default start-up bound) and stamps its size. NULL is a no-op.
  *
  * Thread safety: safe from any thread on distinct structs.
  */
@@ -762,8 +775,11 @@ void pool_call_options_init(pool_call_options_t *opts);
  * calling thread's stack (fork semantics): create pools from a thread whose stack is big
  * enough for the tasks (the main thread's, or a default-sized thread stack).
  *
- * Returns NULL on failure (fork, shared memory, an initializer that crashed) with
- * `pool_last_error()` saying why.
+ * Returns NULL on failure with `pool_last_error()` saying why: fork or shared memory
+ * (`POOL_ESYS`), an initializer that crashed or exited (`POOL_ECRASHED`), refused
+ * (`initializer_ex`: `POOL_ETASK`) or did not return within `start_timeout` (`POOL_ETIMEDOUT`;
+ * the default bound is 300 s). Whatever the failure, no process, descriptor or mapping of the
+ * pool is left.
  * Ownership: the caller owns the pool and releases it with `pool_destroy`.
  * Thread safety: safe from any thread; the pool may be used from any thread.
  */
@@ -915,7 +931,8 @@ pool_async_t *pool_apply_async_ex(pool_t *pool,
  * `pool_out_write`, up to `max_out` bytes. Only the pages actually written cost memory.
  * Get the result with `pool_async_result` (zero copy: it stays valid until `pool_async_free`).
  *
- * Returns NULL on failure with `pool_last_error()` set.
+ * Returns NULL on failure with `pool_last_error()` set (sizes that never fit: `POOL_EINVAL`
+ * or `POOL_ENOMEM`, naming `in_len` or `max_out`).
  * Ownership: the input is copied before this returns; the caller frees the handle with
  * `pool_async_free`. Thread safety: any thread.
  */
@@ -951,7 +968,10 @@ int pool_task_error(const char *message);
 /**
  * Called from inside a task started with `pool_submit`: appends `len` bytes to its result.
  * Returns `POOL_ENOMEM` if the result would exceed the task's `max_out`, `POOL_EINVAL`
- * outside such a task or for NULL `data` with `len > 0`.
+ * outside such a task or for NULL `data` with `len > 0`. A refusal (of this, of
+ * `pool_out_reserve` or `pool_out_commit`) also becomes the task's message unless it gave one
+ * (`pool_task_error`): a task that then fails, say by returning the status it got, fails with
+ * the reason ("task returned 2: pool_out_write of ... bytes refused: ... max_out ...").
  * Thread safety: call only from the task's own worker process.
  */
 int pool_out_write(const void *data, size_t len);
@@ -974,8 +994,9 @@ void *pool_out_reserve(size_t min_len,
 /**
  * Appends to the task's result the first `len` bytes written where the last
  * `pool_out_reserve` pointed; that reservation then ends (reserve again to write more).
- * Returns `POOL_EINVAL` if `len` is more than it gave room for, if there was none, or outside
- * a task of `pool_submit` or `pool_stream`.
+ * Returns `POOL_EINVAL`, even for `len` 0, if no reservation is open (none was made, or the
+ * last one already ended with a commit or a `pool_out_write`), if `len` is more than it gave
+ * room for, or outside a task of `pool_submit` or `pool_stream`.
  * Thread safety: call only from the task's own worker process and thread.
  */
 int pool_out_commit(size_t len);
@@ -1273,9 +1294,9 @@ pool_stream_t *pool_stream_source(pool_t *pool,
  * `POOL_ETIMEDOUT` with `*index` set to `SIZE_MAX` (an item that timed out has its own index).
  * `POOL_EDONE`: every result was returned. A source that failed: its status (`POOL_ETASK`,
  * `POOL_EINVAL` for a length over `max_in`) once after the last result, then `POOL_EDONE`.
- * If the pool stops taking work before the input ends, what was submitted still comes back,
- * then each array item never submitted with `POOL_ECLOSED` and its index (a source: the
- * status once), then `POOL_EDONE`. Called from inside the same stream's source: `POOL_EINVAL`.
+ * If the pool stops taking work before the input ends (even because it was found corrupt),
+ * what was submitted still comes back, then each array item never submitted with
+ * `POOL_ECLOSED` and its index (a source: the status once), then `POOL_EDONE`. Called from inside the same stream's source: `POOL_EINVAL`.
  * `data`, `len` and `index` may be NULL. Thread safety: one consumer at a time (calls are
  * serialised). Not a cancellation point (see `pool_iter_next`).
  */
@@ -1309,8 +1330,10 @@ void pool_stream_free(pool_stream_t *s);
  * included). On every other rank it runs the tasks it is sent in local workers of its own,
  * until the root's pool is destroyed, then returns NULL with `pool_last_status() ==
  * POOL_EDONE`; any other status is a real failure (on every rank, e.g. ranks that run
- * different programs). Each rank uses its own `opts` (initializer, limits), except
- * `task_timeout`: the root's applies to every item.
+ * different programs). Each rank uses its own `opts` (initializer, limits, `start_timeout`),
+ * except `task_timeout`: the root's applies to every item. A rank whose workers fail to start
+ * (an initializer that crashed, refused or hung past its `start_timeout`) fails every rank
+ * with its status and a message naming it.
  *
  * Functions cross ranks as (build-id of the object holding them, offset), so they must be in
  * the program, a library it links, or a plugin loaded on every rank before this call; `ctx`

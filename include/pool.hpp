@@ -539,6 +539,10 @@ struct Options {
     /// Virtual size of the pool's shared memory in bytes; 0 for the default (32 GiB, or the
     /// POOL_SHM_SIZE environment variable).
     std::size_t shm_size = 0;
+    /// Seconds a worker may take to start, its initializer included; 0 for the default (300 s),
+    /// < 0 for no bound. Past it the constructor throws pool::TimeoutError (POOL_ETIMEDOUT);
+    /// a replacement worker past it counts as a death in the initializer (pool_options_t).
+    double start_timeout = 0;
 };
 
 /// What try_map returns: every item's result and status, in item order.
@@ -605,6 +609,7 @@ public:
         o.task_timeout = options.task_timeout;
         o.max_rss = options.max_rss;
         o.shm_size = options.shm_size;
+        o.start_timeout = options.start_timeout;
         if (options.initializer) {
             o.initializer = &detail::run_initializer;
             o.initarg = const_cast<std::function<void()>*>(&options.initializer);
@@ -612,12 +617,16 @@ public:
         p_ = pool_create(workers, &o);
         if (p_ == nullptr) detail::raise_null(POOL_ESYS, "pool_create");
     }
-    Pool(Pool&& other) noexcept : p_(std::exchange(other.p_, nullptr)), closed_(other.closed_) {}
+    Pool(Pool&& other) noexcept
+        : p_(std::exchange(other.p_, nullptr)),
+          closed_(other.closed_),
+          moved_(std::exchange(other.moved_, true)) {}
     Pool& operator=(Pool&& other) noexcept {
         if (this != &other) {
             pool_destroy(p_);
             p_ = std::exchange(other.p_, nullptr);
             closed_ = other.closed_;
+            moved_ = std::exchange(other.moved_, true);
         }
         return *this;
     }
@@ -926,7 +935,15 @@ public:
 
 private:
     pool_t* get() const {
-        if (p_ == nullptr) throw Error(POOL_EINVAL, "pool::Pool: moved from");
+        if (p_ == nullptr && moved_) throw Error(POOL_EINVAL, "pool::Pool: moved from");
+        if (p_ == nullptr) {
+            // Not moved from, yet no handle: a copy made by fork inside the constructor, before
+            // it stored the handle, i.e. the pool's own worker. (A copy of a Pool that has its
+            // handle goes to the library, which refuses it in tasks with the same words.)
+            throw Error(POOL_EINVAL,
+                        "pool::Pool: used inside a task (or a worker's initializer), where pools cannot be used, "
+                        "not even the task's own");
+        }
         return p_;
     }
     // The C API returns NULL without a status when a submission fails; after the checks above
@@ -935,6 +952,7 @@ private:
 
     pool_t* p_ = nullptr;
     bool closed_ = false;
+    bool moved_ = false;  // a move took its handle
 };
 
 /// Waits up to `timeout` seconds (negative: no limit) until one of `results` is ready and

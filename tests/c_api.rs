@@ -74,6 +74,7 @@ const C_TESTS: &[&str] = &[
     "ipc_recovery",
     "callbacks",
     "heap_full",
+    "startup",
 ];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
@@ -435,6 +436,11 @@ fn c_callbacks() {
 #[test]
 fn c_ipc_recovery() {
     compile_and_run("ipc_recovery", Link::Shared);
+}
+
+#[test]
+fn c_startup() {
+    compile_and_run("startup", Link::Shared);
 }
 
 /// Every tests/c/*.c has a #[test] above (C_TESTS), so none is silently skipped.

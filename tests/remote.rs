@@ -298,3 +298,32 @@ fn block_maps_cross_ranks_with_their_span() {
     assert!(who.len() >= 2, "blocks ran on other ranks too (their span crossed the wire): {who:?}");
     end(p, servers);
 }
+
+unsafe extern "C" fn init_hangs(_: *mut c_void) {
+    loop {
+        libc::pause();
+    }
+}
+
+/// Ranks run their initializers in their own pools: one that never returns on another rank
+/// ends at that rank's start_timeout, and creation fails on every rank with POOL_ETIMEDOUT
+/// naming the rank, instead of the root waiting for it forever.
+#[test]
+fn a_rank_whose_initializer_hangs_fails_creation_on_every_rank() {
+    let mut ts = loopbacks(2).into_iter();
+    let root = ts.next().unwrap();
+    let rank = ts.next().unwrap();
+    let hung = Options {
+        initializer: Some(pool::core::worker::Init::Plain(init_hangs, 0)),
+        start_timeout: Some(Duration::from_secs(1)),
+        ..Options::default()
+    };
+    let t0 = Instant::now();
+    let server = std::thread::spawn(move || remote::serve(Box::new(rank), 1, hung));
+    let err = remote::create_root(Box::new(root), 1, Options::default()).err().expect("creation fails");
+    assert_eq!(err.status, Status::TimedOut, "{err}");
+    assert!(err.msg.contains("rank 1") && err.msg.contains("start_timeout"), "{err}");
+    let err = server.join().unwrap().unwrap_err();
+    assert_eq!(err.status, Status::TimedOut, "{err}");
+    assert!(t0.elapsed() >= Duration::from_secs(1) && t0.elapsed() < Duration::from_secs(60));
+}

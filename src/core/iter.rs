@@ -3,7 +3,7 @@
 
 use super::error::{Error, Result, Status};
 use super::map::{chunk_size, Chunk, ItemOutcomes, MapArgs, CHUNK_BYTES};
-use super::pool::{Pool, Shared, TaskSpec, WATCH_SLICE};
+use super::pool::{unsubmitted, Pool, Shared, TaskSpec, WATCH_SLICE};
 use super::shm::*;
 use std::collections::VecDeque;
 use std::os::raw::{c_int, c_void};
@@ -211,7 +211,7 @@ impl MapIter {
                 Err(e) if e.status == Status::TimedOut => return true,
                 Err(e) if e.status == Status::NoMem && !(self.chunks.is_empty() && self.cur.is_none()) => return true,
                 Err(e) => {
-                    self.stop = Some(e);
+                    self.stop = Some(unsubmitted(e));
                     self.exhausted = true;
                     break;
                 }

@@ -12,6 +12,20 @@ pub use crate::sys::proc::Exit;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// Why a broken pool runs nothing: its replacement workers keep dying in the initializer, or
+/// (`hung`) keep staying in it past the start-up bound.
+pub(crate) fn broken(hung: bool) -> String {
+    let times = super::zygote::MAX_INIT_FAILURES;
+    if hung {
+        format!(
+            "the pool is broken: its replacement workers keep hanging in the initializer (killed at the start-up \
+             bound, start_timeout, {times} times in a row)"
+        )
+    } else {
+        format!("the pool is broken: its workers keep dying in the initializer ({times} times in a row)")
+    }
+}
+
 /// How a task, or a map's lowest-index failing item, ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Info {
@@ -71,9 +85,7 @@ impl Info {
                 "{what}no worker process could be started (fork: {})",
                 std::io::Error::from_raw_os_error(self.code)
             ),
-            (Status::Crashed, None) if self.pid == 0 => {
-                format!("{what}the pool is broken: its workers keep dying in the initializer")
-            }
+            (Status::Crashed, None) if self.pid == 0 => format!("{what}{}", broken(self.code == BROKEN_HUNG)),
             (s, _) => format!("{what}{}", s.describe()),
         };
         let msg = match &self.msg {

@@ -5,7 +5,7 @@
 use super::error::{Error, Result, Status};
 use super::heap::Block;
 use super::job::{AsyncResult, Info, MapJob, MapState, Outcome};
-use super::pool::{Pool, Shared, TaskSpec, WATCH_SLICE};
+use super::pool::{unsubmitted, Pool, Shared, TaskSpec, WATCH_SLICE};
 use super::shm::*;
 use super::worker::{BlockFn, ItemFn};
 use std::collections::VecDeque;
@@ -155,7 +155,8 @@ pub(super) fn chunk_size(sh: &Shared, a: &MapArgs) -> usize {
     }
     let even = a.n.div_ceil(4 * sh.nworkers);
     let copied = |addr: usize, size: usize| if sh.shm_offset(addr, a.n * size).is_some() { 0 } else { size };
-    let bytes = copied(a.input, a.in_size) + if a.out == 0 { a.out_size } else { copied(a.out, a.out_size) };
+    let out = if a.out == 0 { a.out_size } else { copied(a.out, a.out_size) };
+    let bytes = copied(a.input, a.in_size).saturating_add(out); // absurd sizes are refused at submission
     let by_bytes = CHUNK_BYTES.checked_div(bytes).map_or(usize::MAX, |c| c.max(1));
     even.min(by_bytes).max(1)
 }
@@ -213,7 +214,7 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
                 }
                 Err(e) => {
                     // Nothing more can be submitted: every remaining item fails with this.
-                    fail_rest(&a, job, &mut first, next, e);
+                    fail_rest(&a, job, &mut first, next, unsubmitted(e));
                     next = a.n;
                 }
             }

@@ -20,5 +20,5 @@ mod zygote;
 pub use error::{Error, Result, Status};
 pub use job::{AsyncResult, Outcome};
 pub use map::MapArgs;
-pub use pool::{CallOptions, Options, Pool};
+pub use pool::{CallOptions, Options, Pool, DEFAULT_START_TIMEOUT};
 pub use process::Process;

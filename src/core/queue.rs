@@ -238,7 +238,9 @@ impl View {
     pub fn signal_event(&self, notify: bool) {
         let e = &self.header().events;
         let waiting = if notify {
-            e.notify_waiters.load(SeqCst) + e.any_waiters.load(SeqCst)
+            // Saturating: a header a task overwrote must not panic the host (the pool then
+            // finds itself corrupt and ends).
+            e.notify_waiters.load(SeqCst).saturating_add(e.any_waiters.load(SeqCst))
         } else {
             e.any_waiters.load(SeqCst)
         };

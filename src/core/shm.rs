@@ -82,6 +82,10 @@ pub(crate) const W_STARTING: u32 = 1;
 pub(crate) const W_INIT: u32 = 4; // running the initializer
 pub(crate) const W_READY: u32 = 2;
 pub(crate) const W_EXITED: u32 = 3;
+pub(crate) const W_HUNG: u32 = 5; // past the start-up bound: the zygote kills it
+
+/// `code` of the records of work a broken pool fails, when the start-up bound broke it.
+pub(crate) const BROKEN_HUNG: i32 = 1;
 
 #[repr(C, align(64))]
 pub struct Queue {
@@ -116,6 +120,8 @@ pub struct Control {
     pub init_failed: AtomicI32,
     /// Nonzero once replacements keep dying in their initializer: the pool cannot run tasks.
     pub broken: AtomicU32,
+    /// Set when the last death in the initializer was a kill at the start-up bound (a hang).
+    pub init_hung: AtomicU32,
     /// Nonzero once any task may carry a deadline: the zygote then watches deadlines.
     pub deadlines: AtomicU32,
     /// Nonzero once the host asked for the completion eventfd: completions then reach it.
@@ -390,7 +396,7 @@ impl View {
     pub fn corrupt(&self) -> Option<&'static str> {
         let h = self.header();
         let c = &h.control;
-        let flags = [&c.shutdown, &c.terminate, &c.broken, &c.deadlines, &c.efd_armed];
+        let flags = [&c.shutdown, &c.terminate, &c.broken, &c.init_hung, &c.deadlines, &c.efd_armed];
         if flags.iter().any(|f| !matches!(f.load(Relaxed), 0 | ON)) {
             return Some("a control flag");
         }

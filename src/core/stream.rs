@@ -6,7 +6,7 @@
 use super::error::{Error, Result, Status};
 use super::heap::Block;
 use super::map::ItemOutcomes;
-use super::pool::{Pool, Shared, TaskSpec, WATCH_SLICE};
+use super::pool::{unsubmitted, Pool, Shared, TaskSpec, WATCH_SLICE};
 use super::shm::*;
 use super::worker::VarFn;
 use std::collections::VecDeque;
@@ -97,15 +97,12 @@ impl Pool {
             StreamInput::Array { .. } => 0,
         };
         if item_bytes(max_in, a.max_out, a.ctx_size).is_none_or(|b| b > sh.heap.capacity()) {
-            let what = if max_in > 0 { "max_in + max_out" } else { "max_out" };
-            return Err(Error::new(
-                Status::NoMem,
-                format!(
-                    "{what} ({max_in} + {} bytes) do not fit in the pool's {} byte shared heap",
-                    a.max_out,
-                    sh.heap.capacity()
-                ),
-            ));
+            let what = match max_in {
+                0 => format!("max_out ({} bytes)", a.max_out),
+                _ => format!("max_in + max_out ({max_in} + {} bytes)", a.max_out),
+            };
+            let m = format!("{what}: more than the pool's {} byte shared heap holds", sh.heap.capacity());
+            return Err(Error::new(Status::NoMem, m));
         }
         let a = StreamArgs { ctx: snap.as_ref().map_or(a.ctx, |s| s.as_ptr() as usize), ..a };
         let window = if a.window > 0 { a.window } else { 2 * sh.nworkers + 2 };
@@ -333,7 +330,7 @@ impl Stream {
                     return true
                 }
                 Err(e) => {
-                    self.stop = Some(e);
+                    self.stop = Some(unsubmitted(e));
                     self.exhausted = true;
                     break;
                 }

@@ -64,8 +64,9 @@ struct VarOut {
     /// Private memory that `out_reserve` hands out when the result area is not behind guard
     /// pages (small results): `out_commit` copies it in. 0: the task writes `base` directly.
     staging: usize,
-    /// Bytes the last `out_reserve` made room for (0: none outstanding).
-    reserved: usize,
+    /// Bytes the open `out_reserve` made room for; None when no reservation is open (none yet,
+    /// or the last one ended with a commit or a write).
+    reserved: Option<usize>,
     /// Whether what `out_reserve` hands out may still hold bytes of an earlier task (private
     /// memory used before, or a block used before): cleared at the first reserve.
     stale: bool,
@@ -79,10 +80,17 @@ pub fn out_write(data: &[u8]) -> Result<(), (Status, String)> {
     let mut g = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let o = running_var_out(&mut g, "pool_out_write")?;
     if data.len() > o.cap - o.len {
-        return Err((Status::NoMem, format!("result would exceed the task's max_out of {} bytes", o.cap)));
+        let m = format!(
+            "pool_out_write of {} bytes refused: the result would exceed the task's max_out of {} bytes ({} written \
+             before)",
+            data.len(),
+            o.cap,
+            o.len
+        );
+        return Err((Status::NoMem, m));
     }
     o.append(data.as_ptr(), data.len());
-    o.reserved = 0; // what was reserved may now be partly written over
+    o.reserved = None; // what was reserved may now be partly written over
     Ok(())
 }
 
@@ -112,10 +120,13 @@ pub fn out_reserve(min: usize) -> Result<(*mut u8, usize), (Status, String)> {
     let o = running_var_out(&mut g, "pool_out_reserve")?;
     let avail = o.cap - o.len;
     if min > avail {
-        let m = format!("{min} bytes asked for, but only {avail} of the task's max_out of {} are left", o.cap);
+        let m = format!(
+            "pool_out_reserve of at least {min} bytes refused: only {avail} of the task's max_out of {} bytes are left",
+            o.cap
+        );
         return Err((Status::NoMem, m));
     }
-    o.reserved = avail;
+    o.reserved = Some(avail);
     let at = if o.staging != 0 { o.staging } else { o.base + o.len };
     if o.stale {
         // A task that commits bytes it never wrote must get zeros, never another task's data.
@@ -135,20 +146,26 @@ pub fn out_commit(len: usize) -> Result<(), (Status, String)> {
     on_worker_thread("pool_out_commit")?;
     let mut g = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let o = running_var_out(&mut g, "pool_out_commit")?;
-    if len > o.reserved {
-        let m = if o.reserved == 0 {
-            format!("pool_out_commit of {len} bytes without a pool_out_reserve before it")
-        } else {
-            format!("pool_out_commit of {len} bytes, but pool_out_reserve gave room for {}", o.reserved)
-        };
-        return Err((Status::Inval, m));
+    match o.reserved {
+        None => {
+            let m = format!(
+                "pool_out_commit of {len} bytes with no open reservation (call pool_out_reserve first; a commit or a \
+                 pool_out_write ends the reservation before it)"
+            );
+            return Err((Status::Inval, m));
+        }
+        Some(room) if len > room => {
+            let m = format!("pool_out_commit of {len} bytes, but pool_out_reserve gave room for {room}");
+            return Err((Status::Inval, m));
+        }
+        Some(_) => {}
     }
     if o.staging != 0 {
         o.append(o.staging as *const u8, len);
     } else {
         o.len += len;
     }
-    o.reserved = 0;
+    o.reserved = None;
     Ok(())
 }
 
@@ -170,6 +187,16 @@ pub fn set_task_error(message: &[u8]) -> Result<(), (Status, String)> {
     *TASK_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
     TASK_ERROR_SET.store(true, Relaxed);
     Ok(())
+}
+
+/// A refused output call (`pool_out_write`, `pool_out_reserve`, `pool_out_commit`) becomes the
+/// running task's message unless it gave one, so that a task that returns the status it got
+/// fails with the reason ("task returned 2: pool_out_write of ... refused"), not a bare code. A
+/// task that recovers and succeeds drops it, as any message.
+pub fn note_refusal(message: &str) {
+    if IN_ITEM.load(Relaxed) && !TASK_ERROR_SET.load(Relaxed) {
+        let _ = set_task_error(message.as_bytes()); // refused outside the worker's own thread
+    }
 }
 
 fn take_task_error() -> Option<Vec<u8>> {
@@ -209,7 +236,9 @@ fn run(cfg: &WorkerConfig) -> i32 {
     proc::own_process_group();
     proc::set_name("pool-worker");
     let me = cfg.view.worker(cfg.index);
-    me.state.store(W_INIT, SeqCst);
+    if me.state.compare_exchange(W_STARTING, W_INIT, SeqCst, SeqCst).is_err() {
+        park(); // past the start-up bound already (W_HUNG): the zygote's kill is on its way
+    }
     // Without the alias (valgrind cannot duplicate a mapping; no address space left), the worker
     // runs as libpool did before: tasks can write the pool's memory (the README says so).
     let (v, protected) = match cfg.view.aliased() {
@@ -243,7 +272,11 @@ fn run(cfg: &WorkerConfig) -> i32 {
         v.record_init_refusal(refused, msg.as_deref().unwrap_or_default());
         return EXIT_INIT_REFUSED;
     }
-    me.state.store(W_READY, SeqCst);
+    // By CAS: a worker the zygote gave up on (start-up bound) never takes work, so its kill
+    // cannot reach a task.
+    if me.state.compare_exchange(W_INIT, W_READY, SeqCst, SeqCst).is_err() {
+        park();
+    }
     ctl.ready.fetch_add(1, SeqCst);
     crate::sys::futex::wake(&ctl.ready, i32::MAX);
 
@@ -444,7 +477,7 @@ impl Worker<'_> {
             };
             self.run_items(t, &r, NoOut, |_, _| {
                 let stale = staging != 0 || flags & F_DIRTY != 0;
-                let o = VarOut { base, cap: r.osz, len: 0, staging, reserved: 0, stale };
+                let o = VarOut { base, cap: r.osz, len: 0, staging, reserved: None, stale };
                 *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
                 // SAFETY: calling the user's task on its input, as the contract says.
                 let rc = unsafe { f(ptr_or_null(r.input, r.isz), r.isz, r.ctx) };

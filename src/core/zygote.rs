@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// The zygote's exit status when it found the shared header overwritten.
 pub(crate) const EXIT_CORRUPT: i32 = 74;
 /// Replacements that die in their initializer this many times in a row break the pool.
-const MAX_INIT_FAILURES: u32 = 3;
+pub(crate) const MAX_INIT_FAILURES: u32 = 3;
 /// Time between SIGTERM and SIGKILL for an item past its deadline.
 const KILL_GRACE: Duration = Duration::from_millis(100);
 /// Back-off between failed forks, doubling up to the maximum.
@@ -37,6 +37,8 @@ pub struct ZygoteConfig {
     pub max_tasks_per_child: u64,
     pub max_rss: u64,
     pub timeout_ns: u64,
+    /// How long a worker may take to start (its initializer included); None for no bound.
+    pub start_timeout: Option<Duration>,
     /// The pool's completion eventfd (the zygote writes it for the workers).
     pub efd: c_int,
     /// The host's doorbell: an eventfd it writes to wake the zygote (kill requests, deadlines,
@@ -52,6 +54,8 @@ struct Worker {
     alive: bool,
     /// The item (`run` word without flags) SIGTERM was sent for, and when.
     term: Option<(u64, Instant)>,
+    /// When it was forked, while it may still be starting (see `check_starts`).
+    forked: Option<Instant>,
 }
 
 /// Forks keep failing: when to try again, and since when.
@@ -142,6 +146,10 @@ fn run(cfg: ZygoteConfig) -> i32 {
             let left = b.next.saturating_duration_since(Instant::now()).as_millis().min(1000) as c_int + 1;
             timeout_ms = if timeout_ms < 0 { left } else { timeout_ms.min(left) };
         }
+        if let Some(d) = z.next_start_deadline() {
+            let left = d.saturating_duration_since(Instant::now()).as_millis().min(1 << 30) as c_int + 1;
+            timeout_ms = if timeout_ms < 0 { left } else { timeout_ms.min(left) };
+        }
         let ready = proc::poll_any(&[sfd.0, host.poll_fd(), z.cfg.bell, z.cfg.lifeline], timeout_ms);
         if ready[1] || ready[3] || host_gone() {
             z.kill_all();
@@ -165,6 +173,7 @@ fn run(cfg: ZygoteConfig) -> i32 {
         }
         z.serve_cancels();
         z.check_deadlines();
+        z.check_starts();
         if ctl.terminate.load(SeqCst) != 0 {
             z.kill_all();
             return 0;
@@ -179,7 +188,8 @@ fn run(cfg: ZygoteConfig) -> i32 {
         }
         let none_alive = z.workers.iter().all(|w| !w.alive);
         if none_alive && ctl.broken.load(SeqCst) != 0 {
-            z.fail_queue(Status::Crashed, 0);
+            let why = if ctl.init_hung.load(SeqCst) != 0 { BROKEN_HUNG } else { 0 };
+            z.fail_queue(Status::Crashed, why);
         } else if none_alive && z.backoff.as_ref().is_some_and(|b| b.since.elapsed() >= FORK_GIVE_UP) {
             z.fail_queue(Status::Sys, ctl.fork_errno.load(SeqCst));
         }
@@ -209,12 +219,39 @@ impl Zygote {
             }),
             Ok(Forked::Parent(pid)) => {
                 slot.pid.store(pid, SeqCst);
-                self.workers[w] = Worker { pid, alive: true, term: None };
+                self.workers[w] = Worker { pid, alive: true, term: None, forked: Some(Instant::now()) };
                 Ok(())
             }
             Err(e) => {
                 slot.state.store(W_EXITED, SeqCst);
                 Err(e.raw_os_error().unwrap_or(libc::EAGAIN))
+            }
+        }
+    }
+
+    /// The earliest moment a worker still starting passes the start-up bound, if any does.
+    fn next_start_deadline(&self) -> Option<Instant> {
+        let bound = self.cfg.start_timeout?;
+        self.workers.iter().filter(|x| x.alive).filter_map(|x| x.forked).min().map(|t| t + bound)
+    }
+
+    /// Kills the workers still starting (in their initializer) past the start-up bound. The
+    /// state goes to W_HUNG by CAS first, so a worker that got ready meanwhile is left alone,
+    /// and one that did not can never get ready (it parks): the kill reaches no task.
+    fn check_starts(&mut self) {
+        let Some(bound) = self.cfg.start_timeout else { return };
+        let v = self.cfg.view;
+        for (w, x) in self.workers.iter_mut().enumerate().filter(|(_, x)| x.alive) {
+            if x.forked.is_none_or(|t| t.elapsed() < bound) {
+                continue;
+            }
+            x.forked = None; // looked at once: ready by now, or killed
+            let slot = v.worker(w);
+            let state = slot.state.load(SeqCst);
+            if matches!(state, W_STARTING | W_INIT)
+                && slot.state.compare_exchange(state, W_HUNG, SeqCst, SeqCst).is_ok()
+            {
+                proc::kill(x.pid, libc::SIGKILL);
             }
         }
     }
@@ -318,7 +355,8 @@ impl Zygote {
         // Deaths in the initializer count against it, unless by SIGKILL (killed from outside,
         // or out of memory): a pool is not declared broken for what was done to it.
         let prev = slot.state.swap(W_EXITED, SeqCst);
-        let in_init = prev == W_INIT && !matches!(exit, Exit::Signal { sig: libc::SIGKILL, .. });
+        let hung = prev == W_HUNG; // killed at the start-up bound: a failure of the initializer
+        let in_init = hung || (prev == W_INIT && !matches!(exit, Exit::Signal { sig: libc::SIGKILL, .. }));
         let claim = slot.claim.load(SeqCst);
         if claim != CLAIM_NONE {
             let (idx, epoch) = claim_parts(claim);
@@ -343,6 +381,7 @@ impl Zygote {
         kp!(ZygoteDeathHandled);
         let ctl = &v.header().control;
         if in_init {
+            ctl.init_hung.store(if hung { ON } else { 0 }, SeqCst); // before the failure is seen
             if self.starting {
                 ctl.init_failed.store(raw_status(exit) + 1, SeqCst);
                 crate::sys::futex::wake(&ctl.ready, i32::MAX);

@@ -101,11 +101,16 @@ impl Shard {
     }
 }
 
+/// What a task is told when it calls a function it cannot use there.
+const IN_TASK: &str = "pools, results, iterators, streams and processes cannot be used inside a task (or a \
+     worker's initializer): there only pool_out_write, pool_out_reserve, pool_out_commit, pool_task_error and the \
+     queue, lock and event functions (pool_queue_*, pool_lock_*, pool_event_*) work";
+
 /// Fails inside a pool's worker (a task): the handles there are copies of the host's, whose
 /// pools the worker must not drive.
 pub(crate) fn not_in_task() -> Result<(), Error> {
     if IN_WORKER.load(Relaxed) {
-        return Err(Error::inval("pool functions cannot be used inside a task (only pool_out_write can)"));
+        return Err(Error::inval(IN_TASK));
     }
     Ok(())
 }

@@ -151,9 +151,10 @@ pub extern "C" fn pool_imap_unordered(
 /// failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
 /// untouched and `pool_last_error()` saying why; the next call goes on with the other items.
 /// `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. If the pool
-/// stops taking work before the input ends (joined, terminated, zygote killed), what was
-/// submitted still comes back, then each array item never submitted with that status
-/// (`POOL_ECLOSED`) and its index (a source: the status once), then `POOL_EDONE`. Called from
+/// stops taking work before the input ends (joined, terminated, zygote killed, or found
+/// corrupt), what was submitted still comes back, then each array item never submitted with
+/// `POOL_ECLOSED` ("never run" after `POOL_ECORRUPT`) and its index (a source: the status
+/// once), then `POOL_EDONE`. Called from
 /// inside the same iterator's source, returns `POOL_EINVAL` (it would wait for itself).
 /// `index` may be NULL. Thread safety: one consumer at a time (calls are serialised). Not a
 /// cancellation point: a cancel takes effect after it returns; to cancel a waiting thread

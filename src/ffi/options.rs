@@ -3,7 +3,7 @@
 use super::callbacks::Callback;
 use super::result::pool_async_t;
 use crate::core::worker::Init;
-use crate::core::{CallOptions, Error, Options};
+use crate::core::{CallOptions, Error, Options, DEFAULT_START_TIMEOUT};
 use std::os::raw::c_void;
 use std::time::Duration;
 
@@ -39,6 +39,16 @@ pub struct pool_options_t {
     /// workers count as deaths in the initializer. Gets `initarg`. Set at most one of the two
     /// initializers. NULL for none.
     pub initializer_ex: Option<unsafe extern "C" fn(initarg: *mut c_void) -> std::os::raw::c_int>,
+    /// Seconds a worker may take to start (its initializer, if any, included) before it is
+    /// killed; 0 for the default (300 s), < 0 for no bound. At `pool_create`, a worker still
+    /// starting then makes `pool_create` fail with `POOL_ETIMEDOUT` and a message naming the
+    /// initializer and the bound; every worker is gone by then (no process, descriptor or
+    /// mapping is left). A replacement worker (after a crash, `max_tasks_per_child`, `max_rss`)
+    /// past the bound is killed too and counts as a death in the initializer: after three in a
+    /// row the pool reports itself broken (`POOL_ECRASHED`, naming the hang), so queued and
+    /// later work fails instead of waiting forever. Size it for the slowest start you accept,
+    /// tools included: valgrind makes start-up 20 to 50 times slower.
+    pub start_timeout: f64,
 }
 
 /// Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
@@ -107,8 +117,8 @@ pub struct pool_call_options_t {
 pub type pool_callback_fn =
     Option<unsafe extern "C" fn(a: *mut pool_async_t, status: std::os::raw::c_int, arg: *mut c_void)>;
 
-/// Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout) and
-/// stamps its size. NULL is a no-op.
+/// Fills `opts` with the defaults (no initializer, unlimited tasks per child, no timeout, the
+/// default start-up bound) and stamps its size. NULL is a no-op.
 ///
 /// Thread safety: safe from any thread on distinct structs.
 #[no_mangle]
@@ -125,6 +135,7 @@ pub extern "C" fn pool_options_init(opts: *mut pool_options_t) {
                 max_rss: 0,
                 shm_size: 0,
                 initializer_ex: None,
+                start_timeout: 0.0,
             };
         }
     })
@@ -143,6 +154,12 @@ pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
     if o.task_timeout.is_nan() {
         return Err(Error::inval("task_timeout is NaN"));
     }
+    let start = if has(std::mem::offset_of!(pool_options_t, start_timeout) + 8) { o.start_timeout } else { 0.0 };
+    let start_timeout = match start {
+        s if s.is_nan() => return Err(Error::inval("start_timeout is NaN")),
+        s if s < 0.0 => None,
+        s => seconds(s).or(Some(DEFAULT_START_TIMEOUT)),
+    };
     let checked = if has(std::mem::offset_of!(pool_options_t, initializer_ex) + 8) { o.initializer_ex } else { None };
     let initializer = match (o.initializer, checked) {
         (Some(_), Some(_)) => return Err(Error::inval("set initializer or initializer_ex, not both")),
@@ -156,6 +173,7 @@ pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
         task_timeout: seconds(o.task_timeout),
         max_rss: if has(std::mem::offset_of!(pool_options_t, max_rss) + 8) { o.max_rss } else { 0 },
         shm_size: if has(std::mem::offset_of!(pool_options_t, shm_size) + 8) { o.shm_size } else { 0 },
+        start_timeout,
     })
 }
 

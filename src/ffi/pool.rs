@@ -6,7 +6,7 @@ use super::macros::{handle, release, status, value};
 use super::options::{convert, convert_call, convert_map, pool_call_options_t, pool_map_options_t, pool_options_t};
 use super::result::pool_async_t;
 use crate::core::map::MapFn;
-use crate::core::worker::{out_commit, out_reserve, out_write, set_task_error, ItemFn, VarFn};
+use crate::core::worker::{note_refusal, out_commit, out_reserve, out_write, set_task_error, ItemFn, VarFn};
 use crate::core::{Error, MapArgs, Pool};
 use std::os::raw::{c_char, c_int, c_void};
 
@@ -114,8 +114,11 @@ fn apply_args(
 /// calling thread's stack (fork semantics): create pools from a thread whose stack is big
 /// enough for the tasks (the main thread's, or a default-sized thread stack).
 ///
-/// Returns NULL on failure (fork, shared memory, an initializer that crashed) with
-/// `pool_last_error()` saying why.
+/// Returns NULL on failure with `pool_last_error()` saying why: fork or shared memory
+/// (`POOL_ESYS`), an initializer that crashed or exited (`POOL_ECRASHED`), refused
+/// (`initializer_ex`: `POOL_ETASK`) or did not return within `start_timeout` (`POOL_ETIMEDOUT`;
+/// the default bound is 300 s). Whatever the failure, no process, descriptor or mapping of the
+/// pool is left.
 /// Ownership: the caller owns the pool and releases it with `pool_destroy`.
 /// Thread safety: safe from any thread; the pool may be used from any thread.
 #[no_mangle]
@@ -368,7 +371,8 @@ pub extern "C" fn pool_apply_async_ex(
 /// `pool_out_write`, up to `max_out` bytes. Only the pages actually written cost memory.
 /// Get the result with `pool_async_result` (zero copy: it stays valid until `pool_async_free`).
 ///
-/// Returns NULL on failure with `pool_last_error()` set.
+/// Returns NULL on failure with `pool_last_error()` set (sizes that never fit: `POOL_EINVAL`
+/// or `POOL_ENOMEM`, naming `in_len` or `max_out`).
 /// Ownership: the input is copied before this returns; the caller frees the handle with
 /// `pool_async_free`. Thread safety: any thread.
 #[no_mangle]
@@ -426,20 +430,30 @@ pub extern "C" fn pool_task_error(message: *const c_char) -> c_int {
 
 /// Called from inside a task started with `pool_submit`: appends `len` bytes to its result.
 /// Returns `POOL_ENOMEM` if the result would exceed the task's `max_out`, `POOL_EINVAL`
-/// outside such a task or for NULL `data` with `len > 0`.
+/// outside such a task or for NULL `data` with `len > 0`. A refusal (of this, of
+/// `pool_out_reserve` or `pool_out_commit`) also becomes the task's message unless it gave one
+/// (`pool_task_error`): a task that then fails, say by returning the status it got, fails with
+/// the reason ("task returned 2: pool_out_write of ... bytes refused: ... max_out ...").
 /// Thread safety: call only from the task's own worker process.
 #[no_mangle]
 pub extern "C" fn pool_out_write(data: *const c_void, len: usize) -> c_int {
     status(|| {
-        require!(len == 0 || !data.is_null(), "data is NULL but len > 0");
-        let bytes: &[u8] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: `data` is non-NULL and the caller says it holds `len` bytes.
-            unsafe { std::slice::from_raw_parts(data as *const u8, len) }
-        };
-        out_write(bytes).map_err(|(s, m)| Error::new(s, m))
+        explained(|| {
+            require!(len == 0 || !data.is_null(), "pool_out_write: data is NULL but len > 0");
+            let bytes: &[u8] = if len == 0 {
+                &[]
+            } else {
+                // SAFETY: `data` is non-NULL and the caller says it holds `len` bytes.
+                unsafe { std::slice::from_raw_parts(data as *const u8, len) }
+            };
+            out_write(bytes).map_err(|(s, m)| Error::new(s, m))
+        })
     })
+}
+
+/// Runs an output call; a refusal also becomes the running task's message (see `note_refusal`).
+fn explained<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    f().inspect_err(|e| note_refusal(&e.msg))
 }
 
 /// Called from inside a task of `pool_submit` or `pool_stream`, to write its result in place
@@ -455,22 +469,25 @@ pub extern "C" fn pool_out_write(data: *const c_void, len: usize) -> c_int {
 #[no_mangle]
 pub extern "C" fn pool_out_reserve(min_len: usize, avail: *mut usize) -> *mut c_void {
     value(std::ptr::null_mut(), || {
-        require!(!avail.is_null(), "avail is NULL");
-        let (p, room) = out_reserve(min_len).map_err(|(s, m)| Error::new(s, m))?;
-        // SAFETY: checked non-NULL; the caller says it is writable.
-        unsafe { *avail = room };
-        Ok(p as *mut c_void)
+        explained(|| {
+            require!(!avail.is_null(), "pool_out_reserve: avail is NULL");
+            let (p, room) = out_reserve(min_len).map_err(|(s, m)| Error::new(s, m))?;
+            // SAFETY: checked non-NULL; the caller says it is writable.
+            unsafe { *avail = room };
+            Ok(p as *mut c_void)
+        })
     })
 }
 
 /// Appends to the task's result the first `len` bytes written where the last
 /// `pool_out_reserve` pointed; that reservation then ends (reserve again to write more).
-/// Returns `POOL_EINVAL` if `len` is more than it gave room for, if there was none, or outside
-/// a task of `pool_submit` or `pool_stream`.
+/// Returns `POOL_EINVAL`, even for `len` 0, if no reservation is open (none was made, or the
+/// last one already ended with a commit or a `pool_out_write`), if `len` is more than it gave
+/// room for, or outside a task of `pool_submit` or `pool_stream`.
 /// Thread safety: call only from the task's own worker process and thread.
 #[no_mangle]
 pub extern "C" fn pool_out_commit(len: usize) -> c_int {
-    status(|| out_commit(len).map_err(|(s, m)| Error::new(s, m)))
+    status(|| explained(|| out_commit(len).map_err(|(s, m)| Error::new(s, m))))
 }
 
 /// Stops accepting work; work already submitted (maps included) still finishes. A second call

@@ -188,9 +188,9 @@ pub extern "C" fn pool_stream_source(
 /// `POOL_ETIMEDOUT` with `*index` set to `SIZE_MAX` (an item that timed out has its own index).
 /// `POOL_EDONE`: every result was returned. A source that failed: its status (`POOL_ETASK`,
 /// `POOL_EINVAL` for a length over `max_in`) once after the last result, then `POOL_EDONE`.
-/// If the pool stops taking work before the input ends, what was submitted still comes back,
-/// then each array item never submitted with `POOL_ECLOSED` and its index (a source: the
-/// status once), then `POOL_EDONE`. Called from inside the same stream's source: `POOL_EINVAL`.
+/// If the pool stops taking work before the input ends (even because it was found corrupt),
+/// what was submitted still comes back, then each array item never submitted with
+/// `POOL_ECLOSED` and its index (a source: the status once), then `POOL_EDONE`. Called from inside the same stream's source: `POOL_EINVAL`.
 /// `data`, `len` and `index` may be NULL. Thread safety: one consumer at a time (calls are
 /// serialised). Not a cancellation point (see `pool_iter_next`).
 #[no_mangle]

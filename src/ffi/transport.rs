@@ -160,8 +160,10 @@ impl CTransport {
 /// included). On every other rank it runs the tasks it is sent in local workers of its own,
 /// until the root's pool is destroyed, then returns NULL with `pool_last_status() ==
 /// POOL_EDONE`; any other status is a real failure (on every rank, e.g. ranks that run
-/// different programs). Each rank uses its own `opts` (initializer, limits), except
-/// `task_timeout`: the root's applies to every item.
+/// different programs). Each rank uses its own `opts` (initializer, limits, `start_timeout`),
+/// except `task_timeout`: the root's applies to every item. A rank whose workers fail to start
+/// (an initializer that crashed, refused or hung past its `start_timeout`) fails every rank
+/// with its status and a message naming it.
 ///
 /// Functions cross ranks as (build-id of the object holding them, offset), so they must be in
 /// the program, a library it links, or a plugin loaded on every rank before this call; `ctx`

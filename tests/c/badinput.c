@@ -300,6 +300,34 @@ static void test_ctx_size(void) {
     CHECK_EQ(y[3], 16);
 }
 
+/* Sizes that can never fit are refused with the name the caller gave the size: in_len and
+ * max_out for pool_submit, in_size and out_size for the others; never an internal error. */
+static void test_size_names(void) {
+    size_t huge = (size_t)1 << 50; /* more than any pool's shared heap */
+    long y[2] = {0, 0};
+    CHECK(pool_submit(g_pool, echo_task, g_in, 8, SIZE_MAX, NULL) == NULL);
+    CHECK_ERR_HAS("max_out");
+    CHECK(strstr(pool_last_error(), "out_size") == NULL);
+    CHECK(pool_submit(g_pool, echo_task, g_in, SIZE_MAX, 8, NULL) == NULL);
+    CHECK_ERR_HAS("in_len");
+    CHECK(pool_submit(g_pool, echo_task, g_in, 8, huge, NULL) == NULL);
+    CHECK_EQ(pool_last_status(), POOL_ENOMEM);
+    CHECK_ERR_HAS("max_out");
+    CHECK_ST(pool_apply(g_pool, square, g_in, 8, y, huge, NULL), POOL_ENOMEM);
+    CHECK_ERR_HAS("out_size");
+    CHECK_ST(pool_map(g_pool, square, g_in, 8, y, huge, 1, NULL), POOL_ENOMEM);
+    CHECK_ERR_HAS("out_size");
+    pool_iter_t *it = pool_imap(g_pool, square, g_in, 8, SIZE_MAX, 2, NULL, NULL);
+    if (it != NULL) { /* refused at the first item */
+        size_t index = 99;
+        int st = pool_iter_next(it, y, &index, 30);
+        CHECK(st == POOL_EINVAL || st == POOL_ENOMEM);
+        pool_iter_free(it);
+    }
+    CHECK_ERR_HAS("out_size");
+    CHECK(y[0] == 0 && y[1] == 0); /* nothing ran */
+}
+
 int main(void) {
     test_begin("badinput", 50);
 
@@ -347,6 +375,9 @@ int main(void) {
 
     SECTION("ctx_size with a NULL ctx, or SIZE_MAX: refused with a message, the host unharmed");
     test_ctx_size();
+
+    SECTION("sizes too large: the message names the size as the caller called it");
+    test_size_names();
 
     SECTION("outputs are written only on success");
     g_code = 12345;

@@ -10,6 +10,7 @@
 
 #include <pool.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -229,6 +230,55 @@ static inline int is_dead(pid_t pid) {
     char s = proc_state(pid);
     return s == 0 || s == 'Z' || s == 'X';
 }
+
+/* How many children this (single-threaded) process has. */
+static inline int count_children(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
+    FILE *f = fopen(path, "r");
+    int n = 0, pid;
+    while (f && fscanf(f, "%d", &pid) == 1) n++;
+    if (f) fclose(f);
+    return n;
+}
+
+/* Descriptors open in this process. */
+static inline int count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    while (d && readdir(d) != NULL) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+/* Mappings of pools' shared memory in this process. */
+static inline int pool_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) n += strstr(line, "memfd:libpool") != NULL;
+    if (f) fclose(f);
+    return n;
+}
+
+/* What a pool makes a process hold: children, descriptors, mappings of pools' memory. */
+struct holdings {
+    int children, fds, maps;
+};
+
+static inline struct holdings holdings_now(void) {
+    struct holdings h = {count_children(), count_fds(), pool_mappings()};
+    return h;
+}
+
+/* The process holds what it held at `before` (say, after a pool_create that failed). */
+#define CHECK_HOLDS_AS(before)                                  \
+    do {                                                        \
+        struct holdings now_ = holdings_now();                  \
+        CHECK_EQ(now_.children, (before).children);             \
+        CHECK_EQ(now_.fds, (before).fds);                       \
+        CHECK_EQ(now_.maps, (before).maps);                     \
+    } while (0)
 
 /* This (single-threaded) process's only child, such as a pool's zygote; -1 if none. */
 static inline pid_t only_child(void) {

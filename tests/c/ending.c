@@ -59,16 +59,6 @@ static pid_t find_zygote(void) {
     return z;
 }
 
-/* Mappings of pools' shared memory in this process. */
-static int pool_mappings(void) {
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    int n = 0;
-    while (f && fgets(line, sizeof line, f)) n += strstr(line, "memfd:libpool") != NULL;
-    if (f) fclose(f);
-    return n;
-}
-
 static int writes_1(const void *in, void *out, void *ctx) {
     (void)in; (void)ctx;
     *(long *)out = 1;

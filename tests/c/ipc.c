@@ -448,16 +448,6 @@ static int reads_state(const void *in, void *out, void *ctx) {
     return 0;
 }
 
-static int count_children(void) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
-    FILE *f = fopen(path, "r");
-    int n = 0, pid;
-    while (f && fscanf(f, "%d", &pid) == 1) n++;
-    if (f) fclose(f);
-    return n;
-}
-
 static void test_initializer_ex(void) {
     SECTION("initializer_ex: a refusal fails pool_create with its code and message; success runs tasks");
     int before = count_children();

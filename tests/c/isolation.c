@@ -81,6 +81,107 @@ static int scribbles_through_the_alias(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* Set once item 0 of scribbles_first wrote (shared, made before the pools). */
+static atomic_int *scribbled;
+
+/* Item 0 overwrites the header through the alias; the others wait for that (so that the pool
+ * is damaged while the call still has items to submit), then hand back their input. */
+static int scribbles_first(const void *in, void *out, void *ctx) {
+    long x = *(const long *)in;
+    if (x == 0) {
+        scribbles_through_the_alias(in, out, ctx);
+        atomic_store(scribbled, 1);
+    }
+    for (double t0 = now_s(); !atomic_load(scribbled) && now_s() - t0 < 30;) sleep_s(0.001);
+    *(long *)out = x;
+    return 0;
+}
+
+static int scribbles_first_var(const void *in, size_t len, void *ctx) {
+    long x, y;
+    memcpy(&x, in, sizeof x);
+    scribbles_first(&x, &y, ctx);
+    return pool_out_write(&y, len);
+}
+
+/* Tallies one item's status; items the pool never submitted after it found itself corrupt
+ * must come back POOL_ECLOSED ("never run"), not POOL_ECORRUPT: they never were in its memory. */
+struct tally {
+    int ok, corrupt, closed, other, never_run;
+    unsigned char seen[N];
+};
+
+static void tally(struct tally *t, size_t index, int st) {
+    if (index < N) t->seen[index]++;
+    t->ok += st == POOL_OK;
+    t->corrupt += st == POOL_ECORRUPT;
+    t->closed += st == POOL_ECLOSED;
+    t->other += st != POOL_OK && st != POOL_ECORRUPT && st != POOL_ECLOSED;
+    t->never_run += st == POOL_ECLOSED && strstr(pool_last_error(), "never run") != NULL;
+}
+
+/* At most the window was in flight: the rest was never submitted, and says so. */
+static void check_tally(const struct tally *t, const char *what) {
+    fprintf(stderr, "  %s: %d OK, %d POOL_ECORRUPT, %d POOL_ECLOSED (%d never run), %d other\n", what, t->ok,
+            t->corrupt, t->closed, t->never_run, t->other);
+    for (int i = 0; i < N; i++) CHECK_EQ(t->seen[i], 1);
+    CHECK_EQ(t->other, 0);
+    CHECK(t->closed >= N - 10);
+    CHECK_EQ(t->never_run, t->closed);
+}
+
+/* A stream, an iterator and a map whose item 0 makes the pool corrupt, on a fresh pool each. */
+static void test_never_submitted(void) {
+    static long xs[N], ys[N];
+    static pool_buf_t bufs[N];
+    static int statuses[N];
+    for (long i = 0; i < N; i++) xs[i] = i, bufs[i] = (pool_buf_t){&xs[i], sizeof xs[i]};
+    pool_stream_options_t so;
+    pool_stream_options_init(&so);
+    so.window = 2;
+    atomic_store(scribbled, 0);
+    pool_t *pool = pool_create(2, NULL);
+    REQUIRE(pool != NULL);
+    pool_stream_t *s = pool_stream(pool, scribbles_first_var, bufs, N, sizeof(long), NULL, &so);
+    REQUIRE(s != NULL);
+    struct tally t = {0};
+    const void *data;
+    size_t len, index;
+    int st;
+    while ((st = pool_stream_next(s, &data, &len, &index, 30)) != POOL_EDONE && index != SIZE_MAX) tally(&t, index, st);
+    CHECK_EQ(st, POOL_EDONE);
+    check_tally(&t, "pool_stream");
+    pool_stream_free(s);
+    pool_destroy(pool);
+
+    pool_map_options_t mo;
+    pool_map_options_init(&mo);
+    mo.chunksize = 1;
+    atomic_store(scribbled, 0);
+    pool = pool_create(2, NULL);
+    REQUIRE(pool != NULL);
+    pool_iter_t *it = pool_imap(pool, scribbles_first, xs, sizeof xs[0], sizeof ys[0], N, NULL, &mo);
+    REQUIRE(it != NULL);
+    memset(&t, 0, sizeof t);
+    while ((st = pool_iter_next(it, &ys[0], &index, 30)) != POOL_EDONE && index != SIZE_MAX) tally(&t, index, st);
+    CHECK_EQ(st, POOL_EDONE);
+    check_tally(&t, "pool_imap");
+    pool_iter_free(it);
+    pool_destroy(pool);
+
+    mo.statuses = statuses;
+    atomic_store(scribbled, 0);
+    pool = pool_create(2, NULL);
+    REQUIRE(pool != NULL);
+    st = pool_map_ex(pool, scribbles_first, xs, sizeof xs[0], ys, sizeof ys[0], N, NULL, &mo);
+    CHECK(st == POOL_ECORRUPT || st == POOL_ECLOSED);
+    memset(&t, 0, sizeof t);
+    for (int i = 0; i < N; i++) tally(&t, (size_t)i, statuses[i]);
+    t.never_run = t.closed; /* a map's message is its first failure's only */
+    check_tally(&t, "pool_map_ex statuses");
+    pool_destroy(pool);
+}
+
 /* Submits N applies around one bad one; all N must succeed with the right results. */
 static void around(pool_t *pool, pool_fn bad, size_t bad_out, int want_bad) {
     static long xs[N], ys[N];
@@ -110,6 +211,7 @@ static void around(pool_t *pool, pool_fn bad, size_t bad_out, int want_bad) {
 
 int main(void) {
     test_begin("isolation", 50);
+    scribbled = shared_alloc(sizeof *scribbled);
     pool_t *pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
 
@@ -156,5 +258,8 @@ int main(void) {
     int zygote = only_child();
     pool_destroy(pool);
     CHECK(zygote < 0 || kill(zygote, 0) != 0); /* reaped: nothing left behind */
+
+    SECTION("a stream, iterator, map made corrupt by its item 0: items never submitted are POOL_ECLOSED");
+    test_never_submitted();
     return test_finish();
 }

@@ -50,6 +50,11 @@ static int misuse_from_task(pool_t *h) {
     TASK_EXPECT(pool_submit(h, echo_task, "a", 1, 8, NULL) == NULL);
     TASK_EXPECT(pool_imap(h, square, &x, sizeof x, sizeof y, 1, NULL, NULL) == NULL);
     TASK_EXPECT(pool_imap_source(h, square, one_source, NULL, sizeof x, sizeof y, NULL, true, NULL) == NULL);
+    pool_buf_t item = {"a", 1};
+    TASK_EXPECT(pool_stream(h, echo_task, &item, 1, 8, NULL, NULL) == NULL);
+    /* The refusal lists what does work in a task: every output function and the shared objects. */
+    const char *works[] = {"pool_out_write", "pool_out_reserve", "pool_out_commit", "pool_task_error", "pool_queue_"};
+    for (size_t i = 0; i < sizeof works / sizeof works[0]; i++) TASK_EXPECT(strstr(pool_last_error(), works[i]));
     TASK_EXPECT(pool_shm_alloc(h, 8) == NULL);
     TASK_EXPECT(pool_shm_free(h, &x) == POOL_EINVAL);
     TASK_EXPECT(pool_event_fd(h) == -1);

@@ -122,11 +122,81 @@ static int returns_9(const void *in, size_t len, void *ctx) {
     return 9;
 }
 
+/* Every misuse of pool_out_commit is refused (max_out 4): with no reservation before it, past
+ * the room given, after the reservation ended (by a commit or a pool_out_write); a reservation
+ * of 0 bytes with max_out full still takes its commit of 0. Returns 0 when all that held; the
+ * result is then "abcd". */
+static int misuses_commit(const void *in, size_t len, void *ctx) {
+    (void)in; (void)len; (void)ctx;
+    size_t avail = 0;
+    if (pool_out_commit(0) != POOL_EINVAL) return 1; /* before any reserve */
+    char *p = pool_out_reserve(2, &avail);
+    if (p == NULL || avail != 4) return 2;
+    if (pool_out_commit(avail + 1) != POOL_EINVAL) return 3;
+    memcpy(p, "ab", 2);
+    if (pool_out_commit(2) != POOL_OK) return 4;
+    if (pool_out_commit(0) != POOL_EINVAL) return 5; /* the commit ended it */
+    if (pool_out_reserve(0, &avail) == NULL) return 6;
+    if (pool_out_write("c", 1) != POOL_OK) return 7;
+    if (pool_out_commit(0) != POOL_EINVAL) return 8; /* the write ended it */
+    p = pool_out_reserve(1, &avail);
+    if (p == NULL || avail != 1) return 9;
+    p[0] = 'd';
+    if (pool_out_commit(1) != POOL_OK) return 10;
+    if (pool_out_reserve(0, &avail) == NULL || avail != 0) return 11;
+    if (pool_out_commit(0) != POOL_OK) return 12;
+    if (pool_out_commit(0) != POOL_EINVAL) return 13;
+    return 0;
+}
+
+/* Returns what pool_out_commit said, with no reservation. */
+static int commits_unreserved(const void *in, size_t len, void *ctx) {
+    (void)in; (void)len; (void)ctx;
+    return pool_out_commit(0);
+}
+
+/* Returns what pool_out_write said of a result past max_out (4). */
+static int returns_write_status(const void *in, size_t len, void *ctx) {
+    (void)in; (void)len; (void)ctx;
+    return pool_out_write("abcdef", 6);
+}
+
+/* The same after giving a message of its own, which stays the task's. */
+static int explains_then_overflows(const void *in, size_t len, void *ctx) {
+    (void)in; (void)len; (void)ctx;
+    pool_task_error("the task's own words");
+    return pool_out_write("abcdef", 6);
+}
+
+/* Returns the status of a pool_out_reserve that asks for more than max_out (4). */
+static int reserves_too_much(const void *in, size_t len, void *ctx) {
+    (void)in; (void)len; (void)ctx;
+    size_t avail;
+    return pool_out_reserve(10, &avail) == NULL ? pool_last_status() : 0;
+}
+
+/* Fixed-size task that tries pool_out_commit: not a pool_submit task, so EINVAL. */
+static int commits_from_apply(const void *in, void *out, void *ctx) {
+    (void)in; (void)ctx;
+    *(int *)out = pool_out_commit(0);
+    return 0;
+}
+
 /* Fixed-size task that tries pool_out_write: not a pool_submit task, so EINVAL. */
 static int writes_from_apply(const void *in, void *out, void *ctx) {
     (void)in; (void)ctx;
     *(int *)out = pool_out_write("x", 1);
     return 0;
+}
+
+/* Runs `f` with max_out 4: it must fail (POOL_ETASK) with `needle` in its message, which
+ * pool_last_error() still holds on return. */
+static void fails_saying(pool_t *pool, pool_task_fn f, const char *needle) {
+    pool_async_t *a = pool_submit(pool, f, NULL, 0, 4, NULL);
+    REQUIRE(a != NULL);
+    CHECK_ST(pool_async_get(a, 30), POOL_ETASK);
+    CHECK_ERR_HAS(needle);
+    pool_async_free(a); /* a successful free leaves the message */
 }
 
 /* Waits and fetches a pool_submit result; returns its length or -1. */
@@ -216,6 +286,25 @@ int main(void) {
     int st = -1;
     CHECK_ST(pool_apply(pool, writes_from_apply, NULL, 0, &st, sizeof st, NULL), POOL_OK);
     CHECK_EQ(st, POOL_EINVAL);
+
+    SECTION("pool_out_commit with no open reservation -> EINVAL, before a reserve and after one ended");
+    a = pool_submit(pool, misuses_commit, NULL, 0, 4, NULL);
+    REQUIRE(a != NULL);
+    len = get_bytes(a, &data); /* POOL_OK: every refusal came */
+    CHECK(len == 4 && memcmp(data, "abcd", 4) == 0);
+    pool_async_free(a);
+    fails_saying(pool, commits_unreserved, "no open reservation");
+    st = -1;
+    CHECK_ST(pool_apply(pool, commits_from_apply, NULL, 0, &st, sizeof st, NULL), POOL_OK);
+    CHECK_EQ(st, POOL_EINVAL);
+    CHECK_ST(pool_out_commit(0), POOL_EINVAL); /* from the host */
+
+    SECTION("a task that returns the status of a write past max_out: the failure names max_out");
+    fails_saying(pool, returns_write_status, "task returned 2: pool_out_write of 6 bytes refused");
+    CHECK_ERR_HAS("max_out of 4 bytes");
+    fails_saying(pool, reserves_too_much, "pool_out_reserve of at least 10 bytes");
+    fails_saying(pool, explains_then_overflows, "the task's own words");
+    CHECK(strstr(pool_last_error(), "max_out") == NULL);
 
     SECTION("a failing task: ETASK with its code; pool_async_result gives the failure");
     a = pool_submit(pool, returns_9, NULL, 0, 64, NULL);

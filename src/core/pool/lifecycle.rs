@@ -17,8 +17,9 @@ impl Shared {
         self.close_unfinished();
     }
 
-    /// Waits for every worker to finish its initializer; fails if one died in it.
-    pub(super) fn await_workers(&self) -> Result<()> {
+    /// Waits for every worker to finish its initializer; fails if one died in it, or stayed in
+    /// it past the start-up bound (the zygote kills it then).
+    pub(super) fn await_workers(&self, opts: &Options) -> Result<()> {
         let ctl = &self.view.header().control;
         loop {
             let r = ctl.ready.load(SeqCst);
@@ -26,6 +27,9 @@ impl Shared {
             if failed != 0 {
                 self.terminate();
                 self.reap_zygote();
+                if ctl.init_hung.load(SeqCst) != 0 {
+                    return Err(Error::new(Status::TimedOut, start_timed_out(opts)));
+                }
                 let exit = proc::Exit::from_raw(failed - 1);
                 if let (proc::Exit::Code(super::super::worker::EXIT_INIT_REFUSED), Some((code, msg))) =
                     (exit, self.view.init_refusal())
@@ -272,4 +276,15 @@ impl Shared {
             self.terminate();
         }
     }
+}
+
+/// Why `pool_create` gave up on a worker that was still starting at the start-up bound.
+fn start_timed_out(opts: &Options) -> String {
+    let bound = opts.start_timeout.map_or(0.0, |d| d.as_secs_f64());
+    let what = match opts.initializer {
+        Some(Init::Plain(..)) => "the workers' initializer did not return",
+        Some(Init::Checked(..)) => "the workers' initializer (initializer_ex) did not return",
+        None => "a worker did not start (it has no initializer: is the system overloaded?)",
+    };
+    format!("{what} within the start-up bound of {bound} s (start_timeout); pool_create ended every worker")
 }

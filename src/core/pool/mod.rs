@@ -30,11 +30,20 @@ const MIN_HEAP_LEN: usize = 16 << 20;
 const ZYGOTE_EXIT_WAIT: Duration = Duration::from_secs(10);
 pub(crate) const CORRUPT: &str = "the pool's shared memory was found overwritten (by a task that wrote where it \
      had to look for memory to write); results in flight cannot be trusted and the pool is terminated";
+/// The error for items a map, iterator or stream never submitted, from the one that stopped
+/// their submission: a pool found corrupt never had them (their data never was in the damaged
+/// memory, unlike work in flight), so they end as never run (`Closed`), not as `Corrupt`.
+pub(crate) fn unsubmitted(e: Error) -> Error {
+    if e.status != Status::Corrupt {
+        return e;
+    }
+    Error::closed("never run: the pool was terminated when its shared memory was found overwritten")
+}
 pub(crate) const ZYGOTE_DIED: &str = "the pool's zygote process died (killed from outside?); the pool is terminated";
 /// How often a blocked waiter checks that the pool's zygote is still alive.
 pub(crate) const WATCH_SLICE: Duration = Duration::from_millis(200);
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct Options {
     pub initializer: Option<Init>,
     pub max_tasks_per_child: u64,
@@ -45,6 +54,26 @@ pub struct Options {
     /// Virtual size of the shared heap (bytes); 0 for the default (32 GiB, or the
     /// `POOL_SHM_SIZE` environment variable: tools like valgrind scan all of it).
     pub shm_size: usize,
+    /// How long a worker may take to start (its initializer included) before it is killed and
+    /// counted as a failure in the initializer; None for no bound.
+    pub start_timeout: Option<Duration>,
+}
+
+/// The default start-up bound: far above any initializer we know of (OCR loads its model in
+/// about a second, 50 s under valgrind), yet a hang still ends within minutes.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            initializer: None,
+            max_tasks_per_child: 0,
+            task_timeout: None,
+            max_rss: 0,
+            shm_size: 0,
+            start_timeout: Some(DEFAULT_START_TIMEOUT),
+        }
+    }
 }
 
 /// Largest shared heap accepted (virtual size; user address space is 128 TiB on x86-64).
@@ -257,6 +286,7 @@ impl Pool {
             max_tasks_per_child: opts.max_tasks_per_child,
             max_rss: opts.max_rss,
             timeout_ns: sh.timeout_ns,
+            start_timeout: opts.start_timeout,
             efd: sh.fds.efd.0,
             bell: sh.fds.bell.0,
             lifeline: alive_rd.0,
@@ -271,7 +301,7 @@ impl Pool {
         drop(alive_rd); // the zygote's end
         *lock(&sh.zygote) = Some(Arc::new(PidHandle::open(pid)));
         let pool = Pool { sh, runner: None };
-        pool.sh.await_workers()?;
+        pool.sh.await_workers(&opts)?;
         Ok(pool)
     }
 
@@ -521,8 +551,16 @@ impl Shared {
                 "the pool is closed"
             }));
         }
-        if self.view.header().control.broken.load(Relaxed) != 0 {
-            return Err(Error::new(Status::Crashed, "the pool is broken: its workers keep dying in the initializer"));
+        let ctl = &self.view.header().control;
+        if ctl.broken.load(Relaxed) != 0 {
+            if self.view.corrupt().is_some() {
+                // Not broken: overwritten (a garbage flag reads as set). Waiters end the pool.
+                self.corrupt.store(true, SeqCst);
+                self.ring_zygote();
+                return Err(Error::new(Status::Corrupt, CORRUPT));
+            }
+            let hung = ctl.init_hung.load(Relaxed) != 0;
+            return Err(Error::new(Status::Crashed, super::job::broken(hung)));
         }
         Ok(())
     }

@@ -56,6 +56,26 @@ pub(crate) struct TaskSpec {
     pub span: (u64, u64),
 }
 
+impl TaskSpec {
+    /// The task's sizes under the names its caller gave them, for messages (`in_size` counts
+    /// bytes already in shared memory too: the caller passed it).
+    fn sizes(&self) -> String {
+        let ctx = if self.ctx_size > 0 { format!(" and ctx_size {}", self.ctx_size) } else { String::new() };
+        match self.kind {
+            K_VAR => format!("in_len {} and max_out {}{ctx}", self.in_size, self.out_size),
+            K_BLOCK => {
+                let count = self.span.1.max(1) as usize;
+                let (i, o) = (self.in_size / count, self.out_size / count);
+                format!("a block of {count} items of in_size {i} and out_size {o}{ctx}")
+            }
+            _ => {
+                let items = if self.n == 1 { "1 item".to_string() } else { format!("{} items", self.n) };
+                format!("{items} of in_size {} and out_size {}{ctx}", self.in_size, self.out_size)
+            }
+        }
+    }
+}
+
 /// A queued task: its slot, its block, where its output goes.
 pub(crate) struct Submitted {
     pub slot: u32,
@@ -100,12 +120,19 @@ impl Shared {
         let in_bytes = if spec.shm_in.is_some() { 0 } else { spec.in_size };
         let out_bytes = if spec.shm_out.is_some() { 0 } else { spec.out_size };
         self.check_ctx_size(spec.ctx, spec.ctx_size)?;
-        let lay = BlockLayout::new(spec.n, in_bytes, out_bytes, spec.ctx_size).ok_or_else(|| {
-            Error::inval(format!(
-                "sizes overflow: {} items of in_size {in_bytes} and out_size {out_bytes}, ctx_size {}",
-                spec.n, spec.ctx_size
-            ))
-        })?;
+        let lay = BlockLayout::new(spec.n, in_bytes, out_bytes, spec.ctx_size)
+            .ok_or_else(|| Error::inval(format!("sizes overflow: {}", spec.sizes())))?;
+        if lay.total > self.heap.capacity() {
+            return Err(Error::new(
+                Status::NoMem,
+                format!(
+                    "{} take {} bytes, more than the pool's {} byte shared heap holds",
+                    spec.sizes(),
+                    lay.total,
+                    self.heap.capacity()
+                ),
+            ));
+        }
         self.check_open(spec.map_chunk)?;
         self.snapshot.check_func(spec.func)?;
         if spec.ctx_size == 0 {
@@ -199,13 +226,8 @@ impl Shared {
     /// pool is full (backpressure). A `feeder` (a map, iterator or stream submitting as room
     /// comes) also waits while the heap is full of other calls' results that nobody has read
     /// yet (their readers free it); any other call is told the pool is full (`NoMem`).
+    /// `bytes` must fit in the heap (checked by the caller, whose message names the sizes).
     pub(super) fn reserve(&self, bytes: usize, feeder: bool, deadline: Option<Instant>) -> Result<(u32, Block)> {
-        if bytes > self.heap.capacity() {
-            return Err(Error::new(
-                Status::NoMem,
-                format!("{bytes} bytes do not fit in the pool's {} byte shared heap", self.heap.capacity()),
-            ));
-        }
         let take = || {
             let slot = self.alloc_slot()?;
             let b = self.heap.alloc(bytes.max(1));

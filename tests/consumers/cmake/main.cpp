@@ -8,11 +8,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -429,6 +432,52 @@ void blocks_and_streams() {
     expect(ys[999] == 999L * 999L, "map_blocks with a function and a block size");
 }
 
+// A Pool its own task reaches (as a global would): the worker's copy was made by fork inside
+// the constructor, before it had its handle.
+alignas(pool::Pool) unsigned char self_storage[sizeof(pool::Pool)];
+pool::Pool* const self = reinterpret_cast<pool::Pool*>(self_storage);
+
+long uses_own_pool(const long& x) { return self->apply(square, x); }
+
+// A pool used from its own task says so.
+void inside_a_task() {
+    new (self_storage) pool::Pool(1);
+    try {
+        self->apply(uses_own_pool, 3L);
+        expect(false, "a task using its own pool fails");
+    } catch (const pool::Error& e) {
+        expect(e.status() == POOL_ETASK && std::strstr(e.what(), "inside a task") &&
+                   !std::strstr(e.what(), "moved from"),
+               "a Pool used inside its own task says so, not 'moved from'");
+    }
+    pool::Pool moved(std::move(*self));
+    try {
+        self->apply(square, 3L);
+        expect(false, "a moved-from Pool throws");
+    } catch (const pool::Error& e) {
+        expect(std::strstr(e.what(), "moved from") != nullptr, "a moved-from Pool says so");
+    }
+    self->~Pool();
+}
+
+// An initializer that never returns ends at start_timeout: the constructor throws.
+void start_bound() {
+    pool::Options o;
+    o.initializer = [] {
+        for (;;) pause();
+    };
+    o.start_timeout = 1;
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        pool::Pool hangs(1, o);
+        expect(false, "an initializer that never returns fails the constructor");
+    } catch (const pool::TimeoutError& e) {
+        expect(e.status() == POOL_ETIMEDOUT && std::strstr(e.what(), "start_timeout"),
+               "a hung initializer: pool::TimeoutError naming start_timeout");
+    }
+    expect(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30), "start_timeout: no hang");
+}
+
 }  // namespace
 
 int main() {
@@ -438,6 +487,8 @@ int main() {
         streaming();
         next();
         blocks_and_streams();
+        inside_a_task();
+        start_bound();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "FAIL: unexpected exception: %s\n", e.what());
         return 1;
