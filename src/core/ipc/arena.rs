@@ -285,7 +285,7 @@ impl Arena {
     /// lists again.
     fn defragment(&self, h: &Header) {
         let (first, bump) = (h.first.load(SeqCst), h.bump.load(SeqCst));
-        let busy = h.callers.busy(None);
+        let busy = h.callers.all_busy();
         let mut off = first;
         while off < bump {
             let b = self.block(off);
@@ -404,7 +404,7 @@ impl Arena {
         let mut left = false;
         while !left && Instant::now() < until {
             wake(self.payload(off));
-            left = callers.busy(Some(off / ALIGN)).is_empty();
+            left = !callers.busy(off / ALIGN);
             if !left {
                 std::thread::sleep(Duration::from_millis(1));
             }
