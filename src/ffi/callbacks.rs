@@ -112,7 +112,7 @@ struct Pending {
 
 struct Runner {
     tx: Sender<Pending>,
-    thread: std::thread::JoinHandle<()>,
+    thread: crate::sys::thread::Thread,
 }
 
 /// A pool's callback thread, if one was needed yet.
@@ -126,9 +126,7 @@ impl Callbacks {
         let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if r.is_none() {
             let (tx, rx) = channel();
-            let thread = std::thread::Builder::new()
-                .name("pool-callbacks".into())
-                .spawn(move || run(rx))
+            let thread = crate::sys::thread::spawn("pool-callbacks", move || run(rx))
                 .map_err(|e| Error::sys("starting the callback thread", e))?;
             *r = Some(Runner { tx, thread });
         }
@@ -145,8 +143,8 @@ impl Drop for Callbacks {
         if let Some(r) = self.0.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
             drop(r.tx);
             if !IN_CALLBACK.with(|c| c.get()) {
-                let _ = r.thread.join();
-            }
+                r.thread.join();
+            } // else dropping the handle leaves it to end alone
         }
     }
 }
