@@ -32,11 +32,16 @@ static int echo(const void *in, size_t len, void *ctx) {
     return pool_out_write(in, len);
 }
 
-/* Waits up to `secs` for child `pid`: its wait status, or -1 if it hung (it is then killed). */
+/* Waits up to `secs` for child `pid`: its wait status, or -1 if it hung (it is then killed).
+ * The clock is read before each look, so the last look comes after the deadline: under load
+ * this loop itself can wake seconds late, and a child that ended meanwhile did not hang. */
 static int wait_child(pid_t pid, double secs) {
     int status;
-    for (double t0 = now_s(); now_s() - t0 < secs; sleep_s(0.0005))
+    for (double t0 = now_s();; sleep_s(0.0005)) {
+        int past = now_s() - t0 >= secs;
         if (waitpid(pid, &status, WNOHANG) == pid) return status;
+        if (past) break;
+    }
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     return -1;
