@@ -133,7 +133,7 @@ impl Pool {
             }
         };
         let (sh2, job2, life) = (sh.clone(), job.clone(), sh.life.clone());
-        let spawned = std::thread::Builder::new().name("pool-map".into()).spawn(move || {
+        let spawned = crate::sys::thread::spawn("pool-map", move || {
             let _ctx = ctx; // chunks copy from it as they go
             drive(&sh2, a, &job2);
             drop(sh2);

@@ -69,15 +69,35 @@ impl Gate {
 /// Which thread waits in `pool_async_free` for a callback running on which other thread: a
 /// wait that would close a circle is refused (each thread in it would wait for the next).
 mod waits {
+    use std::any::Any;
     use std::collections::HashMap;
-    use std::sync::Mutex;
+    use std::sync::{Mutex, MutexGuard};
     use std::thread::ThreadId;
 
     static EDGES: Mutex<Option<HashMap<ThreadId, ThreadId>>> = Mutex::new(None);
 
+    pub(super) fn edges() -> MutexGuard<'static, Option<HashMap<ThreadId, ThreadId>>> {
+        EDGES.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held by a forking thread across fork(): a child forked while another thread was in
+    /// `begin` or `end` would find it locked for good and hang in its own `pool_async_free`.
+    fn hold_across_fork() -> Box<dyn Any> {
+        Box::new(edges())
+    }
+
+    extern "C" fn register_fork_hook() {
+        crate::sys::proc::add_fork_hook(hold_across_fork);
+    }
+
+    /// Registered when the library is loaded, before any thread can wait.
+    #[used]
+    #[link_section = ".init_array"]
+    static REGISTER_FORK_HOOK: extern "C" fn() = register_fork_hook;
+
     /// `me` is about to wait for `runner`; false if `runner` waits (through others) for `me`.
     pub(super) fn begin(me: ThreadId, runner: ThreadId) -> bool {
-        let mut g = EDGES.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = edges();
         let edges = g.get_or_insert_with(HashMap::new);
         let mut cur = runner;
         for _ in 0..=edges.len() {
@@ -94,7 +114,7 @@ mod waits {
     }
 
     pub(super) fn end(me: ThreadId) {
-        if let Some(edges) = EDGES.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(edges) = edges().as_mut() {
             edges.remove(&me);
         }
     }
@@ -112,7 +132,7 @@ struct Pending {
 
 struct Runner {
     tx: Sender<Pending>,
-    thread: std::thread::JoinHandle<()>,
+    thread: crate::sys::thread::Thread,
 }
 
 /// A pool's callback thread, if one was needed yet.
@@ -126,9 +146,7 @@ impl Callbacks {
         let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if r.is_none() {
             let (tx, rx) = channel();
-            let thread = std::thread::Builder::new()
-                .name("pool-callbacks".into())
-                .spawn(move || run(rx))
+            let thread = crate::sys::thread::spawn("pool-callbacks", move || run(rx))
                 .map_err(|e| Error::sys("starting the callback thread", e))?;
             *r = Some(Runner { tx, thread });
         }
@@ -145,8 +163,8 @@ impl Drop for Callbacks {
         if let Some(r) = self.0.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
             drop(r.tx);
             if !IN_CALLBACK.with(|c| c.get()) {
-                let _ = r.thread.join();
-            }
+                r.thread.join();
+            } // else dropping the handle leaves it to end alone
         }
     }
 }
@@ -200,5 +218,32 @@ fn run(rx: Receiver<Pending>) {
                 std::thread::sleep((waited / 8).clamp(Duration::from_micros(50), Duration::from_millis(1)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fork::in_forked_child;
+
+    #[test]
+    fn a_child_forked_while_another_thread_records_a_wait_can_wait() {
+        let (holding, told) = channel();
+        let holder = std::thread::spawn(move || {
+            let g = waits::edges();
+            holding.send(std::thread::current().id()).unwrap();
+            std::thread::sleep(Duration::from_millis(100)); // a fork now catches it held
+            drop(g);
+        });
+        let other = told.recv().unwrap();
+        // Without the fork hook the child's copy of the registry stayed locked: `begin` hung.
+        let child = in_forked_child(|| {
+            let me = std::thread::current().id();
+            let ok = waits::begin(me, other);
+            waits::end(me);
+            ok
+        });
+        assert_eq!(child, Some(true), "the child hung or was refused");
+        holder.join().unwrap();
     }
 }

@@ -14,9 +14,8 @@
 
 use crate::core::worker::IN_WORKER;
 use crate::core::Error;
-use crate::sys::proc::{self, ForkHooks};
+use crate::sys::proc;
 use std::any::Any;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -212,22 +211,13 @@ pub(crate) fn remove<T: Handle>(h: *mut T) -> Result<Option<Arc<T>>, Error> {
 
 // ---- fork(): a thread may fork while another is inside the registry
 
-thread_local! {
-    /// The whole registry, write-locked by a forking thread from before fork() until after it.
-    static HELD: RefCell<Vec<RwLockWriteGuard<'static, Shard>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn lock_all() {
-    let all: Vec<_> = (0..SHARDS).map(write).collect();
-    let _ = HELD.try_with(|h| *h.borrow_mut() = all);
-}
-
-fn unlock_all() {
-    let _ = HELD.try_with(|h| h.borrow_mut().clear());
+/// The whole registry, write-locked by a forking thread from before fork() until after it.
+fn lock_all() -> Box<dyn Any> {
+    Box::new((0..SHARDS).map(write).collect::<Vec<_>>())
 }
 
 extern "C" fn register_fork_hooks() {
-    proc::set_fork_hooks(ForkHooks { prepare: lock_all, release: unlock_all });
+    proc::add_fork_hook(lock_all);
 }
 
 /// Registers the hooks when the library is loaded, before any thread can use the registry.

@@ -2,6 +2,7 @@
 //! it), the fork handlers that keep the library's locks consistent across any fork in the
 //! process (the host's own too), and the pid cache they keep right.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::io;
 use std::os::raw::c_int;
@@ -81,36 +82,48 @@ pub fn fork(keep_map: Option<usize>, keep_fds: &[c_int]) -> io::Result<Forked> {
 static PID: AtomicI32 = AtomicI32::new(0);
 /// Whether the fork handlers are installed: only then may the pid be cached.
 static HANDLERS: AtomicBool = AtomicBool::new(false);
-/// Another module's locks that a fork must not catch held (the C handle registry).
-static HOOKS: OnceLock<ForkHooks> = OnceLock::new();
+/// Other modules' locks that a fork must not catch held (the C handle registry, the registry of
+/// callback waits): each hook takes its locks in the forking thread and hands back the guards,
+/// dropped once fork() returns (in the parent, and in the child, whose only thread is the one
+/// that took them).
+pub type ForkHook = fn() -> Box<dyn Any>;
+static HOOKS: [OnceLock<ForkHook>; 4] = [const { OnceLock::new() }; 4];
 
-#[derive(Clone, Copy)]
-pub struct ForkHooks {
-    /// Takes the locks, in the thread about to fork.
-    pub prepare: fn(),
-    /// Releases whatever `prepare` took in this thread; runs in the parent and in the child.
-    pub release: fn(),
+/// Has `hook` run before every fork of this process (added when the library is loaded).
+pub fn add_fork_hook(hook: ForkHook) {
+    let added = HOOKS.iter().any(|slot| slot.set(hook).is_ok());
+    debug_assert!(added, "more fork hooks than slots");
 }
 
-/// Has `hooks` run around every fork of this process (set once, when the library is loaded).
-pub fn set_fork_hooks(hooks: ForkHooks) {
-    let _ = HOOKS.set(hooks);
+/// Held while a lazily made thing is being made (`init_once`).
+static INITS: Mutex<()> = Mutex::new(());
+
+/// `cell.get_or_init(f)`, but never caught halfway by a fork. A child forked while another
+/// thread was inside `get_or_init` would wait forever for an initialisation that no thread of
+/// its own runs; here it runs under `INITS`, which the forking thread holds across fork(), so
+/// a fork waits for it to finish and the child finds the cell either made or empty.
+pub fn init_once<T>(cell: &'static OnceLock<T>, f: impl FnOnce() -> T) -> &'static T {
+    if let Some(v) = cell.get() {
+        return v;
+    }
+    let _one = INITS.lock().unwrap_or_else(|e| e.into_inner());
+    cell.get_or_init(f)
 }
 
-/// The locks a forking thread holds from before fork() until after it: the registry's, and the
-/// one around the library's calls into the dynamic loader (`dl.rs`: a child forked while another
-/// thread was inside `dl_iterate_phdr` would find the loader's lock held forever).
-type Held = (MutexGuard<'static, Registry>, MutexGuard<'static, ()>);
+/// The locks a forking thread holds from before fork() until after it: the other modules'
+/// (hooks), the lazy initialisations', the registry's, and the one around the library's calls
+/// into the dynamic loader (`dl.rs`: a child forked while another thread was inside
+/// `dl_iterate_phdr` would find the loader's lock held forever).
+type Held = (Vec<Box<dyn Any>>, MutexGuard<'static, ()>, MutexGuard<'static, Registry>, MutexGuard<'static, ()>);
 
 thread_local! {
     static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
 
 extern "C" fn before_fork() {
-    if let Some(h) = HOOKS.get() {
-        (h.prepare)();
-    }
-    let g = (registry(), super::dl::lock());
+    let hooks = HOOKS.iter().filter_map(OnceLock::get).map(|hook| hook()).collect();
+    let inits = INITS.lock().unwrap_or_else(|e| e.into_inner());
+    let g = (hooks, inits, registry(), super::dl::lock());
     // Without thread-local storage (a thread being torn down) the guards are dropped: no worse
     // than having no handler.
     let _ = HELD.try_with(|h| *h.borrow_mut() = Some(g));
@@ -118,9 +131,6 @@ extern "C" fn before_fork() {
 
 fn after_fork() {
     let _ = HELD.try_with(|h| h.borrow_mut().take());
-    if let Some(h) = HOOKS.get() {
-        (h.release)();
-    }
 }
 
 extern "C" fn after_fork_parent() {
@@ -164,4 +174,54 @@ pub fn getpid() -> libc::pid_t {
         PID.store(p, Relaxed);
     }
     p
+}
+
+/// For tests: forks as a host would (plain fork(), every fork handler) and runs `f` in the
+/// child. Some(what `f` said), or None if the child was still there after a generous hang guard
+/// (it is then killed).
+#[cfg(test)]
+pub(crate) fn in_forked_child(f: impl FnOnce() -> bool) -> Option<bool> {
+    // SAFETY: the child only runs `f` and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(false);
+        super::proc::exit_silently(i32::from(!ok));
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(exit) = super::proc::reap(pid, false).expect("our own child") {
+            return Some(exit == super::proc::Exit::Code(0));
+        }
+        if std::time::Instant::now() > until {
+            super::proc::kill(pid, libc::SIGKILL);
+            let _ = super::proc::reap(pid, true);
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_fork_during_a_lazy_initialisation_waits_for_it() {
+        static CELL: OnceLock<u32> = OnceLock::new();
+        let (inside, told) = std::sync::mpsc::channel();
+        let maker = std::thread::spawn(move || {
+            *init_once(&CELL, || {
+                inside.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(100)); // a fork now catches it halfway
+                7
+            })
+        });
+        told.recv().unwrap();
+        // The child finds the cell made (the fork waited): with a plain get_or_init it waited
+        // forever for the maker's copy, which it does not have.
+        assert_eq!(in_forked_child(|| *init_once(&CELL, || 8) == 7), Some(true), "the child hung or saw no 7");
+        assert_eq!(maker.join().unwrap(), 7);
+    }
 }

@@ -7,3 +7,4 @@ pub mod futex;
 pub mod mem;
 pub mod proc;
 pub mod robust;
+pub mod thread;

@@ -4,8 +4,8 @@
 use std::io;
 use std::os::raw::c_int;
 
-pub use super::fork::{fork, getpid, register_fd, register_map, set_fork_hooks, unregister_fd, unregister_map};
-pub use super::fork::{ForkHooks, Forked};
+pub use super::fork::{add_fork_hook, fork, getpid, init_once, Forked};
+pub use super::fork::{register_fd, register_map, unregister_fd, unregister_map};
 
 /// A file descriptor closed on drop.
 #[derive(Debug)]

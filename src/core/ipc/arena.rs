@@ -90,29 +90,27 @@ fn len_from_env() -> usize {
     len.unwrap_or(DEFAULT_LEN).clamp(1 << 20, MAX_LEN - 4096)
 }
 
-/// The arena, made on first use.
+/// The arena, made on first use (whichever thread comes first, even while another forks).
 pub fn get() -> Result<&'static Arena> {
-    ARENA
-        .get_or_init(|| {
-            let len = len_from_env();
-            let map = Mapping::new_anon_shared(len).map_err(|e| {
-                format!("mapping the {len} bytes of shared memory for queues, locks and events (POOL_IPC_SIZE): {e}")
-            })?;
-            let h = map.base() as *mut Header;
-            // SAFETY: a fresh zeroed mapping, large enough for the header; nobody else sees it yet.
-            unsafe { RobustMutex::init(&raw mut (*h).lock) }
-                .map_err(|e| format!("initialising a shared mutex: {e}"))?;
-            let bitmap = (len as u64 / ALIGN).div_ceil(8);
-            let first = (std::mem::size_of::<Header>() as u64 + bitmap).next_multiple_of(ALIGN);
-            // SAFETY: as above.
-            unsafe {
-                (*h).bump.store(first, SeqCst);
-                (*h).first.store(first, SeqCst);
-            }
-            Ok(Arena { map })
-        })
-        .as_ref()
-        .map_err(|m| Error::new(Status::Sys, m.clone()))
+    proc::init_once(&ARENA, || {
+        let len = len_from_env();
+        let map = Mapping::new_anon_shared(len).map_err(|e| {
+            format!("mapping the {len} bytes of shared memory for queues, locks and events (POOL_IPC_SIZE): {e}")
+        })?;
+        let h = map.base() as *mut Header;
+        // SAFETY: a fresh zeroed mapping, large enough for the header; nobody else sees it yet.
+        unsafe { RobustMutex::init(&raw mut (*h).lock) }.map_err(|e| format!("initialising a shared mutex: {e}"))?;
+        let bitmap = (len as u64 / ALIGN).div_ceil(8);
+        let first = (std::mem::size_of::<Header>() as u64 + bitmap).next_multiple_of(ALIGN);
+        // SAFETY: as above.
+        unsafe {
+            (*h).bump.store(first, SeqCst);
+            (*h).first.store(first, SeqCst);
+        }
+        Ok(Arena { map })
+    })
+    .as_ref()
+    .map_err(|m| Error::new(Status::Sys, m.clone()))
 }
 
 /// Makes the arena now, before the library forks, so that what it forks shares it. Failing here

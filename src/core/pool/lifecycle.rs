@@ -168,23 +168,21 @@ impl Shared {
         }
         let Some(z) = lock(&self.zygote).clone() else { return Ok(()) };
         let weak = Arc::downgrade(self);
-        let h = std::thread::Builder::new()
-            .name("pool-watch".into())
-            .spawn(move || {
-                z.exited(-1);
-                drop(z);
-                if let Some(sh) = weak.upgrade() {
-                    let ending = {
-                        let life = lock(&sh.life.st);
-                        life.terminated || life.joining
-                    };
-                    if !ending {
-                        sh.watchdog();
-                    }
-                    sh.notify_event_fd();
+        let h = thread::spawn("pool-watch", move || {
+            z.exited(-1);
+            drop(z);
+            if let Some(sh) = weak.upgrade() {
+                let ending = {
+                    let life = lock(&sh.life.st);
+                    life.terminated || life.joining
+                };
+                if !ending {
+                    sh.watchdog();
                 }
-            })
-            .map_err(|e| Error::sys("starting the event fd's watcher thread", e))?;
+                sh.notify_event_fd();
+            }
+        })
+        .map_err(|e| Error::sys("starting the event fd's watcher thread", e))?;
         *w = Some(h);
         Ok(())
     }
@@ -192,11 +190,11 @@ impl Shared {
     /// Waits for the watcher thread, once the zygote is gone (it wakes then).
     pub(crate) fn join_watcher(&self) {
         if let Some(h) = lock(&self.watcher).take() {
-            if h.thread().id() == std::thread::current().id() || self.check_owner().is_err() {
-                std::mem::forget(h); // the watcher itself, or a forked child's copy of the handle
-            } else {
-                let _ = h.join();
-            }
+            if self.check_owner().is_err() {
+                h.abandon(); // a forked child's copy of the handle
+            } else if !h.is_current() {
+                h.join();
+            } // else the watcher itself, which ends on its own (detached)
         }
     }
 

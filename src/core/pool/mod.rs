@@ -12,6 +12,7 @@ use super::zygote::{self, ZygoteConfig};
 use crate::sys::dl;
 use crate::sys::mem::Mapping;
 use crate::sys::proc::{self, Forked, PidHandle};
+use crate::sys::thread;
 use std::sync::atomic::Ordering::*;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -168,7 +169,7 @@ pub struct Shared {
     /// When calls that do not wait last checked on the zygote (monotonic ns).
     last_watch: std::sync::atomic::AtomicU64,
     /// The event fd's watcher thread, once `pool_event_fd` was called.
-    watcher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    watcher: Mutex<Option<thread::Thread>>,
     reaping: Mutex<()>,
     fds: Fds,
     /// Blocks handed out by `shm_alloc`, by offset.

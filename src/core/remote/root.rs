@@ -114,9 +114,7 @@ pub fn create_root(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Re
         dead: false,
     };
     let s = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("pool-runner".into())
-        .spawn(move || runner.run(&s))
+    let thread = crate::sys::thread::spawn("pool-runner", move || runner.run(&s))
         .map_err(|e| Error::sys("starting the runner thread", e))?;
     pool.set_runner(RunnerHandle { stop, thread: Some(thread) });
     Ok(pool)
@@ -187,14 +185,14 @@ fn gather_hellos(t: &mut dyn Transport) -> Vec<Hello> {
 /// dropped.
 pub(crate) struct RunnerHandle {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<crate::sys::thread::Thread>,
 }
 
 impl Drop for RunnerHandle {
     fn drop(&mut self) {
         self.stop.store(true, SeqCst);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            t.join();
         }
     }
 }
