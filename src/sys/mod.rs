@@ -2,8 +2,10 @@
 //! pidfd, signalfd, prctl).
 
 pub mod dl;
+pub mod elf;
 pub mod fork;
 pub mod futex;
 pub mod mem;
+pub mod peek;
 pub mod proc;
 pub mod robust;

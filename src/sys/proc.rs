@@ -477,6 +477,11 @@ pub fn readable_ranges() -> Vec<(usize, usize)> {
     ranges("r")
 }
 
+/// Every address range mapped shared (`MAP_SHARED`) in this process now.
+pub fn shared_ranges() -> Vec<(usize, usize)> {
+    ranges("s")
+}
+
 /// The pids of every process this one can see in /proc.
 pub fn all_pids() -> Vec<libc::pid_t> {
     std::fs::read_dir("/proc")

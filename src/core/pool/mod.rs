@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering::*;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod ctx;
 mod lifecycle;
 mod snapshot;
 mod submit;
@@ -146,6 +147,8 @@ pub struct Shared {
     user_blocks: Mutex<std::collections::HashMap<usize, Block>>,
     /// What workers have: the code and memory of the creating process at creation.
     snapshot: Snapshot,
+    /// The zygote's memory, as far as `ctx` checks needed it.
+    zpages: ctx::ZygotePages,
 }
 
 /// The pool's lifecycle state, in its own allocation: a map driver thread gives back its
@@ -249,6 +252,7 @@ impl Pool {
             user_blocks: Mutex::new(std::collections::HashMap::new()),
             fds,
             snapshot: Snapshot::now(),
+            zpages: Default::default(),
         });
         let cfg = ZygoteConfig {
             view,
@@ -337,6 +341,7 @@ impl Pool {
             func: f as usize,
             ctx,
             ctx_size: opts.ctx_size,
+            ctx_checked: false,
             n: 1,
             in_size,
             out_size,
@@ -375,6 +380,7 @@ impl Pool {
             func: f as usize,
             ctx,
             ctx_size: opts.ctx_size,
+            ctx_checked: false,
             n: 1,
             in_size: len,
             out_size: max_out,
