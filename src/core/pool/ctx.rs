@@ -4,11 +4,12 @@
 //! the zygote; a `ctx` copied with the call must not carry pointers workers cannot follow (a
 //! C++ loop body capturing `[&total]` sends a pointer into the caller's stack).
 
-use super::snapshot::Static;
+use super::snapshot::{Loader, Static};
 use super::*;
 use crate::core::error::Error;
 use crate::sys::peek;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicBool;
 
 /// Bytes compared at a `ctx` passed by address: its variable's, from `ctx` on, for static data
@@ -34,11 +35,28 @@ thread_local! {
 /// that was free at creation (a `ctx` there is refused unless its bytes happen to be the same).
 #[derive(Default)]
 pub(crate) struct ZygotePages {
-    pages: Mutex<HashMap<usize, Option<Box<[u8; PAGE]>>>>,
+    pages: Mutex<HashMap<usize, Option<Box<[u8; PAGE]>>, BuildHasherDefault<PageHash>>>,
     /// Set once the kernel refused to let us read the zygote: from then on, we ask it.
     pub(crate) denied: AtomicBool,
     /// One question to the zygote at a time.
     asking: Mutex<u32>,
+}
+
+/// Hashes a page address with one multiplication (the default hasher costs more than the
+/// rest of a repeated check).
+#[derive(Default)]
+struct PageHash(u64);
+
+impl Hasher for PageHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    }
+    fn write_usize(&mut self, page: usize) {
+        self.0 = (page as u64 >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// Memory this process can read without a fault, known without a system call.
@@ -54,20 +72,25 @@ impl Shared {
     /// see the bytes the caller has. Copied: the copy must not hold pointers into the calling
     /// thread's stack or into memory mapped after creation.
     pub(crate) fn check_ctx(&self, ctx: usize, ctx_size: usize) -> Result<()> {
+        self.check_ctx_with(ctx, ctx_size, &Loader::default())
+    }
+
+    /// `check_ctx` within a submission that may have read the loader's generation already.
+    pub(super) fn check_ctx_with(&self, ctx: usize, ctx_size: usize, loader: &Loader) -> Result<()> {
         if ctx_size == 0 {
-            return self.check_ctx_address(ctx);
+            return self.check_ctx_address(ctx, loader);
         }
         // SAFETY: the caller's ctx is readable for ctx_size bytes (its contract; NULL was refused).
         let bytes = unsafe { std::slice::from_raw_parts(ctx as *const u8, ctx_size.min(SCANNED)) };
-        self.check_ctx_copy(bytes)
+        self.check_ctx_copy(bytes, loader)
     }
 
     fn in_pool(&self, addr: usize) -> bool {
         (self.map.base() as usize..self.map.base() as usize + self.map.len()).contains(&addr)
     }
 
-    fn here(&self, addr: usize) -> Option<Here> {
-        match self.snapshot.static_at(addr) {
+    fn here(&self, addr: usize, loader: &Loader) -> Option<Here> {
+        match self.snapshot.static_at(addr, loader) {
             Some(Static::Constant) => return Some(Here::Constant),
             Some(Static::Data { end, variable_end }) => return Some(Here::Until { end, variable_end }),
             None => {}
@@ -81,24 +104,27 @@ impl Shared {
         (self.snapshot.brk_start..brk).contains(&addr).then_some(Here::Until { end: brk, variable_end: None })
     }
 
-    fn check_ctx_address(&self, ctx: usize) -> Result<()> {
+    fn check_ctx_address(&self, ctx: usize, loader: &Loader) -> Result<()> {
         // Shared memory (this pool's, another's, the IPC arena's, the caller's MAP_SHARED
         // mappings made before the pool) is the same memory in the workers.
         if ctx == 0 || self.in_pool(ctx) || self.snapshot.shared_at(ctx) {
             return Ok(());
         }
-        let mut host = [0u8; VARIABLE];
-        let n = match self.here(ctx) {
+        let mut buf = [0u8; WINDOW];
+        let host: &[u8] = match self.here(ctx, loader) {
             Some(Here::Constant) => return Ok(()),
             Some(Here::Until { end, variable_end }) => {
                 let n = variable_end.map_or(WINDOW, |v| (v - ctx).min(VARIABLE)).min(end - ctx);
-                // SAFETY: [ctx, end) is mapped and readable in this process (`here`).
-                unsafe { std::ptr::copy_nonoverlapping(ctx as *const u8, host.as_mut_ptr(), n) };
-                n
+                // SAFETY: [ctx, end) is mapped and readable in this process (`here`); it is only
+                // compared, byte by byte, while the caller's call lasts.
+                unsafe { std::slice::from_raw_parts(ctx as *const u8, n) }
             }
-            None => peek::read_own(ctx, &mut host[..WINDOW]).map_err(|e| Error::sys("reading the memory at ctx", e))?,
+            None => {
+                let n = peek::read_own(ctx, &mut buf).map_err(|e| Error::sys("reading the memory at ctx", e))?;
+                &buf[..n]
+            }
         };
-        if n == 0 {
+        if host.is_empty() {
             return Ok(()); // nothing there: a number passed as a pointer, which only the task reads
         }
         let Some(end) = self.snapshot.created_end(ctx) else {
@@ -107,7 +133,7 @@ impl Shared {
                  pass ctx_size to copy it with the call (or allocate it before pool_create, or with pool_shm_alloc)"
             )));
         };
-        let n = n.min(end - ctx);
+        let n = host.len().min(end - ctx);
         match self.zygote_differs(ctx, &host[..n])? {
             None => Ok(()),
             Some(off) => Err(Error::inval(format!(
@@ -118,7 +144,7 @@ impl Shared {
         }
     }
 
-    fn check_ctx_copy(&self, bytes: &[u8]) -> Result<()> {
+    fn check_ctx_copy(&self, bytes: &[u8], loader: &Loader) -> Result<()> {
         let stack = STACK.with(|s| *s);
         let mut probes = 0;
         for (i, w) in bytes.chunks_exact(8).enumerate() {
@@ -136,7 +162,7 @@ impl Shared {
             if !USER.contains(&w) || self.in_pool(w) || self.snapshot.created_end(w).is_some() {
                 continue;
             }
-            let mapped = match self.here(w) {
+            let mapped = match self.here(w, loader) {
                 Some(_) => true,
                 None if probes < MAX_PROBES => {
                     probes += 1;

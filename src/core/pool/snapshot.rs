@@ -62,7 +62,7 @@ impl Snapshot {
     /// Fails unless `func` is code the workers have: in an object loaded at creation and, if
     /// objects were loaded or unloaded since, still that same object (not another library
     /// loaded at the same address after a dlclose).
-    pub(super) fn check_func(&self, func: usize) -> Result<()> {
+    pub(super) fn check_func(&self, func: usize, loader: &Loader) -> Result<()> {
         let refuse = |why: &str| Err(Error::inval(format!("function {func:#x} {why}: workers cannot run it")));
         let Some(then) = self.objects.iter().find(|o| o.contains(func)) else {
             if self.anonymous.iter().any(|&(lo, hi)| (lo..hi).contains(&func)) {
@@ -70,7 +70,7 @@ impl Snapshot {
             }
             return refuse("is not in code that was loaded when the pool was created (a library loaded later?)");
         };
-        if dl::generation() == self.generation {
+        if loader.generation() == self.generation {
             return Ok(());
         }
         match dl::objects().into_iter().find(|o| o.contains(func)) {
@@ -97,10 +97,10 @@ impl Snapshot {
     /// The loaded segment of an object loaded at creation that holds `addr`, if that object is
     /// surely still loaded (none was unloaded since): where it ends, and for writable static
     /// data, where the variable at `addr` ends, if the object's symbols say so.
-    pub(super) fn static_at(&self, addr: usize) -> Option<Static> {
+    pub(super) fn static_at(&self, addr: usize, loader: &Loader) -> Option<Static> {
         let i = self.statics.partition_point(|s| s.0 <= addr);
         let &(_, end, writable, obj) = self.statics[..i].last().filter(|s| addr < s.1)?;
-        if dl::generation().1 != self.generation.1 {
+        if loader.generation().1 != self.generation.1 {
             return None;
         }
         if !writable {
@@ -113,6 +113,19 @@ impl Snapshot {
             v[..j].iter().rev().take(8).find(|&&(_, hi)| addr < hi).map(|&(_, hi)| hi)
         });
         Some(Static::Data { end, variable_end: var })
+    }
+}
+
+/// The loader's generation (objects loaded, unloaded), read at most once per submission: each
+/// read takes the loader's lock.
+#[derive(Default)]
+pub(super) struct Loader(std::cell::Cell<Option<(u64, u64)>>);
+
+impl Loader {
+    fn generation(&self) -> (u64, u64) {
+        let g = self.0.get().unwrap_or_else(dl::generation);
+        self.0.set(Some(g));
+        g
     }
 }
 
