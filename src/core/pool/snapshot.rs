@@ -31,10 +31,9 @@ pub(super) struct Snapshot {
 impl Snapshot {
     pub(super) fn now() -> Snapshot {
         let objects = dl::objects();
-        let anonymous =
-            proc::executable_ranges().into_iter().filter(|&(lo, _)| !objects.iter().any(|o| o.contains(lo))).collect();
-        let mut raw = proc::readable_ranges();
-        raw.sort_unstable();
+        let now = proc::mapped_ranges();
+        let anonymous = now.executable.into_iter().filter(|&(lo, _)| !objects.iter().any(|o| o.contains(lo))).collect();
+        let raw = now.readable;
         let brk = peek::program_break();
         let brk_start = raw.iter().find(|&&(lo, hi)| lo < brk && brk <= hi).map_or(brk, |r| r.0);
         let mut mapped: Ranges = Vec::with_capacity(raw.len());
@@ -54,8 +53,7 @@ impl Snapshot {
             .collect();
         statics.sort_unstable();
         let variables = objects.iter().map(|_| Default::default()).collect();
-        let mut shared = proc::shared_ranges();
-        shared.sort_unstable();
+        let shared = now.shared;
         Snapshot { objects, generation: dl::generation(), anonymous, mapped, shared, statics, variables, brk_start }
     }
 
