@@ -332,15 +332,37 @@ static void w1(size_t n, int reps) {
 }
 
 /* ---- W2 ------------------------------------------------------------------------------------ */
-static void w2(int calls, int runs) {
-    pool_t *pool = make_pool();
-    double *lat = calloc(calls, sizeof *lat), *p50 = calloc(runs, sizeof *p50), *p99 = calloc(runs, sizeof *p99);
-    double worst = 0;
+/* A ctx the W2 diagnostics pass: by address (a global set before pool_create, which each call
+ * compares with the workers' copy), or copied with the call (ctx_size). */
+static long w2_factor = 1;
+
+static int times_ctx(const void *in, void *out, void *ctx) {
+    *(long *)out = *(const long *)in * *(const long *)in * *(const long *)ctx;
+    return 0;
+}
+
+/* One apply_async + get + free at a time, `calls` per run: the median over `runs` of each run's
+ * p50 and p99, the slowest last call, and the median p50 of the pool_apply_async call alone
+ * (the host's side of a submission, checks included; a load on the machine rarely lands in
+ * so short a call). ctx_size > 0 copies ctx with each call. */
+struct w2_figures {
+    double p50, p99, worst, submit_p50;
+};
+
+static struct w2_figures w2_calls(pool_t *pool, pool_fn fn, void *ctx, size_t ctx_size, int calls, int runs) {
+    double *lat = calloc(calls, sizeof *lat), *sub = calloc(calls, sizeof *sub);
+    double *r50 = calloc(runs, sizeof *r50), *r99 = calloc(runs, sizeof *r99), *s50 = calloc(runs, sizeof *s50);
+    pool_call_options_t co;
+    pool_call_options_init(&co);
+    co.ctx_size = ctx_size;
+    struct w2_figures f = {0, 0, 0, 0};
     for (int r = -1; r < runs; r++) { /* run -1 is a warm-up */
         for (int i = 0; i < calls; i++) {
             long x = i + 1, y = 0;
             double t0 = now_s();
-            pool_async_t *a = pool_apply_async(pool, square, &x, sizeof x, &y, sizeof y, NULL);
+            pool_async_t *a = ctx_size > 0 ? pool_apply_async_ex(pool, fn, &x, sizeof x, &y, sizeof y, ctx, &co)
+                                           : pool_apply_async(pool, fn, &x, sizeof x, &y, sizeof y, ctx);
+            sub[i] = now_s() - t0;
             if (!a) check(pool_last_status(), "pool_apply_async");
             check(pool_async_get(a, -1), "pool_async_get");
             pool_async_free(a);
@@ -348,33 +370,61 @@ static void w2(int calls, int runs) {
             if (y != x * x) die("W2: wrong result");
         }
         if (r < 0) continue;
-        p50[r] = quantile(lat, calls, 0.50);
-        p99[r] = quantile(lat, calls, 0.99);
-        if (lat[calls - 1] > worst) worst = lat[calls - 1];
+        r50[r] = quantile(lat, calls, 0.50);
+        r99[r] = quantile(lat, calls, 0.99);
+        s50[r] = quantile(sub, calls, 0.50);
+        if (lat[calls - 1] > f.worst) f.worst = lat[calls - 1];
     }
-    result("w2.pool.p50_s", median(p50, runs));
-    result("w2.pool.p99_s", median(p99, runs));
-    result("w2.pool.max_s", worst);
-    pool_destroy(pool);
+    f.p50 = median(r50, runs);
+    f.p99 = median(r99, runs);
+    f.submit_p50 = median(s50, runs);
     free(lat);
-    free(p50);
-    free(p99);
+    free(sub);
+    free(r50);
+    free(r99);
+    free(s50);
+    return f;
+}
+
+static void w2(int calls, int runs) {
+    pool_t *pool = make_pool();
+    struct w2_figures f = w2_calls(pool, square, NULL, 0, calls, runs);
+    result("w2.pool.p50_s", f.p50);
+    result("w2.pool.p99_s", f.p99);
+    result("w2.pool.max_s", f.worst);
+    result("w2.diag.submit_p50_s", f.submit_p50);
+    /* Diagnostics: the same with a ctx, by address (checked against the workers' copy) and copied. */
+    f = w2_calls(pool, times_ctx, &w2_factor, 0, calls, runs);
+    result("w2.diag.ctx_by_address.p50_s", f.p50);
+    result("w2.diag.ctx_by_address.submit_p50_s", f.submit_p50);
+    f = w2_calls(pool, times_ctx, &w2_factor, sizeof w2_factor, calls, runs);
+    result("w2.diag.ctx_copied.p50_s", f.p50);
+    result("w2.diag.ctx_copied.submit_p50_s", f.submit_p50);
+    pool_destroy(pool);
 }
 
 /* ---- W3 ------------------------------------------------------------------------------------ */
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void w3(size_t n, int reps) {
     pool_t *pool = make_pool();
     long *in = alloc_longs(n, 0), *out = alloc_longs(n, 1);
     pool_async_t **h = calloc(n, sizeof *h);
     double *t = calloc(reps, sizeof *t);
     for (size_t i = 0; i < n; i++) in[i] = (long)i;
+    double *cpu = calloc(reps, sizeof *cpu);
     for (int r = -1; r < reps; r++) { /* rep -1 is a warm-up (slots and heap pages faulted in) */
         memset(out, 0xff, n * sizeof(long));
-        double t0 = now_s();
+        double t0 = now_s(), c0 = thread_cpu_s();
         for (size_t i = 0; i < n; i++) {
             h[i] = pool_apply_async(pool, square, &in[i], sizeof(long), &out[i], sizeof(long), NULL);
             if (!h[i]) check(pool_last_status(), "pool_apply_async");
         }
+        if (r >= 0) cpu[r] = (thread_cpu_s() - c0) / (double)n;
         for (size_t i = 0; i < n; i++) {
             check(pool_async_get(h[i], -1), "pool_async_get");
             pool_async_free(h[i]);
@@ -385,6 +435,10 @@ static void w3(size_t n, int reps) {
             if (out[i] != (long)i * (long)i) die("W3: wrong result");
     }
     result("w3.pool.tasks_per_s", (double)n / median(t, reps));
+    /* The submitting thread's CPU time per apply_async (the host's side; other load on the
+     * machine changes it far less than the wall-clock rate). */
+    result("w3.diag.submit_cpu_per_task_s", median(cpu, reps));
+    free(cpu);
     pool_destroy(pool);
     free(in);
     free(out);

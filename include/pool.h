@@ -11,8 +11,10 @@
  * otherwise; functions returning int return a pool_status (POOL_OK is 0) and, on failure, leave
  * a message for pool_last_error() on the calling thread; functions returning a handle return
  * NULL on failure; *_free(NULL) and pool_destroy(NULL) are no-ops. Work submitted to a pool
- * runs in other processes: the function pointers, ctx and initarg passed to it must point into
- * memory that existed when the pool was created.
+ * runs in other processes, forked when the pool was created: the function pointers passed to it
+ * must be code loaded then, and a ctx passed by address is seen as it was then. Calls refuse a
+ * ctx whose bytes changed since (or that did not exist then) with POOL_EINVAL: pass ctx_size to
+ * copy it with the call (see pool_map_options_t).
  *
  * Misuse is answered, not punished: every call checks its handle before it touches anything.
  * A handle already freed (or destroyed), one of another type, or a pointer libpool never
@@ -179,8 +181,21 @@ typedef struct {
    * them as they were when the call was made, wherever they live (memory allocated after
    * `pool_create` included). Tasks get a read-only copy (a task that writes it crashes its
    * worker). Each chunk carries its own copy: keep it small, and put big read-only tables in
-   * memory allocated before `pool_create` or from `pool_shm_alloc`. 0 (the default): `ctx`
-   * is passed as it is and must point into memory that existed at `pool_create`.
+   * memory allocated before `pool_create` or from `pool_shm_alloc`. A copy that holds a
+   * pointer (in its first 4 KiB) into the calling thread's stack or into memory mapped after
+   * `pool_create` is refused (`POOL_EINVAL`): workers would follow it to stale bytes or to
+   * nothing.
+   *
+   * 0 (the default): `ctx` is passed as it is, and workers see the memory there as it was at
+   * `pool_create`. The call checks that this is what the caller has: it compares the bytes
+   * at `ctx` with the workers' copy (a global's whole variable, up to 1 KiB, when the
+   * program's symbol table gives its size; elsewhere the first 64 bytes) and fails with
+   * `POOL_EINVAL`, naming `ctx`, if they differ (a struct filled or allocated after
+   * `pool_create`) or if `ctx` is in memory mapped after `pool_create`. Constants, shared
+   * memory (`pool_shm_alloc`, `MAP_SHARED` mappings made before the pool) and NULL always
+   * pass; an address that is not mapped at all (a number cast to a pointer) is passed
+   * through untouched. When only bytes after a small object changed, the call is refused
+   * too: pass `ctx_size`.
    */
   size_t ctx_size;
   /**
@@ -770,10 +785,12 @@ void pool_call_options_init(pool_call_options_t *opts);
  * this returns.
  *
  * Workers are forked from a helper process forked here, so every worker, including one that
- * replaces a dead one, sees the process memory as it is now: functions and `ctx` pointers
- * passed later must point into memory that exists at this call. Tasks run on a copy of the
- * calling thread's stack (fork semantics): create pools from a thread whose stack is big
- * enough for the tasks (the main thread's, or a default-sized thread stack).
+ * replaces a dead one, sees the process memory as it is now: functions passed later must be
+ * code loaded at this call, and a `ctx` passed later by address is seen as it is now (calls
+ * refuse one whose bytes changed since, or that did not exist: pass `ctx_size` to copy it
+ * with the call; see `pool_map_options_t`). Tasks run on a copy of the calling thread's stack
+ * (fork semantics): create pools from a thread whose stack is big enough for the tasks (the
+ * main thread's, or a default-sized thread stack).
  *
  * Returns NULL on failure with `pool_last_error()` saying why: fork or shared memory
  * (`POOL_ESYS`), an initializer that crashed or exited (`POOL_ECRASHED`), refused

@@ -17,12 +17,16 @@
  *   pool::Process proc([](int id) { std::printf("%d\n", id); }, 42);
  *   proc.start(); proc.join();                          // multiprocessing.Process
  *
- * Rules, all checked at compile time:
+ * Rules, checked at compile time (loop bodies partly when the call is made):
  * - Work given to a Pool runs in worker processes forked when the Pool was created, so a task
  *   is a plain function or a capture-less lambda (a closure made later, or a std::function,
  *   would not exist there). A Process is forked at start(), so its target may be any callable.
  * - Items and results are copied between processes byte by byte: they must be trivially
  *   copyable and not pointers (results must also be default-constructible).
+ * - A parallel_for / map_blocks loop body is copied to the workers: it must capture by value.
+ *   A std::ref body is refused at compile time; reference captures ([&total], [&]) and
+ *   pointers into the caller's stack cannot be seen by a trait and are refused when the call
+ *   is made (pool::Error, POOL_EINVAL, naming the capture).
  * - An exception thrown by a task never crosses the C boundary: the task fails with
  *   pool::task_exception as its code, and the call throws pool::Error with status POOL_ETASK
  *   whose what() carries the exception's what() text.
@@ -430,9 +434,22 @@ int block_task(const void* in, void* out, std::size_t count, std::size_t, void* 
     });
 }
 
+template <class T>
+struct is_reference_wrapper : std::false_type {};
+template <class T>
+struct is_reference_wrapper<std::reference_wrapper<T>> : std::true_type {};
+
+// What C++17 lets us see of a loop body at compile time. A trait cannot tell a lambda's
+// reference captures ([&total], [&]) from values: the closure is trivially copyable either way.
+// Those, and captured pointers into the caller's stack, are refused when the call is made
+// (pool::Error, POOL_EINVAL, naming the capture): the pool scans the closure's bytes.
 template <class F, class... Args>
 constexpr bool check_block_fn() {
     using D = std::decay_t<F>;
+    constexpr bool by_value = !is_reference_wrapper<D>::value;
+    static_assert(by_value,
+                  "pool: the loop body is a std::reference_wrapper (std::ref): workers would call the caller's "
+                  "object as it was when the pool was created; pass the function object itself (it is copied)");
     constexpr bool copyable = std::is_trivially_copyable_v<D>;
     static_assert(copyable,
                   "pool: a loop body runs in worker processes: pass a function, a function pointer or a lambda "
@@ -440,7 +457,7 @@ constexpr bool check_block_fn() {
                   "plain values: not std::vector or std::string, whose heap the workers do not share)");
     constexpr bool ok = std::is_invocable_v<const D&, Args...>;
     static_assert(ok, "pool: the loop body cannot be called with these arguments");
-    return copyable && ok;
+    return by_value && copyable && ok;
 }
 
 // pool_stream_source_fn over a std::function the caller gave.
@@ -863,9 +880,12 @@ public:
     /// per worker), in the workers, and waits (BS::thread_pool's detach_loop + wait, or an
     /// OpenMP parallel for). `f` is a function or a lambda whose captures are trivially
     /// copyable: it is copied to the workers with each block. Workers are other processes:
-    /// what they write is seen here only in memory from shm_alloc() (capture its pointer). A
-    /// block that fails (throws, crashes, times out) fails alone; the call then throws
-    /// pool::Error for the lowest one, after every block has ended.
+    /// what they write is seen here only in memory from shm_alloc() (capture its pointer).
+    /// Capture by value: a body that captures by reference ([&total], [&]) or holds a pointer
+    /// into the caller's stack (or into memory mapped after the pool was created) is refused,
+    /// pool::Error with POOL_EINVAL naming the capture, before any block runs. A block that
+    /// fails (throws, crashes, times out) fails alone; the call then throws pool::Error for
+    /// the lowest one, after every block has ended.
     template <class F>
     void parallel_for(std::size_t first, std::size_t last, F f, std::size_t block = 0) {
         if (last <= first) return;
@@ -883,8 +903,8 @@ public:
 
     /// A map over `n` items where `f(const In* in, Out* out, std::size_t count)` handles a
     /// block of `count` consecutive items per call (`block` items; 0: automatic). `f` as for
-    /// parallel_for. `in` and `out` may be anywhere (buffers from shm_alloc() are used in place,
-    /// others copied). Throws pool::Error for the lowest failed block, after every block ended.
+    /// parallel_for (captures by value). `in` and `out` may be anywhere (buffers from shm_alloc()
+    /// are used in place, others copied). Throws pool::Error for the lowest failed block, after every block ended.
     template <class F, class In, class Out>
     void map_blocks(F f, const In* in, Out* out, std::size_t n, std::size_t block = 0) {
         static_assert(detail::transferable_v<In> && detail::transferable_v<Out>,

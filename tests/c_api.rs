@@ -70,6 +70,7 @@ const C_TESTS: &[&str] = &[
     "ending",
     "isolation",
     "values",
+    "snapshot",
     "ipc",
     "ipc_recovery",
     "callbacks",
@@ -416,6 +417,11 @@ fn c_isolation() {
 #[test]
 fn c_values() {
     compile_and_run("values", Link::Shared);
+}
+
+#[test]
+fn c_snapshot() {
+    compile_and_run("snapshot", Link::Shared);
 }
 
 #[test]

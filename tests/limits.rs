@@ -1,12 +1,15 @@
 //! Hosts under limits and privilege changes, each in a child process of its own (this binary run
 //! again with one `*_child` test selected): the zygote hitting RLIMIT_NPROC when it replaces a
-//! worker, a pool whose workers cannot start at all, a host that drops root after pool_create,
+//! worker, a pool whose workers cannot start at all, a host that drops root after pool_create
+//! (timeouts, cancels and terminate still work; ctx is still checked, the zygote answering),
 //! and shared memory refused by RLIMIT_AS.
 
 mod common;
 use common::*;
 use pool::core::{MapArgs, Options, Pool, Status};
+use std::os::raw::{c_int, c_void};
 use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 const NOBODY: u32 = 65534;
@@ -135,8 +138,49 @@ fn startup_child() {
     assert!(e.msg.contains("fork") && e.msg.contains("Resource temporarily unavailable"), "{e}");
 }
 
+static UNCHANGED: AtomicI64 = AtomicI64::new(5);
+static CHANGED: AtomicI64 = AtomicI64::new(1);
+
+/// out = in + the i64 ctx points to.
+unsafe extern "C" fn add_ctx(i: *const c_void, o: *mut c_void, ctx: *mut c_void) -> c_int {
+    unsafe { *(o as *mut i64) = *(i as *const i64) + *(ctx as *const i64) };
+    0
+}
+
+/// out = in + ctx as a number.
+unsafe extern "C" fn add_number(i: *const c_void, o: *mut c_void, ctx: *mut c_void) -> c_int {
+    unsafe { *(o as *mut i64) = *(i as *const i64) + ctx as i64 };
+    0
+}
+
+/// The host may no longer read the zygote's memory: `ctx` is still checked, the zygote
+/// answering (an unchanged global and a number pass; a changed global and a heap object
+/// allocated after the pool are refused).
+fn ctx_checks_without_reading_the_zygote(p: &Pool, zygote: i32) {
+    let mut byte = 0u8;
+    let (local, remote) = (
+        libc::iovec { iov_base: &mut byte as *mut u8 as *mut c_void, iov_len: 1 },
+        libc::iovec { iov_base: UNCHANGED.as_ptr() as *mut c_void, iov_len: 1 },
+    );
+    assert_eq!(unsafe { libc::process_vm_readv(zygote, &local, 1, &remote, 1, 0) }, -1, "the host can still read it");
+    CHANGED.store(2, SeqCst);
+    let late = Box::new(7i64);
+    let apply = |f, ctx: usize| {
+        let (x, mut y) = (1i64, 0i64);
+        let r = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, ctx) };
+        r.map(|r| (r.wait(None).unwrap().status(), y))
+    };
+    assert_eq!(apply(add_ctx, UNCHANGED.as_ptr() as usize).unwrap(), (Status::Ok, 6));
+    assert_eq!(apply(add_number, 42).unwrap(), (Status::Ok, 43));
+    for stale in [CHANGED.as_ptr() as usize, &*late as *const i64 as usize] {
+        let e = apply(add_ctx, stale).unwrap_err();
+        assert_eq!(e.status, Status::Inval, "{e}");
+        assert!(e.msg.contains("ctx"), "{e}");
+    }
+}
+
 #[test]
-fn host_that_drops_root_keeps_timeouts_cancel_and_terminate() {
+fn host_that_drops_root_keeps_timeouts_cancel_terminate_and_ctx_checks() {
     if unsafe { libc::getuid() } != 0 {
         eprintln!("not root: nothing to drop; skipped");
         return;
@@ -155,6 +199,7 @@ fn drop_root_child() {
     // The zygote is root: the host may no longer signal it, and nothing may depend on that.
     let zygote = children_of(me)[0];
     assert_eq!(unsafe { libc::kill(zygote, 0) }, -1, "the host should have lost the right to signal");
+    ctx_checks_without_reading_the_zygote(&p, zygote);
     // A per-call timeout (the zygote learns of deadlines through its doorbell).
     let xs = vec![16i64, 1]; // faulty(): 16 hangs
     let mut ys = vec![0i64; 2];

@@ -8,7 +8,7 @@ use common::*;
 use pool::core::remote::{self, Transport};
 use pool::core::{Options, Pool, Status};
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::SeqCst};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -180,19 +180,27 @@ unsafe extern "C" fn echo(i: *const c_void, len: usize, _: *mut c_void) -> c_int
     pool::core::worker::out_write(s).map_or(1, |_| 0)
 }
 
+/// Writable static data, unchanged since the pool was created: the root's workers have these
+/// bytes, but another rank has a copy of its own.
+static WRITABLE_CTX: AtomicI64 = AtomicI64::new(5);
+
 #[test]
-fn heap_ctx_is_refused_and_close_join_waits_for_remote_work() {
+fn stale_or_writable_ctx_is_refused_and_close_join_waits_for_remote_work() {
     let (p, servers) = cluster(2, 1, Options::default());
-    let ctx = Box::new(5i64);
     let xs: Vec<i64> = (0..400).collect();
     let mut ys = vec![0i64; 400];
+    // Allocated after the pool was created: no worker anywhere has it, refused at the call.
+    let late = Box::new(5i64);
+    let e = unsafe { p.map(map_args(pid_slowly_ctx, &xs, &mut ys, &*late as *const i64 as usize, 1)) }.unwrap_err();
+    assert_eq!(e.status, Status::Inval, "{e}");
+    assert!(e.msg.contains("ctx"), "{e}");
     let mut st = vec![0i32; 400];
-    let mut a = map_args(pid_slowly_ctx, &xs, &mut ys, &*ctx as *const i64 as usize, 1);
+    let mut a = map_args(pid_slowly_ctx, &xs, &mut ys, WRITABLE_CTX.as_ptr() as usize, 1);
     a.statuses = st.as_mut_ptr() as usize;
     let _ = unsafe { p.map(a) };
-    // Items on the root ran (its workers share the memory); those sent away were refused.
-    assert!(st.contains(&(Status::Inval as i32)), "a heap ctx cannot cross ranks");
-    assert!(st.iter().all(|&s| s == Status::Inval as i32 || s == Status::Ok as i32));
+    // Items on the root ran; those sent away were refused.
+    assert!(st.contains(&(Status::Inval as i32)), "writable static data cannot cross ranks");
+    assert!(st.iter().zip(&ys).all(|(&s, &y)| s == Status::Inval as i32 || (s == Status::Ok as i32 && y == 5)));
 
     let mut outs = vec![0i64; 50];
     let ins = vec![0i64; 50];

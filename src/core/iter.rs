@@ -175,6 +175,7 @@ impl MapIter {
                 func: self.a.func.addr(),
                 ctx: self.a.ctx,
                 ctx_size: self.a.ctx_size,
+                ctx_checked: true,
                 n: len,
                 in_size: self.a.in_size,
                 out_size: self.a.out_size,

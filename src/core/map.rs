@@ -63,13 +63,15 @@ impl MapArgs {
     }
 }
 
-/// A copy of `ctx_size` bytes at `ctx` taken now (None when nothing is to be copied): calls
-/// that submit over time copy from it, so every item sees `ctx` as it was at the call.
+/// Checks `ctx` at the call (`Shared::check_ctx`; chunks are not checked again) and takes a
+/// copy of its `ctx_size` bytes (None when nothing is to be copied): calls that submit over
+/// time copy from it, so every item sees `ctx` as it was at the call.
 pub(super) fn snapshot_ctx(sh: &Shared, ctx: usize, ctx_size: usize) -> Result<Option<Box<[u8]>>> {
+    sh.check_ctx_size(ctx, ctx_size)?;
+    sh.check_ctx(ctx, ctx_size)?;
     if ctx_size == 0 {
         return Ok(None);
     }
-    sh.check_ctx_size(ctx, ctx_size)?;
     let mut snap = Vec::new();
     snap.try_reserve_exact(ctx_size)
         .map_err(|_| Error::new(Status::NoMem, format!("no memory for a copy of ctx ({ctx_size} bytes)")))?;
@@ -276,6 +278,7 @@ fn submit_chunk(
         func: a.func.addr(),
         ctx: a.ctx,
         ctx_size: a.ctx_size,
+        ctx_checked: true,
         n,
         in_size,
         out_size,

@@ -2,7 +2,7 @@
 //! and every worker:
 //!
 //! ```text
-//! [Header][WorkerSlot × nworkers][TaskSlot × MAX_TASKS][ring: u32 × MAX_TASKS][task heap][user heap]
+//! [Header][WorkerSlot × nworkers][TaskSlot × MAX_TASKS][ring: u32 × MAX_TASKS][Peek][task heap][user heap]
 //! ```
 //! A task slot describes one unit of work (an apply, a map chunk, a variable-size task); its data
 //! lives in one block of the task heap: `[Rec × n][inputs][outputs]`. The user heap holds the
@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 pub(crate) const MAX_TASKS: u32 = 1 << 18;
-const PAGE: usize = 4096;
+pub(crate) const PAGE: usize = 4096;
 
 /// Task states: the phase (low bits of `TaskSlot::state`), the owner while RUNNING (`1 + worker`
 /// index in bits 8..21), and `WAITER`, set while a host thread sleeps on the word. See PROTOCOL.md.
@@ -140,6 +140,21 @@ pub struct Control {
     pub init_code: AtomicI32,
     /// Its message (`pool_task_error`), NUL-terminated.
     pub init_msg: [AtomicU64; MSG_LEN / 8],
+}
+
+/// A page of the zygote's memory, for a host that may not read the zygote itself (Yama's
+/// ptrace_scope, seccomp, privileges dropped after `pool_create`): the host writes `addr`, then
+/// `asked` (a new number), and rings the zygote; the zygote fills `page` and `len` and sets
+/// `answered` to that number (a futex). See `pool/ctx.rs`.
+#[repr(C, align(64))]
+pub struct Peek {
+    pub asked: AtomicU32,
+    pub answered: AtomicU32,
+    /// Bytes of `page` the zygote could read: PAGE, or 0 where it has nothing mapped.
+    pub len: AtomicU32,
+    /// The page asked for (page-aligned).
+    pub addr: AtomicU64,
+    pub page: [AtomicU64; PAGE / 8],
 }
 
 #[repr(C, align(64))]
@@ -289,6 +304,7 @@ pub struct Layout {
     pub workers: usize,
     pub tasks: usize,
     pub ring: usize,
+    pub peek: usize,
     /// Offset of the task heap; the user heap follows it, `heap_len` bytes each.
     pub heap: usize,
     pub heap_len: usize,
@@ -301,8 +317,9 @@ impl Layout {
         let workers = align(std::mem::size_of::<Header>(), PAGE);
         let tasks = workers + align(nslots * std::mem::size_of::<WorkerSlot>(), PAGE);
         let ring = tasks + MAX_TASKS as usize * std::mem::size_of::<TaskSlot>();
-        let heap = align(ring + MAX_TASKS as usize * 4, 1 << 21);
-        Layout { nworkers, nslots, workers, tasks, ring, heap, heap_len, total: heap + 2 * heap_len }
+        let peek = align(ring + MAX_TASKS as usize * 4, PAGE);
+        let heap = align(peek + std::mem::size_of::<Peek>(), 1 << 21);
+        Layout { nworkers, nslots, workers, tasks, ring, peek, heap, heap_len, total: heap + 2 * heap_len }
     }
 
     /// Bytes from the start that tasks may only read: all but the user heap.
@@ -355,6 +372,11 @@ impl View {
     pub fn header(&self) -> &Header {
         // SAFETY: offset 0 of the mapping holds the Header (zeroed memory is a valid Header).
         unsafe { &*(self.base as *const Header) }
+    }
+
+    pub fn peek(&self) -> &Peek {
+        // SAFETY: the Peek region lies inside the mapping (Layout); zeroed memory is a valid Peek.
+        unsafe { &*(self.base.add(self.layout.peek) as *const Peek) }
     }
 
     pub fn worker(&self, i: usize) -> &WorkerSlot {

@@ -268,6 +268,7 @@ impl Stream {
                 func: self.a.func as usize,
                 ctx: self.a.ctx,
                 ctx_size: self.a.ctx_size,
+                ctx_checked: true,
                 n: 1,
                 in_size: in_cap,
                 out_size: self.a.max_out,

@@ -70,8 +70,21 @@ pub struct pool_map_options_t {
     /// them as they were when the call was made, wherever they live (memory allocated after
     /// `pool_create` included). Tasks get a read-only copy (a task that writes it crashes its
     /// worker). Each chunk carries its own copy: keep it small, and put big read-only tables in
-    /// memory allocated before `pool_create` or from `pool_shm_alloc`. 0 (the default): `ctx`
-    /// is passed as it is and must point into memory that existed at `pool_create`.
+    /// memory allocated before `pool_create` or from `pool_shm_alloc`. A copy that holds a
+    /// pointer (in its first 4 KiB) into the calling thread's stack or into memory mapped after
+    /// `pool_create` is refused (`POOL_EINVAL`): workers would follow it to stale bytes or to
+    /// nothing.
+    ///
+    /// 0 (the default): `ctx` is passed as it is, and workers see the memory there as it was at
+    /// `pool_create`. The call checks that this is what the caller has: it compares the bytes
+    /// at `ctx` with the workers' copy (a global's whole variable, up to 1 KiB, when the
+    /// program's symbol table gives its size; elsewhere the first 64 bytes) and fails with
+    /// `POOL_EINVAL`, naming `ctx`, if they differ (a struct filled or allocated after
+    /// `pool_create`) or if `ctx` is in memory mapped after `pool_create`. Constants, shared
+    /// memory (`pool_shm_alloc`, `MAP_SHARED` mappings made before the pool) and NULL always
+    /// pass; an address that is not mapped at all (a number cast to a pointer) is passed
+    /// through untouched. When only bytes after a small object changed, the call is refused
+    /// too: pass `ctx_size`.
     pub ctx_size: usize,
     /// `pool_map_async_ex` only (others refuse it: `POOL_EINVAL`): called once, with the map's
     /// status, when its result is ready (see `pool_callback_fn`).

@@ -109,10 +109,12 @@ fn apply_args(
 /// this returns.
 ///
 /// Workers are forked from a helper process forked here, so every worker, including one that
-/// replaces a dead one, sees the process memory as it is now: functions and `ctx` pointers
-/// passed later must point into memory that exists at this call. Tasks run on a copy of the
-/// calling thread's stack (fork semantics): create pools from a thread whose stack is big
-/// enough for the tasks (the main thread's, or a default-sized thread stack).
+/// replaces a dead one, sees the process memory as it is now: functions passed later must be
+/// code loaded at this call, and a `ctx` passed later by address is seen as it is now (calls
+/// refuse one whose bytes changed since, or that did not exist: pass `ctx_size` to copy it
+/// with the call; see `pool_map_options_t`). Tasks run on a copy of the calling thread's stack
+/// (fork semantics): create pools from a thread whose stack is big enough for the tasks (the
+/// main thread's, or a default-sized thread stack).
 ///
 /// Returns NULL on failure with `pool_last_error()` saying why: fork or shared memory
 /// (`POOL_ESYS`), an initializer that crashed or exited (`POOL_ECRASHED`), refused

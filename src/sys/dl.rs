@@ -21,6 +21,8 @@ pub struct Object {
     pub code: Vec<(usize, usize)>,
     /// Loaded segments that are not writable (code, constants), as address ranges.
     pub readonly: Vec<(usize, usize)>,
+    /// Writable loaded segments (static data: `.data`, `.bss`), as address ranges.
+    pub data: Vec<(usize, usize)>,
     /// The same on every machine that runs the same build: the build-id, else the file's name
     /// and size (the device, inode and time of `id` differ from node to node).
     pub portable: Vec<u8>,
@@ -88,7 +90,8 @@ fn object(info: &libc::dl_phdr_info) -> Object {
     let range = |p: &libc::Elf64_Phdr| (base + p.p_vaddr as usize, base + (p.p_vaddr + p.p_memsz) as usize);
     let loads = phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD);
     let code = loads.clone().filter(|p| p.p_flags & libc::PF_X != 0).map(range).collect();
-    let readonly = loads.filter(|p| p.p_flags & libc::PF_W == 0).map(range).collect();
+    let readonly = loads.clone().filter(|p| p.p_flags & libc::PF_W == 0).map(range).collect();
+    let data = loads.filter(|p| p.p_flags & libc::PF_W != 0).map(range).collect();
     let bid = phdrs
         .iter()
         .filter(|p| p.p_type == libc::PT_NOTE)
@@ -102,7 +105,7 @@ fn object(info: &libc::dl_phdr_info) -> Object {
         format!("{base_name}|{size}").into_bytes()
     });
     let id = bid.unwrap_or_else(|| file_id(info.dlpi_name));
-    Object { base, code, readonly, id, portable, name }
+    Object { base, code, readonly, data, id, portable, name }
 }
 
 fn c_name<'a>(name: *const libc::c_char) -> &'a str {
@@ -178,29 +181,25 @@ pub fn program_hash() -> u64 {
 
 /// The GNU build-id in a loaded PT_NOTE segment, if there is one.
 fn build_id(addr: usize, len: usize) -> Option<Vec<u8>> {
+    // SAFETY: the note segment is mapped for `len` bytes (it is part of a loaded object).
+    build_id_in(unsafe { std::slice::from_raw_parts(addr as *const u8, len) })
+}
+
+/// The GNU build-id in the notes `notes` (a PT_NOTE segment's bytes), if there is one.
+pub(super) fn build_id_in(notes: &[u8]) -> Option<Vec<u8>> {
     const NT_GNU_BUILD_ID: u32 = 3;
     let align4 = |x: usize| (x + 3) & !3;
+    let word = |at: usize| u32::from_ne_bytes(notes[at..at + 4].try_into().expect("4 bytes"));
     let mut off = 0;
-    while off + 12 <= len {
-        // SAFETY: the note segment is mapped (it is part of a loaded object) and `off + 12 <= len`.
-        let (namesz, descsz, kind) = unsafe {
-            let p = (addr + off) as *const u32;
-            (p.read_unaligned() as usize, p.add(1).read_unaligned() as usize, p.add(2).read_unaligned())
-        };
+    while off + 12 <= notes.len() {
+        let (namesz, descsz, kind) = (word(off) as usize, word(off + 4) as usize, word(off + 8));
         let name = off + 12;
-        let desc = name + align4(namesz);
-        if desc + descsz > len {
+        let desc = name.checked_add(align4(namesz))?;
+        if desc.checked_add(descsz)? > notes.len() {
             return None;
         }
-        // SAFETY: both ranges were checked to lie inside the segment.
-        let (n, d) = unsafe {
-            (
-                std::slice::from_raw_parts((addr + name) as *const u8, namesz),
-                std::slice::from_raw_parts((addr + desc) as *const u8, descsz),
-            )
-        };
-        if kind == NT_GNU_BUILD_ID && n == b"GNU\0" {
-            return Some(d.to_vec());
+        if kind == NT_GNU_BUILD_ID && &notes[name..name + namesz] == b"GNU\0" {
+            return Some(notes[desc..desc + descsz].to_vec());
         }
         off = desc + align4(descsz);
     }
@@ -209,7 +208,10 @@ fn build_id(addr: usize, len: usize) -> Option<Vec<u8>> {
 
 /// For objects without a build-id: the file's name, device, inode and modification time.
 fn file_id(name: *const libc::c_char) -> Vec<u8> {
-    let name = c_name(name);
+    file_id_of(c_name(name))
+}
+
+pub(super) fn file_id_of(name: &str) -> Vec<u8> {
     let path = if name.is_empty() { "/proc/self/exe" } else { name };
     let meta = std::fs::metadata(path).ok();
     use std::os::unix::fs::MetadataExt;

@@ -2,9 +2,11 @@
 //! pidfd, signalfd, prctl).
 
 pub mod dl;
+pub mod elf;
 pub mod fork;
 pub mod futex;
 pub mod mem;
+pub mod peek;
 pub mod proc;
 pub mod robust;
 pub mod thread;

@@ -467,19 +467,20 @@ fn maps(pid: libc::pid_t) -> Vec<MapLine> {
         .collect()
 }
 
-/// Address ranges mapped in this process now whose permissions contain `perm`.
-fn ranges(perm: &str) -> Vec<(usize, usize)> {
-    maps(0).into_iter().filter(|m| m.perms.contains(perm)).map(|m| (m.lo, m.hi)).collect()
+/// The address ranges mapped in this process now (one read of /proc/self/maps), sorted.
+pub struct Ranges {
+    /// Mapped executable.
+    pub executable: Vec<(usize, usize)>,
+    /// Mapped readable.
+    pub readable: Vec<(usize, usize)>,
+    /// Mapped shared (`MAP_SHARED`).
+    pub shared: Vec<(usize, usize)>,
 }
 
-/// Address ranges mapped executable in this process now.
-pub fn executable_ranges() -> Vec<(usize, usize)> {
-    ranges("x")
-}
-
-/// Every readable address range mapped in this process now.
-pub fn readable_ranges() -> Vec<(usize, usize)> {
-    ranges("r")
+pub fn mapped_ranges() -> Ranges {
+    let maps = maps(0);
+    let with = |perm: char| maps.iter().filter(|m| m.perms.contains(perm)).map(|m| (m.lo, m.hi)).collect();
+    Ranges { executable: with('x'), readable: with('r'), shared: with('s') }
 }
 
 /// The pids of every process this one can see in /proc.

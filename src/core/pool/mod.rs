@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering::*;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod ctx;
 mod lifecycle;
 mod snapshot;
 mod submit;
@@ -176,6 +177,8 @@ pub struct Shared {
     user_blocks: Mutex<std::collections::HashMap<usize, Block>>,
     /// What workers have: the code and memory of the creating process at creation.
     snapshot: Snapshot,
+    /// The zygote's memory, as far as `ctx` checks needed it.
+    zpages: ctx::ZygotePages,
 }
 
 /// The pool's lifecycle state, in its own allocation: a map driver thread gives back its
@@ -279,6 +282,7 @@ impl Pool {
             user_blocks: Mutex::new(std::collections::HashMap::new()),
             fds,
             snapshot: Snapshot::now(),
+            zpages: Default::default(),
         });
         let cfg = ZygoteConfig {
             view,
@@ -368,6 +372,7 @@ impl Pool {
             func: f as usize,
             ctx,
             ctx_size: opts.ctx_size,
+            ctx_checked: false,
             n: 1,
             in_size,
             out_size,
@@ -406,6 +411,7 @@ impl Pool {
             func: f as usize,
             ctx,
             ctx_size: opts.ctx_size,
+            ctx_checked: false,
             n: 1,
             in_size: len,
             out_size: max_out,

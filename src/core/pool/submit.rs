@@ -44,6 +44,10 @@ pub(crate) struct TaskSpec {
     pub ctx: usize,
     /// Bytes of `ctx` to copy with the task (0: `ctx` is passed as it is).
     pub ctx_size: usize,
+    /// `ctx` was checked already (`check_ctx`): at the call, for work submitted over time
+    /// (later chunks must not fail for a `ctx` changed after the call); by the root, for a
+    /// remote rank's task (its addresses mean nothing here).
+    pub ctx_checked: bool,
     pub n: usize,
     pub in_size: usize,
     pub out_size: usize,
@@ -134,9 +138,10 @@ impl Shared {
             ));
         }
         self.check_open(spec.map_chunk)?;
-        self.snapshot.check_func(spec.func)?;
-        if spec.ctx_size == 0 {
-            self.snapshot.check_ctx(spec.ctx, self.map.base() as usize..self.map.base() as usize + self.map.len())?;
+        let loader = snapshot::Loader::default();
+        self.snapshot.check_func(spec.func, &loader)?;
+        if !spec.ctx_checked {
+            self.check_ctx_with(spec.ctx, spec.ctx_size, &loader)?;
         }
         let timeout_ns = spec.timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
         if timeout_ns != 0 && self.view.header().control.deadlines.swap(ON, SeqCst) == 0 {

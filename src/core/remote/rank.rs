@@ -244,6 +244,7 @@ impl Server {
             func,
             ctx: ctx.0,
             ctx_size: ctx.1,
+            ctx_checked: true,
             n: if kind == K_VAR { 1 } else { n as usize },
             in_size: isz as usize,
             out_size: osz as usize,

@@ -430,6 +430,42 @@ void blocks_and_streams() {
     expect(right == xs.size(), "map_blocks with a capturing lambda");
     p.map_blocks(square_block, xs.data(), ys.data(), xs.size(), 1000);
     expect(ys[999] == 999L * 999L, "map_blocks with a function and a block size");
+
+    // A loop body that reaches into the caller's stack (a reference capture, or a pointer to a
+    // local) would work on the workers' stale copies of it: refused, naming the capture.
+    auto refused = [](auto&& call) {
+        try {
+            call();
+        } catch (const pool::Error& e) {
+            return e.status() == POOL_EINVAL && std::strstr(e.what(), "captures a reference or pointer") != nullptr &&
+                   std::strstr(e.what(), "[&total]") != nullptr;
+        }
+        return false;
+    };
+    long total = 0;
+    expect(refused([&] {
+               p.parallel_for(0, 1000, [&total](std::size_t b, std::size_t e) { total += static_cast<long>(e - b); });
+           }) && total == 0,
+           "parallel_for capturing [&total]: refused");
+    expect(refused([&] {
+               p.parallel_for(0, 1000, [&](std::size_t b, std::size_t) { total += static_cast<long>(b) + offset; });
+           }),
+           "parallel_for capturing [&]: refused");
+    const long local[2] = {3, 4};
+    const long* lp = local;
+    expect(refused([&] {
+               p.map_blocks([lp](const long* in, long* out, std::size_t count) {
+                   for (std::size_t i = 0; i < count; i++) out[i] = in[i] + lp[1];
+               }, xs.data(), ys.data(), xs.size());
+           }),
+           "map_blocks capturing a pointer to a local: refused");
+    long* sum = p.shm_alloc<long>(1);
+    *sum = 0;
+    p.parallel_for(0, 1000, [sum, offset](std::size_t b, std::size_t e) {
+        __atomic_fetch_add(sum, static_cast<long>(e - b) * offset, __ATOMIC_SEQ_CST);
+    });
+    expect(*sum == 7000, "parallel_for: results through shm_alloc memory, values captured by value");
+    p.shm_free(sum);
 }
 
 // A Pool its own task reaches (as a global would): the worker's copy was made by fork inside
