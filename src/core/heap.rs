@@ -129,7 +129,9 @@ impl State {
         }
         let skipped = self.bump;
         self.bump = off + bsize;
-        self.list(skipped, off);
+        if off - skipped >= 1 << MIN_SHIFT {
+            self.list(skipped, off);
+        }
         let old = off < self.used;
         self.used = self.used.max(self.bump);
         Some((off, old))

@@ -38,9 +38,12 @@ impl Gate {
     /// a circle of callbacks waiting for each other (two pools' callbacks freeing each other's
     /// results at once), where it returns at once.
     pub fn freed(&self) {
-        let me = std::thread::current().id();
         let mut g = self.lock();
         g.1 = true;
+        if g.0.is_none() {
+            return; // the common case: no callback runs (no thread id needed)
+        }
+        let me = std::thread::current().id();
         while let Some(runner) = g.0 {
             if runner == me || !waits::begin(me, runner) {
                 return;
