@@ -474,6 +474,26 @@ fn seed_example_output() {
     }
 }
 
+/// The README's short tour compiles as shown and prints what its comments say.
+#[test]
+fn readme_tour_prints_what_it_says() {
+    let readme = std::fs::read_to_string(env().root.join("README.md")).unwrap();
+    let tour = readme.split("## A short tour").nth(1).expect("the README has a short tour");
+    let code = tour.split("```c\n").nth(1).and_then(|t| t.split("\n```").next()).expect("the tour's C block");
+    let src = env().outdir.join("readme_tour.c");
+    std::fs::write(&src, code).unwrap();
+    let exe = compile(&src, "readme_tour", Link::Shared, &[]);
+    let r = run(&exe, TIMEOUT);
+    assert!(r.status.success(), "{}", r.report("the README's tour failed"));
+    // What each printf's comment promises, in order.
+    let want: Vec<&str> = code
+        .lines()
+        .filter(|l| l.trim_start().starts_with("printf("))
+        .filter_map(|l| l.rsplit("/* ").next()?.strip_suffix(" */"))
+        .collect();
+    assert_eq!(r.stdout.lines().collect::<Vec<_>>(), want, "{}", r.report("the tour printed otherwise"));
+}
+
 /// The seed example's exact output, and nothing on stderr.
 fn check_seed_output(r: &Run) -> Result<(), String> {
     let mut want = String::new();
