@@ -324,7 +324,10 @@ fn scenario(arm: Option<(Point, u64)>) {
     let waiters = WAITERS - usize::from(killed == Some(Role2::Waiter));
     assert_eq!(b.woke_ok.load(SeqCst) as usize, waiters, "{what}: waiters did not all wake with OK");
 
-    // Arena: every object freed, nothing left taken or half-freed once an allocation searched.
+    // Arena: consistent whoever died where; every object freed, nothing left taken or
+    // half-freed once an allocation searched.
+    let c = arena::get().unwrap().census().unwrap();
+    assert!(c.consistent, "{what}: the arena's blocks or free list are inconsistent: {c:?}");
     assert_eq!(b.churn_errors.load(SeqCst), 0, "{what}: a churner's call failed");
     q.free().unwrap();
     l.free().unwrap();
@@ -332,6 +335,7 @@ fn scenario(arm: Option<(Point, u64)>) {
     let huge = Queue::create(64 << 20); // never fits: defragments, taking back what it can
     assert!(huge.is_err(), "{what}: 64 MiB fit in an 8 MiB arena");
     let after = arena::get().unwrap().census().unwrap();
+    assert!(after.consistent, "{what}: the arena is inconsistent after a defragment: {after:?}");
     assert_eq!(after.pending, 0, "{what}: blocks left taken or half-freed: {after:?}");
     // A churner killed between creating an object and freeing it leaves that one object.
     let leaked = if matches!(killed, Some(Role2::Churner(_))) { 0..=1 } else { 0..=0 };

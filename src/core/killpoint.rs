@@ -68,6 +68,7 @@ points! {
     Host HostCancelLocked,
     Host HostCollected,
     Peer ArenaLocked,
+    Peer ArenaSplit,
     Peer ArenaTaken,
     Peer ArenaCreated,
     Peer ArenaEntered,

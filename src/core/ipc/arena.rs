@@ -137,6 +137,9 @@ pub struct Census {
     pub live: usize,
     pub pending: usize,
     pub free_bytes: u64,
+    /// The blocks tile the memory up to `bump` and the free list names only FREE blocks among
+    /// them (what every step keeps, whoever dies where).
+    pub consistent: bool,
 }
 
 impl Arena {
@@ -247,14 +250,19 @@ impl Arena {
                 let next = b.next.load(SeqCst);
                 let link = prev.unwrap_or(&h.free);
                 if have - need >= MIN_SPLIT {
+                    // The block shrinks before the rest is linked in its place: at every store
+                    // the blocks tile the memory (a death between linking the rest and
+                    // shrinking left a FREE block covering the rest, which the rest's next
+                    // owner would lose to the next defragment).
                     let rest = cur + need;
                     let r = self.block(rest);
                     r.kind.store(FREE, SeqCst);
                     r.size.store(have - need, SeqCst);
                     r.next.store(next, SeqCst);
                     self.mark_start(rest);
-                    link.store(rest, SeqCst);
                     b.size.store(need, SeqCst);
+                    kp!(ArenaSplit);
+                    link.store(rest, SeqCst);
                 } else {
                     link.store(next, SeqCst);
                 }
@@ -426,6 +434,7 @@ impl Arena {
         self.locked(|h| {
             let (first, bump) = (h.first.load(SeqCst), h.bump.load(SeqCst));
             let mut c = Census { free_bytes: self.map.len() as u64 - bump, ..Census::default() };
+            let mut starts = Vec::new();
             let mut off = first;
             while off < bump {
                 let b = self.block(off);
@@ -433,6 +442,7 @@ impl Arena {
                 if size == 0 || off + size > bump {
                     break;
                 }
+                starts.push(off);
                 match b.kind.load(SeqCst) {
                     FREE => c.free_bytes += size,
                     TAKEN | FREEING => c.pending += 1,
@@ -440,6 +450,16 @@ impl Arena {
                 }
                 off += size;
             }
+            let mut listed = h.free.load(SeqCst);
+            let mut listed_ok = true;
+            for _ in 0..=starts.len() {
+                if listed == 0 {
+                    break;
+                }
+                listed_ok &= starts.binary_search(&listed).is_ok() && self.block(listed).kind.load(SeqCst) == FREE;
+                listed = self.block(listed).next.load(SeqCst);
+            }
+            c.consistent = off == bump && listed == 0 && listed_ok;
             c
         })
     }
