@@ -41,6 +41,43 @@ static inline void sleep_s(double s) {
     }
 }
 
+/* True when running under valgrind (its preload is in LD_PRELOAD). */
+static inline int under_valgrind(void) {
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload");
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CHECK_ASAN_ 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHECK_ASAN_ 1
+#endif
+#endif
+#ifndef CHECK_ASAN_
+#define CHECK_ASAN_ 0
+#endif
+
+/* POOL_TEST_SLACK, a factor (1 if unset). */
+static inline double slack_env_(void) {
+    const char *env = getenv("POOL_TEST_SLACK");
+    double f = env ? atof(env) : 0;
+    return f > 0 ? f : 1;
+}
+
+/* How many times longer than a quiet native run things may take here: 20 under valgrind (every
+ * process runs ~20x slower), 3 under AddressSanitizer, 1 otherwise; times POOL_TEST_SLACK when
+ * set (a factor, for a machine slower still). Every bound on a wait in these tests is a hang
+ * guard, generous for a busy machine, multiplied by this. */
+static inline double slack(void) {
+    return (under_valgrind() ? 20 : CHECK_ASAN_ ? 3 : 1) * slack_env_();
+}
+
+/* `secs` of hang guard, stretched by slack(). */
+static inline double guard_s(double secs) {
+    return secs * slack();
+}
+
 static inline void check_fail_(const char *file, int line, const char *what) {
     fprintf(stderr, "%s:%d: [%s] FAILED: %s\n    pool_last_error(): \"%s\"\n", file, line, check_section_, what,
             pool_last_error());
@@ -107,6 +144,29 @@ static inline int check_err_has_(const char *file, int line, const char *needle)
 /* pool_last_error() must be a non-empty string. */
 #define CHECK_ERR_SET() CHECK(pool_last_error() != NULL && pool_last_error()[0] != '\0')
 
+static inline int check_took_(const char *file, int line, const char *what, double took, double bound) {
+    double limit = guard_s(bound);
+    fprintf(stderr, "  %s: %.2f s (hang guard %.0f s)\n", what, took, limit);
+    if (took < limit) return 1;
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s took %.2f s, past its hang guard of %.0f s", what, took, limit);
+    check_fail_(file, line, buf);
+    return 0;
+}
+
+/* A hang guard on a step that must not wait for anything slow (a sleeping task, a long
+ * timeout): prints how long it took since `t0` (now_s()) and fails only past guard_s(bound).
+ * Pick `bound` well below what the step would take if it did wait, and well above what it
+ * takes on a loaded machine. */
+#define CHECK_TOOK(t0, bound, what) check_took_(__FILE__, __LINE__, (what), now_s() - (t0), (bound))
+
+/* Waits (polling every millisecond) until `cond` holds or guard_s(secs) pass. */
+#define WAIT_UNTIL(cond, secs)                                                          \
+    do {                                                                                \
+        for (double wait_t0_ = now_s(); !(cond) && now_s() - wait_t0_ < guard_s(secs);) \
+            sleep_s(0.001);                                                             \
+    } while (0)
+
 /* Names the part of the test about to run (shown in failures, crashes and timeouts). */
 #define SECTION(name)                                                 \
     do {                                                              \
@@ -139,9 +199,20 @@ static inline void check_on_crash_(int sig) {
     raise(sig);
 }
 
-/* Call first in main: names the test, arms a watchdog alarm, disables core dumps (tests crash
- * workers on purpose), and reports crashes of the test process itself with the section. Workers
- * and children do not inherit the alarm; the library may reset the handlers in them. */
+/* Arms the watchdog: SIGALRM (a hang, named by its section) after `secs` of a quiet native run,
+ * stretched 3x for a loaded machine, and 5x more under valgrind or 2x under AddressSanitizer
+ * (less than slack(): most of a test's time is waiting, which the tools slow less). The harness
+ * (tests/c_api.rs) kills a program only after 4 x 55 s natively, 8 x 55 s under ASan and
+ * 16 x 55 s under valgrind, so the watchdog speaks first. */
+static inline void watchdog_arm(unsigned secs) {
+    double tool = under_valgrind() ? 5 : CHECK_ASAN_ ? 2 : 1;
+    alarm((unsigned)(secs * 3 * tool * slack_env_()));
+}
+
+/* Call first in main: names the test, arms the watchdog (`timeout_s`, 55 at most: see
+ * watchdog_arm), disables core dumps (tests crash workers on purpose), and reports crashes of
+ * the test process itself with the section. Workers and children do not inherit the alarm; the
+ * library may reset the handlers in them. */
 static inline void test_begin(const char *name, unsigned timeout_s) {
     check_name_ = name;
     check_pid_ = getpid();
@@ -153,7 +224,7 @@ static inline void test_begin(const char *name, unsigned timeout_s) {
     signal(SIGABRT, check_on_crash_);
     signal(SIGFPE, check_on_crash_);
     setvbuf(stderr, NULL, _IONBF, 0);
-    alarm(timeout_s);
+    watchdog_arm(timeout_s);
 }
 
 /* Call last: returns main's exit status. */
@@ -203,12 +274,6 @@ static inline int blocks(const void *in, void *out, void *ctx) {
     long x = *(const long *)in;
     *(long *)out = x * x;
     return 0;
-}
-
-/* True when running under valgrind (its preload is in LD_PRELOAD). */
-static inline int under_valgrind(void) {
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload");
 }
 
 /* The state letter of `pid` in /proc (R, S, T, Z, ...); 0 once it is gone. */

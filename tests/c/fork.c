@@ -147,7 +147,7 @@ static void setup(void) {
 static void child_calls_everything(void) {
     check_name_ = "fork (child)";
     check_pid_ = getpid();
-    alarm(30); /* alarms are not inherited */
+    watchdog_arm(30); /* alarms are not inherited */
     SECTION("child: the inherited async results");
     pool_async_t *all[] = {h.running, h.running_map, h.queued, h.done, h.map_done, h.var};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
