@@ -263,7 +263,7 @@ static inline void gate_open(void) {
 }
 
 static inline void wait_release(void) {
-    for (double t0 = now_s(); !atomic_load(&gate->release) && now_s() - t0 < 30;) sleep_s(0.001);
+    WAIT_UNTIL(atomic_load(&gate->release), 30);
 }
 
 /* Counts itself started, waits at the gate, then squares its long. */
