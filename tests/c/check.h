@@ -47,15 +47,16 @@ static inline int under_valgrind(void) {
     return pre && strstr(pre, "vgpreload");
 }
 
+/* UNDER_ASAN: 1 in a build with AddressSanitizer (GCC's macro, or clang's feature test). */
 #if defined(__SANITIZE_ADDRESS__)
-#define CHECK_ASAN_ 1
+#define UNDER_ASAN 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define CHECK_ASAN_ 1
+#define UNDER_ASAN 1
 #endif
 #endif
-#ifndef CHECK_ASAN_
-#define CHECK_ASAN_ 0
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
 #endif
 
 /* POOL_TEST_SLACK, a factor (1 if unset). */
@@ -70,7 +71,7 @@ static inline double slack_env_(void) {
  * set (a factor, for a machine slower still). Every bound on a wait in these tests is a hang
  * guard, generous for a busy machine, multiplied by this. */
 static inline double slack(void) {
-    return (under_valgrind() ? 20 : CHECK_ASAN_ ? 3 : 1) * slack_env_();
+    return (under_valgrind() ? 20 : UNDER_ASAN ? 3 : 1) * slack_env_();
 }
 
 /* `secs` of hang guard, stretched by slack(). */
@@ -205,7 +206,7 @@ static inline void check_on_crash_(int sig) {
  * (tests/c_api.rs) kills a program only after 4 x 55 s natively, 8 x 55 s under ASan and
  * 16 x 55 s under valgrind, so the watchdog speaks first. */
 static inline void watchdog_arm(unsigned secs) {
-    double tool = under_valgrind() ? 5 : CHECK_ASAN_ ? 2 : 1;
+    double tool = under_valgrind() ? 5 : UNDER_ASAN ? 2 : 1;
     alarm((unsigned)(secs * 3 * tool * slack_env_()));
 }
 
