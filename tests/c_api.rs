@@ -592,7 +592,13 @@ fn run_stage(stage: &str, progs: &[Prog], one: impl Fn(&Prog) -> Result<String, 
     }
     let names: Vec<&str> = failures.iter().map(|f| f.0).collect();
     let details: Vec<&str> = failures.iter().map(|f| f.1.as_str()).collect();
-    assert!(failures.is_empty(), "{stage}: {} of {} failed: {names:?}\n\n{}", names.len(), progs.len(), details.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{stage}: {} of {} failed: {names:?}\n\n{}",
+        names.len(),
+        progs.len(),
+        details.join("\n\n")
+    );
 }
 
 /// Names of our own C sources, to tell the test programs' frames from libc's in reports.
