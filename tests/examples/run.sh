@@ -185,6 +185,16 @@ pages=("$P"/page{1..6}.png)
 # Workers are forked, not exec'd: every process of a run shows the run's command line, which
 # names the scratch directory. None may be left once ocr has exited.
 leftovers() { pgrep -f -- "$W" | grep -v "^$$\$" || true; }
+# Those left once they had 30 s to go after ocr exited (at once on a quiet machine).
+settled_leftovers() {
+    local left i
+    for i in $(seq 60); do
+        left=$(leftovers)
+        [ -z "$left" ] && return
+        sleep 0.5
+    done
+    echo "$left"
+}
 
 t0=$(date +%s.%N)
 "$OCR" -p 2 "${pages[@]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
@@ -208,8 +218,7 @@ t0=$(date +%s.%N)
 OCR_FAULT=crash:page3,hang:page4 "$OCR" -p 2 -t 3 "${pages[@]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
 t1=$(date +%s.%N)
 secs=$(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.1f", b - a }')
-sleep 0.2
-left=$(leftovers)
+left=$(settled_leftovers)
 expect=("${pages[@]}")
 expect[2]="!${pages[2]}" expect[3]="!${pages[3]}"
 why=$("$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" header "${expect[@]}"); ok=$?
@@ -230,8 +239,7 @@ else
 fi
 
 "$OCR" -p 2 -l no_such_language "${pages[0]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
-sleep 0.2
-left=$(leftovers)
+left=$(settled_leftovers)
 if [ $rc = 2 ] && grep -q "cannot start the OCR workers: .*cannot load language 'no_such_language'" "$W/ocr.err" \
     && [ ! -s "$W/ocr.out" ] && [ -z "$left" ]; then
     pass "ocr -l no_such_language: the initializer refuses, pool_create fails with its message, exit 2"
