@@ -62,7 +62,7 @@ fn apply_statuses_and_recovery() {
 
 #[test]
 fn timeout_stops_the_item_and_the_pool_goes_on() {
-    let opts = Options { task_timeout: Some(Duration::from_millis(200)), ..Options::default() };
+    let opts = Options { task_timeout: Some(Duration::from_secs(1)), ..Options::default() };
     let p = Pool::new(2, opts).unwrap();
     let xs: Vec<i64> = vec![1, 2, 16, 3, 4];
     let mut ys = vec![0i64; xs.len()];

@@ -112,7 +112,7 @@ fn map_runs_every_item_once_across_ranks_with_remote_fault_statuses() {
         COUNTS = counts.as_ptr();
         SEEN = shared_counters(RANKS_SEEN).as_ptr();
     }
-    let (p, servers) = cluster(4, 1, Options { task_timeout: Some(Duration::from_millis(300)), ..Options::default() });
+    let (p, servers) = cluster(4, 1, Options { task_timeout: Some(Duration::from_secs(1)), ..Options::default() });
     assert_eq!(p.workers(), 4);
     let xs: Vec<i64> = (0..n as i64).filter(|x| x % 100 != 16 || *x == 216).collect();
     let mut ys = vec![-1i64; xs.len()];
@@ -138,7 +138,7 @@ fn map_runs_every_item_once_across_ranks_with_remote_fault_statuses() {
     let mut pids = vec![0i64; 200];
     let ins = vec![0i64; 200];
     let a = map_args_raw(pid_of_every_rank, ins.as_ptr() as usize, pids.as_mut_ptr() as usize, 200, 0, 1);
-    // Not the pool's 300 ms: the first items wait for the other ranks.
+    // Not the pool's 1 s: the first items wait for the other ranks.
     unsafe { p.map(MapArgs { timeout: Some(Duration::from_secs(120)), ..a }) }.unwrap();
     pids.sort();
     pids.dedup();
