@@ -161,7 +161,7 @@ static void test_map_ex(pool_t *pool) {
     SECTION("pool_map_ex per-call task_timeout");
     pool_map_options_init(&mo);
     mo.statuses = st;
-    mo.task_timeout = guard_s(0.5); /* far above a square, even on a loaded machine */
+    mo.task_timeout = timeout_s(0.5); /* far above a square, even on a loaded machine */
     for (size_t i = 0; i < 40; i++) out[i] = -1, st[i] = -1;
     double t0 = now_s();
     CHECK_ST(pool_map_ex(pool, hangs_on_5, in, sizeof(long), out, sizeof(long), 40, NULL, &mo), POOL_ETIMEDOUT);

@@ -66,17 +66,29 @@ static inline double slack_env_(void) {
     return f > 0 ? f : 1;
 }
 
+/* `valgrind` under valgrind, `asan` under AddressSanitizer, 1 otherwise; times POOL_TEST_SLACK. */
+static inline double by_tool_(double valgrind, double asan) {
+    return (under_valgrind() ? valgrind : UNDER_ASAN ? asan : 1) * slack_env_();
+}
+
 /* How many times longer than a quiet native run things may take here: 20 under valgrind (every
  * process runs ~20x slower), 3 under AddressSanitizer, 1 otherwise; times POOL_TEST_SLACK when
  * set (a factor, for a machine slower still). Every bound on a wait in these tests is a hang
  * guard, generous for a busy machine, multiplied by this. */
 static inline double slack(void) {
-    return (under_valgrind() ? 20 : UNDER_ASAN ? 3 : 1) * slack_env_();
+    return by_tool_(20, 3);
 }
 
 /* `secs` of hang guard, stretched by slack(). */
 static inline double guard_s(double secs) {
     return secs * slack();
+}
+
+/* A task_timeout the test waits out (a task that must be cut short), yet never reached by the
+ * test's quick tasks: stretched x4 under valgrind and x2 under AddressSanitizer, less than
+ * guard_s, since each one costs its full length every run. */
+static inline double timeout_s(double secs) {
+    return secs * by_tool_(4, 2);
 }
 
 static inline void check_fail_(const char *file, int line, const char *what) {
@@ -206,8 +218,7 @@ static inline void check_on_crash_(int sig) {
  * (tests/c_api.rs) kills a program only after 4 x 55 s natively, 8 x 55 s under ASan and
  * 16 x 55 s under valgrind, so the watchdog speaks first. */
 static inline void watchdog_arm(unsigned secs) {
-    double tool = under_valgrind() ? 5 : UNDER_ASAN ? 2 : 1;
-    alarm((unsigned)(secs * 3 * tool * slack_env_()));
+    alarm((unsigned)(secs * 3 * by_tool_(5, 2)));
 }
 
 /* Call first in main: names the test, arms the watchdog (`timeout_s`, 55 at most: see

@@ -46,7 +46,7 @@ static void test_sigterm_returns(void) {
     int st[3] = {-1, -1, -1};
     pool_map_options_t mo;
     pool_map_options_init(&mo);
-    mo.task_timeout = guard_s(1); /* item 1's 0.15 s, even on a loaded machine */
+    mo.task_timeout = timeout_s(1); /* above item 1's 0.15 s, even on a loaded machine */
     mo.chunksize = 3; /* one worker runs the three items in a row */
     mo.statuses = st;
     CHECK_ST(pool_map_ex(pool, term_returns, in, sizeof in[0], out, sizeof out[0], 3, NULL, &mo), POOL_ETIMEDOUT);
