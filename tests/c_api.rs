@@ -46,9 +46,9 @@ use std::time::{Duration, Instant};
 const TIMEOUT: Duration = Duration::from_secs(4 * 55);
 /// The same under AddressSanitizer (the watchdog stretches 2x more).
 const SANITIZE_TIMEOUT: Duration = Duration::from_secs(8 * 55);
-/// The same under valgrind (the watchdog stretches 5x more; 20-50x slower on computation, but
-/// most tests mostly wait).
-const VALGRIND_TIMEOUT: Duration = Duration::from_secs(16 * 55);
+/// The same under valgrind (the watchdog stretches 10x more: 20-50x slower on computation, and
+/// every worker a program starts is a new valgrind).
+const VALGRIND_TIMEOUT: Duration = Duration::from_secs(32 * 55);
 /// Compiler flags of the sanitizer stage.
 const SANITIZE_FLAGS: &[&str] =
     &["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"];
