@@ -132,6 +132,7 @@ done
 # Past 4 GiB: ISIZE is the length modulo 2^32, and the CRC combines over a thousand blocks.
 # Zeros at level 1 keep this to ~10 s; pigz -t (faster than gzip -t) checks the CRC and ISIZE.
 big=4400000000
+echo "pgz on 4.4 GB of zeros (~10 s, more on a loaded machine) ..."
 head -c $big /dev/zero | "$PGZ" -p 2 -b 1024 -l 1 >"$W/big.gz" 2>"$W/e"; rc=$?
 isize=$(tail -c 4 "$W/big.gz" | od -An -tu4 | tr -d ' ')
 tester=$(command -v pigz >/dev/null && echo pigz || echo gzip)
