@@ -221,11 +221,11 @@ static inline void watchdog_arm(unsigned secs) {
     alarm((unsigned)(secs * 3 * by_tool_(10, 2)));
 }
 
-/* Call first in main: names the test, arms the watchdog (`timeout_s`, 55 at most: see
+/* Call first in main: names the test, arms the watchdog (`watchdog_secs`, 55 at most: see
  * watchdog_arm), disables core dumps (tests crash workers on purpose), and reports crashes of
  * the test process itself with the section. Workers and children do not inherit the alarm; the
  * library may reset the handlers in them. */
-static inline void test_begin(const char *name, unsigned timeout_s) {
+static inline void test_begin(const char *name, unsigned watchdog_secs) {
     check_name_ = name;
     check_pid_ = getpid();
     struct rlimit no_core = {0, 0};
@@ -236,7 +236,7 @@ static inline void test_begin(const char *name, unsigned timeout_s) {
     signal(SIGABRT, check_on_crash_);
     signal(SIGFPE, check_on_crash_);
     setvbuf(stderr, NULL, _IONBF, 0);
-    watchdog_arm(timeout_s);
+    watchdog_arm(watchdog_secs);
 }
 
 /* Call last: returns main's exit status. */
