@@ -573,9 +573,9 @@ fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Runs `one` on every program, one after another, printing each program's line as it ends
-/// (a stage takes minutes: `make test` shows its progress), then panics naming every failure.
-/// `one` returns a summary line.
+/// Runs `one` on every program, one after another, printing each program's line (and a failure's
+/// report) as it ends (a stage takes minutes: `make test` shows its progress), then panics
+/// naming the programs that failed. `one` returns a summary line.
 fn run_stage(stage: &str, progs: &[Prog], one: impl Fn(&Prog) -> Result<String, String>) {
     let mut failures = Vec::new();
     for p in progs {
@@ -585,20 +585,17 @@ fn run_stage(stage: &str, progs: &[Prog], one: impl Fn(&Prog) -> Result<String, 
         match res {
             Ok(line) => println!("{stage}: {:<13} ok    {line}", p.name),
             Err(e) => {
-                println!("{stage}: {:<13} FAILED after {:.1?}", p.name, t0.elapsed());
-                failures.push((p.name.as_str(), format!("===== {stage}: {} =====\n{e}", p.name)));
+                println!(
+                    "{stage}: {:<13} FAILED after {:.1?}\n===== {stage}: {} =====\n{e}",
+                    p.name,
+                    t0.elapsed(),
+                    p.name
+                );
+                failures.push(p.name.as_str());
             }
         }
     }
-    let names: Vec<&str> = failures.iter().map(|f| f.0).collect();
-    let details: Vec<&str> = failures.iter().map(|f| f.1.as_str()).collect();
-    assert!(
-        failures.is_empty(),
-        "{stage}: {} of {} failed: {names:?}\n\n{}",
-        names.len(),
-        progs.len(),
-        details.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{stage}: {} of {} failed (reports above): {failures:?}", failures.len(), progs.len());
 }
 
 /// Names of our own C sources, to tell the test programs' frames from libc's in reports.
