@@ -85,10 +85,10 @@ static inline double guard_s(double secs) {
 }
 
 /* A task_timeout the test waits out (a task that must be cut short), yet never reached by the
- * test's quick tasks: stretched x4 under valgrind and x2 under AddressSanitizer, less than
+ * test's quick tasks: stretched x10 under valgrind and x2 under AddressSanitizer, less than
  * guard_s, since each one costs its full length every run. */
 static inline double timeout_s(double secs) {
-    return secs * by_tool_(4, 2);
+    return secs * by_tool_(10, 2);
 }
 
 static inline void check_fail_(const char *file, int line, const char *what) {
