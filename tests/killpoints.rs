@@ -430,18 +430,12 @@ fn every_host_point() {
             );
             eprintln!("host killed at {p:?} (hit {nth})");
             let t0 = Instant::now();
-            loop {
+            let gone = wait_until(HANG_GUARD, || {
                 while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
-                let left = children_of(me);
-                if left.is_empty() {
-                    break;
-                }
-                assert!(
-                    t0.elapsed() < Duration::from_secs(5),
-                    "{p:?} #{nth}: processes outlive their dead host: {left:?}"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
+                children_of(me).is_empty()
+            });
+            assert!(gone, "{p:?} #{nth}: processes outlive their dead host: {:?}", children_of(me));
+            eprintln!("  its processes were gone after {:.2?}", t0.elapsed());
         }
     }
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
@@ -474,7 +468,7 @@ fn event_fd_after_a_death_between_finish_and_notify() {
     let mut r = apply_each(&p, 0..1);
     let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    let ready = unsafe { libc::poll(&mut pfd, 1, HANG_GUARD.as_millis() as i32) };
     killpoint::disarm();
     assert_eq!(ready, 1, "the event fd stayed silent although the task had finished");
     let (_, y, h) = r.pop().unwrap();

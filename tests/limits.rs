@@ -68,13 +68,13 @@ fn apply_square(p: &Pool, x: i64) -> (Status, String, i64) {
     let mut y = 0i64;
     let r = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
         .unwrap();
-    let o = r.wait(Some(Duration::from_secs(30))).expect("the apply hung");
+    let o = r.wait(Some(Duration::from_secs(60))).expect("the apply hung");
     (o.status(), o.err.map(|e| e.msg).unwrap_or_default(), y)
 }
 
 #[test]
 fn fork_failure_at_respawn_fails_queued_work_then_recovers() {
-    run_child("respawn_child", Duration::from_secs(60)).unwrap();
+    run_child("respawn_child", Duration::from_secs(300)).unwrap();
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn respawn_child() {
     let (st, msg, _) = apply_square(&p, 4);
     assert_eq!(st, Status::Sys, "{msg}");
     assert!(msg.contains("fork") && msg.contains("Resource temporarily unavailable"), "{msg}");
-    assert!(t0.elapsed() < Duration::from_secs(20));
+    hang_guard("queued work failed by a refused fork", t0.elapsed(), Duration::from_secs(60));
     // The limit lifted: the zygote's back-off retries and the pool works again.
     set_nproc(zygote, u64::MAX);
     let t0 = Instant::now();
@@ -110,7 +110,7 @@ fn respawn_child() {
             break;
         }
         assert_eq!(st, Status::Sys, "{msg}");
-        assert!(t0.elapsed() < Duration::from_secs(20), "the pool never recovered");
+        assert!(t0.elapsed() < Duration::from_secs(60), "the pool never recovered");
     }
     let xs: Vec<i64> = (0..100).collect();
     let mut ys = vec![0i64; 100];
@@ -120,7 +120,7 @@ fn respawn_child() {
 
 #[test]
 fn workers_that_cannot_start_fail_pool_create_with_the_errno() {
-    run_child("startup_child", Duration::from_secs(60)).unwrap();
+    run_child("startup_child", Duration::from_secs(300)).unwrap();
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn host_that_drops_root_keeps_timeouts_cancel_terminate_and_ctx_checks() {
         eprintln!("not root: nothing to drop; skipped");
         return;
     }
-    run_child("drop_root_child", Duration::from_secs(60)).unwrap();
+    run_child("drop_root_child", Duration::from_secs(300)).unwrap();
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn drop_root_child() {
 
 #[test]
 fn rlimit_as_refusal_names_shm_size() {
-    run_child("rlimit_as_child", Duration::from_secs(60)).unwrap();
+    run_child("rlimit_as_child", Duration::from_secs(300)).unwrap();
 }
 
 #[test]

@@ -62,7 +62,7 @@ fn apply_statuses_and_recovery() {
 
 #[test]
 fn timeout_stops_the_item_and_the_pool_goes_on() {
-    let opts = Options { task_timeout: Some(Duration::from_millis(200)), ..Options::default() };
+    let opts = Options { task_timeout: Some(Duration::from_secs(1)), ..Options::default() };
     let p = Pool::new(2, opts).unwrap();
     let xs: Vec<i64> = vec![1, 2, 16, 3, 4];
     let mut ys = vec![0i64; xs.len()];
@@ -70,7 +70,7 @@ fn timeout_stops_the_item_and_the_pool_goes_on() {
     let err = unsafe { p.map(map_args(faulty, &xs, &mut ys, 0, 1)) }.unwrap_err();
     assert_eq!(err.status, Status::TimedOut, "{err}");
     assert!(err.msg.starts_with("item 2:"), "{err}");
-    assert!(t0.elapsed() < Duration::from_secs(5));
+    hang_guard("a map ended by its task_timeout", t0.elapsed(), Duration::from_secs(60));
     assert_eq!(ys, vec![1, 4, 0, 9, 16]);
 }
 
@@ -176,7 +176,7 @@ fn cancel_running_and_queued_tasks() {
     let t0 = Instant::now();
     queued.cancel();
     running.cancel();
-    assert!(t0.elapsed() < Duration::from_secs(2));
+    hang_guard("two cancels", t0.elapsed(), Duration::from_secs(60));
     let o = running.poll().unwrap();
     assert_eq!(o.status(), Status::Cancelled, "{:?}", o.err);
     assert!(o.info.pid > 0, "the killed worker is named");
@@ -243,7 +243,7 @@ fn per_call_timeout_overrides_the_pool() {
     let t0 = Instant::now();
     let e = unsafe { p.map(a) }.unwrap_err();
     assert_eq!(e.status, Status::TimedOut, "{e}");
-    assert!(t0.elapsed() < Duration::from_secs(3));
+    hang_guard("a map ended by its per-call timeout", t0.elapsed(), Duration::from_secs(60));
     assert_eq!(ys, vec![1, 0, 4]);
 }
 
@@ -322,7 +322,7 @@ fn terminate_unblocks_a_join_waiting_in_another_thread() {
         let t0 = Instant::now();
         p.terminate().unwrap();
         joiner.join().unwrap().unwrap();
-        assert!(t0.elapsed() < Duration::from_secs(5));
+        hang_guard("a join ended by terminate", t0.elapsed(), Duration::from_secs(60));
     });
     assert_eq!(r.wait(None).unwrap().status(), Status::Closed);
 }
@@ -470,15 +470,15 @@ fn join_after_close_waits_for_a_task_longer_than_the_exit_deadline() {
     let p = Pool::new(1, Options::default()).unwrap();
     let ms = 11_500u64;
     let mut y = 0i64;
+    let t0 = Instant::now(); // before the task starts: the join cannot end before it does
     let r = unsafe {
         p.apply_async(sleeps_then_answers, &ms as *const u64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0)
     }
     .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     p.close().unwrap();
-    let t0 = Instant::now();
     p.join().unwrap();
-    assert!(t0.elapsed() >= Duration::from_secs(11), "join returned after {:?}", t0.elapsed());
+    assert!(t0.elapsed() >= Duration::from_millis(ms), "join returned after {:?}", t0.elapsed());
     let o = r.wait(Some(Duration::ZERO)).unwrap();
     assert_eq!(o.status(), Status::Ok, "{:?}", o.err);
     assert_eq!(y, 42);

@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use pool::core::remote::{self, Transport};
-use pool::core::{Options, Pool, Status};
+use pool::core::{MapArgs, Options, Pool, Status};
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::SeqCst};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -74,12 +74,45 @@ unsafe extern "C" fn pid_slowly(_: *const c_void, o: *mut c_void, _: *mut c_void
     0
 }
 
+/// Room for the pids of the workers that ran `pid_of_every_rank` (shared, like COUNTS).
+const RANKS_SEEN: usize = 4;
+static mut SEEN: *const AtomicU32 = std::ptr::null();
+
+/// Records `pid` in the first free one of the `n` slots at `slots`, unless it is there already.
+unsafe fn record_pid(slots: *const AtomicU32, n: usize, pid: u32) {
+    for k in 0..n {
+        let s = &*slots.add(k);
+        match s.compare_exchange(0, pid, SeqCst, SeqCst) {
+            Ok(_) => return,
+            Err(v) if v == pid => return,
+            Err(_) => {}
+        }
+    }
+}
+
+/// The distinct pids recorded in the first `n` slots of `slots`.
+unsafe fn recorded(slots: *const AtomicU32, n: usize) -> usize {
+    (0..n).filter(|&k| (*slots.add(k)).load(SeqCst) != 0).count()
+}
+
+/// Writes the worker's pid, once every rank's worker has run one: a worker busy waiting keeps the
+/// root sending work to the other ranks (60 s at most), however the machine schedules them.
+unsafe extern "C" fn pid_of_every_rank(_: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    record_pid(SEEN, RANKS_SEEN, libc::getpid() as u32);
+    wait_until(Duration::from_secs(60), || recorded(SEEN, RANKS_SEEN) == RANKS_SEEN);
+    *(o as *mut i64) = libc::getpid() as i64;
+    0
+}
+
 #[test]
 fn map_runs_every_item_once_across_ranks_with_remote_fault_statuses() {
     let n = 3000;
     let counts = shared_counters(n);
-    unsafe { COUNTS = counts.as_ptr() };
-    let (p, servers) = cluster(4, 1, Options { task_timeout: Some(Duration::from_millis(300)), ..Options::default() });
+    unsafe {
+        COUNTS = counts.as_ptr();
+        SEEN = shared_counters(RANKS_SEEN).as_ptr();
+    }
+    let (p, servers) = cluster(4, 1, Options { task_timeout: Some(Duration::from_secs(1)), ..Options::default() });
     assert_eq!(p.workers(), 4);
     let xs: Vec<i64> = (0..n as i64).filter(|x| x % 100 != 16 || *x == 216).collect();
     let mut ys = vec![-1i64; xs.len()];
@@ -104,7 +137,9 @@ fn map_runs_every_item_once_across_ranks_with_remote_fault_statuses() {
     // Work went to the other ranks too: their workers' pids differ from the root's.
     let mut pids = vec![0i64; 200];
     let ins = vec![0i64; 200];
-    unsafe { p.map(map_args_raw(pid_slowly, ins.as_ptr() as usize, pids.as_mut_ptr() as usize, 200, 0, 1)) }.unwrap();
+    let a = map_args_raw(pid_of_every_rank, ins.as_ptr() as usize, pids.as_mut_ptr() as usize, 200, 0, 1);
+    // Not the pool's 1 s: the first items wait for the other ranks.
+    unsafe { p.map(MapArgs { timeout: Some(Duration::from_secs(120)), ..a }) }.unwrap();
     pids.sort();
     pids.dedup();
     assert_eq!(pids.len(), 4, "one worker per rank, all used: {pids:?}");
@@ -145,7 +180,7 @@ fn applies_submits_timeouts_and_cancels_on_remote_ranks() {
         .collect();
     let mut remote = 0;
     for r in &rs {
-        let o = r.wait(Some(Duration::from_secs(20))).expect("a timeout ends the item");
+        let o = r.wait(Some(Duration::from_secs(60))).expect("a timeout ends the item");
         assert_eq!(o.status(), Status::TimedOut, "{:?}", o.err);
         remote += o.err.unwrap().msg.contains("on rank ") as usize;
     }
@@ -159,7 +194,7 @@ fn applies_submits_timeouts_and_cancels_on_remote_ranks() {
         r.cancel();
         assert_eq!(r.wait(None).unwrap().status(), Status::Cancelled);
     }
-    assert!(t0.elapsed() < Duration::from_secs(10));
+    hang_guard("six cancels across ranks", t0.elapsed(), Duration::from_secs(60));
     drop(rs);
 
     // Variable-size results.
@@ -240,15 +275,16 @@ fn terminate_ends_remote_work_and_every_rank_returns() {
     let t0 = Instant::now();
     p.terminate().unwrap();
     for r in &rs {
-        assert_eq!(r.wait(Some(Duration::from_secs(5))).unwrap().status(), Status::Closed);
+        assert_eq!(r.wait(Some(Duration::from_secs(60))).unwrap().status(), Status::Closed);
     }
     drop(rs);
     end(p, servers);
-    assert!(t0.elapsed() < Duration::from_secs(20));
+    hang_guard("terminate across ranks", t0.elapsed(), Duration::from_secs(60));
 }
 
 /// The pid that ran each block of `block_maps_cross_ranks_with_their_span` (shared, like COUNTS).
 static mut BLOCK_PIDS: *const AtomicU32 = std::ptr::null();
+const BLOCKS_OF_100: usize = 40;
 
 /// Squares a block of items (each counted); the block holding item 500 fails.
 unsafe extern "C" fn square_block(
@@ -258,13 +294,17 @@ unsafe extern "C" fn square_block(
     first: usize,
     _: *mut c_void,
 ) -> c_int {
-    (*BLOCK_PIDS.add(first / 100)).store(libc::getpid() as u32, SeqCst);
+    let me = libc::getpid() as u32;
+    (*BLOCK_PIDS.add(first / 100)).store(me, SeqCst);
+    // Until a block has run in another process (60 s at most): a worker busy waiting keeps the
+    // root sending blocks to the other ranks, however the machine schedules them.
+    let elsewhere = || (0..BLOCKS_OF_100).any(|k| ![0, me].contains(&(*BLOCK_PIDS.add(k)).load(SeqCst)));
+    wait_until(Duration::from_secs(60), elsewhere);
     for k in 0..count {
         let x = *(i as *const i64).add(k);
         (*COUNTS.add(x as usize)).fetch_add(1, SeqCst);
         *(o as *mut i64).add(k) = x * x;
     }
-    libc::usleep(2_000); // long enough for every rank to get blocks
     if (first..first + count).contains(&500) {
         return 9;
     }
@@ -273,9 +313,9 @@ unsafe extern "C" fn square_block(
 
 #[test]
 fn block_maps_cross_ranks_with_their_span() {
-    let n = 4000;
+    let n = 100 * BLOCKS_OF_100;
     let counts = shared_counters(n);
-    let pids = shared_counters(n / 100);
+    let pids = shared_counters(BLOCKS_OF_100);
     unsafe {
         COUNTS = counts.as_ptr();
         BLOCK_PIDS = pids.as_ptr();

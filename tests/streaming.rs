@@ -99,8 +99,8 @@ fn progress_and_event_fd() {
         unsafe { p.map_async(map_args_raw(square, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, xs.len(), 0, 1000)) }
             .unwrap();
     let mut pfd = libc::pollfd { fd: efd, events: libc::POLLIN, revents: 0 };
-    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "the eventfd became readable");
-    assert!(r.wait(Some(Duration::from_secs(10))).is_some());
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 60_000) }, 1, "the eventfd became readable");
+    assert!(r.wait(Some(Duration::from_secs(60))).is_some());
     assert_eq!(r.progress(), (200_000, 200_000));
     let mut v = 0u64;
     assert_eq!(unsafe { libc::read(efd, &mut v as *mut u64 as *mut libc::c_void, 8) }, 8);
@@ -108,7 +108,7 @@ fn progress_and_event_fd() {
     let (x, mut y) = (3i64, 0i64);
     let t = unsafe { p.apply_async(square, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, 0) }
         .unwrap();
-    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1);
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 60_000) }, 1);
     assert_eq!(t.progress(), (1, 1));
     assert_eq!(y, 9);
 }

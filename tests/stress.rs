@@ -54,7 +54,7 @@ fn fault_injection_under_load() {
     let (fds, maps) = (fd_count(), shm_mappings());
     const N: usize = 3000;
     let counts = shared_counters(N);
-    let p = Pool::new(2, Options { task_timeout: Some(Duration::from_millis(200)), ..Options::default() }).unwrap();
+    let p = Pool::new(2, Options { task_timeout: Some(Duration::from_secs(1)), ..Options::default() }).unwrap();
     // Kill a random worker from outside every 100 ms while the map runs.
     let stop = AtomicBool::new(false);
     let killed = std::thread::scope(|s| {
@@ -284,7 +284,7 @@ fn random_kill_storm() {
     let counts = shared_counters(STORM_N);
     STORM_COUNTS.store(counts.as_ptr() as usize, Ordering::Relaxed);
     let apply_counts = shared_counters(APPLY_N);
-    let opts = Options { task_timeout: Some(Duration::from_millis(200)), ..Options::default() };
+    let opts = Options { task_timeout: Some(Duration::from_secs(1)), ..Options::default() };
     let p = Pool::new(3, opts).unwrap();
     let zygote = children_of(me)[0];
     let stop = AtomicBool::new(false);

@@ -21,11 +21,11 @@ static int faulty(const void *in, void *out, void *ctx) {
     return 0;
 }
 
-/* Squares; item 5 hangs for 10 s. */
+/* Squares; item 5 sleeps an hour (ended only by the task_timeout). */
 static int hangs_on_5(const void *in, void *out, void *ctx) {
     (void)ctx;
     long x = *(const long *)in;
-    if (x == 5) sleep_s(10);
+    if (x == 5) sleep_s(3600);
     *(long *)out = x * x;
     return 0;
 }
@@ -33,7 +33,7 @@ static int hangs_on_5(const void *in, void *out, void *ctx) {
 static int slow_square(const void *in, void *out, void *ctx) {
     (void)ctx;
     long x = *(const long *)in;
-    sleep_s(0.01);
+    sleep_s(0.05);
     *(long *)out = x * x;
     atomic_fetch_add(&runs[x], 1);
     return 0;
@@ -161,11 +161,11 @@ static void test_map_ex(pool_t *pool) {
     SECTION("pool_map_ex per-call task_timeout");
     pool_map_options_init(&mo);
     mo.statuses = st;
-    mo.task_timeout = 0.3;
+    mo.task_timeout = timeout_s(0.5); /* far above a square, even on a loaded machine */
     for (size_t i = 0; i < 40; i++) out[i] = -1, st[i] = -1;
     double t0 = now_s();
     CHECK_ST(pool_map_ex(pool, hangs_on_5, in, sizeof(long), out, sizeof(long), 40, NULL, &mo), POOL_ETIMEDOUT);
-    CHECK(now_s() - t0 < 5);
+    CHECK_TOOK(t0, 10, "a map ended by its per-call task_timeout");
     CHECK_ERR_HAS("item 5");
     for (int i = 0; i < 40; i++) {
         int want = i == 5 ? POOL_ETIMEDOUT : POOL_OK;
@@ -180,7 +180,7 @@ static void test_map_ex(pool_t *pool) {
     for (size_t i = 0; i < 200; i++) out[i] = -1, st[i] = -1;
     pool_async_t *a = pool_map_async_ex(pool, faulty, in, sizeof(long), out, sizeof(long), 200, NULL, &mo);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(a, guard_s(20)), POOL_ECRASHED);
     CHECK_EQ(st[17], POOL_ECRASHED);
     CHECK_EQ(st[60], POOL_ETASK);
     CHECK_EQ(st[90], POOL_ECRASHED);
@@ -199,7 +199,7 @@ static void test_map_ex(pool_t *pool) {
     SECTION("pool_async_info of a successful map");
     a = pool_map_async_ex(pool, square, in, sizeof(long), out, sizeof(long), 100, NULL, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 20), POOL_OK);
+    CHECK_ST(pool_async_get(a, guard_s(20)), POOL_OK);
     CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_OK);
     CHECK_EQ(info.item, -1);
@@ -217,7 +217,7 @@ static void test_info(pool_t *pool) {
     int pid = -1;
     pool_async_t *a = pool_apply_async(pool, getpid_task, NULL, 0, &pid, sizeof pid, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 20), POOL_OK);
+    CHECK_ST(pool_async_get(a, guard_s(20)), POOL_OK);
     memset(&info, 0x55, sizeof info);
     CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_OK);
@@ -233,7 +233,7 @@ static void test_info(pool_t *pool) {
     SECTION("pool_async_info: task returned 7");
     a = pool_apply_async(pool, returns_7, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 20), POOL_ETASK);
+    CHECK_ST(pool_async_get(a, guard_s(20)), POOL_ETASK);
     CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_ETASK);
     CHECK_EQ(info.task_code, 7);
@@ -245,7 +245,7 @@ static void test_info(pool_t *pool) {
     SECTION("pool_async_info: worker killed by SIGSEGV");
     a = pool_apply_async(pool, segfaults, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(a, guard_s(20)), POOL_ECRASHED);
     CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_ECRASHED);
     CHECK_EQ(info.signal, SIGSEGV);
@@ -256,7 +256,7 @@ static void test_info(pool_t *pool) {
     SECTION("pool_async_info: worker called _exit(3)");
     a = pool_apply_async(pool, exits_3, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(a, guard_s(20)), POOL_ECRASHED);
     CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_OK);
     CHECK_EQ(info.status, POOL_ECRASHED);
     CHECK_EQ(info.exit_code, 3);
@@ -271,20 +271,20 @@ static void test_info(pool_t *pool) {
     pool_task_info_t copy = info;
     CHECK_ST(pool_async_info(a, &info, sizeof info), POOL_ETIMEDOUT);
     CHECK(memcmp(&copy, &info, sizeof info) == 0);
-    CHECK_ST(pool_async_get(a, 20), POOL_OK);
+    CHECK_ST(pool_async_get(a, guard_s(20)), POOL_OK);
     pool_async_free(a);
 }
 
 static void test_cancel(pool_t *pool) {
     SECTION("pool_async_cancel of a running apply");
-    double secs = 30;
+    double secs = 3600; /* a cancel that waited would hang */
     long out = -1;
     pool_async_t *a = pool_apply_async(pool, sleeps, &secs, sizeof secs, &out, sizeof out, NULL);
     REQUIRE(a != NULL);
     sleep_s(0.1);
     double t0 = now_s();
     CHECK_ST(pool_async_cancel(a), POOL_OK);
-    CHECK(now_s() - t0 < 5);
+    CHECK_TOOK(t0, 10, "cancel of a running apply");
     CHECK(pool_async_ready(a));
     CHECK(!pool_async_successful(a));
     CHECK_ST(pool_async_get(a, 0), POOL_ECANCELLED);
@@ -307,7 +307,7 @@ static void test_cancel(pool_t *pool) {
     CHECK_ST(pool_async_get(queued, 0), POOL_ECANCELLED);
     for (int i = 0; i < 2; i++) {
         CHECK_ST(pool_async_cancel(busy[i]), POOL_OK);
-        CHECK_ST(pool_async_get(busy[i], 5), POOL_ECANCELLED);
+        CHECK_ST(pool_async_get(busy[i], guard_s(10)), POOL_ECANCELLED);
         pool_async_free(busy[i]);
     }
     sleep_s(0.2);
@@ -318,7 +318,7 @@ static void test_cancel(pool_t *pool) {
     long x = 6, y = 0;
     a = pool_apply_async(pool, square, &x, sizeof x, &y, sizeof y, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_wait(a, 20), POOL_OK);
+    CHECK_ST(pool_async_wait(a, guard_s(20)), POOL_OK);
     CHECK_ST(pool_async_cancel(a), POOL_OK);
     CHECK_ST(pool_async_get(a, 0), POOL_OK);
     CHECK_EQ(y, 36);
@@ -332,7 +332,7 @@ static void test_cancel(pool_t *pool) {
 
     SECTION("pool_async_cancel of a map_async: done items kept, the rest ECANCELLED");
     reset_runs();
-    size_t n = 2000; /* 2000 x 10 ms on 2 workers: 10 s */
+    size_t n = 4000; /* 4000 x 50 ms on 2 workers: 100 s, so a cancel that waited would show */
     long *min = malloc(n * sizeof(long)), *mout = malloc(n * sizeof(long));
     int *st = malloc(n * sizeof(int));
     REQUIRE(min && mout && st);
@@ -340,12 +340,14 @@ static void test_cancel(pool_t *pool) {
     pool_map_options_t mo;
     pool_map_options_init(&mo);
     mo.statuses = st;
+    mo.chunksize = 10; /* progress shows within a second */
     a = pool_map_async_ex(pool, slow_square, min, sizeof(long), mout, sizeof(long), n, NULL, &mo);
     REQUIRE(a != NULL);
-    sleep_s(0.3);
+    size_t done = 0, total = 0;
+    WAIT_UNTIL(pool_async_progress(a, &done, &total) == POOL_OK && done > 0, 10); /* some items done */
     double t0b = now_s();
     CHECK_ST(pool_async_cancel(a), POOL_OK);
-    CHECK(now_s() - t0b < 5);
+    CHECK_TOOK(t0b, 10, "cancel of a running map");
     CHECK(pool_async_ready(a));
     CHECK_ST(pool_async_get(a, 0), POOL_ECANCELLED);
     size_t ok = 0, cancelled = 0;

@@ -438,7 +438,7 @@ int main(void) {
     SECTION("a timeout of NaN on a pending result is rejected at once");
     double t0 = now_s();
     CHECK_ST(pool_async_get(g_map, NAN), POOL_EINVAL);
-    CHECK(now_s() - t0 < 1);
+    CHECK_TOOK(t0, 1, "pool_async_get with a NaN timeout");
 
     SECTION("teardown");
     pool_async_free(g_apply);

@@ -42,6 +42,56 @@ static inline void sleep_s(double s) {
     }
 }
 
+/* True when running under valgrind (its preload is in LD_PRELOAD). */
+static inline int under_valgrind(void) {
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload");
+}
+
+/* UNDER_ASAN: 1 in a build with AddressSanitizer (GCC's macro, or clang's feature test). */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+/* POOL_TEST_SLACK, a factor (1 if unset). */
+static inline double slack_env_(void) {
+    const char *env = getenv("POOL_TEST_SLACK");
+    double f = env ? atof(env) : 0;
+    return f > 0 ? f : 1;
+}
+
+/* `valgrind` under valgrind, `asan` under AddressSanitizer, 1 otherwise; times POOL_TEST_SLACK. */
+static inline double by_tool_(double valgrind, double asan) {
+    return (under_valgrind() ? valgrind : UNDER_ASAN ? asan : 1) * slack_env_();
+}
+
+/* How many times longer than a quiet native run things may take here: 20 under valgrind (every
+ * process runs ~20x slower), 3 under AddressSanitizer, 1 otherwise; times POOL_TEST_SLACK when
+ * set (a factor, for a machine slower still). Every bound on a wait in these tests is a hang
+ * guard, generous for a busy machine, multiplied by this. */
+static inline double slack(void) {
+    return by_tool_(20, 3);
+}
+
+/* `secs` of hang guard, stretched by slack(). */
+static inline double guard_s(double secs) {
+    return secs * slack();
+}
+
+/* A task_timeout the test waits out (a task that must be cut short), yet never reached by the
+ * test's quick tasks: stretched x10 under valgrind and x2 under AddressSanitizer, less than
+ * guard_s, since each one costs its full length every run. */
+static inline double timeout_s(double secs) {
+    return secs * by_tool_(10, 2);
+}
+
 static inline void check_fail_(const char *file, int line, const char *what) {
     fprintf(stderr, "%s:%d: [%s] FAILED: %s\n    pool_last_error(): \"%s\"\n", file, line, check_section_, what,
             pool_last_error());
@@ -108,6 +158,29 @@ static inline int check_err_has_(const char *file, int line, const char *needle)
 /* pool_last_error() must be a non-empty string. */
 #define CHECK_ERR_SET() CHECK(pool_last_error() != NULL && pool_last_error()[0] != '\0')
 
+static inline int check_took_(const char *file, int line, const char *what, double took, double bound) {
+    double limit = guard_s(bound);
+    fprintf(stderr, "  %s: %.2f s (hang guard %.0f s)\n", what, took, limit);
+    if (took < limit) return 1;
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s took %.2f s, past its hang guard of %.0f s", what, took, limit);
+    check_fail_(file, line, buf);
+    return 0;
+}
+
+/* A hang guard on a step that must not wait for anything slow (a sleeping task, a long
+ * timeout): prints how long it took since `t0` (now_s()) and fails only past guard_s(bound).
+ * Pick `bound` well below what the step would take if it did wait, and well above what it
+ * takes on a loaded machine. */
+#define CHECK_TOOK(t0, bound, what) check_took_(__FILE__, __LINE__, (what), now_s() - (t0), (bound))
+
+/* Waits (polling every millisecond) until `cond` holds or guard_s(secs) pass. */
+#define WAIT_UNTIL(cond, secs)                                                          \
+    do {                                                                                \
+        for (double wait_t0_ = now_s(); !(cond) && now_s() - wait_t0_ < guard_s(secs);) \
+            sleep_s(0.001);                                                             \
+    } while (0)
+
 /* Names the part of the test about to run (shown in failures, crashes and timeouts). */
 #define SECTION(name)                                                 \
     do {                                                              \
@@ -140,10 +213,20 @@ static inline void check_on_crash_(int sig) {
     raise(sig);
 }
 
-/* Call first in main: names the test, arms a watchdog alarm, disables core dumps (tests crash
- * workers on purpose), and reports crashes of the test process itself with the section. Workers
- * and children do not inherit the alarm; the library may reset the handlers in them. */
-static inline void test_begin(const char *name, unsigned timeout_s) {
+/* Arms the watchdog: SIGALRM (a hang, named by its section) after `secs` of a quiet native run,
+ * stretched 3x for a loaded machine, and 10x more under valgrind (faults.c took 615 s of its
+ * 825 s there at load 22: each worker it starts is a new valgrind) or 2x under AddressSanitizer.
+ * The harness (tests/c_api.rs) kills a program only after 4 x 55 s natively, 8 x 55 s under ASan
+ * and 32 x 55 s under valgrind, so the watchdog speaks first. */
+static inline void watchdog_arm(unsigned secs) {
+    alarm((unsigned)(secs * 3 * by_tool_(10, 2)));
+}
+
+/* Call first in main: names the test, arms the watchdog (`watchdog_secs`, 55 at most: see
+ * watchdog_arm), disables core dumps (tests crash workers on purpose), and reports crashes of
+ * the test process itself with the section. Workers and children do not inherit the alarm; the
+ * library may reset the handlers in them. */
+static inline void test_begin(const char *name, unsigned watchdog_secs) {
     check_name_ = name;
     check_pid_ = getpid();
     struct rlimit no_core = {0, 0};
@@ -154,7 +237,7 @@ static inline void test_begin(const char *name, unsigned timeout_s) {
     signal(SIGABRT, check_on_crash_);
     signal(SIGFPE, check_on_crash_);
     setvbuf(stderr, NULL, _IONBF, 0);
-    alarm(timeout_s);
+    watchdog_arm(watchdog_secs);
 }
 
 /* Call last: returns main's exit status. */
@@ -193,7 +276,7 @@ static inline void gate_open(void) {
 }
 
 static inline void wait_release(void) {
-    for (double t0 = now_s(); !atomic_load(&gate->release) && now_s() - t0 < 30;) sleep_s(0.001);
+    WAIT_UNTIL(atomic_load(&gate->release), 30);
 }
 
 /* Counts itself started, waits at the gate, then squares its long. */
@@ -204,12 +287,6 @@ static inline int blocks(const void *in, void *out, void *ctx) {
     long x = *(const long *)in;
     *(long *)out = x * x;
     return 0;
-}
-
-/* True when running under valgrind (its preload is in LD_PRELOAD). */
-static inline int under_valgrind(void) {
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload");
 }
 
 /* The state letter of `pid` in /proc (R, S, T, Z, ...); 0 once it is gone. */

@@ -56,12 +56,12 @@ static int faulty(const void *in, void *out, void *ctx) {
     return 0;
 }
 
-/* Squares; item 5 sleeps 10 s (past the task_timeout). */
+/* Squares; item 5 sleeps an hour (ended only by the task_timeout). */
 static int hangs_on_5(const void *in, void *out, void *ctx) {
     (void)ctx;
     long x = *(const long *)in;
     atomic_fetch_add(&runs[x], 1);
-    if (x == 5) sleep_s(10);
+    if (x == 5) sleep_s(3600);
     *(long *)out = x * x;
     return 0;
 }
@@ -74,18 +74,17 @@ static int read_init_value(const void *in, void *out, void *ctx) {
 
 static int slow_square(const void *in, void *out, void *ctx) {
     (void)ctx;
-    sleep_s(0.01);
+    sleep_s(0.5);
     long x = *(const long *)in;
     *(long *)out = x * x;
     return 0;
 }
 
-static int counting_slow_square(const void *in, void *out, void *ctx) {
+static int brief_square(const void *in, void *out, void *ctx) {
     (void)ctx;
     long x = *(const long *)in;
     sleep_s(0.005);
     *(long *)out = x * x;
-    atomic_fetch_add(&runs[x], 1);
     return 0;
 }
 
@@ -130,7 +129,7 @@ static void test_task_failures(void) {
     CHECK_ERR_HAS("7");
     pool_async_t *a = pool_apply_async(pool, returns_7, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 10), POOL_ETASK);
+    CHECK_ST(pool_async_get(a, guard_s(10)), POOL_ETASK);
     CHECK_ERR_HAS("7");
     pool_async_free(a);
 
@@ -138,7 +137,7 @@ static void test_task_failures(void) {
     double t0 = now_s();
     CHECK_ST(pool_apply(pool, segfaults, NULL, 0, NULL, 0, NULL), POOL_ECRASHED);
     check_err_any("the signal (SIGSEGV / 11)", "11", "SEGV", "egmentation");
-    CHECK(now_s() - t0 < 5);
+    CHECK_TOOK(t0, 10, "an apply that crashed");
     check_map_works(pool, 1000, "map after a segfault");
 
     SECTION("task aborts -> ECRASHED");
@@ -155,7 +154,7 @@ static void test_task_failures(void) {
     SECTION("crash through apply_async");
     a = pool_apply_async(pool, segfaults, NULL, 0, NULL, 0, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 10), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(a, guard_s(10)), POOL_ECRASHED);
     CHECK(pool_async_ready(a));
     CHECK(!pool_async_successful(a));
     CHECK_ST(pool_async_get(a, 0), POOL_ECRASHED);
@@ -165,8 +164,8 @@ static void test_task_failures(void) {
     pool_async_t *c1 = pool_apply_async(pool, segfaults, NULL, 0, NULL, 0, NULL);
     pool_async_t *c2 = pool_apply_async(pool, aborts, NULL, 0, NULL, 0, NULL);
     REQUIRE(c1 && c2);
-    CHECK_ST(pool_async_get(c1, 10), POOL_ECRASHED);
-    CHECK_ST(pool_async_get(c2, 10), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(c1, guard_s(10)), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(c2, guard_s(10)), POOL_ECRASHED);
     pool_async_free(c1);
     pool_async_free(c2);
     check_map_works(pool, 1000, "map after two crashes");
@@ -197,7 +196,7 @@ static void test_task_failures(void) {
     for (int i = 0; i < 200; i++) out[i] = -1;
     a = pool_map_async(pool, faulty, in + 100, sizeof in[0], out + 100, sizeof out[0], 100, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 20), POOL_ECRASHED);
+    CHECK_ST(pool_async_get(a, guard_s(20)), POOL_ECRASHED);
     CHECK_ERR_HAS("item 50"); /* item 150 is index 50 of this map */
     pool_async_free(a);
     for (int i = 100; i < 200; i++) {
@@ -223,20 +222,19 @@ static void test_task_failures(void) {
 }
 
 static void test_timeout(void) {
-    SECTION("task_timeout: a 10 s task with task_timeout 0.3 s -> ETIMEDOUT");
+    SECTION("task_timeout: an hour-long task with task_timeout 0.5 s -> ETIMEDOUT");
     pool_options_t o;
     pool_options_init(&o);
-    o.task_timeout = 0.3;
+    o.task_timeout = timeout_s(0.5); /* far above the 0.05 s task below, even on a loaded machine */
     pool_t *pool = pool_create(2, &o);
     REQUIRE(pool != NULL);
-    double secs = 10;
+    double secs = 3600;
     long out = 0;
     double t0 = now_s();
     CHECK_ST(pool_apply(pool, sleeps, &secs, sizeof secs, &out, sizeof out, NULL), POOL_ETIMEDOUT);
     CHECK_ERR_SET();
-    double took = now_s() - t0;
-    if (took > 4) { fprintf(stderr, "  took %.2f s\n", took); CHECK(took <= 4); }
-    CHECK(took >= 0.25);
+    CHECK(now_s() - t0 >= o.task_timeout * 0.9); /* not before its time */
+    CHECK_TOOK(t0, 10, "an apply ended by its task_timeout");
     CHECK_EQ(out, 0);
 
     SECTION("task_timeout: short tasks still succeed, pool still works");
@@ -252,7 +250,7 @@ static void test_timeout(void) {
     t0 = now_s();
     CHECK_ST(pool_map(pool, hangs_on_5, in, sizeof in[0], mout, sizeof mout[0], 40, NULL), POOL_ETIMEDOUT);
     CHECK_ERR_HAS("item 5");
-    CHECK(now_s() - t0 < 5);
+    CHECK_TOOK(t0, 10, "a map ended by a task_timeout");
     for (int i = 0; i < 40; i++) {
         if (i == 5) continue;
         CHECK_EQ(atomic_load(&runs[i]), 1);
@@ -261,10 +259,10 @@ static void test_timeout(void) {
     CHECK(atomic_load(&runs[5]) <= 1);
 
     SECTION("task_timeout through apply_async");
-    secs = 10;
+    secs = 3600;
     pool_async_t *a = pool_apply_async(pool, sleeps, &secs, sizeof secs, &out, sizeof out, NULL);
     REQUIRE(a != NULL);
-    CHECK_ST(pool_async_get(a, 5), POOL_ETIMEDOUT);
+    CHECK_ST(pool_async_get(a, guard_s(10)), POOL_ETIMEDOUT);
     CHECK(pool_async_ready(a));
     pool_async_free(a);
     check_map_works(pool, 100, "map after an async timeout");
@@ -286,7 +284,9 @@ static void test_max_tasks_per_child(void) {
         for (int j = 0; j < i; j++)
             if (pids[i] == pids[j]) { fprintf(stderr, "  apply %d and %d ran in pid %d\n", j, i, pids[i]); CHECK(pids[i] != pids[j]); }
     }
-    check_map_works(pool, 1000, "map with max_tasks_per_child = 1");
+    /* A worker per item: 1000 under valgrind, each process started and checked by it, took
+     * minutes on a loaded machine. */
+    check_map_works(pool, under_valgrind() ? 50 : 1000, "map with max_tasks_per_child = 1");
     pool_destroy(pool);
 
     SECTION("max_tasks_per_child = 0: the worker is reused");
@@ -353,7 +353,7 @@ static void test_initializer(void) {
     CHECK(pool == NULL);
     CHECK_EQ(pool_last_status(), POOL_ECRASHED);
     check_err_any("the initializer or the signal", "initializer", "11", "SEGV");
-    CHECK(now_s() - t0 < (under_valgrind() ? 100 : 10)); /* a hang guard */
+    CHECK_TOOK(t0, 10, "pool_create with a crashing initializer");
     CHECK_HOLDS_AS(before);
     pool_destroy(pool);
 
@@ -371,7 +371,7 @@ static void test_terminate(void) {
     SECTION("terminate with pending apply_async -> ECLOSED");
     pool_t *pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
-    double secs = 10;
+    double secs = 3600; /* a terminate that waited for these would hang */
     long outs[6];
     pool_async_t *h[6];
     for (int i = 0; i < 6; i++) {
@@ -383,14 +383,14 @@ static void test_terminate(void) {
     double t0 = now_s();
     CHECK_ST(pool_terminate(pool), POOL_OK);
     for (int i = 0; i < 6; i++) {
-        CHECK_ST(pool_async_get(h[i], 10), POOL_ECLOSED);
+        CHECK_ST(pool_async_get(h[i], guard_s(10)), POOL_ECLOSED);
         CHECK_ERR_SET();
         CHECK(pool_async_ready(h[i]));
         CHECK(!pool_async_successful(h[i]));
         CHECK_EQ(outs[i], -1);
         pool_async_free(h[i]);
     }
-    CHECK(now_s() - t0 < 5);
+    CHECK_TOOK(t0, 10, "terminate and six ECLOSED results");
     CHECK_ST(pool_terminate(pool), POOL_OK); /* again: harmless */
     CHECK_ST(pool_join(pool), POOL_OK);
     pool_destroy(pool);
@@ -398,7 +398,7 @@ static void test_terminate(void) {
     SECTION("long map_async, then terminate -> pool_async_get returns ECLOSED, no hang");
     pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
-    size_t n = 2000; /* 2000 x 10 ms on 2 workers: 10 s */
+    size_t n = 2000; /* 2000 x 0.5 s on 2 workers: a terminate that waited would hang */
     long *in = malloc(n * sizeof(long)), *out = malloc(n * sizeof(long));
     REQUIRE(in && out);
     for (size_t i = 0; i < n; i++) in[i] = (long)i, out[i] = -1;
@@ -407,8 +407,8 @@ static void test_terminate(void) {
     sleep_s(0.2);
     t0 = now_s();
     CHECK_ST(pool_terminate(pool), POOL_OK);
-    CHECK_ST(pool_async_get(m, 10), POOL_ECLOSED);
-    CHECK(now_s() - t0 < 5);
+    CHECK_ST(pool_async_get(m, guard_s(10)), POOL_ECLOSED);
+    CHECK_TOOK(t0, 10, "terminate during a map");
     CHECK(pool_async_ready(m));
     CHECK_ST(pool_join(pool), POOL_OK);
     /* Whatever finished is correct; the rest untouched. */
@@ -439,19 +439,17 @@ static void test_terminate(void) {
     CHECK_EQ(target, -1);
 
     SECTION("pool_async_free of a pending map_async: out is never written afterwards");
-    reset_runs();
     for (size_t i = 0; i < 200; i++) out[i] = -1;
-    m = pool_map_async(pool, counting_slow_square, in, sizeof(long), out, sizeof(long), 200, NULL);
+    m = pool_map_async(pool, brief_square, in, sizeof(long), out, sizeof(long), 200, NULL);
     REQUIRE(m != NULL);
     sleep_s(0.05);
     pool_async_free(m);
     long snapshot[200];
     memcpy(snapshot, out, sizeof snapshot);
-    /* The items go on running (detached): wait until every one has run, then a little more
-     * for their chunks to be collected. */
-    t0 = now_s();
-    for (int i = 0; i < 200; i++)
-        while (atomic_load(&runs[i]) == 0 && now_s() - t0 < 15) sleep_s(0.01);
+    /* A freed map stops feeding chunks (its results have no reader); the chunks it had sent
+     * end first: once the one worker has run an apply after them, and a little more for the
+     * map to collect them, anything late would have been written. */
+    CHECK_ST(pool_apply(pool, sleeps, &zero, sizeof zero, &after, sizeof after, NULL), POOL_OK);
     sleep_s(0.2);
     CHECK_ST(pool_apply(pool, sleeps, &zero, sizeof zero, &after, sizeof after, NULL), POOL_OK);
     CHECK(memcmp(snapshot, out, sizeof snapshot) == 0);

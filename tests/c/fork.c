@@ -32,13 +32,14 @@ static int echo(const void *in, size_t len, void *ctx) {
     return pool_out_write(in, len);
 }
 
-/* Waits up to `secs` for child `pid`: its wait status, or -1 if it hung (it is then killed).
- * The clock is read before each look, so the last look comes after the deadline: under load
- * this loop itself can wake seconds late, and a child that ended meanwhile did not hang. */
+/* Waits up to guard_s(secs) for child `pid`: its wait status, or -1 if it hung (it is then
+ * killed). The clock is read before each look, so the last look comes after the deadline:
+ * under load this loop itself can wake seconds late, and a child that ended meanwhile did not
+ * hang. */
 static int wait_child(pid_t pid, double secs) {
     int status;
     for (double t0 = now_s();; sleep_s(0.0005)) {
-        int past = now_s() - t0 >= secs;
+        int past = now_s() - t0 >= guard_s(secs);
         if (waitpid(pid, &status, WNOHANG) == pid) return status;
         if (past) break;
     }
@@ -53,15 +54,7 @@ static int wait_child(pid_t pid, double secs) {
  * allocator cache inside ASan's thread start-up when the host forked. glibc's malloc has no such
  * hole, so only the sanitized build waits, before each fork, until every other thread sleeps in
  * a system call (at most 2 s). */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
-#ifdef UNDER_ASAN
+#if UNDER_ASAN
 /* Every thread but this one is asleep ('S'; /proc/<tid> names a thread too). */
 static int others_asleep(void) {
     long self = (long)syscall(SYS_gettid);
@@ -80,7 +73,7 @@ static int others_asleep(void) {
 #endif
 
 static pid_t fork_settled(void) {
-#ifdef UNDER_ASAN
+#if UNDER_ASAN
     int calm = 0; /* asleep at consecutive looks, 1 ms apart */
     for (double t0 = now_s(); calm < 2 && now_s() - t0 < 2;) {
         sleep_s(0.001);
@@ -152,7 +145,7 @@ static void setup(void) {
 static void child_calls_everything(void) {
     check_name_ = "fork (child)";
     check_pid_ = getpid();
-    alarm(30); /* alarms are not inherited */
+    watchdog_arm(30); /* alarms are not inherited */
     SECTION("child: the inherited async results");
     pool_async_t *all[] = {h.running, h.running_map, h.queued, h.done, h.map_done, h.var};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
@@ -237,7 +230,7 @@ static void child_calls_everything(void) {
     pool_process_t *child = pool_process_create(returns_0, NULL);
     CHECK(child != NULL);
     CHECK_ST(pool_process_start(child), POOL_OK);
-    CHECK_ST(pool_process_join(child, 20), POOL_OK);
+    CHECK_ST(pool_process_join(child, guard_s(20)), POOL_OK);
     pool_process_free(child);
     _exit(test_finish());
 }
@@ -252,13 +245,13 @@ static void parent_checks(void) {
     CHECK(intact);
     atomic_store(&gate->release, 1);
     pool_task_info_t info;
-    CHECK_ST(pool_async_get(h.running, 30), POOL_OK); /* not ECRASHED, ECLOSED or ECANCELLED */
+    CHECK_ST(pool_async_get(h.running, guard_s(30)), POOL_OK); /* not ECRASHED, ECLOSED or ECANCELLED */
     CHECK_EQ(h.running_out, 25);
     CHECK_ST(pool_async_info(h.running, &info, sizeof info), POOL_OK);
     CHECK(info.pid > 0);
-    CHECK_ST(pool_async_get(h.running_map, 30), POOL_OK);
+    CHECK_ST(pool_async_get(h.running_map, guard_s(30)), POOL_OK);
     CHECK_EQ(h.map_out, 36);
-    CHECK_ST(pool_async_get(h.queued, 30), POOL_OK);
+    CHECK_ST(pool_async_get(h.queued, guard_s(30)), POOL_OK);
     CHECK_EQ(h.queued_out, 16);
     CHECK_ST(pool_async_get(h.done, 0), POOL_OK);
     CHECK_ST(pool_async_get(h.map_done, 0), POOL_OK);
@@ -270,23 +263,23 @@ static void parent_checks(void) {
     for (; h.read < ITEMS; h.read++) {
         long out = -1;
         size_t idx = 999;
-        if (!CHECK_ST(pool_iter_next(h.it, &out, &idx, 30), POOL_OK)) break;
+        if (!CHECK_ST(pool_iter_next(h.it, &out, &idx, guard_s(30)), POOL_OK)) break;
         CHECK_EQ(idx, h.read);
         CHECK_EQ(out, (long)(h.read * h.read));
     }
     long last;
-    CHECK_ST(pool_iter_next(h.it, &last, NULL, 30), POOL_EDONE);
+    CHECK_ST(pool_iter_next(h.it, &last, NULL, guard_s(30)), POOL_EDONE);
     long xs[ITEMS], ys[ITEMS];
     for (int i = 0; i < ITEMS; i++) xs[i] = i + 1;
     CHECK_ST(pool_map(h.pool, square, xs, sizeof xs[0], ys, sizeof ys[0], ITEMS, NULL), POOL_OK);
     CHECK_EQ(ys[ITEMS - 1], (long)ITEMS * ITEMS);
     CHECK_ST(pool_shm_free(h.pool, h.shm), POOL_OK);
     int code = -1;
-    CHECK_ST(pool_process_join(h.proc, 30), POOL_OK);
+    CHECK_ST(pool_process_join(h.proc, guard_s(30)), POOL_OK);
     CHECK_ST(pool_process_exitcode(h.proc, &code), POOL_OK);
     CHECK_EQ(code, 7); /* not killed */
     CHECK_ST(pool_process_start(h.unstarted), POOL_OK);
-    CHECK_ST(pool_process_join(h.unstarted, 30), POOL_OK);
+    CHECK_ST(pool_process_join(h.unstarted, guard_s(30)), POOL_OK);
 
     pool_async_t *all[] = {h.running, h.running_map, h.queued, h.done, h.map_done, h.var};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pool_async_free(all[i]);

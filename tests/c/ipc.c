@@ -11,11 +11,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-/* Bounds on how long things take stretch under valgrind, which runs every process ~20x slower. */
-static double slack(void) {
-    return under_valgrind() ? 20 : 1;
-}
-
 /* A message: producer id, its sequence number, a length, bytes that depend on all three. */
 struct msg {
     uint32_t producer, seq, len;
@@ -128,7 +123,7 @@ static void test_waiters(void) {
         if (how == 1) CHECK_ST(pool_queue_close(wq), POOL_OK);
         if (how == 2) pool_queue_free(wq);
         pthread_join(t, NULL);
-        CHECK(now_s() - t0 < 2.5 * slack());
+        CHECK_TOOK(t0, 10, "a blocked get woken");
         CHECK_EQ(atomic_load(&woke_status), want[how]);
         if (how < 2) pool_queue_free(wq);
     }
@@ -141,14 +136,14 @@ static pool_queue_t *results;
 static int child_work(void *arg) {
     int id = (int)(intptr_t)arg;
     long r = (long)id * id;
-    return pool_queue_put(results, &r, sizeof r, 10) == POOL_OK ? 0 : 1;
+    return pool_queue_put(results, &r, sizeof r, guard_s(10)) == POOL_OK ? 0 : 1;
 }
 
 static int task_puts(const void *in, void *out, void *ctx) {
     (void)out;
     pool_queue_t *q = *(pool_queue_t *const *)ctx;
     long v = *(const long *)in + 1000;
-    return pool_queue_put(q, &v, sizeof v, 10) == POOL_OK ? 0 : 1;
+    return pool_queue_put(q, &v, sizeof v, guard_s(10)) == POOL_OK ? 0 : 1;
 }
 
 static void test_processes_and_tasks(void) {
@@ -165,12 +160,12 @@ static void test_processes_and_tasks(void) {
     long sum = 0, v;
     size_t len;
     for (int i = 0; i < 4; i++) {
-        CHECK_ST(pool_queue_get(results, &v, sizeof v, &len, 10), POOL_OK);
+        CHECK_ST(pool_queue_get(results, &v, sizeof v, &len, guard_s(10)), POOL_OK);
         sum += v;
     }
     CHECK_EQ(sum, 1 + 4 + 9 + 16);
     for (int i = 0; i < 4; i++) {
-        CHECK_ST(pool_process_join(p[i], 10), POOL_OK);
+        CHECK_ST(pool_process_join(p[i], guard_s(10)), POOL_OK);
         int code = -1;
         pool_process_exitcode(p[i], &code);
         CHECK_EQ(code, 0);
@@ -184,7 +179,7 @@ static void test_processes_and_tasks(void) {
     CHECK_ST(pool_map_ex(pool, task_puts, in, sizeof in[0], out, sizeof out[0], 20, &results, &mo), POOL_OK);
     sum = 0;
     for (int i = 0; i < 20; i++) {
-        CHECK_ST(pool_queue_get(results, &v, sizeof v, &len, 10), POOL_OK);
+        CHECK_ST(pool_queue_get(results, &v, sizeof v, &len, guard_s(10)), POOL_OK);
         sum += v;
     }
     CHECK_EQ(sum, 20 * 1000 + 190);
@@ -194,12 +189,16 @@ static void test_processes_and_tasks(void) {
 
 /* ---- 4. peers SIGKILLed in the middle of put and get, many times ---------------------------- */
 
+/* The kill storm's counters, shared: [0] messages consumers took, [1] their failures, [2] puts. */
+static volatile uint32_t *storm_stats;
+
 static int producer(pool_queue_t *q, uint32_t id) {
     struct msg m;
     for (uint32_t seq = 0;; seq++) {
         fill(&m, id, seq);
         int st = pool_queue_put(q, &m, msg_size(&m), -1);
         if (st != POOL_OK) _exit(st == POOL_ECLOSED ? 0 : 10 + st);
+        __atomic_fetch_add(&storm_stats[2], 1, __ATOMIC_SEQ_CST);
     }
 }
 
@@ -222,12 +221,27 @@ static int consumer(pool_queue_t *q, volatile uint32_t *stats) {
     }
 }
 
+/* Waits until the producers' puts reach `n`, or until every producer sleeps in a put that makes
+ * no progress (with no consumer left: the queue is full, which holds more than `n` do). */
+static void wait_for_puts(const pid_t *prod, int nprod, uint32_t n) {
+    for (double t0 = now_s(); storm_stats[2] < n && now_s() - t0 < guard_s(10); sleep_s(0.001)) {
+        int asleep = 1;
+        for (int i = 0; i < nprod; i++) asleep &= proc_state(prod[i]) == 'S';
+        uint32_t seen = storm_stats[2];
+        if (asleep) {
+            sleep_s(0.05);
+            for (int i = 0; i < nprod; i++) asleep &= proc_state(prod[i]) == 'S';
+            if (asleep && storm_stats[2] == seen) return;
+        }
+    }
+}
+
 static void test_kill_storm(void) {
     SECTION("producers and consumers SIGKILLed mid-put and mid-get, many times: messages whole, in order, never locked");
     enum { PRODUCERS = 3, CONSUMERS = 2, ROUNDS = 300 };
     pool_queue_t *q = pool_queue_create(16 << 10);
     REQUIRE(q != NULL);
-    volatile uint32_t *stats = shared_alloc(64);
+    volatile uint32_t *stats = storm_stats = shared_alloc(64);
     pid_t prod[PRODUCERS], cons[CONSUMERS];
     uint32_t next_id = 0;
     for (int i = 0; i < PRODUCERS; i++)
@@ -251,19 +265,23 @@ static void test_kill_storm(void) {
             _exit(consumer(q, stats));
         }
     }
-    /* Stop the consumers, let the producers fill the queue, stop them; then drain here: every
-     * message whole, and per producer the sequence numbers strictly increase. */
+    /* The kills left nothing wedged: the consumers go on taking messages. */
+    uint32_t at_end = stats[0];
+    WAIT_UNTIL(stats[0] >= at_end + 1000, 30);
+    CHECK(stats[0] >= at_end + 1000);
+    /* Stop the consumers, let the producers put more than 10 messages (a put counted before
+     * the consumers stopped may still have been taken: one per producer), stop them; then
+     * drain here: every message whole, and per producer the sequence numbers strictly increase. */
     for (int i = 0; i < CONSUMERS; i++) {
         kill(cons[i], SIGKILL);
         waitpid(cons[i], NULL, 0);
     }
-    sleep_s(0.05);
+    wait_for_puts(prod, PRODUCERS, stats[2] + 11 + PRODUCERS);
     for (int i = 0; i < PRODUCERS; i++) {
         kill(prod[i], SIGKILL);
         waitpid(prod[i], NULL, 0);
     }
     CHECK_EQ(stats[1], 0);
-    CHECK(stats[0] > 1000); /* they got through plenty */
     static int64_t last[4096];
     for (uint32_t i = 0; i < next_id && i < 4096; i++) last[i] = -1;
     struct msg m;
@@ -315,16 +333,18 @@ static void test_lock(void) {
     }
     CHECK_EQ(*counter, 8000);
     /* A holder killed: the next acquirer gets it, and learns it. */
+    atomic_int *held = shared_alloc(sizeof *held);
     pid_t holder = fork();
     if (holder == 0) {
         pool_lock_acquire(l, -1);
+        atomic_store(held, 1);
         for (;;) pause();
     }
-    sleep_s(0.1);
+    WAIT_UNTIL(atomic_load(held), 10);
     CHECK_ST(pool_lock_acquire(l, 0.1), POOL_ETIMEDOUT);
     kill(holder, SIGKILL);
     waitpid(holder, NULL, 0);
-    CHECK_ST(pool_lock_acquire(l, 5), POOL_EOWNERDEAD);
+    CHECK_ST(pool_lock_acquire(l, guard_s(10)), POOL_EOWNERDEAD);
     CHECK_ERR_HAS("died");
     CHECK_ST(pool_lock_acquire(l, 0), POOL_EINVAL); /* already ours */
     CHECK_ST(pool_lock_release(l), POOL_OK);
@@ -347,7 +367,7 @@ static void test_event(void) {
     CHECK_ST(pool_event_wait(e, 0.05), POOL_ETIMEDOUT);
     pid_t kids[5];
     for (int i = 0; i < 5; i++)
-        if ((kids[i] = fork()) == 0) _exit(pool_event_wait(e, 10) == POOL_OK ? 0 : 1);
+        if ((kids[i] = fork()) == 0) _exit(pool_event_wait(e, guard_s(10)) == POOL_OK ? 0 : 1);
     sleep_s(0.1);
     double t0 = now_s();
     CHECK_ST(pool_event_set(e), POOL_OK);
@@ -356,7 +376,7 @@ static void test_event(void) {
         waitpid(kids[i], &ws, 0);
         CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
     }
-    CHECK(now_s() - t0 < 2 * slack());
+    CHECK_TOOK(t0, 10, "five processes woken by one set");
     CHECK(pool_event_is_set(e));
     CHECK_ST(pool_event_wait(e, 0), POOL_OK);
     CHECK_ST(pool_event_clear(e), POOL_OK);
@@ -377,37 +397,52 @@ static int sleeps_ms(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* Set by the host, one flag per task of test_wait_any: the task ends once its flag is. */
+static atomic_int *finish_flags;
+
+static int waits_for_its_flag(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long id = *(const long *)in;
+    WAIT_UNTIL(atomic_load(&finish_flags[id]), 60);
+    *(long *)out = id;
+    return 0;
+}
+
 static void test_wait_any(void) {
     SECTION("pool_async_wait_any: the first ready of several pools' results; timeout; misuse");
+    finish_flags = shared_alloc(3 * sizeof *finish_flags); /* before the pools: workers see it */
     pool_t *a = pool_create(2, NULL), *b = pool_create(1, NULL);
     REQUIRE(a && b);
-    long ms[3] = {600, 100, 350}, out[3];
+    long ids[3] = {0, 1, 2}, out[3];
     pool_async_t *h[3] = {
-        pool_apply_async(a, sleeps_ms, &ms[0], sizeof ms[0], &out[0], sizeof out[0], NULL),
-        pool_apply_async(b, sleeps_ms, &ms[1], sizeof ms[1], &out[1], sizeof out[1], NULL),
-        pool_apply_async(a, sleeps_ms, &ms[2], sizeof ms[2], &out[2], sizeof out[2], NULL),
+        pool_apply_async(a, waits_for_its_flag, &ids[0], sizeof ids[0], &out[0], sizeof out[0], NULL),
+        pool_apply_async(b, waits_for_its_flag, &ids[1], sizeof ids[1], &out[1], sizeof out[1], NULL),
+        pool_apply_async(a, waits_for_its_flag, &ids[2], sizeof ids[2], &out[2], sizeof out[2], NULL),
     };
     size_t idx = 99;
     CHECK_ST(pool_async_wait_any(h, 3, 0, &idx), POOL_ETIMEDOUT);
-    int order[3], k = 0;
+    /* Finished one at a time, in the order 1, 2, 0: each wait names the one that finished. */
+    static const int order[3] = {1, 2, 0};
     pool_async_t *left[3] = {h[0], h[1], h[2]};
     size_t n = 3;
     int map[3] = {0, 1, 2};
-    while (n > 0) {
-        CHECK_ST(pool_async_wait_any(left, n, 5, &idx), POOL_OK);
+    for (int k = 0; k < 3; k++) {
+        atomic_store(&finish_flags[order[k]], 1);
+        CHECK_ST(pool_async_wait_any(left, n, guard_s(10), &idx), POOL_OK);
         REQUIRE(idx < n);
         CHECK_ST(pool_async_get(left[idx], 0), POOL_OK);
-        order[k++] = map[idx];
+        CHECK_EQ(map[idx], order[k]);
+        CHECK_EQ(out[order[k]], order[k]);
         left[idx] = left[n - 1];
         map[idx] = map[n - 1];
         n--;
     }
-    CHECK(order[0] == 1 && order[1] == 2 && order[2] == 0); /* in the order they finish */
     double t0 = now_s();
-    long slow = 2000, o;
+    long slow = 3600 * 1000, o; /* ended by the cancel below */
     pool_async_t *s1 = pool_apply_async(b, sleeps_ms, &slow, sizeof slow, &o, sizeof o, NULL);
     CHECK_ST(pool_async_wait_any(&s1, 1, 0.2, &idx), POOL_ETIMEDOUT);
-    CHECK(now_s() - t0 < 1.5 * slack());
+    CHECK(now_s() - t0 >= 0.19);
+    CHECK_TOOK(t0, 10, "a wait_any with a 0.2 s timeout");
     CHECK_ST(pool_async_wait_any(NULL, 1, 0, &idx), POOL_EINVAL);
     CHECK_ST(pool_async_wait_any(&s1, 0, 0, &idx), POOL_EINVAL);
     CHECK_ST(pool_async_wait_any(&s1, 1, 0, NULL), POOL_EINVAL);
@@ -482,6 +517,16 @@ static int naps(void *arg) {
     return 0;
 }
 
+/* Whether /proc says process `pid` is called `name`. */
+static int has_name(pid_t pid, const char *name) {
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f && fgets(comm, sizeof comm, f)) comm[strcspn(comm, "\n")] = 0;
+    if (f) fclose(f);
+    return strcmp(comm, name) == 0;
+}
+
 static void test_process_options(void) {
     SECTION("process options: a daemon dies with its host (SIGKILL), a plain child lives on; names");
     volatile int *pids = shared_alloc(64);
@@ -500,22 +545,15 @@ static void test_process_options(void) {
         pids[1] = pool_process_pid(k);
         for (;;) pause();
     }
-    for (double t0 = now_s(); (pids[0] == 0 || pids[1] == 0) && now_s() - t0 < 10 * slack();) sleep_s(0.01);
+    WAIT_UNTIL(pids[0] != 0 && pids[1] != 0, 10);
     REQUIRE(pids[0] > 0 && pids[1] > 0);
-    char path[64], name[32] = "";
-    snprintf(path, sizeof path, "/proc/%d/comm", pids[0]);
-    FILE *f = fopen(path, "r");
-    if (f && fgets(name, sizeof name, f)) name[strcspn(name, "\n")] = 0;
-    if (f) fclose(f);
-    CHECK(strcmp(name, "pool-daemon-t") == 0);
+    /* The child names itself once it runs. */
+    WAIT_UNTIL(has_name(pids[0], "pool-daemon-t"), 10);
+    CHECK(has_name(pids[0], "pool-daemon-t"));
     kill(host, SIGKILL);
     waitpid(host, NULL, 0);
-    int daemon_gone = 0;
-    for (double t0 = now_s(); now_s() - t0 < 5 * slack() && !daemon_gone;) {
-        daemon_gone = kill(pids[0], 0) != 0 || proc_state(pids[0]) == 'Z';
-        sleep_s(0.01);
-    }
-    CHECK(daemon_gone);
+    WAIT_UNTIL(kill(pids[0], 0) != 0 || proc_state(pids[0]) == 'Z', 10);
+    CHECK(kill(pids[0], 0) != 0 || proc_state(pids[0]) == 'Z'); /* the daemon died with its host */
     CHECK(kill(pids[1], 0) == 0 && proc_state(pids[1]) != 'Z'); /* the plain child lives on */
     kill(pids[1], SIGKILL);
     pool_process_options_t bad;
@@ -556,7 +594,7 @@ static void on_submit(pool_async_t *a, int status, void *arg) {
 }
 
 static void wait_calls(int n) {
-    for (double t0 = now_s(); atomic_load(&cb_calls) < n && now_s() - t0 < 10 * slack();) sleep_s(0.001);
+    WAIT_UNTIL(atomic_load(&cb_calls) >= n, 10);
 }
 
 static void test_callbacks(void) {
@@ -601,14 +639,13 @@ static void test_callbacks(void) {
     wait_calls(1);
     CHECK_EQ(atomic_load(&cb_len_ok), 1);
     pool_async_free(v);
-    /* Freed before ready: no callback. */
+    /* Freed before ready: no callback. (Both tasks sleep an hour: they end with the pool.) */
     atomic_store(&cb_calls, 0);
-    long slow = 4;
+    long hour = 3600 * 1000, o2;
     co.callback = on_done;
     co.callback_arg = NULL;
-    pool_async_t *f = pool_apply_async_ex(p, sleeps_ms, &slow, sizeof slow, NULL, 0, NULL, &co);
-    long slow2 = 300, o2;
-    pool_async_t *g = pool_apply_async_ex(p, sleeps_ms, &slow2, sizeof slow2, &o2, sizeof o2, NULL, &co);
+    pool_async_t *f = pool_apply_async_ex(p, sleeps_ms, &hour, sizeof hour, NULL, 0, NULL, &co);
+    pool_async_t *g = pool_apply_async_ex(p, sleeps_ms, &hour, sizeof hour, &o2, sizeof o2, NULL, &co);
     pool_async_free(f);
     sleep_s(0.1);
     CHECK_EQ(atomic_load(&cb_calls), 0);
@@ -630,11 +667,12 @@ static void test_callbacks(void) {
 
 /* ---- 11. from hostile testing ---------------------------------------------------------------- */
 
-static atomic_int slow_cb_done;
+static atomic_int slow_cb_started, slow_cb_done;
 static void slow_callback(pool_async_t *a, int status, void *arg) {
     (void)a;
     (void)status;
     (void)arg;
+    atomic_store(&slow_cb_started, 1);
     sleep_s(0.2);
     atomic_store(&slow_cb_done, 1);
 }
@@ -678,18 +716,20 @@ static void test_hostile_findings(void) {
     SECTION("hostile findings: lock freed while held, huge lengths, forged handles, killed waiters, arena reuse");
     /* A lock freed while a thread (another process) holds it is never reused under it. */
     pool_lock_t *l = pool_lock_create();
+    atomic_int *flag = shared_alloc(sizeof *flag);
     pid_t holder = fork();
     if (holder == 0) {
         pool_lock_acquire(l, -1);
+        atomic_store(flag, 1);
         sleep_s(0.3);
         pool_lock_release(l); /* of a freed lock: refused, no harm */
         _exit(0);
     }
-    sleep_s(0.1);
+    WAIT_UNTIL(atomic_load(flag), 10); /* held */
     pool_lock_free(l);
     pool_lock_t *l2 = pool_lock_create();
     for (int i = 0; i < 100; i++) {
-        CHECK_ST(pool_lock_acquire(l2, 1), POOL_OK);
+        CHECK_ST(pool_lock_acquire(l2, guard_s(1)), POOL_OK);
         CHECK_ST(pool_lock_release(l2), POOL_OK);
     }
     int ws;
@@ -712,23 +752,28 @@ static void test_hostile_findings(void) {
     pool_queue_free(q);
     /* A process killed while waiting inside a queue call does not keep it from being freed
      * and reused (many times: the arena would run out otherwise). */
+    double slowest_free = 0;
     for (int i = 0; i < 40; i++) {
         pool_queue_t *w = pool_queue_create(4 << 20);
         REQUIRE(w != NULL);
+        atomic_store(flag, 0);
         pid_t waiter = fork();
         if (waiter == 0) {
             char b[8];
             size_t n;
+            atomic_store(flag, 1);
             pool_queue_get(w, b, sizeof b, &n, -1);
             _exit(0);
         }
-        sleep_s(0.01);
+        WAIT_UNTIL(atomic_load(flag), 10);
+        sleep_s(0.01); /* inside the get by now, most times */
         kill(waiter, SIGKILL);
         waitpid(waiter, NULL, 0);
         double t0 = now_s();
         pool_queue_free(w);
-        CHECK(now_s() - t0 < 1 * slack());
+        if (now_s() - t0 > slowest_free) slowest_free = now_s() - t0;
     }
+    check_took_(__FILE__, __LINE__, "the slowest of 40 frees of a queue whose waiter was killed", slowest_free, 5);
     /* Freed memory serves objects of any size: small and big alternately, then many small ones
      * freed and one big one made from their space. */
     static pool_lock_t *kept[200];
@@ -754,8 +799,8 @@ static void test_hostile_findings(void) {
     co.callback = slow_callback;
     long x = 1, y;
     pool_async_t *a = pool_apply_async_ex(p, fails_on_odd, &x, sizeof x, &y, sizeof y, NULL, &co);
-    CHECK_ST(pool_async_wait(a, 5), POOL_OK);
-    sleep_s(0.05); /* the callback is running now */
+    CHECK_ST(pool_async_wait(a, guard_s(10)), POOL_OK);
+    WAIT_UNTIL(atomic_load(&slow_cb_started), 10);
     pool_async_free(a);
     CHECK_EQ(atomic_load(&slow_cb_done), 1);
     pool_destroy(p);
@@ -770,7 +815,7 @@ static void test_hostile_findings(void) {
             pool_async_t *c = pool_apply_async_ex(cross[i], fails_on_odd, &x, sizeof x, &y, sizeof y, NULL, &co);
             (void)c; /* freed with its pool's end: results stay the caller's, but this test exits */
         }
-        for (double t0 = now_s(); atomic_load(&cross_done) < 2 && now_s() - t0 < 10 * slack();) sleep_s(0.01);
+        WAIT_UNTIL(atomic_load(&cross_done) >= 2, 10);
         CHECK_EQ(atomic_load(&cross_done), 2);
     }
     /* An initializer that leaves a message but succeeds: no task inherits it. */
@@ -780,31 +825,38 @@ static void test_hostile_findings(void) {
     p = pool_create(1, &o);
     REQUIRE(p != NULL);
     pool_async_t *r = pool_apply_async(p, returns_5, &x, sizeof x, NULL, 0, NULL);
-    CHECK_ST(pool_async_get(r, 10), POOL_ETASK);
+    CHECK_ST(pool_async_get(r, guard_s(10)), POOL_ETASK);
     pool_task_info_t info;
     CHECK_ST(pool_async_info(r, &info, sizeof info), POOL_OK);
     CHECK(strstr(info.message, "initializer") == NULL);
     pool_async_free(r);
     pool_destroy(p);
-    /* A busy queue is not a full one: zero-timeout puts by one thread while another hammers it. */
+    /* A busy queue is not a full one: zero-timeout puts by one thread while another hammers it
+     * wait for the lock (up to 100 ms, for a holder that is descheduled) instead of failing at
+     * once: a put that gives up must have waited that long. */
     busy_q = pool_queue_create(1 << 20);
     pthread_t t;
     pthread_create(&t, NULL, hammer, NULL);
-    int spurious = 0;
+    int spurious = 0, hasty = 0;
     for (int i = 0; i < 20000; i++) {
         char b[8];
         size_t n;
-        spurious += pool_queue_put(busy_q, "x", 1, 0) == POOL_ETIMEDOUT;
+        double t0 = now_s();
+        if (pool_queue_put(busy_q, "x", 1, 0) == POOL_ETIMEDOUT) {
+            spurious++;
+            hasty += now_s() - t0 < 0.09;
+        }
         pool_queue_get(busy_q, b, sizeof b, &n, 0);
     }
     atomic_store(&stop_hammer, 1);
     pthread_join(t, NULL);
-    if (!under_valgrind()) CHECK_EQ(spurious, 0); /* a holder descheduled 100 ms happens under valgrind */
+    fprintf(stderr, "  zero-timeout puts that gave up on a busy queue: %d of 20000\n", spurious);
+    CHECK_EQ(hasty, 0);
     pool_queue_free(busy_q);
 }
 
 int main(void) {
-    test_begin("ipc", 120);
+    test_begin("ipc", 55);
     test_hostile_findings();
     test_callbacks();
     test_initializer_ex();

@@ -308,15 +308,15 @@ static void test_inside_task(pool_t *pool) {
 
     SECTION("after the tasks' attempts, the pool and its handles are intact");
     atomic_store(&gate->release, 1);
-    CHECK_ST(pool_async_get(sh->async, 30), POOL_OK);
+    CHECK_ST(pool_async_get(sh->async, guard_s(30)), POOL_OK);
     CHECK_EQ(y, 16);
     for (int i = 0; i < 3; i++) {
         size_t idx = 99;
-        CHECK_ST(pool_iter_next(sh->iter, &out, &idx, 30), POOL_OK);
+        CHECK_ST(pool_iter_next(sh->iter, &out, &idx, guard_s(30)), POOL_OK);
         CHECK_EQ(idx, i);
         CHECK_EQ(out, in[i] * in[i]);
     }
-    CHECK_ST(pool_iter_next(sh->iter, &out, NULL, 30), POOL_EDONE);
+    CHECK_ST(pool_iter_next(sh->iter, &out, NULL, guard_s(30)), POOL_EDONE);
     pool_async_free(sh->async);
     pool_iter_free(sh->iter);
     long xs[100], ys[100];

@@ -107,7 +107,7 @@ static void test_progress_and_fd(pool_t *pool) {
     REQUIRE(a != NULL);
     struct pollfd p = {.fd = fd, .events = POLLIN};
     CHECK_EQ(poll(&p, 1, 20000), 1);
-    CHECK_ST(pool_async_wait(a, 20), POOL_OK);
+    CHECK_ST(pool_async_wait(a, guard_s(20)), POOL_OK);
     size_t done = 0, total = 0;
     CHECK_ST(pool_async_progress(a, &done, &total), POOL_OK);
     CHECK_EQ(done, N);

@@ -116,3 +116,22 @@ pub fn map_args(f: pool::core::worker::ItemFn, xs: &[i64], ys: &mut [i64], ctx: 
     assert_eq!(xs.len(), ys.len());
     map_args_raw(f, xs.as_ptr() as usize, ys.as_mut_ptr() as usize, xs.len(), ctx, chunksize)
 }
+
+/// A hang guard on a step that must not wait for anything slow: prints how long `what` took and
+/// fails only past `bound`, which is generous (a busy machine must pass; no performance claim).
+pub fn hang_guard(what: &str, took: std::time::Duration, bound: std::time::Duration) {
+    eprintln!("{what}: {took:.2?} (hang guard {bound:?})");
+    assert!(took < bound, "{what} took {took:?}, past its hang guard of {bound:?}");
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = std::time::Instant::now();
+    while !cond() {
+        if t0.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
+}

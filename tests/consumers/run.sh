@@ -129,6 +129,7 @@ install_libpool() {  # install_libpool SOURCE BUILD PREFIX
 cmake_consumer() {  # cmake_consumer SOURCE BUILD PREFIX: configure and build against PREFIX
     cmake -S "$1" -B "$2" -DCMAKE_PREFIX_PATH="$3" && cmake --build "$2"
 }
+echo "run.sh: building and installing with CMake (a release build: a minute, more on a loaded machine)"
 if ! step "install: cmake -S . -B build && cmake --build build && cmake --install build --prefix P" \
     install_libpool "$root" "$tmp/build" "$staged"; then
     summary

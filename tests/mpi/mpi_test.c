@@ -156,13 +156,37 @@ static int ranks_used(const int *per_rank, int nranks) {
     return used;
 }
 
-/* A stream item ("item N..."): "<rank>:" then the input upper-cased, written in place, after
- * 2 ms (faster items can all stay on the root's own workers); items N % 100 == 13 crash.
+/* Marks this rank as having run an item of the stream or block map now running (a file in the
+ * log directory; clear_marks() removes them before each), then waits, 60 s at most, until
+ * another rank has too: a worker busy waiting keeps the root sending work to the other ranks,
+ * however the machine schedules them (quick items could all stay on the root's own workers). */
+static void meet_another_rank(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/part.%d", log_dir, my_rank);
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    if (fd >= 0) close(fd);
+    for (int i = 0; i < 60000; i++, usleep(1000))
+        for (int r = 0; r < 64; r++) {
+            snprintf(path, sizeof path, "%s/part.%d", log_dir, r);
+            if (r != my_rank && access(path, F_OK) == 0) return;
+        }
+}
+
+static void clear_marks(void) {
+    char path[512];
+    for (int r = 0; r < 64; r++) {
+        snprintf(path, sizeof path, "%s/part.%d", log_dir, r);
+        unlink(path);
+    }
+}
+
+/* A stream item ("item N..."): "<rank>:" then the input upper-cased, written in place, once
+ * another rank took part (meet_another_rank); items N % 100 == 13 crash.
  * Items of "big" streams (max_out 1 MiB: a guarded window) add a 300 KB tail of 'x's. */
 static int stamp(const void *in, size_t len, void *ctx) {
     const int big = ctx != NULL && *(const int *)ctx;
     const char *s = in;
-    usleep(2000);
+    meet_another_rank();
     if (len > 5 && atoi(s + 5) % 100 == 13) raise(SIGSEGV);
     size_t tail = big ? 300000 : 0, avail = 0;
     char *out = pool_out_reserve(len + 16 + tail, &avail);
@@ -190,11 +214,11 @@ static int rank_and_echo(const void *in, size_t len, void *ctx) {
     return pool_out_write(&r, sizeof r) == POOL_OK && pool_out_write(in, len) == POOL_OK ? 0 : 1;
 }
 
-/* A block map's function: out[j] = {2 * in[j], rank}, after 2 ms (work fast enough to stay on
- * the root would not spread); checks it got its own span; the block holding item 777 fails. */
+/* A block map's function: out[j] = {2 * in[j], rank}, once another rank took part
+ * (meet_another_rank); checks it got its own span; the block holding item 777 fails. */
 static int double_block(const void *in, void *out, size_t count, size_t first, void *ctx) {
     (void)ctx;
-    usleep(2000);
+    meet_another_rank();
     const int64_t *x = in;
     int64_t(*y)[2] = out;
     for (size_t j = 0; j < count; j++) {
@@ -220,6 +244,7 @@ static void streams_and_blocks(pool_t *pool, int nranks) {
         pool_stream_options_t so;
         pool_stream_options_init(&so);
         so.ctx_size = sizeof big;
+        clear_marks();
         pool_stream_t *s = pool_stream(pool, stamp, bufs, NS, big ? 1 << 20 : 64, &big, &so);
         CHECK(s != NULL);
         int per_rank[64] = {0}, next = 0, rc;
@@ -285,6 +310,7 @@ static void streams_and_blocks(pool_t *pool, int nranks) {
     pool_map_options_init(&mo);
     mo.chunksize = 50;
     mo.statuses = st;
+    clear_marks();
     CHECK(pool_map_blocks(pool, double_block, in, sizeof in[0], out, sizeof out[0], NB, NULL, &mo) == POOL_ETASK);
     int per_rank[64] = {0};
     for (int i = 0; i < NB; i++) {
