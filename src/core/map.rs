@@ -135,7 +135,9 @@ impl Pool {
             }
         };
         let (sh2, job2, life) = (sh.clone(), job.clone(), sh.life.clone());
+        let caller = super::pool::submitter::current();
         let spawned = crate::sys::thread::spawn("pool-map", move || {
+            super::pool::submitter::act_for(caller);
             let _ctx = ctx; // chunks copy from it as they go
             drive(&sh2, a, &job2);
             drop(sh2);

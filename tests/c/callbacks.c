@@ -25,7 +25,7 @@ static void on_b(pool_async_t *a, int status, void *arg) {
 /* Pool A's callback: frees B's result while B's callback runs. */
 static void on_a(pool_async_t *a, int status, void *arg) {
     (void)a, (void)status, (void)arg;
-    for (double t0 = now_s(); !atomic_load(&b_started) && now_s() - t0 < 60;) sleep_s(0.001);
+    WAIT_UNTIL(atomic_load(&b_started), 60);
     pool_async_free(b_result);
     atomic_store(&seen_finished, atomic_load(&b_finished));
     atomic_store(&a_done, 1);
@@ -43,7 +43,7 @@ static void test_free_waits_across_pools(void) {
     co.callback = on_a;
     pool_async_t *ra = pool_apply_async_ex(pa, noop, NULL, 0, NULL, 0, NULL, &co);
     REQUIRE(ra != NULL);
-    for (double t0 = now_s(); !atomic_load(&a_done) && now_s() - t0 < 60;) sleep_s(0.001);
+    WAIT_UNTIL(atomic_load(&a_done), 60);
     CHECK_EQ(atomic_load(&a_done), 1);
     CHECK_EQ(atomic_load(&seen_finished), 1); /* B's callback had returned when the free did */
     pool_async_free(ra);
@@ -59,7 +59,7 @@ static void on_pair(pool_async_t *a, int status, void *arg) {
     (void)a, (void)status;
     int me = (int)(intptr_t)arg, other = 1 - me;
     atomic_store(&pair_running[me], 1);
-    for (double t0 = now_s(); !atomic_load(&pair_running[other]) && now_s() - t0 < 60;) sleep_s(0.001);
+    WAIT_UNTIL(atomic_load(&pair_running[other]), 60);
     pool_async_free(pair[other]);
     atomic_store(&pair_done[me], 1);
 }
@@ -76,15 +76,14 @@ static void test_mutual_free_does_not_deadlock(void) {
         pair[i] = pool_apply_async_ex(p[i], noop, NULL, 0, NULL, 0, NULL, &co);
         REQUIRE(pair[i] != NULL);
     }
-    for (double t0 = now_s(); !(atomic_load(&pair_done[0]) && atomic_load(&pair_done[1])) && now_s() - t0 < 60;)
-        sleep_s(0.001);
+    WAIT_UNTIL(atomic_load(&pair_done[0]) && atomic_load(&pair_done[1]), 60);
     CHECK(atomic_load(&pair_done[0]) && atomic_load(&pair_done[1]));
     pool_destroy(p[0]);
     pool_destroy(p[1]);
 }
 
 int main(void) {
-    test_begin("callbacks", 120);
+    test_begin("callbacks", 55);
     test_free_waits_across_pools();
     test_mutual_free_does_not_deadlock();
     return test_finish();

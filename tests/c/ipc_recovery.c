@@ -16,11 +16,11 @@
 #define IPC_SIZE "8M"
 #define BIG ((size_t)6 << 20)
 
-/* Waits (hang guard: 60 s) until `pid` sleeps: once it is about to call a blocking function,
+/* Waits (a hang guard) until `pid` sleeps: once it is about to call a blocking function,
  * sleeping means it is blocked in there. */
 static void wait_asleep(pid_t pid) {
     double t0 = now_s();
-    while (proc_state(pid) != 'S' && now_s() - t0 < 60) sleep_s(0.001);
+    while (proc_state(pid) != 'S' && now_s() - t0 < guard_s(60)) sleep_s(0.001);
     CHECK(proc_state(pid) == 'S');
 }
 
@@ -35,7 +35,7 @@ static atomic_int *asleep_count; /* waiters about to wait (shared with the child
 static void *event_waiter(void *arg) {
     (void)arg;
     atomic_fetch_add(asleep_count, 1);
-    return (void *)(intptr_t)pool_event_wait(ev, 60);
+    return (void *)(intptr_t)pool_event_wait(ev, guard_s(60));
 }
 
 static int threads_waiting(void) {
@@ -50,12 +50,12 @@ static int threads_waiting(void) {
     return bad;
 }
 
-/* Every thread of `pid` sleeps (hang guard: 60 s). */
+/* Waits (a hang guard) until every thread of `pid` sleeps. */
 static void wait_all_asleep(pid_t pid) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     double t0 = now_s();
-    for (int all = 0; !all && now_s() - t0 < 60;) {
+    for (int all = 0; !all && now_s() - t0 < guard_s(60);) {
         all = 1;
         DIR *d = opendir(path);
         REQUIRE(d != NULL);
@@ -76,7 +76,7 @@ static void test_set_then_clear(void) {
         if ((kids[i] = fork()) == 0) {
             if (i == 0) _exit(threads_waiting());
             atomic_fetch_add(asleep_count, 1);
-            _exit(pool_event_wait(ev, 60) == POOL_OK ? 0 : 1);
+            _exit(pool_event_wait(ev, guard_s(60)) == POOL_OK ? 0 : 1);
         }
     }
     while (atomic_load(asleep_count) < 7) sleep_s(0.001);
@@ -206,7 +206,7 @@ static void test_stopped_caller(void) {
 
 int main(void) {
     setenv("POOL_IPC_SIZE", IPC_SIZE, 1);
-    test_begin("ipc_recovery", 120);
+    test_begin("ipc_recovery", 55);
     test_set_then_clear();
     test_reuse_after_deaths();
     test_stopped_caller();

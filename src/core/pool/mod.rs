@@ -22,7 +22,7 @@ mod lifecycle;
 mod snapshot;
 mod submit;
 use snapshot::Snapshot;
-pub(crate) use submit::{Submitted, TaskSpec};
+pub(crate) use submit::{submitter, Submitted, TaskSpec};
 
 /// Default virtual size of each pool's shared heap. Pages cost memory only once touched.
 const HEAP_LEN: usize = 32 << 30;
@@ -199,6 +199,8 @@ impl LifeSync {
 struct Slots {
     free: Vec<u32>,
     fresh: u32,
+    /// Per slot ever used: the thread that submitted its task (`submit::submitter`).
+    submitter: Vec<u32>,
 }
 
 /// A pool handle. Dropping it terminates the pool if it was not closed, then joins it.
@@ -270,7 +272,7 @@ impl Pool {
             timeout_ns: opts.task_timeout.map_or(0, |d| (d.as_nanos() as u64).max(1)),
             runner_gate: Mutex::new(()),
             owner: proc::getpid(),
-            slots: Mutex::new(Slots { free: Vec::new(), fresh: 0 }),
+            slots: Mutex::new(Slots { free: Vec::new(), fresh: 0, submitter: Vec::new() }),
             orphans: Mutex::new(Vec::new()),
             life: Arc::new(LifeSync { st: Mutex::new(Life::default()), cv: Condvar::new() }),
             zygote: Mutex::new(None),

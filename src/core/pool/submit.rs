@@ -256,6 +256,16 @@ impl Shared {
                     return Ok(got);
                 }
             }
+            if feeder && !self.anything_running() && !self.others_hold_results() {
+                // Waiting would be waiting for ourselves: every result that fills the heap was
+                // submitted by this thread (a stream or iterator it reads later, results it has
+                // not collected), and nothing runs to free any.
+                return Err(Error::new(
+                    Status::NoMem,
+                    "the pool's shared memory is full of results this thread has not read yet (a stream or \
+                     iterator it holds, or results it has not collected) and nothing runs: read or free some first",
+                ));
+            }
             if !feeder && !self.anything_running() {
                 return Err(Error::new(
                     Status::NoMem,
@@ -272,13 +282,17 @@ impl Shared {
         }
     }
 
+    /// A free task slot, noted as this thread's submission.
     pub(super) fn alloc_slot(&self) -> Option<u32> {
+        let me = submitter::current();
         let mut s = lock(&self.slots);
         if let Some(i) = s.free.pop() {
+            s.submitter[i as usize] = me;
             return Some(i);
         }
         (s.fresh < MAX_TASKS).then(|| {
             s.fresh += 1;
+            s.submitter.push(me);
             s.fresh - 1
         })
     }
@@ -314,8 +328,45 @@ impl Shared {
         });
     }
 
+    /// Whether an ended task whose result nobody collected yet was submitted by a thread other
+    /// than this one (or the caller this thread submits for): that thread may read it and
+    /// free room, so a wait for room can end.
+    fn others_hold_results(&self) -> bool {
+        let me = submitter::current();
+        let s = lock(&self.slots);
+        (0..s.fresh).any(|i| {
+            matches!(phase(self.view.task(i).state.load(Acquire)), T_DONE | T_CLOSED) && s.submitter[i as usize] != me
+        })
+    }
+
     pub(crate) fn anything_running(&self) -> bool {
         let fresh = lock(&self.slots).fresh;
         (0..fresh).any(|i| matches!(phase(self.view.task(i).state.load(Acquire)), T_QUEUED | T_RUNNING))
+    }
+}
+
+/// Which thread submits: a number per thread, taken by a map driver thread from the caller it
+/// submits for, so that a call waiting for room can tell results it must read itself.
+pub(crate) mod submitter {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    thread_local! {
+        static ME: Cell<u32> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn current() -> u32 {
+        ME.with(|m| {
+            if m.get() == 0 {
+                m.set(NEXT.fetch_add(1, Relaxed).max(1));
+            }
+            m.get()
+        })
+    }
+
+    /// Makes this thread submit as `caller` (a map driver, for the thread that started it).
+    pub(crate) fn act_for(caller: u32) {
+        ME.with(|m| m.set(caller));
     }
 }
