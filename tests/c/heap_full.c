@@ -76,17 +76,17 @@ static void *second_caller(void *arg) {
     return NULL;
 }
 
-static void test_wait_for_room(int how) {
-    const char *names[3] = {"stream", "block map", "map"};
-    SECTION("full heap: a second thread's call waits for room instead of failing");
-    fprintf(stderr, "  second call: %s\n", names[how]);
+static pool_buf_t hold[HOLD_N];
+static char hold_text[HOLD_N][16];
+
+/* A pool with the smallest heap, and a stream whose window of unread results fills it once its
+ * first result was read. */
+static pool_stream_t *fill_heap(void) {
     pool_options_t o;
     pool_options_init(&o);
     o.shm_size = HEAP;
     pool = pool_create(2, &o);
     REQUIRE(pool != NULL);
-    static pool_buf_t hold[HOLD_N];
-    static char hold_text[HOLD_N][16];
     for (int i = 0; i < HOLD_N; i++) {
         snprintf(hold_text[i], sizeof hold_text[i], "held %d", i);
         hold[i].data = hold_text[i];
@@ -97,9 +97,17 @@ static void test_wait_for_room(int how) {
     so.window = HOLD_N;
     pool_stream_t *a = pool_stream(pool, echo, hold, HOLD_N, HOLD_OUT, NULL, &so);
     REQUIRE(a != NULL);
+    CHECK_ST(pool_stream_next(a, NULL, NULL, NULL, -1), POOL_OK); /* fills the heap behind it */
+    return a;
+}
+
+static void test_wait_for_room(int how) {
+    const char *names[3] = {"stream", "block map", "map"};
+    SECTION("full heap: a second thread's call waits for room instead of failing");
+    fprintf(stderr, "  second call: %s\n", names[how]);
+    pool_stream_t *a = fill_heap();
     const void *d;
     size_t len, index;
-    CHECK_ST(pool_stream_next(a, &d, &len, &index, -1), POOL_OK); /* fills the heap behind it */
     for (int i = 0; i < B_N; i++) b_in[i] = i, b_out[i] = -1, b_st[i] = -1;
     atomic_store(&b_tid, 0);
     atomic_store(&b_done, 0);
@@ -122,26 +130,9 @@ static void test_wait_for_room(int how) {
 
 static void test_same_thread(void) {
     SECTION("full heap: the thread that holds it is told (POOL_ENOMEM), not left waiting for itself");
-    pool_options_t o;
-    pool_options_init(&o);
-    o.shm_size = HEAP;
-    pool = pool_create(2, &o);
-    REQUIRE(pool != NULL);
-    static pool_buf_t hold[HOLD_N];
-    static char hold_text[HOLD_N][16];
-    for (int i = 0; i < HOLD_N; i++) {
-        snprintf(hold_text[i], sizeof hold_text[i], "held %d", i);
-        hold[i].data = hold_text[i];
-        hold[i].len = strlen(hold_text[i]);
-    }
-    pool_stream_options_t so;
-    pool_stream_options_init(&so);
-    so.window = HOLD_N;
-    pool_stream_t *a = pool_stream(pool, echo, hold, HOLD_N, HOLD_OUT, NULL, &so);
-    REQUIRE(a != NULL);
+    pool_stream_t *a = fill_heap();
     const void *d;
     size_t len, index;
-    CHECK_ST(pool_stream_next(a, &d, &len, &index, -1), POOL_OK);
     for (int i = 0; i < B_N; i++) b_in[i] = i, b_out[i] = -1;
     CHECK_ST(pool_map(pool, times3, b_in, sizeof(long), b_out, sizeof(long), B_N, NULL), POOL_ENOMEM);
     CHECK_ERR_HAS("this thread has not read yet");
