@@ -294,7 +294,9 @@ pub fn own_children() -> Vec<libc::pid_t> {
 /// True once `pid` has exited (gone, or a zombie).
 pub fn is_dead(pid: libc::pid_t) -> bool {
     match state(pid) {
-        Some(c) => c == 'Z' || c == 'X',
+        // A leader that ended with pthread_exit shows Z while its other threads run on.
+        Some('Z' | 'X') => threads(pid).is_none_or(|n| n <= 1),
+        Some(_) => false,
         // Gone, or /proc unreadable here (a sandbox): only a failed kill(0) says gone.
         // SAFETY: signal 0 only checks that the process exists.
         None => (unsafe { libc::kill(pid, 0) }) != 0 && errno() == libc::ESRCH,
@@ -304,6 +306,12 @@ pub fn is_dead(pid: libc::pid_t) -> bool {
 /// Whether `pid` is stopped by a signal (SIGSTOP, SIGTSTP...), not by a debugger.
 pub fn is_stopped(pid: libc::pid_t) -> bool {
     state(pid) == Some('T')
+}
+
+/// The threads of `pid` (/proc/<pid>/status), None if it is gone.
+fn threads(pid: libc::pid_t) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok())
 }
 
 /// The state letter of `pid` in /proc/<pid>/stat (None if it is gone).

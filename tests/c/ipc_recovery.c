@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 /* Arena size for this program (set before the first pool_* call): small enough that an object
@@ -177,19 +178,43 @@ static void test_reuse_after_deaths(void) {
 
 /* ---- 3. never reused under a process stopped inside a call -------------------------------- */
 
-static void test_stopped_caller(void) {
+/* The stopped caller is a thread of a process whose main thread ended with pthread_exit: the
+ * process shows as a zombie ('Z') while that thread still lives. */
+static atomic_int *getter_tid;
+
+static void *leader_gone_getter(void *arg) {
+    (void)arg;
+    char b[8];
+    size_t n;
+    atomic_store(getter_tid, (int)syscall(SYS_gettid));
+    _exit(pool_queue_get(q, b, sizeof b, &n, -1) == POOL_EINVAL ? 0 : 1);
+}
+
+static void test_stopped_caller(int leader_gone) {
     SECTION("arena: a queue freed while a stopped process is inside get is reused only after it left");
+    fprintf(stderr, "  %s\n", leader_gone ? "a thread of a process whose main thread exited" : "a process");
     q = pool_queue_create(BIG);
     REQUIRE(q != NULL);
+    getter_tid = shared_alloc(sizeof *getter_tid);
     pid_t kid = fork();
-    if (kid == 0) {
+    if (kid == 0 && !leader_gone) {
         char b[8];
         size_t n;
         _exit(pool_queue_get(q, b, sizeof b, &n, -1) == POOL_EINVAL ? 0 : 1);
     }
-    wait_asleep(kid);
+    if (kid == 0) {
+        pthread_t t;
+        pthread_create(&t, NULL, leader_gone_getter, NULL);
+        pthread_exit(NULL);
+    }
+    pid_t caller = kid;
+    if (leader_gone) {
+        WAIT_UNTIL(atomic_load(getter_tid) != 0 && proc_state(kid) == 'Z', 60);
+        caller = atomic_load(getter_tid);
+    }
+    wait_asleep(caller);
     kill(kid, SIGSTOP);
-    while (proc_state(kid) != 'T') sleep_s(0.001);
+    while (proc_state(caller) != 'T') sleep_s(0.001);
     pool_queue_free(q); /* returns although the caller cannot leave */
     pool_queue_t *under = pool_queue_create(BIG);
     CHECK(under == NULL); /* its memory is still the stopped process's */
@@ -209,6 +234,7 @@ int main(void) {
     test_begin("ipc_recovery", 55);
     test_set_then_clear();
     test_reuse_after_deaths();
-    test_stopped_caller();
+    test_stopped_caller(0);
+    test_stopped_caller(1);
     return test_finish();
 }
