@@ -79,6 +79,7 @@ const C_TESTS: &[&str] = &[
     "callbacks",
     "heap_full",
     "startup",
+    "fork_raw",
 ];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
@@ -454,6 +455,11 @@ fn c_callbacks() {
 #[test]
 fn c_ipc_recovery() {
     compile_and_run("ipc_recovery", Link::Shared);
+}
+
+#[test]
+fn c_fork_raw() {
+    compile_and_run("fork_raw", Link::Shared);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::io;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering::*};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Everything the library holds that a forked child must drop: descriptors and mappings of
@@ -77,10 +77,13 @@ pub fn fork(keep_map: Option<usize>, keep_fds: &[c_int]) -> io::Result<Forked> {
 
 // ---- Any fork in the process (the host's own too): the library's locks and the pid cache.
 
-/// This process's pid, kept right across fork() by the child handler, so that checking the
-/// owner of a pool on every call costs no system call. 0 until first asked.
-static PID: AtomicI32 = AtomicI32::new(0);
-/// Whether the fork handlers are installed: only then may the pid be cached.
+/// This process's pid, cached so that checking the owner of a pool on every call costs no
+/// system call: in a page the kernel zeroes in the child of every fork (MADV_WIPEONFORK), so
+/// the cache is right after any fork, even one that runs no fork handler (glibc's `_Fork`, a
+/// raw `clone`). 0 until first asked; null where the kernel cannot wipe it (before Linux 4.14):
+/// no cache then.
+static PID: AtomicPtr<AtomicI32> = AtomicPtr::new(std::ptr::null_mut());
+/// Whether the fork handlers are installed.
 static HANDLERS: AtomicBool = AtomicBool::new(false);
 /// Other modules' locks that a fork must not catch held (the C handle registry, the registry of
 /// callback waits): each hook takes its locks in the forking thread and hands back the guards,
@@ -138,9 +141,31 @@ extern "C" fn after_fork_parent() {
 }
 
 extern "C" fn after_fork_child() {
-    // SAFETY: always succeeds.
-    PID.store(unsafe { libc::getpid() }, Relaxed);
     after_fork(); // the child's only thread is the one that took the locks, so it may release them
+}
+
+/// The page of the pid cache (see `PID`), or null.
+fn pid_page() -> *mut AtomicI32 {
+    // SAFETY: a fresh private anonymous page, never unmapped; MADV_WIPEONFORK only changes what
+    // children see of it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return std::ptr::null_mut();
+        }
+        if libc::madvise(p, 4096, libc::MADV_WIPEONFORK) != 0 {
+            libc::munmap(p, 4096);
+            return std::ptr::null_mut();
+        }
+        p as *mut AtomicI32
+    }
 }
 
 extern "C" fn install_fork_handlers() {
@@ -154,6 +179,7 @@ extern "C" fn install_fork_handlers() {
         )
     };
     HANDLERS.store(r == 0, SeqCst);
+    PID.store(pid_page(), SeqCst);
 }
 
 /// Installs the fork handlers when the library is loaded, before any thread can use it (a lazy
@@ -164,14 +190,16 @@ static INSTALL_FORK_HANDLERS: extern "C" fn() = install_fork_handlers;
 
 /// This process's pid (cached: see `PID`).
 pub fn getpid() -> libc::pid_t {
-    let p = PID.load(Relaxed);
-    if p != 0 {
+    let page = PID.load(Relaxed);
+    // SAFETY: set once at load time to a page that is never unmapped (or null).
+    let cache = unsafe { page.as_ref() };
+    if let Some(p) = cache.map(|c| c.load(Relaxed)).filter(|&p| p != 0) {
         return p;
     }
     // SAFETY: always succeeds.
     let p = unsafe { libc::getpid() };
-    if HANDLERS.load(SeqCst) {
-        PID.store(p, Relaxed);
+    if let Some(c) = cache {
+        c.store(p, Relaxed);
     }
     p
 }
