@@ -573,6 +573,10 @@ int pool_last_status(void);
  * (`POOL_EINVAL` for 0, `POOL_ENOMEM` when the shared memory is full).
  * Ownership: free it with `pool_queue_free`, once, from any process that has it.
  * Thread safety: every queue function may be called from any thread of any of those processes.
+ * Limits: every call on a queue, lock or event counts itself in a table of 16384 (process,
+ * object) pairs while it runs; a call that finds it full fails with `POOL_ENOMEM`. An object
+ * whose creating process dies inside its `_create` call, after the object was made and before
+ * the call returned, is never freed (nobody has its handle).
  */
 pool_queue_t *pool_queue_create(size_t max_bytes);
 

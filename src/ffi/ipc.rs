@@ -59,6 +59,10 @@ fn deadline(secs: f64) -> Result<Option<Instant>, Error> {
 /// (`POOL_EINVAL` for 0, `POOL_ENOMEM` when the shared memory is full).
 /// Ownership: free it with `pool_queue_free`, once, from any process that has it.
 /// Thread safety: every queue function may be called from any thread of any of those processes.
+/// Limits: every call on a queue, lock or event counts itself in a table of 16384 (process,
+/// object) pairs while it runs; a call that finds it full fails with `POOL_ENOMEM`. An object
+/// whose creating process dies inside its `_create` call, after the object was made and before
+/// the call returned, is never freed (nobody has its handle).
 #[no_mangle]
 pub extern "C" fn pool_queue_create(max_bytes: usize) -> *mut pool_queue_t {
     value(std::ptr::null_mut(), || Ok(handle(Queue::create(max_bytes)?.0)))

@@ -194,8 +194,10 @@ impl Arena {
         }
     }
 
-    /// A new object of `kind` with `size` bytes of zeroed payload; returns its token.
-    pub fn alloc(&self, kind: u32, size: usize) -> Result<u64> {
+    /// A new object of `kind` with `size` bytes of payload, zeroed then given to `init` (while
+    /// the block is still TAKEN: a death in there leaves a block the next defragment takes
+    /// back, not a live object nobody has the token of); returns its token.
+    pub fn alloc(&self, kind: u32, size: usize, init: impl FnOnce(*mut u8) -> Result<()>) -> Result<u64> {
         let too_big = || {
             Error::new(
                 Status::NoMem,
@@ -222,6 +224,14 @@ impl Arena {
         unsafe {
             std::ptr::write_bytes(self.payload(off), 0, (b.size.load(SeqCst) as usize) - std::mem::size_of::<Block>())
         };
+        if let Err(e) = init(self.payload(off)) {
+            self.locked(|h| {
+                b.kind.store(FREE, SeqCst);
+                b.next.store(h.free.load(SeqCst), SeqCst);
+                h.free.store(off, SeqCst);
+            })?;
+            return Err(e);
+        }
         b.generation.store(generation, SeqCst);
         b.kind.store(kind, SeqCst);
         kp!(ArenaCreated);

@@ -101,7 +101,10 @@ impl Callers {
         }
         Err(Error::new(
             Status::NoMem,
-            format!("more than {ENTRIES} calls on queues, locks and events are under way in different processes at once"),
+            format!(
+                "more than {ENTRIES} calls on queues, locks and events are under way at once (counted once per process \
+                 and object: threads of one process inside calls on one object count once)"
+            ),
         ))
     }
 

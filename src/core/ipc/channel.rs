@@ -106,15 +106,15 @@ impl Queue {
             return Err(Error::inval(format!("max_bytes is {max_bytes}: it must be between 1 and 2^40")));
         }
         let ring = record(max_bytes);
-        let a = arena::get()?;
-        let token = a.alloc(arena::QUEUE, HEAD + ring as usize)?;
-        let obj = a.enter(token, arena::QUEUE, "queue")?;
-        let h = obj.payload() as *mut Head;
-        // SAFETY: a fresh zeroed object of ours; nobody else has its token yet.
-        unsafe {
-            RobustMutex::init(&raw mut (*h).lock).map_err(|e| Error::sys("initialising the queue's lock", e))?;
-            (*h).ring.store(ring, SeqCst);
-        }
+        let token = arena::get()?.alloc(arena::QUEUE, HEAD + ring as usize, |p| {
+            let h = p as *mut Head;
+            // SAFETY: a fresh zeroed payload of ours; nobody else has its token yet.
+            unsafe {
+                RobustMutex::init(&raw mut (*h).lock).map_err(|e| Error::sys("initialising the queue's lock", e))?;
+                (*h).ring.store(ring, SeqCst);
+            }
+            Ok(())
+        })?;
         Ok(Queue(token))
     }
 

@@ -20,12 +20,10 @@ fn mutex<'a>(o: &'a arena::Obj<'a>) -> &'a RobustMutex {
 
 impl Lock {
     pub fn create() -> Result<Lock> {
-        let a = arena::get()?;
-        let token = a.alloc(arena::LOCK, std::mem::size_of::<RobustMutex>())?;
-        let o = a.enter(token, arena::LOCK, "lock")?;
-        // SAFETY: a fresh zeroed object of ours; nobody else has its token yet.
-        unsafe { RobustMutex::init(o.payload() as *mut RobustMutex) }
-            .map_err(|e| Error::sys("initialising a lock", e))?;
+        let token = arena::get()?.alloc(arena::LOCK, std::mem::size_of::<RobustMutex>(), |p| {
+            // SAFETY: a fresh zeroed payload of ours; nobody else has its token yet.
+            unsafe { RobustMutex::init(p as *mut RobustMutex) }.map_err(|e| Error::sys("initialising a lock", e))
+        })?;
         Ok(Lock(token))
     }
 
@@ -90,7 +88,7 @@ fn event<'a>(o: &'a arena::Obj<'a>) -> &'a EventHead {
 
 impl Event {
     pub fn create() -> Result<Event> {
-        Ok(Event(arena::get()?.alloc(arena::EVENT, std::mem::size_of::<EventHead>())?))
+        Ok(Event(arena::get()?.alloc(arena::EVENT, std::mem::size_of::<EventHead>(), |_| Ok(()))?))
     }
 
     pub fn set(&self) -> Result<()> {
