@@ -737,7 +737,9 @@ pool_iter_t *pool_imap_unordered(pool_t *pool,
  * output is in `out` (`out_size` bytes) and `*index` says which item it is. If that item
  * failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
  * untouched and `pool_last_error()` saying why; the next call goes on with the other items.
- * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. If the pool
+ * `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. A return that
+ * is about no item (these two, a source's own status, a refusal) sets `*index` to `SIZE_MAX`.
+ * If the pool
  * stops taking work before the input ends (joined, terminated, zygote killed, or found
  * corrupt), what was submitted still comes back, then each array item never submitted with
  * `POOL_ECLOSED` ("never run" after `POOL_ECORRUPT`) and its index (a source: the status

@@ -126,7 +126,7 @@ impl MapIter {
                 if let Some(rc) = self.source_error.take() {
                     return Err(Error::new(
                         Status::Task,
-                        format!("the input source returned {rc} after item {}", self.next),
+                        format!("the input source returned {rc} when asked for item {}", self.next),
                     ));
                 }
                 return Ok(None);

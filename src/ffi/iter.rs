@@ -150,7 +150,9 @@ pub extern "C" fn pool_imap_unordered(
 /// output is in `out` (`out_size` bytes) and `*index` says which item it is. If that item
 /// failed, returns its status (`POOL_ETASK`, `POOL_ECRASHED`, ...) with `*index` set, `out`
 /// untouched and `pool_last_error()` saying why; the next call goes on with the other items.
-/// `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. If the pool
+/// `POOL_ETIMEDOUT`: nothing ready yet. `POOL_EDONE`: every result was returned. A return that
+/// is about no item (these two, a source's own status, a refusal) sets `*index` to `SIZE_MAX`.
+/// If the pool
 /// stops taking work before the input ends (joined, terminated, zygote killed, or found
 /// corrupt), what was submitted still comes back, then each array item never submitted with
 /// `POOL_ECLOSED` ("never run" after `POOL_ECORRUPT`) and its index (a source: the status
@@ -172,14 +174,25 @@ pub extern "C" fn pool_iter_next(it: *mut pool_iter_t, out: *mut c_void, index: 
         let mut guard = it.0.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: `out` is non-NULL and the caller says it holds out_size bytes.
         let r = unsafe { guard.next(out as *mut u8, t) };
-        match r? {
-            None => Err(Error::new(Status::Done, "the iterator has returned every result")),
-            Some(item) => {
-                if !index.is_null() {
-                    // SAFETY: checked non-NULL.
-                    unsafe { *index = item.index };
-                }
+        let set_index = |i: usize| {
+            if !index.is_null() {
+                // SAFETY: checked non-NULL; the caller passes a writable size_t.
+                unsafe { *index = i };
+            }
+        };
+        match r {
+            Ok(Some(item)) => {
+                set_index(item.index);
                 item.err.map_or(Ok(()), Err)
+            }
+            // No item: nothing ready, the end, or the source's own status.
+            Ok(None) => {
+                set_index(usize::MAX);
+                Err(Error::new(Status::Done, "the iterator has returned every result"))
+            }
+            Err(e) => {
+                set_index(usize::MAX);
+                Err(e)
             }
         }
     })

@@ -75,6 +75,13 @@ static int count_up(void *item, size_t index, void *ctx) {
     return 0;
 }
 
+/* Items 0, 1, ... then 9 (an error) when asked for item *(long *)ctx. */
+static int failing_source(void *item, size_t index, void *ctx) {
+    if ((long)index >= *(const long *)ctx) return 9;
+    *(long *)item = (long)index;
+    return 0;
+}
+
 static void test_imap_source(pool_t *pool) {
     SECTION("pool_imap_source: input produced on demand");
     long limit = 50000;
@@ -90,9 +97,23 @@ static void test_imap_source(pool_t *pool) {
     }
     CHECK_EQ(bad, 0);
     CHECK_EQ(count, (size_t)limit);
+    CHECK_EQ(idx, SIZE_MAX); /* POOL_EDONE is about no item */
     pool_iter_free(it);
     CHECK(pool_imap_source(pool, square_but_13, NULL, &limit, 8, 8, NULL, true, NULL) == NULL);
     CHECK_EQ(pool_last_status(), POOL_EINVAL);
+
+    SECTION("pool_imap_source: a source that fails: its status once, after the items it gave, about no item");
+    long fail_at = 7;
+    it = pool_imap_source(pool, square_but_13, failing_source, &fail_at, sizeof(long), sizeof(long), NULL, true, NULL);
+    REQUIRE(it != NULL);
+    count = 0;
+    while ((st = pool_iter_next(it, &y, &idx, -1)) == POOL_OK) CHECK_EQ(idx, count++);
+    CHECK_EQ(count, 7);
+    CHECK_ST(st, POOL_ETASK);
+    CHECK_EQ(idx, SIZE_MAX);
+    CHECK_ERR_HAS("returned 9 when asked for item 7");
+    CHECK_ST(pool_iter_next(it, &y, &idx, -1), POOL_EDONE);
+    pool_iter_free(it);
 }
 
 static void test_progress_and_fd(pool_t *pool) {
