@@ -207,6 +207,15 @@ typedef struct {
    * Passed to `callback`.
    */
   void *callback_arg;
+  /**
+   * With `ctx_size`: true refuses (`POOL_EINVAL`) a copied `ctx` holding a pointer into this
+   * process's own memory (its heap, stacks, writable data), where workers read what was there
+   * at `pool_create` and what they write stays in the worker; only values, and pointers to
+   * memory workers share (`pool_shm_alloc`, `MAP_SHARED` mappings made before the pool) or to
+   * constants, pass. pool.hpp sets it for loop bodies. False (the default): such a pointer
+   * passes if the first bytes it points to are still what workers have.
+   */
+  bool ctx_shared_pointers_only;
 } pool_map_options_t;
 
 /**

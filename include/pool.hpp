@@ -881,9 +881,11 @@ public:
     /// OpenMP parallel for). `f` is a function or a lambda whose captures are trivially
     /// copyable: it is copied to the workers with each block. Workers are other processes:
     /// what they write is seen here only in memory from shm_alloc() (capture its pointer).
-    /// Capture by value: a body that captures by reference ([&total], [&]) or holds a pointer
-    /// into the caller's stack (or into memory mapped after the pool was created) is refused,
-    /// pool::Error with POOL_EINVAL naming the capture, before any block runs. A block that
+    /// Capture values, and pointers only into shm_alloc() memory (or constants): a body that
+    /// captures by reference ([&total], [&]) or holds a pointer into this process's own memory
+    /// (a local, a std::vector's data(): workers would read it as it was when the pool was
+    /// created and their writes to it would be lost) is refused, pool::Error with POOL_EINVAL
+    /// saying at which byte of the captures, before any block runs. A block that
     /// fails (throws, crashes, times out) fails alone; the call then throws pool::Error for
     /// the lowest one, after every block has ended.
     template <class F>
@@ -896,15 +898,17 @@ public:
             pool_map_options_init(&o);
             o.chunksize = block;
             o.ctx_size = sizeof c;
+            o.ctx_shared_pointers_only = true;
             detail::check(pool_map_blocks(get(), &detail::for_task<D>, nullptr, 0, nullptr, 0, last - first, &c, &o),
-                          "pool_map_blocks");
+                          "parallel_for");
         }
     }
 
     /// A map over `n` items where `f(const In* in, Out* out, std::size_t count)` handles a
     /// block of `count` consecutive items per call (`block` items; 0: automatic). `f` as for
-    /// parallel_for (captures by value). `in` and `out` may be anywhere (buffers from shm_alloc()
-    /// are used in place, others copied). Throws pool::Error for the lowest failed block, after every block ended.
+    /// parallel_for (values, and pointers only into shm_alloc() memory). `in` and `out` may be
+    /// anywhere (buffers from shm_alloc() are used in place, others copied). Throws pool::Error
+    /// for the lowest failed block, after every block ended.
     template <class F, class In, class Out>
     void map_blocks(F f, const In* in, Out* out, std::size_t n, std::size_t block = 0) {
         static_assert(detail::transferable_v<In> && detail::transferable_v<Out>,
@@ -916,9 +920,10 @@ public:
             pool_map_options_init(&o);
             o.chunksize = block;
             o.ctx_size = sizeof c;
+            o.ctx_shared_pointers_only = true;
             detail::check(pool_map_blocks(get(), &detail::block_task<D, In, Out>, in, sizeof(In), out, sizeof(Out), n,
                                           &c, &o),
-                          "pool_map_blocks");
+                          "map_blocks");
         }
     }
 

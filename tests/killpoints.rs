@@ -180,6 +180,7 @@ impl Items {
             chunksize,
             statuses: self.st.as_mut_ptr() as usize,
             timeout,
+            shared_pointers_only: false,
         }
     }
 }

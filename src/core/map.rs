@@ -50,6 +50,8 @@ pub struct MapArgs {
     pub statuses: usize,
     /// Per-item deadline overriding the pool's `task_timeout`.
     pub timeout: Option<Duration>,
+    /// A copied `ctx` may point only into memory workers share (a C++ loop body's captures).
+    pub shared_pointers_only: bool,
 }
 
 impl MapArgs {
@@ -57,7 +59,7 @@ impl MapArgs {
     /// submitted over time: copy it now; chunks copy from the snapshot, which the caller keeps
     /// while the map runs.
     pub(super) fn with_ctx_snapshot(self, sh: &Shared) -> Result<(MapArgs, Option<Box<[u8]>>)> {
-        let snap = snapshot_ctx(sh, self.ctx, self.ctx_size)?;
+        let snap = snapshot_ctx(sh, self.ctx, self.ctx_size, self.shared_pointers_only)?;
         let ctx = snap.as_ref().map_or(self.ctx, |s| s.as_ptr() as usize);
         Ok((MapArgs { ctx, ..self }, snap))
     }
@@ -66,9 +68,14 @@ impl MapArgs {
 /// Checks `ctx` at the call (`Shared::check_ctx`; chunks are not checked again) and takes a
 /// copy of its `ctx_size` bytes (None when nothing is to be copied): calls that submit over
 /// time copy from it, so every item sees `ctx` as it was at the call.
-pub(super) fn snapshot_ctx(sh: &Shared, ctx: usize, ctx_size: usize) -> Result<Option<Box<[u8]>>> {
+pub(super) fn snapshot_ctx(
+    sh: &Shared,
+    ctx: usize,
+    ctx_size: usize,
+    shared_pointers_only: bool,
+) -> Result<Option<Box<[u8]>>> {
     sh.check_ctx_size(ctx, ctx_size)?;
-    sh.check_ctx(ctx, ctx_size)?;
+    sh.check_ctx(ctx, ctx_size, shared_pointers_only)?;
     if ctx_size == 0 {
         return Ok(None);
     }

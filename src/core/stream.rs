@@ -90,7 +90,7 @@ impl Pool {
     pub unsafe fn stream(&self, a: StreamArgs, input: StreamInput) -> Result<Stream> {
         let sh = self.shared().clone();
         sh.check_open(false)?;
-        let snap = super::map::snapshot_ctx(&sh, a.ctx, a.ctx_size)?;
+        let snap = super::map::snapshot_ctx(&sh, a.ctx, a.ctx_size, false)?;
         // What can never fit is refused now, not item by item.
         let max_in = match input {
             StreamInput::Source { max_in, .. } => max_in,

@@ -51,6 +51,7 @@ fn start(
         chunksize: o.chunksize,
         statuses: 0,
         timeout: o.timeout,
+        shared_pointers_only: o.shared_pointers_only,
     };
     // SAFETY: arguments checked; the caller keeps `in` valid while the iterator lives.
     Ok(pool_iter_t(Mutex::new(unsafe { p.pool().imap(a, Input::Array, ordered) }?)))
@@ -101,6 +102,7 @@ pub extern "C" fn pool_imap_source(
             chunksize: o.chunksize,
             statuses: 0,
             timeout: o.timeout,
+            shared_pointers_only: o.shared_pointers_only,
         };
         let input = Input::Source { f: src, ctx: source_ctx as usize };
         // SAFETY: arguments checked; the source writes in_size bytes per call as documented.

@@ -91,6 +91,13 @@ pub struct pool_map_options_t {
     pub callback: pool_callback_fn,
     /// Passed to `callback`.
     pub callback_arg: *mut c_void,
+    /// With `ctx_size`: true refuses (`POOL_EINVAL`) a copied `ctx` holding a pointer into this
+    /// process's own memory (its heap, stacks, writable data), where workers read what was there
+    /// at `pool_create` and what they write stays in the worker; only values, and pointers to
+    /// memory workers share (`pool_shm_alloc`, `MAP_SHARED` mappings made before the pool) or to
+    /// constants, pass. pool.hpp sets it for loop bodies. False (the default): such a pointer
+    /// passes if the first bytes it points to are still what workers have.
+    pub ctx_shared_pointers_only: bool,
 }
 
 /// Per-call options for `pool_apply_ex`, `pool_apply_async_ex` and `pool_submit_ex`. Call
@@ -211,6 +218,7 @@ pub extern "C" fn pool_map_options_init(opts: *mut pool_map_options_t) {
                 ctx_size: 0,
                 callback: None,
                 callback_arg: std::ptr::null_mut(),
+                ctx_shared_pointers_only: false,
             };
         }
     })
@@ -224,6 +232,7 @@ pub(crate) struct MapOpts {
     pub timeout: Option<Duration>,
     pub ctx_size: usize,
     pub callback: Option<Callback>,
+    pub shared_pointers_only: bool,
 }
 
 /// Reads the fields an options struct's `struct_size` covers: `first` is the size of its first
@@ -256,6 +265,8 @@ pub(crate) fn convert_map(opts: *const pool_map_options_t) -> Result<MapOpts, Er
         timeout: seconds(o.task_timeout),
         ctx_size: if has(std::mem::offset_of!(pool_map_options_t, ctx_size) + 8) { o.ctx_size } else { 0 },
         callback: if has(cb_end) { o.callback.map(|f| Callback(f, o.callback_arg as usize)) } else { None },
+        shared_pointers_only: has(std::mem::offset_of!(pool_map_options_t, ctx_shared_pointers_only) + 1)
+            && o.ctx_shared_pointers_only,
     })
 }
 

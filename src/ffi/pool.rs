@@ -86,6 +86,7 @@ pub(super) fn map_args_of(
         chunksize: o.chunksize,
         statuses: o.statuses,
         timeout: o.timeout,
+        shared_pointers_only: o.shared_pointers_only,
     };
     Ok((args, o.callback))
 }

@@ -366,6 +366,24 @@ int main(void) {
     CHECK_ST(pool_apply_ex(pool, deref_item, &x, sizeof x, &y, sizeof y, &h, &co), POOL_OK);
     CHECK_EQ(y, 14);
 
+    SECTION("a copied ctx holding a pointer to memory changed after pool_create (a small malloc): refused");
+    long *small = malloc(sizeof *small); /* reuses heap pages the workers have, with other bytes */
+    REQUIRE(small != NULL);
+    *small = 123456789;
+    h.where = small;
+    CHECK_ST(pool_apply_ex(pool, deref_item, &x, sizeof x, &y, sizeof y, &h, &co), POOL_EINVAL);
+    CHECK_ERR_HAS("to memory that changed after the pool was created");
+
+    SECTION("ctx_shared_pointers_only: a copied pointer into this process's own memory is refused, even unchanged");
+    mo.ctx_shared_pointers_only = true;
+    h.where = &neighbour;
+    CHECK_ST(pool_map_ex(pool, deref_item, in, sizeof in[0], out, sizeof out[0], N, &h, &mo), POOL_EINVAL);
+    CHECK_ERR_HAS("into this process's own memory");
+    h.where = &shm->add;
+    CHECK_ST(pool_map_ex(pool, deref_item, in, sizeof in[0], out, sizeof out[0], N, &h, &mo), POOL_OK);
+    CHECK(results_right(out, 16));
+    free(small);
+
     pool_shm_free(pool, shm);
     pool_destroy(pool);
     munmap(mapped, 1 << 20);

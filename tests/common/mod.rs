@@ -108,6 +108,7 @@ pub fn map_args_raw(
         chunksize,
         statuses: 0,
         timeout: None,
+        shared_pointers_only: false,
     }
 }
 

@@ -20,6 +20,8 @@ const VARIABLE: usize = 1024;
 /// many of the words found there may each cost a system call to tell a number from a pointer.
 const SCANNED: usize = 4096;
 const MAX_PROBES: usize = 4;
+/// Pointers in a copied `ctx` whose targets are compared with the workers' bytes, per call.
+const MAX_POINTEES: usize = 8;
 /// Words outside this range are numbers, never pointers into user memory.
 const USER: std::ops::Range<usize> = 1 << 16..1 << 48;
 /// Pages of the zygote's memory kept per pool.
@@ -70,19 +72,21 @@ enum Here {
 impl Shared {
     /// Checks the `ctx` of a call (after `check_ctx_size`). Passed by address: workers must
     /// see the bytes the caller has. Copied: the copy must not hold pointers into the calling
-    /// thread's stack or into memory mapped after creation.
-    pub(crate) fn check_ctx(&self, ctx: usize, ctx_size: usize) -> Result<()> {
-        self.check_ctx_with(ctx, ctx_size, &Loader::default())
+    /// thread's stack, into memory mapped after creation, or to bytes that changed since; with
+    /// `shared_only` (a C++ loop body's captures), no pointer into this process's private memory
+    /// at all (what workers write there is lost).
+    pub(crate) fn check_ctx(&self, ctx: usize, ctx_size: usize, shared_only: bool) -> Result<()> {
+        self.check_ctx_with(ctx, ctx_size, shared_only, &Loader::default())
     }
 
     /// `check_ctx` within a submission that may have read the loader's generation already.
-    pub(super) fn check_ctx_with(&self, ctx: usize, ctx_size: usize, loader: &Loader) -> Result<()> {
+    pub(super) fn check_ctx_with(&self, ctx: usize, ctx_size: usize, shared_only: bool, loader: &Loader) -> Result<()> {
         if ctx_size == 0 {
             return self.check_ctx_address(ctx, loader);
         }
         // SAFETY: the caller's ctx is readable for ctx_size bytes (its contract; NULL was refused).
         let bytes = unsafe { std::slice::from_raw_parts(ctx as *const u8, ctx_size.min(SCANNED)) };
-        self.check_ctx_copy(bytes, loader)
+        self.check_ctx_copy(bytes, shared_only, loader)
     }
 
     fn in_pool(&self, addr: usize) -> bool {
@@ -144,9 +148,9 @@ impl Shared {
         }
     }
 
-    fn check_ctx_copy(&self, bytes: &[u8], loader: &Loader) -> Result<()> {
+    fn check_ctx_copy(&self, bytes: &[u8], shared_only: bool, loader: &Loader) -> Result<()> {
         let stack = STACK.with(|s| *s);
-        let mut probes = 0;
+        let (mut probes, mut pointees) = (0, 0);
         for (i, w) in bytes.chunks_exact(8).enumerate() {
             let w = usize::from_ne_bytes(w.try_into().expect("8 bytes"));
             if stack.is_some_and(|(lo, hi)| (lo..hi).contains(&w)) {
@@ -155,14 +159,15 @@ impl Shared {
                      workers have their own copy of that stack, as it was when the pool was created, so they would \
                      read old values and their writes would be lost. In C++, the loop body captures a reference or \
                      pointer to the caller's stack, e.g. [&total]: capture by value, or write results through \
-                     pool::shm_alloc memory",
+                     pool.shm_alloc<T>() memory",
                     i * 8
                 )));
             }
-            if !USER.contains(&w) || self.in_pool(w) || self.snapshot.created_end(w).is_some() {
+            if !USER.contains(&w) || self.in_pool(w) || self.snapshot.shared_at(w) {
                 continue;
             }
-            let mapped = match self.here(w, loader) {
+            let here = self.here(w, loader);
+            let mapped = match &here {
                 Some(_) => true,
                 None if probes < MAX_PROBES => {
                     probes += 1;
@@ -170,13 +175,51 @@ impl Shared {
                 }
                 None => false,
             };
-            if mapped {
+            if !mapped || matches!(here, Some(Here::Constant)) {
+                continue; // a number, or constants every process has
+            }
+            if self.snapshot.created_end(w).is_none() {
                 return Err(Error::inval(format!(
                     "ctx (copied with ctx_size) holds at byte {} a pointer ({w:#x}) into memory mapped after the pool \
                      was created, which workers do not have. In C++, the loop body captures a pointer to such \
-                     memory: allocate it with pool::shm_alloc (or before the pool)",
+                     memory: allocate it with pool.shm_alloc<T>() (or before the pool)",
                     i * 8
                 )));
+            }
+            if shared_only {
+                return Err(Error::inval(format!(
+                    "ctx (copied with ctx_size) holds at byte {} a pointer ({w:#x}) into this process's own memory \
+                     (its heap, a stack or writable data), which workers see as it was when the pool was created \
+                     and whose changes by a worker stay in that worker: a loop body must capture values, or \
+                     pointers into pool.shm_alloc<T>() memory (map_blocks carries inputs and results itself)",
+                    i * 8
+                )));
+            }
+            // Memory of creation time, read through the pointer: workers read the bytes they have.
+            if pointees < MAX_POINTEES {
+                pointees += 1;
+                let mut buf = [0u8; WINDOW];
+                let host: &[u8] = match here {
+                    Some(Here::Until { end, variable_end }) => {
+                        // The variable it points to (static data with symbols), else a window.
+                        let n = variable_end.map_or(WINDOW, |v| (v - w).min(VARIABLE)).min(end - w);
+                        // SAFETY: [w, end) is mapped and readable here (`here`); only compared.
+                        unsafe { std::slice::from_raw_parts(w as *const u8, n) }
+                    }
+                    _ => {
+                        let n = peek::read_own(w, &mut buf).map_err(|e| Error::sys("reading memory ctx points to", e))?;
+                        &buf[..n]
+                    }
+                };
+                let n = host.len().min(self.snapshot.created_end(w).map_or(0, |e| e - w));
+                if let Some(off) = self.zygote_differs(w, &host[..n])? {
+                    return Err(Error::inval(format!(
+                        "ctx (copied with ctx_size) holds at byte {} a pointer ({w:#x}) to memory that changed after the \
+                         pool was created (byte {off} there differs from what workers have): they would read old \
+                         values. Put what it points to in the copy itself, or in pool_shm_alloc memory",
+                        i * 8
+                    )));
+                }
             }
         }
         Ok(())

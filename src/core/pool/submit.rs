@@ -141,7 +141,7 @@ impl Shared {
         let loader = snapshot::Loader::default();
         self.snapshot.check_func(spec.func, &loader)?;
         if !spec.ctx_checked {
-            self.check_ctx_with(spec.ctx, spec.ctx_size, &loader)?;
+            self.check_ctx_with(spec.ctx, spec.ctx_size, false, &loader)?;
         }
         let timeout_ns = spec.timeout.map_or(0, |d| (d.as_nanos() as u64).max(1));
         if timeout_ns != 0 && self.view.header().control.deadlines.swap(ON, SeqCst) == 0 {

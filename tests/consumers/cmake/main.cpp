@@ -459,6 +459,28 @@ void blocks_and_streams() {
                }, xs.data(), ys.data(), xs.size());
            }),
            "map_blocks capturing a pointer to a local: refused");
+    // A std::vector's data(): its writes would stay in the workers (the vector is unchanged).
+    std::vector<long> results(1000, 0);
+    long* out = results.data();
+    bool heap_refused = false;
+    try {
+        p.parallel_for(0, 1000, [out](std::size_t b, std::size_t e) {
+            for (std::size_t i = b; i < e; i++) out[i] = static_cast<long>(i);
+        });
+    } catch (const pool::Error& e) {
+        heap_refused = e.status() == POOL_EINVAL && std::strstr(e.what(), "parallel_for") != nullptr &&
+                       std::strstr(e.what(), "own memory") != nullptr;
+    }
+    expect(heap_refused && results[999] == 0, "parallel_for capturing a vector's data(): refused");
+    static const long table[4] = {1, 2, 3, 4};  // constants: every process has them
+    const long* tp = table;
+    long* got = p.shm_alloc<long>(1);
+    *got = 0;
+    p.parallel_for(0, 4, [tp, got](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; i++) __atomic_fetch_add(got, tp[i], __ATOMIC_SEQ_CST);
+    });
+    expect(*got == 10, "parallel_for reading a constant table through a captured pointer");
+    p.shm_free(got);
     long* sum = p.shm_alloc<long>(1);
     *sum = 0;
     p.parallel_for(0, 1000, [sum, offset](std::size_t b, std::size_t e) {
