@@ -69,6 +69,24 @@ enum Here {
     Until { end: usize, variable_end: Option<usize> },
 }
 
+/// The bytes at `addr` here that workers must have too: the variable there (static data with
+/// symbols, up to VARIABLE), else a WINDOW; read without a fault where `here` does not know the
+/// memory (into `buf`). Empty if nothing is mapped there.
+fn host_bytes<'a>(addr: usize, here: Option<Here>, buf: &'a mut [u8; WINDOW]) -> Result<&'a [u8]> {
+    match here {
+        Some(Here::Until { end, variable_end }) => {
+            let n = variable_end.map_or(WINDOW, |v| (v - addr).min(VARIABLE)).min(end - addr);
+            // SAFETY: [addr, end) is mapped and readable in this process (`here`); the bytes are
+            // only compared, while the caller's call lasts.
+            Ok(unsafe { std::slice::from_raw_parts(addr as *const u8, n) })
+        }
+        _ => {
+            let n = peek::read_own(addr, buf).map_err(|e| Error::sys("reading the memory ctx points to", e))?;
+            Ok(&buf[..n])
+        }
+    }
+}
+
 impl Shared {
     /// Checks the `ctx` of a call (after `check_ctx_size`). Passed by address: workers must
     /// see the bytes the caller has. Copied: the copy must not hold pointers into the calling
@@ -115,19 +133,11 @@ impl Shared {
             return Ok(());
         }
         let mut buf = [0u8; WINDOW];
-        let host: &[u8] = match self.here(ctx, loader) {
-            Some(Here::Constant) => return Ok(()),
-            Some(Here::Until { end, variable_end }) => {
-                let n = variable_end.map_or(WINDOW, |v| (v - ctx).min(VARIABLE)).min(end - ctx);
-                // SAFETY: [ctx, end) is mapped and readable in this process (`here`); it is only
-                // compared, byte by byte, while the caller's call lasts.
-                unsafe { std::slice::from_raw_parts(ctx as *const u8, n) }
-            }
-            None => {
-                let n = peek::read_own(ctx, &mut buf).map_err(|e| Error::sys("reading the memory at ctx", e))?;
-                &buf[..n]
-            }
-        };
+        let here = self.here(ctx, loader);
+        if matches!(here, Some(Here::Constant)) {
+            return Ok(());
+        }
+        let host = host_bytes(ctx, here, &mut buf)?;
         if host.is_empty() {
             return Ok(()); // nothing there: a number passed as a pointer, which only the task reads
         }
@@ -199,18 +209,7 @@ impl Shared {
             if pointees < MAX_POINTEES {
                 pointees += 1;
                 let mut buf = [0u8; WINDOW];
-                let host: &[u8] = match here {
-                    Some(Here::Until { end, variable_end }) => {
-                        // The variable it points to (static data with symbols), else a window.
-                        let n = variable_end.map_or(WINDOW, |v| (v - w).min(VARIABLE)).min(end - w);
-                        // SAFETY: [w, end) is mapped and readable here (`here`); only compared.
-                        unsafe { std::slice::from_raw_parts(w as *const u8, n) }
-                    }
-                    _ => {
-                        let n = peek::read_own(w, &mut buf).map_err(|e| Error::sys("reading memory ctx points to", e))?;
-                        &buf[..n]
-                    }
-                };
+                let host = host_bytes(w, here, &mut buf)?;
                 let n = host.len().min(self.snapshot.created_end(w).map_or(0, |e| e - w));
                 if let Some(off) = self.zygote_differs(w, &host[..n])? {
                     return Err(Error::inval(format!(
