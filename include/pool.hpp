@@ -241,9 +241,18 @@ int item_task(const void* in, void* out, void* ctx) noexcept {
     });
 }
 
-inline void run_initializer(void* arg) noexcept {
-    // An exception here ends the worker (std::terminate): pool creation then fails.
-    (*static_cast<const std::function<void()>*>(arg))();
+// An initializer that throws refuses to start the worker with the exception's message:
+// pool_create fails with it (POOL_ETASK), as a C initializer_ex that returns nonzero.
+inline int run_initializer(void* arg) noexcept {
+    try {
+        (*static_cast<const std::function<void()>*>(arg))();
+        return 0;
+    } catch (const std::exception& e) {
+        pool_task_error(e.what());
+    } catch (...) {
+        pool_task_error("the initializer threw an exception that is not a std::exception");
+    }
+    return 1;
 }
 
 }  // namespace detail
@@ -544,7 +553,8 @@ private:
 struct Options {
     /// Runs once in every worker when it starts, before any task. It may capture: workers are
     /// forked from a copy of this process made while the Pool is constructed. An exception
-    /// from it ends the worker (and the Pool constructor throws).
+    /// from it refuses to start the worker: the Pool constructor throws pool::Error
+    /// (POOL_ETASK) with the exception's message.
     std::function<void()> initializer;
     /// Tasks (an apply, or a map chunk) a worker runs before it is replaced; 0 = no limit.
     std::uint64_t max_tasks_per_child = 0;
@@ -628,7 +638,7 @@ public:
         o.shm_size = options.shm_size;
         o.start_timeout = options.start_timeout;
         if (options.initializer) {
-            o.initializer = &detail::run_initializer;
+            o.initializer_ex = &detail::run_initializer;
             o.initarg = const_cast<std::function<void()>*>(&options.initializer);
         }
         p_ = pool_create(workers, &o);
@@ -786,7 +796,10 @@ public:
     Async<detail::task_result_t<F, In>> apply_async(F f, const In& x, Cb on_done) {
         using R = detail::task_result_t<F, In>;
         using A = Async<R>;
-        void (*cb)(int, const R&) = on_done;  // a capture-less callable is required
+        static_assert(std::is_convertible_v<Cb, void (*)(int, const R&)>,
+                      "pool::Pool::apply_async: on_done must be a function or a capture-less lambda "
+                      "void(int status, const R& value): it runs on the pool's callback thread, without captures");
+        void (*cb)(int, const R&) = on_done;
         auto st = std::make_unique<typename A::State>();
         if constexpr (detail::check_task<F, In>()) {
             st->on_done = cb;
@@ -1075,7 +1088,7 @@ public:
     }
     /// The oldest message, waiting up to `timeout` seconds while empty; nothing on timeout.
     /// Throws pool::Error with POOL_ECLOSED once the queue is closed and empty.
-    std::optional<std::string> get(double timeout = -1) {
+    [[nodiscard]] std::optional<std::string> get(double timeout = -1) {
         std::string buf(256, '\0');
         for (;;) {
             std::size_t len = 0;
@@ -1120,7 +1133,7 @@ public:
     /// Throws pool::Error with POOL_ECLOSED once closed and empty.
     /// A message of another size (put by other code through the C API) is taken out of the
     /// queue and reported as pool::Error with POOL_EINVAL.
-    std::optional<T> get(double timeout = -1) {
+    [[nodiscard]] std::optional<T> get(double timeout = -1) {
         std::optional<std::string> m = q_.get(timeout);
         if (!m) return std::nullopt;
         if (m->size() != sizeof(T)) throw Error(POOL_EINVAL, "pool::Queue: a message of another size than T");

@@ -288,7 +288,7 @@ void next() {
     expect(!tiny.put(3, 0.05), "a full queue times out");
     results.close();
     try {
-        results.get(0);
+        (void)results.get(0);
         expect(false, "a closed, empty queue throws");
     } catch (const pool::Error& e) {
         expect(e.status() == POOL_ECLOSED, "closed queue: POOL_ECLOSED");
@@ -534,6 +534,16 @@ void start_bound() {
                "a hung initializer: pool::TimeoutError naming start_timeout");
     }
     expect(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30), "start_timeout: no hang");
+    // An initializer that throws: the constructor says why, with the exception's message.
+    pool::Options t;
+    t.initializer = [] { throw std::runtime_error("no model file here"); };
+    try {
+        pool::Pool refused(1, t);
+        expect(false, "a throwing initializer fails the constructor");
+    } catch (const pool::Error& e) {
+        expect(e.status() == POOL_ETASK && std::strstr(e.what(), "no model file here"),
+               "a throwing initializer: pool::Error with its message");
+    }
 }
 
 }  // namespace
