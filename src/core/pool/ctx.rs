@@ -24,8 +24,8 @@ const MAX_PROBES: usize = 4;
 const MAX_POINTEES: usize = 8;
 /// Words outside this range are numbers, never pointers into user memory.
 const USER: std::ops::Range<usize> = 1 << 16..1 << 48;
-/// Pages of the zygote's memory kept per pool.
-const MAX_PAGES: usize = 64;
+/// Pages of the zygote's memory kept per pool (up to 1 MiB).
+const MAX_PAGES: usize = 256;
 
 thread_local! {
     /// The calling thread's stack, looked up once per thread.
@@ -247,7 +247,10 @@ impl Shared {
                     let d = differs(&z);
                     let mut pages = lock(&self.zpages.pages);
                     if pages.len() >= MAX_PAGES {
-                        pages.clear();
+                        // Make room by one page, any (clearing them all made a program cycling
+                        // over one page more than the cache holds read the zygote every call).
+                        let any = *pages.keys().next().expect("full");
+                        pages.remove(&any);
                     }
                     pages.insert(page, z);
                     d
