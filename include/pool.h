@@ -1256,7 +1256,8 @@ int pool_async_progress(const pool_async_t *a, size_t *done, size_t *total);
 
 /**
  * Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
- * `out` is never written after this returns). If its results are written in place into
+ * `out` is never written after this returns); a map stops there (what runs is cancelled, the
+ * items not yet submitted never run). If its results are written in place into
  * `pool_shm_alloc` memory, the work is cancelled and this waits until nothing writes there any
  * more (so that memory can be reused at once). A call on the handle still running in another
  * thread (an `pool_async_get`) is not cut short: it finishes, may still collect the result into

@@ -250,7 +250,8 @@ pub extern "C" fn pool_async_progress(a: *const pool_async_t, done: *mut usize, 
 }
 
 /// Frees a handle, at any time: a task still pending is detached (it runs, but the caller's
-/// `out` is never written after this returns). If its results are written in place into
+/// `out` is never written after this returns); a map stops there (what runs is cancelled, the
+/// items not yet submitted never run). If its results are written in place into
 /// `pool_shm_alloc` memory, the work is cancelled and this waits until nothing writes there any
 /// more (so that memory can be reused at once). A call on the handle still running in another
 /// thread (an `pool_async_get`) is not cut short: it finishes, may still collect the result into
