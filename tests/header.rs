@@ -97,9 +97,10 @@ fn header_claims_only_its_own_names(lang: &str, header: &str, system: &str) {
     let with = format!("{system}\n#include <{header}>\n");
     let macros = |src: &str| {
         let out = compile(lang, &["-dM", "-E"], src).unwrap_or_else(|e| panic!("{e}"));
-        out.lines().filter_map(|l| l.strip_prefix("#define ")).map(|l| {
-            l.split(|c: char| c == ' ' || c == '(').next().unwrap().to_string()
-        }).collect::<std::collections::BTreeSet<_>>()
+        out.lines()
+            .filter_map(|l| l.strip_prefix("#define "))
+            .map(|l| l.split([' ', '(']).next().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
     };
     let foreign: Vec<_> = macros(&with).difference(&macros(system)).filter(|m| !ours(m)).cloned().collect();
     assert!(foreign.is_empty(), "{header} defines macros outside POOL_/pool_: {foreign:?}");
@@ -129,12 +130,33 @@ fn c_header_claims_only_its_own_names() {
 
 #[test]
 fn cpp_header_claims_only_its_own_names() {
-    let system = ["cstddef", "cstdint", "cstdio", "cstring", "exception", "functional", "initializer_list",
-        "memory", "mutex", "new", "optional", "stdexcept", "string", "string_view", "tuple", "type_traits",
-        "utility", "vector", "unistd.h", "stdbool.h", "stddef.h", "stdint.h"]
-        .iter()
-        .map(|h| format!("#include <{h}>\n"))
-        .collect::<String>();
+    let system = [
+        "cstddef",
+        "cstdint",
+        "cstdio",
+        "cstring",
+        "exception",
+        "functional",
+        "initializer_list",
+        "memory",
+        "mutex",
+        "new",
+        "optional",
+        "stdexcept",
+        "string",
+        "string_view",
+        "tuple",
+        "type_traits",
+        "utility",
+        "vector",
+        "unistd.h",
+        "stdbool.h",
+        "stddef.h",
+        "stdint.h",
+    ]
+    .iter()
+    .map(|h| format!("#include <{h}>\n"))
+    .collect::<String>();
     header_claims_only_its_own_names("c++", "pool.hpp", &system);
 }
 

@@ -314,7 +314,8 @@ fn scenario(arm: Option<(Point, u64)>) {
     let (a, bb, done) = (b.a.load(SeqCst), b.b.load(SeqCst), b.rounds_done.load(SeqCst));
     assert_eq!(a, bb, "{what}: the pair the lock protects differs");
     assert!(a == done || a == done + 1, "{what}: {a} increments, {done} rounds done");
-    let holder_died = killed == Some(Role2::Locker) && (a == done + 1 || arm.is_some_and(|(p, _)| p == Point::LockAcquired));
+    let holder_died =
+        killed == Some(Role2::Locker) && (a == done + 1 || arm.is_some_and(|(p, _)| p == Point::LockAcquired));
     assert!(b.owner_dead.load(SeqCst) <= 1, "{what}: EOWNERDEAD reported twice");
     if holder_died {
         assert_eq!(b.owner_dead.load(SeqCst), 1, "{what}: a holder died but nobody was told");

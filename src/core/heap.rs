@@ -67,7 +67,11 @@ pub struct Block {
 
 impl Heap {
     pub fn new(base: usize, len: usize) -> Heap {
-        Heap { base, len, state: Mutex::new(State { bump: 0, used: 0, free: vec![Vec::new(); 64 * 4 + 1], resident_free: 0 }) }
+        Heap {
+            base,
+            len,
+            state: Mutex::new(State { bump: 0, used: 0, free: vec![Vec::new(); 64 * 4 + 1], resident_free: 0 }),
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -282,7 +286,10 @@ mod tests {
                         assert!(b.off >= 4096 && b.off + b.size <= 4096 + len, "round {round}: {b:?} outside");
                         assert!(b.size < PAGE || b.off % PAGE == 0, "round {round}: {b:?} not page-aligned");
                         for o in &live {
-                            assert!(b.off + b.size <= o.off || o.off + o.size <= b.off, "round {round}: {b:?} overlaps {o:?}");
+                            assert!(
+                                b.off + b.size <= o.off || o.off + o.size <= b.off,
+                                "round {round}: {b:?} overlaps {o:?}"
+                            );
                         }
                         live.push(b);
                     }

@@ -577,4 +577,41 @@ pub(crate) mod tests {
         RESERVE_PAUSE.store(false, SeqCst);
         assert!(second.is_ok(), "the second submit failed although X's block was free: {:?}", second.err());
     }
+
+    unsafe extern "C" fn nothing(_: *const c_void, _: usize, _: *mut c_void) -> c_int {
+        0
+    }
+
+    /// Found by `make test` under load: a stream's first item found the heap full of another
+    /// thread's result X; that thread collected X (freeing its block) before the stream looked
+    /// for blocks held by others, saw none, and failed as if it waited for itself.
+    #[test]
+    fn a_feeder_whose_room_was_freed_during_the_check_waits_for_itself_never() {
+        use crate::core::stream::{StreamArgs, StreamInput};
+        let p = Pool::new(1, Options { shm_size: 16 << 20, ..Options::default() }).unwrap();
+        let big = vec![7u8; 10 << 20];
+        let mut y = 0i64;
+        // SAFETY: buffers outlive the result (waited for below).
+        let rx = unsafe { p.apply_async(quick, big.as_ptr(), big.len(), &mut y as *mut i64 as *mut u8, 8, 0) }.unwrap();
+        let t0 = Instant::now(); // X, the pool's first task, is in slot 0
+        while p.shared().task_state(0) != crate::core::shm::T_DONE && t0.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let item: [usize; 2] = [big.as_ptr() as usize, 8 << 20]; // does not fit beside X
+        let args =
+            StreamArgs { func: nothing, ctx: 0, ctx_size: 0, max_out: 8, timeout: None, ordered: true, window: 1 };
+        RESERVE_PAUSE.store(true, SeqCst);
+        let first = std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                // SAFETY: `item` is one (address, length) pair whose bytes outlive the stream.
+                let mut st = unsafe { p.stream(args, StreamInput::Array { items: item.as_ptr() as usize, n: 1 }) }?;
+                st.next(Some(Duration::from_secs(60))).map(|i| i.map(|i| i.result.map(drop)))
+            });
+            std::thread::sleep(Duration::from_millis(100)); // into the stream's pause
+            assert!(rx.wait(None).unwrap().err.is_none()); // X collected: its block is free
+            t.join().unwrap()
+        });
+        RESERVE_PAUSE.store(false, SeqCst);
+        assert!(matches!(first, Ok(Some(Ok(())))), "the stream's item failed although X's block was free: {first:?}");
+    }
 }

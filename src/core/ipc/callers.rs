@@ -139,14 +139,20 @@ impl Callers {
     /// Whether a live process is inside a call on `block`.
     pub(super) fn busy(&self, block: u64) -> bool {
         let mut deaths = Deaths(HashMap::new());
-        self.candidates(Some(block)).map(|e| e.load(SeqCst)).any(|v| v != 0 && block_of(v) == block && !deaths.dead(pid_of(v)))
+        self.candidates(Some(block))
+            .map(|e| e.load(SeqCst))
+            .any(|v| v != 0 && block_of(v) == block && !deaths.dead(pid_of(v)))
     }
 
     /// The blocks some live process is inside a call on, sorted.
     pub(super) fn all_busy(&self) -> Vec<u64> {
         let mut deaths = Deaths(HashMap::new());
-        let mut out: Vec<u64> =
-            self.candidates(None).map(|e| e.load(SeqCst)).filter(|&v| v != 0 && !deaths.dead(pid_of(v))).map(block_of).collect();
+        let mut out: Vec<u64> = self
+            .candidates(None)
+            .map(|e| e.load(SeqCst))
+            .filter(|&v| v != 0 && !deaths.dead(pid_of(v)))
+            .map(block_of)
+            .collect();
         out.sort_unstable();
         out.dedup();
         out

@@ -243,18 +243,13 @@ impl Queue {
 
     /// Frees the queue: calls waiting in it return `POOL_EINVAL`; later calls too.
     pub fn free(self) -> Result<()> {
-        arena::get()?.free(
-            self.0,
-            arena::QUEUE,
-            "queue",
-            |p| {
-                // SAFETY: the payload of the queue being freed still holds its head.
-                let h = unsafe { &*(p as *const Head) };
-                for s in [&h.put_seq, &h.get_seq] {
-                    s.fetch_add(1, SeqCst);
-                    futex::wake(s, i32::MAX);
-                }
-            },
-        )
+        arena::get()?.free(self.0, arena::QUEUE, "queue", |p| {
+            // SAFETY: the payload of the queue being freed still holds its head.
+            let h = unsafe { &*(p as *const Head) };
+            for s in [&h.put_seq, &h.get_seq] {
+                s.fetch_add(1, SeqCst);
+                futex::wake(s, i32::MAX);
+            }
+        })
     }
 }

@@ -141,16 +141,11 @@ impl Event {
     }
 
     pub fn free(self) -> Result<()> {
-        arena::get()?.free(
-            self.0,
-            arena::EVENT,
-            "event",
-            |p| {
-                // SAFETY: the payload of the event being freed still holds its head.
-                let e = unsafe { &*(p as *const EventHead) };
-                e.seq.fetch_add(1, SeqCst);
-                futex::wake(&e.seq, i32::MAX);
-            },
-        )
+        arena::get()?.free(self.0, arena::EVENT, "event", |p| {
+            // SAFETY: the payload of the event being freed still holds its head.
+            let e = unsafe { &*(p as *const EventHead) };
+            e.seq.fetch_add(1, SeqCst);
+            futex::wake(&e.seq, i32::MAX);
+        })
     }
 }

@@ -32,12 +32,15 @@ thread_local! {
     static STACK: Option<(usize, usize)> = peek::thread_stack();
 }
 
+/// Zygote pages by address (`None`: the zygote has nothing mapped there).
+type PageCache = HashMap<usize, Option<Box<[u8; PAGE]>>, BuildHasherDefault<PageHash>>;
+
 /// Pages of the zygote's memory, read when first needed (`process_vm_readv`, else by asking
 /// the zygote) and kept: they change only where the zygote itself allocates or runs, in memory
 /// that was free at creation (a `ctx` there is refused unless its bytes happen to be the same).
 #[derive(Default)]
 pub(crate) struct ZygotePages {
-    pages: Mutex<HashMap<usize, Option<Box<[u8; PAGE]>>, BuildHasherDefault<PageHash>>>,
+    pages: Mutex<PageCache>,
     /// Set once the kernel refused to let us read the zygote: from then on, we ask it.
     pub(crate) denied: AtomicBool,
     /// One question to the zygote at a time.
@@ -72,7 +75,7 @@ enum Here {
 /// The bytes at `addr` here that workers must have too: the variable there (static data with
 /// symbols, up to VARIABLE), else a WINDOW; read without a fault where `here` does not know the
 /// memory (into `buf`). Empty if nothing is mapped there.
-fn host_bytes<'a>(addr: usize, here: Option<Here>, buf: &'a mut [u8; WINDOW]) -> Result<&'a [u8]> {
+fn host_bytes(addr: usize, here: Option<Here>, buf: &mut [u8; WINDOW]) -> Result<&[u8]> {
     match here {
         Some(Here::Until { end, variable_end }) => {
             let n = variable_end.map_or(WINDOW, |v| (v - addr).min(VARIABLE)).min(end - addr);

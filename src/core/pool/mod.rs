@@ -159,6 +159,12 @@ pub struct Shared {
     pub(crate) runner_gate: Mutex<()>,
     owner: libc::pid_t,
     slots: Mutex<Slots>,
+    /// Who holds each task block, by offset: the thread (`submit::submitter`) whose reading or
+    /// collecting frees it. A call waiting for room tells from this whether it waits for itself.
+    holders: Mutex<std::collections::HashMap<usize, u32>>,
+    /// Task blocks freed so far. A call that found no room and nobody else to wait for tries
+    /// again if this moved meanwhile: a free between its attempt and its checks made room.
+    frees: std::sync::atomic::AtomicU64,
     /// Slots and blocks of results freed before their task ended; reclaimed once it does.
     orphans: Mutex<Vec<(u32, Block)>>,
     pub(crate) life: Arc<LifeSync>,
@@ -199,8 +205,6 @@ impl LifeSync {
 struct Slots {
     free: Vec<u32>,
     fresh: u32,
-    /// Per slot ever used: the thread that submitted its task (`submit::submitter`).
-    submitter: Vec<u32>,
 }
 
 /// A pool handle. Dropping it terminates the pool if it was not closed, then joins it.
@@ -272,7 +276,9 @@ impl Pool {
             timeout_ns: opts.task_timeout.map_or(0, |d| (d.as_nanos() as u64).max(1)),
             runner_gate: Mutex::new(()),
             owner: proc::getpid(),
-            slots: Mutex::new(Slots { free: Vec::new(), fresh: 0, submitter: Vec::new() }),
+            slots: Mutex::new(Slots { free: Vec::new(), fresh: 0 }),
+            holders: Default::default(),
+            frees: Default::default(),
             orphans: Mutex::new(Vec::new()),
             life: Arc::new(LifeSync { st: Mutex::new(Life::default()), cv: Condvar::new() }),
             zygote: Mutex::new(None),

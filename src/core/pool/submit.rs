@@ -229,48 +229,51 @@ impl Shared {
 
     /// A free slot and a heap block of `bytes`, waiting for running work to free some if the
     /// pool is full (backpressure). A `feeder` (a map, iterator or stream submitting as room
-    /// comes) also waits while the heap is full of other calls' results that nobody has read
-    /// yet (their readers free it); any other call is told the pool is full (`NoMem`).
+    /// comes) also waits while other threads hold blocks (their results, which their reading
+    /// frees); any other call is told the pool is full (`NoMem`) once nothing runs.
     /// `bytes` must fit in the heap (checked by the caller, whose message names the sizes).
     pub(super) fn reserve(&self, bytes: usize, feeder: bool, deadline: Option<Instant>) -> Result<(u32, Block)> {
+        let me = submitter::current();
         let take = || {
             let slot = self.alloc_slot()?;
-            let b = self.heap.alloc(bytes.max(1));
-            if b.is_none() {
+            let Some(b) = self.heap.alloc(bytes.max(1)) else {
                 self.free_slot(slot);
-            }
-            Some(slot).zip(b)
+                return None;
+            };
+            lock(&self.holders).insert(b.off, me);
+            Some((slot, b))
         };
         loop {
             let seen = self.view.event_seq();
+            // Read before the attempt: a free after it shows here (see `frees`).
+            let frees = self.frees.load(SeqCst);
             self.reclaim_orphans();
             if let Some(got) = take() {
                 return Ok(got);
             }
             #[cfg(test)]
             crate::core::job::tests::pause(&crate::core::job::tests::RESERVE_PAUSE);
-            if !self.anything_running() {
-                // Work that ended after the attempt may have been collected during the scan,
-                // its memory freed: try once more before calling the pool full.
-                if let Some(got) = take() {
-                    return Ok(got);
-                }
+            let idle = !self.anything_running();
+            // Waiting would be waiting for ourselves: every block that fills the heap is this
+            // thread's (a stream or iterator it reads later, results it has not collected), and
+            // nothing runs to free any. Blocks only others free are waited for.
+            let full = idle && (!feeder || !self.others_hold(me));
+            if full && self.frees.load(SeqCst) == frees {
+                return Err(if feeder {
+                    Error::new(
+                        Status::NoMem,
+                        "the pool's shared memory is full of results this thread has not read yet (a stream or \
+                         iterator it holds, or results it has not collected) and nothing runs: read or free some first",
+                    )
+                } else {
+                    Error::new(
+                        Status::NoMem,
+                        "the pool's shared memory is full of unclaimed results; free or collect some",
+                    )
+                });
             }
-            if feeder && !self.anything_running() && !self.others_hold_results() {
-                // Waiting would be waiting for ourselves: every result that fills the heap was
-                // submitted by this thread (a stream or iterator it reads later, results it has
-                // not collected), and nothing runs to free any.
-                return Err(Error::new(
-                    Status::NoMem,
-                    "the pool's shared memory is full of results this thread has not read yet (a stream or \
-                     iterator it holds, or results it has not collected) and nothing runs: read or free some first",
-                ));
-            }
-            if !feeder && !self.anything_running() {
-                return Err(Error::new(
-                    Status::NoMem,
-                    "the pool's shared memory is full of unclaimed results; free or collect some",
-                ));
+            if full {
+                continue; // something was freed since the attempt: try again
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::new(Status::TimedOut, "no room in the pool's shared memory yet"));
@@ -282,17 +285,14 @@ impl Shared {
         }
     }
 
-    /// A free task slot, noted as this thread's submission.
+    /// A free task slot.
     pub(super) fn alloc_slot(&self) -> Option<u32> {
-        let me = submitter::current();
         let mut s = lock(&self.slots);
         if let Some(i) = s.free.pop() {
-            s.submitter[i as usize] = me;
             return Some(i);
         }
         (s.fresh < MAX_TASKS).then(|| {
             s.fresh += 1;
-            s.submitter.push(me);
             s.fresh - 1
         })
     }
@@ -303,10 +303,16 @@ impl Shared {
     }
 
     pub(crate) fn free_block(&self, b: Block) {
-        let heap = if b.off >= self.heap.capacity() { &self.user_heap } else { &self.heap };
+        let heap = if b.off >= self.heap.capacity() {
+            &self.user_heap
+        } else {
+            lock(&self.holders).remove(&b.off);
+            &self.heap
+        };
         if let Some((off, len)) = heap.free(b) {
             self.map.release(self.view.heap_offset() + off, len);
         }
+        self.frees.fetch_add(1, SeqCst);
         self.view.signal_event(false); // wakes calls waiting for room (only if there are some)
     }
 
@@ -331,12 +337,9 @@ impl Shared {
     /// Whether an ended task whose result nobody collected yet was submitted by a thread other
     /// than this one (or the caller this thread submits for): that thread may read it and
     /// free room, so a wait for room can end.
-    fn others_hold_results(&self) -> bool {
-        let me = submitter::current();
-        let s = lock(&self.slots);
-        (0..s.fresh).any(|i| {
-            matches!(phase(self.view.task(i).state.load(Acquire)), T_DONE | T_CLOSED) && s.submitter[i as usize] != me
-        })
+    /// Whether a thread other than `me` holds a task block.
+    fn others_hold(&self, me: u32) -> bool {
+        lock(&self.holders).values().any(|&t| t != me)
     }
 
     pub(crate) fn anything_running(&self) -> bool {

@@ -2,8 +2,8 @@
 
 mod task_calls;
 
-pub use task_calls::{note_refusal, out_commit, out_reserve, out_write, set_task_error};
 use task_calls::*;
+pub use task_calls::{note_refusal, out_commit, out_reserve, out_write, set_task_error};
 
 use super::error::Status;
 use super::queue::spin_until;

@@ -173,4 +173,3 @@ pub(super) fn take_task_error() -> Option<Vec<u8>> {
     TASK_ERROR_SET.store(false, Relaxed);
     TASK_ERROR.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
-
