@@ -77,18 +77,11 @@ pub fn abi() -> Result<i64, String> {
     })
 }
 
-/// What `restrict` applied, for the pool's report.
-pub struct Applied {
-    pub abi: i64,
-    pub net: bool,
-    pub scoped: bool,
-}
-
 /// Confines the calling thread (and the threads it starts) to reading `read` and reading and
 /// writing `write`, recursively; with ABI 4, no TCP bind or connect; with ABI 6, no abstract
 /// unix socket outside this domain. `no_new_privs` must be
 /// set. A path that cannot be opened is an error naming it.
-pub fn restrict(read: &[CString], write: &[CString]) -> Result<Applied, String> {
+pub fn restrict(read: &[CString], write: &[CString]) -> Result<(), String> {
     let abi = abi()?;
     let all = fs_rights(abi);
     let attr = RulesetAttr {
@@ -130,7 +123,7 @@ pub fn restrict(read: &[CString], write: &[CString]) -> Result<Applied, String> 
     if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) } != 0 {
         return Err(format!("Landlock: restrict_self: {}", io::Error::last_os_error()));
     }
-    Ok(Applied { abi, net: abi >= 4, scoped: abi >= 6 })
+    Ok(())
 }
 
 fn add_path(ruleset: &OwnedFd, path: &CString, rights: u64) -> Result<(), String> {

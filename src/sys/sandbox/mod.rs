@@ -69,7 +69,7 @@ extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut c_vo
 /// The name of the call a worker was refused, from the number its handler noted (+1).
 pub fn refused_call(noted: u32) -> String {
     let nr = noted as i64 - 1;
-    seccomp::name(nr).map_or_else(|| format!("system call {nr}"), |n| format!("{n}()"))
+    seccomp::name(nr).map_or_else(|| format!("system call {nr}"), str::to_string)
 }
 
 /// Confines the calling process for life. `refused` receives the number (+1) of a call the
@@ -96,7 +96,7 @@ pub fn confine(p: &Policy, zygote: i32, inherited: &[c_int], refused: &'static A
     // SAFETY: a sigaction built from zeroed memory, with our handler.
     let rc = unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigsys as usize;
+        sa.sa_sigaction = on_sigsys as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESETHAND | libc::SA_NODEFER;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut())
