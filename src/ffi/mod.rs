@@ -17,7 +17,7 @@ pub mod options;
 pub mod pool;
 pub mod process;
 mod reentry;
-pub mod sandbox;
 pub mod result;
+pub mod sandbox;
 pub mod stream;
 pub mod transport;

@@ -243,12 +243,13 @@ impl Pool {
         }
         let n = if workers <= 0 { proc::usable_cpus() } else { workers as usize };
         // Never a silently weaker sandbox: what this kernel cannot give fails the pool.
-        let sandbox_report = match &opts.sandbox {
-            Some(p) => Some(crate::sys::sandbox::probe(p).map_err(|e| {
-                Error::new(Status::Sys, format!("the sandbox cannot be applied on this system: {e}"))
-            })?),
-            None => None,
-        };
+        let sandbox_report =
+            match &opts.sandbox {
+                Some(p) => Some(crate::sys::sandbox::probe(p).map_err(|e| {
+                    Error::new(Status::Sys, format!("the sandbox cannot be applied on this system: {e}"))
+                })?),
+                None => None,
+            };
         super::ipc::arena::ensure(); // before the first fork: queues, locks and events reach the workers
         if n > 4096 {
             return Err(Error::inval(format!("{n} workers requested; at most 4096")));

@@ -148,7 +148,8 @@ impl Zygote {
                 let pid = self.workers[w].pid;
                 // A call the sandbox refused killed it: the record names the call (`code`).
                 let code = slot.refused.load(SeqCst) as i32;
-                let rec = Rec { item: i, status: status as i32, code, pid, wstatus: raw_status(exit), ..Rec::default() };
+                let rec =
+                    Rec { item: i, status: status as i32, code, pid, wstatus: raw_status(exit), ..Rec::default() };
                 v.push_failure(t, rec, None);
                 i + 1
             }

@@ -64,7 +64,12 @@ fn fs_rights(abi: i64) -> u64 {
 pub fn abi() -> Result<i64, String> {
     // SAFETY: the version query takes no attribute (NULL, 0).
     let v = unsafe {
-        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<RulesetAttr>(), 0usize, CREATE_RULESET_VERSION)
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<RulesetAttr>(),
+            0usize,
+            CREATE_RULESET_VERSION,
+        )
     };
     if v >= 1 {
         return Ok(v);
@@ -119,7 +124,7 @@ pub fn restrict(read: &[CString], write: &[CString]) -> Result<(), String> {
         }
     }
     let _ = (EXECUTE, MAKE_CHAR, MAKE_BLOCK); // handled (refused everywhere), never granted
-    // SAFETY: restricts the calling thread with a ruleset we own.
+                                              // SAFETY: restricts the calling thread with a ruleset we own.
     if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) } != 0 {
         return Err(format!("Landlock: restrict_self: {}", io::Error::last_os_error()));
     }
