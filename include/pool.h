@@ -1214,16 +1214,6 @@ int pool_process_pid(const pool_process_t *p);
 void pool_process_free(pool_process_t *p);
 
 /**
- * A line saying what the sandbox gives each worker of `pool` (the Landlock ABI and the paths
- * it may read and write, the seccomp filter's refusals), for logs; NULL if `pool` has no
- * sandbox, or is NULL (or not a live pool: then with `pool_last_error()` set).
- *
- * Ownership: the string belongs to the pool and stays valid until `pool_destroy`.
- * Thread safety: safe from any thread.
- */
-const char *pool_sandbox_report(const pool_t *pool);
-
-/**
  * Waits up to `timeout` seconds (negative: forever) and returns the result's status: the same
  * one every time once finished (`POOL_OK`, or the failure with `pool_last_error()` set); or
  * `POOL_ETIMEDOUT` if it is not ready yet (the work goes on).
@@ -1311,6 +1301,16 @@ int pool_async_progress(const pool_async_t *a, size_t *done, size_t *total);
  * only the child's copy of the handle is released. Thread safety: any thread.
  */
 void pool_async_free(pool_async_t *a);
+
+/**
+ * A line saying what the sandbox gives each worker of `pool` (the Landlock ABI and the paths
+ * it may read and write, the seccomp filter's refusals), for logs; NULL if `pool` has no
+ * sandbox, or is NULL (or not a live pool: then with `pool_last_error()` set).
+ *
+ * Ownership: the string belongs to the pool and stays valid until `pool_destroy`.
+ * Thread safety: safe from any thread.
+ */
+const char *pool_sandbox_report(const pool_t *pool);
 
 /**
  * Fills `opts` with the defaults (ordered, automatic window, the pool's timeout, `ctx` passed
