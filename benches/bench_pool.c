@@ -7,6 +7,8 @@
  *   bench_pool w6 HEAP_MIB REPS   pool_create -> first result -> pool_destroy
  *   bench_pool w7 N ORDER         peak memory of the host and its descendants during a map;
  *                                 ORDER: pool-first, buffers-first, shm or imap (see w7())
+ *   bench_pool ws ROUNDS          the sandbox's cost: W2, W3 and start-up, plain and sandboxed
+ *                                 pools interleaved round by round
  * Figures go to stdout as "RESULT key value"; every timed result is checked. Keys *.diag.* are
  * diagnostics (CPU split, copy floors) that benches/report.py uses to explain the figures. */
 #define _GNU_SOURCE
@@ -751,8 +753,72 @@ static void w7(size_t n, const char *order) {
     pool_destroy(pool);
 }
 
+/* ---- WS: the sandbox's cost ----------------------------------------------------------------- */
+/* Plain and sandboxed (POOL_SANDBOX_COMPUTE) pools, alternating which goes first, `rounds` times:
+ * pool_create -> first result (start-up), W2's round trip p50 over 2,000 calls, W3's rate over
+ * 20,000 apply_async. Per contender: the median over rounds and the spread (min..max); the
+ * ratios sandboxed / plain of the medians. */
+static void ws(int rounds) {
+    enum { CALLS = 2000, N3 = 20000 };
+    const char *name[2] = {"plain", "sandbox"};
+    double *start[2], *p50[2], *rate[2];
+    for (int c = 0; c < 2; c++) {
+        start[c] = calloc(rounds, sizeof(double));
+        p50[c] = calloc(rounds, sizeof(double));
+        rate[c] = calloc(rounds, sizeof(double));
+    }
+    long *in = alloc_longs(N3, 0), *out = alloc_longs(N3, 1);
+    pool_async_t **h = calloc(N3, sizeof *h);
+    for (size_t i = 0; i < N3; i++) in[i] = (long)i;
+    for (int r = 0; r < rounds; r++) {
+        for (int k = 0; k < 2; k++) {
+            int c = (r + k) % 2; /* alternate which contender runs first */
+            pool_options_t o;
+            pool_options_init(&o);
+            o.sandbox = c ? POOL_SANDBOX_COMPUTE : POOL_SANDBOX_NONE;
+            double t0 = now_s();
+            pool_t *pool = pool_create(WORKERS, &o);
+            if (!pool) check(pool_last_status(), "pool_create");
+            long x = 3, y = 0;
+            check(pool_apply(pool, square, &x, sizeof x, &y, sizeof y, NULL), "pool_apply");
+            start[c][r] = now_s() - t0;
+            if (y != 9) die("WS: wrong result");
+            p50[c][r] = w2_calls(pool, square, NULL, 0, CALLS, 1).p50;
+            double t1 = now_s();
+            for (size_t i = 0; i < N3; i++) {
+                h[i] = pool_apply_async(pool, square, &in[i], sizeof(long), &out[i], sizeof(long), NULL);
+                if (!h[i]) check(pool_last_status(), "pool_apply_async");
+            }
+            for (size_t i = 0; i < N3; i++) {
+                check(pool_async_get(h[i], -1), "pool_async_get");
+                pool_async_free(h[i]);
+            }
+            rate[c][r] = N3 / (now_s() - t1);
+            for (size_t i = 0; i < N3; i++)
+                if (out[i] != (long)i * (long)i) die("WS: wrong W3 result");
+            pool_destroy(pool);
+        }
+    }
+    char key[96];
+    for (int c = 0; c < 2; c++) {
+        struct { const char *what; double *v; } f[3] = {{"start_s", start[c]}, {"w2_p50_s", p50[c]}, {"w3_tasks_per_s", rate[c]}};
+        for (int i = 0; i < 3; i++) {
+            snprintf(key, sizeof key, "ws.%s.%s", name[c], f[i].what);
+            result(key, median(f[i].v, rounds));
+            snprintf(key, sizeof key, "ws.%s.%s.min", name[c], f[i].what);
+            result(key, quantile(f[i].v, rounds, 0));
+            snprintf(key, sizeof key, "ws.%s.%s.max", name[c], f[i].what);
+            result(key, quantile(f[i].v, rounds, 1));
+        }
+    }
+    result("ws.ratio.start", median(start[1], rounds) / median(start[0], rounds));
+    result("ws.ratio.w2_p50", median(p50[1], rounds) / median(p50[0], rounds));
+    result("ws.ratio.w3_rate", median(rate[1], rounds) / median(rate[0], rounds));
+    result("ws.diag.rounds", rounds);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2) die("usage: bench_pool w1|w2|w3|w4|w5|w6|w7 ARGS (see the source)");
+    if (argc < 2) die("usage: bench_pool w1|w2|w3|w4|w5|w6|w7|ws ARGS (see the source)");
     const char *w = argv[1];
     long a = argc > 2 ? atol(argv[2]) : 0;
     long b = argc > 3 ? atol(argv[3]) : 0;
@@ -763,6 +829,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "w5")) w5((int)a);
     else if (!strcmp(w, "w6")) w6((size_t)a, (int)b);
     else if (!strcmp(w, "w7")) w7((size_t)a, argc > 3 ? argv[3] : "pool-first");
+    else if (!strcmp(w, "ws")) ws((int)a);
     else die("unknown workload");
     return 0;
 }

@@ -259,6 +259,30 @@ def jobs_md():
     return "\n".join(out) + ("\n\n```text\n" + jobs_txt + "\n```" if jobs_txt else "")
 
 
+# The sandbox's cost (issue 17): plain and POOL_SANDBOX_COMPUTE pools, interleaved round by round.
+def ws_md():
+    if get("ws.ratio.w3_rate") is None:
+        return "(not run)"
+    lines = ["| Figure | plain pool (median, min..max) | sandboxed pool (median, min..max) | sandboxed / plain |",
+             "|---|---|---|---|"]
+    for key, what, fmt, rkey in (("w2_p50_s", "W2 round trip p50", f_time, "ws.ratio.w2_p50"),
+                                 ("w3_tasks_per_s", "W3 apply_async throughput", lambda v: f_rate(v, "tasks/s"), "ws.ratio.w3_rate"),
+                                 ("start_s", "pool_create(2) -> first result", f_time, "ws.ratio.start")):
+        cells = []
+        for c in ("plain", "sandbox"):
+            m, lo, hi = get(f"ws.{c}.{key}"), get(f"ws.{c}.{key}.min"), get(f"ws.{c}.{key}.max")
+            cells.append(f"{fmt(m)} ({fmt(lo)}..{fmt(hi)})")
+        lines.append(f"| {what} | {cells[0]} | {cells[1]} | {get(rkey):.3f} |")
+    extra = get("ws.sandbox.start_s") - get("ws.plain.start_s")
+    lines.append("")
+    lines.append(f"{int(get('ws.diag.rounds'))} rounds; each round runs both, alternating which goes first. "
+                 f"Start-up with the sandbox took {f_time(extra)} more per pool of 2 workers (they start "
+                 f"in parallel: about that per worker), paid once per worker life. The seccomp filter's "
+                 f"rules allow or refuse each system call by its number alone except a few (clone, kill, "
+                 f"rt_sigaction...), so the kernel caches the verdict for the calls tasks make.")
+    return "\n".join(lines)
+
+
 # ---- output ------------------------------------------------------------------------------------
 cols = [("wl", "Workload"), ("metric", "Metric"), ("pool", "libpool"), ("py", "Python mp"),
         ("omp", "OpenMP"), ("ser", "serial C"), ("vpy", "vs Python"), ("vomp", "vs OpenMP"),
@@ -602,6 +626,10 @@ the OCR text matches the rendered words).
 {jobs_md()}
 
 {jobs_notes}
+
+## The sandbox's cost
+
+{ws_md()}
 
 ## How each workload is measured
 

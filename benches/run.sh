@@ -210,6 +210,8 @@ run_step w3 "W3 task throughput (100,000 apply_async)" w3
 run_step w4 "W4 64 CPU-bound tasks of ~10 ms" w4
 run_step w5 "W5 256 x 1 MiB in / 1 MiB out" w5
 run_step w6 "W6 start-up: create -> first result -> destroy" w6
+ws() { run $POOL ws 15; }
+run_step ws "WS the sandbox's cost: W2, W3 and start-up, plain and sandboxed pools interleaved" ws
 # W7 measures memory, which other processes do not disturb: no retries.
 run_step w7 "W7 peak memory of all processes during a map" w7 0
 if [ "$HAVE_MPI" = 1 ]; then run_step w8 "W8 libpool_mpi over 1-4 ranks vs a local pool vs mpi4py.futures" w8; fi

@@ -1,7 +1,7 @@
 /*
  * ocr: OCR page images in parallel with Tesseract, one engine per worker process.
  *
- *   ocr [-p N] [-t SECONDS] [-l LANG] [-F] [-P] [page ...]   (no pages: a path a line on stdin)
+ *   ocr [-p N] [-t SECONDS] [-l LANG] [-F] [-P] [-S DIR]... [page ...]   (no pages: stdin)
  *
  * Prints each page's text in page order, after a line `==> page <path> <==` (or, with -F, each
  * page's text followed by a form feed), and a progress line on stderr when it is a terminal.
@@ -10,6 +10,10 @@
  * does. A page that crashes the engine or hangs takes only its worker down (the pool replaces
  * it) and fails alone: it is reported on stderr and printed as an empty page. Exit status: 0,
  * 1 if any page failed, 2 for bad arguments or workers that could not start.
+ *
+ * With -S DIR (repeatable) the workers are sandboxed (POOL_SANDBOX_COMPUTE) once the engine is
+ * loaded: a page is read only from under the directories given, and a decoder exploited by a
+ * hostile image can open no other file, start no process, reach no network, signal nobody.
  *
  * Testing hook: OCR_FAULT=crash:SUBSTR,hang:SUBSTR makes the task abort() or sleep forever
  * for pages whose path contains SUBSTR (each kind may be given several times).
@@ -27,16 +31,18 @@
 
 #define MAX_TEXT (16u << 20) /* a page's text: far above any real page, bounds a runaway */
 #define MAX_FAULTS 16
+#define MAX_SANDBOX_DIRS 64
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: ocr [-p N] [-t SECONDS] [-l LANG] [-F] [-P] [page ...]\n"
+            "usage: ocr [-p N] [-t SECONDS] [-l LANG] [-F] [-P] [-S DIR]... [page ...]\n"
             "  pages are image paths (PNG, TIFF, JPEG...); none: one path a line on stdin\n"
             "  -p N        worker processes, each with its own engine (default: one per CPU)\n"
             "  -t SECONDS  a page running longer fails with a timeout (default 60)\n"
             "  -l LANG     Tesseract language (default eng)\n"
             "  -F          separate pages with a form feed instead of '==> page PATH <==' lines\n"
             "  -P          show progress on stderr even when it is not a terminal\n"
+            "  -S DIR      sandboxed workers that read pages only under DIR (repeatable)\n"
             "  OCR_FAULT=crash:SUBSTR,hang:SUBSTR  testing hook: abort / hang on matching pages\n");
 }
 
@@ -86,9 +92,18 @@ static int ocr_page(const void *in, size_t in_len, void *ctx) {
         return 1;
     }
     inject_fault(path);
-    PIX *pix = pixRead(path);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot read the image: %s%s", strerror(errno),
+                 errno == EACCES ? " (outside the sandbox's directories?)" : "");
+        pool_task_error(msg);
+        return 1;
+    }
+    PIX *pix = pixReadStream(f, 0);
+    fclose(f);
     if (!pix) {
-        pool_task_error("cannot read the image (missing, or not a format leptonica reads)");
+        pool_task_error("cannot read the image (not a format leptonica reads, or damaged)");
         return 1;
     }
     TessBaseAPISetImage2(g_api, pix);
@@ -179,8 +194,10 @@ int main(int argc, char **argv) {
     long workers = 0;
     double timeout = 60;
     int formfeed = 0, progress = isatty(STDERR_FILENO);
+    const char *sandbox_dirs[MAX_SANDBOX_DIRS + 1] = {NULL};
+    size_t nsandbox = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "p:t:l:FPh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:t:l:FPS:h")) != -1) {
         char *end;
         switch (opt) {
         case 'p':
@@ -204,6 +221,10 @@ int main(int argc, char **argv) {
         case 'l':
             if (!*optarg) { usage(); return 2; }
             g_lang = optarg;
+            break;
+        case 'S':
+            if (!*optarg || nsandbox == MAX_SANDBOX_DIRS) { usage(); return 2; }
+            sandbox_dirs[nsandbox++] = optarg;
             break;
         case 'F': formfeed = 1; break;
         case 'P': progress = 1; break;
@@ -240,7 +261,11 @@ int main(int argc, char **argv) {
 
     pool_options_t popts;
     pool_options_init(&popts);
-    popts.initializer_ex = engine_init;
+    popts.initializer_ex = engine_init; /* the model is loaded before the sandbox closes in */
+    if (nsandbox > 0) {
+        popts.sandbox = POOL_SANDBOX_COMPUTE;
+        popts.sandbox_read_paths = sandbox_dirs;
+    }
     pool_t *pool = pool_create((int)workers, &popts);
     if (!pool) {
         fprintf(stderr, "ocr: cannot start the OCR workers: %s\n", pool_last_error());

@@ -1,14 +1,15 @@
 /*
  * pgz: a parallel gzip on libpool's streaming API, in the manner of pigz.
  *
- *   pgz [-p N] [-b KiB] [-l LEVEL] < in > out.gz
+ *   pgz [-p N] [-b KiB] [-l LEVEL] [-S] < in > out.gz
  *
  * The input is cut into blocks. Each block is compressed by a worker as raw deflate (no zlib
  * header), primed with the 32 KiB of input that precede it as a dictionary, and ended with
  * Z_SYNC_FLUSH, which byte-aligns it without ending the deflate stream: the blocks, written one
  * after the other, form a single deflate stream. The host writes the gzip header, the blocks in
  * order, a final empty block, and the trailer whose CRC-32 it combines from the blocks' CRCs.
- * Only a bounded window of blocks is ever in memory, whatever the input's length.
+ * Only a bounded window of blocks is ever in memory, whatever the input's length. With -S the
+ * workers run sandboxed (POOL_SANDBOX_COMPUTE): they only compute, with no file at all.
  */
 #include <pool.h>
 
@@ -27,10 +28,11 @@
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: pgz [-p N] [-b KiB] [-l LEVEL] < in > out.gz\n"
+            "usage: pgz [-p N] [-b KiB] [-l LEVEL] [-S] < in > out.gz\n"
             "  -p N      worker processes (default: one per CPU)\n"
             "  -b KiB    block size in KiB, 1..1048576 (default 128)\n"
-            "  -l LEVEL  compression level 0..9 (default 6)\n");
+            "  -l LEVEL  compression level 0..9 (default 6)\n"
+            "  -S        sandboxed workers: no files, network or processes (untrusted input)\n");
 }
 
 /* Strict decimal parse: the whole argument, within [lo, hi]. */
@@ -188,8 +190,8 @@ static int write_all(const void *p, size_t n) {
 
 int main(int argc, char **argv) {
     long workers = 0, kib = 128, level = 6;
-    int opt;
-    while ((opt = getopt(argc, argv, "p:b:l:h")) != -1) {
+    int opt, sandbox = 0;
+    while ((opt = getopt(argc, argv, "p:b:l:Sh")) != -1) {
         switch (opt) {
         case 'p':
             if (parse_long(optarg, 1, 1024, &workers)) {
@@ -211,6 +213,9 @@ int main(int argc, char **argv) {
                 usage();
                 return 2;
             }
+            break;
+        case 'S':
+            sandbox = 1;
             break;
         case 'h':
             usage();
@@ -240,7 +245,10 @@ int main(int argc, char **argv) {
     src.in = stdin;
     src.block = block;
 
-    pool_t *pool = pool_create((int)workers, NULL);
+    pool_options_t popts;
+    pool_options_init(&popts);
+    if (sandbox) popts.sandbox = POOL_SANDBOX_COMPUTE; /* blocks come in shared memory: no path */
+    pool_t *pool = pool_create((int)workers, &popts);
     if (!pool) {
         fprintf(stderr, "pgz: pool_create: %s\n", pool_last_error());
         return 1;

@@ -61,6 +61,16 @@ typedef struct pool_event_s pool_event_t;
 #define POOL_VERSION_PATCH 0
 
 /**
+ * `pool_options_t.sandbox`: no sandbox (the default).
+ */
+#define POOL_SANDBOX_NONE 0
+
+/**
+ * `pool_options_t.sandbox`: workers confined to computing on what they are given.
+ */
+#define POOL_SANDBOX_COMPUTE 1
+
+/**
  * Largest message part a transport is asked to carry (1 GiB: fits an `int` count). Longer
  * messages are cut into parts of this size, sent in order with the same tag.
  */
@@ -293,6 +303,30 @@ typedef struct {
    * tools included: valgrind makes start-up 20 to 50 times slower.
    */
   double start_timeout;
+  /**
+   * `POOL_SANDBOX_NONE` (0, the default) or `POOL_SANDBOX_COMPUTE`: each worker, once its
+   * initializer ran and before its first task, is confined for life (README, "Sandbox"):
+   * the descriptors it inherited are closed; `no_new_privs`; no filesystem but reading
+   * `sandbox_read_paths` and writing `sandbox_write_paths` (Landlock: other opens fail with
+   * `EACCES`); no new process, `execve`, socket, `ptrace`, `process_vm_*`, signal to another
+   * process, mount or namespace, `bpf`, `io_uring`, `userfaultfd`, `perf_event_open`, keyring
+   * or `personality` (seccomp: such a call kills the worker, and its item fails alone with
+   * `POOL_ECRASHED` naming the call). Threads stay allowed. If the system cannot give all of
+   * it (no Landlock, no seccomp, a listed path missing), `pool_create` fails with `POOL_ESYS`
+   * saying what is missing, never with a weaker sandbox; `pool_sandbox_report` says what
+   * workers get.
+   */
+  int sandbox;
+  /**
+   * NULL-terminated list of files and directories (recursively) a sandboxed worker may read;
+   * NULL for none. Read at `pool_create` only.
+   */
+  const char *const *sandbox_read_paths;
+  /**
+   * NULL-terminated list of files and directories (recursively) a sandboxed worker may read,
+   * write, create and remove in; NULL for none. Read at `pool_create` only.
+   */
+  const char *const *sandbox_write_paths;
 } pool_options_t;
 
 /**
@@ -1267,6 +1301,16 @@ int pool_async_progress(const pool_async_t *a, size_t *done, size_t *total);
  * only the child's copy of the handle is released. Thread safety: any thread.
  */
 void pool_async_free(pool_async_t *a);
+
+/**
+ * A line saying what the sandbox gives each worker of `pool` (the Landlock ABI and the paths
+ * it may read and write, the seccomp filter's refusals), for logs; NULL if `pool` has no
+ * sandbox, or is NULL (or not a live pool: then with `pool_last_error()` set).
+ *
+ * Ownership: the string belongs to the pool and stays valid until `pool_destroy`.
+ * Thread safety: safe from any thread.
+ */
+const char *pool_sandbox_report(const pool_t *pool);
 
 /**
  * Fills `opts` with the defaults (ordered, automatic window, the pool's timeout, `ctx` passed

@@ -550,6 +550,9 @@ private:
 };
 
 /// Options of a Pool (pool_options_t).
+/// How far workers are confined (pool_options_t.sandbox).
+enum class Sandbox : int { None = POOL_SANDBOX_NONE, Compute = POOL_SANDBOX_COMPUTE };
+
 struct Options {
     /// Runs once in every worker when it starts, before any task. It may capture: workers are
     /// forked from a copy of this process made while the Pool is constructed. An exception
@@ -570,6 +573,26 @@ struct Options {
     /// < 0 for no bound. Past it the constructor throws pool::TimeoutError (POOL_ETIMEDOUT);
     /// a replacement worker past it counts as a death in the initializer (pool_options_t).
     double start_timeout = 0;
+    /// The workers' sandbox (pool_options_t.sandbox): Sandbox::Compute confines each worker
+    /// once its initializer ran. The constructor throws pool::Error (POOL_ESYS) if this system
+    /// cannot give all of it.
+    Sandbox sandbox_level = Sandbox::None;
+    /// Files and directories a sandboxed worker may read, and read and write.
+    std::vector<std::string> sandbox_read_paths, sandbox_write_paths;
+
+    /// Chainable setters: Options().sandbox(Sandbox::Compute).read_paths({"/models"}).
+    Options& sandbox(Sandbox s) {
+        sandbox_level = s;
+        return *this;
+    }
+    Options& read_paths(std::vector<std::string> paths) {
+        sandbox_read_paths = std::move(paths);
+        return *this;
+    }
+    Options& write_paths(std::vector<std::string> paths) {
+        sandbox_write_paths = std::move(paths);
+        return *this;
+    }
 };
 
 /// What try_map returns: every item's result and status, in item order.
@@ -641,6 +664,17 @@ public:
             o.initializer_ex = &detail::run_initializer;
             o.initarg = const_cast<std::function<void()>*>(&options.initializer);
         }
+        o.sandbox = static_cast<int>(options.sandbox_level);
+        auto c_list = [](const std::vector<std::string>& v) {
+            std::vector<const char*> l;
+            for (const auto& s : v) l.push_back(s.c_str());
+            l.push_back(nullptr);
+            return l;
+        };
+        std::vector<const char*> reads = c_list(options.sandbox_read_paths);
+        std::vector<const char*> writes = c_list(options.sandbox_write_paths);
+        if (!options.sandbox_read_paths.empty()) o.sandbox_read_paths = reads.data();
+        if (!options.sandbox_write_paths.empty()) o.sandbox_write_paths = writes.data();
         p_ = pool_create(workers, &o);
         if (p_ == nullptr) detail::raise_null(POOL_ESYS, "pool_create");
     }
@@ -663,6 +697,12 @@ public:
 
     /// The number of worker processes.
     int workers() const noexcept { return pool_workers(p_); }
+
+    /// What the sandbox gives each worker (pool_sandbox_report); empty without a sandbox.
+    std::string sandbox_report() const {
+        const char* r = pool_sandbox_report(p_);
+        return r ? r : "";
+    }
 
     /// Applies `f` to every item in parallel and returns the results in order. `f` is a
     /// function or capture-less lambda taking `const In&` (or `In`).

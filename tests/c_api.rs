@@ -80,6 +80,7 @@ const C_TESTS: &[&str] = &[
     "heap_full",
     "startup",
     "fork_raw",
+    "sandbox",
 ];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
@@ -460,6 +461,11 @@ fn c_ipc_recovery() {
 #[test]
 fn c_fork_raw() {
     compile_and_run("fork_raw", Link::Shared);
+}
+
+#[test]
+fn c_sandbox() {
+    compile_and_run("sandbox", Link::Shared);
 }
 
 #[test]

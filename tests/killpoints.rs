@@ -335,6 +335,10 @@ fn check_zygote_killed(p: &Pool, rep: &Report, what: &str) {
 
 /// Runs the workload in a fresh pool with `arm` armed, checks, and checks for leftovers.
 fn scenario(arm: &[(Point, u64)], check: impl FnOnce(&Pool, &Report, &str)) {
+    scenario_with(Options::default(), arm, check)
+}
+
+fn scenario_with(opts: Options, arm: &[(Point, u64)], check: impl FnOnce(&Pool, &Report, &str)) {
     let me = std::process::id() as i32;
     let (fds, maps) = (fd_count(), shm_mappings());
     counters().iter().for_each(|c| c.store(0, SeqCst));
@@ -343,8 +347,8 @@ fn scenario(arm: &[(Point, u64)], check: impl FnOnce(&Pool, &Report, &str)) {
     } else {
         killpoint::arm(arm);
     }
-    let what = format!("{arm:?}");
-    let p = Pool::new(3, Options::default()).unwrap();
+    let what = format!("{arm:?}{}", if opts.sandbox.is_some() { " (sandboxed)" } else { "" });
+    let p = Pool::new(3, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
     let t0 = Instant::now();
     let rep = workload(&p);
     assert!(t0.elapsed() < HANG_GUARD, "{what}: took {:?}", t0.elapsed());
@@ -402,6 +406,26 @@ fn every_worker_and_zygote_point() {
         }
     }
     eprintln!("{ran} kill scenarios passed");
+}
+
+/// The worker points again in a sandboxed pool (`POOL_SANDBOX_COMPUTE`), at each point's first
+/// hit: the sandbox changes how a worker runs, never what its death leaves behind.
+#[test]
+fn every_worker_point_sandboxed() {
+    let _g = serial();
+    let sandboxed = || Options { sandbox: Some(Default::default()), ..Options::default() };
+    if let Err(e) = Pool::new(1, sandboxed()) {
+        assert_eq!(e.status, Status::Sys, "{e}");
+        eprintln!("note: no sandbox on this system ({e}); skipped");
+        return;
+    }
+    let mut ran = 0;
+    for p in points(Role::Worker) {
+        scenario_with(sandboxed(), &[(p, 1)], check_worker_killed);
+        assert!(killpoint::fired(p), "{p:?} was never reached in a sandboxed pool");
+        ran += 1;
+    }
+    eprintln!("{ran} kill scenarios passed in a sandboxed pool");
 }
 
 /// The host side: re-runs this test binary as a child that creates a pool, arms a host point

@@ -47,7 +47,12 @@ fn loopbacks(n: usize) -> Vec<Loopback> {
 fn cluster(ranks: usize, w: i32, opts: Options) -> (Pool, Vec<std::thread::JoinHandle<pool::core::Result<()>>>) {
     let mut ts = loopbacks(ranks).into_iter();
     let root = ts.next().unwrap();
-    let servers = ts.map(|t| std::thread::spawn(move || remote::serve(Box::new(t), w, opts))).collect();
+    let servers = ts
+        .map(|t| {
+            let opts = opts.clone();
+            std::thread::spawn(move || remote::serve(Box::new(t), w, opts))
+        })
+        .collect();
     (remote::create_root(Box::new(root), w, opts).unwrap(), servers)
 }
 

@@ -278,14 +278,32 @@ fn workers_of(zygote: i32) -> Vec<i32> {
 #[test]
 fn random_kill_storm() {
     let _g = SERIAL.lock().unwrap();
+    kill_storm(None);
+}
+
+/// The same storm on a sandboxed pool (`POOL_SANDBOX_COMPUTE`): confinement changes nothing
+/// about crash consistency.
+#[test]
+fn random_kill_storm_sandboxed() {
+    let _g = SERIAL.lock().unwrap();
+    if let Err(e) = Pool::new(1, Options { sandbox: Some(Default::default()), ..Options::default() }) {
+        assert_eq!(e.status, Status::Sys, "{e}");
+        eprintln!("note: no sandbox on this system ({e}); the sandboxed storm is skipped");
+        return;
+    }
+    kill_storm(Some(Default::default()));
+}
+
+fn kill_storm(sandbox: Option<pool::core::SandboxPolicy>) {
     let secs: u64 = std::env::var("POOL_STORM_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let me = std::process::id() as i32;
     let (fds, maps) = (fd_count(), shm_mappings());
     let counts = shared_counters(STORM_N);
     STORM_COUNTS.store(counts.as_ptr() as usize, Ordering::Relaxed);
     let apply_counts = shared_counters(APPLY_N);
-    let opts = Options { task_timeout: Some(Duration::from_secs(1)), ..Options::default() };
-    let p = Pool::new(3, opts).unwrap();
+    let sandboxed = sandbox.is_some();
+    let opts = Options { task_timeout: Some(Duration::from_secs(1)), sandbox, ..Options::default() };
+    let p = Pool::new(3, opts).unwrap_or_else(|e| panic!("{e}"));
     let zygote = children_of(me)[0];
     let stop = AtomicBool::new(false);
     let (mut rounds, mut items, mut kills, mut changed) = (0u64, 0u64, 0u64, 0u64);
@@ -389,7 +407,8 @@ fn random_kill_storm() {
     unsafe { p.map(a) }.unwrap_or_else(|e| panic!("a clean map after the storm failed: {e} ({st:?})"));
     drop(p);
     eprintln!(
-        "kill storm: {secs} s, {rounds} maps, {items} items, {kills} workers killed, {changed} items crashed by a kill"
+        "kill storm{}: {secs} s, {rounds} maps, {items} items, {kills} workers killed, {changed} items crashed by a kill",
+        if sandboxed { " (sandboxed pool)" } else { "" }
     );
     assert_eq!(children_of(me), Vec::<i32>::new(), "processes left behind");
     assert_eq!(fd_count(), fds, "descriptors leaked");

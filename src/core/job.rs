@@ -75,6 +75,10 @@ impl Info {
         let msg = match (self.status, self.exit) {
             (Status::Ok, _) => return None,
             (Status::Task, _) => format!("{what}task returned {}", self.code),
+            (Status::Crashed, Some(e)) if self.code > 0 => format!(
+                "{what}the sandbox refused {}: worker {pid} {e} while running the task",
+                crate::sys::sandbox::refused_call(self.code as u32)
+            ),
             (Status::Crashed, Some(e)) => format!("{what}worker {pid} {e} while running the task"),
             (Status::TimedOut, _) => format!("{what}task exceeded its timeout; worker {pid} was stopped"),
             (Status::Cancelled, _) => format!("{what}cancelled"),

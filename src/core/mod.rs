@@ -17,6 +17,8 @@ pub mod stream;
 pub mod worker;
 mod zygote;
 
+/// What a sandboxed pool's workers may use of the filesystem (`Options::sandbox`).
+pub use crate::sys::sandbox::Policy as SandboxPolicy;
 pub use error::{Error, Result, Status};
 pub use job::{AsyncResult, Outcome};
 pub use map::MapArgs;

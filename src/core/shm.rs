@@ -179,6 +179,8 @@ pub struct WorkerSlot {
     pub run: AtomicU64,
     /// Deadline (monotonic ns) of the item named by `run`, 0 for none.
     pub deadline: AtomicU64,
+    /// The system call (number + 1) the sandbox refused this worker, once it did; 0 before.
+    pub refused: AtomicU32,
 }
 
 #[repr(C, align(64))]

@@ -30,6 +30,11 @@ impl<T> Fallback for *mut T {
         std::ptr::null_mut()
     }
 }
+impl<T> Fallback for *const T {
+    fn fallback() -> *const T {
+        std::ptr::null()
+    }
+}
 
 /// Runs `f`, turning a panic into the return type's fallback and a `pool_last_error` message.
 /// The thread cannot be cancelled meanwhile (see `NoCancel`): no library function is a

@@ -18,5 +18,6 @@ pub mod pool;
 pub mod process;
 mod reentry;
 pub mod result;
+pub mod sandbox;
 pub mod stream;
 pub mod transport;

@@ -49,7 +49,30 @@ pub struct pool_options_t {
     /// later work fails instead of waiting forever. Size it for the slowest start you accept,
     /// tools included: valgrind makes start-up 20 to 50 times slower.
     pub start_timeout: f64,
+    /// `POOL_SANDBOX_NONE` (0, the default) or `POOL_SANDBOX_COMPUTE`: each worker, once its
+    /// initializer ran and before its first task, is confined for life (README, "Sandbox"):
+    /// the descriptors it inherited are closed; `no_new_privs`; no filesystem but reading
+    /// `sandbox_read_paths` and writing `sandbox_write_paths` (Landlock: other opens fail with
+    /// `EACCES`); no new process, `execve`, socket, `ptrace`, `process_vm_*`, signal to another
+    /// process, mount or namespace, `bpf`, `io_uring`, `userfaultfd`, `perf_event_open`, keyring
+    /// or `personality` (seccomp: such a call kills the worker, and its item fails alone with
+    /// `POOL_ECRASHED` naming the call). Threads stay allowed. If the system cannot give all of
+    /// it (no Landlock, no seccomp, a listed path missing), `pool_create` fails with `POOL_ESYS`
+    /// saying what is missing, never with a weaker sandbox; `pool_sandbox_report` says what
+    /// workers get.
+    pub sandbox: std::os::raw::c_int,
+    /// NULL-terminated list of files and directories (recursively) a sandboxed worker may read;
+    /// NULL for none. Read at `pool_create` only.
+    pub sandbox_read_paths: *const *const std::os::raw::c_char,
+    /// NULL-terminated list of files and directories (recursively) a sandboxed worker may read,
+    /// write, create and remove in; NULL for none. Read at `pool_create` only.
+    pub sandbox_write_paths: *const *const std::os::raw::c_char,
 }
+
+/// `pool_options_t.sandbox`: no sandbox (the default).
+pub const POOL_SANDBOX_NONE: std::os::raw::c_int = 0;
+/// `pool_options_t.sandbox`: workers confined to computing on what they are given.
+pub const POOL_SANDBOX_COMPUTE: std::os::raw::c_int = 1;
 
 /// Per-call options for `pool_map_ex` / `pool_map_async_ex`. Call `pool_map_options_init`
 /// first.
@@ -156,6 +179,9 @@ pub extern "C" fn pool_options_init(opts: *mut pool_options_t) {
                 shm_size: 0,
                 initializer_ex: None,
                 start_timeout: 0.0,
+                sandbox: POOL_SANDBOX_NONE,
+                sandbox_read_paths: std::ptr::null(),
+                sandbox_write_paths: std::ptr::null(),
             };
         }
     })
@@ -194,7 +220,50 @@ pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
         max_rss: if has(std::mem::offset_of!(pool_options_t, max_rss) + 8) { o.max_rss } else { 0 },
         shm_size: if has(std::mem::offset_of!(pool_options_t, shm_size) + 8) { o.shm_size } else { 0 },
         start_timeout,
+        sandbox: sandbox(o, has(std::mem::offset_of!(pool_options_t, sandbox_write_paths) + 8))?,
     })
+}
+
+/// The sandbox asked for, from a struct that `has` the sandbox fields.
+fn sandbox(o: &pool_options_t, has: bool) -> Result<Option<crate::sys::sandbox::Policy>, Error> {
+    if !has {
+        return Ok(None);
+    }
+    let lists = [("sandbox_read_paths", o.sandbox_read_paths), ("sandbox_write_paths", o.sandbox_write_paths)];
+    match o.sandbox {
+        POOL_SANDBOX_NONE => match lists.iter().find(|(_, l)| !l.is_null()) {
+            Some((name, _)) => Err(Error::inval(format!("{name} is set but sandbox is POOL_SANDBOX_NONE"))),
+            None => Ok(None),
+        },
+        POOL_SANDBOX_COMPUTE => {
+            let [read, write] = lists.map(|(name, l)| paths(name, l));
+            Ok(Some(crate::sys::sandbox::Policy { read: read?, write: write? }))
+        }
+        s => Err(Error::inval(format!("sandbox is {s}: use POOL_SANDBOX_NONE (0) or POOL_SANDBOX_COMPUTE (1)"))),
+    }
+}
+
+/// A NULL-terminated list of paths (NULL: none), copied.
+fn paths(name: &str, list: *const *const std::os::raw::c_char) -> Result<Vec<std::ffi::CString>, Error> {
+    const MAX: usize = 4096;
+    let mut v = Vec::new();
+    if list.is_null() {
+        return Ok(v);
+    }
+    for i in 0..=MAX {
+        // SAFETY: the caller passes a NULL-terminated array (checked up to MAX entries).
+        let p = unsafe { *list.add(i) };
+        if p.is_null() {
+            return Ok(v);
+        }
+        // SAFETY: each entry is a NUL-terminated string (caller's contract).
+        let s = unsafe { std::ffi::CStr::from_ptr(p) };
+        if s.to_bytes().is_empty() {
+            return Err(Error::inval(format!("{name}[{i}] is an empty path")));
+        }
+        v.push(s.to_owned());
+    }
+    Err(Error::inval(format!("{name} has more than {MAX} entries (is it NULL-terminated?)")))
 }
 
 pub(crate) fn seconds(s: f64) -> Option<Duration> {

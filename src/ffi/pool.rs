@@ -12,11 +12,17 @@ use std::os::raw::{c_char, c_int, c_void};
 
 /// A process pool (opaque).
 #[allow(non_camel_case_types)]
-pub struct pool_t(Pool, super::callbacks::Callbacks);
+pub struct pool_t(Pool, super::callbacks::Callbacks, Option<std::ffi::CString>);
 
 impl pool_t {
     pub(crate) fn new(p: Pool) -> pool_t {
-        pool_t(p, Default::default())
+        let report = p.shared().sandbox_report.as_deref().and_then(|r| std::ffi::CString::new(r).ok());
+        pool_t(p, Default::default(), report)
+    }
+
+    /// What the sandbox gives the workers, if the pool has one.
+    pub(crate) fn sandbox_report(&self) -> Option<&std::ffi::CStr> {
+        self.2.as_deref()
     }
 
     pub(crate) fn pool(&self) -> &Pool {

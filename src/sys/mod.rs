@@ -9,4 +9,5 @@ pub mod mem;
 pub mod peek;
 pub mod proc;
 pub mod robust;
+pub mod sandbox;
 pub mod thread;

@@ -157,6 +157,11 @@ else
 fi
 
 "$PGZ" <"$W" >"$W/o" 2>"$W/e"; rc=$?
+head -c 3000000 /dev/urandom >"$W/rnd"
+if why=$(pgz_roundtrip "$W/rnd" -S -p 2); then pass "pgz -S (sandboxed workers): 3 MB round trip"
+elif grep -Eq 'sandbox cannot be applied on this system: (Landlock|seccomp)' "$W/pgz.err"; then
+    skip "pgz -S: this system cannot sandbox ($(head -c 200 "$W/pgz.err"))"
+else fail "pgz -S: $why"; fi
 if [ $rc = 1 ] && grep -q 'read error' "$W/e"; then pass "pgz < directory: read error reported ($(head -1 "$W/e")), exit 1"
 else fail "pgz < directory: exit $rc, stderr: $(head -c 200 "$W/e")"; fi
 
@@ -250,6 +255,51 @@ if [ $rc = 2 ] && grep -q "cannot start the OCR workers: .*cannot load language 
     pass "ocr -l no_such_language: the initializer refuses, pool_create fails with its message, exit 2"
 else
     fail "ocr -l no_such_language: exit $rc, leftover '$left', stderr: $(head -c 400 "$W/ocr.err")"
+fi
+
+# Sandboxed (-S), where the system has Landlock and seccomp (else ocr -S must say so and stop):
+# the same pages read from their directory give the same text; a page outside
+# it fails alone (the sandbox refuses the open); hostile images (corrupt, truncated, a
+# decompression bomb) beside real pages fail alone, the real pages come out right, and nothing
+# is left running.
+"$OCR" -p 2 -S "$P" "${pages[@]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
+if [ $rc = 2 ] && grep -Eq 'sandbox cannot be applied on this system: (Landlock|seccomp)' "$W/ocr.err"; then
+    skip "ocr -S: this system cannot sandbox ($(head -c 200 "$W/ocr.err"))"
+    sandbox_ok=0
+elif [ $rc = 0 ] && why=$("$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" header "${pages[@]}"); then
+    pass "ocr -S (sandboxed workers), 6 pages: $why"
+else
+    fail "ocr -S, 6 pages: exit $rc: ${why:-} $(head -c 300 "$W/ocr.err")"
+fi
+if [ "${sandbox_ok:-1}" = 1 ]; then
+cp "${pages[0]}" "$W/outside.png"
+"$OCR" -p 2 -S "$P" "$W/outside.png" "${pages[1]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
+why=$("$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" header "!$W/outside.png" "${pages[1]}"); ok=$?
+if [ $rc = 1 ] && [ $ok = 0 ] && grep -q 'outside.png failed: .*Permission denied' "$W/ocr.err"; then
+    pass "ocr -S: a page outside the sandbox's directory fails alone (Permission denied), the next is read"
+else
+    fail "ocr -S, page outside: exit $rc, check: $why, stderr: $(head -c 300 "$W/ocr.err")"
+fi
+H=$W/hostile
+mkdir -p "$H"
+cp "${pages[0]}" "${pages[1]}" "$H/"
+"$PYTHON" "$HERE/hostile_pages.py" "$H" "${pages[0]}"
+hostile=("$H/corrupt.png" "$H/page1.png" "$H/truncated.png" "$H/bomb.png" "$H/page2.png")
+cp "$P/page1.txt" "$P/page2.txt" "$H/"
+t0=$(date +%s.%N)
+"$OCR" -p 2 -t 300 -S "$H" "${hostile[@]}" >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
+t1=$(date +%s.%N)
+secs=$(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.1f", b - a }')
+left=$(settled_leftovers)
+why=$("$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" header "!$H/corrupt.png" "$H/page1.png" "!$H/truncated.png" \
+    "!$H/bomb.png" "$H/page2.png"); ok=$?
+# (The bomb decodes to a blank page: Tesseract finds no text, or refuses it; either way it
+# comes out empty and harms no other page.)
+if [ $rc = 1 ] && [ $ok = 0 ] && grep -Eq '^ocr: [23] of 5 pages failed' "$W/ocr.err" && [ -z "$left" ]; then
+    pass "ocr -S on hostile images (corrupt, truncated, 400 MB decompression bomb) beside real pages: the corrupt and truncated fail alone, the bomb comes out empty, $why, no process left ($secs s)"
+else
+    fail "ocr -S on hostile images: exit $rc, check: $why, leftover '$left', stderr: $(grep '^ocr:' "$W/ocr.err" | head -c 600)"
+fi
 fi
 
 bad=()

@@ -31,6 +31,11 @@ impl Shared {
                     return Err(Error::new(Status::TimedOut, start_timed_out(opts)));
                 }
                 let exit = proc::Exit::from_raw(failed - 1);
+                if let (proc::Exit::Code(super::super::worker::EXIT_SANDBOX_FAILED), Some((_, msg))) =
+                    (exit, self.view.init_refusal())
+                {
+                    return Err(Error::new(Status::Sys, format!("a worker could not enter its sandbox: {msg}")));
+                }
                 if let (proc::Exit::Code(super::super::worker::EXIT_INIT_REFUSED), Some((code, msg))) =
                     (exit, self.view.init_refusal())
                 {

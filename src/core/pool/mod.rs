@@ -45,7 +45,7 @@ pub(crate) const ZYGOTE_DIED: &str = "the pool's zygote process died (killed fro
 /// How often a blocked waiter checks that the pool's zygote is still alive.
 pub(crate) const WATCH_SLICE: Duration = Duration::from_millis(200);
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Options {
     pub initializer: Option<Init>,
     pub max_tasks_per_child: u64,
@@ -59,6 +59,8 @@ pub struct Options {
     /// How long a worker may take to start (its initializer included) before it is killed and
     /// counted as a failure in the initializer; None for no bound.
     pub start_timeout: Option<Duration>,
+    /// Confines every worker once its initializer ran (`sys::sandbox`); None for no sandbox.
+    pub sandbox: Option<crate::sys::sandbox::Policy>,
 }
 
 /// The default start-up bound: far above any initializer we know of (OCR loads its model in
@@ -74,6 +76,7 @@ impl Default for Options {
             max_rss: 0,
             shm_size: 0,
             start_timeout: Some(DEFAULT_START_TIMEOUT),
+            sandbox: None,
         }
     }
 }
@@ -185,6 +188,8 @@ pub struct Shared {
     snapshot: Snapshot,
     /// The zygote's memory, as far as `ctx` checks needed it.
     zpages: ctx::ZygotePages,
+    /// What the sandbox gives every worker, if the pool has one.
+    pub(crate) sandbox_report: Option<String>,
 }
 
 /// The pool's lifecycle state, in its own allocation: a map driver thread gives back its
@@ -237,6 +242,14 @@ impl Pool {
             return Err(Error::inval("pools cannot be created inside a pool's worker (nested use)"));
         }
         let n = if workers <= 0 { proc::usable_cpus() } else { workers as usize };
+        // Never a silently weaker sandbox: what this kernel cannot give fails the pool.
+        let sandbox_report =
+            match &opts.sandbox {
+                Some(p) => Some(crate::sys::sandbox::probe(p).map_err(|e| {
+                    Error::new(Status::Sys, format!("the sandbox cannot be applied on this system: {e}"))
+                })?),
+                None => None,
+            };
         super::ipc::arena::ensure(); // before the first fork: queues, locks and events reach the workers
         if n > 4096 {
             return Err(Error::inval(format!("{n} workers requested; at most 4096")));
@@ -290,6 +303,7 @@ impl Pool {
             user_blocks: Mutex::new(std::collections::HashMap::new()),
             fds,
             snapshot: Snapshot::now(),
+            sandbox_report,
             zpages: Default::default(),
         });
         let cfg = ZygoteConfig {
@@ -300,6 +314,7 @@ impl Pool {
             max_rss: opts.max_rss,
             timeout_ns: sh.timeout_ns,
             start_timeout: opts.start_timeout,
+            sandbox: opts.sandbox.clone(),
             efd: sh.fds.efd.0,
             bell: sh.fds.bell.0,
             lifeline: alive_rd.0,

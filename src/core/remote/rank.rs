@@ -25,7 +25,7 @@ pub fn serve(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Result<(
     let root = t.root();
     // Deadlines come with each task (the root's); this pool must not add its own.
     let opts = Options { task_timeout: None, ..opts };
-    let pool = Pool::new(workers, opts);
+    let pool = Pool::new(workers, opts.clone());
     let verdict = handshake(&mut *t, pool.as_ref().map(|p| p.workers()));
     let pool = match (pool, verdict) {
         (Ok(p), Ok(())) => p,
@@ -57,7 +57,7 @@ pub fn serve(mut t: Box<dyn Transport>, workers: i32, opts: Options) -> Result<(
             }
         }
         if pool.is_none() && Instant::now() >= retry_at {
-            match Pool::new(workers, opts) {
+            match Pool::new(workers, opts.clone()) {
                 Ok(p) => {
                     s.sh = Some(p.shared().clone());
                     pool = Some(p);

@@ -9,9 +9,9 @@ use super::error::Status;
 use super::queue::spin_until;
 use super::shm::*;
 use crate::sys::mem::Guarded;
-use crate::sys::proc;
+use crate::sys::{proc, sandbox};
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
 use std::time::Duration;
 
 /// `int fn(const void *in, void *out, void *ctx)`
@@ -37,6 +37,9 @@ pub enum Init {
 /// Exit code of a worker whose checked initializer refused to start (its code and message are
 /// in the header's `Control`).
 pub(crate) const EXIT_INIT_REFUSED: i32 = 78;
+/// Exit code of a worker that could not apply its sandbox (the reason is recorded like an
+/// initializer's refusal).
+pub(crate) const EXIT_SANDBOX_FAILED: i32 = 79;
 
 /// True in a pool's zygote and workers: pools cannot be nested inside them.
 pub static IN_WORKER: AtomicBool = AtomicBool::new(false);
@@ -54,6 +57,8 @@ pub struct WorkerConfig {
     pub max_rss: u64,
     /// The pool's per-item deadline (ns); 0 for none.
     pub timeout_ns: u64,
+    /// Applied once the initializer ran, before the first task.
+    pub sandbox: Option<crate::sys::sandbox::Policy>,
 }
 
 /// Entry of a freshly forked worker. Never returns.
@@ -87,6 +92,8 @@ fn run(cfg: &WorkerConfig) -> i32 {
     };
     let me = v.worker(cfg.index);
     let ctl = &v.header().control;
+    // What the host left open here; the sandbox closes it once the initializer ran.
+    let inherited = if cfg.sandbox.is_some() { sandbox::open_fds() } else { Vec::new() };
     let refused = match cfg.init {
         // SAFETY: the initializer is the host's function, valid in this fork of its memory.
         Some(Init::Plain(f, arg)) => unsafe {
@@ -111,6 +118,14 @@ fn run(cfg: &WorkerConfig) -> i32 {
     if refused != 0 {
         v.record_init_refusal(refused, msg.as_deref().unwrap_or_default());
         return EXIT_INIT_REFUSED;
+    }
+    if let Some(p) = &cfg.sandbox {
+        // SAFETY: the worker slot lives in the pool's mapping, which outlives this process.
+        let word: &'static AtomicU32 = unsafe { &*(&me.refused as *const AtomicU32) };
+        if let Err(e) = sandbox::confine(p, cfg.zygote, &inherited, word) {
+            v.record_init_refusal(0, e.as_bytes());
+            return EXIT_SANDBOX_FAILED;
+        }
     }
     // By CAS: a worker the zygote gave up on (start-up bound) never takes work, so its kill
     // cannot reach a task.

@@ -41,6 +41,7 @@ pub struct ZygoteConfig {
     pub timeout_ns: u64,
     /// How long a worker may take to start (its initializer included); None for no bound.
     pub start_timeout: Option<Duration>,
+    pub sandbox: Option<crate::sys::sandbox::Policy>,
     /// The pool's completion eventfd (the zygote writes it for the workers).
     pub efd: c_int,
     /// The host's doorbell: an eventfd it writes to wake the zygote (kill requests, deadlines,
@@ -208,6 +209,7 @@ impl Zygote {
         slot.progress.store(0, SeqCst);
         slot.run.store(0, SeqCst);
         slot.deadline.store(0, SeqCst);
+        slot.refused.store(0, SeqCst);
         slot.state.store(W_STARTING, SeqCst);
         let me = proc::getpid();
         match proc::fork(Some(v.base() as usize), &[]) {
@@ -219,6 +221,7 @@ impl Zygote {
                 max_tasks_per_child: self.cfg.max_tasks_per_child,
                 max_rss: self.cfg.max_rss,
                 timeout_ns: self.cfg.timeout_ns,
+                sandbox: self.cfg.sandbox.clone(),
             }),
             Ok(Forked::Parent(pid)) => {
                 slot.pid.store(pid, SeqCst);

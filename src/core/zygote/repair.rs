@@ -146,7 +146,10 @@ impl Zygote {
                     Status::Crashed
                 };
                 let pid = self.workers[w].pid;
-                let rec = Rec { item: i, status: status as i32, pid, wstatus: raw_status(exit), ..Rec::default() };
+                // A call the sandbox refused killed it: the record names the call (`code`).
+                let code = if status == Status::Crashed { slot.refused.load(SeqCst) as i32 } else { 0 };
+                let rec =
+                    Rec { item: i, status: status as i32, code, pid, wstatus: raw_status(exit), ..Rec::default() };
                 v.push_failure(t, rec, None);
                 i + 1
             }

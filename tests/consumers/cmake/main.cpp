@@ -4,6 +4,7 @@
 #include <pool.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -84,6 +85,27 @@ void seed() {
         o.shm_size = 64u << 20;
         pool::Pool small(1, o);
         expect(small.apply(square, 9L) == 81, "Options with max_rss and shm_size");
+        expect(small.sandbox_report().empty(), "no sandbox, no report");
+    }
+    try {
+        // A sandboxed pool: computing works, files outside the listed paths do not.
+        pool::Pool boxed(1, pool::Options().sandbox(pool::Sandbox::Compute).read_paths({"/usr"}).write_paths({}));
+        expect(boxed.apply(square, 6L) == 36, "a sandboxed pool computes");
+        expect(boxed.apply([] { return std::fopen("/etc/passwd", "r") == nullptr ? errno : 0; }) == EACCES,
+               "a sandboxed task cannot open /etc/passwd");
+        expect(boxed.apply([] { return std::fopen("/usr", "r") != nullptr; }) == 1, "it can read a listed path");
+        expect(boxed.sandbox_report().find("Landlock") != std::string::npos, "sandbox_report");
+        try {
+            pool::Pool bad(1, pool::Options().sandbox(pool::Sandbox::Compute).read_paths({"/nonexistent/x"}));
+            expect(false, "a missing sandbox path fails the constructor");
+        } catch (const pool::Error& e) {
+            expect(e.status() == POOL_ESYS && std::strstr(e.what(), "/nonexistent/x"), "missing path: POOL_ESYS naming it");
+        }
+    } catch (const pool::Error& e) {
+        // Only a system without Landlock or seccomp may refuse, and it must say so.
+        expect(e.status() == POOL_ESYS && (std::strstr(e.what(), "Landlock") || std::strstr(e.what(), "seccomp")),
+               "a sandboxed pool starts, or POOL_ESYS names what the system lacks");
+        std::printf("note: no sandbox on this system: %s\n", e.what());
     }
 
     pool::Pool p(2);  // Pool(processes=2)
