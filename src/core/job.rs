@@ -75,7 +75,7 @@ impl Info {
         let msg = match (self.status, self.exit) {
             (Status::Ok, _) => return None,
             (Status::Task, _) => format!("{what}task returned {}", self.code),
-            (Status::Crashed, Some(e)) if self.code > 0 => format!(
+            (Status::Crashed, Some(e)) if self.code != 0 => format!(
                 "{what}the sandbox refused {}: worker {pid} {e} while running the task",
                 crate::sys::sandbox::refused_call(self.code as u32)
             ),

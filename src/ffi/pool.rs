@@ -16,7 +16,7 @@ pub struct pool_t(Pool, super::callbacks::Callbacks, Option<std::ffi::CString>);
 
 impl pool_t {
     pub(crate) fn new(p: Pool) -> pool_t {
-        let report = p.shared().sandbox_report.as_deref().and_then(|r| std::ffi::CString::new(r).ok());
+        let report = p.shared().sandbox.as_ref().and_then(|s| std::ffi::CString::new(s.report.as_str()).ok());
         pool_t(p, Default::default(), report)
     }
 

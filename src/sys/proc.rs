@@ -263,6 +263,12 @@ pub fn kill_group(pgid: libc::pid_t, sig: i32) {
 
 /// Puts the calling process in a process group of its own (a task's `kill(0, sig)` then reaches
 /// only the pool's processes, and Ctrl-C at a terminal only the host's group).
+/// A session (and process group) of its own, without a controlling terminal.
+pub fn own_session() {
+    // SAFETY: plain syscall on ourselves.
+    unsafe { libc::setsid() };
+}
+
 pub fn own_process_group() {
     // SAFETY: plain syscall on ourselves.
     unsafe { libc::setpgid(0, 0) };
@@ -439,9 +445,17 @@ pub fn monotonic_ns() -> u64 {
     }
 }
 
-/// This process's resident memory in bytes (from /proc/self/statm), 0 if unreadable.
+/// This process's resident memory in bytes (from /proc/self/statm). Where /proc cannot be read
+/// (a sandboxed worker), its peak resident memory instead: a worker past the bound once is
+/// replaced, never one that stays past it unseen.
 pub fn resident_bytes() -> u64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
+    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else {
+        // SAFETY: getrusage fills a zeroed struct for ourselves.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        return ru.ru_maxrss.max(0) as u64 * 1024;
+    };
     let pages: u64 = s.split(' ').nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf with a valid name.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64

@@ -8,6 +8,10 @@
 #include "check.h"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <termios.h>
 #include <grp.h>
 #include <pthread.h>
 #include <sys/ptrace.h>
@@ -39,6 +43,23 @@ enum op {
     OP_KILL_ZYGOTE,
     OP_SIGSYS_HANDLER,
     OP_INHERITED_FD,
+    OP_PRLIMIT_HOST,
+    OP_SETOWN_SIGIO,
+    OP_SETPGID_HOST,
+    OP_CHMOD_OUTSIDE,
+    OP_TIOCSTI,
+    OP_AFFINITY_HOST,
+    OP_NICE_HOST,
+    OP_NICE_USER,
+    OP_SOCKETPAIR,
+    OP_SIGSYS_SELF,
+    OP_SIGQUEUE_SIGSYS,
+    OP_BLOCKED_SIGSYS,
+    OP_READ_STDIN,
+    OP_SWAP_LISTED,
+    OP_READ_SWAPPED,
+    OP_SETHOSTNAME,
+    OP_CLONE_NEWNET,
 };
 
 struct req {
@@ -48,6 +69,7 @@ struct req {
     char dir_w[256]; /* a listed writable directory */
     uintptr_t host_addr;
     int fd; /* a descriptor the host had open at pool_create */
+    char path[400]; /* a path some ops act on */
 };
 
 static char init_data[64]; /* what the initializer read before the sandbox */
@@ -165,6 +187,87 @@ static int hostile(const void *in, void *out, void *ctx) {
         break;
     case OP_INHERITED_FD:
         *res = fcntl(r->fd, F_GETFD) == -1 ? errno : 0;
+        break;
+    case OP_PRLIMIT_HOST: {
+        struct rlimit none = {0, 0};
+        *res = prlimit(r->host, RLIMIT_CPU, &none, NULL);
+        break;
+    }
+    case OP_SETOWN_SIGIO: {
+        int p[2];
+        *res = pipe(p) == 0 ? fcntl(p[0], F_SETOWN, r->host) : errno;
+        break;
+    }
+    case OP_SETPGID_HOST:
+        *res = setpgid(0, getpgid(r->host));
+        break;
+    case OP_CHMOD_OUTSIDE:
+        *res = chmod(r->path, 0777) == 0 ? 0 : errno;
+        break;
+    case OP_TIOCSTI: {
+        char c = 'x';
+        *res = ioctl(0, TIOCSTI, &c);
+        break;
+    }
+    case OP_AFFINITY_HOST: {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(0, &set);
+        *res = sched_setaffinity(r->host, sizeof set, &set) == 0 ? 0 : errno;
+        break;
+    }
+    case OP_NICE_HOST:
+        *res = setpriority(PRIO_PROCESS, (id_t)r->host, 19) == 0 ? 0 : errno;
+        break;
+    case OP_NICE_USER:
+        *res = setpriority(PRIO_USER, getuid(), 19) == 0 ? 0 : errno;
+        break;
+    case OP_SOCKETPAIR: {
+        int sv[2];
+        *res = socketpair(AF_UNIX, SOCK_DGRAM, 0, sv);
+        break;
+    }
+    case OP_SIGSYS_SELF: /* a SIGSYS the task sends itself is no refusal: it goes on */
+        *res = kill(getpid(), SIGSYS);
+        break;
+    case OP_SIGQUEUE_SIGSYS: { /* forging the seccomp report is refused */
+        union sigval v = {0};
+        *res = sigqueue(getpid(), SIGSYS, v);
+        break;
+    }
+    case OP_BLOCKED_SIGSYS: {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGSYS);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        *res = socket(AF_INET, SOCK_STREAM, 0);
+        break;
+    }
+    case OP_READ_STDIN: {
+        char b[16];
+        *res = read(0, b, sizeof b);
+        break;
+    }
+    case OP_SWAP_LISTED: { /* the listed read directory becomes a link to / for the next worker */
+        char old[600];
+        snprintf(old, sizeof old, "%s.moved", r->path);
+        if (rename(r->path, old) != 0 || symlink("/", r->path) != 0) {
+            *res = errno;
+            break;
+        }
+        abort();
+    }
+    case OP_READ_SWAPPED:
+        snprintf(path, sizeof path, "%s/etc/passwd", r->path);
+        fd = open(path, O_RDONLY);
+        *res = fd >= 0 ? 0 : errno;
+        if (fd >= 0) close(fd);
+        break;
+    case OP_SETHOSTNAME:
+        *res = sethostname("pwned", 5) == 0 ? 0 : errno;
+        break;
+    case OP_CLONE_NEWNET:
+        *res = syscall(SYS_clone, CLONE_VM | CLONE_SIGHAND | CLONE_THREAD | CLONE_NEWNET, NULL, NULL, NULL, 0);
         break;
     case OP_SIGSYS_HANDLER:
         *res = signal(SIGSYS, on_sys) == SIG_ERR;
@@ -286,7 +389,39 @@ static void test_hostile(void) {
     expect_refused(shared_pool, OP_KILL_HOST, "kill");
     expect_refused(shared_pool, OP_KILL_ZYGOTE, "kill");
     expect_refused(shared_pool, OP_SIGSYS_HANDLER, "rt_sigaction");
+    expect_refused(shared_pool, OP_PRLIMIT_HOST, "prlimit64()");
+    expect_refused(shared_pool, OP_SETOWN_SIGIO, "fcntl()");
+    expect_refused(shared_pool, OP_SETPGID_HOST, "setpgid()");
+    expect_refused(shared_pool, OP_TIOCSTI, "ioctl()");
+    expect_refused(shared_pool, OP_SOCKETPAIR, "socketpair()");
+    expect_refused(shared_pool, OP_SIGQUEUE_SIGSYS, "rt_sigqueueinfo()");
+    expect_refused(shared_pool, OP_BLOCKED_SIGSYS, "which one is unknown");
+    expect_refused(shared_pool, OP_CLONE_NEWNET, "clone()");
+    expect_errno(shared_pool, OP_AFFINITY_HOST, EPERM, "sched_setaffinity of the host");
+    expect_errno(shared_pool, OP_NICE_HOST, EPERM, "setpriority of the host");
+    expect_errno(shared_pool, OP_NICE_USER, EPERM, "setpriority of the user's processes");
+    expect_errno(shared_pool, OP_SIGSYS_SELF, 0, "a SIGSYS it sends itself");
+    expect_errno(shared_pool, OP_READ_STDIN, 0, "read stdin (/dev/null)");
+    expect_errno(shared_pool, OP_SETHOSTNAME, EPERM, "sethostname (no capabilities)");
+    {
+        /* Metadata outside the listed paths: EPERM, and the file keeps its mode. */
+        char outside[300];
+        snprintf(outside, sizeof outside, "%s.outside", dir_r);
+        FILE *o = fopen(outside, "w");
+        REQUIRE(o != NULL);
+        fclose(o);
+        chmod(outside, 0600);
+        struct req q = request(OP_CHMOD_OUTSIDE);
+        snprintf(q.path, sizeof q.path, "%s", outside);
+        long res = -1;
+        CHECK_ST(pool_apply(shared_pool, hostile, &q, sizeof q, &res, sizeof res, NULL), POOL_OK);
+        CHECK_EQ(res, EPERM);
+        struct stat st;
+        CHECK(stat(outside, &st) == 0 && (st.st_mode & 0777) == 0600);
+        unlink(outside);
+    }
     CHECK_EQ(host_word, 42);
+    CHECK_EQ(getpriority(PRIO_PROCESS, 0), 0);
 
     /* Innocent work went on throughout, every result right. */
     int done = atomic_load(&innocent_done);
@@ -364,6 +499,45 @@ static void test_unprivileged(void) {
     CHECK_EQ(WEXITSTATUS(ws), 0);
 }
 
+/* A task replaces a listed directory by a link to / and crashes: the workers after it keep
+ * the paths as they were at pool_create. */
+static void test_listed_path_swapped(void) {
+    SECTION("a listed path swapped by a task changes nothing for later workers");
+    char models[300];
+    snprintf(models, sizeof models, "%s/models", dir_w);
+    REQUIRE(mkdir(models, 0700) == 0);
+    const char *reads[] = {models, NULL};
+    const char *writes[] = {dir_w, NULL};
+    pool_options_t o;
+    pool_options_init(&o);
+    o.sandbox = POOL_SANDBOX_COMPUTE;
+    o.sandbox_read_paths = reads;
+    o.sandbox_write_paths = writes;
+    pool_t *p = pool_create(1, &o);
+    REQUIRE(p != NULL);
+    struct req q = request(OP_SWAP_LISTED);
+    snprintf(q.path, sizeof q.path, "%s", models);
+    long res = -1;
+    CHECK_ST(pool_apply(p, hostile, &q, sizeof q, &res, sizeof res, NULL), POOL_ECRASHED);
+    q.op = OP_READ_SWAPPED;
+    CHECK_ST(pool_apply(p, hostile, &q, sizeof q, &res, sizeof res, NULL), POOL_OK);
+    CHECK_EQ(res, EACCES);
+    pool_destroy(p);
+    char moved[320];
+    snprintf(moved, sizeof moved, "%s.moved", models);
+    unlink(models);
+    rmdir(moved);
+    rmdir(models);
+}
+
+static void leaves_a_process(void *arg) {
+    (void)arg;
+    if (fork() == 0) {
+        pause();
+        _exit(0);
+    }
+}
+
 static void test_refusals_at_create(void) {
     SECTION("what the sandbox cannot give fails pool_create");
     pool_options_t o;
@@ -389,6 +563,12 @@ static void test_refusals_at_create(void) {
     CHECK(p == NULL);
     CHECK_ST(pool_last_status(), POOL_ESYS);
     CHECK_ERR_HAS("threads");
+    pool_destroy(p);
+
+    p = sandboxed(1, leaves_a_process);
+    CHECK(p == NULL);
+    CHECK_ST(pool_last_status(), POOL_ESYS);
+    CHECK_ERR_HAS("left a process");
     pool_destroy(p);
 
     /* No sandbox: no report. */
@@ -423,6 +603,7 @@ int main(void) {
         pool_destroy(p);
     } else {
         test_hostile();
+        test_listed_path_swapped();
         test_unprivileged();
         test_refusals_at_create();
     }

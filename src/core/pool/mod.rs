@@ -188,8 +188,8 @@ pub struct Shared {
     snapshot: Snapshot,
     /// The zygote's memory, as far as `ctx` checks needed it.
     zpages: ctx::ZygotePages,
-    /// What the sandbox gives every worker, if the pool has one.
-    pub(crate) sandbox_report: Option<String>,
+    /// The workers' sandbox (its Landlock ruleset and report), if the pool has one.
+    pub(crate) sandbox: Option<crate::sys::sandbox::Prepared>,
 }
 
 /// The pool's lifecycle state, in its own allocation: a map driver thread gives back its
@@ -243,13 +243,17 @@ impl Pool {
         }
         let n = if workers <= 0 { proc::usable_cpus() } else { workers as usize };
         // Never a silently weaker sandbox: what this kernel cannot give fails the pool.
-        let sandbox_report =
+        let sandbox =
             match &opts.sandbox {
-                Some(p) => Some(crate::sys::sandbox::probe(p).map_err(|e| {
+                Some(p) => Some(crate::sys::sandbox::prepare(p).map_err(|e| {
                     Error::new(Status::Sys, format!("the sandbox cannot be applied on this system: {e}"))
                 })?),
                 None => None,
             };
+        let sandbox_fd = sandbox.as_ref().map(crate::sys::sandbox::ruleset_fd);
+        if let Some(fd) = sandbox_fd {
+            proc::register_fd(fd); // kept by this pool's zygote and workers only
+        }
         super::ipc::arena::ensure(); // before the first fork: queues, locks and events reach the workers
         if n > 4096 {
             return Err(Error::inval(format!("{n} workers requested; at most 4096")));
@@ -303,7 +307,7 @@ impl Pool {
             user_blocks: Mutex::new(std::collections::HashMap::new()),
             fds,
             snapshot: Snapshot::now(),
-            sandbox_report,
+            sandbox,
             zpages: Default::default(),
         });
         let cfg = ZygoteConfig {
@@ -314,12 +318,12 @@ impl Pool {
             max_rss: opts.max_rss,
             timeout_ns: sh.timeout_ns,
             start_timeout: opts.start_timeout,
-            sandbox: opts.sandbox.clone(),
+            sandbox: sandbox_fd,
             efd: sh.fds.efd.0,
             bell: sh.fds.bell.0,
             lifeline: alive_rd.0,
         };
-        let keep = [sh.fds.efd.0, sh.fds.bell.0, alive_rd.0];
+        let keep = [sh.fds.efd.0, sh.fds.bell.0, alive_rd.0, sandbox_fd.unwrap_or(-1)];
         let pid = match proc::fork(Some(sh.map.base() as usize), &keep).map_err(|e| Error::sys("fork", e))? {
             Forked::Child => zygote::main(cfg),
             Forked::Parent(pid) => pid,
@@ -629,5 +633,8 @@ impl Drop for Shared {
         proc::unregister_fd(self.fds.efd.0);
         proc::unregister_fd(self.fds.bell.0);
         proc::unregister_fd(self.fds.lifeline.0);
+        if let Some(s) = &self.sandbox {
+            proc::unregister_fd(crate::sys::sandbox::ruleset_fd(s));
+        }
     }
 }

@@ -57,8 +57,8 @@ pub struct WorkerConfig {
     pub max_rss: u64,
     /// The pool's per-item deadline (ns); 0 for none.
     pub timeout_ns: u64,
-    /// Applied once the initializer ran, before the first task.
-    pub sandbox: Option<crate::sys::sandbox::Policy>,
+    /// The sandbox's Landlock ruleset, applied once the initializer ran, before the first task.
+    pub sandbox: Option<c_int>,
 }
 
 /// Entry of a freshly forked worker. Never returns.
@@ -78,7 +78,13 @@ fn run(cfg: &WorkerConfig) -> i32 {
     }
     proc::reset_signals_for_worker();
     // A group of its own: a task's kill(0, sig) reaches only this worker and what it started.
-    proc::own_process_group();
+    // Sandboxed, a session of its own: no controlling terminal, and no group of the host's
+    // session it could join (setpgid stays within a session).
+    if cfg.sandbox.is_some() {
+        proc::own_session();
+    } else {
+        proc::own_process_group();
+    }
     proc::set_name("pool-worker");
     let me = cfg.view.worker(cfg.index);
     if me.state.compare_exchange(W_STARTING, W_INIT, SeqCst, SeqCst).is_err() {
@@ -93,7 +99,14 @@ fn run(cfg: &WorkerConfig) -> i32 {
     let me = v.worker(cfg.index);
     let ctl = &v.header().control;
     // What the host left open here; the sandbox closes it once the initializer ran.
-    let inherited = if cfg.sandbox.is_some() { sandbox::open_fds() } else { Vec::new() };
+    let inherited = match cfg.sandbox.map(|_| sandbox::open_fds()) {
+        Some(Ok(fds)) => fds,
+        Some(Err(e)) => {
+            v.record_init_refusal(0, e.as_bytes());
+            return EXIT_SANDBOX_FAILED;
+        }
+        None => Vec::new(),
+    };
     let refused = match cfg.init {
         // SAFETY: the initializer is the host's function, valid in this fork of its memory.
         Some(Init::Plain(f, arg)) => unsafe {
@@ -119,10 +132,10 @@ fn run(cfg: &WorkerConfig) -> i32 {
         v.record_init_refusal(refused, msg.as_deref().unwrap_or_default());
         return EXIT_INIT_REFUSED;
     }
-    if let Some(p) = &cfg.sandbox {
+    if let Some(ruleset) = cfg.sandbox {
         // SAFETY: the worker slot lives in the pool's mapping, which outlives this process.
         let word: &'static AtomicU32 = unsafe { &*(&me.refused as *const AtomicU32) };
-        if let Err(e) = sandbox::confine(p, cfg.zygote, &inherited, word) {
+        if let Err(e) = sandbox::confine(ruleset, cfg.zygote, &inherited, word) {
             v.record_init_refusal(0, e.as_bytes());
             return EXIT_SANDBOX_FAILED;
         }

@@ -41,7 +41,8 @@ pub struct ZygoteConfig {
     pub timeout_ns: u64,
     /// How long a worker may take to start (its initializer included); None for no bound.
     pub start_timeout: Option<Duration>,
-    pub sandbox: Option<crate::sys::sandbox::Policy>,
+    /// The sandbox's Landlock ruleset (a descriptor workers inherit), if the pool has one.
+    pub sandbox: Option<c_int>,
     /// The pool's completion eventfd (the zygote writes it for the workers).
     pub efd: c_int,
     /// The host's doorbell: an eventfd it writes to wake the zygote (kill requests, deadlines,
@@ -212,7 +213,11 @@ impl Zygote {
         slot.refused.store(0, SeqCst);
         slot.state.store(W_STARTING, SeqCst);
         let me = proc::getpid();
-        match proc::fork(Some(v.base() as usize), &[]) {
+        let keep: &[c_int] = match &self.cfg.sandbox {
+            Some(fd) => std::slice::from_ref(fd),
+            None => &[],
+        };
+        match proc::fork(Some(v.base() as usize), keep) {
             Ok(Forked::Child) => worker::main(WorkerConfig {
                 view: v,
                 index: w,
@@ -221,7 +226,7 @@ impl Zygote {
                 max_tasks_per_child: self.cfg.max_tasks_per_child,
                 max_rss: self.cfg.max_rss,
                 timeout_ns: self.cfg.timeout_ns,
-                sandbox: self.cfg.sandbox.clone(),
+                sandbox: self.cfg.sandbox,
             }),
             Ok(Forked::Parent(pid)) => {
                 slot.pid.store(pid, SeqCst);

@@ -147,7 +147,13 @@ impl Zygote {
                 };
                 let pid = self.workers[w].pid;
                 // A call the sandbox refused killed it: the record names the call (`code`).
-                let code = if status == Status::Crashed { slot.refused.load(SeqCst) as i32 } else { 0 };
+                let code = match slot.refused.load(SeqCst) {
+                    _ if status != Status::Crashed => 0,
+                    0 if self.cfg.sandbox.is_some() && matches!(exit, Exit::Signal { sig: libc::SIGSYS, .. }) => {
+                        crate::sys::sandbox::UNKNOWN as i32 // refused with SIGSYS blocked, or another ABI
+                    }
+                    n => n as i32,
+                };
                 let rec =
                     Rec { item: i, status: status as i32, code, pid, wstatus: raw_status(exit), ..Rec::default() };
                 v.push_failure(t, rec, None);

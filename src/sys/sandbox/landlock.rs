@@ -82,11 +82,12 @@ pub fn abi() -> Result<i64, String> {
     })
 }
 
-/// Confines the calling thread (and the threads it starts) to reading `read` and reading and
-/// writing `write`, recursively; with ABI 4, no TCP bind or connect; with ABI 6, no abstract
-/// unix socket outside this domain. `no_new_privs` must be
-/// set. A path that cannot be opened is an error naming it.
-pub fn restrict(read: &[CString], write: &[CString]) -> Result<(), String> {
+/// A ruleset allowing reading `read` and reading and writing `write`, recursively (every
+/// other filesystem access refused); with ABI 4, no TCP bind or connect; with ABI 6, no
+/// abstract unix socket outside the domain. Made once, in the host: the paths are resolved
+/// now, so a task that later renames or replaces a listed path changes nothing for the
+/// workers that come after it. A path that cannot be opened is an error naming it.
+pub fn ruleset(read: &[CString], write: &[CString]) -> Result<OwnedFd, String> {
     let abi = abi()?;
     let all = fs_rights(abi);
     let attr = RulesetAttr {
@@ -105,7 +106,7 @@ pub fn restrict(read: &[CString], write: &[CString]) -> Result<(), String> {
     if fd < 0 {
         return Err(format!("Landlock: create_ruleset: {}", io::Error::last_os_error()));
     }
-    // SAFETY: a new descriptor that we own.
+    // SAFETY: a new descriptor (close-on-exec) that we own.
     let ruleset = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let read_rights = READ_FILE | READ_DIR;
     let write_rights = read_rights
@@ -124,8 +125,14 @@ pub fn restrict(read: &[CString], write: &[CString]) -> Result<(), String> {
         }
     }
     let _ = (EXECUTE, MAKE_CHAR, MAKE_BLOCK); // handled (refused everywhere), never granted
-                                              // SAFETY: restricts the calling thread with a ruleset we own.
-    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) } != 0 {
+    Ok(ruleset)
+}
+
+/// Confines the calling thread and those it starts later with `ruleset` (`no_new_privs` must
+/// be set).
+pub fn restrict_self(ruleset: i32) -> Result<(), String> {
+    // SAFETY: restricts the calling thread with a ruleset descriptor the caller holds.
+    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) } != 0 {
         return Err(format!("Landlock: restrict_self: {}", io::Error::last_os_error()));
     }
     Ok(())

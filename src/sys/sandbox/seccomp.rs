@@ -13,17 +13,38 @@ enum Act {
     Errno(u32),
 }
 
-/// An argument condition under which the call is allowed (else `Trap`).
+/// A test of one 32-bit half of an argument.
+#[derive(Clone, Copy)]
+enum Test {
+    Eq(u32),
+    Ne(u32),
+    /// Has this bit (a single bit).
+    Has(u32),
+    /// Has none of these bits.
+    HasNone(u32),
+}
+
+/// A term of a condition: argument `arg`'s low (or high) 32 bits pass `test`.
+#[derive(Clone, Copy)]
+struct Term {
+    arg: u8,
+    hi: bool,
+    test: Test,
+}
+
+fn lo(arg: u8, test: Test) -> Term {
+    Term { arg, hi: false, test }
+}
+fn hi(arg: u8, test: Test) -> Term {
+    Term { arg, hi: true, test }
+}
+
+/// When the call is allowed (else `act`).
 enum Unless {
-    /// Always refused.
+    /// Never: always refused.
     Never,
-    /// Allowed when one of these conjunctions holds: (argument, value of its low 32 bits).
-    AnyOf(Vec<Vec<(u8, u32)>>),
-    /// Allowed when argument `arg` has every bit of `mask` (low 32 bits).
-    ArgHas(u8, u32),
-    /// Allowed unless the low 32 bits of argument `arg` equal `v` and argument `arg2` is not
-    /// NULL (64 bits).
-    ArgIsAndSet(u8, u32, u8),
+    /// When one of these conjunctions of terms holds.
+    AnyOf(Vec<Vec<Term>>),
 }
 
 struct Rule {
@@ -31,6 +52,12 @@ struct Rule {
     act: Act,
     unless: Unless,
 }
+
+// From <linux/fcntl.h> and <linux/sockios.h> (the same on every architecture we build for).
+const F_SETSIG: u32 = 10;
+const F_SETOWN_EX: u32 = 15;
+const FIOSETOWN: u32 = 0x8901;
+const SIOCSPGRP: u32 = 0x8902;
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xC000_003E;
@@ -62,35 +89,45 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 /// The rules for a worker whose pid is `me` and whose parent (the zygote) is `zygote`.
+#[allow(clippy::unnecessary_cast)] // libc's constants are c_int on some targets, c_uint on others
 fn rules(me: i32, zygote: i32) -> Vec<Rule> {
     use libc::*;
+    use Test::*;
     let (me, zygote) = (me as u32, zygote as u32);
-    let own = |arg| Unless::AnyOf(vec![vec![(arg, me)]]);
     let trap = |nr| Rule { nr, act: Act::Trap, unless: Unless::Never };
+    let eperm = |nr| Rule { nr, act: Act::Errno(EPERM as u32), unless: Unless::Never };
+    let only = |nr, act, conjs| Rule { nr, act, unless: Unless::AnyOf(conjs) };
+    // Argument `arg` is 0 (this process) or this worker's pid.
+    let ours = |arg| vec![vec![lo(arg, Eq(0))], vec![lo(arg, Eq(me))]];
+    let ns = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET)
+        as u32;
     let mut v = vec![
-        // New processes (threads stay allowed: clone with CLONE_THREAD). clone3's flags sit
-        // behind a pointer the filter cannot read: ENOSYS makes libc fall back on clone.
-        Rule { nr: SYS_clone, act: Act::Trap, unless: Unless::ArgHas(0, CLONE_THREAD as u32) },
+        // New processes (threads stay allowed: clone with CLONE_THREAD and no new namespace).
+        // clone3's flags sit behind a pointer the filter cannot read: ENOSYS makes libc fall
+        // back on clone.
+        only(SYS_clone, Act::Trap, vec![vec![lo(0, Has(CLONE_THREAD as u32)), lo(0, HasNone(ns))]]),
         Rule { nr: SYS_clone3, act: Act::Errno(ENOSYS as u32), unless: Unless::Never },
         trap(SYS_execve),
         trap(SYS_execveat),
-        // Network.
+        // Network, and local sockets (a socketpair's datagram socket reaches any bound path).
         trap(SYS_socket),
+        trap(SYS_socketpair),
         trap(SYS_connect),
         trap(SYS_bind),
         trap(SYS_listen),
         trap(SYS_accept),
         trap(SYS_accept4),
-        // Other processes: signals only to itself (its group is itself alone), and the one
-        // the worker sends the zygote when a task ends and the host asked for an event fd.
-        Rule {
-            nr: SYS_kill,
-            act: Act::Trap,
-            unless: Unless::AnyOf(vec![vec![(0, me)], vec![(0, 0)], vec![(0, zygote), (1, SIGUSR1 as u32)]]),
-        },
-        Rule { nr: SYS_tgkill, act: Act::Trap, unless: own(0) },
-        Rule { nr: SYS_rt_sigqueueinfo, act: Act::Trap, unless: own(0) },
-        Rule { nr: SYS_rt_tgsigqueueinfo, act: Act::Trap, unless: own(0) },
+        // Other processes: signals only to itself (its session and group are itself alone), and
+        // the one the worker sends the zygote when a task ends and the host asked for an event
+        // fd. A SIGSYS it queues itself could forge the handler's report: refused.
+        only(
+            SYS_kill,
+            Act::Trap,
+            vec![vec![lo(0, Eq(me))], vec![lo(0, Eq(0))], vec![lo(0, Eq(zygote)), lo(1, Eq(SIGUSR1 as u32))]],
+        ),
+        only(SYS_tgkill, Act::Trap, vec![vec![lo(0, Eq(me))]]),
+        only(SYS_rt_sigqueueinfo, Act::Trap, vec![vec![lo(0, Eq(me)), lo(1, Ne(SIGSYS as u32))]]),
+        only(SYS_rt_tgsigqueueinfo, Act::Trap, vec![vec![lo(0, Eq(me)), lo(2, Ne(SIGSYS as u32))]]),
         trap(SYS_tkill),
         trap(SYS_pidfd_open),
         trap(SYS_pidfd_send_signal),
@@ -100,6 +137,55 @@ fn rules(me: i32, zygote: i32) -> Vec<Rule> {
         trap(SYS_process_vm_writev),
         trap(SYS_process_madvise),
         trap(SYS_kcmp),
+        trap(SYS_setpgid),
+        only(SYS_prlimit64, Act::Trap, ours(0)),
+        // A descriptor's owner gets SIGIO (any signal, F_SETSIG): none for a sandboxed task.
+        only(SYS_fcntl, Act::Trap, vec![vec![lo(1, Ne(F_SETOWN as u32)), lo(1, Ne(F_SETSIG)), lo(1, Ne(F_SETOWN_EX))]]),
+        // Terminals and socket owners: no typing into the host's terminal, no SIGIO owner.
+        only(
+            SYS_ioctl,
+            Act::Trap,
+            vec![vec![
+                lo(1, Ne(TIOCSTI as u32)),
+                lo(1, Ne(TIOCLINUX as u32)),
+                lo(1, Ne(TIOCCONS as u32)),
+                lo(1, Ne(TIOCSPGRP as u32)),
+                lo(1, Ne(TIOCSCTTY as u32)),
+                lo(1, Ne(FIOSETOWN)),
+                lo(1, Ne(SIOCSPGRP)),
+            ]],
+        ),
+        // Scheduling of other processes: EPERM (a thread that sets its own by thread id gets it
+        // too: set it on the process, pid 0).
+        only(SYS_sched_setaffinity, Act::Errno(EPERM as u32), ours(0)),
+        only(SYS_sched_setscheduler, Act::Errno(EPERM as u32), ours(0)),
+        only(SYS_sched_setparam, Act::Errno(EPERM as u32), ours(0)),
+        only(SYS_sched_setattr, Act::Errno(EPERM as u32), ours(0)),
+        only(
+            SYS_setpriority,
+            Act::Errno(EPERM as u32),
+            vec![
+                vec![lo(0, Eq(PRIO_PROCESS as u32)), lo(1, Eq(0))],
+                vec![lo(0, Eq(PRIO_PROCESS as u32)), lo(1, Eq(me))],
+            ],
+        ),
+        only(
+            SYS_ioprio_set,
+            Act::Errno(EPERM as u32),
+            vec![vec![lo(0, Eq(1)), lo(1, Eq(0))], vec![lo(0, Eq(1)), lo(1, Eq(me))]],
+        ),
+        // Metadata, which Landlock does not guard: EPERM everywhere (descriptor-based calls on
+        // files the task could open stay allowed).
+        eperm(SYS_fchmodat),
+        eperm(SYS_fchmodat2),
+        eperm(SYS_fchownat),
+        eperm(SYS_setxattr),
+        eperm(SYS_lsetxattr),
+        eperm(SYS_removexattr),
+        eperm(SYS_lremovexattr),
+        eperm(SYS_utimensat),
+        eperm(SYS_inotify_add_watch),
+        eperm(SYS_fanotify_init),
         // The filesystem's and kernel's machinery.
         trap(SYS_mount),
         trap(SYS_umount2),
@@ -138,11 +224,24 @@ fn rules(me: i32, zygote: i32) -> Vec<Rule> {
         trap(SYS_quotactl),
         trap(SYS_syslog),
         trap(SYS_vhangup),
-        // The SIGSYS handler that names refused calls stays ours.
-        Rule { nr: SYS_rt_sigaction, act: Act::Trap, unless: Unless::ArgIsAndSet(0, SIGSYS as u32, 1) },
+        // The SIGSYS handler that names refused calls stays ours (reading it is fine).
+        only(SYS_rt_sigaction, Act::Trap, vec![vec![lo(0, Ne(SIGSYS as u32))], vec![lo(1, Eq(0)), hi(1, Eq(0))]]),
     ];
     #[cfg(target_arch = "x86_64")]
-    v.extend([trap(SYS_fork), trap(SYS_vfork), trap(SYS_iopl), trap(SYS_ioperm), trap(SYS_uselib)]);
+    v.extend([
+        trap(SYS_fork),
+        trap(SYS_vfork),
+        trap(SYS_iopl),
+        trap(SYS_ioperm),
+        trap(SYS_uselib),
+        eperm(SYS_chmod),
+        eperm(SYS_chown),
+        eperm(SYS_lchown),
+        eperm(SYS_utime),
+        eperm(SYS_utimes),
+        eperm(SYS_futimesat),
+        eperm(SYS_inotify_init),
+    ]);
     v
 }
 
@@ -155,7 +254,7 @@ pub fn rule_count() -> usize {
 pub fn name(nr: i64) -> Option<&'static str> {
     use libc::*;
     let names: &[(i64, &str)] = &[
-        (SYS_clone, "clone() of a new process"),
+        (SYS_clone, "clone() of a new process or namespace"),
         (SYS_execve, "execve()"),
         (SYS_execveat, "execveat()"),
         (SYS_socket, "socket()"),
@@ -166,8 +265,8 @@ pub fn name(nr: i64) -> Option<&'static str> {
         (SYS_accept4, "accept4()"),
         (SYS_kill, "kill() of another process"),
         (SYS_tgkill, "tgkill() of another process"),
-        (SYS_rt_sigqueueinfo, "rt_sigqueueinfo() to another process"),
-        (SYS_rt_tgsigqueueinfo, "rt_tgsigqueueinfo() to another process"),
+        (SYS_rt_sigqueueinfo, "rt_sigqueueinfo() to another process, or of SIGSYS"),
+        (SYS_rt_tgsigqueueinfo, "rt_tgsigqueueinfo() to another process, or of SIGSYS"),
         (SYS_tkill, "tkill()"),
         (SYS_pidfd_open, "pidfd_open()"),
         (SYS_pidfd_send_signal, "pidfd_send_signal()"),
@@ -177,6 +276,11 @@ pub fn name(nr: i64) -> Option<&'static str> {
         (SYS_process_vm_writev, "process_vm_writev()"),
         (SYS_process_madvise, "process_madvise()"),
         (SYS_kcmp, "kcmp()"),
+        (SYS_socketpair, "socketpair()"),
+        (SYS_setpgid, "setpgid()"),
+        (SYS_prlimit64, "prlimit64() of another process"),
+        (SYS_fcntl, "fcntl() making a descriptor signal its owner (F_SETOWN, F_SETSIG)"),
+        (SYS_ioctl, "ioctl() of a terminal's input or owner (TIOCSTI, TIOCSPGRP, FIOSETOWN...)"),
         (SYS_mount, "mount()"),
         (SYS_umount2, "umount2()"),
         (SYS_pivot_root, "pivot_root()"),
@@ -257,33 +361,24 @@ fn program(me: i32, zygote: i32) -> Vec<libc::sock_filter> {
                 // conjunction), then allow. None held: refuse.
                 let mut b = Vec::new();
                 for c in conjs {
-                    for (j, &(a, v)) in c.iter().enumerate() {
-                        let rest = 2 * (c.len() - j - 1) + 1;
-                        b.push(stmt(LD_W_ABS, arg_lo(a)));
-                        b.push(jump(JEQ_K, v, 0, rest as u8));
+                    for (j, t) in c.iter().enumerate() {
+                        let rest = (2 * (c.len() - j - 1) + 1) as u8; // to the next conjunction
+                        b.push(stmt(LD_W_ABS, if t.hi { arg_hi(t.arg) } else { arg_lo(t.arg) }));
+                        b.push(match t.test {
+                            Test::Eq(v) => jump(JEQ_K, v, 0, rest),
+                            Test::Ne(v) => jump(JEQ_K, v, rest, 0),
+                            Test::Has(bit) => {
+                                assert!(bit.is_power_of_two(), "one bit");
+                                jump(JSET_K, bit, 0, rest)
+                            }
+                            Test::HasNone(mask) => jump(JSET_K, mask, rest, 0),
+                        });
                     }
                     b.push(stmt(RET_K, allow));
                 }
                 b.push(stmt(RET_K, ret(r.act)));
                 b
             }
-            Unless::ArgHas(a, mask) => vec![
-                stmt(LD_W_ABS, arg_lo(a)),
-                // JSET tests any bit: one bit per mask here.
-                jump(JSET_K, mask, 1, 0),
-                stmt(RET_K, ret(r.act)),
-                stmt(RET_K, allow),
-            ],
-            Unless::ArgIsAndSet(a, v, b) => vec![
-                stmt(LD_W_ABS, arg_lo(a)),
-                jump(JEQ_K, v, 0, 5), // another value: allow
-                stmt(LD_W_ABS, arg_lo(b)),
-                jump(JEQ_K, 0, 0, 2), // low word set: refuse
-                stmt(LD_W_ABS, arg_hi(b)),
-                jump(JEQ_K, 0, 1, 0), // both words 0 (NULL): allow
-                stmt(RET_K, ret(r.act)),
-                stmt(RET_K, allow),
-            ],
         };
         let nr = u32::try_from(r.nr).expect("syscall numbers are small");
         p.push(jump(JEQ_K, nr, 0, block.len() as u8));
