@@ -303,7 +303,7 @@ fi
 fi
 
 bad=()
-for args in "-p 0" "-t 0" "-t x" "-p" "-q" "-S"; do
+for args in "-p 0" "-t 0" "-t x" "-p" "-q"; do
     # shellcheck disable=SC2086
     "$OCR" $args "${pages[0]}" </dev/null >/dev/null 2>"$W/e"; rc=$?
     { [ $rc = 2 ] && grep -q '^usage: ocr' "$W/e"; } || bad+=("'$args' (exit $rc)")
