@@ -60,6 +60,7 @@ enum op {
     OP_READ_SWAPPED,
     OP_SETHOSTNAME,
     OP_CLONE_NEWNET,
+    OP_PROBE_HOST,
 };
 
 struct req {
@@ -269,6 +270,9 @@ static int hostile(const void *in, void *out, void *ctx) {
     case OP_CLONE_NEWNET:
         *res = syscall(SYS_clone, CLONE_VM | CLONE_SIGHAND | CLONE_THREAD | CLONE_NEWNET, NULL, NULL, NULL, 0);
         break;
+    case OP_PROBE_HOST: /* signal 0: does it exist? (the queues' recovery asks it) */
+        *res = kill(r->host, 0) == 0 ? 0 : errno;
+        break;
     case OP_SIGSYS_HANDLER:
         *res = signal(SIGSYS, on_sys) == SIG_ERR;
         break;
@@ -401,6 +405,7 @@ static void test_hostile(void) {
     expect_errno(shared_pool, OP_NICE_HOST, EPERM, "setpriority of the host");
     expect_errno(shared_pool, OP_NICE_USER, EPERM, "setpriority of the user's processes");
     expect_errno(shared_pool, OP_SIGSYS_SELF, 0, "a SIGSYS it sends itself");
+    expect_errno(shared_pool, OP_PROBE_HOST, 0, "kill(host, 0): whether it exists");
     expect_errno(shared_pool, OP_READ_STDIN, 0, "read stdin (/dev/null)");
     expect_errno(shared_pool, OP_SETHOSTNAME, EPERM, "sethostname (no capabilities)");
     {
