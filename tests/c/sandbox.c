@@ -280,6 +280,13 @@ static int hostile(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* Queues work in sandboxed tasks: the handle comes in ctx (copied). */
+static int puts_to_queue(const void *in, void *out, void *ctx) {
+    (void)out;
+    pool_queue_t *q = *(pool_queue_t *const *)ctx;
+    return pool_queue_put(q, in, sizeof(long), 10) == POOL_OK ? 0 : 1;
+}
+
 static int triple(const void *in, void *out, void *ctx) {
     (void)ctx;
     *(long *)out = 3 * *(const long *)in;
@@ -427,6 +434,21 @@ static void test_hostile(void) {
     }
     CHECK_EQ(host_word, 42);
     CHECK_EQ(getpriority(PRIO_PROCESS, 0), 0);
+
+    /* A queue shared with sandboxed tasks. */
+    {
+        pool_queue_t *q = pool_queue_create(4096);
+        REQUIRE(q != NULL);
+        pool_call_options_t co;
+        pool_call_options_init(&co);
+        co.ctx_size = sizeof q;
+        long x = 4711, got = 0;
+        size_t len = 0;
+        CHECK_ST(pool_apply_ex(shared_pool, puts_to_queue, &x, sizeof x, NULL, 0, &q, &co), POOL_OK);
+        CHECK_ST(pool_queue_get(q, &got, sizeof got, &len, guard_s(60)), POOL_OK);
+        CHECK_EQ(got, 4711);
+        pool_queue_free(q);
+    }
 
     /* Innocent work went on throughout, every result right. */
     int done = atomic_load(&innocent_done);
