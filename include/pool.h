@@ -305,16 +305,18 @@ typedef struct {
   double start_timeout;
   /**
    * `POOL_SANDBOX_NONE` (0, the default) or `POOL_SANDBOX_COMPUTE`: each worker, once its
-   * initializer ran and before its first task, is confined for life (README, "Sandbox"):
-   * the descriptors it inherited are closed; `no_new_privs`; no filesystem but reading
-   * `sandbox_read_paths` and writing `sandbox_write_paths` (Landlock: other opens fail with
-   * `EACCES`); no new process, `execve`, socket, `ptrace`, `process_vm_*`, signal to another
-   * process, mount or namespace, `bpf`, `io_uring`, `userfaultfd`, `perf_event_open`, keyring
-   * or `personality` (seccomp: such a call kills the worker, and its item fails alone with
-   * `POOL_ECRASHED` naming the call). Threads stay allowed. If the system cannot give all of
-   * it (no Landlock, no seccomp, a listed path missing), `pool_create` fails with `POOL_ESYS`
-   * saying what is missing, never with a weaker sandbox; `pool_sandbox_report` says what
-   * workers get.
+   * initializer ran and before its first task, is confined for life (README, "Sandbox"): a
+   * session of its own, stdin from /dev/null, the other descriptors it inherited closed,
+   * every capability dropped, `no_new_privs`; no filesystem but reading `sandbox_read_paths`
+   * and writing `sandbox_write_paths` (Landlock, paths resolved at `pool_create`: other
+   * opens fail with `EACCES`; metadata changes with `EPERM`); no new process or namespace,
+   * `execve`, socket, `ptrace`, `process_vm_*`, signal or rlimit of another process, mount,
+   * `bpf`, `io_uring`, `userfaultfd`, `perf_event_open`, keyring or `personality` (seccomp:
+   * such a call kills the worker, and its item fails alone with `POOL_ECRASHED` naming the
+   * call). Threads stay allowed; the initializer must leave none running, nor any process.
+   * If the system cannot give all of it (no Landlock, no seccomp, no /proc, a listed path
+   * missing), `pool_create` fails with `POOL_ESYS` saying what is missing, never with a
+   * weaker sandbox; `pool_sandbox_report` says what workers get.
    */
   int sandbox;
   /**

@@ -60,6 +60,7 @@ enum op {
     OP_READ_SWAPPED,
     OP_SETHOSTNAME,
     OP_CLONE_NEWNET,
+    OP_PROBE_HOST,
 };
 
 struct req {
@@ -269,11 +270,21 @@ static int hostile(const void *in, void *out, void *ctx) {
     case OP_CLONE_NEWNET:
         *res = syscall(SYS_clone, CLONE_VM | CLONE_SIGHAND | CLONE_THREAD | CLONE_NEWNET, NULL, NULL, NULL, 0);
         break;
+    case OP_PROBE_HOST: /* signal 0: does it exist? (the queues' recovery asks it) */
+        *res = kill(r->host, 0) == 0 ? 0 : errno;
+        break;
     case OP_SIGSYS_HANDLER:
         *res = signal(SIGSYS, on_sys) == SIG_ERR;
         break;
     }
     return 0;
+}
+
+/* Queues work in sandboxed tasks: the handle comes in ctx (copied). */
+static int puts_to_queue(const void *in, void *out, void *ctx) {
+    (void)out;
+    pool_queue_t *q = *(pool_queue_t *const *)ctx;
+    return pool_queue_put(q, in, sizeof(long), 10) == POOL_OK ? 0 : 1;
 }
 
 static int triple(const void *in, void *out, void *ctx) {
@@ -401,6 +412,7 @@ static void test_hostile(void) {
     expect_errno(shared_pool, OP_NICE_HOST, EPERM, "setpriority of the host");
     expect_errno(shared_pool, OP_NICE_USER, EPERM, "setpriority of the user's processes");
     expect_errno(shared_pool, OP_SIGSYS_SELF, 0, "a SIGSYS it sends itself");
+    expect_errno(shared_pool, OP_PROBE_HOST, 0, "kill(host, 0): whether it exists");
     expect_errno(shared_pool, OP_READ_STDIN, 0, "read stdin (/dev/null)");
     expect_errno(shared_pool, OP_SETHOSTNAME, EPERM, "sethostname (no capabilities)");
     {
@@ -422,6 +434,21 @@ static void test_hostile(void) {
     }
     CHECK_EQ(host_word, 42);
     CHECK_EQ(getpriority(PRIO_PROCESS, 0), 0);
+
+    /* A queue shared with sandboxed tasks. */
+    {
+        pool_queue_t *q = pool_queue_create(4096);
+        REQUIRE(q != NULL);
+        pool_call_options_t co;
+        pool_call_options_init(&co);
+        co.ctx_size = sizeof q;
+        long x = 4711, got = 0;
+        size_t len = 0;
+        CHECK_ST(pool_apply_ex(shared_pool, puts_to_queue, &x, sizeof x, NULL, 0, &q, &co), POOL_OK);
+        CHECK_ST(pool_queue_get(q, &got, sizeof got, &len, guard_s(60)), POOL_OK);
+        CHECK_EQ(got, 4711);
+        pool_queue_free(q);
+    }
 
     /* Innocent work went on throughout, every result right. */
     int done = atomic_load(&innocent_done);

@@ -119,11 +119,17 @@ fn rules(me: i32, zygote: i32) -> Vec<Rule> {
         trap(SYS_accept4),
         // Other processes: signals only to itself (its session and group are itself alone), and
         // the one the worker sends the zygote when a task ends and the host asked for an event
-        // fd. A SIGSYS it queues itself could forge the handler's report: refused.
+        // fd. A SIGSYS it queues itself could forge the handler's report: refused. Signal 0
+        // only asks whether a process exists: the queues' recovery asks it of peers.
         only(
             SYS_kill,
             Act::Trap,
-            vec![vec![lo(0, Eq(me))], vec![lo(0, Eq(0))], vec![lo(0, Eq(zygote)), lo(1, Eq(SIGUSR1 as u32))]],
+            vec![
+                vec![lo(0, Eq(me))],
+                vec![lo(0, Eq(0))],
+                vec![lo(1, Eq(0))],
+                vec![lo(0, Eq(zygote)), lo(1, Eq(SIGUSR1 as u32))],
+            ],
         ),
         only(SYS_tgkill, Act::Trap, vec![vec![lo(0, Eq(me))]]),
         only(SYS_rt_sigqueueinfo, Act::Trap, vec![vec![lo(0, Eq(me)), lo(1, Ne(SIGSYS as u32))]]),
