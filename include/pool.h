@@ -306,27 +306,30 @@ typedef struct {
   /**
    * `POOL_SANDBOX_NONE` (0, the default) or `POOL_SANDBOX_COMPUTE`: each worker, once its
    * initializer ran and before its first task, is confined for life (README, "Sandbox"): a
-   * session of its own, stdin from /dev/null, the other descriptors it inherited closed,
-   * every capability dropped, `no_new_privs`; no filesystem but reading `sandbox_read_paths`
-   * and writing `sandbox_write_paths` (Landlock, paths resolved at `pool_create`: other
-   * opens fail with `EACCES`; metadata changes with `EPERM`); no new process or namespace,
-   * `execve`, socket, `ptrace`, `process_vm_*`, signal or rlimit of another process, mount,
-   * `bpf`, `io_uring`, `userfaultfd`, `perf_event_open`, keyring or `personality` (seccomp:
-   * such a call kills the worker, and its item fails alone with `POOL_ECRASHED` naming the
-   * call). Threads stay allowed; the initializer must leave none running, nor any process.
-   * If the system cannot give all of it (no Landlock, no seccomp, no /proc, a listed path
-   * missing), `pool_create` fails with `POOL_ESYS` saying what is missing, never with a
-   * weaker sandbox; `pool_sandbox_report` says what workers get.
+   * session of its own, stdin from /dev/null, the other descriptors it inherited closed
+   * (those the initializer opened stay), every capability dropped, `no_new_privs`; no
+   * filesystem but reading `sandbox_read_paths` and writing `sandbox_write_paths` (Landlock:
+   * other opens fail with `EACCES`; metadata changes and file watches with `EPERM`; `stat`
+   * and `access` still work everywhere); `socket` fails with `EACCES`; no new process or
+   * namespace, `execve`, `ptrace`, `process_vm_*`, signal or rlimit of another process,
+   * mount, `bpf`, `io_uring`, `userfaultfd`, `perf_event_open`, keyring or `personality`
+   * (seccomp: such a call kills the worker, and its item fails alone with `POOL_ECRASHED`
+   * naming the call). Threads stay allowed; the initializer must leave none running, nor any
+   * process (else `pool_create` fails with `POOL_ESYS`). If the system cannot give all of it
+   * (no Landlock, no seccomp, no /proc), `pool_create` fails with `POOL_ESYS` saying what is
+   * missing, never with a weaker sandbox; `pool_sandbox_report` says what workers get.
    */
   int sandbox;
   /**
    * NULL-terminated list of files and directories (recursively) a sandboxed worker may read;
-   * NULL for none. Read at `pool_create` only.
+   * NULL for none. Read and resolved at `pool_create` only (relative paths against the
+   * working directory then); a path that does not exist is `POOL_EINVAL`, as are paths
+   * given while `sandbox` is `POOL_SANDBOX_NONE`.
    */
   const char *const *sandbox_read_paths;
   /**
    * NULL-terminated list of files and directories (recursively) a sandboxed worker may read,
-   * write, create and remove in; NULL for none. Read at `pool_create` only.
+   * write, create and remove in; NULL for none. As `sandbox_read_paths` otherwise.
    */
   const char *const *sandbox_write_paths;
 } pool_options_t;

@@ -549,10 +549,10 @@ private:
     std::unique_ptr<detail::SourceFn> source_;
 };
 
-/// Options of a Pool (pool_options_t).
 /// How far workers are confined (pool_options_t.sandbox).
 enum class Sandbox : int { None = POOL_SANDBOX_NONE, Compute = POOL_SANDBOX_COMPUTE };
 
+/// Options of a Pool (pool_options_t).
 struct Options {
     /// Runs once in every worker when it starts, before any task. It may capture: workers are
     /// forked from a copy of this process made while the Pool is constructed. An exception

@@ -5,6 +5,7 @@ use super::result::pool_async_t;
 use crate::core::worker::Init;
 use crate::core::{CallOptions, Error, Options, DEFAULT_START_TIMEOUT};
 use std::os::raw::c_void;
+use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 /// Options for `pool_create`. Always call `pool_options_init` first: it fills the defaults and
@@ -51,23 +52,26 @@ pub struct pool_options_t {
     pub start_timeout: f64,
     /// `POOL_SANDBOX_NONE` (0, the default) or `POOL_SANDBOX_COMPUTE`: each worker, once its
     /// initializer ran and before its first task, is confined for life (README, "Sandbox"): a
-    /// session of its own, stdin from /dev/null, the other descriptors it inherited closed,
-    /// every capability dropped, `no_new_privs`; no filesystem but reading `sandbox_read_paths`
-    /// and writing `sandbox_write_paths` (Landlock, paths resolved at `pool_create`: other
-    /// opens fail with `EACCES`; metadata changes with `EPERM`); no new process or namespace,
-    /// `execve`, socket, `ptrace`, `process_vm_*`, signal or rlimit of another process, mount,
-    /// `bpf`, `io_uring`, `userfaultfd`, `perf_event_open`, keyring or `personality` (seccomp:
-    /// such a call kills the worker, and its item fails alone with `POOL_ECRASHED` naming the
-    /// call). Threads stay allowed; the initializer must leave none running, nor any process.
-    /// If the system cannot give all of it (no Landlock, no seccomp, no /proc, a listed path
-    /// missing), `pool_create` fails with `POOL_ESYS` saying what is missing, never with a
-    /// weaker sandbox; `pool_sandbox_report` says what workers get.
+    /// session of its own, stdin from /dev/null, the other descriptors it inherited closed
+    /// (those the initializer opened stay), every capability dropped, `no_new_privs`; no
+    /// filesystem but reading `sandbox_read_paths` and writing `sandbox_write_paths` (Landlock:
+    /// other opens fail with `EACCES`; metadata changes and file watches with `EPERM`; `stat`
+    /// and `access` still work everywhere); `socket` fails with `EACCES`; no new process or
+    /// namespace, `execve`, `ptrace`, `process_vm_*`, signal or rlimit of another process,
+    /// mount, `bpf`, `io_uring`, `userfaultfd`, `perf_event_open`, keyring or `personality`
+    /// (seccomp: such a call kills the worker, and its item fails alone with `POOL_ECRASHED`
+    /// naming the call). Threads stay allowed; the initializer must leave none running, nor any
+    /// process (else `pool_create` fails with `POOL_ESYS`). If the system cannot give all of it
+    /// (no Landlock, no seccomp, no /proc), `pool_create` fails with `POOL_ESYS` saying what is
+    /// missing, never with a weaker sandbox; `pool_sandbox_report` says what workers get.
     pub sandbox: std::os::raw::c_int,
     /// NULL-terminated list of files and directories (recursively) a sandboxed worker may read;
-    /// NULL for none. Read at `pool_create` only.
+    /// NULL for none. Read and resolved at `pool_create` only (relative paths against the
+    /// working directory then); a path that does not exist is `POOL_EINVAL`, as are paths
+    /// given while `sandbox` is `POOL_SANDBOX_NONE`.
     pub sandbox_read_paths: *const *const std::os::raw::c_char,
     /// NULL-terminated list of files and directories (recursively) a sandboxed worker may read,
-    /// write, create and remove in; NULL for none. Read at `pool_create` only.
+    /// write, create and remove in; NULL for none. As `sandbox_read_paths` otherwise.
     pub sandbox_write_paths: *const *const std::os::raw::c_char,
 }
 
@@ -262,6 +266,13 @@ fn paths(name: &str, list: *const *const std::os::raw::c_char) -> Result<Vec<std
         let s = unsafe { std::ffi::CStr::from_ptr(p) };
         if s.to_bytes().is_empty() {
             return Err(Error::inval(format!("{name}[{i}] is an empty path")));
+        }
+        // A path that is not there is the caller's mistake (a typo), not the system's.
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(s.to_bytes()));
+        if let Err(e) = std::fs::metadata(path) {
+            let why = e.to_string();
+            let why = why.split(" (os error").next().unwrap_or(&why);
+            return Err(Error::inval(format!("{name}[{i}] {:?}: {why}", path.display().to_string())));
         }
         v.push(s.to_owned());
     }

@@ -4,7 +4,6 @@
 //! their structs are small and stable, and best effort across ABIs is a mask per version.
 
 use std::ffi::CString;
-use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 #[repr(C)]
@@ -74,11 +73,11 @@ pub fn abi() -> Result<i64, String> {
     if v >= 1 {
         return Ok(v);
     }
-    let e = io::Error::last_os_error();
+    let e = std::io::Error::last_os_error();
     Err(match e.raw_os_error() {
         Some(libc::ENOSYS) => "Landlock: this kernel has no Landlock (Linux 5.13 or later, built with it)".into(),
         Some(libc::EOPNOTSUPP) => "Landlock: disabled at boot (add landlock to the kernel's lsm= list)".into(),
-        _ => format!("Landlock: {e}"),
+        _ => format!("Landlock: {}", super::describe(&e)),
     })
 }
 
@@ -104,7 +103,7 @@ pub fn ruleset(read: &[CString], write: &[CString]) -> Result<OwnedFd, String> {
     // SAFETY: `attr` is a valid ruleset_attr of at least `size` bytes.
     let fd = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &attr as *const RulesetAttr, size, 0u32) };
     if fd < 0 {
-        return Err(format!("Landlock: create_ruleset: {}", io::Error::last_os_error()));
+        return Err(format!("Landlock: create_ruleset: {}", super::last_error()));
     }
     // SAFETY: a new descriptor (close-on-exec) that we own.
     let ruleset = unsafe { OwnedFd::from_raw_fd(fd as i32) };
@@ -133,7 +132,7 @@ pub fn ruleset(read: &[CString], write: &[CString]) -> Result<OwnedFd, String> {
 pub fn restrict_self(ruleset: i32) -> Result<(), String> {
     // SAFETY: restricts the calling thread with a ruleset descriptor the caller holds.
     if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) } != 0 {
-        return Err(format!("Landlock: restrict_self: {}", io::Error::last_os_error()));
+        return Err(format!("Landlock: restrict_self: {}", super::last_error()));
     }
     Ok(())
 }
@@ -142,7 +141,7 @@ fn add_path(ruleset: &OwnedFd, path: &CString, rights: u64) -> Result<(), String
     // SAFETY: a valid C string; O_PATH opens without reading.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
     if fd < 0 {
-        return Err(format!("sandbox path {:?}: {}", path, io::Error::last_os_error()));
+        return Err(format!("sandbox path {:?}: {}", path, super::last_error()));
     }
     // SAFETY: a new descriptor that we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -165,7 +164,7 @@ fn add_path(ruleset: &OwnedFd, path: &CString, rights: u64) -> Result<(), String
         )
     };
     if rc != 0 {
-        return Err(format!("sandbox path {:?}: Landlock add_rule: {}", path, io::Error::last_os_error()));
+        return Err(format!("sandbox path {:?}: Landlock add_rule: {}", path, super::last_error()));
     }
     Ok(())
 }

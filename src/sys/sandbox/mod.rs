@@ -14,6 +14,16 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering::SeqCst};
 
+/// The last OS error as C programmers know it (strerror's text, without Rust's "(os error N)").
+fn last_error() -> String {
+    describe(&io::Error::last_os_error())
+}
+
+fn describe(e: &io::Error) -> String {
+    let s = e.to_string();
+    s.split(" (os error").next().unwrap_or(&s).to_string()
+}
+
 /// What a sandboxed worker may use of the filesystem.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
@@ -81,8 +91,8 @@ extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut c_vo
     }
     // Another refused call, with SIGSYS blocked in this handler: the kernel then makes SIGSYS
     // fatal and the worker dies of it (no handler runs again).
-    // SAFETY: a call the filter refuses; it never returns.
-    unsafe { libc::syscall(libc::SYS_socket, -1, 0, 0) };
+    // SAFETY: a call the filter refuses (ptrace); it never returns.
+    unsafe { libc::syscall(libc::SYS_ptrace, -1, 0, 0, 0) };
 }
 
 /// The name of the call a worker was refused, from the number its handler noted (+1);
@@ -105,15 +115,16 @@ pub(crate) const UNKNOWN: u32 = u32::MAX;
 /// `inherited` are the descriptors it had before the initializer ran. Fails with a message
 /// naming what failed: the worker must then exit.
 pub fn confine(ruleset: c_int, zygote: i32, inherited: &[c_int], refused: &'static AtomicU32) -> Result<(), String> {
-    let proc_err = |what: &str, e: io::Error| format!("{what}: {e} (the sandbox needs /proc to check the worker)");
+    let proc_err =
+        |what: &str, e: io::Error| format!("{what}: {} (the sandbox needs /proc to check the worker)", describe(&e));
     let threads = std::fs::read_dir("/proc/self/task").map_err(|e| proc_err("/proc/self/task", e))?.count();
     if threads > 1 {
         // Landlock applies to the calling thread and those it starts later: a thread the
         // initializer left running would stay unconfined.
         return Err(format!(
-            "the initializer left {} threads running besides the worker's; Landlock cannot confine threads that \
-             already run: start them in tasks instead (they then live in the sandbox)",
-            threads - 1
+            "the initializer left {} running besides the worker's; Landlock cannot confine threads that already \
+             run: start them in tasks instead (they then live in the sandbox)",
+            if threads == 2 { "1 thread".to_string() } else { format!("{} threads", threads - 1) }
         ));
     }
     // SAFETY: getpid has no preconditions.
@@ -141,12 +152,12 @@ pub fn confine(ruleset: c_int, zygote: i32, inherited: &[c_int], refused: &'stat
         libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut())
     };
     if rc != 0 {
-        return Err(format!("sigaction(SIGSYS): {}", io::Error::last_os_error()));
+        return Err(format!("sigaction(SIGSYS): {}", last_error()));
     }
     drop_capabilities()?;
     // SAFETY: plain prctl on ourselves.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(format!("no_new_privs: {}", io::Error::last_os_error()));
+        return Err(format!("no_new_privs: {}", last_error()));
     }
     landlock::restrict_self(ruleset)?;
     // SAFETY: the ruleset descriptor this process inherited; no longer needed.
@@ -161,12 +172,12 @@ fn stdin_from_null() -> Result<(), String> {
     unsafe {
         let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
         if fd < 0 {
-            return Err(format!("/dev/null: {}", io::Error::last_os_error()));
+            return Err(format!("/dev/null: {}", last_error()));
         }
         let ok = libc::dup2(fd, 0) == 0;
         libc::close(fd);
         if !ok {
-            return Err(format!("stdin from /dev/null: {}", io::Error::last_os_error()));
+            return Err(format!("stdin from /dev/null: {}", last_error()));
         }
     }
     Ok(())
@@ -198,15 +209,16 @@ fn drop_capabilities() -> Result<(), String> {
     let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
     // SAFETY: capset with a version-3 header and its two data words.
     if unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) } != 0 {
-        return Err(format!("dropping capabilities: {}", io::Error::last_os_error()));
+        return Err(format!("dropping capabilities: {}", last_error()));
     }
     Ok(())
 }
 
 /// The descriptors open in this process (to close those inherited once the initializer ran).
 pub fn open_fds() -> Result<Vec<c_int>, String> {
-    let dir = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| format!("/proc/self/fd: {e} (the sandbox needs /proc to close inherited descriptors)"))?;
+    let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| {
+        format!("/proc/self/fd: {} (the sandbox needs /proc to close inherited descriptors)", describe(&e))
+    })?;
     let listed: Vec<c_int> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
     // Without the listing's own descriptor, closed by now (the initializer may reuse it).
     // SAFETY: F_GETFD only asks whether the descriptor is open.

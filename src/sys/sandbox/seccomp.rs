@@ -3,8 +3,6 @@
 //! a call is fine on the worker itself (threads, signals to itself). Written by hand: the
 //! program is one jump per rule, and the checks need the worker's own pid at install time.
 
-use std::io;
-
 /// What a refused call does: SIGSYS (the handler in `mod.rs` notes the call, then the worker
 /// dies of it), or an errno the caller's library falls back on.
 #[derive(Clone, Copy)]
@@ -110,7 +108,9 @@ fn rules(me: i32, zygote: i32) -> Vec<Rule> {
         trap(SYS_execve),
         trap(SYS_execveat),
         // Network, and local sockets (a socketpair's datagram socket reaches any bound path).
-        trap(SYS_socket),
+        // socket() fails softly (EACCES), as Landlock does for files: libc opens sockets on its
+        // own (nscd for getpwnam, syslog, DNS) and falls back or fails with an error.
+        Rule { nr: SYS_socket, act: Act::Errno(EACCES as u32), unless: Unless::Never },
         trap(SYS_socketpair),
         trap(SYS_connect),
         trap(SYS_bind),
@@ -411,7 +411,7 @@ pub fn install(me: i32, zygote: i32) -> Result<usize, String> {
     match rc {
         0 => Ok(rules(me, zygote).len()),
         rc if rc > 0 => Err(format!("seccomp: thread {rc} could not take the filter")),
-        _ => Err(format!("seccomp: {}", io::Error::last_os_error())),
+        _ => Err(format!("seccomp: {}", super::last_error())),
     }
 }
 
@@ -425,10 +425,10 @@ pub fn available() -> Result<(), String> {
     if rc == 0 {
         return Ok(());
     }
-    let e = io::Error::last_os_error();
+    let e = std::io::Error::last_os_error();
     Err(match e.raw_os_error() {
         Some(libc::ENOSYS) | Some(libc::EINVAL) => "seccomp: this kernel has no seccomp filters".into(),
-        _ => format!("seccomp: {e}"),
+        _ => format!("seccomp: {}", super::describe(&e)),
     })
 }
 
