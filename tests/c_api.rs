@@ -504,9 +504,11 @@ fn readme_tour_prints_what_it_says() {
     let readme = std::fs::read_to_string(env().root.join("README.md")).unwrap();
     let tour = readme.split("## A short tour").nth(1).expect("the README has a short tour");
     let code = tour.split("```c\n").nth(1).and_then(|t| t.split("\n```").next()).expect("the tour's C block");
-    let src = env().outdir.join("readme_tour.c");
+    // Its own file names: readme_examples_compile_and_run builds the same tour at the same time
+    // (sharing them, one test's exec met the other's link: "Text file busy").
+    let src = env().outdir.join("readme_tour_output.c");
     std::fs::write(&src, code).unwrap();
-    let exe = compile(&src, "readme_tour", Link::Shared, &[]);
+    let exe = compile(&src, "readme_tour_output", Link::Shared, &[]);
     let r = run(&exe, TIMEOUT);
     assert!(r.status.success(), "{}", r.report("the README's tour failed"));
     // What each printf's comment promises, in order.
