@@ -306,7 +306,7 @@ typedef struct {
   /**
    * `POOL_SANDBOX_NONE` (0, the default) or `POOL_SANDBOX_COMPUTE`: each worker, once its
    * initializer ran and before its first task, is confined for life (README, "Sandbox"): a
-   * session of its own, stdin from /dev/null, the other descriptors it inherited closed
+   * process group of its own it cannot leave, stdin from /dev/null, the other descriptors it inherited closed
    * (those the initializer opened stay), every capability dropped, `no_new_privs`; no
    * filesystem but reading `sandbox_read_paths` and writing `sandbox_write_paths` (Landlock:
    * other opens fail with `EACCES`; metadata changes and file watches with `EPERM`; `stat`

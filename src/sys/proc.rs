@@ -263,12 +263,6 @@ pub fn kill_group(pgid: libc::pid_t, sig: i32) {
 
 /// Puts the calling process in a process group of its own (a task's `kill(0, sig)` then reaches
 /// only the pool's processes, and Ctrl-C at a terminal only the host's group).
-/// A session (and process group) of its own, without a controlling terminal.
-pub fn own_session() {
-    // SAFETY: plain syscall on ourselves.
-    unsafe { libc::setsid() };
-}
-
 pub fn own_process_group() {
     // SAFETY: plain syscall on ourselves.
     unsafe { libc::setpgid(0, 0) };

@@ -78,13 +78,10 @@ fn run(cfg: &WorkerConfig) -> i32 {
     }
     proc::reset_signals_for_worker();
     // A group of its own: a task's kill(0, sig) reaches only this worker and what it started.
-    // Sandboxed, a session of its own: no controlling terminal, and no group of the host's
-    // session it could join (setpgid stays within a session).
-    if cfg.sandbox.is_some() {
-        proc::own_session();
-    } else {
-        proc::own_process_group();
-    }
+    // (Sandboxed, it cannot leave it: setpgid is refused. Not a session of its own: with
+    // scheduler autogroups, each session is scheduled as one group, and workers in sessions
+    // of their own took CPU from the host: W3 ran at 0.55-0.77x.)
+    proc::own_process_group();
     proc::set_name("pool-worker");
     let me = cfg.view.worker(cfg.index);
     if me.state.compare_exchange(W_STARTING, W_INIT, SeqCst, SeqCst).is_err() {

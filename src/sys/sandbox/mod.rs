@@ -55,7 +55,7 @@ pub fn prepare(p: &Policy) -> Result<Prepared, String> {
         shown.collect::<Vec<_>>().join(", ")
     };
     let report = format!(
-        "compute sandbox: stdin /dev/null, inherited descriptors closed, a session of its own, no capabilities, \
+        "compute sandbox: stdin /dev/null, inherited descriptors closed, a process group of its own, no capabilities, \
          no_new_privs; Landlock ABI {abi}: reads {}, writes {}{}{}; seccomp: {} calls refused or checked (new \
          processes and namespaces, exec, sockets, signals and limits of other processes, ptrace and process_vm_*, \
          descriptor owners, terminal input, mount, bpf, io_uring, userfaultfd, perf_event_open, keyrings, \

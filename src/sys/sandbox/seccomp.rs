@@ -117,7 +117,7 @@ fn rules(me: i32, zygote: i32) -> Vec<Rule> {
         trap(SYS_listen),
         trap(SYS_accept),
         trap(SYS_accept4),
-        // Other processes: signals only to itself (its session and group are itself alone), and
+        // Other processes: signals only to itself (its process group is itself alone), and
         // the one the worker sends the zygote when a task ends and the host asked for an event
         // fd. A SIGSYS it queues itself could forge the handler's report: refused. Signal 0
         // only asks whether a process exists: the queues' recovery asks it of peers.
