@@ -61,6 +61,8 @@ enum op {
     OP_SETHOSTNAME,
     OP_CLONE_NEWNET,
     OP_PROBE_HOST,
+    OP_I386_ABI,
+    OP_X32_ABI,
 };
 
 struct req {
@@ -273,6 +275,17 @@ static int hostile(const void *in, void *out, void *ctx) {
     case OP_PROBE_HOST: /* signal 0: does it exist? (the queues' recovery asks it) */
         *res = kill(r->host, 0) == 0 ? 0 : errno;
         break;
+#if defined(__x86_64__)
+    case OP_I386_ABI: { /* the 32-bit system call ABI: another filter's arch, killed at once */
+        long ret = 20; /* i386 getpid */
+        __asm__ volatile("int $0x80" : "+a"(ret) : : "memory");
+        *res = ret;
+        break;
+    }
+    case OP_X32_ABI: /* x32 numbers */
+        *res = syscall(0x40000000 | SYS_getpid);
+        break;
+#endif
     case OP_SIGSYS_HANDLER:
         *res = signal(SIGSYS, on_sys) == SIG_ERR;
         break;
@@ -409,6 +422,10 @@ static void test_hostile(void) {
     expect_refused(shared_pool, OP_SIGQUEUE_SIGSYS, "rt_sigqueueinfo()");
     expect_refused(shared_pool, OP_BLOCKED_SIGSYS, "which one is unknown");
     expect_refused(shared_pool, OP_CLONE_NEWNET, "clone()");
+#if defined(__x86_64__)
+    expect_refused(shared_pool, OP_I386_ABI, "which one is unknown");
+    expect_refused(shared_pool, OP_X32_ABI, "which one is unknown");
+#endif
     expect_errno(shared_pool, OP_AFFINITY_HOST, EPERM, "sched_setaffinity of the host");
     expect_errno(shared_pool, OP_NICE_HOST, EPERM, "setpriority of the host");
     expect_errno(shared_pool, OP_NICE_USER, EPERM, "setpriority of the user's processes");
