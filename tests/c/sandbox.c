@@ -315,8 +315,9 @@ static char dir_r[256], dir_w[256];
 static int host_fd = -1;
 static int host_nice; /* the host's nice value at the start (a test may run niced) */
 
-static pool_t *sandboxed(int workers, void (*init)(void *)) {
-    const char *reads[] = {dir_r, NULL};
+/* A sandboxed pool that reads `read_dir` and writes dir_w. */
+static pool_t *sandboxed_reading(int workers, void (*init)(void *), const char *read_dir) {
+    const char *reads[] = {read_dir, NULL};
     const char *writes[] = {dir_w, NULL};
     pool_options_t o;
     pool_options_init(&o);
@@ -325,6 +326,10 @@ static pool_t *sandboxed(int workers, void (*init)(void *)) {
     o.sandbox_write_paths = writes;
     o.initializer = init;
     return pool_create(workers, &o);
+}
+
+static pool_t *sandboxed(int workers, void (*init)(void *)) {
+    return sandboxed_reading(workers, init, dir_r);
 }
 
 static struct req request(int op) {
@@ -551,14 +556,7 @@ static void test_listed_path_swapped(void) {
     char models[300];
     snprintf(models, sizeof models, "%s/models", dir_w);
     REQUIRE(mkdir(models, 0700) == 0);
-    const char *reads[] = {models, NULL};
-    const char *writes[] = {dir_w, NULL};
-    pool_options_t o;
-    pool_options_init(&o);
-    o.sandbox = POOL_SANDBOX_COMPUTE;
-    o.sandbox_read_paths = reads;
-    o.sandbox_write_paths = writes;
-    pool_t *p = pool_create(1, &o);
+    pool_t *p = sandboxed_reading(1, NULL, models);
     REQUIRE(p != NULL);
     struct req q = request(OP_SWAP_LISTED);
     snprintf(q.path, sizeof q.path, "%s", models);
