@@ -15,6 +15,22 @@ pub enum Role {
     /// A process using queues, locks and events, named so by the test that made it
     /// (`set_role`): the IPC objects' points fire only there.
     Peer = 3,
+    /// Points of a sandboxed worker's hand-off to its executor: passed in worker processes.
+    Sandboxed = 4,
+    /// The executor of a sandboxed worker (`worker/executor.rs`).
+    Executor = 5,
+}
+
+impl Role {
+    /// The process a point of this role fires in.
+    #[cfg_attr(not(feature = "killpoints"), allow(dead_code))]
+    fn process(self) -> Role {
+        if self == Role::Sandboxed {
+            Role::Worker
+        } else {
+            self
+        }
+    }
 }
 
 static ROLE: AtomicU8 = AtomicU8::new(Role::Host as u8);
@@ -54,6 +70,11 @@ points! {
     Worker WorkerTaskFinished,
     Worker WorkerClaimReleased,
     Worker WorkerIdle,
+    Sandboxed WorkerItemHandedOver,
+    Sandboxed WorkerItemHandedBack,
+    Sandboxed WorkerMirrorsDeath,
+    Executor ExecutorItemReturned,
+    Executor ExecutorResultWritten,
     Zygote ZygoteReaped,
     Zygote ZygoteLockRepaired,
     Zygote ZygoteItemEnded,
@@ -168,7 +189,7 @@ mod armed {
 
     pub fn hit(p: Point) {
         let a = ARM.load(Relaxed);
-        if a.is_null() || p.role() as u8 != ROLE.load(Relaxed) {
+        if a.is_null() || p.role().process() as u8 != ROLE.load(Relaxed) {
             return;
         }
         // SAFETY: set by arm_page, never unmapped.

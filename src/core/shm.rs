@@ -181,6 +181,9 @@ pub struct WorkerSlot {
     pub deadline: AtomicU64,
     /// The system call (number + 1) the sandbox refused this worker, once it did; 0 before.
     pub refused: AtomicU32,
+    /// A sandboxed worker's executor, the process its tasks run in (0: none, they run in the
+    /// worker). Written by the worker; the zygote sends a deadline's SIGTERM there.
+    pub task_pid: AtomicI32,
 }
 
 #[repr(C, align(64))]
@@ -366,6 +369,10 @@ impl View {
 
     pub fn base(&self) -> *mut u8 {
         self.base
+    }
+    /// Where tasks see the mapping (the same address in every process of the pool).
+    pub fn public(&self) -> *mut u8 {
+        self.public
     }
     pub fn layout(&self) -> &Layout {
         &self.layout

@@ -3,6 +3,7 @@
 //! into children, and the memory is released when the last mapping goes.
 
 use std::io;
+use std::os::raw::c_int;
 
 /// A shared, sparse mapping. Pages cost memory only once touched.
 pub struct Mapping {
@@ -18,6 +19,18 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     pub fn new_shared(name: &str, len: usize) -> io::Result<Mapping> {
+        Self::shared(name, len, false).map(|(m, _)| m)
+    }
+
+    /// A shared mapping and a read-only descriptor of the same memory: a mapping made from it
+    /// can never be made writable (the kernel refuses `mprotect` and `mremap` to writable on a
+    /// mapping of a file opened read-only). Needs /proc, to reopen the memfd read-only.
+    pub fn new_shared_with_reader(name: &str, len: usize) -> io::Result<(Mapping, super::proc::OwnedFd)> {
+        let (m, reader) = Self::shared(name, len, true)?;
+        Ok((m, reader.expect("asked for")))
+    }
+
+    fn shared(name: &str, len: usize, reader: bool) -> io::Result<(Mapping, Option<super::proc::OwnedFd>)> {
         let cname = std::ffi::CString::new(name).expect("no NUL in name");
         // SAFETY: plain syscall with a valid C string.
         let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
@@ -43,7 +56,17 @@ impl Mapping {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping { base: base as *mut u8, len })
+        let m = Mapping { base: base as *mut u8, len };
+        if !reader {
+            return Ok((m, None));
+        }
+        let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.0)).expect("no NUL");
+        // SAFETY: opens a new, read-only description of our own memfd by its /proc link.
+        let ro = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if ro < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((m, Some(super::proc::OwnedFd(ro))))
     }
 
     /// An anonymous shared mapping: shared with every process forked after it, named by
@@ -157,6 +180,29 @@ unsafe fn mremap(old: *mut u8, old_len: usize, len: usize, flags: libc::c_int, n
 pub fn alias(base: *mut u8, len: usize) -> io::Result<*mut u8> {
     // SAFETY: mremap with old_size 0 duplicates a shared mapping; `base` is one of ours.
     unsafe { mremap(base, 0, len, libc::MREMAP_MAYMOVE, std::ptr::null_mut()) }
+}
+
+/// Replaces `[base, base+len)` of this process with a read-only shared mapping of the file
+/// `reader` (opened read-only) from its start: same pages, never writable again here.
+pub fn remap_read_only(base: *mut u8, len: usize, reader: c_int) -> io::Result<()> {
+    // SAFETY: MAP_FIXED over a range the caller owns (its own mapping of the same file).
+    let p = unsafe {
+        libc::mmap(base as *mut libc::c_void, len, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_FIXED, reader, 0)
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Unmaps `[base, base+len)`: this process loses it for good (a mapping of a memfd whose
+/// descriptor it does not hold cannot be made again).
+pub fn unmap(base: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: the caller hands over a range of its own that nothing uses any more.
+    if unsafe { libc::munmap(base as *mut libc::c_void, len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Makes `[ptr, ptr+len)` read-only in this process.

@@ -341,6 +341,36 @@ pub fn discard_pending(sig: i32) {
     }
 }
 
+/// Has `sig` interrupt this process's blocking calls (a handler that does nothing, installed
+/// without SA_RESTART): a futex wait then returns, and the caller looks at why.
+pub fn interrupt_waits_on(sig: i32) {
+    extern "C" fn nothing(_: c_int) {}
+    // SAFETY: a sigaction built from zeroed memory, with a handler that touches nothing.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = nothing as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Ends this process the way another one ended: the same exit status, or the same signal (with
+/// its default action, and no core file: the process that got it first wrote any).
+pub fn die_like(e: Exit) -> ! {
+    if let Exit::Signal { sig, .. } = e {
+        // SAFETY: plain calls on ourselves; the process ends here.
+        unsafe {
+            let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            libc::signal(sig, libc::SIG_DFL);
+            set_mask(&[sig], libc::SIG_UNBLOCK);
+            libc::kill(libc::getpid(), sig);
+        }
+        exit_silently(128 + sig); // a signal whose default action is not to end a process
+    }
+    exit_silently(e.python_code())
+}
+
 /// Asks the kernel to SIGKILL this process when its parent (the forking thread) dies.
 pub fn die_with_parent() {
     // SAFETY: prctl with integer arguments.
@@ -443,7 +473,16 @@ pub fn monotonic_ns() -> u64 {
 /// (a sandboxed worker), its peak resident memory instead: a worker past the bound once is
 /// replaced, never one that stays past it unseen.
 pub fn resident_bytes() -> u64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else {
+    resident_bytes_of(0)
+}
+
+/// The resident memory of process `pid` (0: this one), as [`resident_bytes`].
+pub fn resident_bytes_of(pid: libc::pid_t) -> u64 {
+    let path = if pid == 0 { "/proc/self/statm".to_string() } else { format!("/proc/{pid}/statm") };
+    let Ok(s) = std::fs::read_to_string(path) else {
+        if pid != 0 {
+            return 0;
+        }
         // SAFETY: getrusage fills a zeroed struct for ourselves.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: as above.

@@ -190,6 +190,8 @@ pub struct Shared {
     zpages: ctx::ZygotePages,
     /// The workers' sandbox (its Landlock ruleset and report), if the pool has one.
     pub(crate) sandbox: Option<crate::sys::sandbox::Prepared>,
+    /// A read-only descriptor of the pool's memory, for sandboxed workers' executors.
+    reader: Option<proc::OwnedFd>,
 }
 
 /// The pool's lifecycle state, in its own allocation: a map driver thread gives back its
@@ -259,15 +261,29 @@ impl Pool {
             return Err(Error::inval(format!("{n} workers requested; at most 4096")));
         }
         let layout = Layout::new(n, runner_slots, heap_len(opts.shm_size)?);
-        let map = Mapping::new_shared("libpool", layout.total).map_err(|e| {
+        let mapped = if sandbox.is_some() {
+            // Executors map the pool from a read-only descriptor: never writable there.
+            Mapping::new_shared_with_reader("libpool", layout.total).map(|(m, r)| (m, Some(r)))
+        } else {
+            Mapping::new_shared("libpool", layout.total).map(|m| (m, None))
+        };
+        let (map, reader) = mapped.map_err(|e| {
             Error::sys(
                 &format!(
-                    "mapping {} bytes of shared memory (memfd/mmap; under a limit such as RLIMIT_AS, set a smaller shm_size or POOL_SHM_SIZE)",
+                    "mapping {} bytes of shared memory (memfd/mmap, and for a sandbox reopening it read-only through \
+                     /proc/self/fd; under a limit such as RLIMIT_AS, set a smaller shm_size or POOL_SHM_SIZE)",
                     layout.total
                 ),
                 e,
             )
         })?;
+        let sandbox_fds = match (sandbox_fd, &reader) {
+            (Some(ruleset), Some(r)) => {
+                proc::register_fd(r.0); // kept by this pool's zygote and workers only
+                Some(crate::core::worker::SandboxFds { ruleset, pool: r.0 })
+            }
+            _ => None,
+        };
         // SAFETY: a fresh, zeroed mapping of exactly `layout.total` bytes, owned by `Shared`,
         // which outlives every View copy the host uses.
         let view = unsafe { View::new(map.base(), layout) };
@@ -308,6 +324,7 @@ impl Pool {
             fds,
             snapshot: Snapshot::now(),
             sandbox,
+            reader,
             zpages: Default::default(),
         });
         let cfg = ZygoteConfig {
@@ -318,12 +335,13 @@ impl Pool {
             max_rss: opts.max_rss,
             timeout_ns: sh.timeout_ns,
             start_timeout: opts.start_timeout,
-            sandbox: sandbox_fd,
+            sandbox: sandbox_fds,
             efd: sh.fds.efd.0,
             bell: sh.fds.bell.0,
             lifeline: alive_rd.0,
         };
-        let keep = [sh.fds.efd.0, sh.fds.bell.0, alive_rd.0, sandbox_fd.unwrap_or(-1)];
+        let sb = sandbox_fds.map_or([-1, -1], |s| s.keep());
+        let keep = [sh.fds.efd.0, sh.fds.bell.0, alive_rd.0, sb[0], sb[1]];
         let pid = match proc::fork(Some(sh.map.base() as usize), &keep).map_err(|e| Error::sys("fork", e))? {
             Forked::Child => zygote::main(cfg),
             Forked::Parent(pid) => pid,
@@ -635,6 +653,9 @@ impl Drop for Shared {
         proc::unregister_fd(self.fds.lifeline.0);
         if let Some(s) = &self.sandbox {
             proc::unregister_fd(crate::sys::sandbox::ruleset_fd(s));
+        }
+        if let Some(r) = &self.reader {
+            proc::unregister_fd(r.0);
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The worker process: takes tasks from the shared queue and runs them until told to stop.
 
+mod executor;
 mod task_calls;
 
+pub use executor::SandboxFds;
+use executor::{Executor, Job};
 use task_calls::*;
 pub use task_calls::{note_refusal, out_commit, out_reserve, out_write, set_task_error};
 
@@ -11,7 +14,8 @@ use super::shm::*;
 use crate::sys::mem::Guarded;
 use crate::sys::{proc, sandbox};
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::*};
 use std::time::Duration;
 
 /// `int fn(const void *in, void *out, void *ctx)`
@@ -57,8 +61,9 @@ pub struct WorkerConfig {
     pub max_rss: u64,
     /// The pool's per-item deadline (ns); 0 for none.
     pub timeout_ns: u64,
-    /// The sandbox's Landlock ruleset, applied once the initializer ran, before the first task.
-    pub sandbox: Option<c_int>,
+    /// What a sandboxed worker's executor needs (`executor.rs`), which it forks once the
+    /// initializer ran; None: tasks run in the worker itself.
+    pub sandbox: Option<SandboxFds>,
 }
 
 /// Entry of a freshly forked worker. Never returns.
@@ -129,14 +134,24 @@ fn run(cfg: &WorkerConfig) -> i32 {
         v.record_init_refusal(refused, msg.as_deref().unwrap_or_default());
         return EXIT_INIT_REFUSED;
     }
-    if let Some(ruleset) = cfg.sandbox {
-        // SAFETY: the worker slot lives in the pool's mapping, which outlives this process.
-        let word: &'static AtomicU32 = unsafe { &*(&me.refused as *const AtomicU32) };
-        if let Err(e) = sandbox::confine(ruleset, cfg.zygote, &inherited, word) {
-            v.record_init_refusal(0, e.as_bytes());
-            return EXIT_SANDBOX_FAILED;
+    let exec = match cfg.sandbox {
+        Some(fds) => {
+            let started = sandbox::check_alone()
+                .and_then(|()| Executor::start(&v, fds, &inherited, v.layout().heap_len, &me.refused));
+            match started {
+                Ok(ex) => {
+                    me.task_pid.store(ex.pid(), SeqCst);
+                    Some(Rc::new(ex))
+                }
+                Err(e) => {
+                    v.record_init_refusal(0, e.as_bytes());
+                    return EXIT_SANDBOX_FAILED;
+                }
+            }
         }
-    }
+        None => None,
+    };
+    let task_pid = exec.as_ref().map_or(MY_PID.load(Relaxed), |e| e.pid());
     // By CAS: a worker the zygote gave up on (start-up bound) never takes work, so its kill
     // cannot reach a task.
     if me.state.compare_exchange(W_INIT, W_READY, SeqCst, SeqCst).is_err() {
@@ -145,7 +160,8 @@ fn run(cfg: &WorkerConfig) -> i32 {
     ctl.ready.fetch_add(1, SeqCst);
     crate::sys::futex::wake(&ctl.ready, i32::MAX);
 
-    let mut w = Worker { cfg, v, protected, seq: 0, out_area: Guarded::default(), window: Guarded::default() };
+    let mut w =
+        Worker { cfg, v, protected, seq: 0, out_area: Guarded::default(), window: Guarded::default(), exec, task_pid };
     let mut done: u64 = 0;
     loop {
         if ctl.terminate.load(Acquire) != 0 {
@@ -158,7 +174,11 @@ fn run(cfg: &WorkerConfig) -> i32 {
                 if cfg.max_tasks_per_child != 0 && done >= cfg.max_tasks_per_child {
                     return 0;
                 }
-                if cfg.max_rss != 0 && proc::resident_bytes() > cfg.max_rss {
+                let rss = match &w.exec {
+                    Some(ex) => proc::resident_bytes_of(ex.pid()),
+                    None => proc::resident_bytes(),
+                };
+                if cfg.max_rss != 0 && rss > cfg.max_rss {
                     return 0; // replaced by a fresh worker: the memory goes back to the system
                 }
             }
@@ -223,6 +243,10 @@ struct Worker<'a> {
     /// copied into the block; and the place of windows onto big output areas.
     out_area: Guarded,
     window: Guarded,
+    /// A sandboxed worker's executor, where its tasks run (`executor.rs`).
+    exec: Option<Rc<Executor>>,
+    /// The pid tasks run in (the executor's, or this worker's), recorded with their items.
+    task_pid: libc::pid_t,
 }
 
 /// What one task needs, read once from its (read-only once queued) description.
@@ -243,6 +267,27 @@ trait Outs {
     fn prepare(&mut self, i: usize) -> *mut c_void;
     /// Hands item `i`'s output over to the block, once it succeeded.
     fn deliver(&mut self, _i: usize) {}
+}
+
+/// Written by a sandboxed worker's executor into its window, and copied from there into the
+/// block (or the caller's buffer) by the worker.
+struct Relayed {
+    window: *const u8,
+    shared: *mut u8,
+    osz: usize,
+}
+
+impl Outs for Relayed {
+    fn prepare(&mut self, _: usize) -> *mut c_void {
+        std::ptr::null_mut() // the executor writes its own window
+    }
+
+    fn deliver(&mut self, i: usize) {
+        // SAFETY: item i's place in the task's output area (n items of osz bytes), written by
+        // this worker only; the window holds at least osz bytes.
+        unsafe { std::ptr::copy_nonoverlapping(self.window, self.shared.add(i * self.osz), self.osz) };
+        kp!(WorkerOutputCopied);
+    }
 }
 
 /// No outputs: size 0, or a variable-size task (it writes through `pool_out_write`).
@@ -307,7 +352,7 @@ impl Worker<'_> {
         let t = v.task(idx);
         let me = v.worker(w);
         kp!(WorkerTaskStart);
-        t.pid.store(MY_PID.load(Relaxed), Relaxed);
+        t.pid.store(self.task_pid, Relaxed);
         let flags = t.flags.load(Relaxed);
         let (in_off, out_off) = (t.in_off.load(Relaxed), t.out_off.load(Relaxed));
         let r = TaskRun {
@@ -322,7 +367,9 @@ impl Worker<'_> {
             },
         };
         let func = t.func.load(Relaxed) as usize;
-        if t.kind.load(Relaxed) == K_VAR {
+        if let Some(ex) = self.exec.clone() {
+            self.relay_task(t, &r, func, out_off, ex);
+        } else if t.kind.load(Relaxed) == K_VAR {
             // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
             let f: VarFn = unsafe { std::mem::transmute(func) };
             crate::sys::mem::populate(r.input, r.isz, false);
@@ -383,6 +430,39 @@ impl Worker<'_> {
             park(); // the zygote decided to kill this task's worker: never take more work
         }
         kp!(WorkerClaimReleased);
+    }
+
+    /// Runs task `t` item by item in the executor (a sandboxed worker): each output comes back
+    /// through the executor's window and is copied into place here, before the next item.
+    fn relay_task(&mut self, t: &TaskSlot, r: &TaskRun, func: usize, out_off: u64, ex: Rc<Executor>) {
+        let kind = t.kind.load(Relaxed);
+        let (first, count) = (t.first.load(Relaxed) as usize, t.count.load(Relaxed) as usize);
+        let job = Job { kind, func, ctx: r.ctx, input: r.input, isz: r.isz, osz: r.osz, first, count };
+        if r.osz > ex.window_len() {
+            proc::exit_now(72); // cannot happen: an output never exceeds the heap it goes to
+        }
+        let shared = self.v.heap_ptr(out_off);
+        let window = ex.window();
+        if kind == K_VAR {
+            self.run_items(t, r, NoOut, |_, _| {
+                let (rc, len) = ex.call(&job);
+                // SAFETY: `len` <= the task's output room at `shared`, which only this worker
+                // writes while the task runs; the window holds at least `len` bytes.
+                unsafe { std::ptr::copy_nonoverlapping(window, shared, len) };
+                t.out_len.store(len as u64, Relaxed);
+                rc
+            });
+            return;
+        }
+        let call = |i: usize, _: *mut c_void| {
+            let j = Job { input: job.input.wrapping_add(i * job.isz), ..job };
+            ex.call(&j).0
+        };
+        if r.osz == 0 {
+            self.run_items(t, r, NoOut, call);
+        } else {
+            self.run_items(t, r, Relayed { window, shared, osz: r.osz }, call);
+        }
     }
 
     /// Runs a task of fixed-size outputs, choosing where they are written.
@@ -476,10 +556,15 @@ impl Worker<'_> {
             leave_if_forked();
             kp!(WorkerItemReturned);
             let timed_out = TIMED && end_timed_item(me, s);
+            if timed_out {
+                if let Some(ex) = &self.exec {
+                    ex.after_term(); // the SIGTERM went to the executor: it drops it there
+                }
+            }
             let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None };
             if rc != 0 || timed_out {
                 let status = if timed_out { Status::TimedOut } else { Status::Task };
-                let rec = Rec { item: i, status: status as i32, code: rc, pid: MY_PID.load(Relaxed), ..Rec::default() };
+                let rec = Rec { item: i, status: status as i32, code: rc, pid: self.task_pid, ..Rec::default() };
                 self.v.push_failure(t, rec, msg.as_deref());
             } else {
                 outs.deliver(i as usize);

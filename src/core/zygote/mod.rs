@@ -41,8 +41,8 @@ pub struct ZygoteConfig {
     pub timeout_ns: u64,
     /// How long a worker may take to start (its initializer included); None for no bound.
     pub start_timeout: Option<Duration>,
-    /// The sandbox's Landlock ruleset (a descriptor workers inherit), if the pool has one.
-    pub sandbox: Option<c_int>,
+    /// What sandboxed workers inherit (descriptors), if the pool has a sandbox.
+    pub sandbox: Option<worker::SandboxFds>,
     /// The pool's completion eventfd (the zygote writes it for the workers).
     pub efd: c_int,
     /// The host's doorbell: an eventfd it writes to wake the zygote (kill requests, deadlines,
@@ -211,13 +211,11 @@ impl Zygote {
         slot.run.store(0, SeqCst);
         slot.deadline.store(0, SeqCst);
         slot.refused.store(0, SeqCst);
+        slot.task_pid.store(0, SeqCst);
         slot.state.store(W_STARTING, SeqCst);
         let me = proc::getpid();
-        let keep: &[c_int] = match &self.cfg.sandbox {
-            Some(fd) => std::slice::from_ref(fd),
-            None => &[],
-        };
-        match proc::fork(Some(v.base() as usize), keep) {
+        let keep = self.cfg.sandbox.map(|s| s.keep());
+        match proc::fork(Some(v.base() as usize), keep.as_ref().map_or(&[][..], |k| &k[..])) {
             Ok(Forked::Child) => worker::main(WorkerConfig {
                 view: v,
                 index: w,
@@ -352,7 +350,9 @@ impl Zygote {
                     }
                     if slot.run.compare_exchange(r, r | RUN_TERM, SeqCst, SeqCst).is_ok() {
                         kp!(ZygoteTermDecided);
-                        proc::kill(info.pid, libc::SIGTERM);
+                        // To the process the task runs in: a sandboxed worker's executor.
+                        let tp = slot.task_pid.load(SeqCst);
+                        proc::kill(if tp > 0 { tp } else { info.pid }, libc::SIGTERM);
                         slot.run.fetch_or(RUN_SENT, SeqCst);
                         info.term = Some((r, Instant::now()));
                     }

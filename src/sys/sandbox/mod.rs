@@ -110,20 +110,18 @@ pub fn refused_call(noted: u32) -> String {
 /// What the zygote records for a sandboxed worker that died of SIGSYS with no call noted.
 pub(crate) const UNKNOWN: u32 = u32::MAX;
 
-/// Confines the calling process for life with the ruleset `ruleset` (closed here). `refused`
-/// receives the number (+1) of a call the sandbox refuses, before the worker dies of it.
-/// `inherited` are the descriptors it had before the initializer ran. Fails with a message
-/// naming what failed: the worker must then exit.
-pub fn confine(ruleset: c_int, zygote: i32, inherited: &[c_int], refused: &'static AtomicU32) -> Result<(), String> {
+/// Checks that the worker runs alone once its initializer ran: no thread besides its own, no
+/// child. Its executor, forked from it, would inherit neither a running thread (an OpenMP team
+/// the initializer started would hang in the executor) nor a reachable child outside the sandbox.
+pub fn check_alone() -> Result<(), String> {
     let proc_err =
         |what: &str, e: io::Error| format!("{what}: {} (the sandbox needs /proc to check the worker)", describe(&e));
     let threads = std::fs::read_dir("/proc/self/task").map_err(|e| proc_err("/proc/self/task", e))?.count();
     if threads > 1 {
-        // Landlock applies to the calling thread and those it starts later: a thread the
-        // initializer left running would stay unconfined.
         return Err(format!(
-            "the initializer left {} running besides the worker's; Landlock cannot confine threads that already \
-             run: start them in tasks instead (they then live in the sandbox)",
+            "the initializer left {} running besides the worker's; tasks run in a process forked from the \
+             worker, where those threads would not exist: start them in tasks instead (they then live in the \
+             sandbox)",
             if threads == 2 { "1 thread".to_string() } else { format!("{} threads", threads - 1) }
         ));
     }
@@ -135,6 +133,14 @@ pub fn confine(ruleset: c_int, zygote: i32, inherited: &[c_int], refused: &'stat
             "the initializer left a process running (pid {pid}); it would stay outside the sandbox, reachable by tasks"
         ));
     }
+    Ok(())
+}
+
+/// Confines the calling process (an executor, single-threaded) for life with the ruleset
+/// `ruleset` (closed here). `refused` receives the number (+1) of a call the sandbox refuses,
+/// before the process dies of it. `inherited` are the descriptors its worker had before the
+/// initializer ran. Fails with a message naming what failed: the process must then exit.
+pub fn confine(ruleset: c_int, inherited: &[c_int], refused: &'static AtomicU32) -> Result<(), String> {
     stdin_from_null()?;
     for &fd in inherited {
         if fd > 2 && fd != ruleset {
@@ -162,7 +168,8 @@ pub fn confine(ruleset: c_int, zygote: i32, inherited: &[c_int], refused: &'stat
     landlock::restrict_self(ruleset)?;
     // SAFETY: the ruleset descriptor this process inherited; no longer needed.
     unsafe { libc::close(ruleset) };
-    seccomp::install(me, zygote)?;
+    // SAFETY: getpid has no preconditions.
+    seccomp::install(unsafe { libc::getpid() })?;
     Ok(())
 }
 

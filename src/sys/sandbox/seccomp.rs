@@ -86,12 +86,12 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The rules for a worker whose pid is `me` and whose parent (the zygote) is `zygote`.
+/// The rules for an executor whose pid is `me`.
 #[allow(clippy::unnecessary_cast)] // libc's constants are c_int on some targets, c_uint on others
-fn rules(me: i32, zygote: i32) -> Vec<Rule> {
+fn rules(me: i32) -> Vec<Rule> {
     use libc::*;
     use Test::*;
-    let (me, zygote) = (me as u32, zygote as u32);
+    let me = me as u32;
     let trap = |nr| Rule { nr, act: Act::Trap, unless: Unless::Never };
     let eperm = |nr| Rule { nr, act: Act::Errno(EPERM as u32), unless: Unless::Never };
     let only = |nr, act, conjs| Rule { nr, act, unless: Unless::AnyOf(conjs) };
@@ -117,20 +117,10 @@ fn rules(me: i32, zygote: i32) -> Vec<Rule> {
         trap(SYS_listen),
         trap(SYS_accept),
         trap(SYS_accept4),
-        // Other processes: signals only to itself (its process group is itself alone), and
-        // the one the worker sends the zygote when a task ends and the host asked for an event
-        // fd. A SIGSYS it queues itself could forge the handler's report: refused. Signal 0
-        // only asks whether a process exists: the queues' recovery asks it of peers.
-        only(
-            SYS_kill,
-            Act::Trap,
-            vec![
-                vec![lo(0, Eq(me))],
-                vec![lo(0, Eq(0))],
-                vec![lo(1, Eq(0))],
-                vec![lo(0, Eq(zygote)), lo(1, Eq(SIGUSR1 as u32))],
-            ],
-        ),
+        // Other processes: signals only to itself (its process group is itself alone). A
+        // SIGSYS it queues itself could forge the handler's report: refused. Signal 0 only asks
+        // whether a process exists: the queues' recovery asks it of peers.
+        only(SYS_kill, Act::Trap, vec![vec![lo(0, Eq(me))], vec![lo(0, Eq(0))], vec![lo(1, Eq(0))]]),
         only(SYS_tgkill, Act::Trap, vec![vec![lo(0, Eq(me))]]),
         only(SYS_rt_sigqueueinfo, Act::Trap, vec![vec![lo(0, Eq(me)), lo(1, Ne(SIGSYS as u32))]]),
         only(SYS_rt_tgsigqueueinfo, Act::Trap, vec![vec![lo(0, Eq(me)), lo(2, Ne(SIGSYS as u32))]]),
@@ -253,7 +243,7 @@ fn rules(me: i32, zygote: i32) -> Vec<Rule> {
 
 /// How many calls the filter refuses (or checks), for the pool's report.
 pub fn rule_count() -> usize {
-    rules(0, 0).len()
+    rules(0).len()
 }
 
 /// The name of a refused system call, for messages.
@@ -339,10 +329,10 @@ pub fn name(nr: i64) -> Option<&'static str> {
     names.iter().find(|(n, _)| *n == nr).map(|(_, s)| *s)
 }
 
-/// Compiles the filter for a worker (pid `me`, parent `zygote`). Layout: check the architecture (a
+/// Compiles the filter for an executor (pid `me`). Layout: check the architecture (a
 /// foreign one, or x32 numbers, kill the process), load the number, then per rule a jump to its
 /// block; no rule matched: allow.
-fn program(me: i32, zygote: i32) -> Vec<libc::sock_filter> {
+fn program(me: i32) -> Vec<libc::sock_filter> {
     let allow = libc::SECCOMP_RET_ALLOW;
     let trap = libc::SECCOMP_RET_TRAP;
     let ret = |a: Act| match a {
@@ -357,7 +347,7 @@ fn program(me: i32, zygote: i32) -> Vec<libc::sock_filter> {
     ];
     #[cfg(target_arch = "x86_64")]
     p.extend([jump(JGE_K, 0x4000_0000, 0, 1), stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS)]);
-    for r in rules(me, zygote) {
+    for r in rules(me) {
         // Each block ends in a return, and reloads nothing: a miss falls to the next rule with
         // the number still in A.
         let block: Vec<libc::sock_filter> = match r.unless {
@@ -396,8 +386,8 @@ fn program(me: i32, zygote: i32) -> Vec<libc::sock_filter> {
 
 /// Installs the filter on every thread of the process (`no_new_privs` must be set). Returns
 /// the number of rules.
-pub fn install(me: i32, zygote: i32) -> Result<usize, String> {
-    let prog = program(me, zygote);
+pub fn install(me: i32) -> Result<usize, String> {
+    let prog = program(me);
     let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
     // SAFETY: a valid filter program that outlives the call (the kernel copies it).
     let rc = unsafe {
@@ -409,7 +399,7 @@ pub fn install(me: i32, zygote: i32) -> Result<usize, String> {
         )
     };
     match rc {
-        0 => Ok(rules(me, zygote).len()),
+        0 => Ok(rules(me).len()),
         rc if rc > 0 => Err(format!("seccomp: thread {rc} could not take the filter")),
         _ => Err(format!("seccomp: {}", super::last_error())),
     }

@@ -1,0 +1,373 @@
+//! A sandboxed worker runs its tasks in a child of its own, the executor: the only process of
+//! the pool that runs untrusted code, and one that holds no writable mapping of the pool's
+//! memory. The pool is mapped there read-only from a read-only descriptor, so no `mprotect` or
+//! `mremap` can make it writable; the worker's read-write alias is unmapped; the memfd's
+//! descriptors are closed. What the executor may write is its mailbox and its output window, a
+//! memfd of its own that the worker maps too.
+//!
+//! The worker (trusted: it runs no task code) keeps the pool's protocol exactly as an
+//! unsandboxed worker does, item by item (PROTOCOL.md, "Sandboxed workers"). Where an
+//! unsandboxed worker calls the task, it hands the item to its executor and waits; it then
+//! copies the output out of the window into the task's block itself. Every result is out of the
+//! executor's reach before the executor is given the next item, so a task that takes over its
+//! executor can write its own output and nothing else. When the executor dies, the worker dies
+//! the same way (same signal or exit status) after noting what the sandbox refused: the
+//! zygote then repairs the item as for any worker's death.
+
+use super::task_calls::{set_task_error, take_task_error, VarOut, IN_ITEM, TASK_ERROR_SET, VAR_OUT};
+use super::{BlockFn, ItemFn, VarFn, EXIT_SANDBOX_FAILED, MY_PID};
+use crate::core::queue::spin_until;
+use crate::core::shm::{View, K_BLOCK, K_VAR, MSG_LEN, PAGE};
+use crate::sys::mem::Mapping;
+use crate::sys::{proc, sandbox};
+use std::cell::Cell;
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::time::{Duration, Instant};
+
+/// What a sandboxed pool's workers inherit: the Landlock ruleset and a read-only descriptor of
+/// the pool's memory (the executor maps it from there).
+#[derive(Clone, Copy, Debug)]
+pub struct SandboxFds {
+    pub ruleset: c_int,
+    pub pool: c_int,
+}
+
+impl SandboxFds {
+    pub fn keep(&self) -> [c_int; 2] {
+        [self.ruleset, self.pool]
+    }
+}
+
+/// `done` once the executor is confined and waits for items; `FAILED` if it could not be
+/// (its message is in `msg`).
+const READY: u32 = u32::MAX;
+const FAILED: u32 = u32::MAX - 1;
+/// Job flag: a SIGTERM sent for the item before may still be pending; drop it first.
+const DISCARD_TERM: u32 = 1;
+
+/// The first page of the executor's memfd, shared by the worker and its executor. The worker
+/// writes the job and then `job`; the executor writes the result and then `done`. The worker
+/// never reads back what it wrote, and checks what it reads: an executor that scribbles here
+/// harms only its own item.
+#[repr(C, align(64))]
+struct Mailbox {
+    job: AtomicU32,
+    done: AtomicU32,
+    kind: AtomicU32,
+    flags: AtomicU32,
+    func: AtomicU64,
+    ctx: AtomicU64,
+    input: AtomicU64,
+    isz: AtomicU64,
+    /// The output's size (a variable-size task's room, `max_out`).
+    osz: AtomicU64,
+    first: AtomicU64,
+    count: AtomicU64,
+    rc: AtomicI32,
+    /// 1 + the length of the item's message (`pool_task_error`), 0 for none.
+    msg_len: AtomicU32,
+    /// Bytes a variable-size task wrote.
+    out_len: AtomicU64,
+    /// The system call (number + 1) the sandbox refused, noted by the executor's SIGSYS handler.
+    refused: AtomicU32,
+    msg: [AtomicU8; MSG_LEN],
+}
+
+const _: () = assert!(std::mem::size_of::<Mailbox>() <= PAGE);
+
+/// One item, as the worker hands it over.
+#[derive(Clone, Copy)]
+pub(super) struct Job {
+    pub kind: u32,
+    pub func: usize,
+    pub ctx: *mut c_void,
+    /// The item's input, at the address tasks see (read-only in the executor).
+    pub input: *mut u8,
+    pub isz: usize,
+    pub osz: usize,
+    pub first: usize,
+    pub count: usize,
+}
+
+/// The worker's side: its executor, and the memory they share.
+pub(super) struct Executor {
+    pid: libc::pid_t,
+    mem: Mapping,
+    seq: Cell<u32>,
+    discard_term: Cell<bool>,
+    /// The worker slot's `refused` word, where a refusal is noted before the worker dies.
+    refused: *const AtomicU32,
+}
+
+impl Executor {
+    /// Forks the executor once the initializer ran, and waits until it is confined. `window`:
+    /// the most any output may take (the pool's heap). Fails with the reason it could not be.
+    pub(super) fn start(
+        v: &View,
+        fds: SandboxFds,
+        inherited: &[c_int],
+        window: usize,
+        refused: &AtomicU32,
+    ) -> Result<Executor, String> {
+        let mem = Mapping::new_shared("libpool-executor", PAGE + window)
+            .map_err(|e| format!("the executor's output window ({window} bytes): {e}"))?;
+        proc::interrupt_waits_on(libc::SIGCHLD); // its death ends the worker's futex waits
+        let me = proc::getpid();
+        let pid = match proc::fork(Some(v.public() as usize), &fds.keep()) {
+            Ok(proc::Forked::Child) => executor_main(v, fds, inherited, &mem, me),
+            Ok(proc::Forked::Parent(pid)) => pid,
+            Err(e) => return Err(format!("fork of the executor: {e}")),
+        };
+        let ex = Executor { pid, mem, seq: Cell::new(0), discard_term: Cell::new(false), refused };
+        match ex.wait(|d| d == READY || d == FAILED) {
+            Ok(READY) => Ok(ex),
+            Ok(_) => Err(ex.message().unwrap_or_else(|| "the executor could not enter its sandbox".into())),
+            Err(e) => Err(format!("the executor {e} before entering its sandbox")),
+        }
+    }
+
+    pub(super) fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    fn mailbox(&self) -> &Mailbox {
+        // SAFETY: the first page of our mapping holds the mailbox (zeroed memory is a valid one).
+        unsafe { &*(self.mem.base() as *const Mailbox) }
+    }
+
+    /// The output window, as the worker reads it.
+    pub(super) fn window(&self) -> *const u8 {
+        // SAFETY: the window follows the mailbox page inside the mapping.
+        unsafe { self.mem.base().add(PAGE) }
+    }
+
+    pub(super) fn window_len(&self) -> usize {
+        self.mem.len() - PAGE
+    }
+
+    /// The next item after a SIGTERM sent for the last one: the executor drops it if pending.
+    /// Waits until it did, so that if the signal kills it, the item that timed out is blamed.
+    pub(super) fn after_term(&self) {
+        self.discard_term.set(true);
+        let job = Job {
+            kind: u32::MAX,
+            func: 0,
+            ctx: std::ptr::null_mut(),
+            input: std::ptr::null_mut(),
+            isz: 0,
+            osz: 0,
+            first: 0,
+            count: 0,
+        };
+        self.call(&job);
+    }
+
+    /// Runs one item in the executor and returns its status (`rc`), with its message handed to
+    /// this worker's `pool_task_error`, and for a variable-size task, its length. If the
+    /// executor dies meanwhile, so does this worker, the same way.
+    pub(super) fn call(&self, j: &Job) -> (c_int, usize) {
+        let mb = self.mailbox();
+        mb.kind.store(j.kind, Relaxed);
+        mb.flags.store(if self.discard_term.replace(false) { DISCARD_TERM } else { 0 }, Relaxed);
+        mb.func.store(j.func as u64, Relaxed);
+        mb.ctx.store(j.ctx as u64, Relaxed);
+        mb.input.store(j.input as u64, Relaxed);
+        mb.isz.store(j.isz as u64, Relaxed);
+        mb.osz.store(j.osz as u64, Relaxed);
+        mb.first.store(j.first as u64, Relaxed);
+        mb.count.store(j.count as u64, Relaxed);
+        let seq = self.seq.get().wrapping_add(1) % FAILED;
+        self.seq.set(seq);
+        mb.job.store(seq, Release);
+        crate::sys::futex::wake(&mb.job, 1);
+        kp!(WorkerItemHandedOver);
+        if let Err(e) = self.wait(|d| d == seq) {
+            self.die_like(e);
+        }
+        kp!(WorkerItemHandedBack);
+        if let Some(m) = self.message() {
+            let _ = set_task_error(m.as_bytes());
+        }
+        let len = (mb.out_len.load(Relaxed) as usize).min(j.osz);
+        (mb.rc.load(Relaxed), len)
+    }
+
+    /// The item's message, if the executor gave one (its length checked).
+    fn message(&self) -> Option<String> {
+        let mb = self.mailbox();
+        let len = (mb.msg_len.load(Acquire) as usize).checked_sub(1)?.min(MSG_LEN - 1);
+        let bytes: Vec<u8> = mb.msg[..len].iter().map(|b| b.load(Relaxed)).collect();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Waits until `done` satisfies `ok`, or the executor died (its exit). Spins a few
+    /// microseconds first (short items), then sleeps; SIGCHLD ends a sleep, and a bound
+    /// catches a SIGCHLD that came just before it.
+    fn wait(&self, ok: impl Fn(u32) -> bool) -> Result<u32, proc::Exit> {
+        let done = &self.mailbox().done;
+        if spin_until(Duration::from_micros(20), || ok(done.load(Acquire))) {
+            return Ok(done.load(Acquire));
+        }
+        loop {
+            let d = done.load(Acquire);
+            if ok(d) {
+                return Ok(d);
+            }
+            if let Ok(Some(e)) = proc::reap(self.pid, false) {
+                return Err(e);
+            }
+            crate::sys::futex::wait(done, d, Some(Instant::now() + Duration::from_millis(20)));
+        }
+    }
+
+    /// The executor died running an item: this worker dies the same way, after noting a
+    /// refused call where the zygote reads it.
+    fn die_like(&self, e: proc::Exit) -> ! {
+        let r = self.mailbox().refused.load(Acquire);
+        if r != 0 && (r == sandbox::UNKNOWN || r <= 4096) {
+            // SAFETY: the worker slot lives in the pool's mapping, which outlives this process.
+            unsafe { (*self.refused).store(r, SeqCst) };
+        }
+        kp!(WorkerMirrorsDeath);
+        proc::die_like(e)
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        proc::kill(self.pid, libc::SIGKILL);
+        let _ = proc::reap(self.pid, true);
+    }
+}
+
+/// The executor: gives up the pool's memory but for reading, enters the sandbox, then runs
+/// items until its worker goes. Never returns.
+fn executor_main(v: &View, fds: SandboxFds, inherited: &[c_int], mem: &Mapping, worker: libc::pid_t) -> ! {
+    MY_PID.store(proc::getpid(), Relaxed);
+    crate::core::killpoint::set_role(crate::core::killpoint::Role::Executor);
+    proc::die_with_parent();
+    if proc::getppid() != worker {
+        proc::exit_silently(0);
+    }
+    proc::set_name("pool-task");
+    proc::own_process_group(); // a task's kill(0, sig) reaches only its own process
+                               // SAFETY: the mailbox is the first page of `mem`, mapped for the life of this process.
+    let mb: &'static Mailbox = unsafe { &*(mem.base() as *const Mailbox) };
+    // SAFETY: as above, the window follows it.
+    let window = unsafe { mem.base().add(PAGE) };
+    let cap = mem.len() - PAGE;
+    let fail = |msg: String| fail(mb, msg);
+    let total = v.layout().total;
+    if let Err(e) = crate::sys::mem::remap_read_only(v.public(), total, fds.pool) {
+        fail(format!("mapping the pool's memory read-only: {e}"));
+    }
+    // (A worker without its alias, under valgrind, has none to drop.)
+    if v.base() != v.public() {
+        if let Err(e) = crate::sys::mem::unmap(v.base(), v.layout().protected()) {
+            fail(format!("unmapping the worker's view of the pool: {e}"));
+        }
+    }
+    // SAFETY: the descriptor this process inherited; its mapping is made.
+    unsafe { libc::close(fds.pool) };
+    let inherited: Vec<c_int> = inherited.iter().copied().filter(|&fd| fd != fds.pool).collect();
+    if let Err(e) = sandbox::confine(fds.ruleset, &inherited, &mb.refused) {
+        fail(e);
+    }
+    mb.done.store(READY, Release);
+    crate::sys::futex::wake(&mb.done, 1);
+    let mut last = 0;
+    loop {
+        last = next_job(mb, last);
+        run_job(mb, window, cap);
+        mb.done.store(last, Release);
+        kp!(ExecutorResultWritten);
+        crate::sys::futex::wake(&mb.done, 1);
+    }
+}
+
+/// The executor could not set itself up: its message goes to the worker, which fails to start.
+fn fail(mb: &Mailbox, msg: String) -> ! {
+    let bytes = msg.as_bytes();
+    let n = bytes.len().min(MSG_LEN - 1);
+    for (d, &b) in mb.msg.iter().zip(&bytes[..n]) {
+        d.store(b, Relaxed);
+    }
+    mb.msg_len.store(n as u32 + 1, Release);
+    mb.done.store(FAILED, Release);
+    crate::sys::futex::wake(&mb.done, 1);
+    proc::exit_silently(EXIT_SANDBOX_FAILED)
+}
+
+/// Waits for a job other than `last` (spin, then sleep); returns its number.
+fn next_job(mb: &Mailbox, last: u32) -> u32 {
+    let fresh = || mb.job.load(Acquire) != last;
+    if !spin_until(Duration::from_micros(50), fresh) {
+        while !fresh() {
+            crate::sys::futex::wait(&mb.job, last, None);
+        }
+    }
+    mb.job.load(Acquire)
+}
+
+/// Runs the item the mailbox holds, its output going to the window, and writes the result.
+fn run_job(mb: &Mailbox, window: *mut u8, cap: usize) {
+    let kind = mb.kind.load(Relaxed);
+    let func = mb.func.load(Relaxed) as usize;
+    let ctx = mb.ctx.load(Relaxed) as *mut c_void;
+    let input = mb.input.load(Relaxed) as *const c_void;
+    let isz = mb.isz.load(Relaxed) as usize;
+    let osz = (mb.osz.load(Relaxed) as usize).min(cap);
+    let (first, count) = (mb.first.load(Relaxed) as usize, mb.count.load(Relaxed) as usize);
+    if mb.flags.load(Relaxed) & DISCARD_TERM != 0 {
+        proc::discard_pending(libc::SIGTERM);
+    }
+    mb.msg_len.store(0, Relaxed);
+    mb.out_len.store(0, Relaxed);
+    if kind == u32::MAX {
+        return; // nothing to run (`after_term`)
+    }
+    let out = if osz == 0 { std::ptr::null_mut() } else { window as *mut c_void };
+    IN_ITEM.store(true, Relaxed);
+    let rc = if kind == K_VAR {
+        // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
+        let f: VarFn = unsafe { std::mem::transmute(func) };
+        let o = VarOut { base: window as usize, cap: osz, len: 0, staging: 0, reserved: None, stale: true };
+        *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
+        // SAFETY: calling the user's task on its input, as the contract says.
+        let rc = unsafe { f(input, isz, ctx) };
+        let len = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(0, |o| o.len);
+        mb.out_len.store(len as u64, Relaxed);
+        rc
+    } else {
+        // A task that writes nothing hands back zeros, never an earlier item's bytes.
+        // SAFETY: the window holds `cap` >= `osz` bytes.
+        unsafe { std::ptr::write_bytes(window, 0, osz) };
+        if kind == K_BLOCK {
+            // SAFETY: the host stored a `BlockFn` for K_BLOCK tasks; the input and output are
+            // the block's (sized by the host), the output in the window.
+            let f: BlockFn = unsafe { std::mem::transmute(func) };
+            // SAFETY: as above.
+            unsafe { f(input, out, count, first, ctx) }
+        } else {
+            // SAFETY: the host stored an `ItemFn` for K_ITEMS tasks; `input` holds `isz` bytes.
+            let f: ItemFn = unsafe { std::mem::transmute(func) };
+            // SAFETY: as above; `out` holds `osz` bytes.
+            unsafe { f(input, out, ctx) }
+        }
+    };
+    IN_ITEM.store(false, Relaxed);
+    kp!(ExecutorItemReturned);
+    if TASK_ERROR_SET.load(Relaxed) {
+        if let Some(m) = take_task_error() {
+            let n = m.len().min(MSG_LEN - 1);
+            for (d, &b) in mb.msg.iter().zip(&m[..n]) {
+                d.store(b, Relaxed);
+            }
+            mb.msg_len.store(n as u32 + 1, Relaxed);
+        }
+    }
+    mb.rc.store(rc, Relaxed);
+    // SAFETY: flush what the task printed before its result is visible, so output stays in order.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+}
