@@ -81,6 +81,7 @@ const C_TESTS: &[&str] = &[
     "startup",
     "fork_raw",
     "sandbox",
+    "sandbox_memory",
 ];
 /// What the static library needs from the system (`cargo rustc -- --print native-static-libs`).
 const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
@@ -466,6 +467,11 @@ fn c_fork_raw() {
 #[test]
 fn c_sandbox() {
     compile_and_run("sandbox", Link::Shared);
+}
+
+#[test]
+fn c_sandbox_memory() {
+    compile_and_run("sandbox_memory", Link::Shared);
 }
 
 #[test]

@@ -408,7 +408,8 @@ fn every_worker_and_zygote_point() {
     eprintln!("{ran} kill scenarios passed");
 }
 
-/// The worker points again in a sandboxed pool (`POOL_SANDBOX_COMPUTE`), at each point's first
+/// The worker points again in a sandboxed pool (`POOL_SANDBOX_COMPUTE`), with the points of the
+/// hand-off between a worker and its executor and the executor's own, at each point's first
 /// hit: the sandbox changes how a worker runs, never what its death leaves behind.
 #[test]
 fn every_worker_point_sandboxed() {
@@ -420,7 +421,8 @@ fn every_worker_point_sandboxed() {
         return;
     }
     let mut ran = 0;
-    for p in points(Role::Worker) {
+    // A worker's own points, its hand-off to its executor, and the executor's.
+    for p in points(Role::Worker).chain(points(Role::Sandboxed)).chain(points(Role::Executor)) {
         scenario_with(sandboxed(), &[(p, 1)], check_worker_killed);
         assert!(killpoint::fired(p), "{p:?} was never reached in a sandboxed pool");
         ran += 1;

@@ -1,0 +1,190 @@
+/* POOL_SANDBOX_COMPUTE: a task that takes over its process cannot write the pool's memory,
+ * so it cannot rewrite another caller's result. The initializer (trusted, run before the
+ * sandbox) keeps a copy of /proc/self/maps: every mapping of the pool's memory its worker had,
+ * the worker's own read-write view included. A hostile task then tries them all: mprotect to
+ * read-write, a duplicate by mremap made read-write, and a write to 4096 addresses spread over
+ * each (and every page of its first MiB), catching the faults. In a sandboxed pool nothing may succeed, while
+ * innocent maps from another thread keep getting their exact bytes; in a plain pool the same
+ * probe does find a way to write (the probe is real). */
+#include "check.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <sys/mman.h>
+
+#define MAX_RANGES 16
+
+struct ranges {
+    int n;
+    uintptr_t lo[MAX_RANGES], hi[MAX_RANGES];
+};
+
+/* What the initializer saw: the pool's mappings in its worker (each worker has its own copy). */
+static struct ranges seen;
+
+static void snapshot_maps(void *arg) {
+    (void)arg;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f) && seen.n < MAX_RANGES) {
+        unsigned long lo, hi;
+        if (strstr(line, "memfd:libpool") && sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
+            seen.lo[seen.n] = lo;
+            seen.hi[seen.n] = hi;
+            seen.n++;
+        }
+    }
+    fclose(f);
+}
+
+struct found {
+    long ranges;       /* pool mappings known to the task */
+    long probes;       /* addresses tried */
+    long writable;     /* of which a write went through */
+    long mprotect_ok;  /* mprotect(PROT_WRITE) calls that succeeded */
+    long mremap_ok;    /* duplicates made writable */
+};
+
+static sigjmp_buf probe_jmp;
+
+static void on_fault(int sig) {
+    (void)sig;
+    siglongjmp(probe_jmp, 1);
+}
+
+/* Writes the byte at `p` back onto itself, if it can: never changes memory. */
+static int try_write(uintptr_t p) {
+    if (sigsetjmp(probe_jmp, 1) != 0) return 0;
+    volatile char *c = (volatile char *)p;
+    char v = *c;
+    *c = v;
+    return 1;
+}
+
+enum { TRY_REMAP = 1, NO_WRITES = 2 };
+
+static int attack(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    const int *what = in; /* TRY_REMAP: also try mprotect and mremap; NO_WRITES: only those */
+    struct found f;
+    memset(&f, 0, sizeof f);
+    struct sigaction sa, old_segv, old_bus;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fault;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+    for (int i = 0; i < seen.n; i++) {
+        uintptr_t lo = seen.lo[i], hi = seen.hi[i];
+        f.ranges++;
+        uintptr_t stride = ((hi - lo) / 4096 + 4095) & ~(uintptr_t)4095;
+        for (uintptr_t p = lo; p < hi && !(*what & NO_WRITES); p += (p - lo < (1u << 20)) ? 4096 : stride) {
+            f.probes++;
+            f.writable += try_write(p);
+        }
+        if (*what & TRY_REMAP) {
+            if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) == 0) f.mprotect_ok++;
+            void *dup = mremap((void *)lo, 0, hi - lo, MREMAP_MAYMOVE);
+            if (dup != MAP_FAILED) {
+                if (mprotect(dup, hi - lo, PROT_READ | PROT_WRITE) == 0) f.mremap_ok++;
+                munmap(dup, hi - lo);
+            }
+        }
+    }
+    sigaction(SIGSEGV, &old_segv, NULL);
+    sigaction(SIGBUS, &old_bus, NULL);
+    memcpy(out, &f, sizeof f);
+    return 0;
+}
+
+static int triple(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    *(long *)out = 3 * *(const long *)in;
+    return 0;
+}
+
+static pool_t *shared_pool;
+static atomic_int innocent_stop, innocent_bad, innocent_done;
+
+/* Maps whose every result is checked, from another thread, while the attacks run. */
+static void *innocent(void *arg) {
+    (void)arg;
+    for (long i = 0; !atomic_load(&innocent_stop); i++) {
+        long xs[256], ys[256];
+        for (int k = 0; k < 256; k++) xs[k] = i * 256 + k, ys[k] = -1;
+        int st = pool_map(shared_pool, triple, xs, sizeof(long), ys, sizeof(long), 256, NULL);
+        for (int k = 0; k < 256; k++) atomic_fetch_add(&innocent_bad, st != POOL_OK || ys[k] != 3 * xs[k]);
+        atomic_fetch_add(&innocent_done, 1);
+    }
+    return NULL;
+}
+
+static pool_t *make_pool(int sandbox) {
+    pool_options_t o;
+    pool_options_init(&o);
+    o.sandbox = sandbox;
+    o.initializer = snapshot_maps;
+    return pool_create(2, &o);
+}
+
+static void test_sandboxed(void) {
+    SECTION("a hostile task against every mapping of the pool its worker had");
+    shared_pool = make_pool(POOL_SANDBOX_COMPUTE);
+    if (!shared_pool) {
+        CHECK_ST(pool_last_status(), POOL_ESYS);
+        fprintf(stderr, "  no sandbox here (%s): skipped\n", pool_last_error());
+        return;
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, innocent, NULL);
+    for (int round = 0; round < 4; round++) {
+        int what = round % 2 ? TRY_REMAP : 0;
+        struct found f;
+        memset(&f, 0xff, sizeof f);
+        CHECK_ST(pool_apply(shared_pool, attack, &what, sizeof what, &f, sizeof f, NULL), POOL_OK);
+        if (round == 0)
+            fprintf(stderr, "  %ld pool mappings known, %ld addresses probed: %ld writable, %ld mprotect, %ld mremap\n",
+                    f.ranges, f.probes, f.writable, f.mprotect_ok, f.mremap_ok);
+        CHECK(f.ranges >= 1);
+        CHECK(f.probes > 100);
+        CHECK_EQ(f.writable, 0);
+        CHECK_EQ(f.mprotect_ok, 0);
+        CHECK_EQ(f.mremap_ok, 0);
+    }
+    /* Innocent maps ran beside the attacks, and after them. */
+    int until = atomic_load(&innocent_done) + 3;
+    double t0 = now_s();
+    while (atomic_load(&innocent_done) < until && now_s() - t0 < 120) sleep_s(0.01);
+    atomic_store(&innocent_stop, 1);
+    pthread_join(t, NULL);
+    CHECK(atomic_load(&innocent_done) >= until);
+    CHECK_EQ(atomic_load(&innocent_bad), 0);
+    long x = 14, y = 0;
+    CHECK_ST(pool_apply(shared_pool, triple, &x, sizeof x, &y, sizeof y, NULL), POOL_OK);
+    CHECK_EQ(y, 42);
+    pool_destroy(shared_pool);
+}
+
+static void test_plain_control(void) {
+    SECTION("the same probe in a plain pool finds a way to write");
+    pool_t *p = make_pool(POOL_SANDBOX_NONE);
+    REQUIRE(p != NULL);
+    /* Without writes: a byte written back onto itself could race with the pool's own words. */
+    int what = TRY_REMAP | NO_WRITES;
+    struct found f;
+    memset(&f, 0, sizeof f);
+    CHECK_ST(pool_apply(p, attack, &what, sizeof what, &f, sizeof f, NULL), POOL_OK);
+    fprintf(stderr, "  plain pool: %ld mappings, %ld made writable by mprotect, %ld by mremap\n", f.ranges,
+            f.mprotect_ok, f.mremap_ok);
+    CHECK(f.ranges >= 1);
+    CHECK(f.mprotect_ok > 0);
+    pool_destroy(p);
+}
+
+int main(void) {
+    test_begin("sandbox_memory", 300);
+    test_sandboxed();
+    test_plain_control();
+    return test_finish();
+}
