@@ -104,6 +104,74 @@ static int triple(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* ---- A thread a task left behind kills its process between items ---- */
+
+/* The flag lives in pool_shm_alloc memory, which tasks read; the host sets it. */
+static void *crash_when_told(void *arg) {
+    const volatile int *flag = arg;
+    while (!*flag) usleep(1000);
+    *(volatile int *)(uintptr_t)8 = 1; /* SIGSEGV: the whole process goes */
+    return NULL;
+}
+
+/* Returns its pid, leaving a thread that crashes once the host sets the flag `in` points to. */
+static int leave_crasher_at(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    void *flag = *(void *const *)in;
+    pthread_t t;
+    if (pthread_create(&t, NULL, crash_when_told, flag) != 0) return 1;
+    pthread_detach(t);
+    *(long *)out = getpid();
+    return 0;
+}
+
+/* Whether process `pid` is gone or a zombie. */
+static int dead(long pid) {
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *paren = strrchr(buf, ')');
+    return !paren || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+static int triple(const void *in, void *out, void *ctx);
+
+static void test_death_between_items(void) {
+    SECTION("a thread a task left kills the task's process between items: the next item runs");
+    pool_options_t o;
+    pool_options_init(&o);
+    o.sandbox = POOL_SANDBOX_COMPUTE;
+    pool_t *p = pool_create(1, &o);
+    if (!p) {
+        CHECK_ST(pool_last_status(), POOL_ESYS);
+        return;
+    }
+    int *flag = pool_shm_alloc(p, sizeof(int));
+    REQUIRE(flag != NULL);
+    for (int round = 0; round < 3; round++) {
+        *flag = 0;
+        long pid = 0;
+        const volatile int *const addr = flag;
+        CHECK_ST(pool_apply(p, leave_crasher_at, &addr, sizeof addr, &pid, sizeof pid, NULL), POOL_OK);
+        REQUIRE(pid > 0);
+        *flag = 1;
+        double t0 = now_s();
+        while (!dead(pid) && now_s() - t0 < 60) sleep_s(0.001);
+        CHECK(dead(pid));
+        long x = 14 + round, y = 0;
+        int st = pool_apply(p, triple, &x, sizeof x, &y, sizeof y, NULL);
+        if (st != POOL_OK) fprintf(stderr, "  round %d: %s: %s\n", round, pool_strerror(st), pool_last_error());
+        CHECK_ST(st, POOL_OK);
+        CHECK_EQ(y, 3 * x);
+    }
+    pool_shm_free(p, flag);
+    pool_destroy(p);
+}
+
 static pool_t *shared_pool;
 static atomic_int innocent_stop, innocent_bad, innocent_done;
 
@@ -186,5 +254,6 @@ int main(void) {
     test_begin("sandbox_memory", 300);
     test_sandboxed();
     test_plain_control();
+    test_death_between_items();
     return test_finish();
 }

@@ -17,7 +17,7 @@
 use super::task_calls::{set_task_error, take_task_error, VarOut, IN_ITEM, TASK_ERROR_SET, VAR_OUT};
 use super::{BlockFn, ItemFn, VarFn, EXIT_SANDBOX_FAILED, MY_PID};
 use crate::core::queue::spin_until;
-use crate::core::shm::{View, K_BLOCK, K_VAR, MSG_LEN, PAGE};
+use crate::core::shm::{View, WorkerSlot, K_BLOCK, K_VAR, MSG_LEN, PAGE};
 use crate::sys::mem::Mapping;
 use crate::sys::{proc, sandbox};
 use std::cell::Cell;
@@ -53,6 +53,8 @@ const DISCARD_TERM: u32 = 1;
 #[repr(C, align(64))]
 struct Mailbox {
     job: AtomicU32,
+    /// Set to `job` by the executor when it takes the job, before it runs anything of it.
+    taken: AtomicU32,
     done: AtomicU32,
     kind: AtomicU32,
     flags: AtomicU32,
@@ -96,8 +98,8 @@ pub(super) struct Executor {
     mem: Mapping,
     seq: Cell<u32>,
     discard_term: Cell<bool>,
-    /// The worker slot's `refused` word, where a refusal is noted before the worker dies.
-    refused: *const AtomicU32,
+    /// The worker's slot, where a refusal is noted before the worker dies.
+    slot: *const WorkerSlot,
 }
 
 impl Executor {
@@ -108,7 +110,7 @@ impl Executor {
         fds: SandboxFds,
         inherited: &[c_int],
         window: usize,
-        refused: &AtomicU32,
+        slot: &WorkerSlot,
     ) -> Result<Executor, String> {
         let mem = Mapping::new_shared("libpool-executor", PAGE + window)
             .map_err(|e| format!("the executor's output window ({window} bytes): {e}"))?;
@@ -119,7 +121,7 @@ impl Executor {
             Ok(proc::Forked::Parent(pid)) => pid,
             Err(e) => return Err(format!("fork of the executor: {e}")),
         };
-        let ex = Executor { pid, mem, seq: Cell::new(0), discard_term: Cell::new(false), refused };
+        let ex = Executor { pid, mem, seq: Cell::new(0), discard_term: Cell::new(false), slot };
         match ex.wait(|d| d == READY || d == FAILED) {
             Ok(READY) => Ok(ex),
             Ok(_) => Err(ex.message().unwrap_or_else(|| "the executor could not enter its sandbox".into())),
@@ -160,13 +162,19 @@ impl Executor {
             first: 0,
             count: 0,
         };
-        self.call(&job);
+        self.hand_over(&job, false);
     }
 
     /// Runs one item in the executor and returns its status (`rc`), with its message handed to
     /// this worker's `pool_task_error`, and for a variable-size task, its length. If the
     /// executor dies meanwhile, so does this worker, the same way.
     pub(super) fn call(&self, j: &Job) -> (c_int, usize) {
+        self.hand_over(j, true)
+    }
+
+    /// `call`; `new_item`: the job is an item of its own (an executor that dies before taking
+    /// it did not run it), not a step of the item before.
+    fn hand_over(&self, j: &Job, new_item: bool) -> (c_int, usize) {
         let mb = self.mailbox();
         mb.kind.store(j.kind, Relaxed);
         mb.flags.store(if self.discard_term.replace(false) { DISCARD_TERM } else { 0 }, Relaxed);
@@ -183,7 +191,8 @@ impl Executor {
         crate::sys::futex::wake(&mb.job, 1);
         kp!(WorkerItemHandedOver);
         if let Err(e) = self.wait(|d| d == seq) {
-            self.die_like(e);
+            let unstarted = new_item && mb.taken.load(Acquire) != seq;
+            self.die_like(e, unstarted);
         }
         kp!(WorkerItemHandedBack);
         if let Some(m) = self.message() {
@@ -222,12 +231,24 @@ impl Executor {
     }
 
     /// The executor died running an item: this worker dies the same way, after noting a
-    /// refused call where the zygote reads it.
-    fn die_like(&self, e: proc::Exit) -> ! {
-        let r = self.mailbox().refused.load(Acquire);
+    /// refused call where the zygote reads it. An executor that died before it took the item
+    /// (between items: a thread an earlier task left behind, a kill) did not run it: the item
+    /// is then marked not started, and the zygote hands it to the next worker.
+    fn die_like(&self, e: proc::Exit, unstarted: bool) -> ! {
+        // SAFETY: the worker slot lives in the pool's mapping, which outlives this process.
+        let me = unsafe { &*self.slot };
+        let mb = self.mailbox();
+        let r = mb.refused.load(Acquire);
         if r != 0 && (r == sandbox::UNKNOWN || r <= 4096) {
-            // SAFETY: the worker slot lives in the pool's mapping, which outlives this process.
-            unsafe { (*self.refused).store(r, SeqCst) };
+            me.refused.store(r, SeqCst);
+        }
+        if unstarted {
+            let p = me.progress.load(SeqCst);
+            if p & 1 == 1 {
+                me.run.store(0, SeqCst);
+                me.deadline.store(0, SeqCst);
+                me.progress.store(p - 1, SeqCst);
+            }
         }
         kp!(WorkerMirrorsDeath);
         proc::die_like(e)
@@ -279,6 +300,7 @@ fn executor_main(v: &View, fds: SandboxFds, inherited: &[c_int], mem: &Mapping, 
     let mut last = 0;
     loop {
         last = next_job(mb, last);
+        mb.taken.store(last, Release);
         run_job(mb, window, cap);
         mb.done.store(last, Release);
         kp!(ExecutorResultWritten);

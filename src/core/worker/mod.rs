@@ -136,8 +136,8 @@ fn run(cfg: &WorkerConfig) -> i32 {
     }
     let exec = match cfg.sandbox {
         Some(fds) => {
-            let started = sandbox::check_alone()
-                .and_then(|()| Executor::start(&v, fds, &inherited, v.layout().heap_len, &me.refused));
+            let started =
+                sandbox::check_alone().and_then(|()| Executor::start(&v, fds, &inherited, v.layout().heap_len, me));
             match started {
                 Ok(ex) => {
                     me.task_pid.store(ex.pid(), SeqCst);
