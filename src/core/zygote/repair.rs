@@ -145,7 +145,7 @@ impl Zygote {
                 } else {
                     Status::Crashed
                 };
-                let pid = self.workers[w].pid;
+                let pid = task_pid(slot, self.workers[w].pid);
                 // A call the sandbox refused killed it: the record names the call (`code`).
                 let code = match slot.refused.load(SeqCst) {
                     _ if status != Status::Crashed => 0,
@@ -174,7 +174,7 @@ impl Zygote {
                 e.1 += 1;
                 if e.1 >= MAX_UNSTARTED && i < n {
                     self.unstarted.remove(&key);
-                    let pid = self.workers[w].pid;
+                    let pid = task_pid(v.worker(w), self.workers[w].pid);
                     let rec = Rec {
                         item: i,
                         status: Status::Crashed as i32,
@@ -212,5 +212,14 @@ impl Zygote {
         if notify {
             self.notify_event_fd();
         }
+    }
+}
+
+/// The pid a dead worker's tasks ran in: its executor's if it had one (a sandboxed worker),
+/// else its own, as the records the worker writes say.
+fn task_pid(slot: &WorkerSlot, worker: libc::pid_t) -> libc::pid_t {
+    match slot.task_pid.load(SeqCst) {
+        p if p > 0 => p,
+        _ => worker,
     }
 }
