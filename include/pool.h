@@ -332,6 +332,16 @@ typedef struct {
    * write, create and remove in; NULL for none. As `sandbox_read_paths` otherwise.
    */
   const char *const *sandbox_write_paths;
+  /**
+   * Tasks (an apply, or a map chunk) one sandboxed process runs before a fresh one, forked
+   * from the worker as it was after its initializer, replaces it. 0 or 1 (the default): a
+   * fresh process for every task, so a task that takes its process over can never touch
+   * the results of the tasks after it (another caller's, say). More trades that away for
+   * speed: the fork and sandbox set-up (BENCHMARKS.md gives the cost) are then paid once per
+   * that many tasks, and a hijacked process can falsify the results of the tasks it runs
+   * until it is replaced. Set only with a sandbox (`POOL_EINVAL` otherwise).
+   */
+  uint64_t sandbox_tasks_per_process;
 } pool_options_t;
 
 /**

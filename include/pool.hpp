@@ -579,6 +579,9 @@ struct Options {
     Sandbox sandbox_level = Sandbox::None;
     /// Files and directories a sandboxed worker may read, and read and write.
     std::vector<std::string> sandbox_read_paths, sandbox_write_paths;
+    /// Tasks one sandboxed process runs before a fresh one replaces it (0 or 1: a fresh one
+    /// for every task; pool_options_t.sandbox_tasks_per_process).
+    std::uint64_t sandbox_tasks_per_process = 0;
 
     /// Chainable setters: Options().sandbox(Sandbox::Compute).read_paths({"/models"}).
     Options& sandbox(Sandbox s) {
@@ -591,6 +594,10 @@ struct Options {
     }
     Options& write_paths(std::vector<std::string> paths) {
         sandbox_write_paths = std::move(paths);
+        return *this;
+    }
+    Options& tasks_per_process(std::uint64_t n) {
+        sandbox_tasks_per_process = n;
         return *this;
     }
 };
@@ -675,6 +682,7 @@ public:
         std::vector<const char*> writes = c_list(options.sandbox_write_paths);
         if (!options.sandbox_read_paths.empty()) o.sandbox_read_paths = reads.data();
         if (!options.sandbox_write_paths.empty()) o.sandbox_write_paths = writes.data();
+        o.sandbox_tasks_per_process = options.sandbox_tasks_per_process;
         p_ = pool_create(workers, &o);
         if (p_ == nullptr) detail::raise_null(POOL_ESYS, "pool_create");
     }

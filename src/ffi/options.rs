@@ -73,6 +73,14 @@ pub struct pool_options_t {
     /// NULL-terminated list of files and directories (recursively) a sandboxed worker may read,
     /// write, create and remove in; NULL for none. As `sandbox_read_paths` otherwise.
     pub sandbox_write_paths: *const *const std::os::raw::c_char,
+    /// Tasks (an apply, or a map chunk) one sandboxed process runs before a fresh one, forked
+    /// from the worker as it was after its initializer, replaces it. 0 or 1 (the default): a
+    /// fresh process for every task, so a task that takes its process over can never touch
+    /// the results of the tasks after it (another caller's, say). More trades that away for
+    /// speed: the fork and sandbox set-up (BENCHMARKS.md gives the cost) are then paid once per
+    /// that many tasks, and a hijacked process can falsify the results of the tasks it runs
+    /// until it is replaced. Set only with a sandbox (`POOL_EINVAL` otherwise).
+    pub sandbox_tasks_per_process: u64,
 }
 
 /// `pool_options_t.sandbox`: no sandbox (the default).
@@ -188,6 +196,7 @@ pub extern "C" fn pool_options_init(opts: *mut pool_options_t) {
                 sandbox: POOL_SANDBOX_NONE,
                 sandbox_read_paths: std::ptr::null(),
                 sandbox_write_paths: std::ptr::null(),
+                sandbox_tasks_per_process: 0,
             };
         }
     })
@@ -226,24 +235,32 @@ pub(crate) fn convert(opts: *const pool_options_t) -> Result<Options, Error> {
         max_rss: if has(std::mem::offset_of!(pool_options_t, max_rss) + 8) { o.max_rss } else { 0 },
         shm_size: if has(std::mem::offset_of!(pool_options_t, shm_size) + 8) { o.shm_size } else { 0 },
         start_timeout,
-        sandbox: sandbox(o, has(std::mem::offset_of!(pool_options_t, sandbox_write_paths) + 8))?,
+        sandbox: sandbox(
+            o,
+            has(std::mem::offset_of!(pool_options_t, sandbox_write_paths) + 8),
+            has(std::mem::offset_of!(pool_options_t, sandbox_tasks_per_process) + 8),
+        )?,
     })
 }
 
 /// The sandbox asked for, from a struct that `has` the sandbox fields.
-fn sandbox(o: &pool_options_t, has: bool) -> Result<Option<crate::sys::sandbox::Policy>, Error> {
+fn sandbox(o: &pool_options_t, has: bool, has_tasks: bool) -> Result<Option<crate::sys::sandbox::Policy>, Error> {
     if !has {
         return Ok(None);
     }
+    let tasks_per_process = if has_tasks { o.sandbox_tasks_per_process } else { 0 };
     let lists = [("sandbox_read_paths", o.sandbox_read_paths), ("sandbox_write_paths", o.sandbox_write_paths)];
     match o.sandbox {
         POOL_SANDBOX_NONE => match lists.iter().find(|(_, l)| !l.is_null()) {
             Some((name, _)) => Err(Error::inval(format!("{name} is set but sandbox is POOL_SANDBOX_NONE"))),
+            None if tasks_per_process != 0 => {
+                Err(Error::inval("sandbox_tasks_per_process is set but sandbox is POOL_SANDBOX_NONE"))
+            }
             None => Ok(None),
         },
         POOL_SANDBOX_COMPUTE => {
             let [read, write] = lists.map(|(name, l)| paths(name, l));
-            Ok(Some(crate::sys::sandbox::Policy { read: read?, write: write? }))
+            Ok(Some(crate::sys::sandbox::Policy { read: read?, write: write?, tasks_per_process }))
         }
         s => Err(Error::inval(format!("sandbox is {s}: use POOL_SANDBOX_NONE (0) or POOL_SANDBOX_COMPUTE (1)"))),
     }

@@ -138,13 +138,12 @@ static int dead(long pid) {
     return !paren || paren[2] == 'Z' || paren[2] == 'X';
 }
 
-static int triple(const void *in, void *out, void *ctx);
-
 static void test_death_between_items(void) {
     SECTION("a thread a task left kills the task's process between items: the next item runs");
     pool_options_t o;
     pool_options_init(&o);
     o.sandbox = POOL_SANDBOX_COMPUTE;
+    o.sandbox_tasks_per_process = 1000; /* the next item goes to the same process */
     pool_t *p = pool_create(1, &o);
     if (!p) {
         CHECK_ST(pool_last_status(), POOL_ESYS);
@@ -170,6 +169,69 @@ static void test_death_between_items(void) {
     }
     pool_shm_free(p, flag);
     pool_destroy(p);
+}
+
+/* ---- A thread a hostile task leaves keeps writing where its output was ---- */
+
+static void *scribble(void *arg) {
+    volatile long *out = arg;
+    for (;;) out[0] = 0x0bad0bad;
+    return NULL;
+}
+
+/* Leaves a thread writing its output's place forever, and returns its pid. */
+static int leave_scribbler(const void *in, void *out, void *ctx) {
+    (void)in, (void)ctx;
+    *(long *)out = getpid();
+    pthread_t t;
+    return pthread_create(&t, NULL, scribble, out) == 0 ? 0 : 1;
+}
+
+static int my_pid(const void *in, void *out, void *ctx) {
+    (void)in, (void)ctx;
+    *(long *)out = getpid();
+    return 0;
+}
+
+static void test_fresh_process_per_task(void) {
+    SECTION("a fresh process for every task: a thread a hostile task left never reaches the next result");
+    pool_options_t o;
+    pool_options_init(&o);
+    o.sandbox = POOL_SANDBOX_COMPUTE;
+    pool_t *p = pool_create(1, &o);
+    if (!p) {
+        CHECK_ST(pool_last_status(), POOL_ESYS);
+        return;
+    }
+    long last = 0;
+    for (int round = 0; round < 20; round++) {
+        long pid = 0, x = round, y = 0;
+        CHECK_ST(pool_apply(p, leave_scribbler, NULL, 0, &pid, sizeof pid, NULL), POOL_OK);
+        CHECK(pid > 0 && pid != last);
+        int st = pool_apply(p, triple, &x, sizeof x, &y, sizeof y, NULL);
+        CHECK_ST(st, POOL_OK);
+        CHECK_EQ(y, 3 * x);
+        last = pid;
+    }
+    pool_destroy(p);
+
+    SECTION("sandbox_tasks_per_process: one process for that many tasks");
+    o.sandbox_tasks_per_process = 1000;
+    p = pool_create(1, &o);
+    REQUIRE(p != NULL);
+    CHECK(strstr(pool_sandbox_report(p), "every 1000 tasks") != NULL);
+    long first = 0, pid = 0;
+    CHECK_ST(pool_apply(p, my_pid, NULL, 0, &first, sizeof first, NULL), POOL_OK);
+    for (int i = 0; i < 10; i++) {
+        CHECK_ST(pool_apply(p, my_pid, NULL, 0, &pid, sizeof pid, NULL), POOL_OK);
+        CHECK_EQ(pid, first);
+    }
+    pool_destroy(p);
+
+    o.sandbox = POOL_SANDBOX_NONE;
+    CHECK(pool_create(1, &o) == NULL);
+    CHECK_ST(pool_last_status(), POOL_EINVAL);
+    CHECK_ERR_HAS("sandbox_tasks_per_process");
 }
 
 static pool_t *shared_pool;
@@ -255,5 +317,6 @@ int main(void) {
     test_sandboxed();
     test_plain_control();
     test_death_between_items();
+    test_fresh_process_per_task();
     return test_finish();
 }

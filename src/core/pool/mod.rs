@@ -280,7 +280,8 @@ impl Pool {
         let sandbox_fds = match (sandbox_fd, &reader) {
             (Some(ruleset), Some(r)) => {
                 proc::register_fd(r.0); // kept by this pool's zygote and workers only
-                Some(crate::core::worker::SandboxFds { ruleset, pool: r.0 })
+                let tasks_per_process = opts.sandbox.as_ref().map_or(1, |p| p.tasks_per_process.max(1));
+                Some(crate::core::worker::SandboxSetup { ruleset, pool: r.0, tasks_per_process })
             }
             _ => None,
         };

@@ -25,15 +25,17 @@ use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::time::{Duration, Instant};
 
-/// What a sandboxed pool's workers inherit: the Landlock ruleset and a read-only descriptor of
-/// the pool's memory (the executor maps it from there).
+/// What a sandboxed pool's workers need for their executors: the Landlock ruleset and a
+/// read-only descriptor of the pool's memory (inherited descriptors), and how many tasks one
+/// executor runs before the worker replaces it.
 #[derive(Clone, Copy, Debug)]
-pub struct SandboxFds {
+pub struct SandboxSetup {
     pub ruleset: c_int,
     pub pool: c_int,
+    pub tasks_per_process: u64,
 }
 
-impl SandboxFds {
+impl SandboxSetup {
     pub fn keep(&self) -> [c_int; 2] {
         [self.ruleset, self.pool]
     }
@@ -107,7 +109,7 @@ impl Executor {
     /// the most any output may take (the pool's heap). Fails with the reason it could not be.
     pub(super) fn start(
         v: &View,
-        fds: SandboxFds,
+        fds: SandboxSetup,
         inherited: &[c_int],
         window: usize,
         slot: &WorkerSlot,
@@ -264,7 +266,7 @@ impl Drop for Executor {
 
 /// The executor: gives up the pool's memory but for reading, enters the sandbox, then runs
 /// items until its worker goes. Never returns.
-fn executor_main(v: &View, fds: SandboxFds, inherited: &[c_int], mem: &Mapping, worker: libc::pid_t) -> ! {
+fn executor_main(v: &View, fds: SandboxSetup, inherited: &[c_int], mem: &Mapping, worker: libc::pid_t) -> ! {
     MY_PID.store(proc::getpid(), Relaxed);
     crate::core::killpoint::set_role(crate::core::killpoint::Role::Executor);
     proc::die_with_parent();

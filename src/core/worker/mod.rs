@@ -3,7 +3,7 @@
 mod executor;
 mod task_calls;
 
-pub use executor::SandboxFds;
+pub use executor::SandboxSetup;
 use executor::{Executor, Job};
 use task_calls::*;
 pub use task_calls::{note_refusal, out_commit, out_reserve, out_write, set_task_error};
@@ -63,7 +63,7 @@ pub struct WorkerConfig {
     pub timeout_ns: u64,
     /// What a sandboxed worker's executor needs (`executor.rs`), which it forks once the
     /// initializer ran; None: tasks run in the worker itself.
-    pub sandbox: Option<SandboxFds>,
+    pub sandbox: Option<SandboxSetup>,
 }
 
 /// Entry of a freshly forked worker. Never returns.
@@ -160,8 +160,18 @@ fn run(cfg: &WorkerConfig) -> i32 {
     ctl.ready.fetch_add(1, SeqCst);
     crate::sys::futex::wake(&ctl.ready, i32::MAX);
 
-    let mut w =
-        Worker { cfg, v, protected, seq: 0, out_area: Guarded::default(), window: Guarded::default(), exec, task_pid };
+    let mut w = Worker {
+        cfg,
+        v,
+        protected,
+        seq: 0,
+        out_area: Guarded::default(),
+        window: Guarded::default(),
+        exec,
+        exec_tasks: 0,
+        task_pid,
+        inherited,
+    };
     let mut done: u64 = 0;
     loop {
         if ctl.terminate.load(Acquire) != 0 {
@@ -180,6 +190,10 @@ fn run(cfg: &WorkerConfig) -> i32 {
                 };
                 if cfg.max_rss != 0 && rss > cfg.max_rss {
                     return 0; // replaced by a fresh worker: the memory goes back to the system
+                }
+                if let Err(e) = w.renew_executor_if_due() {
+                    v.record_init_refusal(0, e.as_bytes());
+                    return EXIT_SANDBOX_FAILED;
                 }
             }
             None if ctl.shutdown.load(Acquire) != 0 => return 0,
@@ -243,8 +257,12 @@ struct Worker<'a> {
     /// copied into the block; and the place of windows onto big output areas.
     out_area: Guarded,
     window: Guarded,
-    /// A sandboxed worker's executor, where its tasks run (`executor.rs`).
+    /// A sandboxed worker's executor, where its tasks run (`executor.rs`), and how many tasks
+    /// it ran.
     exec: Option<Rc<Executor>>,
+    exec_tasks: u64,
+    /// The descriptors this worker had before its initializer ran (each executor closes them).
+    inherited: Vec<c_int>,
     /// The pid tasks run in (the executor's, or this worker's), recorded with their items.
     task_pid: libc::pid_t,
 }
@@ -430,6 +448,25 @@ impl Worker<'_> {
             park(); // the zygote decided to kill this task's worker: never take more work
         }
         kp!(WorkerClaimReleased);
+    }
+
+    /// Replaces the executor by a fresh one, forked from this worker as it was after its
+    /// initializer, once it ran the tasks it may (`sandbox_tasks_per_process`): a task that took
+    /// its process over goes with it, before it can touch the next task's result.
+    fn renew_executor_if_due(&mut self) -> Result<(), String> {
+        let Some(setup) = self.cfg.sandbox else { return Ok(()) };
+        self.exec_tasks += 1;
+        if self.exec_tasks < setup.tasks_per_process {
+            return Ok(());
+        }
+        self.exec = None; // killed and reaped
+        let me = self.v.worker(self.cfg.index);
+        let ex = Executor::start(&self.v, setup, &self.inherited, self.v.layout().heap_len, me)?;
+        me.task_pid.store(ex.pid(), SeqCst);
+        self.task_pid = ex.pid();
+        self.exec = Some(Rc::new(ex));
+        self.exec_tasks = 0;
+        Ok(())
     }
 
     /// Runs task `t` item by item in the executor (a sandboxed worker): each output comes back

@@ -42,7 +42,7 @@ pub struct ZygoteConfig {
     /// How long a worker may take to start (its initializer included); None for no bound.
     pub start_timeout: Option<Duration>,
     /// What sandboxed workers inherit (descriptors), if the pool has a sandbox.
-    pub sandbox: Option<worker::SandboxFds>,
+    pub sandbox: Option<worker::SandboxSetup>,
     /// The pool's completion eventfd (the zygote writes it for the workers).
     pub efd: c_int,
     /// The host's doorbell: an eventfd it writes to wake the zygote (kill requests, deadlines,

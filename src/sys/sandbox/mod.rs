@@ -24,11 +24,14 @@ fn describe(e: &io::Error) -> String {
     s.split(" (os error").next().unwrap_or(&s).to_string()
 }
 
-/// What a sandboxed worker may use of the filesystem.
+/// What a sandboxed worker's tasks may use of the filesystem, and how many tasks one process
+/// runs before a fresh one replaces it.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     pub read: Vec<CString>,
     pub write: Vec<CString>,
+    /// Tasks per sandboxed process (0: 1, a fresh process for every task).
+    pub tasks_per_process: u64,
 }
 
 /// A sandbox ready for workers: the Landlock ruleset (a descriptor the workers inherit) and a
@@ -54,8 +57,13 @@ pub fn prepare(p: &Policy) -> Result<Prepared, String> {
         });
         shown.collect::<Vec<_>>().join(", ")
     };
+    let fresh = match p.tasks_per_process {
+        0 | 1 => "a fresh one for every task".to_string(),
+        n => format!("a fresh one every {n} tasks"),
+    };
     let report = format!(
-        "compute sandbox: stdin /dev/null, inherited descriptors closed, a process group of its own, no capabilities, \
+        "compute sandbox: tasks run in a process of their own that maps the pool's memory read-only ({fresh}); \
+         stdin /dev/null, inherited descriptors closed, a process group of its own, no capabilities, \
          no_new_privs; Landlock ABI {abi}: reads {}, writes {}{}{}; seccomp: {} calls refused or checked (new \
          processes and namespaces, exec, sockets, signals and limits of other processes, ptrace and process_vm_*, \
          descriptor owners, terminal input, mount, bpf, io_uring, userfaultfd, perf_event_open, keyrings, \
