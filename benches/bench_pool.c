@@ -754,15 +754,17 @@ static void w7(size_t n, const char *order) {
 }
 
 /* ---- WS: the sandbox's cost ----------------------------------------------------------------- */
-/* Plain and sandboxed (POOL_SANDBOX_COMPUTE) pools, alternating which goes first, `rounds` times:
- * pool_create -> first result (start-up), W2's round trip p50 over 2,000 calls, W3's rate over
- * 20,000 apply_async. Per contender: the median over rounds and the spread (min..max); the
- * ratios sandboxed / plain of the medians. */
+/* Plain and sandboxed (POOL_SANDBOX_COMPUTE) pools, the latter with a fresh process for every
+ * task (the default) and with one process for all tasks (sandbox_tasks_per_process), each round
+ * in a rotating order, `rounds` times: pool_create -> first result (start-up), W2's round trip
+ * p50 over 2,000 calls, W3's rate over 20,000 apply_async. Per contender: the median over rounds
+ * and the spread (min..max); the ratios sandboxed / plain of the medians. */
+enum { WS_CONTENDERS = 3 };
 static void ws(int rounds) {
     enum { CALLS = 2000, N3 = 20000 };
-    const char *name[2] = {"plain", "sandbox"};
-    double *start[2], *p50[2], *rate[2];
-    for (int c = 0; c < 2; c++) {
+    const char *name[WS_CONTENDERS] = {"plain", "sandbox", "sandbox_reuse"};
+    double *start[WS_CONTENDERS], *p50[WS_CONTENDERS], *rate[WS_CONTENDERS];
+    for (int c = 0; c < WS_CONTENDERS; c++) {
         start[c] = calloc(rounds, sizeof(double));
         p50[c] = calloc(rounds, sizeof(double));
         rate[c] = calloc(rounds, sizeof(double));
@@ -771,11 +773,12 @@ static void ws(int rounds) {
     pool_async_t **h = calloc(N3, sizeof *h);
     for (size_t i = 0; i < N3; i++) in[i] = (long)i;
     for (int r = 0; r < rounds; r++) {
-        for (int k = 0; k < 2; k++) {
-            int c = (r + k) % 2; /* alternate which contender runs first */
+        for (int k = 0; k < WS_CONTENDERS; k++) {
+            int c = (r + k) % WS_CONTENDERS; /* rotate which contender runs first */
             pool_options_t o;
             pool_options_init(&o);
             o.sandbox = c ? POOL_SANDBOX_COMPUTE : POOL_SANDBOX_NONE;
+            if (c == 2) o.sandbox_tasks_per_process = 1ul << 40;
             double t0 = now_s();
             pool_t *pool = pool_create(WORKERS, &o);
             if (!pool) check(pool_last_status(), "pool_create");
@@ -800,7 +803,7 @@ static void ws(int rounds) {
         }
     }
     char key[96];
-    for (int c = 0; c < 2; c++) {
+    for (int c = 0; c < WS_CONTENDERS; c++) {
         struct { const char *what; double *v; } f[3] = {{"start_s", start[c]}, {"w2_p50_s", p50[c]}, {"w3_tasks_per_s", rate[c]}};
         for (int i = 0; i < 3; i++) {
             snprintf(key, sizeof key, "ws.%s.%s", name[c], f[i].what);
@@ -814,6 +817,9 @@ static void ws(int rounds) {
     result("ws.ratio.start", median(start[1], rounds) / median(start[0], rounds));
     result("ws.ratio.w2_p50", median(p50[1], rounds) / median(p50[0], rounds));
     result("ws.ratio.w3_rate", median(rate[1], rounds) / median(rate[0], rounds));
+    result("ws.ratio_reuse.start", median(start[2], rounds) / median(start[0], rounds));
+    result("ws.ratio_reuse.w2_p50", median(p50[2], rounds) / median(p50[0], rounds));
+    result("ws.ratio_reuse.w3_rate", median(rate[2], rounds) / median(rate[0], rounds));
     result("ws.diag.rounds", rounds);
 }
 

@@ -263,23 +263,30 @@ def jobs_md():
 def ws_md():
     if get("ws.ratio.w3_rate") is None:
         return "(not run)"
-    lines = ["| Figure | plain pool (median, min..max) | sandboxed pool (median, min..max) | sandboxed / plain |",
-             "|---|---|---|---|"]
+    lines = ["| Figure | plain pool (median, min..max) | sandboxed, a fresh process per task (default) | "
+             "sandboxed, one process for all tasks | fresh / plain | one / plain |",
+             "|---|---|---|---|---|---|"]
     for key, what, fmt, rkey in (("w2_p50_s", "W2 round trip p50", f_time, "ws.ratio.w2_p50"),
                                  ("w3_tasks_per_s", "W3 apply_async throughput", lambda v: f_rate(v, "tasks/s"), "ws.ratio.w3_rate"),
                                  ("start_s", "pool_create(2) -> first result", f_time, "ws.ratio.start")):
         cells = []
-        for c in ("plain", "sandbox"):
+        for c in ("plain", "sandbox", "sandbox_reuse"):
             m, lo, hi = get(f"ws.{c}.{key}"), get(f"ws.{c}.{key}.min"), get(f"ws.{c}.{key}.max")
-            cells.append(f"{fmt(m)} ({fmt(lo)}..{fmt(hi)})")
-        lines.append(f"| {what} | {cells[0]} | {cells[1]} | {get(rkey):.3f} |")
+            cells.append("—" if m is None else f"{fmt(m)} ({fmt(lo)}..{fmt(hi)})")
+        reuse = get(rkey.replace("ws.ratio.", "ws.ratio_reuse."))
+        lines.append(f"| {what} | {cells[0]} | {cells[1]} | {cells[2]} | {get(rkey):.3f} | "
+                     f"{'—' if reuse is None else f'{reuse:.3f}'} |")
     extra = get("ws.sandbox.start_s") - get("ws.plain.start_s")
     lines.append("")
-    lines.append(f"{int(get('ws.diag.rounds'))} rounds; each round runs both, alternating which goes first. "
+    lines.append(f"{int(get('ws.diag.rounds'))} rounds; each round runs the three, rotating which goes first. "
                  f"Start-up with the sandbox took {f_time(extra)} more per pool of 2 workers (they start "
-                 f"in parallel: about that per worker), paid once per worker life. The seccomp filter's "
-                 f"rules allow or refuse each system call by its number alone except a few (clone, kill, "
-                 f"rt_sigaction...), so the kernel caches the verdict for the calls tasks make.")
+                 f"in parallel: about that per worker). In a sandboxed pool tasks run in a process of their "
+                 f"own, the worker's executor, which has no writable mapping of the pool: every item makes a "
+                 f"round trip from the worker to it and back, and its output is copied once more, out of the "
+                 f"executor's window. By default a fresh executor is forked for every task, so a task that "
+                 f"takes its process over never reaches a later task's result: that fork and the sandbox's "
+                 f"set-up are paid per task (W3's tasks are a single multiplication, the worst case). "
+                 f"`sandbox_tasks_per_process` trades that protection for the last column.")
     return "\n".join(lines)
 
 

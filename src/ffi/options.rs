@@ -50,8 +50,12 @@ pub struct pool_options_t {
     /// later work fails instead of waiting forever. Size it for the slowest start you accept,
     /// tools included: valgrind makes start-up 20 to 50 times slower.
     pub start_timeout: f64,
-    /// `POOL_SANDBOX_NONE` (0, the default) or `POOL_SANDBOX_COMPUTE`: each worker, once its
-    /// initializer ran and before its first task, is confined for life (README, "Sandbox"): a
+    /// `POOL_SANDBOX_NONE` (0, the default) or `POOL_SANDBOX_COMPUTE`: tasks run in a process of
+    /// their own, forked from their worker once its initializer ran (a fresh one for every task
+    /// unless `sandbox_tasks_per_process` says otherwise), which maps the pool's memory
+    /// read-only: a task can write its own outputs and nothing else of the pool's
+    /// (`pool_shm_alloc` buffers included), and queues, locks and events are refused to it
+    /// (`POOL_EINVAL`). That process is confined for life (README, "Sandbox"): a
     /// process group of its own it cannot leave, stdin from /dev/null, the other descriptors it inherited closed
     /// (those the initializer opened stay), every capability dropped, `no_new_privs`; no
     /// filesystem but reading `sandbox_read_paths` and writing `sandbox_write_paths` (Landlock:

@@ -1,7 +1,7 @@
 /* POOL_SANDBOX_COMPUTE: a task that takes over its process cannot write the pool's memory,
  * so it cannot rewrite another caller's result. The initializer (trusted, run before the
- * sandbox) keeps a copy of /proc/self/maps: every mapping of the pool's memory its worker had,
- * the worker's own read-write view included. A hostile task then tries them all: mprotect to
+ * sandbox) keeps a copy of /proc/self/maps: every shared mapping its worker had (the pool's
+ * memory, the worker's own read-write view of it, the memory of queues, locks and events). A hostile task then tries them all: mprotect to
  * read-write, a duplicate by mremap made read-write, and a write to 4096 addresses spread over
  * each (and every page of its first MiB), catching the faults. In a sandboxed pool nothing may succeed, while
  * innocent maps from another thread keep getting their exact bytes; in a plain pool the same
@@ -29,7 +29,8 @@ static void snapshot_maps(void *arg) {
     char line[512];
     while (fgets(line, sizeof line, f) && seen.n < MAX_RANGES) {
         unsigned long lo, hi;
-        if (strstr(line, "memfd:libpool") && sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && perms[3] == 's') {
             seen.lo[seen.n] = lo;
             seen.hi[seen.n] = hi;
             seen.n++;

@@ -23,7 +23,7 @@ use crate::core::error::{Error, Result, Status};
 use crate::sys::mem::Mapping;
 use crate::sys::proc;
 use crate::sys::robust::{LockError, RobustMutex};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,8 @@ pub struct Arena {
 }
 
 static ARENA: OnceLock<std::result::Result<Arena, String>> = OnceLock::new();
+/// Set in a sandboxed pool's executor, which has unmapped the arena (`withdraw`).
+static WITHDRAWN: AtomicBool = AtomicBool::new(false);
 
 fn len_from_env() -> usize {
     let len = std::env::var("POOL_IPC_SIZE").ok().and_then(|v| crate::core::pool::parse_size(v.trim()));
@@ -92,6 +94,12 @@ fn len_from_env() -> usize {
 
 /// The arena, made on first use (whichever thread comes first, even while another forks).
 pub fn get() -> Result<&'static Arena> {
+    if WITHDRAWN.load(Relaxed) {
+        return Err(Error::inval(
+            "queues, locks and events cannot be used by the tasks of a sandboxed pool: their shared memory holds \
+             what the host trusts (a task could write into the host through it); pass data as inputs and results",
+        ));
+    }
     proc::init_once(&ARENA, || {
         let len = len_from_env();
         let map = Mapping::new_anon_shared(len).map_err(|e| {
@@ -117,6 +125,18 @@ pub fn get() -> Result<&'static Arena> {
 /// is not fatal: the queue, lock and event calls report it.
 pub fn ensure() {
     let _ = get();
+}
+
+/// In a sandboxed pool's executor, before its sandbox: unmaps the arena for good (its robust
+/// mutexes carry list pointers the host's glibc follows when it unlocks them, so a task that
+/// could write them could write into the host), and makes every later IPC call fail with a
+/// message saying why.
+pub fn withdraw() -> std::io::Result<()> {
+    WITHDRAWN.store(true, SeqCst);
+    match ARENA.get() {
+        Some(Ok(a)) => crate::sys::mem::unmap(a.map.base(), a.map.len()),
+        _ => Ok(()),
+    }
 }
 
 /// Whether the memory of a freed object of `kind` may be reused (its payload at `p`): a lock

@@ -293,6 +293,9 @@ fn executor_main(v: &View, fds: SandboxSetup, inherited: &[c_int], mem: &Mapping
     }
     // SAFETY: the descriptor this process inherited; its mapping is made.
     unsafe { libc::close(fds.pool) };
+    if let Err(e) = crate::core::ipc::arena::withdraw() {
+        fail(format!("unmapping the memory of queues, locks and events: {e}"));
+    }
     let inherited: Vec<c_int> = inherited.iter().copied().filter(|&fd| fd != fds.pool).collect();
     if let Err(e) = sandbox::confine(fds.ruleset, &inherited, &mb.refused) {
         fail(e);
