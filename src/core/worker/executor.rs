@@ -22,6 +22,7 @@ use crate::sys::mem::Mapping;
 use crate::sys::{proc, sandbox};
 use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::time::{Duration, Instant};
 
@@ -94,10 +95,75 @@ pub(super) struct Job {
     pub count: usize,
 }
 
-/// The worker's side: its executor, and the memory they share.
+/// A sandboxed worker's executors: the one that runs its tasks now, the one retired before it
+/// (killed, maybe not reaped yet), and the two windows they take turns with. A retired executor
+/// may run on for a moment after its kill; it has only the other window mapped, and is reaped
+/// before that window is handed to the next executor.
+pub(super) struct Executors {
+    setup: SandboxSetup,
+    windows: [Mapping; 2],
+    now: Rc<Executor>,
+    retired: Option<libc::pid_t>,
+    /// Tasks the current executor ran.
+    ran: u64,
+}
+
+impl Executors {
+    /// Starts the first executor once the initializer ran, and waits until it is confined.
+    /// `window`: the most any output may take (the pool's heap). Fails with the reason.
+    pub(super) fn start(v: &View, setup: SandboxSetup, window: usize, slot: &WorkerSlot) -> Result<Executors, String> {
+        let map = || {
+            Mapping::new_shared("libpool-executor", PAGE + window)
+                .map_err(|e| format!("the executor's output window ({window} bytes): {e}"))
+        };
+        let windows = [map()?, map()?];
+        proc::interrupt_waits_on(libc::SIGCHLD); // an executor's death ends the worker's futex waits
+        let now = Rc::new(Executor::fork(v, setup, &windows, 0, slot)?);
+        Ok(Executors { setup, windows, now, retired: None, ran: 0 })
+    }
+
+    /// The executor that runs tasks now.
+    pub(super) fn now(&self) -> Rc<Executor> {
+        self.now.clone()
+    }
+
+    /// After a task: once the executor ran its share (`sandbox_tasks_per_process`), it is
+    /// killed and a fresh one forked in the other window, so that code the task left running
+    /// there (a thread, a patched loop) never sees the next task.
+    pub(super) fn task_ended(&mut self, v: &View, slot: &WorkerSlot) -> Result<(), String> {
+        self.ran += 1;
+        if self.ran < self.setup.tasks_per_process {
+            return Ok(());
+        }
+        if let Some(pid) = self.retired.take() {
+            let _ = proc::reap(pid, true); // the window it used is the next one's
+        }
+        let turn = 1 - self.now.turn;
+        proc::kill(self.now.pid, libc::SIGKILL);
+        self.retired = Some(self.now.pid);
+        self.now = Rc::new(Executor::fork(v, self.setup, &self.windows, turn, slot)?);
+        self.ran = 0;
+        Ok(())
+    }
+}
+
+impl Drop for Executors {
+    fn drop(&mut self) {
+        proc::kill(self.now.pid, libc::SIGKILL);
+        let _ = proc::reap(self.now.pid, true);
+        if let Some(pid) = self.retired {
+            let _ = proc::reap(pid, true);
+        }
+    }
+}
+
+/// One executor, as its worker sees it: its pid and its window (mailbox first).
 pub(super) struct Executor {
     pid: libc::pid_t,
-    mem: Mapping,
+    /// Which of the worker's two windows it has, and where that is mapped.
+    turn: usize,
+    base: *mut u8,
+    len: usize,
     seq: Cell<u32>,
     discard_term: Cell<bool>,
     /// The worker's slot, where a refusal is noted before the worker dies.
@@ -105,25 +171,33 @@ pub(super) struct Executor {
 }
 
 impl Executor {
-    /// Forks the executor once the initializer ran, and waits until it is confined. `window`:
-    /// the most any output may take (the pool's heap). Fails with the reason it could not be.
-    pub(super) fn start(
+    /// Forks an executor with window `turn` (nobody else's any more: its last user was reaped)
+    /// and waits until it is confined.
+    fn fork(
         v: &View,
-        fds: SandboxSetup,
-        inherited: &[c_int],
-        window: usize,
+        setup: SandboxSetup,
+        windows: &[Mapping; 2],
+        turn: usize,
         slot: &WorkerSlot,
     ) -> Result<Executor, String> {
-        let mem = Mapping::new_shared("libpool-executor", PAGE + window)
-            .map_err(|e| format!("the executor's output window ({window} bytes): {e}"))?;
-        proc::interrupt_waits_on(libc::SIGCHLD); // its death ends the worker's futex waits
+        let w = &windows[turn];
+        // SAFETY: the mailbox page starts the window mapping, which only this worker uses now.
+        unsafe { std::ptr::write_bytes(w.base(), 0, std::mem::size_of::<Mailbox>()) };
         let me = proc::getpid();
-        let pid = match proc::fork(Some(v.public() as usize), &fds.keep()) {
-            Ok(proc::Forked::Child) => executor_main(v, fds, inherited, &mem, me),
+        let pid = match proc::fork(Some(v.public() as usize), &setup.keep()) {
+            Ok(proc::Forked::Child) => executor_main(v, setup, w, &windows[1 - turn], me),
             Ok(proc::Forked::Parent(pid)) => pid,
             Err(e) => return Err(format!("fork of the executor: {e}")),
         };
-        let ex = Executor { pid, mem, seq: Cell::new(0), discard_term: Cell::new(false), slot };
+        let ex = Executor {
+            pid,
+            turn,
+            base: w.base(),
+            len: w.len(),
+            seq: Cell::new(0),
+            discard_term: Cell::new(false),
+            slot,
+        };
         match ex.wait(|d| d == READY || d == FAILED) {
             Ok(READY) => Ok(ex),
             Ok(_) => Err(ex.message().unwrap_or_else(|| "the executor could not enter its sandbox".into())),
@@ -136,18 +210,19 @@ impl Executor {
     }
 
     fn mailbox(&self) -> &Mailbox {
-        // SAFETY: the first page of our mapping holds the mailbox (zeroed memory is a valid one).
-        unsafe { &*(self.mem.base() as *const Mailbox) }
+        // SAFETY: the first page of the window mapping holds the mailbox (zeroed memory is a
+        // valid one); the worker's `Executors` keeps the mapping while this executor exists.
+        unsafe { &*(self.base as *const Mailbox) }
     }
 
     /// The output window, as the worker reads it.
     pub(super) fn window(&self) -> *const u8 {
         // SAFETY: the window follows the mailbox page inside the mapping.
-        unsafe { self.mem.base().add(PAGE) }
+        unsafe { self.base.add(PAGE) }
     }
 
     pub(super) fn window_len(&self) -> usize {
-        self.mem.len() - PAGE
+        self.len - PAGE
     }
 
     /// The next item after a SIGTERM sent for the last one: the executor drops it if pending.
@@ -217,7 +292,7 @@ impl Executor {
     /// catches a SIGCHLD that came just before it.
     fn wait(&self, ok: impl Fn(u32) -> bool) -> Result<u32, proc::Exit> {
         let done = &self.mailbox().done;
-        if spin_until(Duration::from_micros(20), || ok(done.load(Acquire))) {
+        if spin_then_yield(Duration::from_micros(200), || ok(done.load(Acquire))) {
             return Ok(done.load(Acquire));
         }
         loop {
@@ -257,16 +332,9 @@ impl Executor {
     }
 }
 
-impl Drop for Executor {
-    fn drop(&mut self) {
-        proc::kill(self.pid, libc::SIGKILL);
-        let _ = proc::reap(self.pid, true);
-    }
-}
-
-/// The executor: gives up the pool's memory but for reading, enters the sandbox, then runs
-/// items until its worker goes. Never returns.
-fn executor_main(v: &View, fds: SandboxSetup, inherited: &[c_int], mem: &Mapping, worker: libc::pid_t) -> ! {
+/// The executor: gives up the pool's memory but for reading, and the other window, enters the
+/// sandbox, then runs items until its worker goes. Never returns.
+fn executor_main(v: &View, fds: SandboxSetup, mem: &Mapping, other: &Mapping, worker: libc::pid_t) -> ! {
     MY_PID.store(proc::getpid(), Relaxed);
     crate::core::killpoint::set_role(crate::core::killpoint::Role::Executor);
     proc::die_with_parent();
@@ -293,11 +361,13 @@ fn executor_main(v: &View, fds: SandboxSetup, inherited: &[c_int], mem: &Mapping
     }
     // SAFETY: the descriptor this process inherited; its mapping is made.
     unsafe { libc::close(fds.pool) };
+    if let Err(e) = crate::sys::mem::unmap(other.base(), other.len()) {
+        fail(format!("unmapping the other executor's window: {e}"));
+    }
     if let Err(e) = crate::core::ipc::arena::withdraw() {
         fail(format!("unmapping the memory of queues, locks and events: {e}"));
     }
-    let inherited: Vec<c_int> = inherited.iter().copied().filter(|&fd| fd != fds.pool).collect();
-    if let Err(e) = sandbox::confine(fds.ruleset, &inherited, &mb.refused) {
+    if let Err(e) = sandbox::confine(fds.ruleset, &mb.refused) {
         fail(e);
     }
     mb.done.store(READY, Release);
@@ -326,10 +396,27 @@ fn fail(mb: &Mailbox, msg: String) -> ! {
     proc::exit_silently(EXIT_SANDBOX_FAILED)
 }
 
-/// Waits for a job other than `last` (spin, then sleep); returns its number.
+/// Spins a few microseconds while `cond` is false, then yields the CPU between looks (the
+/// worker and its executor take turns, often on one CPU) for up to `limit`: true if it became
+/// true. A sleep costs tens of microseconds to wake from.
+fn spin_then_yield(limit: Duration, cond: impl Fn() -> bool) -> bool {
+    if spin_until(Duration::from_micros(5), &cond) {
+        return true;
+    }
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        std::thread::yield_now();
+        if cond() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Waits for a job other than `last` (spin, yield, then sleep); returns its number.
 fn next_job(mb: &Mailbox, last: u32) -> u32 {
     let fresh = || mb.job.load(Acquire) != last;
-    if !spin_until(Duration::from_micros(50), fresh) {
+    if !spin_then_yield(Duration::from_micros(200), fresh) {
         while !fresh() {
             crate::sys::futex::wait(&mb.job, last, None);
         }

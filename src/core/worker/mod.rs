@@ -4,7 +4,7 @@ mod executor;
 mod task_calls;
 
 pub use executor::SandboxSetup;
-use executor::{Executor, Job};
+use executor::{Executor, Executors, Job};
 use task_calls::*;
 pub use task_calls::{note_refusal, out_commit, out_reserve, out_write, set_task_error};
 
@@ -134,14 +134,15 @@ fn run(cfg: &WorkerConfig) -> i32 {
         v.record_init_refusal(refused, msg.as_deref().unwrap_or_default());
         return EXIT_INIT_REFUSED;
     }
-    let exec = match cfg.sandbox {
-        Some(fds) => {
-            let started =
-                sandbox::check_alone().and_then(|()| Executor::start(&v, fds, &inherited, v.layout().heap_len, me));
+    let execs = match cfg.sandbox {
+        Some(setup) => {
+            let started = sandbox::check_alone()
+                .and_then(|()| sandbox::harden(&inherited, &setup.keep()))
+                .and_then(|()| Executors::start(&v, setup, v.layout().heap_len, me));
             match started {
                 Ok(ex) => {
-                    me.task_pid.store(ex.pid(), SeqCst);
-                    Some(Rc::new(ex))
+                    me.task_pid.store(ex.now().pid(), SeqCst);
+                    Some(ex)
                 }
                 Err(e) => {
                     v.record_init_refusal(0, e.as_bytes());
@@ -151,7 +152,7 @@ fn run(cfg: &WorkerConfig) -> i32 {
         }
         None => None,
     };
-    let task_pid = exec.as_ref().map_or(MY_PID.load(Relaxed), |e| e.pid());
+    let task_pid = execs.as_ref().map_or(MY_PID.load(Relaxed), |e| e.now().pid());
     // By CAS: a worker the zygote gave up on (start-up bound) never takes work, so its kill
     // cannot reach a task.
     if me.state.compare_exchange(W_INIT, W_READY, SeqCst, SeqCst).is_err() {
@@ -160,18 +161,8 @@ fn run(cfg: &WorkerConfig) -> i32 {
     ctl.ready.fetch_add(1, SeqCst);
     crate::sys::futex::wake(&ctl.ready, i32::MAX);
 
-    let mut w = Worker {
-        cfg,
-        v,
-        protected,
-        seq: 0,
-        out_area: Guarded::default(),
-        window: Guarded::default(),
-        exec,
-        exec_tasks: 0,
-        task_pid,
-        inherited,
-    };
+    let mut w =
+        Worker { cfg, v, protected, seq: 0, out_area: Guarded::default(), window: Guarded::default(), execs, task_pid };
     let mut done: u64 = 0;
     loop {
         if ctl.terminate.load(Acquire) != 0 {
@@ -184,8 +175,8 @@ fn run(cfg: &WorkerConfig) -> i32 {
                 if cfg.max_tasks_per_child != 0 && done >= cfg.max_tasks_per_child {
                     return 0;
                 }
-                let rss = match &w.exec {
-                    Some(ex) => proc::resident_bytes_of(ex.pid()),
+                let rss = match &w.execs {
+                    Some(ex) => proc::resident_bytes_of(ex.now().pid()),
                     None => proc::resident_bytes(),
                 };
                 if cfg.max_rss != 0 && rss > cfg.max_rss {
@@ -257,12 +248,8 @@ struct Worker<'a> {
     /// copied into the block; and the place of windows onto big output areas.
     out_area: Guarded,
     window: Guarded,
-    /// A sandboxed worker's executor, where its tasks run (`executor.rs`), and how many tasks
-    /// it ran.
-    exec: Option<Rc<Executor>>,
-    exec_tasks: u64,
-    /// The descriptors this worker had before its initializer ran (each executor closes them).
-    inherited: Vec<c_int>,
+    /// A sandboxed worker's executors, where its tasks run (`executor.rs`).
+    execs: Option<Executors>,
     /// The pid tasks run in (the executor's, or this worker's), recorded with their items.
     task_pid: libc::pid_t,
 }
@@ -385,7 +372,7 @@ impl Worker<'_> {
             },
         };
         let func = t.func.load(Relaxed) as usize;
-        if let Some(ex) = self.exec.clone() {
+        if let Some(ex) = self.execs.as_ref().map(Executors::now) {
             self.relay_task(t, &r, func, out_off, ex);
         } else if t.kind.load(Relaxed) == K_VAR {
             // SAFETY: the host stored a `VarFn` for K_VAR tasks (checked non-NULL at submission).
@@ -454,18 +441,12 @@ impl Worker<'_> {
     /// initializer, once it ran the tasks it may (`sandbox_tasks_per_process`): a task that took
     /// its process over goes with it, before it can touch the next task's result.
     fn renew_executor_if_due(&mut self) -> Result<(), String> {
-        let Some(setup) = self.cfg.sandbox else { return Ok(()) };
-        self.exec_tasks += 1;
-        if self.exec_tasks < setup.tasks_per_process {
-            return Ok(());
-        }
-        self.exec = None; // killed and reaped
+        let Some(execs) = &mut self.execs else { return Ok(()) };
         let me = self.v.worker(self.cfg.index);
-        let ex = Executor::start(&self.v, setup, &self.inherited, self.v.layout().heap_len, me)?;
-        me.task_pid.store(ex.pid(), SeqCst);
-        self.task_pid = ex.pid();
-        self.exec = Some(Rc::new(ex));
-        self.exec_tasks = 0;
+        execs.task_ended(&self.v, me)?;
+        let pid = execs.now().pid();
+        me.task_pid.store(pid, SeqCst);
+        self.task_pid = pid;
         Ok(())
     }
 
@@ -594,8 +575,8 @@ impl Worker<'_> {
             kp!(WorkerItemReturned);
             let timed_out = TIMED && end_timed_item(me, s);
             if timed_out {
-                if let Some(ex) = &self.exec {
-                    ex.after_term(); // the SIGTERM went to the executor: it drops it there
+                if let Some(ex) = &self.execs {
+                    ex.now().after_term(); // the SIGTERM went to the executor: it drops it there
                 }
             }
             let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None };

@@ -144,18 +144,31 @@ pub fn check_alone() -> Result<(), String> {
     Ok(())
 }
 
-/// Confines the calling process (an executor, single-threaded) for life with the ruleset
-/// `ruleset` (closed here). `refused` receives the number (+1) of a call the sandbox refuses,
-/// before the process dies of it. `inherited` are the descriptors its worker had before the
-/// initializer ran. Fails with a message naming what failed: the process must then exit.
-pub fn confine(ruleset: c_int, inherited: &[c_int], refused: &'static AtomicU32) -> Result<(), String> {
+/// What a sandboxed worker gives up once its initializer ran, before its first executor (which
+/// inherits all of it): stdin becomes /dev/null, the descriptors it had before the initializer
+/// (`inherited`) are closed but `keep`, every capability is dropped, `no_new_privs` is set. The
+/// worker runs no task code; doing this once here spares each executor the cost.
+pub fn harden(inherited: &[c_int], keep: &[c_int]) -> Result<(), String> {
     stdin_from_null()?;
     for &fd in inherited {
-        if fd > 2 && fd != ruleset {
+        if fd > 2 && !keep.contains(&fd) {
             // SAFETY: closes a descriptor this process inherited from the host.
             unsafe { libc::close(fd) };
         }
     }
+    drop_capabilities()?;
+    // SAFETY: plain prctl on ourselves.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(format!("no_new_privs: {}", last_error()));
+    }
+    Ok(())
+}
+
+/// Confines the calling process (an executor, single-threaded, forked from a worker that went
+/// through `harden`) for life with the ruleset `ruleset` (closed here). `refused` receives the
+/// number (+1) of a call the sandbox refuses, before the process dies of it. Fails with a
+/// message naming what failed: the process must then exit.
+pub fn confine(ruleset: c_int, refused: &'static AtomicU32) -> Result<(), String> {
     REFUSED.store(refused as *const AtomicU32 as *mut AtomicU32, SeqCst);
     // SAFETY: a sigaction built from zeroed memory, with our handler.
     let rc = unsafe {
@@ -167,11 +180,6 @@ pub fn confine(ruleset: c_int, inherited: &[c_int], refused: &'static AtomicU32)
     };
     if rc != 0 {
         return Err(format!("sigaction(SIGSYS): {}", last_error()));
-    }
-    drop_capabilities()?;
-    // SAFETY: plain prctl on ourselves.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(format!("no_new_privs: {}", last_error()));
     }
     landlock::restrict_self(ruleset)?;
     // SAFETY: the ruleset descriptor this process inherited; no longer needed.
