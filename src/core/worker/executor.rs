@@ -316,7 +316,8 @@ impl Executor {
         let me = unsafe { &*self.slot };
         let mb = self.mailbox();
         let r = mb.refused.load(Acquire);
-        if r != 0 && (r == sandbox::UNKNOWN || r <= 4096) {
+        let sigsys = matches!(e, proc::Exit::Signal { sig: libc::SIGSYS, .. });
+        if sigsys && r != 0 && (r == sandbox::UNKNOWN || r <= 4096) {
             me.refused.store(r, SeqCst);
         }
         if unstarted {
