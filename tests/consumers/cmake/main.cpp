@@ -95,6 +95,14 @@ void seed() {
                "a sandboxed task cannot open /etc/passwd");
         expect(boxed.apply([] { return std::fopen("/usr", "r") != nullptr; }) == 1, "it can read a listed path");
         expect(boxed.sandbox_report().find("Landlock") != std::string::npos, "sandbox_report");
+        // A fresh process for every task by default; tasks_per_process(n) lets one run n tasks.
+        expect(boxed.apply([] { return static_cast<long>(getpid()); }) !=
+                   boxed.apply([] { return static_cast<long>(getpid()); }),
+               "a fresh sandboxed process for every task");
+        pool::Pool reused(1, pool::Options().sandbox(pool::Sandbox::Compute).tasks_per_process(100));
+        expect(reused.apply([] { return static_cast<long>(getpid()); }) ==
+                   reused.apply([] { return static_cast<long>(getpid()); }),
+               "tasks_per_process(100): one process for both tasks");
         try {
             pool::Pool bad(1, pool::Options().sandbox(pool::Sandbox::Compute).read_paths({"/nonexistent/x"}));
             expect(false, "a missing sandbox path fails the constructor");
