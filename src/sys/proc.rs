@@ -567,6 +567,66 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((OwnedFd(fds[0]), OwnedFd(fds[1])))
 }
 
+/// Closes every descriptor from 3 up but those in `keep` (`close_range`, Linux 5.9; on older
+/// kernels nothing is closed).
+pub fn close_all_but(keep: &[c_int]) {
+    let mut keep: Vec<c_int> = keep.iter().copied().filter(|&fd| fd >= 3).collect();
+    keep.sort_unstable();
+    let mut lo = 3u32;
+    for k in keep.into_iter().map(|k| k as u32) {
+        if k > lo {
+            // SAFETY: closes descriptors of this process nobody uses any more.
+            unsafe { libc::syscall(libc::SYS_close_range, lo, k - 1, 0u32) };
+        }
+        lo = lo.max(k + 1);
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0u32) };
+}
+
+/// Makes `fd` non-blocking.
+pub fn set_nonblocking(fd: c_int) {
+    // SAFETY: plain fcntl calls on a descriptor the caller owns.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+/// Puts a copy of `fd` at descriptor number `target` (a child's stdout or stderr).
+pub fn dup_onto(fd: c_int, target: c_int) -> io::Result<()> {
+    // SAFETY: dup2 between descriptors of this process.
+    if unsafe { libc::dup2(fd, target) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Copies what non-blocking `from` holds now to `to` (all of it, waiting on `to` as a plain
+/// write would). Stops at the first empty read; a failed write drops the rest of the chunk.
+pub fn pump(from: c_int, to: c_int) {
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        // SAFETY: reads into our own buffer, at most its size.
+        let n = unsafe { libc::read(from, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n <= 0 {
+            return; // empty (EAGAIN), end of file, or an error
+        }
+        let mut at = 0;
+        while at < n as usize {
+            // SAFETY: writes bytes of our own buffer.
+            let w = unsafe { libc::write(to, buf[at..].as_ptr() as *const libc::c_void, n as usize - at) };
+            if w < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            if w <= 0 {
+                break;
+            }
+            at += w as usize;
+        }
+    }
+}
+
 /// A nonblocking eventfd for the host and every process forked after it.
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall.

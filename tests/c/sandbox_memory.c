@@ -10,7 +10,12 @@
 
 #include <pthread.h>
 #include <setjmp.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #define MAX_RANGES 16
 
@@ -236,6 +241,94 @@ static void test_fresh_process_per_task(void) {
     CHECK_ERR_HAS("sandbox_tasks_per_process");
 }
 
+/* ---- Futexes of the pool's read-only words, and the parent-death signal ---- */
+
+/* Tries to requeue the waiters of its own input's word (read-only pool memory, as the worker's
+ * idle wait is) and to clear its parent-death signal: out[k] = errno of each (0: it worked). */
+static int requeue_and_pdeathsig(const void *in, void *out, void *ctx) {
+    (void)ctx;
+    long *res = out;
+    static int elsewhere;
+    uint32_t v = *(const uint32_t *)in;
+    res[0] = syscall(SYS_futex, in, FUTEX_CMP_REQUEUE, 0, 1, &elsewhere, v) < 0 ? errno : 0;
+    res[1] = syscall(SYS_futex, in, FUTEX_REQUEUE, 0, 1, &elsewhere, 0) < 0 ? errno : 0;
+    res[2] = prctl(PR_SET_PDEATHSIG, 0) < 0 ? errno : 0;
+    res[3] = syscall(SYS_futex, in, FUTEX_WAKE, 1, NULL, NULL, 0) < 0 ? errno : 0; /* allowed */
+    return 0;
+}
+
+static void test_futex_and_pdeathsig(void) {
+    SECTION("no futex requeue of the pool's words, no clearing the parent-death signal");
+    pool_options_t o;
+    pool_options_init(&o);
+    o.sandbox = POOL_SANDBOX_COMPUTE;
+    pool_t *p = pool_create(1, &o);
+    if (!p) {
+        CHECK_ST(pool_last_status(), POOL_ESYS);
+        return;
+    }
+    uint32_t word = 7;
+    long res[4] = {-1, -1, -1, -1};
+    CHECK_ST(pool_apply(p, requeue_and_pdeathsig, &word, sizeof word, res, sizeof res, NULL), POOL_OK);
+    CHECK_EQ(res[0], ENOSYS);
+    CHECK_EQ(res[1], ENOSYS);
+    CHECK_EQ(res[2], EPERM);
+    CHECK_EQ(res[3], 0);
+    pool_destroy(p);
+}
+
+/* ---- The host's stdout is not the task's to change ---- */
+
+/* Prints a line, then tries to truncate, chmod and make non-blocking what it has as stdout. */
+static int spoil_stdout(const void *in, void *out, void *ctx) {
+    (void)in, (void)ctx;
+    printf("a line from a task\n");
+    fflush(stdout);
+    long tried = 0;
+    tried += ftruncate(1, 0) == 0;
+    tried += fchmod(1, 04777) == 0;
+    tried += fcntl(1, F_SETFL, O_NONBLOCK | O_APPEND) == 0;
+    *(long *)out = tried;
+    return 0;
+}
+
+static void test_stdout(void) {
+    SECTION("a task cannot truncate, chmod or change the flags of the host's stdout file");
+    char path[] = "/tmp/pool-sandbox-stdout-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    fflush(stdout);
+    int saved = dup(1);
+    REQUIRE(saved >= 0 && dup2(fd, 1) == 1);
+    printf("a line from the host\n");
+    fflush(stdout);
+    pool_options_t o;
+    pool_options_init(&o);
+    o.sandbox = POOL_SANDBOX_COMPUTE;
+    pool_t *p = pool_create(1, &o);
+    if (p) {
+        long tried = -1;
+        CHECK_ST(pool_apply(p, spoil_stdout, NULL, 0, &tried, sizeof tried, NULL), POOL_OK);
+        pool_destroy(p);
+    } else {
+        CHECK_ST(pool_last_status(), POOL_ESYS);
+    }
+    int host_flags = fcntl(1, F_GETFL);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    struct stat st;
+    REQUIRE(fstat(fd, &st) == 0);
+    char buf[256] = {0};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    unlink(path);
+    CHECK(n > 0 && strncmp(buf, "a line from the host\n", 21) == 0); /* not truncated */
+    if (p) CHECK(strstr(buf, "a line from a task\n") != NULL);      /* what it printed got there */
+    CHECK_EQ(st.st_mode & 07777, 0600);                               /* mkstemp's mode */
+    CHECK_EQ(host_flags & O_NONBLOCK, 0);
+}
+
 static pool_t *shared_pool;
 static atomic_int innocent_stop, innocent_bad, innocent_done;
 
@@ -320,5 +413,7 @@ int main(void) {
     test_plain_control();
     test_death_between_items();
     test_fresh_process_per_task();
+    test_stdout();
+    test_futex_and_pdeathsig();
     return test_finish();
 }

@@ -19,6 +19,7 @@ use super::{BlockFn, ItemFn, VarFn, EXIT_SANDBOX_FAILED, MY_PID};
 use crate::core::queue::spin_until;
 use crate::core::shm::{View, WorkerSlot, K_BLOCK, K_VAR, MSG_LEN, PAGE};
 use crate::sys::mem::Mapping;
+use crate::sys::proc::OwnedFd;
 use crate::sys::{proc, sandbox};
 use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
@@ -76,6 +77,8 @@ struct Mailbox {
     out_len: AtomicU64,
     /// The system call (number + 1) the sandbox refused, noted by the executor's SIGSYS handler.
     refused: AtomicU32,
+    /// 1 while the worker sleeps on `wake` (the executor's eventfd) waiting for `done`.
+    sleeping: AtomicU32,
     msg: [AtomicU8; MSG_LEN],
 }
 
@@ -168,6 +171,19 @@ pub(super) struct Executor {
     discard_term: Cell<bool>,
     /// The worker's slot, where a refusal is noted before the worker dies.
     slot: *const WorkerSlot,
+    /// What the executor prints (its stdout and stderr are pipes to the worker, which copies
+    /// them to its own), and the eventfd it rings when `done` moved while the worker sleeps.
+    out: OwnedFd,
+    err: OwnedFd,
+    wake: OwnedFd,
+}
+
+/// The executor's ends of its pipes and eventfd, as raw descriptors in the child.
+#[derive(Clone, Copy)]
+struct Ends {
+    out: c_int,
+    err: c_int,
+    wake: c_int,
 }
 
 impl Executor {
@@ -183,12 +199,19 @@ impl Executor {
         let w = &windows[turn];
         // SAFETY: the mailbox page starts the window mapping, which only this worker uses now.
         unsafe { std::ptr::write_bytes(w.base(), 0, std::mem::size_of::<Mailbox>()) };
+        let io = |e: std::io::Error| format!("the executor's pipes: {e}");
+        let ((out_r, out_w), (err_r, err_w)) = (proc::pipe().map_err(io)?, proc::pipe().map_err(io)?);
+        let wake = proc::eventfd().map_err(io)?;
+        proc::set_nonblocking(out_r.0);
+        proc::set_nonblocking(err_r.0);
+        let ends = Ends { out: out_w.0, err: err_w.0, wake: wake.0 };
         let me = proc::getpid();
         let pid = match proc::fork(Some(v.public() as usize), &setup.keep()) {
-            Ok(proc::Forked::Child) => executor_main(v, setup, w, &windows[1 - turn], me),
+            Ok(proc::Forked::Child) => executor_main(v, setup, w, &windows[1 - turn], ends, me),
             Ok(proc::Forked::Parent(pid)) => pid,
             Err(e) => return Err(format!("fork of the executor: {e}")),
         };
+        drop((out_w, err_w));
         let ex = Executor {
             pid,
             turn,
@@ -197,6 +220,9 @@ impl Executor {
             seq: Cell::new(0),
             discard_term: Cell::new(false),
             slot,
+            out: out_r,
+            err: err_r,
+            wake,
         };
         match ex.wait(|d| d == READY || d == FAILED) {
             Ok(READY) => Ok(ex),
@@ -287,24 +313,48 @@ impl Executor {
         Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Waits until `done` satisfies `ok`, or the executor died (its exit). Spins a few
-    /// microseconds first (short items), then sleeps; SIGCHLD ends a sleep, and a bound
-    /// catches a SIGCHLD that came just before it.
+    /// Waits until `done` satisfies `ok`, or the executor died (its exit), copying what it
+    /// prints meanwhile (a full pipe would stop it) and, once it is done, all it printed, so
+    /// that output stays in order with results. Spins and yields a little first (short items),
+    /// then sleeps on its pipes and eventfd; SIGCHLD ends a sleep, and a bound catches a
+    /// SIGCHLD that came just before it.
     fn wait(&self, ok: impl Fn(u32) -> bool) -> Result<u32, proc::Exit> {
-        let done = &self.mailbox().done;
-        if spin_then_yield(Duration::from_micros(200), || ok(done.load(Acquire))) {
-            return Ok(done.load(Acquire));
+        let mb = self.mailbox();
+        let r = self.await_done(mb, ok);
+        self.relay();
+        r
+    }
+
+    fn await_done(&self, mb: &Mailbox, ok: impl Fn(u32) -> bool) -> Result<u32, proc::Exit> {
+        if spin_then_yield(Duration::from_micros(200), || ok(mb.done.load(Acquire))) {
+            return Ok(mb.done.load(Acquire));
         }
         loop {
-            let d = done.load(Acquire);
+            let d = mb.done.load(Acquire);
             if ok(d) {
                 return Ok(d);
             }
             if let Ok(Some(e)) = proc::reap(self.pid, false) {
                 return Err(e);
             }
-            crate::sys::futex::wait(done, d, Some(Instant::now() + Duration::from_millis(20)));
+            mb.sleeping.store(1, SeqCst);
+            if !ok(mb.done.load(SeqCst)) {
+                let ready = proc::poll_any(&[self.out.0, self.err.0, self.wake.0], 20);
+                if ready[0] || ready[1] {
+                    self.relay();
+                }
+                if ready[2] {
+                    proc::eventfd_drain(self.wake.0);
+                }
+            }
+            mb.sleeping.store(0, SeqCst);
         }
+    }
+
+    /// Copies what the executor printed so far to this worker's stdout and stderr.
+    fn relay(&self) {
+        proc::pump(self.out.0, 1);
+        proc::pump(self.err.0, 2);
     }
 
     /// The executor died running an item: this worker dies the same way, after noting a
@@ -335,7 +385,7 @@ impl Executor {
 
 /// The executor: gives up the pool's memory but for reading, and the other window, enters the
 /// sandbox, then runs items until its worker goes. Never returns.
-fn executor_main(v: &View, fds: SandboxSetup, mem: &Mapping, other: &Mapping, worker: libc::pid_t) -> ! {
+fn executor_main(v: &View, fds: SandboxSetup, mem: &Mapping, other: &Mapping, ends: Ends, worker: libc::pid_t) -> ! {
     MY_PID.store(proc::getpid(), Relaxed);
     crate::core::killpoint::set_role(crate::core::killpoint::Role::Executor);
     proc::die_with_parent();
@@ -349,7 +399,15 @@ fn executor_main(v: &View, fds: SandboxSetup, mem: &Mapping, other: &Mapping, wo
     // SAFETY: as above, the window follows it.
     let window = unsafe { mem.base().add(PAGE) };
     let cap = mem.len() - PAGE;
+    WAKE.store(ends.wake, Relaxed);
     let fail = |msg: String| fail(mb, msg);
+    // Its stdout and stderr are pipes to its worker: it shares no open file with the host (a
+    // terminal's modes, a log file's size and flags stay out of its reach).
+    if let Err(e) = proc::dup_onto(ends.out, 1).and_then(|()| proc::dup_onto(ends.err, 2)) {
+        fail(format!("stdout and stderr to the worker's pipes: {e}"));
+    }
+    // Nothing else of its worker's: the other executors' pipes, whatever the worker holds.
+    proc::close_all_but(&[ends.wake, fds.ruleset, fds.pool]);
     let total = v.layout().total;
     if let Err(e) = crate::sys::mem::remap_read_only(v.public(), total, fds.pool) {
         fail(format!("mapping the pool's memory read-only: {e}"));
@@ -371,16 +429,14 @@ fn executor_main(v: &View, fds: SandboxSetup, mem: &Mapping, other: &Mapping, wo
     if let Err(e) = sandbox::confine(fds.ruleset, &mb.refused) {
         fail(e);
     }
-    mb.done.store(READY, Release);
-    crate::sys::futex::wake(&mb.done, 1);
+    signal_done(mb, READY);
     let mut last = 0;
     loop {
         last = next_job(mb, last);
         mb.taken.store(last, Release);
         run_job(mb, window, cap);
-        mb.done.store(last, Release);
+        signal_done(mb, last);
         kp!(ExecutorResultWritten);
-        crate::sys::futex::wake(&mb.done, 1);
     }
 }
 
@@ -392,9 +448,20 @@ fn fail(mb: &Mailbox, msg: String) -> ! {
         d.store(b, Relaxed);
     }
     mb.msg_len.store(n as u32 + 1, Release);
-    mb.done.store(FAILED, Release);
-    crate::sys::futex::wake(&mb.done, 1);
+    signal_done(mb, FAILED);
     proc::exit_silently(EXIT_SANDBOX_FAILED)
+}
+
+/// The executor's eventfd (its end), rung when the worker sleeps.
+static WAKE: AtomicI32 = AtomicI32::new(-1);
+
+/// Publishes `done` and rings the worker if it sleeps (it sets `sleeping` before it looks at
+/// `done` a last time: one of the two sees the other).
+fn signal_done(mb: &Mailbox, done: u32) {
+    mb.done.store(done, SeqCst);
+    if mb.sleeping.load(SeqCst) != 0 {
+        proc::eventfd_signal(WAKE.load(Relaxed));
+    }
 }
 
 /// Spins a few microseconds while `cond` is false, then yields the CPU between looks (the

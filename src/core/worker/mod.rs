@@ -230,7 +230,8 @@ fn idle(v: &View) {
     q.sleepers.fetch_add(1, SeqCst);
     kp!(WorkerIdle);
     if q.seq.load(SeqCst) == seen && v.queue_empty() && !stop() {
-        crate::sys::futex::wait(&q.seq, seen, None);
+        // Bounded: a wait the worker missed (or one moved away from it) ends on its own.
+        crate::sys::futex::wait(&q.seq, seen, Some(std::time::Instant::now() + Duration::from_secs(1)));
     }
     q.sleepers.fetch_sub(1, SeqCst);
 }

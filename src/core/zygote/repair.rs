@@ -66,8 +66,24 @@ impl Zygote {
     }
 
     pub(super) fn handle_deaths(&mut self) {
+        let died = !self.deaths.is_empty();
         while let Some((w, exit)) = self.deaths.pop() {
             self.on_death(w, exit);
+        }
+        if died && self.cfg.sandbox.is_some() {
+            self.kill_orphans();
+        }
+    }
+
+    /// In a sandboxed pool no task can start a process, so a child of ours that is not a worker
+    /// is an executor whose worker died, reparented to us (subreaper): its parent-death signal
+    /// should have ended it; whatever kept it alive, it goes now. (Our own children: their pids
+    /// cannot be reused before we reap them.)
+    fn kill_orphans(&mut self) {
+        for pid in proc::own_children() {
+            if !self.workers.iter().any(|x| x.alive && x.pid == pid) {
+                proc::kill(pid, libc::SIGKILL);
+            }
         }
     }
 

@@ -220,6 +220,14 @@ fn rules(me: i32) -> Vec<Rule> {
         trap(SYS_quotactl),
         trap(SYS_syslog),
         trap(SYS_vhangup),
+        // Futexes wait and wake only: a requeue would move the workers' waits on the pool's
+        // (read-only, but futex-able) words to an address nobody wakes. ENOSYS for the rest, as
+        // for a kernel without them (glibc's condition variables have not used them since 2.25).
+        only(SYS_futex, Act::Errno(ENOSYS as u32), futex_ops()),
+        Rule { nr: SYS_FUTEX_REQUEUE, act: Act::Errno(ENOSYS as u32), unless: Unless::Never },
+        // Its parent-death signal stays: an executor that outlived its worker would be an
+        // orphan nobody stops.
+        only(SYS_prctl, Act::Errno(EPERM as u32), vec![vec![lo(0, Ne(PR_SET_PDEATHSIG as u32))]]),
         // The SIGSYS handler that names refused calls stays ours (reading it is fine).
         only(SYS_rt_sigaction, Act::Trap, vec![vec![lo(0, Ne(SIGSYS as u32))], vec![lo(1, Eq(0)), hi(1, Eq(0))]]),
     ];
@@ -239,6 +247,18 @@ fn rules(me: i32) -> Vec<Rule> {
         eperm(SYS_inotify_init),
     ]);
     v
+}
+
+/// `futex_requeue` (Linux 6.7), not in every libc crate version.
+const SYS_FUTEX_REQUEUE: i64 = 456;
+
+/// The futex operations a task may use, with and without the private and realtime-clock flags:
+/// wait, wake, wake-op (glibc before 2.25), the priority-inheritance locks, and the bitset
+/// forms. Not the requeues.
+fn futex_ops() -> Vec<Vec<Term>> {
+    let ops = [0u32, 1, 5, 6, 7, 8, 9, 10, 13];
+    let flags = [0u32, 128, 256, 384];
+    ops.iter().flat_map(|&op| flags.iter().map(move |&f| vec![lo(1, Test::Eq(op | f))])).collect()
 }
 
 /// How many calls the filter refuses (or checks), for the pool's report.
