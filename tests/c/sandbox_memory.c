@@ -110,6 +110,18 @@ static int triple(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* A sandboxed pool of one worker, `tasks` tasks per process (0: the default); NULL, checked to
+ * be POOL_ESYS, on a system without the sandbox. */
+static pool_t *one_sandboxed(uint64_t tasks) {
+    pool_options_t o;
+    pool_options_init(&o);
+    o.sandbox = POOL_SANDBOX_COMPUTE;
+    o.sandbox_tasks_per_process = tasks;
+    pool_t *p = pool_create(1, &o);
+    if (!p) CHECK_ST(pool_last_status(), POOL_ESYS);
+    return p;
+}
+
 /* ---- A thread a task left behind kills its process between items ---- */
 
 /* The flag lives in pool_shm_alloc memory, which tasks read; the host sets it. */
@@ -146,15 +158,8 @@ static int dead(long pid) {
 
 static void test_death_between_items(void) {
     SECTION("a thread a task left kills the task's process between items: the next item runs");
-    pool_options_t o;
-    pool_options_init(&o);
-    o.sandbox = POOL_SANDBOX_COMPUTE;
-    o.sandbox_tasks_per_process = 1000; /* the next item goes to the same process */
-    pool_t *p = pool_create(1, &o);
-    if (!p) {
-        CHECK_ST(pool_last_status(), POOL_ESYS);
-        return;
-    }
+    pool_t *p = one_sandboxed(1000); /* the next item goes to the same process */
+    if (!p) return;
     int *flag = pool_shm_alloc(p, sizeof(int));
     REQUIRE(flag != NULL);
     for (int round = 0; round < 3; round++) {
@@ -259,14 +264,8 @@ static int requeue_and_pdeathsig(const void *in, void *out, void *ctx) {
 
 static void test_futex_and_pdeathsig(void) {
     SECTION("no futex requeue of the pool's words, no clearing the parent-death signal");
-    pool_options_t o;
-    pool_options_init(&o);
-    o.sandbox = POOL_SANDBOX_COMPUTE;
-    pool_t *p = pool_create(1, &o);
-    if (!p) {
-        CHECK_ST(pool_last_status(), POOL_ESYS);
-        return;
-    }
+    pool_t *p = one_sandboxed(0);
+    if (!p) return;
     uint32_t word = 7;
     long res[4] = {-1, -1, -1, -1};
     CHECK_ST(pool_apply(p, requeue_and_pdeathsig, &word, sizeof word, res, sizeof res, NULL), POOL_OK);
@@ -302,16 +301,11 @@ static void test_stdout(void) {
     REQUIRE(saved >= 0 && dup2(fd, 1) == 1);
     printf("a line from the host\n");
     fflush(stdout);
-    pool_options_t o;
-    pool_options_init(&o);
-    o.sandbox = POOL_SANDBOX_COMPUTE;
-    pool_t *p = pool_create(1, &o);
+    pool_t *p = one_sandboxed(0);
     if (p) {
         long tried = -1;
         CHECK_ST(pool_apply(p, spoil_stdout, NULL, 0, &tried, sizeof tried, NULL), POOL_OK);
         pool_destroy(p);
-    } else {
-        CHECK_ST(pool_last_status(), POOL_ESYS);
     }
     int host_flags = fcntl(1, F_GETFL);
     fflush(stdout);
