@@ -261,8 +261,9 @@ static STORM_COUNTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicU
 const APPLY_N: usize = 1 << 22;
 
 /// The zygote's children, read from /proc (cheap enough to do every millisecond).
-fn workers_of(zygote: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{zygote}/task/{zygote}/children"))
+/// The children of `parent` (a zygote's workers, a worker's executors).
+fn workers_of(parent: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
@@ -312,7 +313,12 @@ fn kill_storm(sandbox: Option<pool::core::SandboxPolicy>) {
             let (mut killed, mut seed) = (0u64, 0x2545_F491_4F6C_DD1Du64);
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(1));
-                let ws = workers_of(zygote);
+                // In a sandboxed pool, the workers' executors (where tasks run) too.
+                let mut ws = workers_of(zygote);
+                if sandboxed {
+                    let execs: Vec<i32> = ws.iter().flat_map(|&w| workers_of(w)).collect();
+                    ws.extend(execs);
+                }
                 if ws.is_empty() {
                     continue;
                 }

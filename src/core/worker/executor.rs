@@ -121,7 +121,7 @@ impl Executors {
         };
         let windows = [map()?, map()?];
         proc::interrupt_waits_on(libc::SIGCHLD); // an executor's death ends the worker's futex waits
-        let now = Rc::new(Executor::fork(v, setup, &windows, 0, slot)?);
+        let now = Rc::new(Executor::fork_retrying(v, setup, &windows, 0, slot)?);
         Ok(Executors { setup, windows, now, retired: None, ran: 0 })
     }
 
@@ -144,7 +144,7 @@ impl Executors {
         let turn = 1 - self.now.turn;
         proc::kill(self.now.pid, libc::SIGKILL);
         self.retired = Some(self.now.pid);
-        self.now = Rc::new(Executor::fork(v, self.setup, &self.windows, turn, slot)?);
+        self.now = Rc::new(Executor::fork_retrying(v, self.setup, &self.windows, turn, slot)?);
         self.ran = 0;
         Ok(())
     }
@@ -187,19 +187,37 @@ struct Ends {
 }
 
 impl Executor {
-    /// Forks an executor with window `turn` (nobody else's any more: its last user was reaped)
-    /// and waits until it is confined.
-    fn fork(
+    /// `fork`, again while the executor is killed from outside (SIGKILL) before it is confined:
+    /// someone killing processes at random must not take the worker down with its executor.
+    fn fork_retrying(
         v: &View,
         setup: SandboxSetup,
         windows: &[Mapping; 2],
         turn: usize,
         slot: &WorkerSlot,
     ) -> Result<Executor, String> {
+        let mut tries = 0;
+        loop {
+            match Executor::fork(v, setup, windows, turn, slot) {
+                Err((_, true)) if tries < 20 => tries += 1,
+                r => return r.map_err(|(msg, _)| msg),
+            }
+        }
+    }
+
+    /// Forks an executor with window `turn` (nobody else's any more: its last user was reaped)
+    /// and waits until it is confined. The error says whether it was killed (SIGKILL).
+    fn fork(
+        v: &View,
+        setup: SandboxSetup,
+        windows: &[Mapping; 2],
+        turn: usize,
+        slot: &WorkerSlot,
+    ) -> Result<Executor, (String, bool)> {
         let w = &windows[turn];
         // SAFETY: the mailbox page starts the window mapping, which only this worker uses now.
         unsafe { std::ptr::write_bytes(w.base(), 0, std::mem::size_of::<Mailbox>()) };
-        let io = |e: std::io::Error| format!("the executor's pipes: {e}");
+        let io = |e: std::io::Error| (format!("the executor's pipes: {e}"), false);
         let ((out_r, out_w), (err_r, err_w)) = (proc::pipe().map_err(io)?, proc::pipe().map_err(io)?);
         let wake = proc::eventfd().map_err(io)?;
         proc::set_nonblocking(out_r.0);
@@ -209,7 +227,7 @@ impl Executor {
         let pid = match proc::fork(Some(v.public() as usize), &setup.keep()) {
             Ok(proc::Forked::Child) => executor_main(v, setup, w, &windows[1 - turn], ends, me),
             Ok(proc::Forked::Parent(pid)) => pid,
-            Err(e) => return Err(format!("fork of the executor: {e}")),
+            Err(e) => return Err((format!("fork of the executor: {e}"), false)),
         };
         drop((out_w, err_w));
         let ex = Executor {
@@ -226,8 +244,11 @@ impl Executor {
         };
         match ex.wait(|d| d == READY || d == FAILED) {
             Ok(READY) => Ok(ex),
-            Ok(_) => Err(ex.message().unwrap_or_else(|| "the executor could not enter its sandbox".into())),
-            Err(e) => Err(format!("the executor {e} before entering its sandbox")),
+            Ok(_) => Err((ex.message().unwrap_or_else(|| "the executor could not enter its sandbox".into()), false)),
+            Err(e) => {
+                let killed = matches!(e, proc::Exit::Signal { sig: libc::SIGKILL, .. });
+                Err((format!("the executor {e} before entering its sandbox"), killed))
+            }
         }
     }
 
