@@ -1,10 +1,13 @@
 //! The worker process: takes tasks from the shared queue and runs them until told to stop.
 
 mod executor;
+mod outs;
+mod relay;
 mod task_calls;
 
+use executor::Executors;
 pub use executor::SandboxSetup;
-use executor::{Executor, Executors, Job};
+use outs::{Copied, Direct, NoOut, Outs};
 use task_calls::*;
 pub use task_calls::{note_refusal, out_commit, out_reserve, out_write, set_task_error};
 
@@ -14,7 +17,6 @@ use super::shm::*;
 use crate::sys::mem::Guarded;
 use crate::sys::{proc, sandbox};
 use std::os::raw::{c_int, c_void};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::*};
 use std::time::Duration;
 
@@ -266,92 +268,6 @@ struct TaskRun {
     timeout: u64,
 }
 
-/// Where item outputs go. Each kind gets its own copy of the item loop (`run_items` is generic
-/// over it), so the per-item cost stays a few instructions.
-trait Outs {
-    /// The output pointer for item `i`, cleared.
-    fn prepare(&mut self, i: usize) -> *mut c_void;
-    /// Hands item `i`'s output over to the block, once it succeeded.
-    fn deliver(&mut self, _i: usize) {}
-}
-
-/// Written by a sandboxed worker's executor into its window, and copied from there into the
-/// block (or the caller's buffer) by the worker.
-struct Relayed {
-    window: *const u8,
-    shared: *mut u8,
-    osz: usize,
-}
-
-impl Outs for Relayed {
-    fn prepare(&mut self, _: usize) -> *mut c_void {
-        std::ptr::null_mut() // the executor writes its own window
-    }
-
-    fn deliver(&mut self, i: usize) {
-        // SAFETY: item i's place in the task's output area (n items of osz bytes), written by
-        // this worker only; the window holds at least osz bytes.
-        unsafe { std::ptr::copy_nonoverlapping(self.window, self.shared.add(i * self.osz), self.osz) };
-        kp!(WorkerOutputCopied);
-    }
-}
-
-/// No outputs: size 0, or a variable-size task (it writes through `pool_out_write`).
-struct NoOut;
-
-impl Outs for NoOut {
-    fn prepare(&mut self, _: usize) -> *mut c_void {
-        std::ptr::null_mut()
-    }
-}
-
-/// Written by the task in place: the caller's own buffer in the user heap, or a window onto the
-/// block's output area (cleared beforehand if the block was used before).
-struct Direct {
-    base: *mut u8,
-    osz: usize,
-}
-
-impl Outs for Direct {
-    fn prepare(&mut self, i: usize) -> *mut c_void {
-        self.base.wrapping_add(i * self.osz) as *mut c_void
-    }
-}
-
-/// Written by the task into private memory, then copied into the block: an overrun faults on a
-/// guard page or stays in the worker's own memory, never in someone else's data. `N` is the
-/// output size when it is a common one (the copies then compile to a few moves), 0 otherwise.
-struct Copied<const N: usize> {
-    private: *mut u8,
-    shared: *mut u8,
-    osz: usize,
-}
-
-impl<const N: usize> Copied<N> {
-    fn size(&self) -> usize {
-        if N != 0 {
-            N
-        } else {
-            self.osz
-        }
-    }
-}
-
-impl<const N: usize> Outs for Copied<N> {
-    fn prepare(&mut self, _: usize) -> *mut c_void {
-        // SAFETY: the private area holds at least one output.
-        unsafe { std::ptr::write_bytes(self.private, 0, self.size()) };
-        self.private as *mut c_void
-    }
-
-    fn deliver(&mut self, i: usize) {
-        let n = self.size();
-        // SAFETY: item i's place in the block's output area (n items), written by us only.
-        unsafe { std::ptr::copy_nonoverlapping(self.private, self.shared.add(i * n), n) };
-        kp!(WorkerOutputCopied);
-    }
-}
-
 impl Worker<'_> {
     fn run_task(&mut self, idx: u32) {
         let (v, w) = (self.v, self.cfg.index);
@@ -436,52 +352,6 @@ impl Worker<'_> {
             park(); // the zygote decided to kill this task's worker: never take more work
         }
         kp!(WorkerClaimReleased);
-    }
-
-    /// Replaces the executor by a fresh one, forked from this worker as it was after its
-    /// initializer, once it ran the tasks it may (`sandbox_tasks_per_process`): a task that took
-    /// its process over goes with it, before it can touch the next task's result.
-    fn renew_executor_if_due(&mut self) -> Result<(), String> {
-        let Some(execs) = &mut self.execs else { return Ok(()) };
-        let me = self.v.worker(self.cfg.index);
-        execs.task_ended(&self.v, me)?;
-        let pid = execs.now().pid();
-        me.task_pid.store(pid, SeqCst);
-        self.task_pid = pid;
-        Ok(())
-    }
-
-    /// Runs task `t` item by item in the executor (a sandboxed worker): each output comes back
-    /// through the executor's window and is copied into place here, before the next item.
-    fn relay_task(&mut self, t: &TaskSlot, r: &TaskRun, func: usize, out_off: u64, ex: Rc<Executor>) {
-        let kind = t.kind.load(Relaxed);
-        let (first, count) = (t.first.load(Relaxed) as usize, t.count.load(Relaxed) as usize);
-        let job = Job { kind, func, ctx: r.ctx, input: r.input, isz: r.isz, osz: r.osz, first, count };
-        if r.osz > ex.window_len() {
-            proc::exit_now(72); // cannot happen: an output never exceeds the heap it goes to
-        }
-        let shared = self.v.heap_ptr(out_off);
-        let window = ex.window();
-        if kind == K_VAR {
-            self.run_items(t, r, NoOut, |_, _| {
-                let (rc, len) = ex.call(&job);
-                // SAFETY: `len` <= the task's output room at `shared`, which only this worker
-                // writes while the task runs; the window holds at least `len` bytes.
-                unsafe { std::ptr::copy_nonoverlapping(window, shared, len) };
-                t.out_len.store(len as u64, Relaxed);
-                rc
-            });
-            return;
-        }
-        let call = |i: usize, _: *mut c_void| {
-            let j = Job { input: job.input.wrapping_add(i * job.isz), ..job };
-            ex.call(&j).0
-        };
-        if r.osz == 0 {
-            self.run_items(t, r, NoOut, call);
-        } else {
-            self.run_items(t, r, Relayed { window, shared, osz: r.osz }, call);
-        }
     }
 
     /// Runs a task of fixed-size outputs, choosing where they are written.
