@@ -17,7 +17,7 @@ pub enum Role {
     Peer = 3,
     /// Points of a sandboxed worker's hand-off to its executor: passed in worker processes.
     Sandboxed = 4,
-    /// The executor of a sandboxed worker (`worker/executor.rs`).
+    /// The executor of a sandboxed worker (`worker/executor/`).
     Executor = 5,
 }
 

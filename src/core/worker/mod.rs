@@ -63,7 +63,7 @@ pub struct WorkerConfig {
     pub max_rss: u64,
     /// The pool's per-item deadline (ns); 0 for none.
     pub timeout_ns: u64,
-    /// What a sandboxed worker's executor needs (`executor.rs`), which it forks once the
+    /// What a sandboxed worker's executor needs (`executor/`), which it forks once the
     /// initializer ran; None: tasks run in the worker itself.
     pub sandbox: Option<SandboxSetup>,
 }
@@ -251,7 +251,7 @@ struct Worker<'a> {
     /// copied into the block; and the place of windows onto big output areas.
     out_area: Guarded,
     window: Guarded,
-    /// A sandboxed worker's executors, where its tasks run (`executor.rs`).
+    /// A sandboxed worker's executors, where its tasks run (`executor/`).
     execs: Option<Executors>,
     /// The pid tasks run in (the executor's, or this worker's), recorded with their items.
     task_pid: libc::pid_t,
