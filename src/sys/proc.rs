@@ -602,29 +602,49 @@ pub fn dup_onto(fd: c_int, target: c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies what non-blocking `from` holds now to `to` (all of it, waiting on `to` as a plain
-/// write would). Stops at the first empty read; a failed write drops the rest of the chunk.
-pub fn pump(from: c_int, to: c_int) {
-    let mut buf = [0u8; 16 << 10];
-    loop {
-        // SAFETY: reads into our own buffer, at most its size.
-        let n = unsafe { libc::read(from, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-        if n <= 0 {
-            return; // empty (EAGAIN), end of file, or an error
-        }
-        let mut at = 0;
-        while at < n as usize {
-            // SAFETY: writes bytes of our own buffer.
-            let w = unsafe { libc::write(to, buf[at..].as_ptr() as *const libc::c_void, n as usize - at) };
-            if w < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            if w <= 0 {
-                break;
-            }
-            at += w as usize;
-        }
+/// What a read of a non-blocking descriptor found.
+pub enum ReadNow {
+    Data(usize),
+    /// Nothing now (or a failure: nothing to read either way).
+    Empty,
+    /// End of file: the writers closed their ends.
+    End,
+}
+
+/// Reads what non-blocking `fd` holds now into `buf`.
+pub fn read_now(fd: c_int, buf: &mut [u8]) -> ReadNow {
+    // SAFETY: reads into the caller's buffer, at most its size.
+    match unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } {
+        0 => ReadNow::End,
+        n if n > 0 => ReadNow::Data(n as usize),
+        _ => ReadNow::Empty,
     }
+}
+
+/// Writes all of `data` to `fd` (as a plain write would, waiting if it must); a failure drops
+/// the rest.
+pub fn write_all(fd: c_int, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writes bytes of the caller's slice.
+        let w = unsafe { libc::write(fd, data.as_ptr() as *const libc::c_void, data.len()) };
+        if w < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if w <= 0 {
+            return;
+        }
+        data = &data[w as usize..];
+    }
+}
+
+/// Whether descriptors `a` and `b` of this process are the same open file (`kcmp`; false where
+/// the kernel cannot tell).
+pub fn same_open_file(a: c_int, b: c_int) -> bool {
+    const KCMP_FILE: c_int = 0;
+    // SAFETY: compares two descriptors of this process; reads nothing of ours.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: as above.
+    (unsafe { libc::syscall(libc::SYS_kcmp, me, me, KCMP_FILE, a, b) }) == 0
 }
 
 /// A nonblocking eventfd for the host and every process forked after it.

@@ -323,6 +323,83 @@ static void test_stdout(void) {
     CHECK_EQ(host_flags & O_NONBLOCK, 0);
 }
 
+/* ---- What tasks print: whole lines, and stdout and stderr in the order written ---- */
+
+/* Task `in` writes 2,000 whole lines, one write() each, then alternates stderr and stdout. */
+static int print_lines(const void *in, void *out, void *ctx) {
+    (void)out, (void)ctx;
+    int id = *(const int *)in;
+    char buf[200];
+    for (int i = 0; i < 2000; i++) {
+        int n = snprintf(buf, sizeof buf, "LINE %d %04d %0100d\n", id, i, 0);
+        if (write(1, buf, (size_t)n) != n) return 1;
+    }
+    for (int i = 0; i < 5; i++) {
+        dprintf(2, "E%d.%d\n", id, i);
+        dprintf(1, "O%d.%d\n", id, i);
+    }
+    return 0;
+}
+
+static void test_printing(void) {
+    SECTION("what tasks print: whole lines, stdout and stderr in the order written (2>&1)");
+    char path[] = "/tmp/pool-sandbox-print-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    fflush(stdout);
+    int saved_out = dup(1), saved_err = dup(2);
+    REQUIRE(dup2(fd, 1) == 1 && dup2(fd, 2) == 2); /* one open file, as 2>&1 makes */
+    pool_options_t o;
+    pool_options_init(&o);
+    o.sandbox = POOL_SANDBOX_COMPUTE;
+    pool_t *p = pool_create(2, &o);
+    int ids[8] = {0, 1, 2, 3, 4, 5, 6, 7}, outs[8], st = POOL_OK;
+    if (p) {
+        pool_map_options_t mo;
+        pool_map_options_init(&mo);
+        mo.chunksize = 1;
+        st = pool_map_ex(p, print_lines, ids, sizeof(int), outs, sizeof(int), 8, NULL, &mo);
+        pool_destroy(p);
+    }
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+    if (!p) {
+        close(fd);
+        unlink(path);
+        CHECK_ST(pool_last_status(), POOL_ESYS);
+        return;
+    }
+    if (st != POOL_OK) fprintf(stderr, "  %s\n", pool_last_error());
+    CHECK_ST(st, POOL_OK);
+    FILE *f = fdopen(fd, "r");
+    REQUIRE(f != NULL);
+    rewind(f);
+    char line[512];
+    int lines = 0, torn = 0, next_e[8] = {0}, next_o[8] = {0}, order_bad = 0;
+    while (fgets(line, sizeof line, f)) {
+        int id, i;
+        char rest[200];
+        if (sscanf(line, "LINE %d %d %199s", &id, &i, rest) == 3 && strlen(line) == 5 + 2 + 5 + 101) {
+            lines++;
+        } else if (sscanf(line, "E%d.%d", &id, &i) == 2 && id >= 0 && id < 8) {
+            order_bad += i != next_e[id] || next_o[id] != i; /* E i comes right after O i-1 */
+            next_e[id] = i + 1;
+        } else if (sscanf(line, "O%d.%d", &id, &i) == 2 && id >= 0 && id < 8) {
+            order_bad += i != next_o[id] || next_e[id] != i + 1;
+            next_o[id] = i + 1;
+        } else {
+            torn++;
+        }
+    }
+    fclose(f);
+    unlink(path);
+    CHECK_EQ(lines, 8 * 2000);
+    CHECK_EQ(torn, 0);
+    CHECK_EQ(order_bad, 0);
+}
+
 static pool_t *shared_pool;
 static atomic_int innocent_stop, innocent_bad, innocent_done;
 
@@ -409,5 +486,6 @@ int main(void) {
     test_fresh_process_per_task();
     test_stdout();
     test_futex_and_pdeathsig();
+    test_printing();
     return test_finish();
 }

@@ -2,6 +2,7 @@
 //! what they print, and dying the way an executor died.
 
 use super::child::executor_main;
+use super::output::{self, Stream};
 use super::{spin_then_yield, Job, Mailbox, SandboxSetup, DISCARD_TERM, FAILED, READY};
 use crate::core::shm::{View, WorkerSlot, MSG_LEN, PAGE};
 use crate::core::worker::task_calls::set_task_error;
@@ -92,10 +93,9 @@ pub(in crate::core::worker) struct Executor {
     discard_term: Cell<bool>,
     /// The worker's slot, where a refusal is noted before the worker dies.
     slot: *const WorkerSlot,
-    /// What the executor prints (its stdout and stderr are pipes to the worker, which copies
-    /// them to its own), and the eventfd it rings when `done` moved while the worker sleeps.
-    out: OwnedFd,
-    err: OwnedFd,
+    /// What the executor prints (`output.rs`), and the eventfd it rings when `done` moved
+    /// while the worker sleeps.
+    streams: Vec<Stream>,
     wake: OwnedFd,
 }
 
@@ -139,18 +139,17 @@ impl Executor {
         // SAFETY: the mailbox page starts the window mapping, which only this worker uses now.
         unsafe { std::ptr::write_bytes(w.base(), 0, std::mem::size_of::<Mailbox>()) };
         let io = |e: std::io::Error| (format!("the executor's pipes: {e}"), false);
-        let ((out_r, out_w), (err_r, err_w)) = (proc::pipe().map_err(io)?, proc::pipe().map_err(io)?);
+        let (streams, write_ends) = output::pipes().map_err(io)?;
         let wake = proc::eventfd().map_err(io)?;
-        proc::set_nonblocking(out_r.0);
-        proc::set_nonblocking(err_r.0);
-        let ends = Ends { out: out_w.0, err: err_w.0, wake: wake.0 };
+        let out = write_ends.out.0;
+        let ends = Ends { out, err: write_ends.err.as_ref().map_or(out, |e| e.0), wake: wake.0 };
         let me = proc::getpid();
         let pid = match proc::fork(Some(v.public() as usize), &setup.keep()) {
             Ok(proc::Forked::Child) => executor_main(v, setup, w, &windows[1 - turn], ends, me),
             Ok(proc::Forked::Parent(pid)) => pid,
             Err(e) => return Err((format!("fork of the executor: {e}"), false)),
         };
-        drop((out_w, err_w));
+        drop(write_ends);
         let ex = Executor {
             pid,
             turn,
@@ -159,8 +158,7 @@ impl Executor {
             seq: Cell::new(0),
             discard_term: Cell::new(false),
             slot,
-            out: out_r,
-            err: err_r,
+            streams,
             wake,
         };
         match ex.wait(|d| d == READY || d == FAILED) {
@@ -263,7 +261,7 @@ impl Executor {
     fn wait(&self, ok: impl Fn(u32) -> bool) -> Result<u32, proc::Exit> {
         let mb = self.mailbox();
         let r = self.await_done(mb, ok);
-        self.relay();
+        self.streams.iter().for_each(|s| s.copy(true));
         r
     }
 
@@ -281,22 +279,20 @@ impl Executor {
             }
             mb.sleeping.store(1, SeqCst);
             if !ok(mb.done.load(SeqCst)) {
-                let ready = proc::poll_any(&[self.out.0, self.err.0, self.wake.0], 20);
-                if ready[0] || ready[1] {
-                    self.relay();
+                let mut fds: Vec<c_int> = self.streams.iter().map(Stream::poll_fd).collect();
+                fds.push(self.wake.0);
+                let ready = proc::poll_any(&fds, 20);
+                for (s, &r) in self.streams.iter().zip(&ready) {
+                    if r {
+                        s.copy(false);
+                    }
                 }
-                if ready[2] {
+                if ready[fds.len() - 1] {
                     proc::eventfd_drain(self.wake.0);
                 }
             }
             mb.sleeping.store(0, SeqCst);
         }
-    }
-
-    /// Copies what the executor printed so far to this worker's stdout and stderr.
-    fn relay(&self) {
-        proc::pump(self.out.0, 1);
-        proc::pump(self.err.0, 2);
     }
 
     /// The executor died running an item: this worker dies the same way, after noting a

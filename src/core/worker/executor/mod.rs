@@ -15,10 +15,11 @@
 //! zygote then repairs the item as for any worker's death.
 //!
 //! `handle.rs` is the worker's side (forking, handing over, waiting, mirroring a death);
-//! `child.rs` is the executor process itself.
+//! `output.rs` copies what executors print; `child.rs` is the executor process itself.
 
 mod child;
 mod handle;
+mod output;
 
 pub(super) use handle::{Executor, Executors};
 
