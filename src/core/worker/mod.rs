@@ -177,11 +177,12 @@ fn run(cfg: &WorkerConfig) -> i32 {
                 if cfg.max_tasks_per_child != 0 && done >= cfg.max_tasks_per_child {
                     return 0;
                 }
-                let rss = match &w.execs {
+                // Read only when bounded: /proc costs microseconds per task.
+                let rss = || match &w.execs {
                     Some(ex) => proc::resident_bytes_of(ex.now().pid()),
                     None => proc::resident_bytes(),
                 };
-                if cfg.max_rss != 0 && rss > cfg.max_rss {
+                if cfg.max_rss != 0 && rss() > cfg.max_rss {
                     return 0; // replaced by a fresh worker: the memory goes back to the system
                 }
                 if let Err(e) = w.renew_executor_if_due() {
