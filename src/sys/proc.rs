@@ -567,6 +567,18 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((OwnedFd(fds[0]), OwnedFd(fds[1])))
 }
 
+/// Flushes every stdio output stream of this process (`fflush(NULL)`).
+pub fn flush_stdio() {
+    // SAFETY: fflush(NULL) flushes all open output streams; always valid.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+}
+
+/// Closes descriptor `fd`, which the caller owns and never uses again.
+pub fn close_fd(fd: c_int) {
+    // SAFETY: as the caller says.
+    unsafe { libc::close(fd) };
+}
+
 /// Closes every descriptor from 3 up but those in `keep` (`close_range`, Linux 5.9; on older
 /// kernels nothing is closed).
 pub fn close_all_but(keep: &[c_int]) {

@@ -128,8 +128,7 @@ fn run(cfg: &WorkerConfig) -> i32 {
     };
     if cfg.init.is_some() {
         leave_if_forked();
-        // SAFETY: flush whatever the initializer printed, in order.
-        unsafe { libc::fflush(std::ptr::null_mut()) };
+        proc::flush_stdio(); // what the initializer printed, in order
     }
     let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None }; // never the first task's
     if refused != 0 {
@@ -342,8 +341,7 @@ impl Worker<'_> {
             };
             self.run_fixed(t, &r, flags, out_off, call);
         }
-        // SAFETY: flush what the task printed before its result is visible, so output stays in order.
-        unsafe { libc::fflush(std::ptr::null_mut()) };
+        proc::flush_stdio(); // what the task printed, before its result is visible
         v.finish(t, running(w), T_DONE);
         kp!(WorkerTaskFinished);
         if flags & F_NOTIFY == 0 {

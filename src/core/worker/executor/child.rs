@@ -29,8 +29,9 @@ pub(super) fn executor_main(
         proc::exit_silently(0);
     }
     proc::set_name("pool-task");
-    proc::own_process_group(); // a task's kill(0, sig) reaches only its own process
-                               // SAFETY: the mailbox is the first page of `mem`, mapped for the life of this process.
+    // A group of its own: a task's kill(0, sig) reaches only its own process.
+    proc::own_process_group();
+    // SAFETY: the mailbox is the first page of `mem`, mapped for the life of this process.
     let mb: &'static Mailbox = unsafe { &*(mem.base() as *const Mailbox) };
     // SAFETY: as above, the window follows it.
     let window = unsafe { mem.base().add(PAGE) };
@@ -54,8 +55,7 @@ pub(super) fn executor_main(
             fail(format!("unmapping the worker's view of the pool: {e}"));
         }
     }
-    // SAFETY: the descriptor this process inherited; its mapping is made.
-    unsafe { libc::close(fds.pool) };
+    proc::close_fd(fds.pool); // its mapping is made
     if let Err(e) = crate::sys::mem::unmap(other.base(), other.len()) {
         fail(format!("unmapping the other executor's window: {e}"));
     }
@@ -169,6 +169,5 @@ fn run_job(mb: &Mailbox, window: *mut u8, cap: usize) {
         }
     }
     mb.rc.store(rc, Relaxed);
-    // SAFETY: flush what the task printed before its result is visible, so output stays in order.
-    unsafe { libc::fflush(std::ptr::null_mut()) };
+    proc::flush_stdio(); // what the task printed, before its result is visible
 }
