@@ -179,7 +179,8 @@ pub struct WorkerSlot {
     pub run: AtomicU64,
     /// Deadline (monotonic ns) of the item named by `run`, 0 for none.
     pub deadline: AtomicU64,
-    /// The system call (number + 1) the sandbox refused this worker, once it did; 0 before.
+    /// The system call (number + 1) the sandbox refused this worker's executor, noted by the
+    /// worker as it mirrors the executor's death; 0 before.
     pub refused: AtomicU32,
     /// A sandboxed worker's executor, the process its tasks run in (0: none, they run in the
     /// worker). Written by the worker; the zygote sends a deadline's SIGTERM there.

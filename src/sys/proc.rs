@@ -28,11 +28,9 @@ pub fn exit_silently(code: i32) -> ! {
 
 /// Leaves a forked child at once: flushes stdio, then `_exit` (no atexit handlers of the host).
 pub fn exit_now(code: i32) -> ! {
-    // SAFETY: flush then _exit; nothing after this runs.
-    unsafe {
-        libc::fflush(std::ptr::null_mut());
-        libc::_exit(code)
-    }
+    flush_stdio();
+    // SAFETY: _exit never returns and touches nothing of ours.
+    unsafe { libc::_exit(code) }
 }
 
 /// Decoded wait status.
