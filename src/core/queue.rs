@@ -257,8 +257,15 @@ impl View {
     pub fn wait_event(&self, seen: u32, any: bool, deadline: Option<Instant>) {
         let e = &self.header().events;
         let counter = if any { &e.any_waiters } else { &e.notify_waiters };
-        if spin_until(Duration::from_micros(20), || e.seq.load(Acquire) != seen) {
+        if spin_until(Duration::from_micros(2), || e.seq.load(Acquire) != seen) {
             return;
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_micros(20) {
+            std::thread::yield_now();
+            if e.seq.load(Acquire) != seen {
+                return;
+            }
         }
         counter.fetch_add(1, SeqCst);
         if e.seq.load(SeqCst) == seen {

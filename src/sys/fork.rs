@@ -204,6 +204,32 @@ pub fn getpid() -> libc::pid_t {
     p
 }
 
+/// A check, cheap enough for every item of a map, that the calling process is still the one
+/// that made it: one load of the wipe-on-fork pid page (a child forked since sees 0 there, or its
+/// own pid once it asked), a system call per check only where there is no page.
+#[derive(Clone, Copy)]
+pub struct SameProcess {
+    page: Option<&'static AtomicI32>,
+    pid: libc::pid_t,
+}
+
+impl SameProcess {
+    pub fn now() -> SameProcess {
+        let pid = getpid(); // fills the page
+                            // SAFETY: set once at load time to a page that is never unmapped (or null).
+        SameProcess { page: unsafe { PID.load(Relaxed).as_ref() }, pid }
+    }
+
+    /// True in a process forked since `now()`.
+    #[inline]
+    pub fn forked(&self) -> bool {
+        match self.page {
+            Some(c) => c.load(Relaxed) != self.pid && getpid() != self.pid,
+            None => getpid() != self.pid,
+        }
+    }
+}
+
 /// For tests: forks as a host would (plain fork(), every fork handler) and runs `f` in the
 /// child. Some(what `f` said), or None if the child was still there after a generous hang guard
 /// (it is then killed).

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::raw::c_int;
 
-pub use super::fork::{add_fork_hook, fork, getpid, init_once, Forked};
+pub use super::fork::{add_fork_hook, fork, getpid, init_once, Forked, SameProcess};
 pub use super::fork::{register_fd, register_map, unregister_fd, unregister_map};
 
 /// A file descriptor closed on drop.

@@ -426,6 +426,7 @@ impl Worker<'_> {
         let me = self.v.worker(self.cfg.index);
         let n = r.n;
         let mut i = t.next.load(Acquire);
+        let same = proc::SameProcess::now();
         while i < n {
             if t.cancelled.load(Relaxed) != 0 {
                 cancel_rest(&self.v, t, i, Some(&me.progress));
@@ -441,7 +442,9 @@ impl Worker<'_> {
                 me.run.store(s, Release);
             }
             let rc = call(i as usize, outs.prepare(i as usize));
-            leave_if_forked();
+            if same.forked() {
+                proc::exit_silently(0); // as leave_if_forked, at one load per item
+            }
             kp!(WorkerItemReturned);
             let timed_out = TIMED && end_timed_item(me, s);
             if timed_out {
@@ -449,11 +452,9 @@ impl Worker<'_> {
                     ex.now().after_term(); // the SIGTERM went to the executor: it drops it there
                 }
             }
-            let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None };
-            if rc != 0 || timed_out {
-                let status = if timed_out { Status::TimedOut } else { Status::Task };
-                let rec = Rec { item: i, status: status as i32, code: rc, pid: self.task_pid, ..Rec::default() };
-                self.v.push_failure(t, rec, msg.as_deref());
+            // One test for the rare cases (a failure, a message), so a success costs one branch.
+            if rc != 0 || timed_out || TASK_ERROR_SET.load(Relaxed) {
+                self.item_ended_rarely(t, i, rc, timed_out, &mut outs);
             } else {
                 outs.deliver(i as usize);
             }
@@ -465,6 +466,20 @@ impl Worker<'_> {
             i += 1;
         }
         None
+    }
+
+    /// Ends item `i` that failed, or succeeded with a message set (dropped then).
+    #[cold]
+    #[inline(never)]
+    fn item_ended_rarely(&self, t: &TaskSlot, i: u64, rc: c_int, timed_out: bool, outs: &mut impl Outs) {
+        let msg = if TASK_ERROR_SET.load(Relaxed) { take_task_error() } else { None };
+        if rc != 0 || timed_out {
+            let status = if timed_out { Status::TimedOut } else { Status::Task };
+            let rec = Rec { item: i, status: status as i32, code: rc, pid: self.task_pid, ..Rec::default() };
+            self.v.push_failure(t, rec, msg.as_deref());
+        } else {
+            outs.deliver(i as usize);
+        }
     }
 
     /// Makes the pool's event fd readable through the zygote, if the host armed it.
