@@ -71,7 +71,8 @@ static size_t g_nfaults;
  * (the runtime read it at load). The runtime is whichever one Tesseract was linked with, found
  * by name; none (Tesseract built without OpenMP): nothing to do. */
 static void one_openmp_thread(void) {
-    if (getenv("OMP_THREAD_LIMIT")) return;
+    const char *limit = getenv("OMP_THREAD_LIMIT");
+    if (limit && *limit) return;
     void *sym = dlsym(RTLD_DEFAULT, "omp_set_max_active_levels");
     if (!sym) return;
     void (*set_max_active_levels)(int);
