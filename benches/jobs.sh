@@ -14,7 +14,7 @@
 #
 # Environment: POOL_LIBDIR (a libpool build other than target/release), POOL_EXAMPLES_NOBUILD=1
 # (use target/examples as built), BENCH_OUT (target/bench), BENCH_MB (corpus size, 100),
-# BENCH_PAGES (12), GZ_REPS (3), OCR_REPS (3), PYTHON (python3).
+# BENCH_PAGES (10), GZ_REPS (3), OCR_REPS (3), PYTHON (python3).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +22,7 @@ cd "$ROOT"
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 PYTHON=${PYTHON:-python3}
 MB=${BENCH_MB:-100}
-NPAGES=${BENCH_PAGES:-12}
+NPAGES=${BENCH_PAGES:-10}
 mkdir -p "$OUT"
 
 for tool in pigz gzip tesseract; do
@@ -53,7 +53,7 @@ if [ ! -s "$corpus" ] || [ "$(stat -c %s "$corpus")" != $((MB * 1000000)) ]; the
 fi
 
 # 16 lines of text a page (~0.4 s of OCR each here on one thread): a shorter page than the
-# tests' 24 lines, and 12 of them, so that the eight contenders run three rounds within the time
+# tests' 24 lines, and 10 of them, so that the eight contenders run three rounds within the time
 # budget (the tools on Tesseract's default OpenMP threads take 2-4 times as long).
 pages=$OUT/jobs-pages-$NPAGES-16lines
 if [ ! -s "$pages/page$NPAGES.png" ]; then
