@@ -54,7 +54,7 @@ fi
 
 # 16 lines of text a page (~0.4 s of OCR each here on one thread): a shorter page than the
 # tests' 24 lines, and 10 of them, so that the eight contenders run three rounds within the time
-# budget (the tools on Tesseract's default OpenMP threads take 2-4 times as long).
+# budget (the tools on Tesseract's default OpenMP threads take 5-6 times as long).
 pages=$OUT/jobs-pages-$NPAGES-16lines
 if [ ! -s "$pages/page$NPAGES.png" ]; then
     "$PYTHON" tests/examples/render_pages.py "$pages" --pages "$NPAGES" --seed 7 --lines 16 >&2
