@@ -15,14 +15,25 @@
  * loaded: a page is read only from under the directories given, and a decoder exploited by a
  * hostile image can open no other file, start no process, reach no network, signal nobody.
  *
+ * Each engine runs one OpenMP thread: the workers already keep every core busy, and Tesseract's
+ * parallel regions (num_threads clauses: 4 threads in Debian's 5.3) would otherwise add three
+ * threads to every worker, which only spin against each other (8 pages on 2 cores: 4x the
+ * wall time, 6x the CPU time).
+ * The usual OMP_THREAD_LIMIT=1 cannot be set from here: the OpenMP runtime, loaded with
+ * Tesseract, reads it before main runs. So each worker sets max-active-levels to 0, which the
+ * OpenMP spec defines to run every parallel region with one thread, num_threads clause or not.
+ * A user who sets OMP_THREAD_LIMIT decides instead: up to that many threads an engine.
+ *
  * Testing hook: OCR_FAULT=crash:SUBSTR,hang:SUBSTR makes the task abort() or sleep forever
  * for pages whose path contains SUBSTR (each kind may be given several times).
  */
+#define _GNU_SOURCE /* RTLD_DEFAULT */
 #include <pool.h>
 
 #include <allheaders.h>
 #include <tesseract/capi.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +54,7 @@ static void usage(void) {
             "  -F          separate pages with a form feed instead of '==> page PATH <==' lines\n"
             "  -P          show progress on stderr even when it is not a terminal\n"
             "  -S DIR      sandboxed workers that read pages only under DIR (repeatable)\n"
+            "  each engine runs one OpenMP thread; OMP_THREAD_LIMIT=N, if set, allows N instead\n"
             "  OCR_FAULT=crash:SUBSTR,hang:SUBSTR  testing hook: abort / hang on matching pages\n");
 }
 
@@ -55,9 +67,23 @@ enum { FAULT_CRASH, FAULT_HANG };
 static struct { int kind; const char *substr; } g_faults[MAX_FAULTS];
 static size_t g_nfaults;
 
+/* One thread for every parallel region of this worker, unless the user set OMP_THREAD_LIMIT
+ * (the runtime read it at load). The runtime is whichever one Tesseract was linked with, found
+ * by name; none (Tesseract built without OpenMP): nothing to do. */
+static void one_openmp_thread(void) {
+    const char *limit = getenv("OMP_THREAD_LIMIT");
+    if (limit && *limit) return;
+    void *sym = dlsym(RTLD_DEFAULT, "omp_set_max_active_levels");
+    if (!sym) return;
+    void (*set_max_active_levels)(int);
+    memcpy(&set_max_active_levels, &sym, sizeof sym); /* ISO C has no void * to function cast */
+    set_max_active_levels(0);
+}
+
 /* pool initializer_ex: a worker that cannot load the model refuses, and pool_create fails. */
 static int engine_init(void *initarg) {
     (void)initarg;
+    one_openmp_thread();
     g_api = TessBaseAPICreate();
     if (!g_api) {
         pool_task_error("TessBaseAPICreate failed");
@@ -253,11 +279,6 @@ int main(int argc, char **argv) {
         usage();
         return 2;
     }
-
-    /* Tesseract's OpenMP would start a thread per core in every worker: with one engine per
-     * worker the pool already uses every core, and more threads only compete. Set before
-     * pool_create so every worker (replacements too) inherits it. */
-    if (setenv("OMP_THREAD_LIMIT", "1", 1) != 0) { perror("ocr: setenv"); return 2; }
 
     pool_options_t popts;
     pool_options_init(&popts);

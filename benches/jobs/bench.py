@@ -4,12 +4,16 @@ the examples, the corpus and the pages first).
 
     bench.py --bin target/examples --corpus FILE --pages DIR --out target/bench
 
+Every command runs as a user's shell would run it: the examples as the README shows them, with
+no OpenMP variable (any OMP_* or GOMP_* in this environment is removed); the other OCR tools
+both so and with OMP_THREAD_LIMIT=1, the usual tuning for many Tesseracts at once.
 Every command's wall time, CPU time (its whole process tree, from wait4) and the CPU time
 other processes took on the machine meanwhile (from /proc/stat) are measured; a best run
 disturbed by more than 10% of the machine is retried once the machine is quiet (BENCH_RETRIES,
-2, within BENCH_BUDGET, 200 s), and flagged with '*' if it stays disturbed. Compressors: best of
-GZ_REPS (3) runs, OCR: best of OCR_REPS (2), the contenders taking turns round by round (a
-shared VM's speed drifts: each contender sees the same drift). Memory: one more run of each compressor, its
+2, within BENCH_BUDGET, 300 s), and flagged with '*' if it stays disturbed. Compressors:
+GZ_REPS (3) rounds, OCR: OCR_REPS (3), the contenders taking turns round by round (a shared
+VM's speed drifts: each contender sees the same drift); each figure is given as min, median
+and max over the rounds (retries included). Memory: one more run of each compressor, its
 process tree sampled every 20 ms: the summed PSS (shared pages counted once) and the largest
 per-process peak RSS (VmHWM).
 """
@@ -18,6 +22,7 @@ import glob
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -25,9 +30,13 @@ import time
 HZ = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count()
 RETRIES = int(os.environ.get("BENCH_RETRIES", 2))
-BUDGET = float(os.environ.get("BENCH_BUDGET", 200))
+BUDGET = float(os.environ.get("BENCH_BUDGET", 300))
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+# A user's environment, less the OpenMP runtime's settings: its defaults, unless a contender
+# names a variable itself.
+USER_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
+OMP1_ENV = dict(USER_ENV, OMP_THREAD_LIMIT="1")
 
 
 def busy_ticks():
@@ -36,12 +45,12 @@ def busy_ticks():
     return a[0] + a[1] + a[2] + a[5] + a[6] + a[7]  # user nice system irq softirq steal
 
 
-def run(cmd, stdin=None, stdout=None):
+def run(cmd, stdin=None, stdout=None, env=USER_ENV):
     """One run of a shell command: (wall s, tree CPU s, others' CPU s, exit status, max RSS KiB)."""
     fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
     fout = open(stdout, "wb") if stdout else subprocess.DEVNULL
     b0, t0 = busy_ticks(), time.perf_counter()
-    p = subprocess.Popen(["bash", "-c", cmd], stdin=fin, stdout=fout)
+    p = subprocess.Popen(["bash", "-c", cmd], stdin=fin, stdout=fout, env=env)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     b1 = busy_ticks()
@@ -67,17 +76,17 @@ def wait_quiet(limit=20.0):
             return
 
 
-def best_of(jobs, reps):
-    """`jobs`: name -> (cmd, stdin, stdout). Runs them in turn, `reps` rounds, so that a machine
-    whose speed drifts (a shared VM) shifts every contender alike, and returns name -> best run
-    (wall, CPU, disturbed). A best run that other processes disturbed is retried on a quiet
-    machine, up to BENCH_RETRIES times while the run is within BENCH_BUDGET seconds."""
+def rounds(jobs, reps):
+    """`jobs`: name -> (cmd, stdin, stdout, env). Runs them in turn, `reps` rounds, so that a
+    machine whose speed drifts (a shared VM) shifts every contender alike, and returns name ->
+    its runs (wall, CPU, disturbed). A best run that other processes disturbed is retried on a
+    quiet machine, up to BENCH_RETRIES times while the run is within BENCH_BUDGET seconds."""
     runs = {name: [] for name in jobs}
 
     def one(name):
-        cmd, stdin, stdout = jobs[name]
+        cmd, stdin, stdout, env = jobs[name]
         print(f"  ... {name}", file=sys.stderr, flush=True)
-        r = run(cmd, stdin, stdout)
+        r = run(cmd, stdin, stdout, env)
         if r[3] != 0:
             sys.exit(f"bench.py: '{cmd}' exited {r[3]}")
         runs[name].append((r[0], r[1], r[2] > 0.10 * r[0] * NCPU))
@@ -93,7 +102,18 @@ def best_of(jobs, reps):
                   file=sys.stderr, flush=True)
             wait_quiet()
             one(name)
-    return {name: min(r) for name, r in runs.items()}
+    return runs
+
+
+def spread(runs):
+    """A contender's runs summed up: (min, median, max) wall s, the same of CPU s, its best run."""
+    walls, cpus = sorted(r[0] for r in runs), sorted(r[1] for r in runs)
+    return ((walls[0], statistics.median(walls), walls[-1]),
+            (cpus[0], statistics.median(cpus), cpus[-1]), min(runs))
+
+
+def mmm(t, fmt="{:.2f}"):
+    return "/".join(fmt.format(v) for v in t)
 
 
 def tree(root):
@@ -133,7 +153,8 @@ def peak_memory(cmd, stdin):
     RSS is /proc's VmHWM per process (wait4's ru_maxrss would carry the RSS of the Python
     process that forked the command), sampled every 20 ms."""
     with open(stdin, "rb") as fin:
-        p = subprocess.Popen(["bash", "-c", "exec " + cmd], stdin=fin, stdout=subprocess.DEVNULL)
+        p = subprocess.Popen(["bash", "-c", "exec " + cmd], stdin=fin, stdout=subprocess.DEVNULL,
+                             env=USER_ENV)
         peak_pss, peak_rss = 0, 0
         while True:
             pid, status, _ = os.wait4(p.pid, os.WNOHANG)
@@ -164,7 +185,7 @@ def main():
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     gz_reps = int(os.environ.get("GZ_REPS", 3))
-    ocr_reps = int(os.environ.get("OCR_REPS", 2))
+    ocr_reps = int(os.environ.get("OCR_REPS", 3))
     scratch = os.path.join(a.out, "jobs-scratch")
     os.makedirs(scratch, exist_ok=True)
     q = shlex.quote
@@ -178,13 +199,30 @@ def main():
     def result(key, value):
         results.append(f"RESULT jobs.{key} {value:.6g}")
 
+    def results_of(key, runs, amount, unit):
+        """jobs.KEY.UNIT (amount / the best run's wall time), .cpu_s and .disturbed of that run,
+        as before rounds were summed up; then UNIT_median and UNIT_worst (median and slowest
+        round), cpu_s_min/median/max over the rounds, and how many rounds there were."""
+        (_, wmed, wmax), (cmin, cmed, cmax), (wall, cpu, dist) = spread(runs)
+        result(f"{key}.{unit}", amount / wall)
+        result(f"{key}.cpu_s", cpu)
+        result(f"{key}.disturbed", float(bool(dist)))
+        result(f"{key}.{unit}_median", amount / wmed)
+        result(f"{key}.{unit}_worst", amount / wmax)
+        result(f"{key}.cpu_s_min", cmin)
+        result(f"{key}.cpu_s_median", cmed)
+        result(f"{key}.cpu_s_max", cmax)
+        result(f"{key}.rounds", len(runs))
+
     def say(s=""):
         print(s, flush=True)
         lines.append(s)
 
     say(f"libpool example jobs: pgz (parallel gzip) and ocr (Tesseract), {time.strftime('%Y-%m-%d %H:%M')}")
     say(f"machine: {NCPU} CPUs ({platform.processor() or platform.machine()}), {platform.platform()}, "
-        f"load {open('/proc/loadavg').read().split()[0]} at start; OMP_THREAD_LIMIT=1 everywhere")
+        f"load {open('/proc/loadavg').read().split()[0]} at start")
+    say("Every command runs with no OMP_* variable (the OpenMP runtime's defaults, as a user runs it)")
+    say("unless its name gives one; seconds and CPU s are min/median/max over the rounds")
     say()
 
     # ---- gzip -------------------------------------------------------------------------------
@@ -195,26 +233,24 @@ def main():
         "gzip -6 (serial)": "gzip -n -6",
     }
     outs = {name: os.path.join(scratch, f"out{i}.gz") for i, name in enumerate(gz)}
-    timed = best_of({name: (cmd, a.corpus, outs[name]) for name, cmd in gz.items()}, gz_reps)
-    res = {}
-    for name, (wall, cpu, dist) in timed.items():
+    timed = rounds({name: (cmd, a.corpus, outs[name], USER_ENV) for name, cmd in gz.items()}, gz_reps)
+    for name in gz:
         out = outs[name]
         check = subprocess.run(f"gzip -t {q(out)} && gunzip -c {q(out)} | cmp -s - {q(a.corpus)}",
                                shell=True)
         if check.returncode:
             sys.exit(f"bench.py: {name}: output does not round-trip")
-        res[name] = (wall, cpu, dist, os.path.getsize(out))
-    pgz_wall = res[next(iter(gz))][0]
     for key, name in zip(("pgz", "pigz", "py", "gzip"), gz):
-        result(f"gz.{key}.mb_s", mb / res[name][0])
-        result(f"gz.{key}.cpu_s", res[name][1])
-        result(f"gz.{key}.disturbed", float(bool(res[name][2])))
+        results_of(f"gz.{key}", timed[name], mb, "mb_s")
+    pgz_med = spread(timed[next(iter(gz))])[0][1]
     rows = []
-    for name, (wall, cpu, dist, out_size) in res.items():
-        rows.append([name, f"{wall:.2f}{'*' if dist else ''}", f"{mb / wall:.1f}", f"{cpu:.2f}",
-                     f"{100 * out_size / size:.2f}%", f"{wall / pgz_wall:.2f}x"])
-    say(f"Job 1: compress a {mb:.0f} MB corpus (text + binaries from this machine), best of {gz_reps}")
-    for l in table(["", "seconds", "MB/s", "CPU s", "size/input", "pgz faster by"], rows):
+    for name, runs in timed.items():
+        wall, cpu, best = spread(runs)
+        rows.append([name, mmm(wall) + ("*" if best[2] else ""), f"{mb / wall[1]:.1f}", mmm(cpu),
+                     f"{100 * os.path.getsize(outs[name]) / size:.2f}%", f"{wall[1] / pgz_med:.2f}x"])
+    say(f"Job 1: compress a {mb:.0f} MB corpus (text + binaries from this machine), {gz_reps} rounds")
+    for l in table(["", "seconds", "MB/s (median)", "CPU s", "size/input", "pgz faster by (median)"],
+                   rows):
         say(l)
     say()
 
@@ -250,36 +286,42 @@ def main():
     txt = os.path.join(scratch, "xargs-out")
     os.makedirs(txt, exist_ok=True)
     pairs = " ".join(f"{q(p)} {q(os.path.join(txt, os.path.basename(p)[:-4]))}" for p in pages)
-    ocr_jobs = {
-        "tesseract CLI, serial loop": f"for p in {plist}; do tesseract \"$p\" stdout 2>/dev/null; done",
-        "ocr -p 1 (libpool, 1 engine)": f"{ocr} -p 1 {plist}",
-        "ocr -p 2 (libpool)": f"{ocr} -p 2 {plist}",
-        "xargs -P 2 tesseract": f"echo {pairs} | xargs -n 2 -P 2 sh -c 'tesseract \"$0\" \"$1\" 2>/dev/null'",
-        "python Pool(2) + tesseract CLI": f"{py} {q(os.path.join(HERE, 'py_ocr.py'))} -p 2 {plist} 2>/dev/null",
+    serial = f"for p in {plist}; do tesseract \"$p\" stdout 2>/dev/null; done"
+    xargs = f"echo {pairs} | xargs -n 2 -P 2 sh -c 'tesseract \"$0\" \"$1\" 2>/dev/null'"
+    py_ocr = f"{py} {q(os.path.join(HERE, 'py_ocr.py'))} -p 2 {plist} 2>/dev/null"
+    omp1 = ", OMP_THREAD_LIMIT=1"
+    ocr_jobs = {  # result key: (name, command, environment)
+        "serial": ("tesseract CLI, serial loop", serial, USER_ENV),
+        "serial_omp1": ("tesseract CLI, serial loop" + omp1, serial, OMP1_ENV),
+        "pool1": ("ocr -p 1 (libpool, 1 engine)", f"{ocr} -p 1 {plist}", USER_ENV),
+        "pool2": ("ocr -p 2 (libpool)", f"{ocr} -p 2 {plist}", USER_ENV),
+        "xargs": ("xargs -P 2 tesseract", xargs, USER_ENV),
+        "xargs_omp1": ("xargs -P 2 tesseract" + omp1, xargs, OMP1_ENV),
+        "py": ("python Pool(2) + tesseract CLI", py_ocr, USER_ENV),
+        "py_omp1": ("python Pool(2) + tesseract CLI" + omp1, py_ocr, OMP1_ENV),
     }
-    outs = {name: os.path.join(scratch, f"ocr{i}.out") for i, name in enumerate(ocr_jobs)}
-    res = best_of({name: (cmd, None, outs[name]) for name, cmd in ocr_jobs.items()}, ocr_reps)
+    outs = {k: os.path.join(scratch, f"ocr-{k}.out") for k in ocr_jobs}
+    timed = rounds({k: (cmd, None, outs[k], env) for k, (_, cmd, env) in ocr_jobs.items()}, ocr_reps)
     chk = subprocess.run([sys.executable, os.path.join(ROOT, "tests/examples/check_ocr.py"),
-                          outs["ocr -p 2 (libpool)"], "header"] + pages, capture_output=True, text=True)
+                          outs["pool2"], "header"] + pages, capture_output=True, text=True)
     if chk.returncode:
         sys.exit(f"bench.py: ocr output wrong: {chk.stdout}")
     accuracy = chk.stdout.strip()
-    serial = res["tesseract CLI, serial loop"][0]
-    for key, name in zip(("serial", "pool1", "pool2", "xargs", "py"), ocr_jobs):
-        result(f"ocr.{key}.pages_s", n / res[name][0])
-        result(f"ocr.{key}.cpu_s", res[name][1])
-        result(f"ocr.{key}.disturbed", float(bool(res[name][2])))
+    for key, runs in timed.items():
+        results_of(f"ocr.{key}", runs, n, "pages_s")
     result("ocr.pages", n)
+    pool2_med = spread(timed["pool2"])[0][1]
     rows = []
-    for name, (wall, cpu, dist) in res.items():
-        rows.append([name, f"{wall:.2f}{'*' if dist else ''}", f"{n / wall:.2f}", f"{cpu:.1f}",
-                     f"{serial / wall:.2f}x"])
-    say(f"Job 2: OCR {n} rendered pages (1700x2200, 200 dpi, 16 lines of text), best of {ocr_reps}; "
+    for key, runs in timed.items():
+        wall, cpu, best = spread(runs)
+        rows.append([ocr_jobs[key][0], mmm(wall) + ("*" if best[2] else ""), f"{n / wall[1]:.2f}",
+                     mmm(cpu, "{:.1f}"), f"{wall[1] / pool2_med:.2f}x"])
+    say(f"Job 2: OCR {n} rendered pages (1700x2200, 200 dpi, 16 lines of text), {ocr_reps} rounds; "
         f"libpool output checked: {accuracy}")
-    for l in table(["", "seconds", "pages/s", "CPU s", "vs serial"], rows):
+    for l in table(["", "seconds", "pages/s (median)", "CPU s", "ocr -p 2 faster by (median)"], rows):
         say(l)
     say()
-    say("* = other processes took more than 10% of the machine during the best run")
+    say("* = other processes took more than 10% of the machine during the fastest round")
     with open(os.path.join(a.out, "jobs.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(a.out, "jobs-results.txt"), "w") as f:

@@ -175,7 +175,8 @@ if [ $ocr_built = 0 ]; then
     [ $fails = 0 ] && exit 77
     exit 1
 fi
-export OMP_THREAD_LIMIT=1
+# ocr runs as the README shows it: no OMP_THREAD_LIMIT or other variable exported for it.
+unset OMP_THREAD_LIMIT
 ulimit -c 0 # the crash test aborts a worker: no core file
 P=$W/pages
 # Pages are rendered with Pillow; POOL_INSTALL_DEPS=1 (make test) installs it when missing.
@@ -210,6 +211,55 @@ if [ $rc = 0 ] && why=$("$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" header "${pa
     pass "ocr -p 2, 6 pages as arguments: $why ($secs s)"
 else
     fail "ocr -p 2, 6 pages: exit $rc: ${why:-} $(head -c 300 "$W/ocr.err")"
+fi
+
+# Each engine runs one OpenMP thread, whatever the caller's environment: counted in /proc while
+# the run stands still. Its last page is a FIFO: a worker waits in the open until the test
+# opens the other end, then reads an empty file (that page fails alone). Once the progress line
+# says the other pages are done, every process the run started (the workers, the pool's fork
+# server) must have one thread: with the OpenMP runtime's defaults, Tesseract's parallel regions
+# (num_threads(4)) leave their threads in every worker that ran a page. $@: variables for the
+# run (none: as users run it). Sets held_counts (pid:threads ...), held_max and held_rc.
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+threads_held_run() {
+    local fifo=$W/hold.fifo pid opener c n
+    held_counts="" held_max=0 held_rc=
+    rm -f "$fifo" && mkfifo "$fifo" || return
+    env "$@" "$OCR" -p 2 -P "${pages[0]}" "${pages[1]}" "$fifo" >"$W/ocr.out" 2>"$W/ocr.err" &
+    pid=$!
+    for _ in $(seq 1200); do # a hang guard only: the event is the progress line
+        grep -q '\[2/3 pages\]' "$W/ocr.err" && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.1
+    done
+    for c in $(descendants $pid); do
+        n=$(ls "/proc/$c/task" 2>/dev/null | wc -l)
+        held_counts+="${held_counts:+ }$c:$n" held_max=$((n > held_max ? n : held_max))
+    done
+    (: >"$fifo") & # waits for the worker's open if it has not come yet, then closes: EOF
+    opener=$!
+    wait $pid
+    held_rc=$?
+    kill $opener 2>/dev/null # ocr ended without opening the FIFO: the opener would wait forever
+    wait $opener 2>/dev/null
+}
+# ocr read pages 1-2, the FIFO page failed alone, and the busiest process had $1 threads.
+held_ok() {
+    [ "$held_rc" = 1 ] && [ "$held_max" = "$1" ] && [ "$(wc -w <<<"$held_counts")" -ge 2 ] &&
+        "$PYTHON" "$HERE/check_ocr.py" "$W/ocr.out" header "${pages[0]}" "${pages[1]}" "!$W/hold.fifo" >/dev/null
+}
+held_why() { echo "pid:threads '$held_counts', exit $held_rc, stderr: $(tr '\r' ' ' <"$W/ocr.err" | head -c 300)"; }
+threads_held_run
+if held_ok 1; then
+    pass "ocr -p 2 as users run it (no OMP_THREAD_LIMIT): one thread in each of its processes mid-run (pid:threads $held_counts)"
+else
+    fail "ocr -p 2 without OMP_THREAD_LIMIT: want one thread in each process mid-run: $(held_why)"
+fi
+threads_held_run OMP_THREAD_LIMIT=2
+if held_ok 2; then
+    pass "ocr -p 2 with OMP_THREAD_LIMIT=2 set by the user: 2 threads an engine, as asked (pid:threads $held_counts)"
+else
+    fail "ocr -p 2 with OMP_THREAD_LIMIT=2: want 2 threads in the busiest process mid-run: $(held_why)"
 fi
 
 printf '%s\n' "${pages[@]}" | "$OCR" -p 2 -F -P >"$W/ocr.out" 2>"$W/ocr.err"; rc=$?
