@@ -19,7 +19,7 @@ EOF
 # build_bench_pool LIBDIR INCLUDE_DIR BIN [lenient]: bench_pool from benches/pool/*.c against that
 # header, linked to run LIBDIR's libpool.so.0 whatever LD_LIBRARY_PATH says (DT_RPATH). A
 # workload file that does not compile is an error, or with "lenient" (an older library) left out:
-# bench_pool then reports its workloads as skipped.
+# bench_pool then reports its workloads as skipped. Sets LOADED to the libpool it runs.
 build_bench_pool() {
     local lib=$1 inc=$2 bin=$3 lenient=${4:-} flags obj f name left=""
     flags=$(pool_features "$inc")
@@ -42,10 +42,9 @@ build_bench_pool() {
     $CC "$obj"/*.o -L"$lib" -lpool -Wl,--disable-new-dtags,-rpath,"$lib" -pthread -o "$bin"
     echo "   $bin against $lib:${flags:- (no optional features)}${left:+; left out (they do not compile against that header):$left}" >&2
     # Which libpool it runs, as the loader sees it at run time.
-    local loaded
-    loaded=$({ LD_DEBUG=libs "$bin" 2>&1 >/dev/null || true; } | sed -n 's/.*calling init: \(.*libpool\.so[^ ]*\).*/\1/p')
-    if [ "$(readlink -f "$loaded")" != "$(readlink -f "$lib/libpool.so.0")" ]; then
-        echo "error: $bin loads '$loaded', not $lib/libpool.so.0" >&2
+    LOADED=$({ LD_DEBUG=libs "$bin" 2>&1 >/dev/null || true; } | sed -n 's/.*calling init: \(.*libpool\.so[^ ]*\).*/\1/p')
+    if [ "$(readlink -f "$LOADED")" != "$(readlink -f "$lib/libpool.so.0")" ]; then
+        echo "error: $bin loads '$LOADED', not $lib/libpool.so.0" >&2
         exit 1
     fi
 }

@@ -68,11 +68,13 @@ cargo build --release --quiet
 ln -sf libpool.so "$LIBDIR/libpool.so.0"
 POOL=$OUT/bench_pool
 build_bench_pool "$LIBDIR" "$ROOT/include" "$POOL"
+NEW_LOADED=$LOADED
 if [ -n "$BASE" ]; then
     build_base "$BASE"
     BPOOL=$OUT/base-$BASE_SHA/bench_pool
     mkdir -p "$(dirname "$BPOOL")"
     build_bench_pool "$BASE_LIB" "$BASE_INC" "$BPOOL" lenient
+    BASE_LOADED=$LOADED
 fi
 omp_works() {
     printf '#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel num_threads(2)\n{\n#pragma omp atomic\nn++;}\nreturn n!=2;}\n' >"$OUT/omp_probe.c"
@@ -221,7 +223,11 @@ cat "$OUT"/step.*.txt >"$RES"
     echo "elapsed_s=$(awk "BEGIN { printf \"%.0f\", $END - $START }")"
     echo "only=$ONLY"
     echo "new=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src include Cargo.toml build.rs || echo ' + uncommitted changes')"
-    if [ -n "$BASE" ]; then echo "base=$BASE ($(git rev-parse --short "$BASE_SHA"): $(git log -1 --format=%s "$BASE_SHA" | cut -c1-100))"; fi
+    echo "new_lib=$NEW_LOADED"
+    if [ -n "$BASE" ]; then
+        echo "base=$BASE ($(git rev-parse --short "$BASE_SHA"): $(git log -1 --format=%s "$BASE_SHA" | cut -c1-100))"
+        echo "base_lib=$BASE_LOADED"
+    fi
 } >"$META"
 echo >&2
 if [ -n "$BASE" ]; then
