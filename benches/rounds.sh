@@ -4,7 +4,7 @@
 # libpool): each round runs every contender once, the first one rotating from round to round,
 # so that all of them see the same drift of a shared machine. Each round's RESULT lines go to
 # $OUT/step.ID.txt after a line "ROUND ID N PCT", PCT being the largest share of the CPUs other
-# processes took while one program of the round ran; benches/report.py takes every figure's
+# processes took during the round or one of its programs; benches/report.py takes every figure's
 # median and spread over the rounds and flags figures from rounds with PCT >= 10.
 #
 # Needs OUT, RETRIES, WAIT, START (date +%s.%N), ONLY, BASE from the caller.
@@ -43,25 +43,38 @@ over_budget() { # true once the run has lasted BENCH_BUDGET seconds (default 360
     awk -v s="$START" -v n="$(date +%s.%N)" -v b="${BENCH_BUDGET:-360}" 'BEGIN { exit !(n - s > b) }'
 }
 
-# run CMD...: runs one benchmark program, appending its RESULT and SKIP lines to $STEP_FILE
-# (keys prefixed with "$RUN_TAG:" when RUN_TAG is set), and notes in STEP_MAX the largest share
-# of the CPUs other processes took while one program of the round ran. A program that fails
-# leaves a line "FAIL tag command" (the report shows it; run.sh exits 1 at the end).
-STEP_FILE=/dev/null
+# mark NAME, then noted NAME: raises STEP_MAX to the share of the CPUs other processes took
+# since the mark, if the interval lasted half a second or more (shorter ones are too coarse for
+# /proc/stat's clock ticks: the round's own interval covers them).
 STEP_MAX=0
+mark() {
+    times >"$TIMES"
+    printf -v "$1" '%s %s %s' "$(busy_ticks)" "$(ours_cpu)" "$(date +%s.%N)"
+}
+noted() {
+    local m=(${!1}) t1 pct
+    times >"$TIMES"
+    t1=$(date +%s.%N)
+    awk -v a="${m[2]}" -v b="$t1" 'BEGIN { exit !(b - a >= 0.5) }' || return 0
+    pct=$(foreign_pct "${m[0]}" "$(busy_ticks)" "${m[1]}" "$(ours_cpu)" "${m[2]}" "$t1")
+    if [ "$pct" -gt "$STEP_MAX" ]; then STEP_MAX=$pct; fi
+}
+
+# run CMD...: runs one benchmark program, appending its RESULT and SKIP lines to $STEP_FILE
+# (keys prefixed with "$RUN_TAG:" when RUN_TAG is set), and notes the share of the CPUs other
+# processes took meanwhile. A program that fails leaves a line "FAIL tag command" (the report
+# shows it; run.sh exits 1 at the end).
+STEP_FILE=/dev/null
 FAILED=0
 run() {
-    local b0 o0 t0 pct tag=${RUN_TAG:+$RUN_TAG:}
-    times >"$TIMES"
-    b0=$(busy_ticks) o0=$(ours_cpu) t0=$(date +%s.%N)
+    local tag=${RUN_TAG:+$RUN_TAG:} m_run
+    mark m_run
     if ! "$@" | sed -e "s/^RESULT /RESULT $tag/" -e "s/^SKIP /SKIP $tag/" >>"$STEP_FILE"; then
         echo "FAIL ${tag:-} $*" >>"$STEP_FILE"
         echo "   FAILED: $*" >&2
         FAILED=1
     fi
-    times >"$TIMES"
-    pct=$(foreign_pct "$b0" "$(busy_ticks)" "$o0" "$(ours_cpu)" "$t0" "$(date +%s.%N)")
-    if [ "$pct" -gt "$STEP_MAX" ]; then STEP_MAX=$pct; fi
+    noted m_run
 }
 
 # A step's contenders, named by its DEFINE function (see step): "TAG|COMMAND", where @POOL in
@@ -98,7 +111,7 @@ step() {
     selected "$id" || return 0
     CONTENDERS=() DIAGS=()
     "$define"
-    local n=${#CONTENDERS[@]} file=$OUT/step.$id.txt r k redo=0 t0
+    local n=${#CONTENDERS[@]} file=$OUT/step.$id.txt r k redo=0 t0 m_round
     [ "$n" -gt 0 ] || return 0
     printf '== %s: %d round%s of %d program%s\n' "$desc" "$rounds" "$([ "$rounds" = 1 ] || echo s)" "$n" "$([ "$n" = 1 ] || echo s)" >&2
     : >"$file"
@@ -106,7 +119,9 @@ step() {
     for ((r = 0; r < rounds; r++)); do
         STEP_FILE=$OUT/round.txt STEP_MAX=0 t0=$(date +%s.%N)
         : >"$STEP_FILE"
+        mark m_round
         for ((k = 0; k < n; k++)); do contender "${CONTENDERS[(r + k) % n]}" "$r"; done
+        noted m_round
         if [ "$STEP_MAX" -ge 10 ] && [ "$redo" -lt "$retries" ] && ! over_budget; then
             echo "   round $((r + 1)): other processes took up to ${STEP_MAX}% of the CPUs: running it again" >&2
             redo=$((redo + 1)) r=$((r - 1))
@@ -120,7 +135,9 @@ step() {
     if [ ${#DIAGS[@]} -gt 0 ]; then
         STEP_FILE=$OUT/round.txt STEP_MAX=0
         : >"$STEP_FILE"
+        mark m_round
         for k in "${DIAGS[@]}"; do contender "$k" 0; done
+        noted m_round
         { echo "ROUND $id diag $STEP_MAX"; cat "$STEP_FILE"; } >>"$file"
     fi
     STEP_FILE=/dev/null
