@@ -106,7 +106,7 @@ def main():
     for f in F.fails:
         print(f"FAILED: {f}")
     disturbed = {s: sum(p >= DISTURBED_PCT for p in ps) for s, ps in F.rounds.items()}
-    steps = "; ".join(f"{s} {len(ps)} rounds, up to {max(ps)}%" + (f" (**{disturbed[s]} disturbed**)" if disturbed[s] else "")
+    steps = "; ".join(f"{s} {len(ps)} rounds ({F.seconds[s]:.0f} s), up to {max(ps)}%" + (f" (**{disturbed[s]} disturbed**)" if disturbed[s] else "")
                       for s, ps in F.rounds.items())
     fails = "".join(f"\n- **FAILED**: `{f}`" for f in F.fails)
     md = f"""# libpool before/after

@@ -34,8 +34,9 @@ def main():
     rows = tables.main_rows(F)
     print(text_table(tables.MAIN_COLS, rows))
     w1, goals = tables.w1_rows(F)
-    print("\nW1 at 1e6, interleaved\n" + text_table(["map", "items/s", "plain ÷ this"], w1, "  "))
-    print(text_table(["goal", "this run", "result"], goals, "  "))
+    if w1:
+        print("\nW1 at 1e6, interleaved\n" + text_table(["map", "items/s", "plain ÷ this"], w1, "  "))
+        print(text_table(["goal", "this run", "result"], goals, "  "))
     if F.keys("wc."):
         print("\nWC completion latency\n" + text_table(tables.WC_COLS, tables.wc_rows(F), "  "))
     if F.keys("ws."):

@@ -3,8 +3,8 @@
 # A step compares contenders (libpool's program and Python's, OpenMP's...; or two builds of
 # libpool): each round runs every contender once, the first one rotating from round to round,
 # so that all of them see the same drift of a shared machine. Each round's RESULT lines go to
-# $OUT/step.ID.txt after a line "ROUND ID N PCT", PCT being the largest share of the CPUs other
-# processes took during the round or one of its programs; benches/report.py takes every figure's
+# $OUT/step.ID.txt after a line "ROUND ID N PCT SECONDS", PCT being the largest share of the CPUs
+# other processes took during the round or one of its programs; benches/report.py takes every figure's
 # median and spread over the rounds and flags figures from rounds with PCT >= 10.
 #
 # Needs OUT, RETRIES, WAIT, START (date +%s.%N), ONLY, BASE from the caller.
@@ -111,7 +111,7 @@ step() {
     selected "$id" || return 0
     CONTENDERS=() DIAGS=()
     "$define"
-    local n=${#CONTENDERS[@]} file=$OUT/step.$id.txt r k redo=0 t0 m_round
+    local n=${#CONTENDERS[@]} file=$OUT/step.$id.txt r k redo=0 t0 secs m_round
     [ "$n" -gt 0 ] || return 0
     printf '== %s: %d round%s of %d program%s\n' "$desc" "$rounds" "$([ "$rounds" = 1 ] || echo s)" "$n" "$([ "$n" = 1 ] || echo s)" >&2
     : >"$file"
@@ -128,17 +128,20 @@ step() {
             wait_quiet >/dev/null
             continue
         fi
-        { echo "ROUND $id $r $STEP_MAX"; cat "$STEP_FILE"; } >>"$file"
-        awk -v r=$((r + 1)) -v n="$rounds" -v s="$t0" -v e="$(date +%s.%N)" -v p="$STEP_MAX" \
-            'BEGIN { printf "   round %d/%d: %.1f s, other processes took up to %d%% of the CPUs%s\n", r, n, e - s, p, (p >= 10 ? " (flagged)" : "") }' >&2
+        secs=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+        { echo "ROUND $id $r $STEP_MAX $secs"; cat "$STEP_FILE"; } >>"$file"
+        printf '   round %d/%d: %s s, other processes took up to %d%% of the CPUs%s\n' $((r + 1)) "$rounds" "$secs" \
+            "$STEP_MAX" "$([ "$STEP_MAX" -lt 10 ] || echo ' (flagged)')" >&2
     done
     if [ ${#DIAGS[@]} -gt 0 ]; then
         STEP_FILE=$OUT/round.txt STEP_MAX=0
         : >"$STEP_FILE"
+        t0=$(date +%s.%N)
         mark m_round
         for k in "${DIAGS[@]}"; do contender "$k" 0; done
         noted m_round
-        { echo "ROUND $id diag $STEP_MAX"; cat "$STEP_FILE"; } >>"$file"
+        secs=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+        { echo "ROUND $id diag $STEP_MAX $secs"; cat "$STEP_FILE"; } >>"$file"
     fi
     STEP_FILE=/dev/null
     $PYTHON "$ROOT/benches/report.py" --summary "$file" >&2

@@ -1,8 +1,8 @@
 """The figures of a run (benches/run.sh's results file) and how they are written.
 
-The file holds, per step, rounds: a line "ROUND step n pct" (pct: the largest share of the CPUs
-other processes took while one program of the round ran; n is "diag" for the diagnostics run
-once after the rounds), then the round's lines "RESULT key value", "SKIP key why" and
+The file holds, per step, rounds: a line "ROUND step n pct seconds" (pct: the largest share of
+the CPUs other processes took during the round or one of its programs; n is "diag" for the
+diagnostics run once after the rounds), then the round's lines "RESULT key value", "SKIP key why" and
 "FAIL tag command". A key has one value per round; its figure is the median over the rounds,
 with the spread (min, max). Lines outside any round (the real jobs') count as undisturbed.
 """
@@ -19,6 +19,7 @@ class Figures:
         self.skips = {}  # key -> why
         self.fails = []  # "tag command"
         self.rounds = {}  # step -> [pct of each round kept]
+        self.seconds = {}  # step -> seconds its rounds and diagnostics took
         pct = 0
         for line in open(path):
             parts = line.split(None, 2)
@@ -26,6 +27,7 @@ class Figures:
                 continue
             if parts[0] == "ROUND" and len(parts) == 3:
                 step, n, p = line.split()[1:4]
+                self.seconds[step] = self.seconds.get(step, 0) + float((line.split() + [0])[4])
                 if n != "diag":
                     self.rounds.setdefault(step, []).append(int(p))
                 pct = 0 if step in UNFLAGGED_STEPS else int(p)

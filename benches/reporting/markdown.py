@@ -8,7 +8,7 @@ def machine(F, meta):
     steps = []
     for step, pcts in F.rounds.items():
         bad = sum(p >= DISTURBED_PCT for p in pcts)
-        steps.append(f"{step} {len(pcts)} round{'s' if len(pcts) > 1 else ''}, up to {max(pcts)}%"
+        steps.append(f"{step} {len(pcts)} round{'s' if len(pcts) > 1 else ''} ({F.seconds[step]:.0f} s), up to {max(pcts)}%"
                      + (f" (**{bad} disturbed**)" if bad else ""))
     flagged = [s for s, pcts in F.rounds.items() if s not in UNFLAGGED_STEPS and any(p >= DISTURBED_PCT for p in pcts)]
     line = "; ".join(steps) or "?"
@@ -22,7 +22,8 @@ def machine(F, meta):
 - Date: {meta.get('date')}; libpool {meta.get('new', '?')}
 - Machine load: before the run load average {meta.get('loadavg')}, CPU idle {meta.get('idle_pct')}% over 1 s;
   other processes used {meta.get('foreign_pct', '?')}% of the CPUs during the run (figures are less reliable when this is high)
-- Rounds per step, and other processes' largest share of the CPUs while one program of a round ran: {line}
+- Rounds per step (their time, diagnostics included), and other processes' largest share of the CPUs during a
+  round or one of its programs: {line}
 - Total benchmark time: {meta.get('elapsed_s', '?')} s"""
 
 
@@ -89,9 +90,9 @@ throughput, or time ÷ time the other way round, or speedup ÷ speedup for W4.
 The same run's rounds: each round runs bench_pool (its four maps interleaved, 5 of each, the
 median of each), OpenMP and Python's `Pool.map`; {n('w1')} rounds.
 
-{md_table(["Map of 1e6 squares", "items/s", "plain ÷ this"], w1)}
+{md_table(["Map of 1e6 squares", "items/s", "plain ÷ this"], w1) if w1 else "(not run)"}
 
-{md_table(["Goal (issue 18)", "This run", "Result"], goals)}
+{md_table(["Goal (issue 18)", "This run", "Result"], goals) if w1 else ""}
 
 ## WC: completion latency
 

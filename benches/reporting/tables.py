@@ -29,6 +29,8 @@ def main_rows(F):
 
     def row(wl, metric, pool, py=None, omp=None, ser=None, vpy=None, vomp=None, vser=None, targets=(),
             note_py=None, note_omp=None, note_ser=None):
+        if pool is None:
+            return  # not in this run (make bench ONLY=...)
         rows.append([wl, metric, pool or "—", py or note_py or "—", omp or note_omp or "—", ser or note_ser or "—",
                      f_x(vpy) or "—", f_x(vomp) or "—", f_x(vser) or "—",
                      "; ".join(t for t, _ in targets) or "—", "; ".join(verdict(ok) for _, ok in targets) or "—"])
@@ -116,15 +118,18 @@ def w7_sizes(F, order):
 
 # ---- W1 at 1e6: the four maps and Python, interleaved --------------------------------------------
 def w1_rows(F):
-    """Rows (map, items/s, plain ÷ it) and the goals of issue 18 as (goal, figure, verdict)."""
+    """Rows (map, items/s, plain ÷ it) and the goals of issue 18 as (goal, figure, verdict); None
+    when W1 did not run."""
     plain = F.get(f"w1.pool.{N1}.items_per_s")
+    if plain is None:
+        return None, None
     rows = []
     for key, label in ((f"w1.pool.{N1}.items_per_s", "`pool_map`, malloc'd buffers (plain)"),
                        (f"w1.blocks.{N1}.items_per_s", "`pool_map_blocks`, the same buffers"),
                        (f"w1.shm.{N1}.items_per_s", "`pool_map`, `pool_shm_alloc` buffers"),
                        (f"w1.blocks_shm.{N1}.items_per_s", "`pool_map_blocks`, `pool_shm_alloc` buffers"),
                        (f"w1.py.{N1}.items_per_s", "Python `Pool.map`")):
-        rows.append([label, F.cell(key, rate) or F.skipped(key), f_x(ratio(plain, F.get(key))) or "—"])
+        rows.append([label, F.cell(key, rate) or F.skipped(key) or "—", f_x(ratio(plain, F.get(key))) or "—"])
     pb = ratio(plain, F.get(f"w1.blocks.{N1}.items_per_s"))
     pp = ratio(plain, F.get(f"w1.py.{N1}.items_per_s"))
     goals = [["plain ≥ 0.8× the block map (malloc'd buffers)", f_x(pb) or "—", verdict(ge(pb, 0.8))],
@@ -145,7 +150,7 @@ def wc_rows(F):
     for way, label in WAYS:
         k = f"wc.{way}."
         if F.get(k + "p50_s") is None:
-            rows.append([label, F.skipped(k + "p50_s")] + ["—"] * 4)
+            rows.append([label, F.skipped(k + "p50_s") or F.skipped("wc") or "—"] + ["—"] * 4)
             continue
         rows.append([label, F.cell(k + "p50_s", f_time), F.cell(k + "p99_s", f_time), F.cell(k + "wait_cpu_s", f_time),
                      F.cell(k + "host_cpu_s", f_time), f_x(ratio(F.get(k + "p50_s"), get50)) or "—"])
