@@ -25,7 +25,7 @@ LABELS = {
     "w6.pool.N.first_s": "W6 create → first result",
     "w6.pool.N.destroy_s": "W6 destroy",
     "w7.pool.N.N.extra_mib": "W7 peak memory over the buffers",
-    "w7.pool.N.N.map_seconds": "W7 map (with the sampler)",
+    "w7.pool.N.N.map_seconds": "W7 map time, sampler running",
     "wc.N.p50_s": "WC completion latency p50",
     "wc.N.p99_s": "WC completion latency p99",
     "wc.N.wait_cpu_s": "WC waiting thread's CPU per completion",
@@ -34,6 +34,7 @@ LABELS = {
     "ws.N.w2_p50_s": "WS round trip p50",
     "ws.N.w3_tasks_per_s": "WS apply_async throughput",
 }
+MIN_CHANGE = 0.03
 # W7's other keys (peaks, baselines, sample counts) are the parts of its extra_mib.
 SHOWN_W7 = ("extra_mib", "map_seconds")
 
@@ -54,17 +55,20 @@ def lower_is_better(key):
 
 
 def change(F, key):
-    """(new ÷ base as text, verdict): better/worse when the rounds' spreads do not overlap."""
+    """(new ÷ base as text, verdict): better or worse when the rounds' spreads do not overlap
+    and the medians differ by MIN_CHANGE or more; no verdict from fewer than 3 rounds a side."""
     n, b = F.spread("new:" + key), F.spread("base:" + key)
     if n is None or b is None or b[1] == 0:
         return "—", "—"
     r = n[1] / b[1]
-    if n[2] < b[0]:
-        v = "better" if lower_is_better(key) else "worse"
-    elif n[0] > b[2]:
-        v = "worse" if lower_is_better(key) else "better"
-    else:
+    if min(n[3], b[3]) < 3:
+        v = "too few rounds"
+    elif n[0] <= b[2] and b[0] <= n[2]:
         v = "within the spread"
+    elif abs(r - 1) < MIN_CHANGE:
+        v = f"< {MIN_CHANGE:.0%}"
+    else:
+        v = "better" if (r < 1) == lower_is_better(key) else "worse"
     return f"{r:.3g}×", v
 
 
@@ -125,7 +129,8 @@ run round by round in one run (each round runs both, the first alternating).
 
 A figure is the median over the rounds with its spread [min–max] (⚠k/n: k of its n rounds had
 other processes take ≥ {DISTURBED_PCT}% of the CPUs). "new ÷ base" divides the medians; "change"
-says better or worse only when the two spreads do not overlap.
+says better or worse only when the two spreads do not overlap and the medians differ by
+{MIN_CHANGE:.0%} or more (and not from fewer than 3 rounds a side).
 
 {md_table(cols, rows)}
 

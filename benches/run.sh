@@ -6,7 +6,7 @@
 # pigz, gzip and Python; ocr against tesseract serially, with xargs -P2 and from Python), prints
 # the comparison tables and regenerates BENCHMARKS.md.
 #
-#   make bench                         # bash benches/run.sh: ~8 minutes on a quiet 2-core machine
+#   make bench                         # bash benches/run.sh: ~9 minutes on a quiet 2-core machine
 #   make bench ONLY=w1,w2,wc           # only those steps; the report goes to target/bench/BENCHMARKS.md
 #   make bench BASE=<commit>           # before/after: that commit's libpool against the working
 #                                      # tree's, into target/bench/before-after.md (~5 minutes)
@@ -16,9 +16,10 @@
 # w8, jobs. Every comparison runs in rounds: each round runs every contender once (one repetition
 # of each figure, or the median of a few very short ones), the first contender rotating, and the
 # report gives each figure's median with its spread [min-max] over the rounds and ratios of the
-# medians. Rounds: 7 for W1 at 1e6, 3 at 1e8, 4 for WC, 15 for WS, 5 for the others (3 for WS and
-# 1e8 before/after), chosen to keep the whole run at its former length: the rounds' repetitions
-# replace the repetitions each program used to make alone; BENCH_ROUNDS=N sets them all.
+# medians. Rounds: 7 for W1 at 1e6, 3 at 1e8, 4 for WC, 15 for WS, 1 for W7 (memory), 5 for the
+# others (before/after: 3 for WS and W7), chosen to keep the whole run near its former length (~9
+# minutes here, ~3 of them the real jobs): the rounds' repetitions replace the repetitions each
+# program used to make alone. BENCH_ROUNDS=N sets them all.
 #
 # Before/after (BASE=<commit>): builds that commit's library once into target/base/<sha> (git
 # archive + cargo build --release), builds the working tree's benches/pool against each
@@ -174,8 +175,8 @@ w8_contenders() {
         other "timeout 300 mpirun --bind-to none -np 4 $M4PY -m mpi4py.futures $ROOT/benches/bench_mpi4py.py 100000"
     fi
 }
-WS_ROUNDS=15
-if [ -n "$BASE" ]; then WS_ROUNDS=3; fi
+WS_ROUNDS=15 W7_ROUNDS=1
+if [ -n "$BASE" ]; then WS_ROUNDS=3 W7_ROUNDS=3; fi # before/after: a spread for W7 too
 step w1 "W1 map of squares, 1e6 items" 7 w1_contenders
 step w1big "W1 map of squares, 1e8 items (800 MB per array; Python not run at this size)" 3 w1big_contenders
 step w2 "W2 round trip latency (10,000 calls a round)" 5 w2_contenders
@@ -185,7 +186,7 @@ step w5 "W5 256 x 1 MiB in / 1 MiB out" 5 w5_contenders
 step w6 "W6 start-up: create -> first result -> destroy" 5 w6_contenders
 step wc "WC completion latency: get, wait_any on 1 and 8 handles, callback (500 tasks of 1 ms each a round)" 4 wc_contenders
 step ws "WS the sandbox's cost: W2, W3 and start-up, plain and sandboxed pools" $WS_ROUNDS ws_contenders
-step -n w7 "W7 peak memory of all processes during a map" 1 w7_contenders
+step -n w7 "W7 peak memory of all processes during a map" $W7_ROUNDS w7_contenders
 if [ "$HAVE_MPI" = 1 ]; then step w8 "W8 libpool_mpi over 1-4 ranks vs a local pool vs mpi4py.futures" 3 w8_contenders; fi
 # The real jobs: pgz and ocr against pigz, gzip, xargs and Python (benches/jobs.sh interleaves
 # its contenders and retries its own disturbed runs). Needs Tesseract and pigz; skipped with a
