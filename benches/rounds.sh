@@ -131,7 +131,7 @@ step() {
         secs=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
         { echo "ROUND $id $r $STEP_MAX $secs"; cat "$STEP_FILE"; } >>"$file"
         printf '   round %d/%d: %s s, other processes took up to %d%% of the CPUs%s\n' $((r + 1)) "$rounds" "$secs" \
-            "$STEP_MAX" "$([ "$STEP_MAX" -lt 10 ] || echo ' (flagged)')" >&2
+            "$STEP_MAX" "$([ "$STEP_MAX" -lt 10 ] || [ "$retries" = 0 ] || echo ' (flagged)')" >&2
     done
     if [ ${#DIAGS[@]} -gt 0 ]; then
         STEP_FILE=$OUT/round.txt STEP_MAX=0
