@@ -54,9 +54,12 @@ stress:
 memcheck:
 	POOL_TEST_SANITIZE=1 POOL_TEST_VALGRIND=all $(CARGO) test --test c_api -- --nocapture sanitizers valgrind
 
-# Against Python multiprocessing, OpenMP and serial C; regenerates BENCHMARKS.md.
+# Against Python multiprocessing, OpenMP and serial C, contenders interleaved round by round;
+# regenerates BENCHMARKS.md. ONLY=w1,w2,wc runs only those steps (report in target/bench);
+# BASE=<commit> runs the libpool workloads of that commit's library and of the working tree's,
+# round by round, into target/bench/before-after.md (see benches/run.sh).
 bench:
-	bash benches/run.sh
+	BENCH_BASE='$(BASE)' BENCH_ONLY='$(ONLY)' bash benches/run.sh
 
 clean:
 	$(CARGO) clean

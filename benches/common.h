@@ -43,7 +43,7 @@ static inline void die(const char *what) {
 
 /* The W4 task: a calibrated CPU-bound loop (a 64-bit LCG; each step depends on the previous one,
  * so the compiler can neither vectorise nor shortcut it). */
-static __attribute__((noinline)) unsigned long busy(unsigned long iters, unsigned long seed) {
+static __attribute__((noinline, unused)) unsigned long busy(unsigned long iters, unsigned long seed) {
     unsigned long x = seed;
     for (unsigned long i = 0; i < iters; i++) {
         x = x * 6364136223846793005UL + 1442695040888963407UL;

@@ -1,0 +1,1 @@
+"""Report modules of benches/report.py and benches/before_after.py."""
