@@ -62,6 +62,8 @@ if ! have_header tesseract/capi.h "$(tess_flags)" || ! have_header allheaders.h 
         exit 77
     }
 fi
+# -ldl: ocr finds the OpenMP runtime's omp_set_max_active_levels with dlsym (in libc itself
+# since glibc 2.34, in libdl before).
 # shellcheck disable=SC2046
-$CC $CFLAGS "$ROOT/c_examples/ocr.c" $LINK $(tess_flags) -o "$OUT/ocr"
+$CC $CFLAGS "$ROOT/c_examples/ocr.c" $LINK $(tess_flags) -ldl -o "$OUT/ocr"
 echo "built $OUT/ocr"
