@@ -122,7 +122,8 @@ per rank, against a local pool of 4 workers and against mpi4py.futures' `MPIPool
 `c_examples/pgz.c` (a pigz-style gzip on `pool_stream_source` and `pool_out_reserve`) and
 `c_examples/ocr.c` (Tesseract, one engine per worker, on `pool_stream`) against the usual
 tools, in the same run (`benches/jobs.sh`, also run alone): a ~100 MB corpus of this
-machine's files, and 24 rendered pages; every output is checked (the gzip streams round-trip,
+machine's files, and 10 rendered pages (each contender run as users run it: `ocr` as the README shows, the
+tools both with no variable and with `OMP_THREAD_LIMIT=1`); every output is checked (the gzip streams round-trip,
 the OCR text matches the rendered words).
 
 {(md_table(["Goal", "This run", "Result"], jobs) + (chr(10) * 2 + "```text" + chr(10) + jobs_txt + chr(10) + "```" if jobs_txt else "")) if jobs else "(not run)"}
