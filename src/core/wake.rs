@@ -124,6 +124,8 @@ fn sleep(seen: &[(&AtomicU32, u32)], until: Option<Instant>) {
         return;
     }
     // No futex_waitv: sleep on the first word, and look at the others every FALLBACK_NAP.
+    #[cfg(test)]
+    tests::FALLBACK_NAPS.fetch_add(1, SeqCst);
     let nap = Instant::now() + FALLBACK_NAP;
     let until = until.map_or(nap, |u| u.min(nap));
     match seen.first() {
@@ -143,4 +145,122 @@ pub fn wait_any(rs: &[&AsyncResult], timeout: Option<Duration>) -> Option<usize>
         }
     }
     wait_until(&pools, None, deadline, || rs.iter().position(|r| r.poll().is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::callbacks::{Callbacks, Gate, Watched};
+    use crate::core::pool::{Options, Pool};
+    use crate::core::{Outcome, Status};
+    use crate::sys::mem::Mapping;
+    use std::os::raw::{c_int, c_void};
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Arc;
+
+    /// Returns once the gate its input points to (in memory shared with the workers) opens.
+    unsafe extern "C" fn held(i: *const c_void, _: *mut c_void, _: *mut c_void) -> c_int {
+        // SAFETY: the input is the address of a gate in a shared mapping made before the pool.
+        let gate = unsafe { &*(*(i as *const usize) as *const AtomicU32) };
+        while gate.load(SeqCst) == 0 {
+            // SAFETY: plain sleep.
+            unsafe { libc::usleep(200) };
+        }
+        0
+    }
+
+    fn apply_held(p: &Pool, gate: &AtomicU32) -> AsyncResult {
+        let addr = gate as *const AtomicU32 as usize;
+        // SAFETY: the input is copied; there is no output.
+        unsafe { p.apply_async(held, &addr as *const usize as *const u8, 8, std::ptr::null_mut(), 0, 0) }.unwrap()
+    }
+
+    /// Acts as a kernel without futex_waitv while any is alive. Other tests of this binary may
+    /// run meanwhile and then take the fallback too: it is correct, only slower.
+    struct NoWaitv;
+    impl NoWaitv {
+        fn force() -> NoWaitv {
+            futex::FORCE_NO_WAITV.fetch_add(1, Relaxed);
+            NoWaitv
+        }
+    }
+    impl Drop for NoWaitv {
+        fn drop(&mut self) {
+            futex::FORCE_NO_WAITV.fetch_sub(1, Relaxed);
+        }
+    }
+
+    const HANG_GUARD: Duration = Duration::from_secs(60);
+
+    /// Naps taken for want of futex_waitv (by any test of this binary).
+    pub(super) static FALLBACK_NAPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    /// Opens `gate` once some thread has napped in the fallback since this call: the waiter
+    /// sleeps there when its result ends.
+    fn open_once_napping(gate: &'static AtomicU32) -> std::thread::JoinHandle<()> {
+        let naps = FALLBACK_NAPS.load(SeqCst);
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while FALLBACK_NAPS.load(SeqCst) < naps + 2 && t0.elapsed() < HANG_GUARD {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            gate.store(1, SeqCst);
+        })
+    }
+
+    /// `n` gates in a shared mapping made now (before the pools), never unmapped.
+    fn gates(n: usize) -> &'static [AtomicU32] {
+        let m = Box::leak(Box::new(Mapping::new_anon_shared(4096).unwrap()));
+        // SAFETY: a fresh zeroed mapping of a page, leaked: alive for the rest of the process.
+        unsafe { std::slice::from_raw_parts(m.base() as *const AtomicU32, n) }
+    }
+
+    #[test]
+    fn without_futex_waitv_a_wait_over_several_pools_sees_each_result() {
+        let gates = gates(4);
+        let pools: Vec<Pool> = (0..4).map(|_| Pool::new(1, Options::default()).unwrap()).collect();
+        let _forced = NoWaitv::force();
+        let mut left: Vec<(usize, AsyncResult)> = (0..4).map(|k| (k, apply_held(&pools[k], &gates[k]))).collect();
+        // Gate 3 stays shut: at least two pools' words are left to sleep on.
+        for g in [2, 0, 1] {
+            let opener = open_once_napping(&gates[g]);
+            let rs: Vec<&AsyncResult> = left.iter().map(|(_, r)| r).collect();
+            let i = wait_any(&rs, Some(HANG_GUARD)).expect("nothing ready after a gate opened");
+            assert_eq!(left[i].0, g, "another result than the one of gate {g}");
+            left.remove(i);
+            opener.join().unwrap();
+        }
+    }
+
+    struct Handle(AsyncResult, Gate);
+    impl Watched for Handle {
+        fn result(&self) -> &AsyncResult {
+            &self.0
+        }
+        fn gate(&self) -> &Gate {
+            &self.1
+        }
+    }
+
+    #[test]
+    fn without_futex_waitv_the_callback_thread_sees_results_and_registrations() {
+        let gates = gates(2);
+        let p = Pool::new(2, Options::default()).unwrap();
+        let _forced = NoWaitv::force();
+        let cbs = Callbacks::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let hs: Vec<Arc<Handle>> =
+            (0..2).map(|k| Arc::new(Handle(apply_held(&p, &gates[k]), Gate::default()))).collect();
+        for (k, h) in hs.iter().enumerate() {
+            let tx = tx.clone();
+            let call = move |o: &Outcome| tx.send((k, o.status())).unwrap();
+            let weak: std::sync::Weak<Handle> = Arc::downgrade(h);
+            cbs.add(weak, Box::new(call)).unwrap();
+        }
+        for k in [1, 0] {
+            let opener = open_once_napping(&gates[k]);
+            assert_eq!(rx.recv_timeout(HANG_GUARD), Ok((k, Status::Ok)), "callback {k}");
+            opener.join().unwrap();
+        }
+    }
 }

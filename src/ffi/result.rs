@@ -74,10 +74,11 @@ pub extern "C" fn pool_async_ready(a: *const pool_async_t) -> bool {
 /// results in `handles` is ready, and sets `*index` to the first ready one (lowest index).
 /// `POOL_OK` then (collect it with `pool_async_get`); `POOL_ETIMEDOUT` if none was ready in time;
 /// `POOL_EINVAL` if `handles` or `index` is NULL, `n` is 0, or an entry is not a live result
-/// (the message names its index). Results of several pools may be mixed. Sleeps until one of
-/// the results' pools ends a task (or a map), then looks again: a waiting thread costs no CPU,
-/// however many results it waits on. Thread safety: any thread; the handles may be waited on
-/// by other threads too. Not a cancellation point.
+/// (the message names its index). Results of several pools may be mixed. After a few
+/// microseconds of looking, sleeps until one of the results' pools ends a task or a map, then
+/// looks again: a waiting thread costs next to no CPU, however many results it waits on.
+/// Thread safety: any thread; the handles may be waited on by other threads too. Not a
+/// cancellation point.
 #[no_mangle]
 pub extern "C" fn pool_async_wait_any(
     handles: *const *mut pool_async_t,

@@ -52,9 +52,10 @@ const WAITV_MAX: usize = 128;
 /// Set once `futex_waitv` answered ENOSYS (a kernel before 5.16, or a seccomp filter).
 static NO_WAITV: AtomicBool = AtomicBool::new(false);
 
-/// Test-only: every call acts as on a kernel without `futex_waitv`.
+/// Test-only: while not 0 (tests that force it, counted), every call acts as on a kernel
+/// without `futex_waitv`.
 #[cfg(test)]
-pub static FORCE_NO_WAITV: AtomicBool = AtomicBool::new(false);
+pub static FORCE_NO_WAITV: AtomicU32 = AtomicU32::new(0);
 
 /// The kernel cannot sleep on these words at once (no `futex_waitv`, or more than it takes).
 #[derive(Debug)]
@@ -65,7 +66,7 @@ pub struct Unsupported;
 /// the deadline; callers re-check their condition.
 pub fn wait_many(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> Result<(), Unsupported> {
     #[cfg(test)]
-    if FORCE_NO_WAITV.load(Relaxed) {
+    if FORCE_NO_WAITV.load(Relaxed) > 0 {
         return Err(Unsupported);
     }
     if words.len() > WAITV_MAX || NO_WAITV.load(Relaxed) {
