@@ -56,8 +56,6 @@ pub(crate) fn wait_until<T>(
     deadline: Option<Instant>,
     mut ready: impl FnMut() -> Option<T>,
 ) -> Option<T> {
-    // A short spin, then a few yields (as `View::wait_event`): a result due within microseconds
-    // costs no sleep and wake-up.
     if let Some(x) = ready() {
         return Some(x);
     }
@@ -65,10 +63,10 @@ pub(crate) fn wait_until<T>(
     if deadline.is_some_and(|d| start >= d) {
         return None;
     }
+    // A short spin, then a few yields (as `View::wait_event`): a result due within microseconds
+    // costs no sleep and wake-up.
     let mut got = None;
-    let spin =
-        deadline.map_or(Duration::from_micros(2), |d| d.saturating_duration_since(start).min(Duration::from_micros(2)));
-    if spin_until(spin, || {
+    if spin_until(Duration::from_micros(2), || {
         got = ready();
         got.is_some()
     }) {

@@ -58,7 +58,6 @@ static NO_WAITV: AtomicBool = AtomicBool::new(false);
 pub static FORCE_NO_WAITV: AtomicU32 = AtomicU32::new(0);
 
 /// The kernel cannot sleep on these words at once (no `futex_waitv`, or more than it takes).
-#[derive(Debug)]
 pub struct Unsupported;
 
 /// Sleeps while every word still holds its value in `words`, at most until `deadline` (None:
