@@ -1261,10 +1261,11 @@ bool pool_async_ready(const pool_async_t *a);
  * results in `handles` is ready, and sets `*index` to the first ready one (lowest index).
  * `POOL_OK` then (collect it with `pool_async_get`); `POOL_ETIMEDOUT` if none was ready in time;
  * `POOL_EINVAL` if `handles` or `index` is NULL, `n` is 0, or an entry is not a live result
- * (the message names its index). Results of several pools may be mixed. Waits by polling: the
- * first microseconds spinning, then sleeping 50 µs to 1 ms between looks, so a result is
- * seen within a millisecond. Thread safety: any thread; the handles may be waited on by other
- * threads too. Not a cancellation point.
+ * (the message names its index). Results of several pools may be mixed. After a few
+ * microseconds of looking, sleeps until one of the results' pools ends a task or a map, then
+ * looks again: a waiting thread costs next to no CPU, however many results it waits on.
+ * Thread safety: any thread; the handles may be waited on by other threads too. Not a
+ * cancellation point.
  */
 int pool_async_wait_any(pool_async_t *const *handles, size_t n, double timeout, size_t *index);
 

@@ -1,8 +1,8 @@
 //! Kill-point injection (PROTOCOL.md): for every named step of the shared-memory protocol, a
 //! process of the pool is killed exactly there, in the middle of a workload that exercises
 //! every path (maps with failing and crashing items, applies, a variable-size task, a cancel, a
-//! timed-out item that handles SIGTERM and returns, one that ignores it), and the invariants
-//! are checked:
+//! timed-out item that handles SIGTERM and returns, one that ignores it, a wait for whichever
+//! result ends first), and the invariants are checked:
 //! - every item of every call ends with exactly one valid status; good items have the right
 //!   result; no item starts twice; nothing hangs;
 //! - a worker killed anywhere changes the outcome of at most the one item it was running (to
@@ -20,6 +20,7 @@ mod common;
 use common::*;
 use pool::core::killpoint::{self, Point, Role};
 use pool::core::map::MapFn;
+use pool::core::wake::wait_any;
 use pool::core::{AsyncResult, MapArgs, Options, Pool, Status};
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
@@ -239,6 +240,24 @@ fn workload(p: &Pool) -> Report {
                 rep.items.push((*x, wait(r) as i32, **y));
             }
             None => rep.errors.push(format!("sleeper {x} not submitted")),
+        }
+    }
+    // The maps and applies in the order they end, as `pool_async_wait_any` sees them (asleep on
+    // the pool's event word, `HostWaiterCounted`).
+    let mut left: Vec<&AsyncResult> = [ra.as_ref().ok(), rblocks.as_ref().ok()]
+        .into_iter()
+        .flatten()
+        .chain(applies.iter().filter_map(|(_, _, r)| r.as_ref()))
+        .collect();
+    while !left.is_empty() {
+        match wait_any(&left, Some(HANG_GUARD)) {
+            Some(i) => {
+                left.remove(i);
+            }
+            None => {
+                rep.errors.push(format!("wait_any: none of {} results ended", left.len()));
+                break;
+            }
         }
     }
     let mut b = Items::new(TIMED);

@@ -416,6 +416,16 @@ impl AsyncResult {
         }
     }
 
+    /// The pool whose event word is bumped when this result may have become ready (None: it
+    /// always is).
+    pub(crate) fn pool(&self) -> Option<&Arc<Shared>> {
+        match &self.kind {
+            Kind::Task(t) => Some(&t.sh),
+            Kind::Map(_, sh) => Some(sh),
+            Kind::Ready(_) => None,
+        }
+    }
+
     /// The outcome if ready, without waiting.
     pub fn poll(&self) -> Option<Outcome> {
         if let Some(o) = self.foreign() {

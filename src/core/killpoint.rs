@@ -88,6 +88,7 @@ points! {
     Host HostPushed,
     Host HostCancelLocked,
     Host HostCollected,
+    Host HostWaiterCounted,
     Peer ArenaLocked,
     Peer ArenaSplit,
     Peer ArenaTaken,

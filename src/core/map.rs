@@ -239,6 +239,7 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
         }
     }
     job.complete(first.outcome());
+    sh.view.signal_event(false); // wakes threads sleeping until one of their results is ready (wake.rs)
     sh.notify_event_fd();
 }
 

@@ -2,6 +2,7 @@
 
 #[macro_use]
 pub mod killpoint;
+pub mod callbacks;
 pub mod error;
 mod heap;
 pub mod ipc;
@@ -14,6 +15,7 @@ mod queue;
 pub mod remote;
 mod shm;
 pub mod stream;
+pub mod wake;
 pub mod worker;
 mod zygote;
 

@@ -290,9 +290,11 @@ impl View {
         self.signal_event(t.flags.load(Relaxed) & F_NOTIFY != 0);
     }
 
-    /// Ends task `t` (from `from`) with a final state, waking host waiters.
+    /// Ends task `t` (from `from`) with a final state, waking host waiters. The final state is
+    /// stored SeqCst, before `signal_event` reads the waiter counters: a thread that counted
+    /// itself and then looked at the task either sees it final or is seen (wake.rs).
     pub fn finish(&self, t: &TaskSlot, from: u32, to: u32) -> bool {
-        let Ok(old) = t.state.fetch_update(AcqRel, Acquire, |s| (s & !WAITER == from).then_some(to)) else {
+        let Ok(old) = t.state.fetch_update(SeqCst, Acquire, |s| (s & !WAITER == from).then_some(to)) else {
             return false;
         };
         if old & WAITER != 0 {

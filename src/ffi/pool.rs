@@ -12,7 +12,7 @@ use std::os::raw::{c_char, c_int, c_void};
 
 /// A process pool (opaque).
 #[allow(non_camel_case_types)]
-pub struct pool_t(Pool, super::callbacks::Callbacks, Option<std::ffi::CString>);
+pub struct pool_t(Pool, crate::core::callbacks::Callbacks, Option<std::ffi::CString>);
 
 impl pool_t {
     pub(crate) fn new(p: Pool) -> pool_t {
@@ -273,7 +273,7 @@ pub(super) fn map_in_background(
 /// result is freed (its work cancelled if it writes in place) and the call fails.
 fn on_ready(pool: *mut pool_t, h: *mut pool_async_t, cb: Option<Callback>) -> *mut pool_async_t {
     let Some(cb) = cb.filter(|_| !h.is_null()) else { return h };
-    value(std::ptr::null_mut(), || match get(pool).and_then(|p| p.1.add(h, cb)) {
+    value(std::ptr::null_mut(), || match get(pool).and_then(|p| super::callbacks::add(&p.1, h, cb)) {
         Ok(()) => Ok(h),
         Err(e) => {
             super::result::pool_async_free(h);

@@ -3,13 +3,14 @@
 use super::handles::{get, get_opt, Handle};
 use super::macros::{release, status, value};
 use crate::core::job::Exit;
+use crate::core::wake::wait_any;
 use crate::core::{AsyncResult, Error, Outcome, Status};
 use std::os::raw::{c_char, c_int, c_void};
 use std::time::Duration;
 
 /// The pending or finished result of an asynchronous call (opaque).
 #[allow(non_camel_case_types)]
-pub struct pool_async_t(pub(crate) AsyncResult, pub(crate) super::callbacks::Gate);
+pub struct pool_async_t(pub(crate) AsyncResult, pub(crate) crate::core::callbacks::Gate);
 
 impl pool_async_t {
     pub(crate) fn new(r: AsyncResult) -> pool_async_t {
@@ -73,10 +74,11 @@ pub extern "C" fn pool_async_ready(a: *const pool_async_t) -> bool {
 /// results in `handles` is ready, and sets `*index` to the first ready one (lowest index).
 /// `POOL_OK` then (collect it with `pool_async_get`); `POOL_ETIMEDOUT` if none was ready in time;
 /// `POOL_EINVAL` if `handles` or `index` is NULL, `n` is 0, or an entry is not a live result
-/// (the message names its index). Results of several pools may be mixed. Waits by polling: the
-/// first microseconds spinning, then sleeping 50 µs to 1 ms between looks, so a result is
-/// seen within a millisecond. Thread safety: any thread; the handles may be waited on by other
-/// threads too. Not a cancellation point.
+/// (the message names its index). Results of several pools may be mixed. After a few
+/// microseconds of looking, sleeps until one of the results' pools ends a task or a map, then
+/// looks again: a waiting thread costs next to no CPU, however many results it waits on.
+/// Thread safety: any thread; the handles may be waited on by other threads too. Not a
+/// cancellation point.
 #[no_mangle]
 pub extern "C" fn pool_async_wait_any(
     handles: *const *mut pool_async_t,
@@ -91,38 +93,18 @@ pub extern "C" fn pool_async_wait_any(
         require!(n <= isize::MAX as usize / std::mem::size_of::<*mut pool_async_t>(), "n is too large");
         // SAFETY: the caller passes an array of `n` handles.
         let hs = unsafe { std::slice::from_raw_parts(handles, n) };
-        let rs = hs
+        let objs = hs
             .iter()
             .enumerate()
             .map(|(i, &h)| get(h).map_err(|e| Error::new(e.status, format!("handles[{i}]: {}", e.msg))))
             .collect::<Result<Vec<_>, Error>>()?;
-        let deadline = self::timeout(timeout)?.map(|d| std::time::Instant::now() + d);
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(i) = rs.iter().position(|r| r.0.poll().is_some()) {
-                // SAFETY: checked non-NULL; the caller passes a writable size_t.
-                unsafe { *index = i };
-                return Ok(());
-            }
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return Err(Error::new(
-                    Status::TimedOut,
-                    format!("none of the {n} results was ready before the timeout"),
-                ));
-            }
-            let waited = start.elapsed();
-            let nap = if waited < Duration::from_micros(50) {
-                Duration::ZERO
-            } else {
-                (waited / 8).clamp(Duration::from_micros(50), Duration::from_millis(1))
-            };
-            let nap = deadline.map_or(nap, |d| nap.min(d.saturating_duration_since(std::time::Instant::now())));
-            if nap.is_zero() {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(nap);
-            }
-        }
+        let rs: Vec<&AsyncResult> = objs.iter().map(|o| &o.0).collect();
+        let i = wait_any(&rs, self::timeout(timeout)?).ok_or_else(|| {
+            Error::new(Status::TimedOut, format!("none of the {n} results was ready before the timeout"))
+        })?;
+        // SAFETY: checked non-NULL; the caller passes a writable size_t.
+        unsafe { *index = i };
+        Ok(())
     })
 }
 

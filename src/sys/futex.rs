@@ -1,28 +1,30 @@
 //! Futex waits and wakes on words that may live in memory shared between processes.
 //! The calls are never `FUTEX_PRIVATE_FLAG`: waiters and wakers are in different processes.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Sleeps while `*word == expected`, at most until `deadline` (None: no limit).
 /// Returns on a wake, a changed value, a signal or the deadline; callers re-check their condition.
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) {
-    let ts;
-    let ts_ptr = match deadline {
-        None => std::ptr::null(),
-        Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            ts = timespec(left);
-            &ts as *const libc::timespec
-        }
-    };
+    let Some(left) = time_left(deadline) else { return };
+    let ts = left.map(timespec);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `word` is a valid, aligned u32 for the duration of the call; the kernel only reads
     // it and the optional timespec, which lives on this stack frame.
     unsafe {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32);
+    }
+}
+
+/// The time left until `deadline`: Some(None) for no deadline, None once it has passed.
+fn time_left(deadline: Option<Instant>) -> Option<Option<Duration>> {
+    match deadline {
+        None => Some(None),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then_some(Some(left))
+        }
     }
 }
 
@@ -32,6 +34,67 @@ pub fn wake(word: &AtomicU32, n: i32) {
     unsafe {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n, 0usize, 0usize, 0u32);
     }
+}
+
+/// `struct futex_waitv` (linux/futex.h).
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+const FUTEX2_SIZE_U32: u32 = 2;
+/// The most words one `futex_waitv` takes.
+const WAITV_MAX: usize = 128;
+
+/// Set once `futex_waitv` answered ENOSYS (a kernel before 5.16, or a seccomp filter).
+static NO_WAITV: AtomicBool = AtomicBool::new(false);
+
+/// Test-only: while not 0 (tests that force it, counted), every call acts as on a kernel
+/// without `futex_waitv`.
+#[cfg(test)]
+pub static FORCE_NO_WAITV: AtomicU32 = AtomicU32::new(0);
+
+/// The kernel cannot sleep on these words at once (no `futex_waitv`, or more than it takes).
+pub struct Unsupported;
+
+/// Sleeps while every word still holds its value in `words`, at most until `deadline` (None:
+/// no limit): `futex_waitv`. Returns on a wake of any of them, a changed value, a signal or
+/// the deadline; callers re-check their condition.
+pub fn wait_many(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> Result<(), Unsupported> {
+    #[cfg(test)]
+    if FORCE_NO_WAITV.load(Relaxed) > 0 {
+        return Err(Unsupported);
+    }
+    if words.len() > WAITV_MAX || NO_WAITV.load(Relaxed) {
+        return Err(Unsupported);
+    }
+    let v: Vec<FutexWaitv> = words
+        .iter()
+        .map(|&(w, val)| FutexWaitv { val: val as u64, uaddr: w.as_ptr() as u64, flags: FUTEX2_SIZE_U32, reserved: 0 })
+        .collect();
+    let Some(left) = time_left(deadline) else { return Ok(()) };
+    // The timeout is absolute, on CLOCK_MONOTONIC (the clock `Instant` reads).
+    let ts = left.map(|l| {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: writes the timespec on this stack frame.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        timespec(Duration::new(now.tv_sec as u64, now.tv_nsec as u32) + l)
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `v` holds `v.len()` entries naming valid, aligned u32 words for the duration of
+    // the call; the kernel only reads them, the entries and the optional timespec, all alive
+    // on this frame.
+    let r = unsafe {
+        libc::syscall(libc::SYS_futex_waitv, v.as_ptr(), v.len() as u32, 0u32, ts_ptr, libc::CLOCK_MONOTONIC)
+    };
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        NO_WAITV.store(true, Relaxed);
+        return Err(Unsupported);
+    }
+    Ok(())
 }
 
 pub fn timespec(d: Duration) -> libc::timespec {
