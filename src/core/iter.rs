@@ -41,6 +41,8 @@ pub struct MapIter {
     next: usize,
     /// The input has no more items (an array's end, or the source said so).
     exhausted: bool,
+    /// Short of room at the last look: the next wait counts itself among any task's waiters.
+    starved: bool,
     /// What a source returned when it failed, reported once after the last result.
     source_error: Option<c_int>,
     /// Why feeding stopped before the input ended (the pool was closed and joined, terminated,
@@ -83,6 +85,7 @@ impl Pool {
             window,
             next: 0,
             exhausted,
+            starved: false,
             source_error: None,
             stop: None,
             chunks: VecDeque::new(),
@@ -105,10 +108,11 @@ impl MapIter {
             if let Some(item) = self.take_from_current(out) {
                 return Ok(Some(item));
             }
-            let seen = self.sh.view.event_seq();
+            let sh = Arc::clone(&self.sh); // `ev` borrows it while `self` changes
+            let ev = sh.view.event_wait(self.starved);
             // Feeding never waits for room: results already there come first, and reading
             // them is what frees room.
-            let starved = self.feed();
+            self.starved = self.feed();
             let done = |c: &Chunk| matches!(self.sh.task_state(c.slot), T_DONE | T_CLOSED);
             let pick = if self.ordered {
                 self.chunks.front().is_some_and(done).then_some(0)
@@ -135,9 +139,12 @@ impl MapIter {
                 return Err(Error::new(Status::TimedOut, "no result is ready yet"));
             }
             let slice = Instant::now() + WATCH_SLICE;
-            // Waiting for room, any task's end may make some: wake for all of them.
-            self.sh.view.wait_event(seen, starved, Some(deadline.map_or(slice, |d| d.min(slice))));
-            self.sh.watchdog();
+            // Waiting for room, any task's end may make some: wake for all of them (first look
+            // again, counted, if this wait was not: event_wait).
+            if self.starved == ev.any {
+                ev.wait(Some(deadline.map_or(slice, |d| d.min(slice))));
+                self.sh.watchdog();
+            }
         }
     }
 

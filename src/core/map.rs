@@ -199,8 +199,10 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
     let mut inflight: VecDeque<Chunk> = VecDeque::new();
     let mut next = 0usize;
     let mut cancelled = false;
+    let mut starved = false;
     while next < a.n || !inflight.is_empty() {
-        let seen = sh.view.event_seq();
+        // Counted among any task's waiters from the start once short of room (event_wait).
+        let ev = sh.view.event_wait(starved);
         let (cancel, detached) = job.with(|s| (s.cancel, s.detached));
         if (cancel || detached) && !cancelled {
             // Stop feeding; what runs is cancelled (a freed map's results have no reader).
@@ -209,7 +211,7 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
             fail_rest(&a, job, &mut first, next, Error::new(Status::Cancelled, "cancelled"));
             next = a.n;
         }
-        let mut starved = false;
+        starved = false;
         while next < a.n && inflight.len() < window {
             let len = cs.min(a.n - next);
             // Never wait for room here: ended chunks are collected below, which frees theirs.
@@ -232,9 +234,10 @@ fn drive(sh: &Arc<Shared>, a: MapArgs, job: &MapJob) {
         }
         let before = inflight.len();
         inflight.retain(|c| !collect_chunk(sh, &a, c, job, &mut first));
-        if inflight.len() == before && (!inflight.is_empty() || starved) {
-            // Waiting for room, any task's end may make some: wake for all of them.
-            sh.view.wait_event(seen, starved, Some(Instant::now() + WATCH_SLICE));
+        // Waiting for room, any task's end may make some: wake for all of them (first look
+        // again, counted, if this wait was not).
+        if inflight.len() == before && (!inflight.is_empty() || starved) && starved == ev.any {
+            ev.wait(Some(Instant::now() + WATCH_SLICE));
             sh.watchdog();
         }
     }

@@ -252,30 +252,17 @@ impl View {
         }
     }
 
-    /// Waits for the next group event after `seen` (a value of `events.seq` read before the
-    /// caller last checked its condition), at most until `deadline`.
-    pub fn wait_event(&self, seen: u32, any: bool, deadline: Option<Instant>) {
+    /// Starts a wait for group events: counted first among the threads that any task's end must
+    /// wake (if `any`), then the word read, so that a task ending after the read either bumps
+    /// the word or finds this thread counted (PROTOCOL.md, "Sleeping until a result is ready").
+    /// Look at what you wait for after this call, then `wait` if it is not there yet. Without
+    /// `any`, only the ends of `F_NOTIFY` tasks (which always bump the word) are waited for.
+    pub fn event_wait(&self, any: bool) -> EventWait<'_> {
         let e = &self.header().events;
-        let counter = if any { &e.any_waiters } else { &e.notify_waiters };
-        if spin_until(Duration::from_micros(2), || e.seq.load(Acquire) != seen) {
-            return;
+        if any {
+            e.any_waiters.fetch_add(1, SeqCst);
         }
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_micros(20) {
-            std::thread::yield_now();
-            if e.seq.load(Acquire) != seen {
-                return;
-            }
-        }
-        counter.fetch_add(1, SeqCst);
-        if e.seq.load(SeqCst) == seen {
-            futex::wait(&e.seq, seen, deadline);
-        }
-        counter.fetch_sub(1, SeqCst);
-    }
-
-    pub fn event_seq(&self) -> u32 {
-        self.header().events.seq.load(SeqCst)
+        EventWait { e, any, seen: e.seq.load(SeqCst) }
     }
 
     /// Moves task `t` from state `from` (phase and owner) to `to`, keeping the waiter bit.
@@ -331,6 +318,51 @@ pub fn wait_final(w: &AtomicU32, deadline: Option<Instant>) -> Option<u32> {
             continue;
         }
         futex::wait(w, s | WAITER, deadline);
+    }
+}
+
+/// A host thread's wait for the next group event (`View::event_wait`); uncounted on drop.
+pub struct EventWait<'a> {
+    e: &'a Events,
+    /// Counted in `any_waiters` since the start (else only while asleep, in `notify_waiters`).
+    pub any: bool,
+    seen: u32,
+}
+
+impl EventWait<'_> {
+    /// Returns once the word moved past the value read at the start, or at `deadline`: a short
+    /// spin, then yields (leaving the CPU to workers on a small machine), then the futex.
+    pub fn wait(&self, deadline: Option<Instant>) {
+        let (e, seen) = (self.e, self.seen);
+        if spin_until(Duration::from_micros(2), || e.seq.load(Acquire) != seen) {
+            return;
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_micros(20) {
+            std::thread::yield_now();
+            if e.seq.load(Acquire) != seen {
+                return;
+            }
+        }
+        // F_NOTIFY ends always bump the word: counting just before the futex's own check of it
+        // only decides whether they also wake.
+        if !self.any {
+            e.notify_waiters.fetch_add(1, SeqCst);
+        }
+        if e.seq.load(SeqCst) == seen {
+            futex::wait(&e.seq, seen, deadline);
+        }
+        if !self.any {
+            e.notify_waiters.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
+impl Drop for EventWait<'_> {
+    fn drop(&mut self) {
+        if self.any {
+            self.e.any_waiters.fetch_sub(1, SeqCst);
+        }
     }
 }
 

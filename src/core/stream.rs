@@ -68,6 +68,8 @@ pub struct Stream {
     window: usize,
     next: usize,
     exhausted: bool,
+    /// Short of room at the last look: the next wait counts itself among any task's waiters.
+    starved: bool,
     source_error: Option<Error>,
     /// Why feeding stopped before the input ended (see `MapIter`).
     stop: Option<Error>,
@@ -108,6 +110,7 @@ impl Pool {
         let window = if a.window > 0 { a.window } else { 2 * sh.nworkers + 2 };
         Ok(Stream {
             exhausted: matches!(input, StreamInput::Array { n: 0, .. }),
+            starved: false,
             sh,
             a,
             input,
@@ -137,10 +140,11 @@ impl Stream {
             if self.abandoned.load(Acquire) {
                 return Err(Error::inval("the stream was freed while this call waited"));
             }
-            let seen = self.sh.view.event_seq();
+            let sh = Arc::clone(&self.sh); // `ev` borrows it while `self` changes
+            let ev = sh.view.event_wait(self.starved);
             // Feeding never waits for room: results already there come first, and handing
             // them out is what frees room.
-            let starved = self.feed();
+            self.starved = self.feed();
             let pick = if self.a.ordered {
                 self.inflight.front().is_some_and(|f| self.ended(f)).then_some(0)
             } else {
@@ -165,9 +169,12 @@ impl Stream {
                 return Err(Error::new(Status::TimedOut, "no result is ready yet"));
             }
             let slice = Instant::now() + WATCH_SLICE;
-            // Waiting for room, any task's end may make some: wake for all of them.
-            self.sh.view.wait_event(seen, starved, Some(deadline.map_or(slice, |d| d.min(slice))));
-            self.sh.watchdog();
+            // Waiting for room, any task's end may make some: wake for all of them (first look
+            // again, counted, if this wait was not: event_wait).
+            if self.starved == ev.any {
+                ev.wait(Some(deadline.map_or(slice, |d| d.min(slice))));
+                self.sh.watchdog();
+            }
         }
     }
 

@@ -244,7 +244,7 @@ impl Shared {
             Some((slot, b))
         };
         loop {
-            let seen = self.view.event_seq();
+            let ev = self.view.event_wait(true);
             // Read before the attempt: a free after it shows here (see `frees`).
             let frees = self.frees.load(SeqCst);
             self.reclaim_orphans();
@@ -279,7 +279,7 @@ impl Shared {
                 return Err(Error::new(Status::TimedOut, "no room in the pool's shared memory yet"));
             }
             let slice = Instant::now() + WATCH_SLICE;
-            self.view.wait_event(seen, true, Some(deadline.map_or(slice, |d| d.min(slice))));
+            ev.wait(Some(deadline.map_or(slice, |d| d.min(slice))));
             self.watchdog();
             self.check_open(feeder)?;
         }
