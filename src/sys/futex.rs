@@ -49,7 +49,8 @@ const FUTEX2_SIZE_U32: u32 = 2;
 /// The most words one `futex_waitv` takes.
 const WAITV_MAX: usize = 128;
 
-/// Set once `futex_waitv` answered ENOSYS (a kernel before 5.16, or a seccomp filter).
+/// Set once `futex_waitv` failed other than a wait does (ENOSYS: a kernel before 5.16; EPERM or
+/// ENOSYS: a seccomp filter).
 static NO_WAITV: AtomicBool = AtomicBool::new(false);
 
 /// Test-only: while not 0 (tests that force it, counted), every call acts as on a kernel
@@ -90,7 +91,11 @@ pub fn wait_many(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> Resu
     let r = unsafe {
         libc::syscall(libc::SYS_futex_waitv, v.as_ptr(), v.len() as u32, 0u32, ts_ptr, libc::CLOCK_MONOTONIC)
     };
-    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+    // EAGAIN (a word changed), ETIMEDOUT and EINTR are what a wait returns; anything else
+    // (ENOSYS on kernels before 5.16, EPERM or ENOSYS from seccomp filters such as container
+    // runtimes' profiles) would return at once on every call: the caller would spin.
+    let err = if r < 0 { std::io::Error::last_os_error().raw_os_error() } else { None };
+    if err.is_some_and(|e| !matches!(e, libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR)) {
         NO_WAITV.store(true, Relaxed);
         return Err(Unsupported);
     }
@@ -99,4 +104,45 @@ pub fn wait_many(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> Resu
 
 pub fn timespec(d: Duration) -> libc::timespec {
     libc::timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t, tv_nsec: d.subsec_nanos() as _ }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fork::in_forked_child;
+
+    /// Makes `futex_waitv` fail with `errno` in this process from now on (a seccomp filter, as
+    /// container runtimes' default profiles install).
+    fn refuse_waitv(errno: u32) {
+        let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+        let mut prog = [
+            f((libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, 0, 0, 0), // seccomp_data.nr
+            f((libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, 0, 1, libc::SYS_futex_waitv as u32),
+            f((libc::BPF_RET | libc::BPF_K) as u16, 0, 0, libc::SECCOMP_RET_ERRNO | errno),
+            f((libc::BPF_RET | libc::BPF_K) as u16, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ];
+        let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_mut_ptr() };
+        // SAFETY: prctl with a filter program that lives on this frame for the call.
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog), 0);
+        }
+    }
+
+    /// A filter that answers EPERM (not ENOSYS) made every wait_many return at once: wait_any
+    /// over several pools and every callback thread spun at 100% CPU.
+    #[test]
+    fn a_refused_futex_waitv_is_unsupported_whatever_the_errno() {
+        for errno in [libc::EPERM, libc::ENOSYS] {
+            let child = in_forked_child(|| {
+                FORCE_NO_WAITV.store(0, Relaxed); // this process's own copy: other tests may force it
+                refuse_waitv(errno as u32);
+                let (a, b) = (AtomicU32::new(0), AtomicU32::new(0));
+                let until = Some(Instant::now() + Duration::from_millis(50));
+                let first = wait_many(&[(&a, 0), (&b, 0)], until).is_err();
+                first && wait_many(&[(&a, 0), (&b, 0)], until).is_err()
+            });
+            assert_eq!(child, Some(true), "errno {errno}: wait_many did not report futex_waitv unsupported");
+        }
+    }
 }
