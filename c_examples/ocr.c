@@ -35,6 +35,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,16 +68,21 @@ enum { FAULT_CRASH, FAULT_HANG };
 static struct { int kind; const char *substr; } g_faults[MAX_FAULTS];
 static size_t g_nfaults;
 
-/* One thread for every parallel region of this worker, unless the user set OMP_THREAD_LIMIT
- * (the runtime read it at load). The runtime is whichever one Tesseract was linked with, found
- * by name; none (Tesseract built without OpenMP): nothing to do. */
+/* One thread for every parallel region of this worker, unless the OpenMP runtime took a thread
+ * limit from the user's OMP_THREAD_LIMIT at load (it ignores a value it cannot parse, and so does
+ * this check: it asks the runtime, not the environment). The runtime is whichever one Tesseract
+ * was linked with, found by name; none (Tesseract built without OpenMP): nothing to do. */
 static void one_openmp_thread(void) {
-    const char *limit = getenv("OMP_THREAD_LIMIT");
-    if (limit && *limit) return;
-    void *sym = dlsym(RTLD_DEFAULT, "omp_set_max_active_levels");
-    if (!sym) return;
+    void *set = dlsym(RTLD_DEFAULT, "omp_set_max_active_levels");
+    void *get = dlsym(RTLD_DEFAULT, "omp_get_thread_limit");
+    if (!set) return;
+    if (get) {
+        int (*thread_limit)(void);
+        memcpy(&thread_limit, &get, sizeof get); /* ISO C has no void * to function cast */
+        if (thread_limit() < INT_MAX) return;    /* INT_MAX: no limit set */
+    }
     void (*set_max_active_levels)(int);
-    memcpy(&set_max_active_levels, &sym, sizeof sym); /* ISO C has no void * to function cast */
+    memcpy(&set_max_active_levels, &set, sizeof set);
     set_max_active_levels(0);
 }
 

@@ -255,6 +255,12 @@ if held_ok 1; then
 else
     fail "ocr -p 2 without OMP_THREAD_LIMIT: want one thread in each process mid-run: $(held_why)"
 fi
+threads_held_run OMP_THREAD_LIMIT=abc
+if held_ok 1; then
+    pass "ocr -p 2 with OMP_THREAD_LIMIT=abc (a value the runtime ignores): one thread in each process (pid:threads $held_counts)"
+else
+    fail "ocr -p 2 with OMP_THREAD_LIMIT=abc: want one thread in each process mid-run: $(held_why)"
+fi
 threads_held_run OMP_THREAD_LIMIT=2
 if held_ok 2; then
     pass "ocr -p 2 with OMP_THREAD_LIMIT=2 set by the user: 2 threads an engine, as asked (pid:threads $held_counts)"
