@@ -49,6 +49,18 @@ WAIT=${BENCH_WAIT:-30}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-600}
 BASE=${BENCH_BASE:-}
 ONLY=${BENCH_ONLY:-}
+STEPS="w1 w1big w2 w3 w4 w5 w6 wc ws w7 w8 jobs"
+# A step ONLY names that does not exist (a typo) would leave nothing to report: refuse it first.
+for s in ${ONLY//,/ }; do
+    if [[ " $STEPS " != *" $s "* ]]; then
+        echo "bench: no step '$s' in ONLY=$ONLY (steps: $STEPS)" >&2
+        exit 2
+    fi
+    if [ -n "$BASE" ] && { [ "$s" = jobs ] || [ "$s" = w8 ]; }; then
+        echo "bench: ONLY=$s with BASE: the before/after mode runs libpool's own workloads (not w8, jobs)" >&2
+        exit 2
+    fi
+done
 LIBDIR=$ROOT/target/release
 CFLAGS="-O2 -std=gnu11 -Wall -Wextra"
 mkdir -p "$OUT"
