@@ -76,7 +76,9 @@ pub extern "C" fn pool_async_ready(a: *const pool_async_t) -> bool {
 /// `POOL_EINVAL` if `handles` or `index` is NULL, `n` is 0, or an entry is not a live result
 /// (the message names its index). Results of several pools may be mixed. After a few
 /// microseconds of looking, sleeps until one of the results' pools ends a task or a map, then
-/// looks again: a waiting thread costs next to no CPU, however many results it waits on.
+/// looks again: an idle wait costs next to no CPU, however many results it waits on, but while
+/// it sleeps every task its pools end wakes it for a look (and costs that task's worker a
+/// wake-up call), so a wait on a busy pool costs CPU in proportion to the pool's rate.
 /// Thread safety: any thread; the handles may be waited on by other threads too. Not a
 /// cancellation point.
 #[no_mangle]
