@@ -299,3 +299,57 @@ fn destroying_a_pool_while_its_callback_thread_sleeps() {
     assert_eq!(pool_async_get(kept, 0.0), CLOSED);
     pool_async_free(kept);
 }
+
+unsafe extern "C" fn double(i: *const c_void, o: *mut c_void, _: *mut c_void) -> c_int {
+    *(o as *mut u64) = 2 * *(i as *const u64);
+    0
+}
+
+/// A thread waiting on one result sleeps on that task's own word (as `pool_async_get` does):
+/// the other tasks of its pool ending do not wake it. (It slept on the pool's word, which every
+/// task's end bumped while anyone waited: a burst of applies beside one sleeper took 3-4x as
+/// long, the sleeper woken for each.)
+#[test]
+fn the_other_tasks_of_a_pool_do_not_wake_a_thread_waiting_on_one_of_its_results() {
+    gates();
+    const G: usize = 60;
+    const BURST: u64 = 2000;
+    let p = create(2);
+    let mut a = 0u64;
+    let h = apply_held(p, G, &mut a, false);
+    let h_addr = h as usize;
+    let (tell, told) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tell.send(unsafe { libc::gettid() }).unwrap();
+        let hs = [h_addr as *mut pool_async_t];
+        let s0 = my_usage().1;
+        let mut idx = usize::MAX;
+        let st = pool_async_wait_any(hs.as_ptr(), 1, HANG_GUARD.as_secs_f64(), &mut idx);
+        assert_eq!((st, idx), (OK, 0), "the held result");
+        my_usage().1 - s0
+    });
+    let tid = told.recv().unwrap();
+    let asleep = wait_until(HANG_GUARD, || thread_stat(tid).0 == 'S');
+    assert!(asleep, "the waiter never went to sleep");
+    for x in 0..BURST {
+        let mut y = 0u64;
+        let st = pool_apply(
+            p,
+            Some(double),
+            &x as *const u64 as *const c_void,
+            8,
+            &mut y as *mut u64 as *mut c_void,
+            8,
+            std::ptr::null_mut(),
+        );
+        assert_eq!((st, y), (OK, 2 * x));
+    }
+    gates()[G].store(1, SeqCst);
+    let sleeps = waiter.join().unwrap();
+    eprintln!("a waiter beside {BURST} other tasks of its pool slept {sleeps} times");
+    assert!(sleeps < BURST as i64 / 10, "the waiter was woken {sleeps} times by {BURST} other tasks' ends");
+    assert_eq!(pool_async_get(h, HANG_GUARD.as_secs_f64()), OK);
+    pool_async_free(h);
+    pool_destroy(p);
+}

@@ -416,6 +416,15 @@ impl AsyncResult {
         }
     }
 
+    /// The pool and task slot of a task's result, whose state word `finish` wakes when the
+    /// WAITER bit is set (None: a map's result, or one ready from the start).
+    pub(crate) fn task_slot(&self) -> Option<(&Arc<Shared>, u32)> {
+        match &self.kind {
+            Kind::Task(t) => Some((&t.sh, t.slot)),
+            _ => None,
+        }
+    }
+
     /// The pool whose event word is bumped when this result may have become ready (None: it
     /// always is).
     pub(crate) fn pool(&self) -> Option<&Arc<Shared>> {

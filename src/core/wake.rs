@@ -9,6 +9,7 @@
 use super::job::AsyncResult;
 use super::pool::{Shared, WATCH_SLICE};
 use super::queue::spin_until;
+use super::shm::{phase, T_CLOSED, T_DONE, WAITER};
 use crate::sys::futex;
 use std::sync::atomic::{fence, AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -46,12 +47,15 @@ impl Drop for Counted<'_> {
 }
 
 /// Waits until `ready` gives something, at most until `deadline` (None: for ever). `ready` is
-/// asked at once, then after every wake-up, and at least every `WATCH_SLICE` while `pools` is
-/// not empty (a result's poll is what notices a dead zygote). `ready` must see every change of
-/// what it looks at that bumps one of the words: a task of one of `pools` ending, a map of one
-/// of them completing, or whatever bumps `kick`.
+/// asked at once, then after every wake-up, and at least every `WATCH_SLICE` while `pools` or
+/// `tasks` is not empty (a result's poll is what notices a dead zygote). `ready` must see every
+/// change of what it looks at that bumps or wakes one of the words: a task of one of `pools`
+/// ending, a map of one of them completing, the end of a task whose state word is in `tasks`
+/// (watched with the WAITER bit, as `pool_async_get` does: only its own end wakes the sleeper),
+/// or whatever bumps `kick`.
 pub(crate) fn wait_until<T>(
     pools: &[&Shared],
+    tasks: &[&AtomicU32],
     kick: Option<&Kick>,
     deadline: Option<Instant>,
     mut ready: impl FnMut() -> Option<T>,
@@ -100,7 +104,8 @@ pub(crate) fn wait_until<T>(
     fence(SeqCst);
     kp!(HostWaiterCounted);
     loop {
-        let seen: Vec<(&AtomicU32, u32)> = words.iter().map(|&(w, _)| (w, w.load(SeqCst))).collect();
+        let mut seen: Vec<(&AtomicU32, u32)> = tasks.iter().map(|&w| (w, watched(w))).collect();
+        seen.extend(words.iter().map(|&(w, _)| (w, w.load(SeqCst))));
         if let Some(x) = ready() {
             return Some(x);
         }
@@ -108,10 +113,29 @@ pub(crate) fn wait_until<T>(
         if deadline.is_some_and(|d| now >= d) {
             return None;
         }
-        let slice = (!pools.is_empty()).then(|| now + WATCH_SLICE);
+        let slice = (!pools.is_empty() || !tasks.is_empty()).then(|| now + WATCH_SLICE);
         sleep(&seen, [deadline, slice].into_iter().flatten().min());
     }
 }
+
+/// Marks task state word `w` watched unless its task is final: the WAITER bit, which `finish`
+/// clears, waking the word (PROTOCOL.md, "Sleeping until a result is ready"). Returns the value
+/// to sleep on; a change since (any transition) makes the wait return at once.
+fn watched(w: &AtomicU32) -> u32 {
+    let mut s = w.load(SeqCst);
+    while s & WAITER == 0 && !matches!(phase(s), T_DONE | T_CLOSED) {
+        match w.compare_exchange(s, s | WAITER, SeqCst, SeqCst) {
+            Ok(_) => return s | WAITER,
+            Err(now) => s = now,
+        }
+    }
+    s
+}
+
+/// Task results at most this many are watched on their own state words (one futex_waitv
+/// takes 128 words; the rest of a wait's words are its pools' and its own); beyond, the pools'
+/// event words, which every task's end bumps while someone is counted.
+pub(crate) const TASK_WORDS_MAX: usize = 100;
 
 /// Sleeps until one of the words changes from its value in `seen`, or `until`.
 fn sleep(seen: &[(&AtomicU32, u32)], until: Option<Instant>) {
@@ -136,13 +160,22 @@ fn sleep(seen: &[(&AtomicU32, u32)], until: Option<Instant>) {
 /// for ever; zero: one look). Sleeps on the event words of the results' pools meanwhile.
 pub fn wait_any(rs: &[&AsyncResult], timeout: Option<Duration>) -> Option<usize> {
     let deadline = timeout.map(|t| Instant::now() + t);
+    let own_words = rs.iter().filter(|r| r.task_slot().is_some()).count() <= TASK_WORDS_MAX;
     let mut pools: Vec<&Shared> = Vec::new();
-    for sh in rs.iter().filter_map(|r| r.pool()) {
-        if !pools.iter().any(|p| std::ptr::eq(*p, &**sh)) {
-            pools.push(sh);
+    let mut tasks: Vec<&AtomicU32> = Vec::new();
+    for r in rs {
+        match r.task_slot() {
+            Some((sh, slot)) if own_words => tasks.push(&sh.view.task(slot).state),
+            _ => {
+                if let Some(sh) = r.pool() {
+                    if !pools.iter().any(|p| std::ptr::eq(*p, &**sh)) {
+                        pools.push(sh);
+                    }
+                }
+            }
         }
     }
-    wait_until(&pools, None, deadline, || rs.iter().position(|r| r.poll().is_some()))
+    wait_until(&pools, &tasks, None, deadline, || rs.iter().position(|r| r.poll().is_some()))
 }
 
 #[cfg(test)]

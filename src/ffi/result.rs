@@ -75,10 +75,10 @@ pub extern "C" fn pool_async_ready(a: *const pool_async_t) -> bool {
 /// `POOL_OK` then (collect it with `pool_async_get`); `POOL_ETIMEDOUT` if none was ready in time;
 /// `POOL_EINVAL` if `handles` or `index` is NULL, `n` is 0, or an entry is not a live result
 /// (the message names its index). Results of several pools may be mixed. After a few
-/// microseconds of looking, sleeps until one of the results' pools ends a task or a map, then
-/// looks again: an idle wait costs next to no CPU, however many results it waits on, but while
-/// it sleeps every task its pools end wakes it for a look (and costs that task's worker a
-/// wake-up call), so a wait on a busy pool costs CPU in proportion to the pool's rate.
+/// microseconds of looking, sleeps until one of the results ends (as `pool_async_get` sleeps on
+/// its own result: other tasks of the pools do not wake it), then looks again: a waiting thread
+/// costs next to no CPU. Past 100 task results, and for map results, it sleeps instead until
+/// their pools end any task or map, so a busy pool wakes it more often.
 /// Thread safety: any thread; the handles may be waited on by other threads too. Not a
 /// cancellation point.
 #[no_mangle]

@@ -9,7 +9,8 @@ pub use gate::Gate;
 use super::error::Error;
 use super::job::{AsyncResult, Outcome};
 use super::pool::Shared;
-use super::wake::{wait_until, Kick};
+use super::wake::{wait_until, Kick, TASK_WORDS_MAX};
+use std::sync::atomic::AtomicU32;
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -96,10 +97,11 @@ fn run(rx: Receiver<Pending>, kick: &Kick) {
             continue; // look again before sleeping: more may have become ready meanwhile
         }
         // Asleep until a result may be ready, or a registration or the pool's end arrives.
-        let pools = pools_of(&pending);
+        let (pools, tasks) = words_of(&pending);
         let pools: Vec<&Shared> = pools.iter().map(|p| &**p).collect();
+        let tasks: Vec<&AtomicU32> = tasks.iter().map(|(sh, slot)| &sh.view.task(*slot).state).collect();
         let mut arrived = Vec::new();
-        wait_until(&pools, Some(kick), None, || {
+        wait_until(&pools, &tasks, Some(kick), None, || {
             if open {
                 match rx.try_recv() {
                     Ok(p) => arrived.push(p),
@@ -138,16 +140,29 @@ fn call_ready(pending: &mut Vec<Pending>) -> bool {
     pending.len() < before
 }
 
-/// The pools whose event words tell when one of `pending` may have become ready, each once.
-fn pools_of(pending: &[Pending]) -> Vec<Arc<Shared>> {
+/// A task's slot in its pool.
+type TaskSlotRef = (Arc<Shared>, u32);
+
+/// What tells when one of `pending` may have become ready: the task slots of task results
+/// (their state words, as `pool_async_get` sleeps on them: no other task's end wakes the thread),
+/// and the pools of map results (or of every result, past `TASK_WORDS_MAX` tasks), each once.
+/// Owned (the pools' shared state), so the results themselves stay free to be freed meanwhile.
+fn words_of(pending: &[Pending]) -> (Vec<Arc<Shared>>, Vec<TaskSlotRef>) {
+    let live: Vec<Arc<dyn Watched>> = pending.iter().filter_map(|p| p.obj.upgrade()).collect();
+    let own_words = live.iter().filter(|o| o.result().task_slot().is_some()).count() <= TASK_WORDS_MAX;
     let mut pools: Vec<Arc<Shared>> = Vec::new();
-    for p in pending {
-        let Some(obj) = p.obj.upgrade() else { continue };
-        if let Some(sh) = obj.result().pool() {
-            if !pools.iter().any(|q| Arc::ptr_eq(q, sh)) {
-                pools.push(sh.clone());
+    let mut tasks = Vec::new();
+    for obj in &live {
+        match obj.result().task_slot() {
+            Some((sh, slot)) if own_words => tasks.push((sh.clone(), slot)),
+            _ => {
+                if let Some(sh) = obj.result().pool() {
+                    if !pools.iter().any(|q| Arc::ptr_eq(q, sh)) {
+                        pools.push(sh.clone());
+                    }
+                }
             }
         }
     }
-    pools
+    (pools, tasks)
 }
