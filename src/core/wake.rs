@@ -12,6 +12,7 @@ use super::queue::spin_until;
 use super::shm::{phase, T_CLOSED, T_DONE, WAITER};
 use crate::sys::futex;
 use std::sync::atomic::{fence, AtomicU32, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often a sleeper looks again when the kernel cannot sleep on all its words at once.
@@ -135,7 +136,7 @@ fn watched(w: &AtomicU32) -> u32 {
 /// Task results at most this many are watched on their own state words (one futex_waitv
 /// takes 128 words; the rest of a wait's words are its pools' and its own); beyond, the pools'
 /// event words, which every task's end bumps while someone is counted.
-pub(crate) const TASK_WORDS_MAX: usize = 100;
+const TASK_WORDS_MAX: usize = 100;
 
 /// Sleeps until one of the words changes from its value in `seen`, or `until`.
 fn sleep(seen: &[(&AtomicU32, u32)], until: Option<Instant>) {
@@ -160,22 +161,36 @@ fn sleep(seen: &[(&AtomicU32, u32)], until: Option<Instant>) {
 /// for ever; zero: one look). Sleeps on the event words of the results' pools meanwhile.
 pub fn wait_any(rs: &[&AsyncResult], timeout: Option<Duration>) -> Option<usize> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let own_words = rs.iter().filter(|r| r.task_slot().is_some()).count() <= TASK_WORDS_MAX;
-    let mut pools: Vec<&Shared> = Vec::new();
-    let mut tasks: Vec<&AtomicU32> = Vec::new();
+    let (pools, slots) = words_of(rs.iter().copied());
+    let pools: Vec<&Shared> = pools.into_iter().map(|p| &**p).collect();
+    let tasks: Vec<&AtomicU32> = slots.iter().map(|&(sh, slot)| &sh.view.task(slot).state).collect();
+    wait_until(&pools, &tasks, None, deadline, || rs.iter().position(|r| r.poll().is_some()))
+}
+
+/// A task's slot in its pool.
+pub(crate) type TaskSlot<'a> = (&'a Arc<Shared>, u32);
+
+/// What to sleep on for `rs`: the task slots of task results (their own state words), and the
+/// pools of map results (or of every result, past `TASK_WORDS_MAX` tasks), each pool once.
+pub(crate) fn words_of<'a>(
+    rs: impl Iterator<Item = &'a AsyncResult> + Clone,
+) -> (Vec<&'a Arc<Shared>>, Vec<TaskSlot<'a>>) {
+    let own_words = rs.clone().filter(|r| r.task_slot().is_some()).count() <= TASK_WORDS_MAX;
+    let mut pools: Vec<&Arc<Shared>> = Vec::new();
+    let mut tasks = Vec::new();
     for r in rs {
         match r.task_slot() {
-            Some((sh, slot)) if own_words => tasks.push(&sh.view.task(slot).state),
+            Some(t) if own_words => tasks.push(t),
             _ => {
                 if let Some(sh) = r.pool() {
-                    if !pools.iter().any(|p| std::ptr::eq(*p, &**sh)) {
+                    if !pools.iter().any(|p| Arc::ptr_eq(p, sh)) {
                         pools.push(sh);
                     }
                 }
             }
         }
     }
-    wait_until(&pools, &tasks, None, deadline, || rs.iter().position(|r| r.poll().is_some()))
+    (pools, tasks)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ pub use gate::Gate;
 use super::error::Error;
 use super::job::{AsyncResult, Outcome};
 use super::pool::Shared;
-use super::wake::{wait_until, Kick, TASK_WORDS_MAX};
+use super::wake::{self, wait_until, Kick};
 use std::sync::atomic::AtomicU32;
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, Weak};
@@ -149,20 +149,6 @@ type TaskSlotRef = (Arc<Shared>, u32);
 /// Owned (the pools' shared state), so the results themselves stay free to be freed meanwhile.
 fn words_of(pending: &[Pending]) -> (Vec<Arc<Shared>>, Vec<TaskSlotRef>) {
     let live: Vec<Arc<dyn Watched>> = pending.iter().filter_map(|p| p.obj.upgrade()).collect();
-    let own_words = live.iter().filter(|o| o.result().task_slot().is_some()).count() <= TASK_WORDS_MAX;
-    let mut pools: Vec<Arc<Shared>> = Vec::new();
-    let mut tasks = Vec::new();
-    for obj in &live {
-        match obj.result().task_slot() {
-            Some((sh, slot)) if own_words => tasks.push((sh.clone(), slot)),
-            _ => {
-                if let Some(sh) = obj.result().pool() {
-                    if !pools.iter().any(|q| Arc::ptr_eq(q, sh)) {
-                        pools.push(sh.clone());
-                    }
-                }
-            }
-        }
-    }
-    (pools, tasks)
+    let (pools, tasks) = wake::words_of(live.iter().map(|o| o.result()));
+    (pools.into_iter().cloned().collect(), tasks.into_iter().map(|(sh, slot)| (sh.clone(), slot)).collect())
 }
