@@ -1315,9 +1315,11 @@ int pool_async_progress(const pool_async_t *a, size_t *done, size_t *total);
  * `out` is never written after this returns); a map stops there (what runs is cancelled, the
  * items not yet submitted never run). If its results are written in place into
  * `pool_shm_alloc` memory, the work is cancelled and this waits until nothing writes there any
- * more (so that memory can be reused at once). A call on the handle still running in another
- * thread (an `pool_async_get`) is not cut short: it finishes, may still collect the result into
- * `out`, and the handle goes when it returns. NULL is a no-op.
+ * more (so that memory can be reused at once), even while another thread waits on the handle
+ * (that wait then returns `POOL_ECANCELLED`, or the work's own outcome if it ended first).
+ * Otherwise a call on the handle still running in another thread (a `pool_async_get`) is not
+ * cut short: it finishes, may still collect the result into `out`, and the handle is detached
+ * or stopped as above when it returns. NULL is a no-op.
  * Ownership: `a` is invalid afterwards: any later call with it (a second `pool_async_free`
  * included) does nothing but report `POOL_EINVAL` ("not a live handle"). In a forked child,
  * only the child's copy of the handle is released. Thread safety: any thread.

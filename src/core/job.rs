@@ -455,6 +455,17 @@ impl AsyncResult {
         o
     }
 
+    /// The caller lets go of the result while another thread may still hold it (a wait under
+    /// way): work writing the caller's shared buffer in place is stopped before this returns, so
+    /// the buffer may be reused at once. Other work goes on until the last holder lets go.
+    pub fn release(&self) {
+        match &self.kind {
+            Kind::Task(t) if t.in_place => self.cancel(),
+            Kind::Map(m, _) if m.with(|s| s.in_place) => self.cancel(),
+            _ => {}
+        }
+    }
+
     /// Cancels the work: what has not started is dropped, what runs is killed (its worker is
     /// replaced). Returns once the result is ready; work that had already finished keeps its
     /// own outcome.

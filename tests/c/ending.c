@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 /* True once `pid` is dead, waiting up to guard_s(limit) for it. */
@@ -355,20 +356,46 @@ static int rewrites_result(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* Waits on a result from another thread, noting its thread id first. */
+struct waiter {
+    pool_async_t *a;
+    _Atomic pid_t tid;
+    int status;
+};
+
+static void *waits_on_result(void *arg) {
+    struct waiter *w = arg;
+    atomic_store(&w->tid, (pid_t)syscall(SYS_gettid));
+    w->status = pool_async_get(w->a, guard_s(30));
+    return NULL;
+}
+
+/* mode 0/1: pool_apply_async / pool_map_async; +2: another thread waits on the result when it
+ * is freed (it holds the handle on: the work must stop all the same). */
 static void test_in_place_free(int mode) {
-    SECTION(mode == 0 ? "pool_async_free of a pool_apply_async writing in place into pool_shm_alloc memory: nothing "
-                        "writes there afterwards"
-                      : "pool_async_free of a pool_map_async writing in place into pool_shm_alloc memory: nothing "
-                        "writes there afterwards");
+    int map = mode & 1, waited = mode & 2;
+    char title[200];
+    snprintf(title, sizeof title,
+             "pool_async_free of a %s writing in place into pool_shm_alloc memory%s: nothing writes there "
+             "afterwards",
+             map ? "pool_map_async" : "pool_apply_async", waited ? ", another thread waiting on it" : "");
+    SECTION(title);
     pool_t *pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
     volatile unsigned char *out = pool_shm_alloc(pool, 4 * 64);
     REQUIRE(out != NULL);
     memset((void *)out, 0, 4 * 64);
     long in[4] = {1, 2, 3, 4};
-    pool_async_t *a = mode == 0 ? pool_apply_async(pool, rewrites_result, in, sizeof in[0], (void *)out, 64, NULL)
-                                : pool_map_async(pool, rewrites_result, in, sizeof in[0], (void *)out, 64, 4, NULL);
+    pool_async_t *a = !map ? pool_apply_async(pool, rewrites_result, in, sizeof in[0], (void *)out, 64, NULL)
+                           : pool_map_async(pool, rewrites_result, in, sizeof in[0], (void *)out, 64, 4, NULL);
     REQUIRE(a != NULL);
+    struct waiter w = {.a = a};
+    pthread_t th;
+    if (waited) {
+        REQUIRE(pthread_create(&th, NULL, waits_on_result, &w) == 0);
+        /* Asleep in its wait, the only call it makes (/proc/<tid> works for threads too). */
+        WAIT_UNTIL(atomic_load(&w.tid) != 0 && proc_state(atomic_load(&w.tid)) == 'S', 10);
+    }
     /* Wait until a task writes there. */
     WAIT_UNTIL(out[0] == 0xab, 10);
     CHECK(out[0] == 0xab);
@@ -378,6 +405,14 @@ static void test_in_place_free(int mode) {
     int dirty = 0;
     for (int i = 0; i < 4 * 64; i++) dirty += out[i] != 0;
     CHECK_EQ(dirty, 0);
+    if (waited) {
+        REQUIRE(pthread_join(th, NULL) == 0);
+        /* The waiter sees the work cancelled (or, had it ended first, its own outcome). */
+        if (w.status != POOL_ECANCELLED && w.status != POOL_OK) {
+            fprintf(stderr, "  the waiting thread got %d: %s\n", w.status, pool_last_error());
+            CHECK(!"the waiting thread gets POOL_ECANCELLED");
+        }
+    }
     long x = 9, y = 0;
     CHECK_ST(pool_apply(pool, square, &x, sizeof x, &y, sizeof y, NULL), POOL_OK); /* the pool goes on */
     CHECK_EQ(y, 81);
@@ -936,8 +971,7 @@ int main(void) {
     test_async_submit_vs_end();
     for (int ordered = 1; ordered >= 0; ordered--)
         for (int mode = 0; mode < 3; mode++) iter_feeding_stops(mode, ordered);
-    test_in_place_free(0);
-    test_in_place_free(1);
+    for (int mode = 0; mode < 4; mode++) test_in_place_free(mode);
     test_event_fd_at_end(0);
     test_event_fd_at_end(1);
     test_zygote_killed_leftovers();
