@@ -24,10 +24,17 @@ demo: lib
 	$(LIBDIR)/seed
 
 # The real jobs: c_examples/pgz.c (parallel gzip) and c_examples/ocr.c (Tesseract OCR) into
-# target/examples/. OCR needs libtesseract-dev and tesseract-ocr-eng: without them it says so
-# (POOL_INSTALL_DEPS=1 installs them with apt-get when run as root).
+# target/examples/. OCR needs libtesseract-dev and tesseract-ocr-eng: without them ocr is
+# skipped, saying how to get it, and the target still succeeds; REQUIRE=all makes that a
+# failure (POOL_INSTALL_DEPS=1 installs them with apt-get when run as root).
+REQUIRE ?=
 examples: lib
-	bash tests/examples/build.sh
+	@bash tests/examples/build.sh; rc=$$?; \
+	if [ $$rc = 77 ] && [ "$(REQUIRE)" != all ]; then \
+	    echo "make examples: not everything was built (see above); REQUIRE=all makes that an error."; \
+	elif [ $$rc != 0 ]; then \
+	    [ $$rc = 77 ] && echo "make examples: REQUIRE=all, and a dependency is missing (see above)" >&2; exit 1; \
+	fi
 
 # Steps print as they go; the long ones (sanitizers, valgrind, kill points) print per program.
 test:

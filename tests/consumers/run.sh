@@ -326,6 +326,19 @@ else
     echo "skip libpool_mpi consumers: no mpicc/mpirun (tests/mpi/run.sh installs them)"
 fi
 
+# On a machine without MPI, configuring says so in one line (FindMPI's pkg-config fallback
+# printed "Package 'mpi-c' not found" too). Such a machine is stood for by hiding the system's
+# programs (mpicc among them) and pkg-config's modules.
+configure_without_mpi() {
+    local out
+    out=$(PKG_CONFIG_LIBDIR=/nonexistent cmake -S "$root" -B "$tmp/no-mpi" -DCMAKE_MAKE_PROGRAM="$(command -v make)" \
+        -DCMAKE_C_COMPILER="$(command -v cc)" -DCARGO_EXECUTABLE="$(command -v cargo)" -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config)" \
+        -DCMAKE_IGNORE_PATH="/usr/bin;/bin;/usr/local/bin;/usr/sbin" 2>&1) || { echo "$out"; return 1; }
+    echo "$out"
+    grep -q "libpool_mpi: not built" <<<"$out" && ! grep -qi "package 'mpi\|mpi.*not found" <<<"$out"
+}
+step "cmake without MPI: one line says libpool_mpi is not built (no pkg-config noise)" configure_without_mpi
+
 # ---------------------------------------------------------------------------------------------
 # pool.hpp refuses at compile time what cannot cross a process boundary.
 

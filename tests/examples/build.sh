@@ -43,7 +43,7 @@ install_deps() {
 }
 
 if ! have_header zlib.h ""; then
-    install_deps zlib1g-dev || { echo "zlib not installed: apt-get install zlib1g-dev" >&2; exit 77; }
+    install_deps zlib1g-dev || { echo "pgz and ocr skipped: zlib is not installed (apt-get install zlib1g-dev)" >&2; exit 77; }
 fi
 LINK="-I$ROOT/include -L$LIBDIR -lpool -Wl,-rpath,$LIBDIR"
 $CC $CFLAGS "$ROOT/c_examples/pgz.c" $LINK -lz -o "$OUT/pgz"
@@ -58,7 +58,7 @@ tess_flags() {
 }
 if ! have_header tesseract/capi.h "$(tess_flags)" || ! have_header allheaders.h "$(tess_flags)"; then
     install_deps libtesseract-dev tesseract-ocr-eng || {
-        echo "Tesseract not installed: apt-get install libtesseract-dev tesseract-ocr-eng" >&2
+        echo "ocr skipped: Tesseract is not installed (apt-get install libtesseract-dev tesseract-ocr-eng, or POOL_INSTALL_DEPS=1 as root)" >&2
         exit 77
     }
 fi
