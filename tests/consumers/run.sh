@@ -51,47 +51,10 @@ step() {
 # ---------------------------------------------------------------------------------------------
 # Tools.
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else "$@"; fi
-}
-
-apt_updated=0
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || return 1
-    if [ "$apt_updated" -eq 0 ]; then
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
-        apt_updated=1
-    fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1
-}
-
-ensure_tools() {
-    if ! command -v cmake >/dev/null 2>&1; then
-        echo "run.sh: cmake not found; installing it (pip install cmake)"
-        python3 -m pip install --quiet --disable-pip-version-check cmake >/dev/null 2>&1 || true
-        hash -r
-        if ! command -v cmake >/dev/null 2>&1; then
-            # pip may have put it where PATH does not look (--user, pyenv without shims).
-            local bin
-            bin=$(python3 -c 'import cmake; print(cmake.CMAKE_BIN_DIR)' 2>/dev/null) && PATH="$bin:$PATH"
-            bin=$(python3 -m site --user-base 2>/dev/null)/bin && [ -x "$bin/cmake" ] && PATH="$bin:$PATH"
-            hash -r
-        fi
-        if ! command -v cmake >/dev/null 2>&1; then
-            echo "run.sh: pip did not provide cmake; trying apt-get install cmake"
-            apt_install cmake || true
-        fi
-    fi
-    if ! command -v pkg-config >/dev/null 2>&1; then
-        echo "run.sh: pkg-config not found; installing it (apt-get install pkgconf)"
-        apt_install pkgconf || apt_install pkg-config || true
-    fi
-    local missing=""
-    for t in cmake pkg-config cargo cc c++ make readelf; do
-        command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-    done
-    if [ -n "$missing" ]; then
-        echo "run.sh: missing tools:$missing"
+# shellcheck source=tests/tools.sh
+. "$root/tests/tools.sh"
+check_tools() {
+    if ! ensure_tools cmake pkg-config cargo cc c++ make readelf; then
         failed=$((failed + 1))
         summary
         exit 1
@@ -110,7 +73,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ensure_tools
+check_tools
 
 # Builds must not see a libpool from elsewhere.
 unset PKG_CONFIG_PATH CMAKE_PREFIX_PATH LD_LIBRARY_PATH CARGO_TARGET_DIR
