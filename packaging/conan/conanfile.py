@@ -1,18 +1,24 @@
-# Conan 2 recipe for libpool, built from this checkout (no source download).
+# Conan 2 recipe for libpool, built from this checkout (no source download). From the checkout:
 #
 #   conan create packaging/conan                        # shared library (the default)
 #   conan create packaging/conan -o "&:shared=False"    # static library
 #
-# then, in a consumer: `requires = "libpool/<version>"` (or `[requires] libpool/<version>` in a
-# conanfile.txt) with the CMakeDeps generator, and in CMake
+# then a consumer's conanfile.txt (the version is Cargo.toml's; shared=False links libpool.a)
 #
-#   find_package(Pool REQUIRED)
-#   target_link_libraries(app PRIVATE Pool::pool)
+#   [requires]
+#   libpool/0.1.0
+#   [options]
+#   libpool/*:shared=False
+#   [generators]
+#   CMakeDeps
+#   CMakeToolchain
 #
-# or, with PkgConfigDeps, `pkg-config --cflags --libs pool`. The package holds pool.h, pool.hpp
-# and either libpool.so (+ soname links) or libpool.a, as `shared` says. Needs cargo (rustup) on
-# the build machine: the project's CMakeLists.txt drives it, and it may fetch crates from
-# crates.io. Linux only. libpool_mpi is not part of this package (CMake -DPOOL_WITH_MPI).
+# and its CMakeLists.txt: find_package(Pool REQUIRED), target_link_libraries(app PRIVATE
+# Pool::pool); with the PkgConfigDeps generator, `pkg-config --cflags --libs pool`.
+# The package holds pool.h, pool.hpp and either libpool.so (+ soname links) or libpool.a, as
+# `shared` says. Building needs cargo (rustup): the project's CMakeLists.txt drives it, and it
+# may fetch crates from crates.io. Linux only. libpool_mpi is not packaged (it needs the
+# system's MPI; see CMakeLists.txt's POOL_WITH_MPI).
 import os
 import re
 
