@@ -28,6 +28,8 @@ from conan.tools.build import cross_building
 from conan.tools.cmake import CMake, CMakeToolchain, cmake_layout
 from conan.tools.files import copy, load, rm, rmdir
 
+required_conan_version = ">=2.0"
+
 # What CMakeLists.txt needs to build libpool, relative to the checkout's root.
 SOURCES = ["Cargo.toml", "Cargo.lock", "build.rs", "CMakeLists.txt", "cmake/*", "include/*", "src/*"]
 # Where package() keeps rustc's native-static-libs list for package_info().
