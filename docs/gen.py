@@ -242,8 +242,8 @@ def const_values(d):
 
 def generated_blocks(api, summaries):
     """The @name@ blocks of the overview sources."""
-    groups = {}
-    for f in api.functions:
+    groups, order = {}, list(summaries)
+    for f in sorted(api.functions, key=lambda f: order.index(f.name) if f.name in order else len(order)):
         groups.setdefault(group_of(f.name), []).append(f.name)
     functions = []
     for title, _ in reversed(GROUPS):
@@ -254,8 +254,8 @@ def generated_blocks(api, summaries):
     for d in api.decls:
         if d.kind == "opaque":
             made = [f.name for f in api.functions if f.ret.startswith(d.name + " *")]
-            freed = [f.name for f in api.functions if re.match(rf"{d.name} \*\w+$", (f.params or [("", "")])[0][0])
-                     and re.search(r"_(free|destroy)$", f.name)]
+            base = d.name.removesuffix("_t")
+            freed = [f.name for f in api.functions if f.name in (base + "_free", base + "_destroy")]
             handles.append((f"`{d.name}`", [f"Made by {', '.join(made)}; freed by {', '.join(freed)}."]))
     return {
         "statuses": [("tags", status_tags(api, [n[0] for n, _, _ in api.statuses.members]))],

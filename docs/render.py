@@ -66,7 +66,7 @@ def roff_words(s, links, code=False):
     for m in IDENT.finditer(s):
         out += resc(s[pos:m.start()], code)
         w = m.group(0)
-        out += f"\\fB\\%{resc(w, True)}\\fR" if links.longest(w) and not code else resc(w, code)
+        out += f"\\fB{resc(w, True)}\\fR" if links.longest(w) and not code else resc(w, code)
         pos = m.end()
     return out + resc(s[pos:], code)
 
@@ -77,7 +77,7 @@ def roff_inline(text, links, params=()):
         if piece.startswith("`") and piece.endswith("`") and len(piece) >= 2:
             inner = piece[1:-1]
             style = "I" if inner in params else "B"
-            out += f"\\f{style}\\%{resc(inner, True)}\\fR"
+            out += f"\\f{style}{resc(inner, True)}\\fR"
         elif piece.startswith("**") and piece.endswith("**") and len(piece) > 4:
             out += f"\\fB{resc(piece[2:-2])}\\fR"
         else:
@@ -156,15 +156,13 @@ def roff_block(block, links, params):
 
 def to_roff(page, links, version):
     out = [f'.TH "{page.name}" {page.section} "" "libpool {version}" "libpool manual"',
-           ".SH NAME", f"{resc(page.name, True)} \\- {roff_inline(page.summary, Links({}))}"]
+           ".nh", ".ad l", ".SH NAME", f"{resc(page.name, True)} \\- {roff_inline(page.summary, Links({}))}"]
     for title, blocks in page.sections:
         out.append(f'.SH "{title}"' if " " in title else f".SH {title}")
-        first = True
         for b in blocks:
             lines = roff_block(b, links, page.params)
-            if first and lines and lines[0] == ".PP":
-                lines = lines[1:]  # .SH already starts a paragraph
-            first = False
+            if lines[:1] == [".PP"] and out[-1].startswith((".SH", ".SS")):
+                lines = lines[1:]  # a heading already starts a paragraph
             out += lines
     return "\n".join(out) + "\n"
 
