@@ -4,7 +4,7 @@ CC ?= cc
 CFLAGS ?= -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -Werror
 LIBDIR := $(CURDIR)/target/release
 
-.PHONY: all lib mpi demo examples test stress memcheck bench clean
+.PHONY: all lib mpi demo examples docs test stress memcheck bench clean
 
 all: lib
 
@@ -28,6 +28,14 @@ demo: lib
 # (POOL_INSTALL_DEPS=1 installs them with apt-get when run as root).
 examples: lib
 	bash tests/examples/build.sh
+
+# The reference as HTML, one page per function, type and C++ class plus the overviews and an
+# index, into target/docs/html/ (docs/gen.py: Python 3 alone, offline). The same text as manual
+# pages is committed in docs/man (`man -l docs/man/man3/pool_map.3`; CMake installs it).
+docs:
+	rm -rf target/docs/html
+	python3 docs/gen.py --html target/docs/html
+	@echo "docs: target/docs/html/index.html"
 
 # Steps print as they go; the long ones (sanitizers, valgrind, kill points) print per program.
 test:

@@ -29,8 +29,8 @@ import render  # noqa: E402
 
 HEADERS = {"pool.h": "include/pool.h", "pool_mpi.h": "include/pool_mpi.h"}
 LIBRARY = {
-    "pool.h": "libpool (`-lpool`; pkg-config `pool`; CMake `Pool::pool`)",
-    "pool_mpi.h": "libpool_mpi (`-lpool_mpi -lpool`; pkg-config `pool-mpi`; CMake `Pool::pool_mpi`)",
+    "pool.h": "libpool (**-lpool**; pkg-config **pool**; CMake **Pool::pool**)",
+    "pool_mpi.h": "libpool_mpi (**-lpool_mpi -lpool**; pkg-config **pool-mpi**; CMake **Pool::pool_mpi**)",
 }
 # Function groups of libpool(7) and the HTML index: (title, name prefixes), first match wins.
 GROUPS = [
@@ -283,7 +283,7 @@ def build():
         text = open(os.path.join(HERE, name + ".7.txt"), encoding="utf-8").read()
         summary, sections = overview.parse(text, gen)
         pages.append(Page(name, 7, summary, sections, (), "pool_mpi.h" if name.endswith("mpi") else "pool.h"))
-    for name, summary, sections in cpp.pages():
+    for name, summary, sections in cpp.pages({f.name for f in api.functions}):
         pages.append(Page(name, 3, summary, sections, (), "pool.hpp"))
     return pages, render.Links(names)
 

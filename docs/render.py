@@ -6,7 +6,8 @@ Blocks:
   ("code", text)          a literal block
   ("synopsis", lines)     literal lines, each a list of (style, text): style "B" bold, "I"
                           italic (a parameter), "R" roman
-  ("tags", [(term, [text])])  tagged paragraphs: a term (inline markup) and its paragraphs
+  ("tags", [(term, [text])])  tagged paragraphs: a term (inline markup; several, one a line)
+                          and its paragraphs
   ("list", [text])        a bulleted list
   ("table", [(a, b)])     two columns of inline markup (man: tagged paragraphs)
   ("see", [name])         references to other pages, by page name
@@ -131,7 +132,10 @@ def roff_block(block, links, params):
     if kind == "tags":
         out = []
         for term, paras in body:
-            out += [".TP", " ".join(roff_lines(term, links, params))]
+            first, *more = term.split("\n")  # several terms: one line each
+            out += [".TP", " ".join(roff_lines(first, links, params))]
+            for t in more:
+                out += [".TQ", " ".join(roff_lines(t, links, params))]
             for i, p in enumerate(paras):
                 out += ([] if i == 0 else [".IP"]) + roff_lines(p, links, params)
         return out
@@ -156,7 +160,7 @@ def roff_block(block, links, params):
 
 def to_roff(page, links, version):
     out = [f'.TH "{page.name}" {page.section} "" "libpool {version}" "libpool manual"',
-           ".nh", ".ad l", ".SH NAME", f"{resc(page.name, True)} \\- {roff_inline(page.summary, Links({}))}"]
+           ".nr HY 0", ".nh", ".ad l", ".SH NAME", f"{resc(page.name, True)} \\- {roff_inline(page.summary, Links({}))}"]
     for title, blocks in page.sections:
         out.append(f'.SH "{title}"' if " " in title else f".SH {title}")
         for b in blocks:
@@ -219,7 +223,8 @@ def html_block(block, links, params, skip):
             lines.append(s)
         return "<pre>" + "\n".join(lines) + "</pre>"
     if kind == "tags":
-        items = "".join(f"<dt>{inl(t)}</dt>" + "".join(f"<dd>{inl(p)}</dd>" for p in ps) for t, ps in body)
+        items = "".join("".join(f"<dt>{inl(t)}</dt>" for t in term.split("\n"))
+                        + "".join(f"<dd>{inl(p)}</dd>" for p in ps) for term, ps in body)
         return f"<dl>{items}</dl>"
     if kind == "table":
         rows = "".join(f"<tr><td>{inl(a)}</td><td>{inl(b)}</td></tr>" for a, b in body)
