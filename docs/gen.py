@@ -234,6 +234,14 @@ def group_of(name):
     return next(title for title, prefixes in GROUPS if any(name.startswith(p) for p in prefixes))
 
 
+def grouped_functions(api, summaries):
+    """[(group title, [function])], in GROUPS' reading order, each in docs/summaries.txt's order."""
+    groups, order = {}, list(summaries)
+    for f in sorted(api.functions, key=lambda f: order.index(f.name) if f.name in order else len(order)):
+        groups.setdefault(group_of(f.name), []).append(f.name)
+    return [(title, groups[title]) for title, _ in reversed(GROUPS) if title in groups]
+
+
 def const_values(d):
     """[(name, value)] of a constant and the undocumented ones that share its comment."""
     first, *rest = d.value.split("\n")
@@ -242,13 +250,9 @@ def const_values(d):
 
 def generated_blocks(api, summaries):
     """The @name@ blocks of the overview sources."""
-    groups, order = {}, list(summaries)
-    for f in sorted(api.functions, key=lambda f: order.index(f.name) if f.name in order else len(order)):
-        groups.setdefault(group_of(f.name), []).append(f.name)
     functions = []
-    for title, _ in reversed(GROUPS):
-        if title in groups:
-            functions += [("sub", title), ("tags", [(f"`{n}`", [summaries.get(n, "")]) for n in groups[title]])]
+    for title, names in grouped_functions(api, summaries):
+        functions += [("sub", title), ("tags", [(f"`{n}`", [summaries.get(n, "")]) for n in names])]
     consts = [d for d in api.decls if d.kind == "const"]
     handles = []
     for d in api.decls:
@@ -285,7 +289,7 @@ def build():
         pages.append(Page(name, 7, summary, sections, (), "pool_mpi.h" if name.endswith("mpi") else "pool.h"))
     for name, summary, sections in cpp.pages({f.name for f in api.functions}):
         pages.append(Page(name, 3, summary, sections, (), "pool.hpp"))
-    return pages, render.Links(names)
+    return api, pages, render.Links(names)
 
 
 def write_all(directory, files):
@@ -305,23 +309,17 @@ def main():
     if not args.man and not args.html:
         ap.error("give --man DIR and/or --html DIR")
     version = cargo_version()
-    pages, links = build()
+    api, pages, links = build()
     if args.man:
         write_all(args.man, {f"man{p.section}/{p.name}.{p.section}": render.to_roff(p, links, version)
                              for p in pages})
     if args.html:
         files = {f"{p.name}.html": render.to_html(p, links, version) for p in pages}
         summaries = {p.name: p.summary for p in pages}
-        by = lambda pred: sorted(p.name for p in pages if pred(p))  # noqa: E731
-        groups = [("Overview", by(lambda p: p.section == 7 or p.name == "pool.hpp"))]
-        fn_names = [p.name for p in pages if p.params is not None and p.header != "pool.hpp"
-                    and p.section == 3 and links.known(p.name) and not re.search(r"_t$|_fn$|^pool_status$", p.name)]
-        for title, _ in reversed(GROUPS):
-            members = [n for n in fn_names if group_of(n) == title]
-            if members:
-                groups.append((f"Functions: {title.lower()}", members))
-        groups.append(("Types", by(lambda p: re.search(r"_t$|_fn$|^pool_status$", p.name))))
-        groups.append(("C++ (pool.hpp)", by(lambda p: p.name.startswith("pool::"))))
+        groups = [("Overview", ["libpool", "libpool-mpi", "pool.hpp"])]
+        groups += [(f"Functions: {title.lower()}", names) for title, names in grouped_functions(api, read_summaries())]
+        groups.append(("Types", [d.name for d in api.typed]))
+        groups.append(("C++ (pool.hpp)", [p.name for p in pages if p.name.startswith("pool::")]))
         files["index.html"] = render.html_index(groups, links, summaries, version)
         write_all(args.html, files)
 
