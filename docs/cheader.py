@@ -182,7 +182,3 @@ def parse_statement(stmt, doc, header):
         return Decl("function", name, doc, stmt, header, ret=norm(ret), params=ps)
     return None
 
-
-def read_headers(paths):
-    """{"pool.h": (overview, decls), ...} for the given {name: path}."""
-    return {name: parse_header(path, name) for name, path in paths.items()}

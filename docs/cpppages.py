@@ -24,8 +24,7 @@ TOKEN = re.compile(r"(?P<doc>(?:[ \t]*///[^\n]*\n)+)|(?P<skip>/\*.*?\*/|//[^\n]*
 class Member:
     sig: list  # declarations sharing one comment
     doc: str
-    line: int  # where the last declaration ends
-    end: int = 0
+    end: int  # the line where the last of them ends
 
 
 @dataclass
@@ -130,7 +129,7 @@ class Scanner:
                             ent.body = "".join(t for _, t, _ in self.toks[start:self.i])
                         self.entities.append(ent)
                     elif cls is not None and access == "public" and in_pool and not isinstance(cls, NestedSink):
-                        cls.members.append(Member([f"{flat} {{ ... }}"], doc or "", line, line))
+                        cls.members.append(Member([f"{flat} {{ ... }}"], doc or "", line))
                         self.scope(path + [name], NestedSink(cls, name),
                                    "private" if m.group(1) == "class" else "public")
                     else:
@@ -163,10 +162,12 @@ class Scanner:
             return None
         sig = signature(flat)
         if cls is None:
-            if doc is not None and len(path) == 1:
+            if len(path) == 1:
                 kind = "function" if "(" in sig.split("=")[0] else "constant"
                 name = re.search(r"(\w+)\s*(\(|=|$)", sig).group(1)
-                self.entities.append(Entity(kind, name, sig, doc))
+                if doc is None:
+                    self.errors.append(f"pool.hpp:{start_line + 1}: pool::{name} has no /// comment")
+                self.entities.append(Entity(kind, name, sig, doc or ""))
             return None
         owner = cls.owner if isinstance(cls, NestedSink) else cls
         if access != "public" or special(sig, cls.name):
@@ -181,7 +182,7 @@ class Scanner:
         if doc is None:
             self.errors.append(f"pool.hpp:{start_line + 1}: pool::{owner.name}: `{sig}` has no /// comment")
             doc = ""
-        member = Member([sig], doc, start_line, end_line)
+        member = Member([sig], doc, end_line)
         owner.members.append(member)
         return member
 
