@@ -204,8 +204,11 @@ def function_page(api, d, summaries, pages):
     see = sorted(see, key=lambda n: (n.endswith("_t") or n.endswith("_fn") or n == "pool_status", n))
     see += ["libpool-mpi", "libpool"] if d.header == "pool_mpi.h" else ["libpool"]
     sections.append(("SEE ALSO", [("see", see)]))
-    return Page(name, 3, summaries.get(name) or first_clause(d.doc), sections,
-                tuple(p[1] for p in d.params), d.header)
+    params = tuple(p[1] for p in d.params)
+    # The comments say `in` and `fn` where the prototypes (from Rust, where `in` and `fn` are
+    # keywords) say input and f.
+    params += tuple(alias for alias, p in (("in", "input"), ("fn", "f")) if p in params)
+    return Page(name, 3, summaries.get(name) or first_clause(d.doc), sections, params, d.header)
 
 
 def type_page(api, d, summaries, pages):
