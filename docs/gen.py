@@ -112,7 +112,7 @@ class Api:
             self.decls += ds
         self.by_name = {d.name: d for d in self.decls}
         self.functions = [d for d in self.decls if d.kind == "function"]
-        self.typed = [d for d in self.decls if d.kind in ("struct", "enum", "fnptr")]
+        self.typed = [d for d in self.decls if d.kind in ("opaque", "struct", "enum", "fnptr")]
         self.statuses = next(d for d in self.decls if d.kind == "enum" and d.name == "pool_status")
 
     def types_in(self, text):
@@ -135,6 +135,12 @@ class Api:
         for t in self.types_in(text):
             visit(t, set())
         return out
+
+    def life(self, handle):
+        """The functions that make a handle type and the one that frees it."""
+        made = [f.name for f in self.functions if f.ret.startswith(handle + " *")]
+        base = handle.removesuffix("_t")
+        return made, [f.name for f in self.functions if f.name in (base + "_free", base + "_destroy")]
 
     def users(self, type_name):
         return [f.name for f in self.functions if type_name in self.types_in(f.text)]
@@ -219,6 +225,11 @@ def type_page(api, d, summaries, pages):
     lines += [[("B", l)] for l in d.text.split("\n")]
     sections = [("SYNOPSIS", [("synopsis", lines)]),
                 ("DESCRIPTION", [("p", p) for p in paragraphs(d.doc)])]
+    if d.kind == "opaque":
+        made, freed = api.life(d.name)
+        sections[1][1].append(("p", f"An opaque handle: libpool gives out pointers to it and checks each one "
+                                    f"on every use (see HANDLES in libpool(7)). Made by {', '.join(made)}; "
+                                    f"freed by {', '.join(freed)}."))
     if d.kind == "struct":
         tags = [(", ".join(f"`{n}`" for n in names), paragraphs(doc) or ["(Undocumented.)"])
                 for names, _, doc in d.members]
@@ -260,9 +271,7 @@ def generated_blocks(api, summaries):
     handles = []
     for d in api.decls:
         if d.kind == "opaque":
-            made = [f.name for f in api.functions if f.ret.startswith(d.name + " *")]
-            base = d.name.removesuffix("_t")
-            freed = [f.name for f in api.functions if f.name in (base + "_free", base + "_destroy")]
+            made, freed = api.life(d.name)
             handles.append((f"`{d.name}`", [f"Made by {', '.join(made)}; freed by {', '.join(freed)}."]))
     return {
         "statuses": [("tags", status_tags(api, [n[0] for n, _, _ in api.statuses.members]))],
