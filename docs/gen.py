@@ -239,6 +239,7 @@ def type_page(api, d, summaries, pages):
         sections.append(("VALUES", [("tags", [(f"`{n[0]}` = {v}", paragraphs(doc)) for n, v, doc in d.members])]))
     docs = d.doc + " ".join(doc for _, _, doc in d.members)
     see = sorted(set(api.users(d.name)) | set(mentioned(api, docs, pages, d.name)))
+    see += [t.name for t in api.typed if t.name != d.name and d.name in api.types_in(t.text) and t.name not in see]
     sections.append(("SEE ALSO", [("see", see + ["libpool"])]))
     params = tuple(p[1] for p in d.params) if d.kind == "fnptr" else ()
     return Page(d.name, 3, summaries.get(d.name) or first_clause(d.doc), sections, params, d.header)
