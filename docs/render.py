@@ -13,8 +13,8 @@ Blocks:
   ("see", [name])         references to other pages, by page name
   ("sub", title)          a subsection heading
 Inline markup: `code`, **bold**; identifiers that name a page (pool_map, pool::Pool) are set
-in bold and linked in HTML; inside `code`, a name in `italic` (the page's parameters) is set
-in italics.
+in bold and linked in HTML; a `code` span that is one of the page's parameters (`len`,
+`*len`) is set in italics, any other in bold.
 """
 
 import html
@@ -77,7 +77,7 @@ def roff_inline(text, links, params=()):
     for piece in SPAN.split(text):
         if piece.startswith("`") and piece.endswith("`") and len(piece) >= 2:
             inner = piece[1:-1]
-            style = "I" if inner in params else "B"
+            style = "I" if inner.lstrip("*&") in params else "B"
             out += f"\\f{style}{resc(inner, True)}\\fR"
         elif piece.startswith("**") and piece.endswith("**") and len(piece) > 4:
             out += f"\\fB{resc(piece[2:-2])}\\fR"
@@ -197,7 +197,7 @@ def html_inline(text, links, params=(), skip=None):
     for piece in SPAN.split(" ".join(text.split())):
         if piece.startswith("`") and piece.endswith("`") and len(piece) >= 2:
             inner = piece[1:-1]
-            body = f"<i>{html.escape(inner)}</i>" if inner in params else html_words(inner, links, skip)
+            body = f"<i>{html.escape(inner)}</i>" if inner.lstrip("*&") in params else html_words(inner, links, skip)
             out += f"<code>{body}</code>"
         elif piece.startswith("**") and piece.endswith("**") and len(piece) > 4:
             out += f"<b>{html.escape(piece[2:-2])}</b>"
