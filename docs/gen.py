@@ -4,10 +4,10 @@
   python3 docs/gen.py --man DIR    writes DIR/man3/*.3 and DIR/man7/*.7 (committed: docs/man)
   python3 docs/gen.py --html DIR   writes DIR/*.html and DIR/index.html (`make docs`)
 
-Pages: one per function of include/pool.h and include/pool_mpi.h, per struct, enum and function
-pointer type of pool.h, per class of include/pool.hpp (named pool::Class), and the overviews
-libpool(7), libpool-mpi(7) (sources docs/libpool.7.txt, docs/libpool-mpi.7.txt) and
-pool.hpp(3). Text comes from the doc comments (cheader.py, cppheader.py say how they are
+Pages: one per function of include/pool.h and include/pool_mpi.h, per handle, struct, enum
+and function pointer type of pool.h, per class of include/pool.hpp (named pool::Class), and
+the overviews libpool(7), libpool-mpi(7) (sources docs/libpool.7.txt, docs/libpool-mpi.7.txt)
+and pool.hpp(3). Text comes from the doc comments (cheader.py, cpppages.py say how they are
 read); NAME lines from docs/summaries.txt. Python 3 standard library only; no network.
 tests/docs.rs checks that the committed pages are what this writes.
 """
