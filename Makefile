@@ -4,7 +4,7 @@ CC ?= cc
 CFLAGS ?= -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -Werror
 LIBDIR := $(CURDIR)/target/release
 
-.PHONY: all lib mpi demo examples test stress memcheck bench clean
+.PHONY: all lib mpi demo examples docs test stress memcheck bench clean
 
 all: lib
 
@@ -35,6 +35,14 @@ examples: lib
 	elif [ $$rc != 0 ]; then \
 	    [ $$rc = 77 ] && echo "make examples: REQUIRE=all, and a dependency is missing (see above)" >&2; exit 1; \
 	fi
+
+# The reference as HTML, one page per function, type and C++ class plus the overviews and an
+# index, into target/docs/html/ (docs/gen.py: Python 3 alone, offline). The same text as manual
+# pages is committed in docs/man (`man -l docs/man/man3/pool_map.3`; CMake installs it).
+docs:
+	rm -rf target/docs/html
+	python3 docs/gen.py --html target/docs/html
+	@echo "docs: target/docs/html/index.html"
 
 # Steps print as they go; the long ones (sanitizers, valgrind, kill points) print per program.
 test:

@@ -77,7 +77,9 @@ inline constexpr int task_exception = -1;
 /// A failed libpool call: status() is a pool_status (POOL_ETASK, POOL_ECLOSED, ...).
 class Error : public std::runtime_error {
 public:
+    /// An error with `status` (a pool_status) and the message `what`.
     Error(int status, const std::string& what) : std::runtime_error(what), status_(status) {}
+    /// The pool_status of the failure.
     int status() const noexcept { return status_; }
 
 private:
@@ -487,10 +489,15 @@ inline int stream_source(void* buf, std::size_t cap, std::size_t* len, std::size
 /// One result of a Stream: its item's index, and its bytes (valid until the next call to
 /// next() or the Stream's end) or, if it failed, its status and message.
 struct StreamItem {
+    /// The item's index in the input.
     std::size_t index = 0;
+    /// POOL_OK, or the item's failure status (POOL_ETASK, POOL_ECRASHED, POOL_ETIMEDOUT, ...).
     int status = POOL_OK;
+    /// The result's bytes; empty if the item failed.
     std::string_view data;
+    /// Why the item failed (as pool_last_error()); empty if it succeeded.
     std::string error;
+    /// True if the item succeeded.
     bool ok() const noexcept { return status == POOL_OK; }
 };
 
@@ -609,6 +616,7 @@ struct Results {
     std::vector<T> values;
     /// Each item's pool_status (POOL_OK, POOL_ETASK, POOL_ECRASHED, POOL_ETIMEDOUT, ...).
     std::vector<int> statuses;
+    /// True if item `i` succeeded (std::out_of_range past the end).
     bool ok(std::size_t i) const { return statuses.at(i) == POOL_OK; }
     /// How many items failed.
     std::size_t failed() const {
@@ -618,9 +626,6 @@ struct Results {
     }
 };
 
-/// A pool of worker processes (Python's multiprocessing.Pool). Move-only. Destroying it
-/// terminates the workers unless close() was called (like leaving `with Pool() as p:`), then
-/// joins them.
 /// Results of Pool::imap one at a time (Python's imap), with only a few chunks in flight.
 /// Move-only; destroying it cancels the work not yet read.
 template <class Out>
@@ -656,6 +661,9 @@ private:
     std::shared_ptr<const void> input_;  // the items, kept while the library reads them
 };
 
+/// A pool of worker processes (Python's multiprocessing.Pool). Move-only. Destroying it
+/// terminates the workers unless close() was called (like leaving `with Pool() as p:`), then
+/// joins them.
 class Pool {
 public:
     /// Starts `workers` worker processes (<= 0: one per CPU this process may run on).
@@ -794,6 +802,7 @@ public:
         return Iter<Out>(it, std::move(in));
     }
 
+    /// map_async over a braced list: `p.map_async(f, {1, 2, 3})`.
     template <class F, class In>
     Async<std::vector<detail::task_result_t<F, In>>> map_async(F f, std::initializer_list<In> items) {
         return map_async(f, std::vector<In>(items));
@@ -861,6 +870,7 @@ public:
         }
         return A(std::move(st));
     }
+    /// Runs `f()` (no input) in a worker, without waiting.
     template <class F>
     Async<detail::task_result_t<F, void>> apply_async(F f) {
         using A = Async<detail::task_result_t<F, void>>;
@@ -998,6 +1008,7 @@ public:
         if (p == nullptr) detail::check(pool_last_status(), "pool_shm_alloc");
         return static_cast<T*>(p);
     }
+    /// Frees memory from shm_alloc(), once the work using it has ended.
     template <class T>
     void shm_free(T* p) {
         detail::check(pool_shm_free(get(), p), "pool_shm_free");
@@ -1061,16 +1072,21 @@ std::optional<std::size_t> wait_any(const std::vector<Async<T>>& results, double
 template <class T>
 class as_completed {
 public:
+    /// Watches `results`, which must outlive the iteration.
     explicit as_completed(const std::vector<Async<T>>& results) {
         for (std::size_t i = 0; i < results.size(); i++) left_.push_back({results[i].native_handle(), i});
     }
+    /// An input iterator: ++ waits until the next result is ready (pool_async_wait_any).
     class iterator {
     public:
+        /// The index of the result that became ready.
         std::size_t operator*() const { return cur_; }
+        /// Waits until the next result is ready.
         iterator& operator++() {
             step();
             return *this;
         }
+        /// False once both are at the end.
         bool operator!=(const iterator& o) const { return done_ != o.done_; }
 
     private:
@@ -1095,6 +1111,7 @@ public:
         bool done_;
         std::size_t cur_ = 0;
     };
+    /// Waits for the first result; begin() == end() once every result was handed out.
     iterator begin() { return iterator(this, false); }
     iterator end() { return iterator(this, true); }
 
@@ -1153,6 +1170,7 @@ public:
     }
     /// Puts fail from now on; gets drain what is left, then throw POOL_ECLOSED.
     void close() { detail::check(pool_queue_close(q_), "pool_queue_close"); }
+    /// The C handle, owned by this object.
     pool_queue_t* native_handle() const noexcept { return q_; }
 
 private:
@@ -1165,7 +1183,8 @@ private:
     long owner_;
 };
 
-/// A queue of values of a trivially copyable T (Python's multiprocessing.Queue for plain data).
+/// A queue of values of a trivially copyable T (Python's multiprocessing.Queue for plain data),
+/// over a BytesQueue. Move-only; freed by the creating process.
 template <class T>
 class Queue {
     static_assert(detail::transferable_v<T>, "pool::Queue<T>: T must be trivially copyable and hold no pointers");
@@ -1189,7 +1208,9 @@ public:
         std::memcpy(&v, m->data(), sizeof v);
         return v;
     }
+    /// Puts fail from now on; gets drain what is left, then throw POOL_ECLOSED.
     void close() { q_.close(); }
+    /// The C handle, owned by this object.
     pool_queue_t* native_handle() const noexcept { return q_.native_handle(); }
 
 private:
@@ -1205,6 +1226,7 @@ private:
 /// gets it and learns so (pool_lock_t). Move-only; freed by the creating process.
 class Lock {
 public:
+    /// Creates the lock (pool_lock_create); throws pool::Error on failure.
     Lock() : l_(pool_lock_create()), owner_(static_cast<long>(::getpid())) {
         if (l_ == nullptr) detail::raise_null(POOL_ESYS, "pool_lock_create");
     }
@@ -1223,12 +1245,15 @@ public:
         if (s != POOL_EOWNERDEAD) detail::check(s, "pool_lock_acquire");
         return true;
     }
+    /// Releases it; throws pool::Error (POOL_EINVAL) unless this thread holds it.
     void release() { detail::check(pool_lock_release(l_), "pool_lock_release"); }
+    /// The C handle, owned by this object.
     pool_lock_t* native_handle() const noexcept { return l_; }
 
     /// Holds the lock for its scope: `pool::Lock::Guard g(lock);`
     class Guard {
     public:
+        /// Takes `l`, waiting as long as it takes; the destructor releases it.
         explicit Guard(Lock& l) : l_(&l) { l.acquire(-1, &died_); }
         Guard(const Guard&) = delete;
         Guard& operator=(const Guard&) = delete;
@@ -1249,6 +1274,7 @@ private:
 /// An event that threads and processes wait on (pool_event_t). Move-only; freed by its creator.
 class Event {
 public:
+    /// Creates the event, clear (pool_event_create); throws pool::Error on failure.
     Event() : e_(pool_event_create()), owner_(static_cast<long>(::getpid())) {
         if (e_ == nullptr) detail::raise_null(POOL_ESYS, "pool_event_create");
     }
@@ -1258,8 +1284,11 @@ public:
     ~Event() {
         if (e_ != nullptr && owner_ == static_cast<long>(::getpid())) pool_event_free(e_);
     }
+    /// Sets it: every waiter wakes (and returns true, even if it is cleared before it runs).
     void set() { detail::check(pool_event_set(e_), "pool_event_set"); }
+    /// Clears it.
     void clear() { detail::check(pool_event_clear(e_), "pool_event_clear"); }
+    /// Whether it is set.
     bool is_set() const noexcept { return pool_event_is_set(e_); }
     /// Waits up to `timeout` seconds; true once set.
     bool wait(double timeout = -1) {
@@ -1268,6 +1297,7 @@ public:
         detail::check(s, "pool_event_wait");
         return true;
     }
+    /// The C handle, owned by this object.
     pool_event_t* native_handle() const noexcept { return e_; }
 
 private:
