@@ -4,7 +4,7 @@ CC ?= cc
 CFLAGS ?= -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -Werror
 LIBDIR := $(CURDIR)/target/release
 
-.PHONY: all lib mpi demo examples docs test stress memcheck bench clean
+.PHONY: all lib mpi demo examples docs package test stress memcheck bench clean
 
 all: lib
 
@@ -43,6 +43,11 @@ docs:
 	rm -rf target/docs/html
 	python3 docs/gen.py --html target/docs/html
 	@echo "docs: target/docs/html/index.html"
+
+# Debian packages (libpool0, libpool-dev, -dbgsym, and libpool-mpi0/-dev where mpicc is found)
+# into target/packages/, from the CMake install: see packaging/debian/build.sh.
+package:
+	bash packaging/debian/build.sh
 
 # Steps print as they go; the long ones (sanitizers, valgrind, kill points) print per program.
 test:
