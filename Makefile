@@ -51,20 +51,22 @@ package:
 
 # Steps print as they go; the long ones (sanitizers, valgrind, kill points) print per program.
 test:
-	@echo "== 1/7 Rust unit and integration tests, C programs (cargo test)"
+	@echo "== 1/8 Rust unit and integration tests, C programs (cargo test)"
 	$(CARGO) test -- --skip sanitizers --skip valgrind_memcheck
-	@echo "== 2/7 C programs under ASan+UBSan, then valgrind (every process)"
+	@echo "== 2/8 C programs under ASan+UBSan, then valgrind (every process)"
 	$(CARGO) test --test c_api -- --exact sanitizers valgrind_memcheck --nocapture
-	@echo "== 3/7 kill-point injection: every protocol step killed"
+	@echo "== 3/8 kill-point injection: every protocol step killed"
 	$(CARGO) test --features killpoints --test killpoints --test killpoints_ipc --test killpoints_calls -- --nocapture
-	@echo "== 4/7 install + CMake/pkg-config consumer projects"
+	@echo "== 4/8 install + CMake/pkg-config consumer projects"
 	bash tests/consumers/run.sh
-	@echo "== 5/7 libpool_mpi under mpirun -np 4, Open MPI and MPICH"
+	@echo "== 5/8 libpool_mpi under mpirun -np 4, Open MPI and MPICH"
 	bash tests/mpi/run.sh
-	@echo "== 6/7 the real jobs: pgz against gzip -t and cmp, OCR of rendered pages (make examples)"
+	@echo "== 6/8 the real jobs: pgz against gzip -t and cmp, OCR of rendered pages (make examples)"
 	POOL_INSTALL_DEPS=1 bash tests/examples/run.sh
-	@echo "== 7/7 the Conan 2 recipe: conan create packaging/conan, shared and static, test_package run"
+	@echo "== 7/8 the Conan 2 recipe: conan create packaging/conan, shared and static, test_package run"
 	bash tests/conan/run.sh
+	@echo "== 8/8 Debian packages: make package, lintian, apt-get install, consumers against /usr, purge"
+	bash tests/packages/run.sh
 
 # Long soaks: the random kill storm (1 kill/ms) for a minute, five times, and the kill-point
 # scenarios ten times in a row. Prints a line per run.
