@@ -17,36 +17,9 @@ here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd -- "$here/../.." && pwd)
 expected="$here/expected_seed.txt"
 
-passed=0
-failed=0
-summary() {
-    echo "consumers: $passed passed, $failed failed"
-}
-
-pass() {
-    passed=$((passed + 1))
-    echo "ok   $1"
-}
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    if [ -n "${2:-}" ] && [ -f "$2" ]; then
-        tail -n 60 "$2" | sed 's/^/     | /'
-    fi
-}
-
-# step NAME CMD...: runs CMD with its output in a log, shown only if it fails.
-step() {
-    local name=$1
-    shift
-    local log="$tmp/log.$((passed + failed))"
-    if "$@" >"$log" 2>&1; then
-        pass "$name"
-        return 0
-    fi
-    fail "$name" "$log"
-    return 1
-}
+steps_name=consumers
+# shellcheck source=../common/steps.sh
+. "$root/tests/common/steps.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Tools.
@@ -63,14 +36,7 @@ check_tools() {
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pool-consumers.XXXXXX")
-cleanup() {
-    if [ "${POOL_CONSUMERS_KEEP:-0}" = 1 ]; then
-        echo "run.sh: kept $tmp"
-    else
-        rm -rf -- "$tmp"
-    fi
-}
-trap cleanup EXIT
+trap 'remove_tmp "${POOL_CONSUMERS_KEEP:-0}"' EXIT
 trap 'exit 130' INT TERM
 
 check_tools

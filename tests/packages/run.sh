@@ -21,34 +21,9 @@ root=$(cd -- "$here/../.." && pwd)
 consumers="$root/tests/consumers"
 expected="$consumers/expected_seed.txt"
 
-passed=0
-failed=0
-summary() {
-    echo "packages: $passed passed, $failed failed"
-}
-pass() {
-    passed=$((passed + 1))
-    echo "ok   $1"
-}
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    if [ -n "${2:-}" ] && [ -f "$2" ]; then
-        tail -n 60 "$2" | sed 's/^/     | /'
-    fi
-}
-# step NAME CMD...: runs CMD with its output in a log, shown only if it fails.
-step() {
-    local name=$1
-    shift
-    local log="$tmp/log.$((passed + failed))"
-    if "$@" >"$log" 2>&1; then
-        pass "$name"
-        return 0
-    fi
-    fail "$name" "$log"
-    return 1
-}
+steps_name=packages
+# shellcheck source=../common/steps.sh
+. "$root/tests/common/steps.sh"
 skip() {
     echo "packages: skipped: $1"
     summary
@@ -112,11 +87,7 @@ purge() {
 }
 cleanup() {
     purge >/dev/null 2>&1 || echo "run.sh: could not purge ${installed_pkgs[*]}: remove them by hand"
-    if [ "${POOL_PACKAGES_KEEP:-0}" = 1 ]; then
-        echo "run.sh: kept $tmp"
-    else
-        rm -rf -- "$tmp"
-    fi
+    remove_tmp "${POOL_PACKAGES_KEEP:-0}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
