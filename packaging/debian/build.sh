@@ -11,7 +11,7 @@
 #   libpool0-dbgsym   the library's debug info: /usr/lib/debug/.build-id/xx/yyyy.debug
 # and where an MPI C compiler `mpicc` is found (the distribution's default MPI; POOL_PACKAGE_MPI=0
 # leaves them out): libpool-mpi0 (+ -dbgsym) and libpool-mpi-dev (pool_mpi.h, pool-mpi.pc,
-# PoolMpiTargets.cmake, the pool_mpi* and libpool-mpi* manual pages).
+# PoolMpiTargets.cmake, the manual pages named *mpi*, which CMake installs only with libpool_mpi).
 #
 # Needs what the CMake build needs (cargo, cmake, cc) and dpkg-dev and binutils; runs as any user.
 # Work files go to target/package-build/ (the CMake build there is kept between runs).
@@ -110,7 +110,7 @@ take() { # take PACKAGE GLOB...: moves the staged files that match into PACKAGE'
 take libpool0 "$libdir/libpool.so.*"
 take libpool-mpi0 "$libdir/libpool_mpi.so.*"
 take libpool-mpi-dev usr/include/pool_mpi.h "$libdir/libpool_mpi.*" "$libdir/pkgconfig/pool-mpi.pc" \
-    "$libdir/cmake/Pool/PoolMpiTargets.cmake" "usr/share/man/*/pool_mpi*" "usr/share/man/*/libpool-mpi*"
+    "$libdir/cmake/Pool/PoolMpiTargets.cmake" "usr/share/man/*/*mpi*"
 # The rest: headers, libpool.so, libpool.a, pool.pc, the CMake package, the manual pages.
 take libpool-dev $(cd stage && find . ! -type d -printf '%P\n')
 [ -z "$(find stage ! -type d)" ] || die "files left unpackaged: $(find stage ! -type d)"
