@@ -73,7 +73,7 @@ fi
 # 1. Build and install into the staging directory.
 
 cd "$root" # dpkg-buildflags maps this directory out of the debug info (-ffile-prefix-map)
-export DEB_BUILD_MAINT_OPTIONS=hardening=+bindnow # as Rust links libpool.so: -z relro -z now
+export DEB_BUILD_MAINT_OPTIONS=hardening=+bindnow # -z now for libpool_mpi, as rustc links libpool
 # Passed as -D, not in the environment, which CMake reads only when it creates its cache.
 cmake -S "$root" -B "$work/cmake" \
     -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_INSTALL_LIBDIR="lib/$multiarch" -DCMAKE_BUILD_TYPE=None \
@@ -113,7 +113,6 @@ take libpool-mpi-dev usr/include/pool_mpi.h "$libdir/libpool_mpi.*" "$libdir/pkg
     "$libdir/cmake/Pool/PoolMpiTargets.cmake" "usr/share/man/*/*mpi*"
 # The rest: headers, libpool.so, libpool.a, pool.pc, the CMake package, the manual pages.
 take libpool-dev $(cd stage && find . ! -type d -printf '%P\n')
-[ -z "$(find stage ! -type d)" ] || die "files left unpackaged: $(find stage ! -type d)"
 
 packages=""
 for pkg in libpool0 libpool-dev libpool-mpi0 libpool-mpi-dev; do
