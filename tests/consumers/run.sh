@@ -18,8 +18,8 @@ root=$(cd -- "$here/../.." && pwd)
 expected="$here/expected_seed.txt"
 
 steps_name=consumers
-# shellcheck source=../common/steps.sh
-. "$root/tests/common/steps.sh"
+# shellcheck source=tests/steps.sh
+. "$root/tests/steps.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Tools.

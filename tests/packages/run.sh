@@ -22,8 +22,8 @@ consumers="$root/tests/consumers"
 expected="$consumers/expected_seed.txt"
 
 steps_name=packages
-# shellcheck source=../common/steps.sh
-. "$root/tests/common/steps.sh"
+# shellcheck source=tests/steps.sh
+. "$root/tests/steps.sh"
 skip() {
     echo "packages: skipped: $1"
     summary
@@ -35,6 +35,9 @@ skip() {
 
 command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 ||
     skip "no apt-get/dpkg: not a Debian-based system"
+# shellcheck source=tests/tools.sh
+. "$root/tests/tools.sh"
+# tools.sh's as_root tries without sudo: here that can only fail half-way.
 if [ "$(id -u)" -eq 0 ]; then
     as_root() { "$@"; }
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
@@ -43,33 +46,19 @@ else
     skip "installing packages needs root or password-less sudo (running as $(id -un))"
 fi
 
-apt_updated=0
-apt_install() {
-    if [ "$apt_updated" -eq 0 ]; then
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
-        apt_updated=1
-    fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1
-}
-ensure() { # ensure COMMAND PACKAGE: installs PACKAGE when COMMAND is missing
-    command -v "$1" >/dev/null 2>&1 && return 0
-    echo "run.sh: $1 not found; installing it (apt-get install $2)"
-    apt_install "$2" || true
-    command -v "$1" >/dev/null 2>&1
-}
 man_pages=0
 [ -d "$root/docs/man" ] && man_pages=1
-missing=""
-ensure lintian lintian || missing="$missing lintian"
-ensure cmake cmake || missing="$missing cmake"
-ensure pkg-config pkgconf || missing="$missing pkg-config"
-ensure gdb gdb || missing="$missing gdb"
-[ "$man_pages" -eq 0 ] || ensure man man-db || missing="$missing man"
-for t in cargo cc c++ make readelf dpkg-deb; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
+apt_tools="lintian gdb" # (tools.sh installs cmake and pkg-config)
+[ "$man_pages" -eq 0 ] || apt_tools="$apt_tools man"
+for tool in $apt_tools; do
+    command -v "$tool" >/dev/null 2>&1 && continue
+    package=${tool/#man/man-db}
+    echo "run.sh: $tool not found; installing it (apt-get install $package)"
+    apt_install "$package" || true
 done
-if [ -n "$missing" ]; then
-    fail "tools:$missing not found"
+# shellcheck disable=SC2086 # a list
+if ! ensure_tools $apt_tools cmake pkg-config cargo cc c++ make readelf dpkg-deb; then
+    failed=$((failed + 1))
     summary
     exit 1
 fi
