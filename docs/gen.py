@@ -211,9 +211,6 @@ def function_page(api, d, summaries, pages):
     see += ["libpool-mpi", "libpool"] if d.header == "pool_mpi.h" else ["libpool"]
     sections.append(("SEE ALSO", [("see", see)]))
     params = tuple(p[1] for p in d.params)
-    # The comments say `in` and `fn` where the prototypes (from Rust, where `in` and `fn` are
-    # keywords) say input and f.
-    params += tuple(alias for alias, p in (("in", "input"), ("fn", "f")) if p in params)
     return Page(name, 3, summaries.get(name) or first_clause(d.doc), sections, params, d.header)
 
 

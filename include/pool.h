@@ -139,7 +139,7 @@ typedef enum {
 
 /**
  * A block of a map, run in a worker process: items `first .. first+count-1`, their inputs at
- * `in` (`count * in_size` bytes, NULL if `in_size` is 0) and their outputs to write at `out`
+ * `input` (`count * in_size` bytes, NULL if `in_size` is 0) and their outputs to write at `out`
  * (`count * out_size` bytes, NULL if `out_size` is 0). Return 0 for success; anything else
  * fails the whole block with that code.
  */
@@ -229,7 +229,7 @@ typedef struct {
 } pool_map_options_t;
 
 /**
- * A task function, run in a worker process: `in` points to one input item, `out` to its
+ * A task function, run in a worker process: `input` points to one input item, `out` to its
  * result slot (NULL when the item or result size is 0). Return 0 for success; any other value
  * is the task's own error code (the call then reports `POOL_ETASK`).
  */
@@ -378,7 +378,7 @@ typedef struct {
 } pool_call_options_t;
 
 /**
- * A variable-size task, run in a worker process: `in` holds `in_len` bytes (NULL if 0); the
+ * A variable-size task, run in a worker process: `input` holds `in_len` bytes (NULL if 0); the
  * result is written with `pool_out_write`. Return 0 for success, any other value is the
  * task's own error code.
  */
@@ -559,12 +559,12 @@ extern "C" {
  * one call per chunk instead of one per item, for items too small to pay a call each (a loop
  * the compiler can vectorise, a library call that takes arrays). `opts->chunksize` is the
  * block size (0: automatic, a few blocks per worker). Item sizes may be 0 (a loop over
- * indices with no data: `in`/`out` may then be NULL). A block that fails (returns nonzero,
+ * indices with no data: `input`/`out` may then be NULL). A block that fails (returns nonzero,
  * crashes, times out: `task_timeout` applies to a whole block) fails alone: each of its items
  * gets its status in `opts->statuses`, and the map returns the status of the lowest failed
  * block, with `pool_last_error()` naming its first item. Buffers from `pool_shm_alloc` are
  * used in place (no copy); others are copied through shared memory block by block.
- * Ownership: `in` and `out` stay the caller's. Thread safety: any thread. Not a cancellation
+ * Ownership: `input` and `out` stay the caller's. Thread safety: any thread. Not a cancellation
  * point (as `pool_map`).
  */
 int pool_map_blocks(pool_t *pool,
@@ -767,7 +767,7 @@ pool_iter_t *pool_imap_source(pool_t *pool,
  * order, as they complete. Only a few chunks are in flight and waiting to be read at any time:
  * a consumer slower than the workers holds them back (backpressure), so memory stays bounded
  * for any `n`. `opts` may be NULL (its `statuses` field is ignored: each result carries its
- * own status). `in` must stay valid until the iterator is freed.
+ * own status). `input` must stay valid until the iterator is freed.
  * Returns NULL on failure with `pool_last_error()` set.
  * Ownership: free with `pool_iter_free`. Thread safety: any thread.
  */
@@ -879,7 +879,7 @@ pool_t *pool_create(int workers, const pool_options_t *opts);
 int pool_workers(const pool_t *pool);
 
 /**
- * Applies `fn` to `n` items in parallel and waits: item i is read from `in + i*in_size` and
+ * Applies `f` to `n` items in parallel and waits: item i is read from `input + i*in_size` and
  * its result written to `out + i*out_size`. Items are cut into chunks automatically and
  * streamed through shared memory, so memory stays bounded for any `n`. When the pool's shared
  * memory is full (of running work, or of other calls' results not yet read), fewer chunks
@@ -891,7 +891,7 @@ int pool_workers(const pool_t *pool);
  * `pool_last_error()` naming the item. The results of the items that succeeded are written in
  * every case. `n == 0` is a no-op returning `POOL_OK` (buffers may then be NULL). Item sizes
  * must be > 0.
- * Ownership: `in` and `out` stay the caller's. Thread safety: safe from any thread,
+ * Ownership: `input` and `out` stay the caller's. Thread safety: safe from any thread,
  * concurrently with other calls on the same pool. Not a cancellation point: a cancel takes
  * effect after it returns; to cancel promptly, use `pool_map_async` and wait in a loop with a
  * timeout and `pthread_testcancel`.
@@ -921,7 +921,7 @@ int pool_map_ex(pool_t *pool,
                 const pool_map_options_t *opts);
 
 /**
- * Like `pool_map` but returns at once with a handle to wait on (`pool_async_get`). `in` and `out`
+ * Like `pool_map` but returns at once with a handle to wait on (`pool_async_get`). `input` and `out`
  * must stay valid until the result is ready or the handle freed; `out` is never written after
  * `pool_async_free` returns. `n == 0` gives a handle that is already ready.
  *
@@ -953,7 +953,7 @@ pool_async_t *pool_map_async_ex(pool_t *pool,
                                 const pool_map_options_t *opts);
 
 /**
- * Runs `fn` on one input in a worker and waits for it. `in`/`out` may be NULL when their size
+ * Runs `f` on one input in a worker and waits for it. `input`/`out` may be NULL when their size
  * is 0. Returns the task's status (`POOL_ETASK` if it returned nonzero, `POOL_ECRASHED` if its
  * worker died, ...).
  * Thread safety: safe from any thread. Not a cancellation point: a cancel takes effect after
@@ -1151,8 +1151,8 @@ int pool_shm_free(pool_t *pool, void *ptr);
 int pool_event_fd(pool_t *pool);
 
 /**
- * Creates a process object that will run `fn(arg)`; nothing is started yet. Returns NULL (with
- * `pool_last_error()`) if `fn` is NULL.
+ * Creates a process object that will run `f(arg)`; nothing is started yet. Returns NULL (with
+ * `pool_last_error()`) if `f` is NULL.
  * Ownership: the caller frees it with `pool_process_free`. Thread safety: any thread.
  */
 pool_process_t *pool_process_create(pool_process_fn f, void *arg);
@@ -1165,7 +1165,7 @@ void pool_process_options_init(pool_process_options_t *opts);
 
 /**
  * `pool_process_create` with options (`opts` NULL: the defaults). Returns NULL (with
- * `pool_last_error()`) if `fn` is NULL or `opts` was not initialised with
+ * `pool_last_error()`) if `f` is NULL or `opts` was not initialised with
  * `pool_process_options_init`. Ownership: free it with `pool_process_free`; `opts` stays the caller's.
  * Thread safety: any thread.
  */
@@ -1174,7 +1174,7 @@ pool_process_t *pool_process_create_ex(pool_process_fn f,
                                        const pool_process_options_t *opts);
 
 /**
- * Forks: the child runs `fn(arg)`, flushes stdio and exits with the return value. Starting
+ * Forks: the child runs `f(arg)`, flushes stdio and exits with the return value. Starting
  * twice is `POOL_EINVAL`. stdio is flushed before the fork so no output is duplicated.
  * Thread safety: any thread (safe in a host running many threads).
  */

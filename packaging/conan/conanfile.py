@@ -1,5 +1,6 @@
 # Conan 2 recipe for libpool, built from this checkout (no source download). From the checkout:
 #
+#   conan profile detect                                # once, without a default profile
 #   conan create packaging/conan                        # shared library (the default)
 #   conan create packaging/conan -o "&:shared=False"    # static library
 #
@@ -14,7 +15,11 @@
 #   CMakeToolchain
 #
 # and its CMakeLists.txt: find_package(Pool REQUIRED), target_link_libraries(app PRIVATE
-# Pool::pool); with the PkgConfigDeps generator, `pkg-config --cflags --libs pool`.
+# Pool::pool); with the PkgConfigDeps generator, `pkg-config --cflags --libs pool`. Build it:
+#
+#   conan install . --output-folder=build
+#   cmake -S . -B build -DCMAKE_TOOLCHAIN_FILE=build/conan_toolchain.cmake -DCMAKE_BUILD_TYPE=Release
+#   cmake --build build && (. build/conanrun.sh && build/app)   # conanrun.sh: the shared lib's path
 # The package holds pool.h, pool.hpp and either libpool.so (+ soname links) or libpool.a, as
 # `shared` says. Building needs cargo (rustup): the project's CMakeLists.txt drives it, and it
 # may fetch crates from crates.io. Linux only. libpool_mpi is not packaged (it needs the
@@ -30,8 +35,9 @@ from conan.tools.files import copy, load, rm, rmdir
 
 required_conan_version = ">=2.0"
 
-# What CMakeLists.txt needs to build libpool, relative to the checkout's root.
-SOURCES = ["Cargo.toml", "Cargo.lock", "build.rs", "CMakeLists.txt", "cmake/*", "include/*", "src/*"]
+# What CMakeLists.txt needs to build and install libpool (the manual pages too), relative to the
+# checkout's root.
+SOURCES = ["Cargo.toml", "Cargo.lock", "build.rs", "CMakeLists.txt", "cmake/*", "include/*", "src/*", "docs/man/*"]
 # Where package() keeps rustc's native-static-libs list for package_info().
 NATIVE_LIBS_FILE = os.path.join("share", "libpool", "native-static-libs.txt")
 

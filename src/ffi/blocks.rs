@@ -8,7 +8,7 @@ use crate::core::Error;
 use std::os::raw::{c_int, c_void};
 
 /// A block of a map, run in a worker process: items `first .. first+count-1`, their inputs at
-/// `in` (`count * in_size` bytes, NULL if `in_size` is 0) and their outputs to write at `out`
+/// `input` (`count * in_size` bytes, NULL if `in_size` is 0) and their outputs to write at `out`
 /// (`count * out_size` bytes, NULL if `out_size` is 0). Return 0 for success; anything else
 /// fails the whole block with that code.
 #[allow(non_camel_case_types)]
@@ -35,12 +35,12 @@ fn block_args(
 /// one call per chunk instead of one per item, for items too small to pay a call each (a loop
 /// the compiler can vectorise, a library call that takes arrays). `opts->chunksize` is the
 /// block size (0: automatic, a few blocks per worker). Item sizes may be 0 (a loop over
-/// indices with no data: `in`/`out` may then be NULL). A block that fails (returns nonzero,
+/// indices with no data: `input`/`out` may then be NULL). A block that fails (returns nonzero,
 /// crashes, times out: `task_timeout` applies to a whole block) fails alone: each of its items
 /// gets its status in `opts->statuses`, and the map returns the status of the lowest failed
 /// block, with `pool_last_error()` naming its first item. Buffers from `pool_shm_alloc` are
 /// used in place (no copy); others are copied through shared memory block by block.
-/// Ownership: `in` and `out` stay the caller's. Thread safety: any thread. Not a cancellation
+/// Ownership: `input` and `out` stay the caller's. Thread safety: any thread. Not a cancellation
 /// point (as `pool_map`).
 #[no_mangle]
 pub extern "C" fn pool_map_blocks(

@@ -114,7 +114,7 @@ pub extern "C" fn pool_imap_source(
 /// order, as they complete. Only a few chunks are in flight and waiting to be read at any time:
 /// a consumer slower than the workers holds them back (backpressure), so memory stays bounded
 /// for any `n`. `opts` may be NULL (its `statuses` field is ignored: each result carries its
-/// own status). `in` must stay valid until the iterator is freed.
+/// own status). `input` must stay valid until the iterator is freed.
 /// Returns NULL on failure with `pool_last_error()` set.
 /// Ownership: free with `pool_iter_free`. Thread safety: any thread.
 #[no_mangle]

@@ -35,13 +35,13 @@ impl Handle for pool_t {
     const WHAT: &'static str = "pool";
 }
 
-/// A task function, run in a worker process: `in` points to one input item, `out` to its
+/// A task function, run in a worker process: `input` points to one input item, `out` to its
 /// result slot (NULL when the item or result size is 0). Return 0 for success; any other value
 /// is the task's own error code (the call then reports `POOL_ETASK`).
 #[allow(non_camel_case_types)]
 pub type pool_fn = Option<unsafe extern "C" fn(input: *const c_void, out: *mut c_void, ctx: *mut c_void) -> c_int>;
 
-/// A variable-size task, run in a worker process: `in` holds `in_len` bytes (NULL if 0); the
+/// A variable-size task, run in a worker process: `input` holds `in_len` bytes (NULL if 0); the
 /// result is written with `pool_out_write`. Return 0 for success, any other value is the
 /// task's own error code.
 #[allow(non_camel_case_types)]
@@ -147,7 +147,7 @@ pub extern "C" fn pool_workers(pool: *const pool_t) -> c_int {
     value(0, || Ok(get_opt(pool)?.map_or(0, |p| p.0.workers() as c_int)))
 }
 
-/// Applies `fn` to `n` items in parallel and waits: item i is read from `in + i*in_size` and
+/// Applies `f` to `n` items in parallel and waits: item i is read from `input + i*in_size` and
 /// its result written to `out + i*out_size`. Items are cut into chunks automatically and
 /// streamed through shared memory, so memory stays bounded for any `n`. When the pool's shared
 /// memory is full (of running work, or of other calls' results not yet read), fewer chunks
@@ -159,7 +159,7 @@ pub extern "C" fn pool_workers(pool: *const pool_t) -> c_int {
 /// `pool_last_error()` naming the item. The results of the items that succeeded are written in
 /// every case. `n == 0` is a no-op returning `POOL_OK` (buffers may then be NULL). Item sizes
 /// must be > 0.
-/// Ownership: `in` and `out` stay the caller's. Thread safety: safe from any thread,
+/// Ownership: `input` and `out` stay the caller's. Thread safety: safe from any thread,
 /// concurrently with other calls on the same pool. Not a cancellation point: a cancel takes
 /// effect after it returns; to cancel promptly, use `pool_map_async` and wait in a loop with a
 /// timeout and `pthread_testcancel`.
@@ -214,7 +214,7 @@ pub(super) fn map_and_wait(
     })
 }
 
-/// Like `pool_map` but returns at once with a handle to wait on (`pool_async_get`). `in` and `out`
+/// Like `pool_map` but returns at once with a handle to wait on (`pool_async_get`). `input` and `out`
 /// must stay valid until the result is ready or the handle freed; `out` is never written after
 /// `pool_async_free` returns. `n == 0` gives a handle that is already ready.
 ///
@@ -282,7 +282,7 @@ fn on_ready(pool: *mut pool_t, h: *mut pool_async_t, cb: Option<Callback>) -> *m
     })
 }
 
-/// Runs `fn` on one input in a worker and waits for it. `in`/`out` may be NULL when their size
+/// Runs `f` on one input in a worker and waits for it. `input`/`out` may be NULL when their size
 /// is 0. Returns the task's status (`POOL_ETASK` if it returned nonzero, `POOL_ECRASHED` if its
 /// worker died, ...).
 /// Thread safety: safe from any thread. Not a cancellation point: a cancel takes effect after

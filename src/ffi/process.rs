@@ -23,8 +23,8 @@ impl Handle for pool_process_t {
         "a process object can only be used by the process that created it (a forked child is not the parent of its process)";
 }
 
-/// Creates a process object that will run `fn(arg)`; nothing is started yet. Returns NULL (with
-/// `pool_last_error()`) if `fn` is NULL.
+/// Creates a process object that will run `f(arg)`; nothing is started yet. Returns NULL (with
+/// `pool_last_error()`) if `f` is NULL.
 /// Ownership: the caller frees it with `pool_process_free`. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn pool_process_create(f: pool_process_fn, arg: *mut c_void) -> *mut pool_process_t {
@@ -64,7 +64,7 @@ pub extern "C" fn pool_process_options_init(opts: *mut pool_process_options_t) {
 }
 
 /// `pool_process_create` with options (`opts` NULL: the defaults). Returns NULL (with
-/// `pool_last_error()`) if `fn` is NULL or `opts` was not initialised with
+/// `pool_last_error()`) if `f` is NULL or `opts` was not initialised with
 /// `pool_process_options_init`. Ownership: free it with `pool_process_free`; `opts` stays the caller's.
 /// Thread safety: any thread.
 #[no_mangle]
@@ -92,7 +92,7 @@ pub extern "C" fn pool_process_create_ex(
     })
 }
 
-/// Forks: the child runs `fn(arg)`, flushes stdio and exits with the return value. Starting
+/// Forks: the child runs `f(arg)`, flushes stdio and exits with the return value. Starting
 /// twice is `POOL_EINVAL`. stdio is flushed before the fork so no output is duplicated.
 /// Thread safety: any thread (safe in a host running many threads).
 #[no_mangle]
