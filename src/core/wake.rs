@@ -280,12 +280,12 @@ mod tests {
         }
     }
 
-    struct Handle(AsyncResult, Gate);
+    struct Handle(AsyncResult, Arc<Gate>);
     impl Watched for Handle {
         fn result(&self) -> &AsyncResult {
             &self.0
         }
-        fn gate(&self) -> &Gate {
+        fn gate(&self) -> &Arc<Gate> {
             &self.1
         }
     }
@@ -298,7 +298,7 @@ mod tests {
         let cbs = Callbacks::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let hs: Vec<Arc<Handle>> =
-            (0..2).map(|k| Arc::new(Handle(apply_held(&p, &gates[k]), Gate::default()))).collect();
+            (0..2).map(|k| Arc::new(Handle(apply_held(&p, &gates[k]), Default::default()))).collect();
         for (k, h) in hs.iter().enumerate() {
             let tx = tx.clone();
             let call = move |o: &Outcome| tx.send((k, o.status())).unwrap();

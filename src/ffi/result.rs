@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// The pending or finished result of an asynchronous call (opaque).
 #[allow(non_camel_case_types)]
-pub struct pool_async_t(pub(crate) AsyncResult, pub(crate) crate::core::callbacks::Gate);
+pub struct pool_async_t(pub(crate) AsyncResult, pub(crate) std::sync::Arc<crate::core::callbacks::Gate>);
 
 impl pool_async_t {
     pub(crate) fn new(r: AsyncResult) -> pool_async_t {
