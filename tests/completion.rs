@@ -8,7 +8,8 @@
 //! - a thread blocked in wait_any, and a callback thread with nothing ready, sleep: their CPU
 //!   time stays far below the wall time and they wake a handful of times, not at every
 //!   millisecond (a poll guard, not a benchmark: bounds are generous), also over more results
-//!   and pools than one `futex_waitv` takes words.
+//!   and pools than one `futex_waitv` takes words;
+//! - wait_any over a result whose worker is killed meanwhile returns it, crashed.
 //!
 //! Tasks are held by gates in shared memory that the test opens one at a time, so every check
 //! waits for an event. The forced fallback without futex_waitv is tested in wake.rs.
@@ -393,4 +394,59 @@ fn a_wait_over_more_words_than_one_futex_waitv_takes_sleeps() {
     }
     assert!(outs.iter().chain(&map_outs).all(|&o| o == 3 * G as u64));
     ps.into_iter().for_each(|p| pool_destroy(p));
+}
+
+/// Notes its worker's pid in gate `k + 1` (the input is `k`), then waits at gate `k`.
+unsafe extern "C" fn pid_then_held(i: *const c_void, o: *mut c_void, c: *mut c_void) -> c_int {
+    let g = *(i as *const u64) as usize;
+    gates()[g + 1].store(libc::getpid() as u32, SeqCst);
+    held(i, o, c)
+}
+
+/// A worker killed while a thread sleeps in wait_any over its task's result, beside others
+/// held: wait_any returns that result, crashed, whether it sleeps on the task's own word (2
+/// results) or on the pools' words (101 tasks and a map).
+#[test]
+fn wait_any_returns_the_result_whose_worker_was_killed() {
+    gates();
+    const G: usize = 80; // G: the killed task's gate (never opened), G + 1 its pid, G + 2 the others'
+    let (p, q) = (create(1), create(1));
+    for others in [1, 100] {
+        gates()[G + 1].store(0, SeqCst);
+        let g = G as u64;
+        let mut out = 0u64;
+        let (i, o) = (&g as *const u64 as *const c_void, &mut out as *mut u64 as *mut c_void);
+        let killed = pool_apply_async(p, Some(pid_then_held), i, 8, o, 8, std::ptr::null_mut());
+        assert!(!killed.is_null(), "apply refused");
+        let mut outs = vec![0u64; others + 1];
+        let mut hs = vec![killed];
+        hs.extend(outs[1..].iter_mut().map(|o| apply_held(p, G + 2, o, false)));
+        let (mi, mo) = (&(G as u64 + 2) as *const u64 as *const c_void, &mut outs[0] as *mut u64 as *mut c_void);
+        hs.push(pool_map_async_ex(q, Some(held), mi, 8, mo, 8, 1, std::ptr::null_mut(), std::ptr::null()));
+        assert!(wait_until(HANG_GUARD, || gates()[G + 1].load(SeqCst) != 0), "the task never started");
+        let (hs_addr, n) = (hs.as_ptr() as usize, hs.len());
+        let (tell, told) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tell.send(unsafe { libc::gettid() }).unwrap();
+            let mut idx = usize::MAX;
+            let st = pool_async_wait_any(hs_addr as *const *mut pool_async_t, n, HANG_GUARD.as_secs_f64(), &mut idx);
+            (st, idx)
+        });
+        let tid = told.recv().unwrap();
+        assert!(wait_until(HANG_GUARD, || thread_stat(tid).0 == 'S'), "the waiter never went to sleep");
+        // SAFETY: kills the worker running the task (its pid, as it noted it).
+        unsafe { libc::kill(gates()[G + 1].load(SeqCst) as i32, libc::SIGKILL) };
+        let (st, idx) = waiter.join().unwrap();
+        assert_eq!((st, idx), (OK, 0), "with {others} other task(s): not the killed worker's result");
+        assert_eq!(pool_async_get(hs[0], 0.0), 6, "POOL_ECRASHED");
+        gates()[G + 2].store(1, SeqCst);
+        for &h in &hs[1..] {
+            assert_eq!(pool_async_get(h, HANG_GUARD.as_secs_f64()), OK);
+        }
+        hs.into_iter().for_each(|h| pool_async_free(h));
+        gates()[G + 2].store(0, SeqCst);
+    }
+    pool_destroy(p);
+    pool_destroy(q);
 }
