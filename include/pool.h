@@ -1264,8 +1264,9 @@ bool pool_async_ready(const pool_async_t *a);
  * (the message names its index). Results of several pools may be mixed. After a few
  * microseconds of looking, sleeps until one of the results ends (as `pool_async_get` sleeps on
  * its own result: other tasks of the pools do not wake it), then looks again: a waiting thread
- * costs next to no CPU. Past 100 task results, and for map results, it sleeps instead until
- * their pools end any task or map, so a busy pool wakes it more often.
+ * costs next to no CPU. Past 100 task results (or 127 with the pools of its map results), and
+ * for map results, it sleeps instead until their pools end any task or map, so a busy pool
+ * wakes it more often.
  * Thread safety: any thread; the handles may be waited on by other threads too. Not a
  * cancellation point.
  */

@@ -7,7 +7,9 @@
 //!   sleeps runs the callbacks left (closed), a result freed meanwhile gets none;
 //! - a thread blocked in wait_any, and a callback thread with nothing ready, sleep: their CPU
 //!   time stays far below the wall time and they wake a handful of times, not at every
-//!   millisecond (a poll guard, not a benchmark: bounds are generous).
+//!   millisecond (a poll guard, not a benchmark: bounds are generous), also over more results
+//!   and pools than one `futex_waitv` takes words;
+//! - wait_any over a result whose worker is killed meanwhile returns it, crashed.
 //!
 //! Tasks are held by gates in shared memory that the test opens one at a time, so every check
 //! waits for an event. The forced fallback without futex_waitv is tested in wake.rs.
@@ -143,6 +145,22 @@ fn has_futex_waitv() -> bool {
     !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
 }
 
+/// A wait_any over `hs`, held results all, in a thread of its own for `WATCH`: its CPU time,
+/// wall time and sleeps.
+fn held_wait_any(hs: &[*mut pool_async_t]) -> (Duration, Duration, i64) {
+    let (hs_addr, n) = (hs.as_ptr() as usize, hs.len());
+    std::thread::spawn(move || {
+        let (t0, (c0, s0)) = (Instant::now(), my_usage());
+        let mut idx = usize::MAX;
+        let st = pool_async_wait_any(hs_addr as *const *mut pool_async_t, n, WATCH.as_secs_f64(), &mut idx);
+        assert_eq!(st, TIMEDOUT, "a held result was ready");
+        let (c1, s1) = my_usage();
+        (c1 - c0, t0.elapsed(), s1 - s0)
+    })
+    .join()
+    .unwrap()
+}
+
 #[test]
 fn a_thread_blocked_in_wait_any_sleeps() {
     gates();
@@ -151,17 +169,7 @@ fn a_thread_blocked_in_wait_any_sleeps() {
     let (mut a, mut b) = (0u64, 0u64);
     let hs = [apply_held(ps[0], G, &mut a, false), apply_held(ps[1], G + 1, &mut b, false)];
     for n in [1, 2] {
-        let hs_addr = hs.as_ptr() as usize;
-        let (cpu, wall, sleeps) = std::thread::spawn(move || {
-            let (t0, (c0, s0)) = (Instant::now(), my_usage());
-            let mut idx = usize::MAX;
-            let st = pool_async_wait_any(hs_addr as *const *mut pool_async_t, n, WATCH.as_secs_f64(), &mut idx);
-            assert_eq!(st, TIMEDOUT, "a held result was ready");
-            let (c1, s1) = my_usage();
-            (c1 - c0, t0.elapsed(), s1 - s0)
-        })
-        .join()
-        .unwrap();
+        let (cpu, wall, sleeps) = held_wait_any(&hs[..n]);
         eprintln!("wait_any over {n} pool(s): {cpu:?} of CPU in {wall:?}, {sleeps} sleeps");
         assert!(cpu < wall * 3 / 10, "wait_any over {n} pool(s) burnt {cpu:?} of CPU in {wall:?}");
         if n == 1 || has_futex_waitv() {
@@ -352,4 +360,93 @@ fn the_other_tasks_of_a_pool_do_not_wake_a_thread_waiting_on_one_of_its_results(
     assert_eq!(pool_async_get(h, HANG_GUARD.as_secs_f64()), OK);
     pool_async_free(h);
     pool_destroy(p);
+}
+
+/// A wait over 100 task results of one pool and a map on each of 29 more pools: 129 words to
+/// sleep on, one more than a futex_waitv takes, and it napped every millisecond (about 300
+/// wake-ups in 300 ms). It sleeps on the 30 pools' words instead.
+#[test]
+fn a_wait_over_more_words_than_one_futex_waitv_takes_sleeps() {
+    gates();
+    const G: usize = 70; // opened at the end
+    let ps: Vec<_> = (0..30).map(|_| create(1)).collect();
+    let mut outs = vec![0u64; 100];
+    let mut hs: Vec<_> = outs.iter_mut().map(|o| apply_held(ps[0], G, o, false)).collect();
+    let map_in = G as u64;
+    let mut map_outs = vec![0u64; 29];
+    for (&p, o) in ps[1..].iter().zip(map_outs.iter_mut()) {
+        let (i, o) = (&map_in as *const u64 as *const c_void, o as *mut u64 as *mut c_void);
+        let h = pool_map_async_ex(p, Some(held), i, 8, o, 8, 1, std::ptr::null_mut(), std::ptr::null());
+        assert!(!h.is_null(), "map refused");
+        hs.push(h);
+    }
+    let n = hs.len();
+    let (cpu, wall, sleeps) = held_wait_any(&hs);
+    eprintln!("wait_any over {n} results of 30 pools: {cpu:?} of CPU in {wall:?}, {sleeps} sleeps");
+    assert!(cpu < wall * 3 / 10, "wait_any burnt {cpu:?} of CPU in {wall:?}");
+    if has_futex_waitv() {
+        assert!(sleeps < 50, "wait_any over {n} results of 30 pools went to sleep {sleeps} times in {wall:?}: it naps");
+    }
+    gates()[G].store(1, SeqCst);
+    for h in hs {
+        assert_eq!(pool_async_get(h, HANG_GUARD.as_secs_f64()), OK);
+        pool_async_free(h);
+    }
+    assert!(outs.iter().chain(&map_outs).all(|&o| o == 3 * G as u64));
+    ps.into_iter().for_each(|p| pool_destroy(p));
+}
+
+/// Notes its worker's pid in gate `k + 1` (the input is `k`), then waits at gate `k`.
+unsafe extern "C" fn pid_then_held(i: *const c_void, o: *mut c_void, c: *mut c_void) -> c_int {
+    let g = *(i as *const u64) as usize;
+    gates()[g + 1].store(libc::getpid() as u32, SeqCst);
+    held(i, o, c)
+}
+
+/// A worker killed while a thread sleeps in wait_any over its task's result, beside others
+/// held: wait_any returns that result, crashed, whether it sleeps on the task's own word (2
+/// results) or on the pools' words (101 tasks and a map).
+#[test]
+fn wait_any_returns_the_result_whose_worker_was_killed() {
+    gates();
+    const G: usize = 80; // G: the killed task's gate (never opened), G + 1 its pid, G + 2 the others'
+    let (p, q) = (create(1), create(1));
+    for others in [1, 100] {
+        gates()[G + 1].store(0, SeqCst);
+        let g = G as u64;
+        let mut out = 0u64;
+        let (i, o) = (&g as *const u64 as *const c_void, &mut out as *mut u64 as *mut c_void);
+        let killed = pool_apply_async(p, Some(pid_then_held), i, 8, o, 8, std::ptr::null_mut());
+        assert!(!killed.is_null(), "apply refused");
+        let mut outs = vec![0u64; others + 1];
+        let mut hs = vec![killed];
+        hs.extend(outs[1..].iter_mut().map(|o| apply_held(p, G + 2, o, false)));
+        let (mi, mo) = (&(G as u64 + 2) as *const u64 as *const c_void, &mut outs[0] as *mut u64 as *mut c_void);
+        hs.push(pool_map_async_ex(q, Some(held), mi, 8, mo, 8, 1, std::ptr::null_mut(), std::ptr::null()));
+        assert!(wait_until(HANG_GUARD, || gates()[G + 1].load(SeqCst) != 0), "the task never started");
+        let (hs_addr, n) = (hs.as_ptr() as usize, hs.len());
+        let (tell, told) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tell.send(unsafe { libc::gettid() }).unwrap();
+            let mut idx = usize::MAX;
+            let st = pool_async_wait_any(hs_addr as *const *mut pool_async_t, n, HANG_GUARD.as_secs_f64(), &mut idx);
+            (st, idx)
+        });
+        let tid = told.recv().unwrap();
+        assert!(wait_until(HANG_GUARD, || thread_stat(tid).0 == 'S'), "the waiter never went to sleep");
+        // SAFETY: kills the worker running the task (its pid, as it noted it).
+        unsafe { libc::kill(gates()[G + 1].load(SeqCst) as i32, libc::SIGKILL) };
+        let (st, idx) = waiter.join().unwrap();
+        assert_eq!((st, idx), (OK, 0), "with {others} other task(s): not the killed worker's result");
+        assert_eq!(pool_async_get(hs[0], 0.0), 6, "POOL_ECRASHED");
+        gates()[G + 2].store(1, SeqCst);
+        for &h in &hs[1..] {
+            assert_eq!(pool_async_get(h, HANG_GUARD.as_secs_f64()), OK);
+        }
+        hs.into_iter().for_each(|h| pool_async_free(h));
+        gates()[G + 2].store(0, SeqCst);
+    }
+    pool_destroy(p);
+    pool_destroy(q);
 }

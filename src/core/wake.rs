@@ -134,8 +134,8 @@ fn watched(w: &AtomicU32) -> u32 {
 }
 
 /// Task results at most this many are watched on their own state words (one futex_waitv
-/// takes 128 words; the rest of a wait's words are its pools' and its own); beyond, the pools'
-/// event words, which every task's end bumps while someone is counted.
+/// takes `futex::WAITV_MAX` words; the rest of a wait's words are its pools' and its own);
+/// beyond, the pools' event words, which every task's end bumps while someone is counted.
 const TASK_WORDS_MAX: usize = 100;
 
 /// Sleeps until one of the words changes from its value in `seen`, or `until`.
@@ -171,24 +171,26 @@ pub fn wait_any(rs: &[&AsyncResult], timeout: Option<Duration>) -> Option<usize>
 pub(crate) type TaskSlot<'a> = (&'a Arc<Shared>, u32);
 
 /// What to sleep on for `rs`: the task slots of task results (their own state words), and the
-/// pools of map results (or of every result, past `TASK_WORDS_MAX` tasks), each pool once.
-pub(crate) fn words_of<'a>(
-    rs: impl Iterator<Item = &'a AsyncResult> + Clone,
-) -> (Vec<&'a Arc<Shared>>, Vec<TaskSlot<'a>>) {
-    let own_words = rs.clone().filter(|r| r.task_slot().is_some()).count() <= TASK_WORDS_MAX;
+/// pools of map results, each pool once. Past `TASK_WORDS_MAX` tasks, or past what one
+/// `futex_waitv` takes with the map results' pools and a `Kick`, the tasks' pools instead: a
+/// wait over more words than that naps (`sleep`).
+pub(crate) fn words_of<'a>(rs: impl Iterator<Item = &'a AsyncResult>) -> (Vec<&'a Arc<Shared>>, Vec<TaskSlot<'a>>) {
+    fn add<'a>(pools: &mut Vec<&'a Arc<Shared>>, sh: &'a Arc<Shared>) {
+        if !pools.iter().any(|p| Arc::ptr_eq(p, sh)) {
+            pools.push(sh);
+        }
+    }
     let mut pools: Vec<&Arc<Shared>> = Vec::new();
     let mut tasks = Vec::new();
     for r in rs {
-        match r.task_slot() {
-            Some(t) if own_words => tasks.push(t),
-            _ => {
-                if let Some(sh) = r.pool() {
-                    if !pools.iter().any(|p| Arc::ptr_eq(p, sh)) {
-                        pools.push(sh);
-                    }
-                }
-            }
+        match (r.task_slot(), r.pool()) {
+            (Some(t), _) => tasks.push(t),
+            (None, Some(sh)) => add(&mut pools, sh),
+            (None, None) => {}
         }
+    }
+    if tasks.len() > TASK_WORDS_MAX || tasks.len() + pools.len() + 1 > futex::WAITV_MAX {
+        tasks.drain(..).for_each(|(sh, _)| add(&mut pools, sh));
     }
     (pools, tasks)
 }
@@ -278,12 +280,12 @@ mod tests {
         }
     }
 
-    struct Handle(AsyncResult, Gate);
+    struct Handle(AsyncResult, Arc<Gate>);
     impl Watched for Handle {
         fn result(&self) -> &AsyncResult {
             &self.0
         }
-        fn gate(&self) -> &Gate {
+        fn gate(&self) -> &Arc<Gate> {
             &self.1
         }
     }
@@ -296,7 +298,7 @@ mod tests {
         let cbs = Callbacks::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let hs: Vec<Arc<Handle>> =
-            (0..2).map(|k| Arc::new(Handle(apply_held(&p, &gates[k]), Gate::default()))).collect();
+            (0..2).map(|k| Arc::new(Handle(apply_held(&p, &gates[k]), Default::default()))).collect();
         for (k, h) in hs.iter().enumerate() {
             let tx = tx.clone();
             let call = move |o: &Outcome| tx.send((k, o.status())).unwrap();

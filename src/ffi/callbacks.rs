@@ -8,7 +8,7 @@ use super::result::pool_async_t;
 use crate::core::callbacks::{Callbacks, Gate, Watched};
 use crate::core::{AsyncResult, Error, Outcome};
 use std::os::raw::{c_int, c_void};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 /// `void callback(pool_async_t *a, int status, void *arg)`
 pub type CallbackFn = unsafe extern "C" fn(a: *mut pool_async_t, status: c_int, arg: *mut c_void);
@@ -21,7 +21,7 @@ impl Watched for pool_async_t {
     fn result(&self) -> &AsyncResult {
         &self.0
     }
-    fn gate(&self) -> &Gate {
+    fn gate(&self) -> &Arc<Gate> {
         &self.1
     }
 }
@@ -30,7 +30,7 @@ impl Watched for pool_async_t {
 /// freed first).
 pub fn add(callbacks: &Callbacks, h: *mut pool_async_t, cb: Callback) -> Result<(), Error> {
     let obj = get(h)?;
-    let weak: Weak<pool_async_t> = std::sync::Arc::downgrade(&obj);
+    let weak: Weak<pool_async_t> = Arc::downgrade(&obj);
     let token = h as usize;
     let call = move |o: &Outcome| {
         let status = o.err.as_ref().map_or(0, |e| {

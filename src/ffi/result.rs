@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// The pending or finished result of an asynchronous call (opaque).
 #[allow(non_camel_case_types)]
-pub struct pool_async_t(pub(crate) AsyncResult, pub(crate) crate::core::callbacks::Gate);
+pub struct pool_async_t(pub(crate) AsyncResult, pub(crate) std::sync::Arc<crate::core::callbacks::Gate>);
 
 impl pool_async_t {
     pub(crate) fn new(r: AsyncResult) -> pool_async_t {
@@ -77,8 +77,9 @@ pub extern "C" fn pool_async_ready(a: *const pool_async_t) -> bool {
 /// (the message names its index). Results of several pools may be mixed. After a few
 /// microseconds of looking, sleeps until one of the results ends (as `pool_async_get` sleeps on
 /// its own result: other tasks of the pools do not wake it), then looks again: a waiting thread
-/// costs next to no CPU. Past 100 task results, and for map results, it sleeps instead until
-/// their pools end any task or map, so a busy pool wakes it more often.
+/// costs next to no CPU. Past 100 task results (or 127 with the pools of its map results), and
+/// for map results, it sleeps instead until their pools end any task or map, so a busy pool
+/// wakes it more often.
 /// Thread safety: any thread; the handles may be waited on by other threads too. Not a
 /// cancellation point.
 #[no_mangle]

@@ -47,7 +47,7 @@ struct FutexWaitv {
 
 const FUTEX2_SIZE_U32: u32 = 2;
 /// The most words one `futex_waitv` takes.
-const WAITV_MAX: usize = 128;
+pub(crate) const WAITV_MAX: usize = 128;
 
 /// Set once `futex_waitv` failed other than a wait does (ENOSYS: a kernel before 5.16; EPERM or
 /// ENOSYS: a seccomp filter).

@@ -1,7 +1,8 @@
 /* Completion callbacks across pools: pool_async_free waits for the result's running callback
  * from any other thread, another pool's callback thread included, so that what the callback
  * reads may be freed once it returns; callbacks of two pools that free each other's results at
- * once do not deadlock. */
+ * once do not deadlock; a result freed while its callback thread copies it into `out` is never
+ * written there after pool_async_free returns. */
 #include "check.h"
 
 #include <pthread.h>
@@ -82,9 +83,64 @@ static void test_mutual_free_does_not_deadlock(void) {
     pool_destroy(p[1]);
 }
 
+/* ---- a result freed while its pool's callback thread collects it into `out` ---------------- */
+
+#define BIG ((size_t)64 << 20)
+#define SAMPLES 4096
+
+static int writes_big(const void *in, void *out, void *ctx) {
+    (void)in, (void)ctx;
+    memset(out, 0xab, BIG);
+    return 0;
+}
+
+static atomic_int calls;
+static void counts_call(pool_async_t *a, int status, void *arg) {
+    (void)a, (void)status, (void)arg;
+    atomic_fetch_add(&calls, 1);
+}
+
+static void test_free_during_collection(void) {
+    SECTION("pool_async_free while the callback thread copies the result into out: nothing writes there after it "
+            "returns");
+    pool_t *pool = pool_create(1, NULL);
+    REQUIRE(pool != NULL);
+    unsigned char *out = malloc(BIG);
+    REQUIRE(out != NULL);
+    memset(out, 0, BIG);
+    volatile unsigned char *o = out;
+    pool_call_options_t co;
+    pool_call_options_init(&co);
+    co.callback = counts_call;
+    long x = 0;
+    pool_async_t *a = pool_apply_async_ex(pool, writes_big, &x, sizeof x, out, BIG, NULL, &co);
+    REQUIRE(a != NULL);
+    /* Until the callback thread has begun copying (in whatever order memcpy goes). */
+    int begun = 0;
+    for (double t0 = now_s(); !begun && now_s() - t0 < guard_s(30);)
+        for (size_t i = 0; i < SAMPLES && !begun; i++) begun = o[i * (BIG / SAMPLES)] != 0;
+    REQUIRE(begun);
+    pool_async_free(a);
+    static unsigned char seen[SAMPLES];
+    for (size_t i = 0; i < SAMPLES; i++) seen[i] = o[i * (BIG / SAMPLES)];
+    /* Once another result's callback ran, the callback thread is done with the freed one. */
+    pool_async_t *b = pool_apply_async_ex(pool, noop, &x, sizeof x, NULL, 0, NULL, &co);
+    REQUIRE(b != NULL);
+    WAIT_UNTIL(atomic_load(&calls) >= 1, 30);
+    REQUIRE(atomic_load(&calls) >= 1);
+    int later = 0;
+    for (size_t i = 0; i < SAMPLES; i++) later += seen[i] != o[i * (BIG / SAMPLES)];
+    if (later != 0) fprintf(stderr, "  %d of %d sampled bytes of out written after pool_async_free returned\n", later, SAMPLES);
+    CHECK_EQ(later, 0);
+    pool_async_free(b);
+    pool_destroy(pool);
+    free(out);
+}
+
 int main(void) {
     test_begin("callbacks", 55);
     test_free_waits_across_pools();
     test_mutual_free_does_not_deadlock();
+    test_free_during_collection();
     return test_finish();
 }

@@ -1,7 +1,7 @@
 /* Faults that must fail one task, never the pool (issue: "keep every promise under attack"):
  * a task that handles SIGTERM at its timeout and returns, one that closes every descriptor and
- * reuses the numbers, tasks that fork (a child that returns into the worker, a child left
- * running), kill(0, SIGKILL) in a task, result slots reused without clearing, iterators after
+ * reuses the numbers, tasks that fork (a child that returns into the worker, of a map or of a
+ * pool_submit task, a child left running), kill(0, SIGKILL) in a task, result slots reused without clearing, iterators after
  * pool_close, absurd shm sizes, and a zygote killed from outside. */
 #include "check.h"
 
@@ -120,7 +120,53 @@ static int forks_a_lingering_child(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* A pool_submit task whose forked child returns after the parent's task returned, and before
+ * the task ends: the parent's stdout, which the worker flushes in between, lets the child go
+ * (a pipe) and waits for its exit. The child writes nothing. */
+static pid_t var_child;
+static int var_go[2];
+static ssize_t lets_var_child_return(void *c, const char *buf, size_t n) {
+    (void)c, (void)buf;
+    int ws;
+    if (write(var_go[1], "g", 1) != 1) return -1;
+    waitpid(var_child, &ws, 0);
+    return (ssize_t)n;
+}
+
+static int var_forks_and_returns(const void *in, size_t len, void *ctx) {
+    (void)in, (void)len, (void)ctx;
+    char g;
+    if (pipe(var_go) != 0) return 8;
+    var_child = fork();
+    if (var_child == 0) return read(var_go[0], &g, 1) == 1 ? 0 : 1;
+    int st = pool_out_write("hello", 5);
+    cookie_io_functions_t io = {NULL, lets_var_child_return, NULL, NULL};
+    FILE *f = fopencookie(NULL, "w", io);
+    if (f == NULL) return 9;
+    stdout = f;
+    printf("x"); /* written by the worker's flush after the task returned */
+    return st;
+}
+
 static void test_forking_tasks(void) {
+    SECTION("a pool_submit task whose forked child returns: the parent's result stands (the child's length 0 "
+            "was written over it)");
+    {
+        pool_t *pool = pool_create(1, NULL);
+        REQUIRE(pool != NULL);
+        pool_async_t *a = pool_submit(pool, var_forks_and_returns, "", 0, 64, NULL);
+        REQUIRE(a != NULL);
+        CHECK_ST(pool_async_get(a, guard_s(30)), POOL_OK);
+        const void *data = NULL;
+        size_t len = 0;
+        CHECK_ST(pool_async_result(a, &data, &len), POOL_OK);
+        CHECK_EQ(len, 5);
+        CHECK(len == 5 && memcmp(data, "hello", 5) == 0);
+        pool_async_free(a);
+        pool_destroy(pool);
+    }
+
+
     SECTION("a task whose forked child returns: the child never takes work (no item runs twice)");
     memset(counts, 0, 200 * sizeof *counts);
     pool_t *pool = pool_create(2, NULL);

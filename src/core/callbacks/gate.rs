@@ -1,12 +1,15 @@
-//! The gate between a result's callback and `pool_async_free`: a freed result gets no callback,
-//! and a free waits for a callback running on it, unless that would close a circle of waits.
+//! The gate between a result's callback thread and `pool_async_free`: a freed result gets no
+//! callback, and a free waits for a callback running on it (or the thread's look at it), unless
+//! that would close a circle of waits.
 
 use std::sync::Mutex;
 use std::thread::ThreadId;
 
-/// Per result: which thread runs its callback now, if one does, and whether it was freed.
-/// `pool_async_free` waits for a running callback (unless called from that callback itself),
-/// so that once it returns the callback neither runs nor will run: what it reads can be freed.
+/// Per result: which thread is inside now, if one is (the callback thread, looking at the result
+/// or running its callback), and whether it was freed. `pool_async_free` waits for that thread
+/// (unless called from the callback itself), so that once it returns the callback neither runs
+/// nor will run (what it reads can be freed), and the callback thread neither copies the result
+/// into the caller's `out` nor holds the result any more.
 #[derive(Default)]
 pub struct Gate {
     st: Mutex<(Option<ThreadId>, bool)>, // (running on, freed)
@@ -18,10 +21,10 @@ impl Gate {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The result was freed: no callback starts any more; one running is waited for, from any
-    /// thread but its own (a callback freeing its own result), and unless the wait would close
-    /// a circle of callbacks waiting for each other (two pools' callbacks freeing each other's
-    /// results at once), where it returns at once.
+    /// The result was freed: no callback or look starts any more; one under way is waited for,
+    /// from any thread but its own (a callback freeing its own result), and unless the wait
+    /// would close a circle of callbacks waiting for each other (two pools' callbacks freeing
+    /// each other's results at once), where it returns at once.
     pub fn freed(&self) {
         let mut g = self.lock();
         g.1 = true;
@@ -38,7 +41,7 @@ impl Gate {
         }
     }
 
-    /// Starts the callback on this thread unless the result was freed.
+    /// Enters on this thread (to look at the result or run its callback) unless it was freed.
     pub(super) fn enter(&self) -> bool {
         let mut g = self.lock();
         if g.1 {

@@ -22,7 +22,7 @@ thread_local! {
 /// A result that may get a callback: the result and its gate (against its free).
 pub trait Watched: Send + Sync + 'static {
     fn result(&self) -> &AsyncResult;
-    fn gate(&self) -> &Gate;
+    fn gate(&self) -> &Arc<Gate>;
 }
 
 /// What a callback does with the result's outcome, on the callback thread.
@@ -30,7 +30,23 @@ pub type Call = Box<dyn FnOnce(&Outcome) + Send>;
 
 struct Pending {
     obj: Weak<dyn Watched>,
+    /// The result's gate, held apart from it: this thread holds the result only inside the gate,
+    /// so once `Gate::freed` returns it neither collects the result (into the caller's `out`)
+    /// nor keeps it alive (which would put off its detach past `pool_async_free`).
+    gate: Arc<Gate>,
     call: Call,
+}
+
+impl Pending {
+    /// Whether the result is ready, or freed (its entry then goes), looked at inside its gate.
+    fn ready(&self) -> bool {
+        if !self.gate.enter() {
+            return true;
+        }
+        let ready = self.obj.upgrade().is_none_or(|o| o.result().poll().is_some());
+        self.gate.leave();
+        ready
+    }
 }
 
 struct Runner {
@@ -46,6 +62,7 @@ pub struct Callbacks(Mutex<Option<Runner>>);
 impl Callbacks {
     /// Calls `call` once the result `obj` is ready, unless it is freed first.
     pub fn add(&self, obj: Weak<dyn Watched>, call: Call) -> Result<(), Error> {
+        let Some(gate) = obj.upgrade().map(|o| o.gate().clone()) else { return Ok(()) }; // gone: no call
         let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if r.is_none() {
             let (tx, rx) = channel();
@@ -56,7 +73,7 @@ impl Callbacks {
             *r = Some(Runner { tx, kick, thread });
         }
         let r = r.as_ref().expect("started above");
-        r.tx.send(Pending { obj, call }).map_err(|_| Error::closed("the pool's callback thread ended"))?;
+        r.tx.send(Pending { obj, gate, call }).map_err(|_| Error::closed("the pool's callback thread ended"))?;
         r.kick.bump();
         Ok(())
     }
@@ -112,28 +129,36 @@ fn run(rx: Receiver<Pending>, kick: &Kick) {
                     return Some(());
                 }
             }
-            let ready = |p: &Pending| p.obj.upgrade().is_none_or(|o| o.result().poll().is_some());
-            pending.iter().any(ready).then_some(())
+            pending.iter().any(Pending::ready).then_some(())
         });
         pending.append(&mut arrived);
     }
 }
 
 /// Calls the callbacks of the ready results, in order, and drops them and those of freed
-/// results. True if any ended so.
+/// results. True if any ended so. Each result is looked at, and its callback run, inside its
+/// gate (against `pool_async_free`).
 fn call_ready(pending: &mut Vec<Pending>) -> bool {
     let before = pending.len();
     let mut left = Vec::with_capacity(before);
     for p in pending.drain(..) {
-        let Some(obj) = p.obj.upgrade() else { continue }; // freed: no callback
-        let Some(outcome) = obj.result().poll() else {
-            left.push(p);
-            continue;
-        };
-        // Not freed (the gate decides, against pool_async_free): `obj` keeps it valid meanwhile.
-        if obj.gate().enter() {
-            (p.call)(&outcome);
-            obj.gate().leave();
+        if !p.gate.enter() {
+            continue; // freed: no callback
+        }
+        let obj = p.obj.upgrade();
+        let outcome = obj.as_ref().map(|o| o.result().poll());
+        match outcome {
+            Some(None) => {
+                drop(obj);
+                p.gate.leave();
+                left.push(p);
+            }
+            Some(Some(o)) => {
+                (p.call)(&o);
+                drop(obj);
+                p.gate.leave();
+            }
+            None => p.gate.leave(), // gone
         }
     }
     *pending = left;
@@ -146,9 +171,15 @@ type TaskSlotRef = (Arc<Shared>, u32);
 /// What tells when one of `pending` may have become ready: the task slots of task results
 /// (their state words, as `pool_async_get` sleeps on them: no other task's end wakes the thread),
 /// and the pools of map results (or of every result, past `TASK_WORDS_MAX` tasks), each once.
-/// Owned (the pools' shared state), so the results themselves stay free to be freed meanwhile.
+/// Owned (the pools' shared state), so the results themselves stay free to be freed meanwhile;
+/// read inside their gates.
 fn words_of(pending: &[Pending]) -> (Vec<Arc<Shared>>, Vec<TaskSlotRef>) {
-    let live: Vec<Arc<dyn Watched>> = pending.iter().filter_map(|p| p.obj.upgrade()).collect();
+    let entered: Vec<&Pending> = pending.iter().filter(|p| p.gate.enter()).collect();
+    let live: Vec<Arc<dyn Watched>> = entered.iter().filter_map(|p| p.obj.upgrade()).collect();
     let (pools, tasks) = wake::words_of(live.iter().map(|o| o.result()));
-    (pools.into_iter().cloned().collect(), tasks.into_iter().map(|(sh, slot)| (sh.clone(), slot)).collect())
+    let words =
+        (pools.into_iter().cloned().collect(), tasks.into_iter().map(|(sh, slot)| (sh.clone(), slot)).collect());
+    drop(live);
+    entered.iter().for_each(|p| p.gate.leave());
+    words
 }

@@ -338,8 +338,11 @@ mod tests {
             // SAFETY: `y` outlives the result, waited for at once.
             let r = unsafe {
                 p.apply_async(read_ctx, std::ptr::null(), 0, &mut y as *mut u64 as *mut u8, 8, ctx.as_ptr() as usize)
-            };
-            r.map(|r| (r.wait(None).unwrap().status(), y))
+            }?;
+            // `y` is read only after the wait wrote it (a closure reading it around the wait held
+            // a borrow across that write: in release builds it read 0).
+            let status = r.wait(None).unwrap().status();
+            Ok::<_, crate::core::Error>((status, y))
         };
         assert_eq!(apply(&UNCHANGED).unwrap(), (Status::Ok, 5));
         let e = apply(&CHANGED).unwrap_err();

@@ -317,6 +317,7 @@ impl Worker<'_> {
                 *VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
                 // SAFETY: calling the user's task on its input, as the contract says.
                 let rc = unsafe { f(ptr_or_null(r.input, r.isz), r.isz, r.ctx) };
+                leave_if_forked(); // a child the task forked must not write the length of its result
                 let len = VAR_OUT.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(0, |o| o.len);
                 t.out_len.store(len as u64, Relaxed);
                 rc
