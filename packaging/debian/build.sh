@@ -84,6 +84,14 @@ cmake -S "$root" -B "$work/cmake" \
 cmake --build "$work/cmake"
 rm -rf "$work/stage" "$work/debian" "$out"
 DESTDIR="$work/stage" cmake --install "$work/cmake"
+# The pkg-config files say prefix=/usr, as Debian's do: relative to ${pcfiledir} (how CMake
+# installs them, relocatable) they print -I/usr/lib/<multiarch>/pkgconfig/../../../include and
+# -L.../../../lib/<multiarch>, which pkg-config does not recognize as the system directories it
+# leaves out, and an explicit -L of the system directory overrides a user's later -L.
+for pc in "$work/stage/$libdir"/pkgconfig/*.pc; do
+    sed -i 's#^prefix=${pcfiledir}/.*$#prefix=/usr#' "$pc"
+    grep -qx 'prefix=/usr' "$pc" || die "$pc: no prefix=\${pcfiledir}/... line to make /usr"
+done
 
 # ---------------------------------------------------------------------------------------------
 # 2. Split the staged tree into the packages' trees, $work/debian/<package>/. dpkg-gencontrol,

@@ -174,6 +174,14 @@ check_pc() {
     [ "$(readlink -f "$libdir_pc")" = "$(readlink -f "$libdir")" ]
 }
 step "pkg-config finds pool in $libdir/pkgconfig" check_pc
+flags_are() { # flags_are "FLAGS" PKG-CONFIG-ARGS...: /usr's directories left out, as for any /usr library
+    local got words
+    got=$(pkg-config "${@:2}") || return 1
+    echo "pkg-config ${*:2}: $got"
+    read -ra words <<<"$got" # (pkg-config pads with spaces)
+    [ "${words[*]}" = "$1" ]
+}
+step "pkg-config --cflags --libs pool: -lpool alone (prefix=/usr)" flags_are "-lpool" --cflags --libs pool
 if step "pkg-config consumer (C, tests/consumers/pkgconfig): builds shared and --static" \
     make -C "$consumers/pkgconfig" BUILD="$pc_build"; then
     step "pkg-config consumer: app (libpool.so.0) runs the seed scenarios" run_seed "$pc_build/app"
@@ -202,6 +210,8 @@ if [ -f "$libdir/pkgconfig/pool-mpi.pc" ]; then
         cat "$out"
         grep -q "^8 workers on 4 ranks$" "$out" && grep -q "1 block(s) failed" "$out"
     }
+    step "pkg-config --cflags --libs pool-mpi: -lpool_mpi -lpool alone" flags_are "-lpool_mpi -lpool" \
+        --cflags --libs pool-mpi
     if step "libpool-mpi-dev: c_examples build with pkg-config pool-mpi and mpicc" \
         make -C "$root/c_examples" BUILD="$ex_build" "$ex_build/mpi_primes"; then
         step "libpool-mpi0: mpi_primes loads $libdir/libpool_mpi.so.0" \
