@@ -201,6 +201,15 @@ if step "cmake consumer (C++, tests/consumers/cmake): find_package(Pool) finds $
     step "cmake consumer: app_static (Pool::pool_static) runs the seed scenarios" run_seed "$cm_build/app_static"
 fi
 
+if [ "$(readlink -f /lib)" = /usr/lib ]; then # merged /usr: /lib/<multiarch>/cmake/Pool is ours too
+    cmake_via_lib() {
+        cmake -S "$consumers/cmake" -B "$tmp/consumer-cmake-lib" -DCMAKE_PREFIX_PATH=/ &&
+            grep "^Pool_DIR:" "$tmp/consumer-cmake-lib/CMakeCache.txt" | tee /dev/stderr |
+            grep -q "=/lib/$multiarch/cmake/Pool$"
+    }
+    step "cmake consumer: find_package(Pool) through /lib -> usr/lib (CMAKE_PREFIX_PATH=/)" cmake_via_lib
+fi
+
 if [ -f "$libdir/pkgconfig/pool-mpi.pc" ]; then
     ex_build="$tmp/examples"
     run_mpi_primes() { # 4 ranks; block 123 crashes its worker alone and the job goes on
