@@ -72,7 +72,7 @@ purge() {
         status=$(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null) || status=""
         case $status in "" | not-installed) ;; *) still+=("$p") ;; esac
     done
-    [ "${#still[@]}" -eq 0 ] || as_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "${still[@]}"
+    [ "${#still[@]}" -eq 0 ] || apt_get purge -y -qq "${still[@]}"
 }
 cleanup() {
     purge >/dev/null 2>&1 || echo "run.sh: could not purge ${installed_pkgs[*]}: remove them by hand"
@@ -113,7 +113,7 @@ while read -r p; do
 done <"$tmp/shipped" >"$tmp/existed"
 
 install_debs() {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${debs[@]}" &&
+    apt_get install -y "${debs[@]}" &&
         dpkg-query -L "${installed_pkgs[@]}" | grep -vx '/\.' | sort -u >"$tmp/listed"
 }
 if ! step "apt-get install -y ./target/packages/*.deb" install_debs; then
