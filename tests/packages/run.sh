@@ -11,7 +11,8 @@
 # purged whatever happens (trap), so that no later build or test finds libpool in /usr.
 #
 # Usage: bash tests/packages/run.sh   (from any directory; as root, or with password-less sudo:
-# otherwise it says it skipped, and exits 0). POOL_PACKAGES_KEEP=1 keeps the temporary directory.
+# otherwise it says it skipped, and exits 0; so it does when one of the packages is already
+# installed, which it leaves alone). POOL_PACKAGES_KEEP=1 keeps the temporary directory.
 # Installs lintian, cmake, pkg-config, gdb and, with docs/man, man-db with apt-get when missing.
 # Prints `packages: N passed, M failed` last and exits nonzero if anything failed.
 set -uo pipefail
@@ -95,9 +96,17 @@ if ! step "make package: the .debs in target/packages" make -C "$root" package; 
     exit 1
 fi
 debs=("$root"/target/packages/*.deb)
+pkgs=() already=()
 for d in "${debs[@]}"; do
-    installed_pkgs+=("$(dpkg-deb -f "$d" Package)")
+    pkgs+=("$(dpkg-deb -f "$d" Package)")
+    status=$(dpkg-query -W -f '${db:Status-Status} ${Version}' "${pkgs[-1]}" 2>/dev/null) || status=""
+    case $status in "" | not-installed*) ;; *) already+=("${pkgs[-1]} ($status)") ;; esac
 done
+# Installed before this test (by the user, or by another run of it): not this test's to replace
+# and purge, with whatever depends on them.
+[ "${#already[@]}" -eq 0 ] ||
+    skip "already on this system, left alone: ${already[*]} (apt-get purge them to run this test)"
+installed_pkgs=("${pkgs[@]}")
 echo "run.sh: packages: ${installed_pkgs[*]}"
 
 step "lintian: no error or warning (overrides in packaging/debian explain the rest)" \
