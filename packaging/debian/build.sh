@@ -202,17 +202,21 @@ done
 
 # As dh_makeshlibs: for each library package, a shlibs file (a program linked against the
 # library depends on this package at this upstream version or later), a symbols file and the
-# ldconfig trigger.
-make_shlibs() { # make_shlibs PACKAGE LIBRARY-NAME DEV-PACKAGE
+# ldconfig trigger. The symbols file starts from packaging/debian/PACKAGE.symbols, which says in
+# which version each symbol came (a program depends on the newest of those it uses): a symbol
+# gone from the library is an ABI break, which needs a new soname, and fails the build; new ones
+# are listed (dpkg-gensymbols' diff) to be added there with the version that brings them.
+make_shlibs() { # make_shlibs PACKAGE LIBRARY-NAME
     local pkg=$1
     echo "$2 $major $pkg (>= $upstream)" >"debian/$pkg/DEBIAN/shlibs"
-    dpkg-gensymbols -q -p"$pkg" -P"debian/$pkg" -v"$upstream" -O"debian/$pkg/DEBIAN/symbols"
-    sed -i "1a * Build-Depends-Package: $3" "debian/$pkg/DEBIAN/symbols"
+    cp "$here/$pkg.symbols" "debian/$pkg.symbols"
+    dpkg-gensymbols -c1 -p"$pkg" -P"debian/$pkg" -v"$upstream" -O"debian/$pkg/DEBIAN/symbols" ||
+        die "$pkg: symbols gone from $2.so.$major since packaging/debian/$pkg.symbols (see the diff above)"
     echo "activate-noawait ldconfig" >"debian/$pkg/DEBIAN/triggers"
     chmod 644 "debian/$pkg/DEBIAN/"*
 }
-make_shlibs libpool0 libpool libpool-dev
-[ ! -d debian/libpool-mpi0 ] || make_shlibs libpool-mpi0 libpool_mpi libpool-mpi-dev
+make_shlibs libpool0 libpool
+[ ! -d debian/libpool-mpi0 ] || make_shlibs libpool-mpi0 libpool_mpi
 
 # Depends of the library packages from the libraries they link (libpool_mpi finds libpool.so.0
 # and its shlibs in libpool0's tree).
