@@ -141,6 +141,15 @@ check_size() {
     [ "$size" -lt 1572864 ]
 }
 step "$so is under 1.5 MB" check_size
+check_exports() { # the dynamic symbols libpool.so.0 defines are exactly pool.h's functions
+    local extra
+    nm -D --defined-only "$so" | awk '{ print $NF }' | sort >"$tmp/exported"
+    grep -o '\bpool_[a-z0-9_]*(' /usr/include/pool.h | tr -d '(' | sort -u >"$tmp/declared"
+    extra=$(comm -3 "$tmp/exported" "$tmp/declared")
+    echo "$(wc -l <"$tmp/exported") exported; not in both (exported | declared): ${extra:-none}"
+    [ -z "$extra" ]
+}
+step "libpool.so.0 exports exactly pool.h's functions (nm -D), nothing else" check_exports
 resolves_to() { # resolves_to LIBRARY: stdin has "LIBRARY ... => PATH" (ldd, ldconfig -p): is PATH ours?
     local path
     path=$(tee /dev/stderr | sed -n "s#^[[:space:]]*$1 .*=> \([^ ]*\).*#\1#p" | head -n 1)
