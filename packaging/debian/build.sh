@@ -74,6 +74,12 @@ fi
 
 cd "$root" # dpkg-buildflags maps this directory out of the debug info (-ffile-prefix-map)
 export DEB_BUILD_MAINT_OPTIONS=hardening=+bindnow # -z now for libpool_mpi, as rustc links libpool
+# A checkout moved or copied elsewhere: CMake refuses a build directory made for another source.
+cache="$work/cmake/CMakeCache.txt"
+if [ -f "$cache" ] && ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$root" "$cache"; then
+    say "target/package-build/cmake was made for another checkout: building afresh"
+    rm -rf "$work/cmake"
+fi
 # Passed as -D, not in the environment, which CMake reads only when it creates its cache.
 cmake -S "$root" -B "$work/cmake" \
     -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_INSTALL_LIBDIR="lib/$multiarch" -DCMAKE_BUILD_TYPE=None \
