@@ -96,6 +96,16 @@ if ! step "make package: the .debs in target/packages" make -C "$root" package; 
     exit 1
 fi
 debs=("$root"/target/packages/*.deb)
+# One run at a time on a machine (two checkouts' make test): the other's purge would remove these
+# packages half-way. The lock is held until this script exits; /run/lock is emptied at boot.
+lock_dir=/run/lock
+[ -d "$lock_dir" ] && [ -w "$lock_dir" ] || lock_dir=${TMPDIR:-/tmp}
+lock="$lock_dir/libpool-packages-test.lock"
+exec 9>>"$lock"
+if ! flock -n 9; then
+    echo "run.sh: another run of this test holds $lock; waiting for it (up to 30 minutes)"
+    flock -w 1800 9 || skip "another run of this test held $lock for 30 minutes"
+fi
 pkgs=() already=()
 for d in "${debs[@]}"; do
     pkgs+=("$(dpkg-deb -f "$d" Package)")
