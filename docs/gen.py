@@ -299,6 +299,12 @@ def build():
         pages.append(Page(name, 7, summary, sections, (), "pool_mpi.h" if name.endswith("mpi") else "pool.h"))
     for name, summary, sections in cpp.pages({f.name for f in api.functions}):
         pages.append(Page(name, 3, summary, sections, (), "pool.hpp"))
+    # An error, as an undocumented member is in cpppages.py: a function without its comment, or
+    # a page without the NAME line whatis(1) and apropos(1) read.
+    bare = [f.name for f in api.functions if not f.doc.strip()] + [p.name for p in pages if not p.summary]
+    if bare:
+        raise SystemExit(f"docs/gen.py: undocumented (a /** */ comment in the header, from the Rust doc "
+                         f"comment, or a line in docs/summaries.txt): {', '.join(dict.fromkeys(bare))}")
     return api, pages, render.Links(names)
 
 

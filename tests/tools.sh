@@ -5,14 +5,20 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else "$@"; fi
 }
 
+# apt_get ARGS...: apt-get as root, waiting up to 10 minutes for dpkg's lock instead of failing at
+# once (on a fresh machine apt-daily or unattended-upgrades often holds it; so may another test).
+apt_get() {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"
+}
+
 apt_updated=0
 apt_install() {
     command -v apt-get >/dev/null 2>&1 || return 1
     if [ "$apt_updated" -eq 0 ]; then
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+        apt_get update -qq >/dev/null 2>&1 || true
         apt_updated=1
     fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1
+    apt_get install -y -qq "$@" >/dev/null 2>&1
 }
 
 # ensure_tools TOOL...: installs cmake (pip, else apt) and pkg-config (apt) when asked for and

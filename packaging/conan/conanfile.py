@@ -20,8 +20,10 @@
 #   conan install . --output-folder=build
 #   cmake -S . -B build -DCMAKE_TOOLCHAIN_FILE=build/conan_toolchain.cmake -DCMAKE_BUILD_TYPE=Release
 #   cmake --build build && (. build/conanrun.sh && build/app)   # conanrun.sh: the shared lib's path
-# The package holds pool.h, pool.hpp and either libpool.so (+ soname links) or libpool.a, as
-# `shared` says. Building needs cargo (rustup): the project's CMakeLists.txt drives it, and it
+#
+# The package holds pool.h, pool.hpp, the manual pages (share/man) and either libpool.so
+# (+ soname links) or libpool.a, as `shared` says. Building needs cargo (rustup): the
+# project's CMakeLists.txt drives it, and it
 # may fetch crates from crates.io. Linux only. libpool_mpi is not packaged (it needs the
 # system's MPI; see CMakeLists.txt's POOL_WITH_MPI).
 import os
@@ -35,8 +37,8 @@ from conan.tools.files import copy, load, rm, rmdir
 
 required_conan_version = ">=2.0"
 
-# What CMakeLists.txt needs to build and install libpool (the manual pages too), relative to the
-# checkout's root.
+# What CMakeLists.txt needs to build and install libpool, relative to the checkout's root
+# (docs/man: the manual pages `cmake --install` installs).
 SOURCES = ["Cargo.toml", "Cargo.lock", "build.rs", "CMakeLists.txt", "cmake/*", "include/*", "src/*", "docs/man/*"]
 # Where package() keeps rustc's native-static-libs list for package_info().
 NATIVE_LIBS_FILE = os.path.join("share", "libpool", "native-static-libs.txt")

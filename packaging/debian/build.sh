@@ -74,6 +74,12 @@ fi
 
 cd "$root" # dpkg-buildflags maps this directory out of the debug info (-ffile-prefix-map)
 export DEB_BUILD_MAINT_OPTIONS=hardening=+bindnow # -z now for libpool_mpi, as rustc links libpool
+# A checkout moved or copied elsewhere: CMake refuses a build directory made for another source.
+cache="$work/cmake/CMakeCache.txt"
+if [ -f "$cache" ] && ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$root" "$cache"; then
+    say "target/package-build/cmake was made for another checkout: building afresh"
+    rm -rf "$work/cmake"
+fi
 # Passed as -D, not in the environment, which CMake reads only when it creates its cache.
 cmake -S "$root" -B "$work/cmake" \
     -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_INSTALL_LIBDIR="lib/$multiarch" -DCMAKE_BUILD_TYPE=None \
@@ -84,6 +90,14 @@ cmake -S "$root" -B "$work/cmake" \
 cmake --build "$work/cmake"
 rm -rf "$work/stage" "$work/debian" "$out"
 DESTDIR="$work/stage" cmake --install "$work/cmake"
+# The pkg-config files say prefix=/usr, as Debian's do: relative to ${pcfiledir} (how CMake
+# installs them, relocatable) they print -I/usr/lib/<multiarch>/pkgconfig/../../../include and
+# -L.../../../lib/<multiarch>, which pkg-config does not recognize as the system directories it
+# leaves out, and an explicit -L of the system directory overrides a user's later -L.
+for pc in "$work/stage/$libdir"/pkgconfig/*.pc; do
+    sed -i 's#^prefix=${pcfiledir}/.*$#prefix=/usr#' "$pc"
+    grep -qx 'prefix=/usr' "$pc" || die "$pc: no prefix=\${pcfiledir}/... line to make /usr"
+done
 
 # ---------------------------------------------------------------------------------------------
 # 2. Split the staged tree into the packages' trees, $work/debian/<package>/. dpkg-gencontrol,
@@ -194,17 +208,21 @@ done
 
 # As dh_makeshlibs: for each library package, a shlibs file (a program linked against the
 # library depends on this package at this upstream version or later), a symbols file and the
-# ldconfig trigger.
-make_shlibs() { # make_shlibs PACKAGE LIBRARY-NAME DEV-PACKAGE
+# ldconfig trigger. The symbols file starts from packaging/debian/PACKAGE.symbols, which says in
+# which version each symbol came (a program depends on the newest of those it uses): a symbol
+# gone from the library is an ABI break, which needs a new soname, and fails the build; new ones
+# are listed (dpkg-gensymbols' diff) to be added there with the version that brings them.
+make_shlibs() { # make_shlibs PACKAGE LIBRARY-NAME
     local pkg=$1
     echo "$2 $major $pkg (>= $upstream)" >"debian/$pkg/DEBIAN/shlibs"
-    dpkg-gensymbols -q -p"$pkg" -P"debian/$pkg" -v"$upstream" -O"debian/$pkg/DEBIAN/symbols"
-    sed -i "1a * Build-Depends-Package: $3" "debian/$pkg/DEBIAN/symbols"
+    cp "$here/$pkg.symbols" "debian/$pkg.symbols"
+    dpkg-gensymbols -c1 -p"$pkg" -P"debian/$pkg" -v"$upstream" -O"debian/$pkg/DEBIAN/symbols" ||
+        die "$pkg: symbols gone from $2.so.$major since packaging/debian/$pkg.symbols (see the diff above)"
     echo "activate-noawait ldconfig" >"debian/$pkg/DEBIAN/triggers"
     chmod 644 "debian/$pkg/DEBIAN/"*
 }
-make_shlibs libpool0 libpool libpool-dev
-[ ! -d debian/libpool-mpi0 ] || make_shlibs libpool-mpi0 libpool_mpi libpool-mpi-dev
+make_shlibs libpool0 libpool
+[ ! -d debian/libpool-mpi0 ] || make_shlibs libpool-mpi0 libpool_mpi
 
 # Depends of the library packages from the libraries they link (libpool_mpi finds libpool.so.0
 # and its shlibs in libpool0's tree).

@@ -89,6 +89,7 @@ check_package() {
     for f in pool.h pool.hpp; do
         cmp "$p/include/$f" "$root/include/$f" || return 1
     done
+    cmp "$p/share/man/man3/pool_map.3" "$root/docs/man/man3/pool_map.3" || return 1
     if [ "$shared" = True ]; then
         [ -f "$p/lib/libpool.so.$numeric" ] && [ ! -e "$p/lib/libpool.a" ] || return 1
         [ "$(readlink "$p/lib/libpool.so.$major")" = "libpool.so.$numeric" ] || return 1
@@ -110,9 +111,9 @@ for shared in True False; do
         "$conan" create "$root/packaging/conan" -o "&:shared=$shared" \
         -c "tools.cmake.cmake_layout:test_folder=$root/target/conan-test-package"; then
         if [ "$shared" = True ]; then
-            what="include/pool.h, pool.hpp, lib/libpool.so.$numeric + soname links, no libpool.a"
+            what="include/pool.h, pool.hpp, share/man, lib/libpool.so.$numeric + soname links, no libpool.a"
         else
-            what="include/pool.h, pool.hpp, lib/libpool.a, no libpool.so"
+            what="include/pool.h, pool.hpp, share/man, lib/libpool.a, no libpool.so"
         fi
         step "shared=$shared package of libpool/$version: $what" "$logs/package-shared-$shared.log" \
             check_package "$log" "$shared"

@@ -187,6 +187,36 @@ step "find_package(Pool $major.$minor) accepts $version" find_version "$major.$m
 step "find_package(Pool $major.$((minor + 1))) refuses $version" find_version "$major.$((minor + 1))" no
 step "find_package(Pool $((major + 1))) refuses $version (SameMajorVersion)" find_version "$((major + 1))" no
 
+# Found through a symbolic link into the prefix, as find_package finds /lib/<multiarch>/cmake/Pool
+# through /lib -> usr/lib on merged-/usr systems (when PATH has /bin before /usr/bin): the
+# paths must still lead to the prefix's include/ and lib/, not to the link's ../include.
+find_through_link() {
+    local dir="$tmp/find-through-link" comps=""
+    [ -f "$prefix/lib/cmake/Pool/PoolMpiTargets.cmake" ] && comps="COMPONENTS mpi"
+    mkdir -p "$dir/merged"
+    ln -sfn "$prefix/lib" "$dir/merged/lib"
+    cat >"$dir/CMakeLists.txt" <<EOF
+cmake_minimum_required(VERSION 3.16)
+project(find_through_link LANGUAGES C)
+find_package(Pool REQUIRED $comps)
+foreach(t Pool::pool Pool::pool_static Pool::pool_mpi)
+  if(TARGET \${t})
+    get_target_property(inc \${t} INTERFACE_INCLUDE_DIRECTORIES)
+    get_target_property(lib \${t} IMPORTED_LOCATION)
+    message(STATUS "\${t}: \${lib}, \${inc}")
+    if(NOT EXISTS "\${inc}/pool.h" OR NOT EXISTS "\${lib}")
+      message(FATAL_ERROR "\${t}: \${inc}/pool.h or \${lib} does not exist")
+    endif()
+  endif()
+endforeach()
+if(NOT EXISTS "\${Pool_INCLUDE_DIRS}/pool.h")
+  message(FATAL_ERROR "Pool_INCLUDE_DIRS=\${Pool_INCLUDE_DIRS} has no pool.h")
+endif()
+EOF
+    cmake -S "$dir" -B "$dir/build" -DCMAKE_PREFIX_PATH="$dir/merged"
+}
+step "find_package(Pool) through a symbolic link to the prefix's lib/ (as /lib -> usr/lib)" find_through_link
+
 # ---------------------------------------------------------------------------------------------
 # C through pkg-config.
 

@@ -11,7 +11,8 @@
 # purged whatever happens (trap), so that no later build or test finds libpool in /usr.
 #
 # Usage: bash tests/packages/run.sh   (from any directory; as root, or with password-less sudo:
-# otherwise it says it skipped, and exits 0). POOL_PACKAGES_KEEP=1 keeps the temporary directory.
+# otherwise it says it skipped, and exits 0; so it does when one of the packages is already
+# installed, which it leaves alone). POOL_PACKAGES_KEEP=1 keeps the temporary directory.
 # Installs lintian, cmake, pkg-config, gdb and, with docs/man, man-db with apt-get when missing.
 # Prints `packages: N passed, M failed` last and exits nonzero if anything failed.
 set -uo pipefail
@@ -72,7 +73,7 @@ purge() {
         status=$(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null) || status=""
         case $status in "" | not-installed) ;; *) still+=("$p") ;; esac
     done
-    [ "${#still[@]}" -eq 0 ] || as_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "${still[@]}"
+    [ "${#still[@]}" -eq 0 ] || apt_get purge -y -qq "${still[@]}"
 }
 cleanup() {
     purge >/dev/null 2>&1 || echo "run.sh: could not purge ${installed_pkgs[*]}: remove them by hand"
@@ -95,9 +96,27 @@ if ! step "make package: the .debs in target/packages" make -C "$root" package; 
     exit 1
 fi
 debs=("$root"/target/packages/*.deb)
+# One run at a time on a machine (two checkouts' make test): the other's purge would remove these
+# packages half-way. The lock is held until this script exits; /run/lock is emptied at boot.
+lock_dir=/run/lock
+[ -d "$lock_dir" ] && [ -w "$lock_dir" ] || lock_dir=${TMPDIR:-/tmp}
+lock="$lock_dir/libpool-packages-test.lock"
+exec 9>>"$lock"
+if ! flock -n 9; then
+    echo "run.sh: another run of this test holds $lock; waiting for it (up to 30 minutes)"
+    flock -w 1800 9 || skip "another run of this test held $lock for 30 minutes"
+fi
+pkgs=() already=()
 for d in "${debs[@]}"; do
-    installed_pkgs+=("$(dpkg-deb -f "$d" Package)")
+    pkgs+=("$(dpkg-deb -f "$d" Package)")
+    status=$(dpkg-query -W -f '${db:Status-Status} ${Version}' "${pkgs[-1]}" 2>/dev/null) || status=""
+    case $status in "" | not-installed*) ;; *) already+=("${pkgs[-1]} ($status)") ;; esac
 done
+# Installed before this test (by the user, or by another run of it): not this test's to replace
+# and purge, with whatever depends on them.
+[ "${#already[@]}" -eq 0 ] ||
+    skip "already on this system, left alone: ${already[*]} (apt-get purge them to run this test)"
+installed_pkgs=("${pkgs[@]}")
 echo "run.sh: packages: ${installed_pkgs[*]}"
 
 step "lintian: no error or warning (overrides in packaging/debian explain the rest)" \
@@ -113,7 +132,7 @@ while read -r p; do
 done <"$tmp/shipped" >"$tmp/existed"
 
 install_debs() {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${debs[@]}" &&
+    apt_get install -y "${debs[@]}" &&
         dpkg-query -L "${installed_pkgs[@]}" | grep -vx '/\.' | sort -u >"$tmp/listed"
 }
 if ! step "apt-get install -y ./target/packages/*.deb" install_debs; then
@@ -132,6 +151,15 @@ check_size() {
     [ "$size" -lt 1572864 ]
 }
 step "$so is under 1.5 MB" check_size
+check_exports() { # the dynamic symbols libpool.so.0 defines are exactly pool.h's functions
+    local extra
+    nm -D --defined-only "$so" | awk '{ print $NF }' | sort >"$tmp/exported"
+    grep -o '\bpool_[a-z0-9_]*(' /usr/include/pool.h | tr -d '(' | sort -u >"$tmp/declared"
+    extra=$(comm -3 "$tmp/exported" "$tmp/declared")
+    echo "$(wc -l <"$tmp/exported") exported; not in both (exported | declared): ${extra:-none}"
+    [ -z "$extra" ]
+}
+step "libpool.so.0 exports exactly pool.h's functions (nm -D), nothing else" check_exports
 resolves_to() { # resolves_to LIBRARY: stdin has "LIBRARY ... => PATH" (ldd, ldconfig -p): is PATH ours?
     local path
     path=$(tee /dev/stderr | sed -n "s#^[[:space:]]*$1 .*=> \([^ ]*\).*#\1#p" | head -n 1)
@@ -174,6 +202,14 @@ check_pc() {
     [ "$(readlink -f "$libdir_pc")" = "$(readlink -f "$libdir")" ]
 }
 step "pkg-config finds pool in $libdir/pkgconfig" check_pc
+flags_are() { # flags_are "FLAGS" PKG-CONFIG-ARGS...: /usr's directories left out, as for any /usr library
+    local got words
+    got=$(pkg-config "${@:2}") || return 1
+    echo "pkg-config ${*:2}: $got"
+    read -ra words <<<"$got" # (pkg-config pads with spaces)
+    [ "${words[*]}" = "$1" ]
+}
+step "pkg-config --cflags --libs pool: -lpool alone (prefix=/usr)" flags_are "-lpool" --cflags --libs pool
 if step "pkg-config consumer (C, tests/consumers/pkgconfig): builds shared and --static" \
     make -C "$consumers/pkgconfig" BUILD="$pc_build"; then
     step "pkg-config consumer: app (libpool.so.0) runs the seed scenarios" run_seed "$pc_build/app"
@@ -193,6 +229,15 @@ if step "cmake consumer (C++, tests/consumers/cmake): find_package(Pool) finds $
     step "cmake consumer: app_static (Pool::pool_static) runs the seed scenarios" run_seed "$cm_build/app_static"
 fi
 
+if [ "$(readlink -f /lib)" = /usr/lib ]; then # merged /usr: /lib/<multiarch>/cmake/Pool is ours too
+    cmake_via_lib() {
+        cmake -S "$consumers/cmake" -B "$tmp/consumer-cmake-lib" -DCMAKE_PREFIX_PATH=/ &&
+            grep "^Pool_DIR:" "$tmp/consumer-cmake-lib/CMakeCache.txt" | tee /dev/stderr |
+            grep -q "=/lib/$multiarch/cmake/Pool$"
+    }
+    step "cmake consumer: find_package(Pool) through /lib -> usr/lib (CMAKE_PREFIX_PATH=/)" cmake_via_lib
+fi
+
 if [ -f "$libdir/pkgconfig/pool-mpi.pc" ]; then
     ex_build="$tmp/examples"
     run_mpi_primes() { # 4 ranks; block 123 crashes its worker alone and the job goes on
@@ -202,6 +247,8 @@ if [ -f "$libdir/pkgconfig/pool-mpi.pc" ]; then
         cat "$out"
         grep -q "^8 workers on 4 ranks$" "$out" && grep -q "1 block(s) failed" "$out"
     }
+    step "pkg-config --cflags --libs pool-mpi: -lpool_mpi -lpool alone" flags_are "-lpool_mpi -lpool" \
+        --cflags --libs pool-mpi
     if step "libpool-mpi-dev: c_examples build with pkg-config pool-mpi and mpicc" \
         make -C "$root/c_examples" BUILD="$ex_build" "$ex_build/mpi_primes"; then
         step "libpool-mpi0: mpi_primes loads $libdir/libpool_mpi.so.0" \

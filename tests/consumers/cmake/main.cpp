@@ -331,12 +331,14 @@ void next() {
 
     // A lock whose holder dies.
     pool::Lock lock;
-    pool::Process holder([&lock] {
+    pool::Event held;  // (not a sleep: on a busy machine the holder may take longer to get there)
+    pool::Process holder([&lock, &held] {
         lock.acquire();
+        held.set();
         std::this_thread::sleep_for(std::chrono::seconds(60));
     });
     holder.start();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    expect(held.wait(60), "the holder took the lock");
     expect(!lock.acquire(0.05), "a held lock times out");
     holder.kill();
     holder.join();
