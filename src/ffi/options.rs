@@ -55,7 +55,7 @@ pub struct pool_options_t {
     /// unless `sandbox_tasks_per_process` says otherwise), which maps the pool's memory
     /// read-only: a task can write its own outputs and nothing else of the pool's
     /// (`pool_shm_alloc` buffers included), and queues, locks and events are refused to it
-    /// (`POOL_EINVAL`). That process is confined for life (README, "Sandbox"): a
+    /// (`POOL_EINVAL`). That process is confined for life: a
     /// process group of its own it cannot leave, stdin from /dev/null, the other descriptors it inherited closed
     /// (those the initializer opened stay), every capability dropped, `no_new_privs`; no
     /// filesystem but reading `sandbox_read_paths` and writing `sandbox_write_paths` (Landlock:
@@ -81,7 +81,7 @@ pub struct pool_options_t {
     /// from the worker as it was after its initializer, replaces it. 0 or 1 (the default): a
     /// fresh process for every task, so a task that takes its process over can never touch
     /// the results of the tasks after it (another caller's, say). More trades that away for
-    /// speed: the fork and sandbox set-up (BENCHMARKS.md gives the cost) are then paid once per
+    /// speed: the fork and sandbox set-up (about 0.5 ms here) are then paid once per
     /// that many tasks, and a hijacked process can falsify the results of the tasks it runs
     /// until it is replaced. Set only with a sandbox (`POOL_EINVAL` otherwise).
     pub sandbox_tasks_per_process: u64,
