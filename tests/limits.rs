@@ -167,8 +167,11 @@ fn ctx_checks_without_reading_the_zygote(p: &Pool, zygote: i32) {
     let late = Box::new(7i64);
     let apply = |f, ctx: usize| {
         let (x, mut y) = (1i64, 0i64);
-        let r = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, ctx) };
-        r.map(|r| (r.wait(None).unwrap().status(), y))
+        let r = unsafe { p.apply_async(f, &x as *const i64 as *const u8, 8, &mut y as *mut i64 as *mut u8, 8, ctx) }?;
+        // `y` is read only after the wait wrote it (a closure reading it around the wait held a
+        // borrow across that write: in release builds it read 0).
+        let status = r.wait(None).unwrap().status();
+        Ok::<_, pool::core::Error>((status, y))
     };
     assert_eq!(apply(add_ctx, UNCHANGED.as_ptr() as usize).unwrap(), (Status::Ok, 6));
     assert_eq!(apply(add_number, 42).unwrap(), (Status::Ok, 43));

@@ -356,6 +356,27 @@ static int rewrites_result(const void *in, void *out, void *ctx) {
     return 0;
 }
 
+/* The pid of the writer `forks_a_writer` forked (in shared memory: the task runs in a worker). */
+static _Atomic pid_t *writer;
+
+/* Forks a child that rewrites the result (as a task handing work to a helper process would),
+ * then waits for it. The child gives up after ~20 s so that a failing run leaves nothing. */
+static int forks_a_writer(const void *in, void *out, void *ctx) {
+    (void)in; (void)ctx;
+    pid_t child = fork();
+    if (child == 0) {
+        for (int i = 0; i < 20000; i++) {
+            memset(out, 0xab, 64);
+            usleep(1000);
+        }
+        _exit(0);
+    }
+    if (child < 0) return 1;
+    atomic_store(writer, child);
+    waitpid(child, NULL, 0);
+    return 0;
+}
+
 /* Waits on a result from another thread, noting its thread id first. */
 struct waiter {
     pool_async_t *a;
@@ -371,14 +392,16 @@ static void *waits_on_result(void *arg) {
 }
 
 /* mode 0/1: pool_apply_async / pool_map_async; +2: another thread waits on the result when it
- * is freed (it holds the handle on: the work must stop all the same). */
+ * is freed (it holds the handle on: the work must stop all the same); 4: an apply whose task
+ * forked the process that writes the result (it dies with the task's worker). */
 static void test_in_place_free(int mode) {
-    int map = mode & 1, waited = mode & 2;
+    int map = mode & 1, waited = mode & 2, forked = mode & 4;
     char title[200];
     snprintf(title, sizeof title,
              "pool_async_free of a %s writing in place into pool_shm_alloc memory%s: nothing writes there "
              "afterwards",
-             map ? "pool_map_async" : "pool_apply_async", waited ? ", another thread waiting on it" : "");
+             map ? "pool_map_async" : "pool_apply_async",
+             waited ? ", another thread waiting on it" : forked ? ", by a process its task forked" : "");
     SECTION(title);
     pool_t *pool = pool_create(2, NULL);
     REQUIRE(pool != NULL);
@@ -386,8 +409,10 @@ static void test_in_place_free(int mode) {
     REQUIRE(out != NULL);
     memset((void *)out, 0, 4 * 64);
     long in[4] = {1, 2, 3, 4};
-    pool_async_t *a = !map ? pool_apply_async(pool, rewrites_result, in, sizeof in[0], (void *)out, 64, NULL)
-                           : pool_map_async(pool, rewrites_result, in, sizeof in[0], (void *)out, 64, 4, NULL);
+    if (forked) atomic_store(writer, 0);
+    pool_fn task = forked ? forks_a_writer : rewrites_result;
+    pool_async_t *a = !map ? pool_apply_async(pool, task, in, sizeof in[0], (void *)out, 64, NULL)
+                           : pool_map_async(pool, task, in, sizeof in[0], (void *)out, 64, 4, NULL);
     REQUIRE(a != NULL);
     struct waiter w = {.a = a};
     pthread_t th;
@@ -405,6 +430,7 @@ static void test_in_place_free(int mode) {
     int dirty = 0;
     for (int i = 0; i < 4 * 64; i++) dirty += out[i] != 0;
     CHECK_EQ(dirty, 0);
+    if (forked) CHECK(atomic_load(writer) > 0 && dies_within(atomic_load(writer), 10));
     if (waited) {
         REQUIRE(pthread_join(th, NULL) == 0);
         /* The waiter sees the work cancelled (or, had it ended first, its own outcome). */
@@ -417,6 +443,24 @@ static void test_in_place_free(int mode) {
     CHECK_ST(pool_apply(pool, square, &x, sizeof x, &y, sizeof y, NULL), POOL_OK); /* the pool goes on */
     CHECK_EQ(y, 81);
     CHECK_ST(pool_shm_free(pool, (void *)out), POOL_OK);
+    pool_destroy(pool);
+}
+
+/* A task past its deadline that forked a process: the process dies with the task's worker. */
+static void test_timed_out_task_forked(void) {
+    SECTION("a task past its deadline that forked a process writing its result: the process dies with the worker");
+    pool_t *pool = pool_create(2, NULL);
+    REQUIRE(pool != NULL);
+    unsigned char *out = pool_shm_alloc(pool, 64);
+    REQUIRE(out != NULL);
+    atomic_store(writer, 0);
+    pool_call_options_t co;
+    pool_call_options_init(&co);
+    co.task_timeout = 0.2; /* the task waits for its writer, which runs ~20 s */
+    long x = 1;
+    CHECK_ST(pool_apply_ex(pool, forks_a_writer, &x, sizeof x, out, 64, NULL, &co), POOL_ETIMEDOUT);
+    CHECK(atomic_load(writer) > 0 && dies_within(atomic_load(writer), 10));
+    CHECK_ST(pool_shm_free(pool, out), POOL_OK);
     pool_destroy(pool);
 }
 
@@ -971,7 +1015,9 @@ int main(void) {
     test_async_submit_vs_end();
     for (int ordered = 1; ordered >= 0; ordered--)
         for (int mode = 0; mode < 3; mode++) iter_feeding_stops(mode, ordered);
-    for (int mode = 0; mode < 4; mode++) test_in_place_free(mode);
+    writer = shared_alloc(sizeof *writer);
+    for (int mode = 0; mode < 5; mode++) test_in_place_free(mode);
+    test_timed_out_task_forked();
     test_event_fd_at_end(0);
     test_event_fd_at_end(1);
     test_zygote_killed_leftovers();

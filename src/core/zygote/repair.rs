@@ -10,6 +10,11 @@ impl Zygote {
     pub(super) fn reap(&mut self) {
         while let Some((pid, exit)) = proc::reap_any() {
             let Some(w) = self.workers.iter().position(|x| x.alive && x.pid == pid) else { continue };
+            // What its tasks left running in its process group dies with it, before its task is
+            // ended: a process a cancelled or timed-out task forked could otherwise go on writing
+            // the caller's buffer after the cancel returned. (The group's id outlives the worker
+            // while members remain, so it names no one else.)
+            proc::kill_group(pid, libc::SIGKILL);
             self.workers[w].alive = false;
             kp!(ZygoteReaped);
             if self.cfg.view.lock_owner() == worker_tag(w) {
