@@ -456,7 +456,7 @@ static void test_timed_out_task_forked(void) {
     atomic_store(writer, 0);
     pool_call_options_t co;
     pool_call_options_init(&co);
-    co.task_timeout = 0.2; /* the task waits for its writer, which runs ~20 s */
+    co.task_timeout = timeout_s(0.5); /* time to fork its writer; it then waits for it (~20 s) */
     long x = 1;
     CHECK_ST(pool_apply_ex(pool, forks_a_writer, &x, sizeof x, out, 64, NULL, &co), POOL_ETIMEDOUT);
     CHECK(atomic_load(writer) > 0 && dies_within(atomic_load(writer), 10));
