@@ -258,11 +258,13 @@ descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$
 threads_held_run() {
     local fifo=$W/hold.fifo pid opener c n
     held_counts="" held_max=0 held_rc=
-    rm -f "$fifo" && mkfifo "$fifo" || return
+    # The last run's stderr says '[2/3 pages]': gone before this run starts, else the loop below
+    # could read it before the new ocr's redirection truncates the file (slow on a busy machine).
+    rm -f "$fifo" "$W/ocr.out" "$W/ocr.err" && mkfifo "$fifo" || return
     env "$@" "$OCR" -p 2 -P "${pages[0]}" "${pages[1]}" "$fifo" >"$W/ocr.out" 2>"$W/ocr.err" &
     pid=$!
     for _ in $(seq 1200); do # a hang guard only: the event is the progress line
-        grep -q '\[2/3 pages\]' "$W/ocr.err" && break
+        grep -qs '\[2/3 pages\]' "$W/ocr.err" && break
         kill -0 $pid 2>/dev/null || break
         sleep 0.1
     done
