@@ -278,11 +278,17 @@ impl Guarded {
 
     /// Maps the shared pages `[src, src+len)` (page-aligned, `len` a multiple of the page size)
     /// read-write between the guards, and returns where. `unwindow` takes them out again.
+    /// A process forked meanwhile does not get the window: a task's child writing there after
+    /// the task ended would change whatever the pages hold by then (it faults instead).
     pub fn window(&mut self, src: *mut u8, len: usize) -> io::Result<*mut u8> {
         let at = self.reserve(len)?;
         // SAFETY: duplicates pages of our shared mapping over our own reservation (MAP_FIXED
         // semantics only replace the reservation's inaccessible pages).
         unsafe { mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, at) }?;
+        // SAFETY: advice on the window just mapped, which is ours.
+        if unsafe { libc::madvise(at as *mut libc::c_void, len, libc::MADV_DONTFORK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(at)
     }
 
