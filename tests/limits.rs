@@ -244,3 +244,32 @@ fn rlimit_as_child() {
     let p = Pool::new(1, Options { shm_size: 256 << 20, ..Options::default() }).unwrap();
     assert_eq!(apply_square(&p, 6).0, Status::Ok);
 }
+
+#[test]
+fn rlimit_as_for_one_mapping_not_two_is_refused() {
+    run_child("rlimit_as_once_child", Duration::from_secs(300)).unwrap();
+}
+
+/// A limit with room for the pool's memory once but not for each worker's second (read-write)
+/// mapping of it: pool_create fails and says why. (Before, workers silently ran without it:
+/// tasks could write the pool's memory, and a task's forked child writing the task's output
+/// after it returned changed the result: POOL_OK with the child's bytes.)
+#[test]
+fn rlimit_as_once_child() {
+    if !in_child() {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let vm_kb: u64 =
+        status.lines().find(|l| l.starts_with("VmSize:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    // A 4 GiB heap takes a little over 8 GiB of address space (heap and IPC area); the worker's
+    // second mapping, nearly as much again, does not fit in 3 GiB more.
+    let cap = vm_kb * 1024 + (11 << 30);
+    let lim = libc::rlimit { rlim_cur: cap, rlim_max: cap };
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+    let e = Pool::new(1, Options { shm_size: 4 << 30, ..Options::default() }).err().expect("no room for the alias");
+    assert_eq!(e.status, Status::Sys, "{e}");
+    assert!(e.msg.contains("second time") && e.msg.contains("POOL_SHM_SIZE"), "{e}");
+    let p = Pool::new(1, Options { shm_size: 256 << 20, ..Options::default() }).unwrap();
+    assert_eq!(apply_square(&p, 6).0, Status::Ok);
+}

@@ -36,6 +36,12 @@ impl Shared {
                 {
                     return Err(Error::new(Status::Sys, format!("a worker could not enter its sandbox: {msg}")));
                 }
+                if let (proc::Exit::Code(super::super::worker::EXIT_NO_ALIAS), Some((_, msg))) =
+                    (exit, self.view.init_refusal())
+                {
+                    let why = format!("a worker could not map the pool's memory a second time, read-write: {msg}");
+                    return Err(Error::new(Status::Sys, why));
+                }
                 if let (proc::Exit::Code(super::super::worker::EXIT_INIT_REFUSED), Some((code, msg))) =
                     (exit, self.view.init_refusal())
                 {

@@ -48,6 +48,9 @@ pub(crate) const EXIT_INIT_REFUSED: i32 = 78;
 /// Exit code of a worker that could not apply its sandbox (the reason is recorded like an
 /// initializer's refusal).
 pub(crate) const EXIT_SANDBOX_FAILED: i32 = 79;
+/// Exit code of a worker that could not map the pool's memory a second time, which keeps tasks
+/// from writing it (the reason is recorded like an initializer's refusal).
+pub(crate) const EXIT_NO_ALIAS: i32 = 80;
 
 /// True in a pool's zygote and workers: pools cannot be nested inside them.
 pub static IN_WORKER: AtomicBool = AtomicBool::new(false);
@@ -96,11 +99,21 @@ fn run(cfg: &WorkerConfig) -> i32 {
     if me.state.compare_exchange(W_STARTING, W_INIT, SeqCst, SeqCst).is_err() {
         park(); // past the start-up bound already (W_HUNG): the zygote's kill is on its way
     }
-    // Without the alias (valgrind cannot duplicate a mapping; no address space left), the worker
-    // runs as libpool did before: tasks can write the pool's memory (the README says so).
+    // Without the alias under valgrind (it cannot duplicate a mapping: EINVAL), the worker runs
+    // as libpool did before: tasks can write the pool's memory (the README says so). Any other
+    // failure (an address-space limit fitting the pool's memory once, not twice) stops the
+    // worker with a reason: it must not silently give tasks the pool's memory.
     let (v, protected) = match cfg.view.aliased() {
         Ok(v) => (v, true),
-        Err(_) => (cfg.view, false),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => (cfg.view, false),
+        Err(e) => {
+            let why = format!(
+                "{e} (under a limit such as RLIMIT_AS, each worker needs room for the pool's memory twice: set a \
+                 smaller shm_size or POOL_SHM_SIZE)"
+            );
+            cfg.view.record_init_refusal(0, why.as_bytes());
+            return EXIT_NO_ALIAS;
+        }
     };
     let me = v.worker(cfg.index);
     let ctl = &v.header().control;
