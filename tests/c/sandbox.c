@@ -37,6 +37,7 @@ enum op {
     OP_CONNECT,
     OP_EXECVE,
     OP_FORK,
+    OP_SYSTEM,
     OP_PTRACE_HOST,
     OP_VM_WRITE_HOST,
     OP_KILL_HOST,
@@ -173,6 +174,9 @@ static int hostile(const void *in, void *out, void *ctx) {
         *res = p;
         break;
     }
+    case OP_SYSTEM: /* glibc blocks every signal around the clone it starts the shell with */
+        *res = system("true");
+        break;
     case OP_PTRACE_HOST:
         *res = ptrace(PTRACE_ATTACH, r->host, NULL, NULL);
         break;
@@ -417,6 +421,7 @@ static void test_hostile(void) {
     expect_refused(shared_pool, OP_CONNECT, "connect()");
     expect_refused(shared_pool, OP_EXECVE, "execve()");
     expect_refused(shared_pool, OP_FORK, "clone");
+    expect_refused(shared_pool, OP_SYSTEM, "such as system() or posix_spawn()");
     expect_refused(shared_pool, OP_PTRACE_HOST, "ptrace()");
     expect_refused(shared_pool, OP_VM_WRITE_HOST, "process_vm_writev()");
     expect_refused(shared_pool, OP_KILL_HOST, "kill");

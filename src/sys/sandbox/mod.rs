@@ -107,8 +107,9 @@ extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut c_vo
 /// `UNKNOWN` when it died of SIGSYS without a note.
 pub fn refused_call(noted: u32) -> String {
     if noted == UNKNOWN {
-        return "a system call (which one is unknown: the task blocked SIGSYS, or used another system call \
-                ABI)"
+        return "a system call (which one is unknown: SIGSYS was blocked, by the task or by a libc call that \
+                starts a process, such as system() or posix_spawn(), which the sandbox refuses; or another \
+                system call ABI was used)"
             .into();
     }
     let nr = noted as i64 - 1;
