@@ -236,11 +236,18 @@ fn rlimit_as_child() {
     if !in_child() {
         return;
     }
-    let lim = libc::rlimit { rlim_cur: 8 << 30, rlim_max: 8 << 30 };
+    // 32 GiB (the default) cannot be mapped under an 8 GiB RLIMIT_AS.
+    refused_under_rlimit_as(8 << 30, Options::default(), &["shm_size", "POOL_SHM_SIZE"]);
+}
+
+/// Under an address-space limit of `cap` bytes, `Pool::new(1, opts)` fails with `Status::Sys`
+/// and a message holding each of `want`; a pool of 256 MiB still starts and works.
+fn refused_under_rlimit_as(cap: u64, opts: Options, want: &[&str]) {
+    let lim = libc::rlimit { rlim_cur: cap, rlim_max: cap };
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
-    let e = Pool::new(1, Options::default()).err().expect("32 GiB cannot be mapped under an 8 GiB RLIMIT_AS");
+    let e = Pool::new(1, opts).err().expect("the pool was created under the limit");
     assert_eq!(e.status, Status::Sys, "{e}");
-    assert!(e.msg.contains("shm_size") && e.msg.contains("POOL_SHM_SIZE"), "{e}");
+    assert!(want.iter().all(|w| e.msg.contains(w)), "{e}");
     let p = Pool::new(1, Options { shm_size: 256 << 20, ..Options::default() }).unwrap();
     assert_eq!(apply_square(&p, 6).0, Status::Ok);
 }
@@ -265,11 +272,9 @@ fn rlimit_as_once_child() {
     // A 4 GiB heap takes a little over 8 GiB of address space (heap and IPC area); the worker's
     // second mapping, nearly as much again, does not fit in 3 GiB more.
     let cap = vm_kb * 1024 + (11 << 30);
-    let lim = libc::rlimit { rlim_cur: cap, rlim_max: cap };
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
-    let e = Pool::new(1, Options { shm_size: 4 << 30, ..Options::default() }).err().expect("no room for the alias");
-    assert_eq!(e.status, Status::Sys, "{e}");
-    assert!(e.msg.contains("second time") && e.msg.contains("POOL_SHM_SIZE"), "{e}");
-    let p = Pool::new(1, Options { shm_size: 256 << 20, ..Options::default() }).unwrap();
-    assert_eq!(apply_square(&p, 6).0, Status::Ok);
+    refused_under_rlimit_as(
+        cap,
+        Options { shm_size: 4 << 30, ..Options::default() },
+        &["second time", "POOL_SHM_SIZE"],
+    );
 }

@@ -209,6 +209,53 @@ static int var_forks_and_returns(const void *in, size_t len, void *ctx) {
     return st;
 }
 
+/* A child a task leaves behind writing the task's output after the task ended. */
+static void test_late_writes(void) {
+    if (under_valgrind()) {
+        /* Without the alias, tasks write the pool's memory (README): so may their children. */
+        printf("  skipped under valgrind: a task's child writing the output late (no alias, no window)\n");
+        return;
+    }
+    SECTION("a map task's child writing the task's output after it ended (in place, 8 KiB outputs): "
+            "the result stands, the child faults");
+    static long lin[LATE_N];
+    static char lout[LATE_N][LATE_OSZ];
+    for (long i = 0; i < LATE_N; i++) lin[i] = i;
+    pool_t *one = pool_create(1, NULL);
+    REQUIRE(one != NULL);
+    pool_map_options_t lo;
+    pool_map_options_init(&lo);
+    lo.chunksize = LATE_N; /* items 0 and 1 in one worker */
+    atomic_store(late_status, -1);
+    CHECK_ST(pool_map_ex(one, writes_late, lin, sizeof lin[0], lout, LATE_OSZ, LATE_N, NULL, &lo), POOL_OK);
+    int bad = 0;
+    for (long i = 0; i < LATE_N; i++)
+        for (int k = 0; k < LATE_OSZ; k++)
+            if (lout[i][k] != late_fill(i)) {
+                bad++;
+                break;
+            }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(atomic_load(late_status), SIGSEGV);
+
+    SECTION("a pool_submit task's child writing where pool_out_reserve pointed, after the commit (a 256 KiB "
+            "result, in place): the result stands, the child faults");
+    atomic_store(late_status, -1);
+    pool_async_t *a = pool_submit(one, reserves_writes_late, "", 0, 256 << 10, NULL);
+    REQUIRE(a != NULL);
+    CHECK_ST(pool_async_get(a, guard_s(30)), POOL_OK);
+    const void *data = NULL;
+    size_t len = 0;
+    CHECK_ST(pool_async_result(a, &data, &len), POOL_OK);
+    CHECK_EQ(len, LATE_OSZ);
+    int xs = 0;
+    for (size_t k = 0; k < len; k++) xs += ((const char *)data)[k] != 'a';
+    CHECK_EQ(xs, 0);
+    CHECK_EQ(atomic_load(late_status), SIGSEGV);
+    pool_async_free(a);
+    pool_destroy(one);
+}
+
 static void test_forking_tasks(void) {
     SECTION("a pool_submit task whose forked child returns: the parent's result stands (the child's length 0 "
             "was written over it)");
@@ -244,50 +291,6 @@ static void test_forking_tasks(void) {
             CHECK(atomic_load(&counts[i]) == 1);
         }
         CHECK_EQ(out[i], i * i);
-    }
-
-    if (under_valgrind()) {
-        /* Without the alias, tasks write the pool's memory (README): so may their children. */
-        printf("  skipped under valgrind: a task's child writing the output late (no alias, no window)\n");
-    } else {
-        SECTION("a map task's child writing the task's output after it ended (in place, 8 KiB outputs): "
-                "the result stands, the child faults");
-        static long lin[LATE_N];
-        static char lout[LATE_N][LATE_OSZ];
-        for (long i = 0; i < LATE_N; i++) lin[i] = i;
-        pool_t *one = pool_create(1, NULL);
-        REQUIRE(one != NULL);
-        pool_map_options_t lo;
-        pool_map_options_init(&lo);
-        lo.chunksize = LATE_N; /* items 0 and 1 in one worker */
-        atomic_store(late_status, -1);
-        CHECK_ST(pool_map_ex(one, writes_late, lin, sizeof lin[0], lout, LATE_OSZ, LATE_N, NULL, &lo), POOL_OK);
-        int bad = 0;
-        for (long i = 0; i < LATE_N; i++)
-            for (int k = 0; k < LATE_OSZ; k++)
-                if (lout[i][k] != late_fill(i)) {
-                    bad++;
-                    break;
-                }
-        CHECK_EQ(bad, 0);
-        CHECK_EQ(atomic_load(late_status), SIGSEGV);
-
-        SECTION("a pool_submit task's child writing where pool_out_reserve pointed, after the commit (a 256 KiB "
-                "result, in place): the result stands, the child faults");
-        atomic_store(late_status, -1);
-        pool_async_t *a = pool_submit(one, reserves_writes_late, "", 0, 256 << 10, NULL);
-        REQUIRE(a != NULL);
-        CHECK_ST(pool_async_get(a, guard_s(30)), POOL_OK);
-        const void *data = NULL;
-        size_t len = 0;
-        CHECK_ST(pool_async_result(a, &data, &len), POOL_OK);
-        CHECK_EQ(len, LATE_OSZ);
-        int xs = 0;
-        for (size_t k = 0; k < len; k++) xs += ((const char *)data)[k] != 'a';
-        CHECK_EQ(xs, 0);
-        CHECK_EQ(atomic_load(late_status), SIGSEGV);
-        pool_async_free(a);
-        pool_destroy(one);
     }
 
     SECTION("a child a task leaves running does not outlive pool_destroy");
@@ -446,6 +449,7 @@ int main(void) {
     test_sigterm_returns();
     test_closes_every_fd();
     test_forking_tasks();
+    test_late_writes();
     test_kill_group();
     test_result_slots_cleared();
     test_iterators_after_close();

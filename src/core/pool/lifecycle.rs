@@ -31,22 +31,25 @@ impl Shared {
                     return Err(Error::new(Status::TimedOut, start_timed_out(opts)));
                 }
                 let exit = proc::Exit::from_raw(failed - 1);
-                if let (proc::Exit::Code(super::super::worker::EXIT_SANDBOX_FAILED), Some((_, msg))) =
-                    (exit, self.view.init_refusal())
-                {
-                    return Err(Error::new(Status::Sys, format!("a worker could not enter its sandbox: {msg}")));
-                }
-                if let (proc::Exit::Code(super::super::worker::EXIT_NO_ALIAS), Some((_, msg))) =
-                    (exit, self.view.init_refusal())
-                {
-                    let why = format!("a worker could not map the pool's memory a second time, read-write: {msg}");
-                    return Err(Error::new(Status::Sys, why));
-                }
-                if let (proc::Exit::Code(super::super::worker::EXIT_INIT_REFUSED), Some((code, msg))) =
-                    (exit, self.view.init_refusal())
-                {
-                    let msg = if msg.is_empty() { String::new() } else { format!(": {msg}") };
-                    return Err(Error::new(Status::Task, format!("the workers' initializer returned {code}{msg}")));
+                if let (proc::Exit::Code(code), Some((rc, msg))) = (exit, self.view.init_refusal()) {
+                    use super::super::worker::{EXIT_INIT_REFUSED, EXIT_NO_ALIAS, EXIT_SANDBOX_FAILED};
+                    match code {
+                        EXIT_SANDBOX_FAILED => {
+                            let why = format!("a worker could not enter its sandbox: {msg}");
+                            return Err(Error::new(Status::Sys, why));
+                        }
+                        EXIT_NO_ALIAS => {
+                            let why =
+                                format!("a worker could not map the pool's memory a second time, read-write: {msg}");
+                            return Err(Error::new(Status::Sys, why));
+                        }
+                        EXIT_INIT_REFUSED => {
+                            let msg = if msg.is_empty() { String::new() } else { format!(": {msg}") };
+                            let why = format!("the workers' initializer returned {rc}{msg}");
+                            return Err(Error::new(Status::Task, why));
+                        }
+                        _ => {}
+                    }
                 }
                 return Err(Error::new(
                     Status::Crashed,
